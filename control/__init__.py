@@ -1,0 +1,4 @@
+"""knet's control plane: models, store, API server, controllers and scheduler.
+
+It knows nothing about Linux networking and never imports `knet`.
+"""

@@ -1,0 +1,2 @@
+"""API object schemas (pydantic v2, Kubernetes field names on the wire), defaulting and
+validation, and the resource table (`resources`)."""

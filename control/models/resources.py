@@ -1,0 +1,115 @@
+"""The table of API resources knet serves: kind, plural, group/version, scope, short names,
+verbs, subresources. Discovery, routing, storage keys, the clients and kubectl all read it.
+
+Storage keys: `/registry/<plural>/<namespace>/<name>` for namespaced resources and
+`/registry/<plural>/<name>` for cluster-scoped ones (plurals are unique across groups here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    kind: str
+    plural: str
+    group: str           # "" for the core group
+    version: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    singular: str = field(default="")
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def singular_name(self) -> str:
+        return self.singular or self.kind.lower()
+
+    def key(self, name: str, namespace: str | None = None) -> str:
+        if self.namespaced:
+            if not namespace:
+                raise ValueError(f"{self.plural} is namespaced: a namespace is needed for {name}")
+            return f"/registry/{self.plural}/{namespace}/{name}"
+        return f"/registry/{self.plural}/{name}"
+
+    def prefix(self, namespace: str | None = None) -> str:
+        if self.namespaced and namespace:
+            return f"/registry/{self.plural}/{namespace}/"
+        return f"/registry/{self.plural}/"
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The REST path of the collection (or of one object if name is given)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+_ALL = ("all",)
+RESOURCES: tuple[ResourceInfo, ...] = (
+    ResourceInfo("Namespace", "namespaces", "", "v1", False, ("ns",), subresources=("status",),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    ResourceInfo("Node", "nodes", "", "v1", False, ("no",), subresources=("status",)),
+    ResourceInfo("Pod", "pods", "", "v1", True, ("po",), _ALL,
+                 ("status", "log", "exec", "binding", "eviction")),
+    ResourceInfo("Service", "services", "", "v1", True, ("svc",), _ALL, ("status",)),
+    ResourceInfo("Endpoints", "endpoints", "", "v1", True, ("ep",), singular="endpoints"),
+    ResourceInfo("ConfigMap", "configmaps", "", "v1", True, ("cm",)),
+    ResourceInfo("Secret", "secrets", "", "v1", True),
+    ResourceInfo("Event", "events", "", "v1", True, ("ev",)),
+    ResourceInfo("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",)),
+    ResourceInfo("ReplicationController", "replicationcontrollers", "", "v1", True, ("rc",),
+                 _ALL, ("status", "scale")),
+    ResourceInfo("Binding", "bindings", "", "v1", True, verbs=("create",)),
+    ResourceInfo("Deployment", "deployments", "apps", "v1", True, ("deploy",), _ALL,
+                 ("status", "scale")),
+    ResourceInfo("ReplicaSet", "replicasets", "apps", "v1", True, ("rs",), _ALL,
+                 ("status", "scale")),
+    ResourceInfo("DaemonSet", "daemonsets", "apps", "v1", True, ("ds",), _ALL, ("status",)),
+    ResourceInfo("StatefulSet", "statefulsets", "apps", "v1", True, ("sts",), _ALL,
+                 ("status", "scale")),
+    ResourceInfo("ControllerRevision", "controllerrevisions", "apps", "v1", True),
+    ResourceInfo("EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True),
+    ResourceInfo("Job", "jobs", "batch", "v1", True, (), _ALL, ("status",)),
+    ResourceInfo("CronJob", "cronjobs", "batch", "v1", True, ("cj",), _ALL, ("status",)),
+    ResourceInfo("Lease", "leases", "coordination.k8s.io", "v1", True),
+)
+
+
+def by_plural(plural: str) -> ResourceInfo:
+    for r in RESOURCES:
+        if r.plural == plural:
+            return r
+    raise KeyError(f"unknown resource {plural!r}; known: "
+                   + ", ".join(sorted(r.plural for r in RESOURCES)))
+
+
+def by_kind(kind: str, api_version: str | None = None) -> ResourceInfo:
+    for r in RESOURCES:
+        if r.kind == kind and (api_version is None or r.api_version == api_version):
+            return r
+    where = f" in {api_version}" if api_version else ""
+    raise KeyError(f"unknown kind {kind!r}{where}")
+
+
+def groups() -> dict[str, list[str]]:
+    """group name -> versions (core group under "")."""
+    out: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        versions = out.setdefault(r.group, [])
+        if r.version not in versions:
+            versions.append(r.version)
+    return out

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what knet needs on a fresh Debian/Ubuntu machine (as root): the system tools the
+# labs and tests use, then knet itself (editable) with its test extra. Safe to re-run: it only
+# installs what is missing. The Dockerfile runs this same script, so the two cannot drift.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-python3}
+pkgs=(iproute2 util-linux procps curl dnsutils netcat-openbsd iputils-ping tcpdump etcd-server)
+command -v "$py" >/dev/null 2>&1 || pkgs+=(python3)
+"$py" -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "knet: installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+extra=()
+if "$py" -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['stdlib'], 'EXTERNALLY-MANAGED')))"; then
+    extra+=(--break-system-packages)
+fi
+# pip installs only what is missing; with everything present this takes a few seconds.
+"$py" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${extra[@]}" \
+    -e "$here[test]"
