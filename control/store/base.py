@@ -56,17 +56,23 @@ class Store(Protocol):
         differs from the key's mod_revision."""
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> KV:
-        """Delete key and return its last value; NotFound if missing; Conflict as for update."""
+        """Delete key and return its last value (with `mod_revision` = the revision of the delete,
+        as in the DELETE event); NotFound if missing; Conflict as for update."""
 
     def watch(self, prefix: str, *, from_revision: int) -> AsyncIterator[StoreEvent]:
         """Every change to keys under prefix with revision > from_revision, in order, forever.
-        Gone if from_revision < the compacted revision. Stop by breaking out / cancelling."""
+        Gone (raised by the first `__anext__`) if from_revision < the compacted revision.
+        The result also has `aclose()` and works as `async with`; cancelling a pending
+        `__anext__` (e.g. `asyncio.wait_for(anext(w), t)`) leaves the stream usable. Stop it by
+        `aclose()`, cancelling its reader, or dropping it; the stream ends (StopAsyncIteration)
+        when the store closes."""
 
     async def current_revision(self) -> int:
         ...
 
     async def compact(self, revision: int) -> None:
-        """Forget history at and below revision (watches from below it get Gone)."""
+        """Forget history at and below revision (watches from below it get Gone). A revision at
+        or below the compacted one is a no-op; one above the current revision is ValueError."""
 
     async def close(self) -> None:
         ...

@@ -1,0 +1,154 @@
+"""`MemoryStore`: the in-memory `Store`, for unit tests and `memory://`.
+
+Everything happens synchronously on the event loop. A watch subscribes to live events, then
+takes its catch-up slice of history (the shared `WatchStream` drops the overlap). History is one list indexed by revision (revisions are contiguous), trimmed by `compact()` or
+automatically beyond `max_history` events; watchers get events through a shared `WatchHub`.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from control.errors import AlreadyExists, Conflict, Gone, NotFound
+from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
+from control.store.base import KV, StoreEvent
+
+DEFAULT_MAX_HISTORY = 200_000
+CATCH_UP_PAGE = 1000
+
+
+class MemoryStore:
+    """A complete `Store` held in dicts; see `control.store.base.Store` for the contract."""
+
+    def __init__(self, *, max_history: int = DEFAULT_MAX_HISTORY,
+                 max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
+        self._data: dict[str, KV] = {}
+        self._keys: list[str] = []           # sorted, for list(prefix)
+        self._rev = 0
+        self._compacted = 0
+        self._history: list[StoreEvent] = []  # revisions _compacted+1 .. _rev
+        self._max_history = max_history
+        self._hub = WatchHub(max_backlog=max_backlog)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (f"<MemoryStore rev={self._rev} keys={len(self._data)} "
+                f"compacted={self._compacted} watchers={self._hub.count}>")
+
+    @property
+    def active_watches(self) -> int:
+        """How many watch streams are open (for tests and metrics)."""
+        return self._hub.count
+
+    async def get(self, key: str) -> KV | None:
+        self._check_open()
+        return self._data.get(key)
+
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int = 0) -> tuple[list[KV], int]:
+        self._check_open()
+        keys = self._keys
+        if start_after is not None and start_after >= prefix:
+            i = bisect.bisect_right(keys, start_after)
+        else:
+            i = bisect.bisect_left(keys, prefix)
+        out: list[KV] = []
+        data = self._data
+        while i < len(keys) and keys[i].startswith(prefix):
+            out.append(data[keys[i]])
+            if limit and len(out) >= limit:
+                break
+            i += 1
+        return out, self._rev
+
+    async def create(self, key: str, value: bytes) -> KV:
+        self._check_open()
+        if key in self._data:
+            raise AlreadyExists(f"key {key!r} already exists; update it or delete it first")
+        rev = self._rev + 1
+        kv = KV(key, bytes(value), rev, rev)
+        bisect.insort(self._keys, key)
+        self._commit(StoreEvent("PUT", kv, None))
+        return kv
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int | None = None) -> KV:
+        self._check_open()
+        old = self._current(key, expected_revision, "update")
+        kv = KV(key, bytes(value), old.create_revision, self._rev + 1)
+        self._commit(StoreEvent("PUT", kv, old))
+        return kv
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> KV:
+        self._check_open()
+        old = self._current(key, expected_revision, "delete")
+        kv = KV(key, old.value, old.create_revision, self._rev + 1)
+        del self._keys[bisect.bisect_left(self._keys, key)]
+        self._commit(StoreEvent("DELETE", kv, old))
+        return kv
+
+    def watch(self, prefix: str, *, from_revision: int) -> WatchStream:
+        self._check_open()
+        return WatchStream(self._hub, prefix, from_revision=from_revision,
+                           catch_up=lambda after: self._catch_up(prefix, after))
+
+    async def current_revision(self) -> int:
+        self._check_open()
+        return self._rev
+
+    async def compact(self, revision: int) -> None:
+        self._check_open()
+        if revision > self._rev:
+            raise ValueError(f"cannot compact at revision {revision}: the store is only at "
+                             f"revision {self._rev}")
+        self._compact(revision)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._hub.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("memory store is closed; open a new one")
+
+    def _current(self, key: str, expected_revision: int | None, verb: str) -> KV:
+        old = self._data.get(key)
+        if old is None:
+            raise NotFound(f"key {key!r} not found; cannot {verb} it (create it first)")
+        if expected_revision is not None and expected_revision != old.mod_revision:
+            raise Conflict(f"key {key!r}: {verb} expected revision {expected_revision} but it "
+                           f"is at revision {old.mod_revision}; read it again and retry")
+        return old
+
+    async def _catch_up(self, prefix: str, after: int) -> list[StoreEvent]:
+        if after < self._compacted:
+            raise Gone(f"watch on prefix {prefix!r} from revision {after}: history up to "
+                       f"revision {self._compacted} has been compacted; re-list and watch "
+                       f"from the revision the list returns")
+        out: list[StoreEvent] = []
+        history = self._history
+        for i in range(max(after - self._compacted, 0), len(history)):
+            if history[i].kv.key.startswith(prefix):
+                out.append(history[i])
+                if len(out) >= CATCH_UP_PAGE:
+                    break
+        return out
+
+    def _commit(self, event: StoreEvent) -> None:
+        self._rev = event.revision
+        if event.type == "DELETE":
+            del self._data[event.kv.key]
+        else:
+            self._data[event.kv.key] = event.kv
+        self._history.append(event)
+        if len(self._history) > self._max_history + max(self._max_history // 10, 1):
+            self._compact(self._rev - self._max_history)
+        self._hub.publish([event])
+
+    def _compact(self, revision: int) -> None:
+        if revision <= self._compacted:
+            return
+        del self._history[:revision - self._compacted]
+        self._compacted = revision
