@@ -1,0 +1,126 @@
+"""Small helpers of the object layer: wire encoding, resource look-up, timestamps, names,
+continue tokens and Kubernetes' error messages.
+
+Objects are stored as compact JSON without `metadata.resourceVersion`; reading one sets it
+from the store's `mod_revision`, so the revision is never stale inside a stored value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from control.errors import ApiError, BadRequest, Conflict, Gone, NotFound
+from control.models import resources
+from control.models.resources import ResourceInfo
+from control.store.base import KV
+
+Obj = dict[str, Any]
+Now = Callable[[], datetime]
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+class Forbidden(ApiError):
+    code, reason = 403, "Forbidden"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(t: datetime, *, plus: float = 0) -> str:
+    if plus:
+        t = t + timedelta(seconds=plus)
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resource(plural: str) -> ResourceInfo:
+    try:
+        return resources.by_plural(plural)
+    except KeyError:
+        raise NotFound(f"the server could not find the requested resource ({plural}); "
+                       "run 'kubectl api-resources' to list what this server serves") from None
+
+
+def encode(obj: Obj) -> bytes:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        meta = dict(meta)
+        del meta["resourceVersion"]
+        obj = {**obj, "metadata": meta}
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(kv: KV) -> Obj:
+    obj: Obj = json.loads(kv.value)
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def decode_at(value: bytes, revision: int) -> Obj:
+    obj: Obj = json.loads(value)
+    obj["metadata"]["resourceVersion"] = str(revision)
+    return obj
+
+
+def generate_name(prefix: str, rng: random.Random) -> str:
+    return prefix + "".join(rng.choice(_NAME_CHARS) for _ in range(5))
+
+
+def not_found(info: ResourceInfo, name: str) -> NotFound:
+    return NotFound(f'{info.plural} "{name}" not found', kind=info.plural, name=name,
+                    group=info.group)
+
+
+def conflict(info: ResourceInfo, name: str) -> Conflict:
+    return Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has '
+                    "been modified; please apply your changes to the latest version and try "
+                    "again", kind=info.plural, name=name, group=info.group)
+
+
+def parse_revision(text: str | None, *, what: str = "resourceVersion") -> int:
+    if text in (None, ""):
+        return 0
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise BadRequest(f"{what} {text!r} is not a valid resource version: it must be the "
+                         "decimal revision this server returned") from None
+    if value < 0:
+        raise BadRequest(f"{what} {text!r} must not be negative")
+    return value
+
+
+def make_continue(revision: int, last_key: str) -> str:
+    raw = json.dumps({"v": 1, "rv": revision, "start": last_key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def read_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        pad = "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(token + pad))
+        revision, start = int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest(f"continue token {token!r} is not valid: pass the token this "
+                         "server returned in metadata.continue, unchanged") from None
+    if not start.startswith(prefix):
+        raise BadRequest("continue token belongs to another list; restart the list "
+                         "without it")
+    return revision, start
+
+
+def gone(revision: int) -> Gone:
+    return Gone(f"too old resource version: {revision}; list again to get a fresh "
+                "resourceVersion")
+
+
+def object_name(obj: Obj) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""

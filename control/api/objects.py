@@ -1,0 +1,449 @@
+"""The object layer: Kubernetes API semantics on top of a revisioned `Store`, with no HTTP.
+
+`ObjectService` owns what makes a key-value pair an API object: uid, creationTimestamp,
+resourceVersion (the store's mod_revision), generation, generateName, namespaces that must
+exist, admission (defaulting + validation via `control.models.validation.admit`), optimistic
+concurrency, the status/main split, patches, and Service address allocation. Deletion lives
+in `control.api.deletion`, watches in `control.api.watching`, scale and binding in
+`control.api.subresources`; they all work through this class.
+
+Key design choice: the store is the only state. The handlers, `LocalClient` and the
+benchmarks all call these methods, so HTTP and in-process callers get identical behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from control.api import deletion, meta, patch as patches, subresources, watching
+from control.api.meta import Forbidden, Obj
+from control.api.services import Allocation, ServiceAllocator
+from control.clientbase import ObjectList, WatchEvent
+from control.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from control.models.resources import RESOURCES, ResourceInfo
+from control.models.selectors import parse_field_selector, parse_label_selector
+from control.store.base import KV, Store
+
+log = logging.getLogger(__name__)
+
+Admit = Callable[..., tuple[Obj, list[str]]]
+_RETRIES = 8
+_LIST_CHUNK = 500
+
+
+@dataclass
+class Written:
+    """The object as stored (with resourceVersion) and the admission warnings."""
+    object: Obj
+    warnings: list[str] = field(default_factory=list)
+    created: bool = False
+
+
+def _default_admit() -> Admit:
+    from control.models.validation import admit
+    return admit
+
+
+class ObjectService:
+    def __init__(self, store: Store, *, now: meta.Now = meta.utcnow,
+                 admit: Admit | None = None, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.now = now
+        self.admit = admit or _default_admit()
+        self.rng = rng or random.Random()
+        self.services = ServiceAllocator()
+        self.terminating: set[str] = set()      # namespaces being emptied
+
+    def __repr__(self) -> str:
+        return f"<ObjectService {self.store!r}>"
+
+    async def start(self) -> None:
+        """Rebuild in-memory state (Service allocations, terminating namespaces)."""
+        kvs, _ = await self.store.list("/registry/services/")
+        for kv in kvs:
+            self.services.mark(meta.decode(kv))
+        kvs, _ = await self.store.list("/registry/namespaces/")
+        for kv in kvs:
+            ns = meta.decode(kv)
+            if ns["metadata"].get("deletionTimestamp"):
+                self.terminating.add(ns["metadata"]["name"])
+        for name in sorted(self.terminating):
+            await deletion.drain_namespace(self, name)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    async def get(self, resource: str, name: str, *, namespace: str | None = None) -> Obj:
+        info = meta.resource(resource)
+        kv = await self.store.get(self.key(info, name, namespace))
+        if kv is None:
+            raise meta.not_found(info, name)
+        return meta.decode(kv)
+
+    async def get_kv(self, info: ResourceInfo, name: str, namespace: str | None) -> KV:
+        kv = await self.store.get(self.key(info, name, namespace))
+        if kv is None:
+            raise meta.not_found(info, name)
+        return kv
+
+    async def list(self, resource: str, *, namespace: str | None = None,
+                   label_selector: str | None = None, field_selector: str | None = None,
+                   limit: int = 0, continue_token: str | None = None) -> ObjectList:
+        info = meta.resource(resource)
+        match = self.matcher(info, label_selector, field_selector)
+        namespace = namespace or self._namespace_from(info, field_selector)
+        prefix = info.prefix(namespace)
+        start: str | None = None
+        list_rev = 0
+        if continue_token:
+            list_rev, start = meta.read_continue(continue_token, prefix)
+        items: list[Obj] = []
+        while True:
+            chunk = _LIST_CHUNK if limit else 0
+            if limit:
+                chunk = max(limit - len(items), 1) if match is None else _LIST_CHUNK
+            kvs, rev = await self.store.list(prefix, start_after=start, limit=chunk)
+            list_rev = list_rev or rev
+            for kv in kvs:
+                obj = meta.decode(kv)
+                if match is None or match(obj):
+                    items.append(obj)
+                    if limit and len(items) >= limit:
+                        more = kv is not kvs[-1] or len(kvs) == chunk
+                        token = meta.make_continue(list_rev, kv.key) if more else ""
+                        return ObjectList(items, str(list_rev), token)
+            if not chunk or len(kvs) < chunk:
+                return ObjectList(items, str(list_rev), "")
+            start = kvs[-1].key
+
+    def matcher(self, info: ResourceInfo, label_selector: str | None,
+                field_selector: str | None) -> Callable[[Obj], bool] | None:
+        labels = parse_label_selector(label_selector) if label_selector else None
+        fields = parse_field_selector(field_selector) if field_selector else None
+        if fields is not None:
+            fields.check_supported(info.plural)
+        if (labels is None or labels.is_empty) and (fields is None or fields.is_empty):
+            return None
+
+        def match(obj: Obj) -> bool:
+            if labels is not None and not labels.matches(obj["metadata"].get("labels")):
+                return False
+            return fields is None or fields.matches(obj)
+        return match
+
+    @staticmethod
+    def _namespace_from(info: ResourceInfo, field_selector: str | None) -> str | None:
+        if not info.namespaced or not field_selector:
+            return None
+        return parse_field_selector(field_selector).value_for("metadata.namespace")
+
+    def watch(self, resource: str, *, namespace: str | None = None,
+              resource_version: str | None = None, label_selector: str | None = None,
+              field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
+        info = meta.resource(resource)
+        match = self.matcher(info, label_selector, field_selector)
+        return watching.watch(self, info, namespace=namespace, match=match,
+                              resource_version=resource_version)
+
+    # ---- create --------------------------------------------------------------------------
+
+    async def create(self, resource: str, obj: Obj, *, namespace: str | None = None,
+                     dry_run: bool = False) -> Written:
+        info = meta.resource(resource)
+        obj = self._prepare_create(info, obj, namespace)
+        name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
+        if info.namespaced:
+            await self._check_namespace(ns)
+        obj, warnings = self.admit(info.plural, obj)
+        alloc = self.services.on_create(obj) if info.plural == "services" else Allocation()
+        if dry_run:
+            self.services.rollback(alloc)
+            return Written(obj, warnings, created=True)
+        try:
+            kv = await self.store.create(self.key(info, name, ns), meta.encode(obj))
+        except AlreadyExists:
+            self.services.rollback(alloc)
+            raise AlreadyExists(f'{info.plural} "{name}" already exists', kind=info.plural,
+                                name=name, group=info.group) from None
+        except BaseException:
+            self.services.rollback(alloc)
+            raise
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        log.debug("%s/%s: created at revision %d", info.plural, name, kv.mod_revision)
+        return Written(obj, warnings, created=True)
+
+    def _prepare_create(self, info: ResourceInfo, obj: Obj, namespace: str | None) -> Obj:
+        if not isinstance(obj, dict):
+            raise BadRequest(f"the body of a {info.kind} create must be a JSON object")
+        obj = copy.deepcopy(obj)
+        self._check_kind(info, obj)
+        md = obj.get("metadata")
+        if md is None:
+            md = obj["metadata"] = {}
+        if not isinstance(md, dict):
+            raise BadRequest(f"{info.kind}: metadata must be an object")
+        if md.get("resourceVersion"):
+            raise BadRequest(f"{info.kind} {md.get('name', '')!r}: resourceVersion should not "
+                             "be set on objects to be created; remove it")
+        if not md.get("name"):
+            if not md.get("generateName"):
+                raise meta_invalid(info, "", "metadata.name",
+                                   "name or generateName is required")
+            md["name"] = meta.generate_name(str(md["generateName"]), self.rng)
+        self._set_namespace(info, md, namespace)
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            md.pop(key, None)
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = meta.rfc3339(self.now())
+        md["generation"] = 1
+        if "status" in info.subresources and info.plural != "nodes":
+            obj.pop("status", None)
+        if info.plural == "pods":
+            obj.setdefault("status", {})["phase"] = "Pending"
+        elif info.plural == "namespaces":
+            obj["status"] = {"phase": "Active"}
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        return obj
+
+    @staticmethod
+    def _check_kind(info: ResourceInfo, obj: Obj) -> None:
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind and kind != info.kind:
+            raise BadRequest(f"the kind of the body ({kind}) does not match the resource "
+                             f"{info.plural} of the URL, which holds {info.kind}")
+        if api_version and api_version != info.api_version:
+            raise BadRequest(f"{info.kind}: apiVersion {api_version!r} is not served for "
+                             f"{info.plural}; use {info.api_version!r}")
+        obj["kind"], obj["apiVersion"] = info.kind, info.api_version
+
+    @staticmethod
+    def _set_namespace(info: ResourceInfo, md: Obj, namespace: str | None) -> None:
+        if not info.namespaced:
+            md.pop("namespace", None)
+            return
+        body_ns = md.get("namespace")
+        if namespace and body_ns and body_ns != namespace:
+            raise BadRequest(f"the namespace of the provided object ({body_ns}) does not "
+                             f"match the namespace sent on the request ({namespace})")
+        md["namespace"] = namespace or body_ns or "default"
+
+    async def _check_namespace(self, namespace: str) -> None:
+        if namespace in self.terminating:
+            raise Forbidden(f"unable to create new content in namespace {namespace} because "
+                            "it is being terminated", kind="namespaces", name=namespace)
+        if await self.store.get(f"/registry/namespaces/{namespace}") is None:
+            raise NotFound(f'namespaces "{namespace}" not found; create it first with '
+                           f"'kubectl create namespace {namespace}'", kind="namespaces",
+                           name=namespace)
+
+    # ---- update and patch ----------------------------------------------------------------
+
+    async def update(self, resource: str, obj: Obj, *, name: str | None = None,
+                     namespace: str | None = None, subresource: str | None = None,
+                     dry_run: bool = False) -> Written:
+        info = meta.resource(resource)
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise BadRequest(f"the body of a {info.kind} update must be an object with "
+                             "metadata")
+        md = obj["metadata"]
+        name = name or md.get("name")
+        if md.get("name") and md["name"] != name:
+            raise BadRequest(f"the name of the object ({md['name']}) does not match the name "
+                             f"on the URL ({name})")
+        if not name:
+            raise BadRequest(f"{info.kind}: metadata.name is required for an update")
+        namespace = namespace or md.get("namespace") or ("default" if info.namespaced else None)
+        if info.namespaced and md.get("namespace") not in (None, "", namespace):
+            raise BadRequest(f"the namespace of the provided object ({md['namespace']}) does "
+                             f"not match the namespace sent on the request ({namespace})")
+        self._check_kind(info, obj)
+        strict = bool(md.get("resourceVersion"))
+        for _ in range(_RETRIES):
+            kv = await self.get_kv(info, name, namespace)
+            try:
+                return await self.write_update(info, kv, meta.decode(kv), obj,
+                                               subresource=subresource, dry_run=dry_run)
+            except Conflict:
+                if strict:
+                    raise
+        raise meta.conflict(info, name)
+
+    async def patch(self, resource: str, name: str, body: Any, *, patch_type: str = "merge",
+                    namespace: str | None = None, subresource: str | None = None,
+                    field_manager: str | None = None, force: bool = False,
+                    dry_run: bool = False) -> Written:
+        info = meta.resource(resource)
+        if info.namespaced and not namespace:
+            namespace = "default"
+        for _ in range(_RETRIES):
+            kv = await self.store.get(self.key(info, name, namespace))
+            if kv is None:
+                if patch_type == "apply" and subresource is None:
+                    return await self._apply_create(info, name, namespace, body, dry_run)
+                raise meta.not_found(info, name)
+            current = meta.decode(kv)
+            try:
+                if subresource == "scale":
+                    return await subresources.patch_scale(self, info, kv, current, body,
+                                                          patch_type=patch_type,
+                                                          dry_run=dry_run)
+                new = apply_patch(patch_type, current, body)
+                return await self.write_update(info, kv, current, new,
+                                               subresource=subresource, dry_run=dry_run)
+            except Conflict:
+                if _patch_has_rv(body):
+                    raise
+        raise meta.conflict(info, name)
+
+    async def _apply_create(self, info: ResourceInfo, name: str, namespace: str | None,
+                            body: Any, dry_run: bool) -> Written:
+        if not isinstance(body, dict):
+            raise BadRequest("an apply patch must be a whole object")
+        body = copy.deepcopy(body)
+        body.setdefault("metadata", {}).setdefault("name", name)
+        if body["metadata"]["name"] != name:
+            raise BadRequest(f"the name of the object ({body['metadata']['name']}) does not "
+                             f"match the name on the URL ({name})")
+        return await self.create(info.plural, body, namespace=namespace, dry_run=dry_run)
+
+    async def write_update(self, info: ResourceInfo, kv: KV, old: Obj, new: Obj, *,
+                           subresource: str | None, dry_run: bool = False) -> Written:
+        """Turn `new` into the next stored version of `old` (read at `kv`) and write it with
+        compare-and-swap on kv's revision. Raises Conflict if new carries a stale rv."""
+        name = old["metadata"]["name"]
+        rv = (new.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != str(kv.mod_revision):
+            raise meta.conflict(info, name)
+        new = merge_update(info, old, new, subresource=subresource)
+        warnings: list[str] = []
+        if subresource is None:
+            new, warnings = self.admit(info.plural, new, old=old)
+        if meta.encode(new) == kv.value:
+            return Written(old, warnings)
+        if deletion.should_finish(info, old, new):
+            return Written(await deletion.remove(self, info, kv, new), warnings)
+        alloc = (self.services.on_update(new, old) if info.plural == "services"
+                 else Allocation())
+        if dry_run:
+            self.services.rollback(alloc)
+            return Written(new, warnings)
+        try:
+            out = await self.store.update(kv.key, meta.encode(new),
+                                          expected_revision=kv.mod_revision)
+        except NotFound:
+            self.services.rollback(alloc)
+            raise meta.not_found(info, name) from None
+        except Conflict:
+            self.services.rollback(alloc)
+            raise meta.conflict(info, name) from None
+        self.services.commit(alloc)
+        new["metadata"]["resourceVersion"] = str(out.mod_revision)
+        return Written(new, warnings)
+
+    # ---- delete and subresources (see deletion.py, subresources.py) ----------------------
+
+    async def delete(self, resource: str, name: str, *, namespace: str | None = None,
+                     propagation: str | None = None, grace_period: int | None = None,
+                     preconditions_uid: str | None = None,
+                     preconditions_rv: str | None = None, dry_run: bool = False) -> Obj:
+        info = meta.resource(resource)
+        if info.namespaced and not namespace:
+            namespace = "default"
+        return await deletion.delete(self, info, name, namespace=namespace,
+                                     propagation=propagation, grace_period=grace_period,
+                                     preconditions_uid=preconditions_uid,
+                                     preconditions_rv=preconditions_rv, dry_run=dry_run)
+
+    async def get_scale(self, resource: str, name: str, *, namespace: str | None) -> Obj:
+        info = meta.resource(resource)
+        return subresources.scale_of(info, meta.decode(await self.get_kv(info, name,
+                                                                          namespace)))
+
+    async def update_scale(self, resource: str, name: str, scale: Obj, *,
+                           namespace: str | None, dry_run: bool = False) -> Written:
+        info = meta.resource(resource)
+        return await subresources.update_scale(self, info, name, scale, namespace=namespace,
+                                               dry_run=dry_run)
+
+    async def bind(self, name: str, binding: Obj, *, namespace: str) -> Obj:
+        return await subresources.bind(self, name, binding, namespace=namespace)
+
+    @staticmethod
+    def key(info: ResourceInfo, name: str, namespace: str | None) -> str:
+        if info.namespaced and not namespace:
+            namespace = "default"
+        return info.key(name, namespace)
+
+    @staticmethod
+    def namespaced_resources() -> list[ResourceInfo]:
+        return [r for r in RESOURCES if r.namespaced and r.plural != "bindings"]
+
+
+def meta_invalid(info: ResourceInfo, name: str, field_path: str, message: str) -> Exception:
+    from control.errors import Cause, Invalid
+    return Invalid(f'{info.kind} "{name}" is invalid: {field_path}: {message}',
+                   kind=info.kind, name=name, group=info.group,
+                   causes=[Cause(field=field_path, message=message,
+                                 reason="FieldValueRequired")])
+
+
+def apply_patch(patch_type: str, current: Obj, body: Any) -> Obj:
+    if patch_type == "json":
+        return patches.json_patch(current, body)
+    if patch_type == "merge":
+        if not isinstance(body, dict):
+            raise BadRequest("a merge patch must be a JSON object")
+        out: Obj = patches.merge_patch(current, body)
+        return out
+    if patch_type == "strategic":
+        return patches.strategic_merge_patch(current, body)
+    if patch_type == "apply":
+        if not isinstance(body, dict):
+            raise BadRequest("an apply patch must be a whole object")
+        return patches.apply_patch(current, body)
+    raise BadRequest(f"unknown patch type {patch_type!r}; use merge, strategic, json or apply")
+
+
+def _patch_has_rv(body: Any) -> bool:
+    return isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
+
+
+_KEEP_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+              "generation", "namespace", "name")
+
+
+def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | None) -> Obj:
+    """The next version: immutable metadata from old; status only through /status; the
+    generation bumped when anything but metadata and status changed."""
+    if subresource == "status":
+        out = copy.deepcopy(old)
+        if "status" in new:
+            out["status"] = copy.deepcopy(new["status"])
+        return out
+    out = copy.deepcopy(new)
+    out["kind"], out["apiVersion"] = info.kind, info.api_version
+    md = out.setdefault("metadata", {})
+    old_md = old["metadata"]
+    for key in _KEEP_META:
+        if key in old_md:
+            md[key] = old_md[key]
+        else:
+            md.pop(key, None)
+    md.pop("resourceVersion", None)
+    if "status" in info.subresources and subresource is None:
+        if "status" in old:
+            out["status"] = copy.deepcopy(old["status"])
+        else:
+            out.pop("status", None)
+    if _spec_of(out) != _spec_of(old):
+        md["generation"] = int(old_md.get("generation") or 1) + 1
+    return out
+
+
+def _spec_of(obj: Obj) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
