@@ -93,3 +93,55 @@ def in_netns(name: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(own)
+
+
+MNT_DETACH = 2
+
+
+@contextmanager
+def new_netns(name: str) -> Iterator[None]:
+    """Make netns `name` the way `ip netns add` does, and run the block inside it.
+
+    unshare(CLONE_NEWNET) in this thread, bind-mount /proc/thread-self/ns/net onto
+    /run/netns/NAME, run the block (open sockets there), switch back. No fork. On an error
+    before the block, nothing is left behind. FileExistsError if the name is taken.
+    """
+    path = netns_path(name)
+    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        try:
+            unshare(CLONE_NEWNET)
+        except OSError:
+            os.unlink(path)
+            raise
+        try:
+            try:
+                mount("/proc/thread-self/ns/net", path, None, MS_BIND)
+            except OSError:
+                os.unlink(path)
+                raise
+            yield
+        finally:
+            setns(own, CLONE_NEWNET)
+    finally:
+        os.close(own)
+
+
+def remove_netns(name: str) -> bool:
+    """Unmount and remove /run/netns/NAME (as `ip netns del`); False if it was not there.
+
+    The namespace itself goes when its last user (process, socket) goes.
+    """
+    path = netns_path(name)
+    try:
+        umount(path, MNT_DETACH)
+    except OSError as exc:
+        if exc.errno not in (22, 2):      # EINVAL: not a mount point; ENOENT: gone
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,239 @@
+"""`RecordedDataplane`: the Dataplane semantics over a `Kernel` (netlink or fake).
+
+Everything a caller can rely on lives here, once: input validation, name derivation, IPAM,
+the record (written *before* the kernel objects, so a crash half-way leaves a record that the
+next call repairs or cleanup removes), host routes derived from the recorded nodes, and the
+errors users see. The kernel twins only make and remove objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+
+from knet.dataplane import names
+from knet.dataplane.base import HostConfig, NodeInfo, NodeSpec, PodNet
+from knet.dataplane.ipam import Ipam
+from knet.dataplane.kernel import Kernel
+from knet.dataplane.state import Records
+from knet.errors import NotFound, UsageError
+
+__all__ = ["RecordedDataplane"]
+
+log = logging.getLogger(__name__)
+
+
+def _net(cidr: str, what: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError as exc:
+        raise UsageError(f"{what} {cidr!r}: invalid IPv4 network ({exc})") from None
+
+
+def _ip(addr: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(addr))
+    except ValueError:
+        raise UsageError(f"{what} {addr!r}: invalid IPv4 address") from None
+
+
+class RecordedDataplane:
+    """Implements `Dataplane`; see base.py for the calls and their guarantees."""
+
+    def __init__(self, state_dir: str | Path, *, kernel: Kernel) -> None:
+        self.records = Records(state_dir)
+        self.kernel = kernel
+        self._ipams: dict[str, Ipam] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.records.root}>"
+
+    def _lock(self, node: str) -> asyncio.Lock:
+        return self._locks.setdefault(node, asyncio.Lock())
+
+    def _host(self) -> HostConfig:
+        rec = self.records.host()
+        if rec is None:
+            raise NotFound("host: knet0 is not set up; call ensure_host() first ('knet up')")
+        return rec[0]
+
+    def _node(self, name: str) -> NodeInfo:
+        names.validate_node_name(name)
+        info = self.records.node(name)
+        if info is None:
+            raise NotFound(f"node {name}: not set up by this dataplane; ensure_node() it first")
+        return info
+
+    def _ipam(self, node: NodeInfo) -> Ipam:
+        ipam = self._ipams.get(node.name)
+        if ipam is None:
+            ipam = self._ipams[node.name] = self.records.ipam(node.name, node.pod_cidr)
+        return ipam
+
+    async def ensure_host(self, *, underlay_cidr: str = "172.18.0.0/16",
+                          host_ip: str = "172.18.0.1", pod_cidr: str = "10.244.0.0/16",
+                          service_cidr: str = "10.96.0.0/12") -> HostConfig:
+        nets = {"underlay CIDR": _net(underlay_cidr, "underlay CIDR"),
+                "pod CIDR": _net(pod_cidr, "pod CIDR"),
+                "service CIDR": _net(service_cidr, "service CIDR")}
+        if ipaddress.IPv4Address(_ip(host_ip, "host IP")) not in nets["underlay CIDR"]:
+            raise UsageError(f"host IP {host_ip}: not inside underlay CIDR {underlay_cidr}")
+        items = list(nets.items())
+        for i, (a, na) in enumerate(items):
+            for b, nb in items[i + 1:]:
+                if na.overlaps(nb):
+                    raise UsageError(f"{a} {na} overlaps {b} {nb}; choose disjoint ranges")
+        await self.kernel.check_root()
+        for cidr, what in await self.kernel.foreign_networks():
+            for label, net in nets.items():
+                if net.overlaps(ipaddress.IPv4Network(cidr, strict=False)):
+                    raise UsageError(f"{label} {net} overlaps the host's own {what}; pick another "
+                                     f"range (e.g. knet up --{label.split()[0]}-cidr ...)")
+        cfg = HostConfig(underlay_cidr=underlay_cidr, host_ip=host_ip, pod_cidr=pod_cidr,
+                         service_cidr=service_cidr)
+        prev = self.records.host()
+        if prev is not None and prev[0] != cfg:
+            raise UsageError(f"host: already set up with {prev[0]}; run 'knet down' first")
+        created_before = prev[1] if prev is not None else None
+        self.records.put_host(cfg, created_bridge=bool(created_before))
+        created = await self.kernel.ensure_host(cfg)
+        self.records.put_host(cfg, created_bridge=bool(created_before) or created)
+        await self._sync_host_routes()
+        return cfg
+
+    async def _sync_host_routes(self) -> None:
+        host = self.records.host()
+        if host is None:
+            return
+        nodes = sorted(self.records.nodes(), key=lambda n: n.name)
+        wanted = {n.pod_cidr: n.underlay_ip for n in nodes}
+        if nodes:
+            wanted[host[0].service_cidr] = nodes[0].underlay_ip
+        await self.kernel.set_routes(None, wanted)
+
+    async def ensure_node(self, spec: NodeSpec) -> NodeInfo:
+        spec.validate()
+        host = self._host()
+        if ipaddress.IPv4Address(spec.underlay_ip) not in ipaddress.IPv4Network(host.underlay_cidr):
+            raise UsageError(f"node {spec.name}: underlay IP {spec.underlay_ip} is outside "
+                             f"{host.underlay_cidr}")
+        if not ipaddress.IPv4Network(spec.pod_cidr).subnet_of(ipaddress.IPv4Network(host.pod_cidr)):
+            raise UsageError(f"node {spec.name}: pod CIDR {spec.pod_cidr} is outside the cluster "
+                             f"pod CIDR {host.pod_cidr}")
+        info = NodeInfo(name=spec.name, netns=names.node_netns(spec.name),
+                        underlay_ip=spec.underlay_ip, pod_cidr=spec.pod_cidr,
+                        gateway=spec.gateway, host_ifname=names.node_host_ifname(spec.name),
+                        svc_ifname=names.SVC_IFNAME)
+        for other in self.records.nodes():
+            if other.name == info.name:
+                if other != info:
+                    raise UsageError(f"node {spec.name}: already exists as {other!r}; delete it "
+                                     "first")
+                continue
+            if other.underlay_ip == info.underlay_ip or ipaddress.IPv4Network(
+                    other.pod_cidr).overlaps(ipaddress.IPv4Network(info.pod_cidr)):
+                raise UsageError(f"node {spec.name}: underlay IP or pod CIDR clashes with node "
+                                 f"{other.name} ({other.underlay_ip}, {other.pod_cidr})")
+        async with self._lock(spec.name):
+            self.records.put_node(info)
+            await self.kernel.ensure_node(info, prefixlen=spec.underlay_prefixlen, host=host)
+            self._ipam(info)
+        await self._sync_host_routes()
+        log.info("%s: node ready (%s, pods %s)", info.name, info.underlay_ip, info.pod_cidr)
+        return info
+
+    async def ensure_node_routes(self, node: str, peers: list[NodeSpec]) -> None:
+        info = self._node(node)
+        wanted: dict[str, str] = {}
+        for peer in peers:
+            peer.validate()
+            if peer.name != node:
+                wanted[peer.pod_cidr] = peer.underlay_ip
+        async with self._lock(node):
+            await self.kernel.set_routes(info.netns, wanted)
+
+    async def ensure_pod(self, node: str, pod_key: str, *, ip: str | None = None) -> PodNet:
+        names.validate_pod_key(pod_key)
+        info = self._node(node)
+        netns = names.pod_netns(node, pod_key)
+        async with self._lock(node):
+            ipam = self._ipam(info)
+            addr = ipam.allocate(pod_key, ip=ip)
+            pod = PodNet(key=pod_key, netns=netns, ip=addr, gateway=info.gateway,
+                         host_ifname=names.pod_host_ifname(node, pod_key), node=node,
+                         mac=names.pod_mac(addr))
+            if self.records.pod(node, netns) != pod:
+                self.records.put_pod(pod)
+            await self.kernel.ensure_pod(info, pod, prefixlen=ipam.network.prefixlen)
+        log.debug("%s: pod sandbox ready on %s (%s)", pod_key, node, addr)
+        return pod
+
+    async def delete_pod(self, node: str, pod_key: str) -> None:
+        names.validate_pod_key(pod_key)
+        info = self.records.node(names.validate_node_name(node))
+        netns = names.pod_netns(node, pod_key)
+        if info is None:
+            return
+        async with self._lock(node):
+            pod = self.records.pod(node, netns)
+            if pod is None:
+                self._ipam(info).release(pod_key)
+                return
+            await self.kernel.remove_pod(info, pod)
+            self.records.drop_pod(node, netns)
+            self._ipam(info).release(pod_key)
+        log.debug("%s: pod sandbox removed from %s", pod_key, node)
+
+    async def delete_node(self, name: str) -> None:
+        info = self.records.node(names.validate_node_name(name))
+        if info is None:
+            return
+        async with self._lock(name):
+            for pod in self.records.pods(name):
+                await self.kernel.remove_pod(info, pod)
+                self.records.drop_pod(name, pod.netns)
+            await self.kernel.remove_node(info)
+            self._ipam(info).destroy()
+            self._ipams.pop(name, None)
+            self.records.drop_node(name)
+        await self._sync_host_routes()
+        log.info("%s: node removed", name)
+
+    async def add_service_ip(self, node: str, ip: str) -> None:
+        info = self._node(node)
+        await self.kernel.set_address(info.netns, info.svc_ifname, _ip(ip, "service IP"),
+                                      present=True)
+
+    async def remove_service_ip(self, node: str, ip: str) -> None:
+        info = self.records.node(names.validate_node_name(node))
+        if info is not None:
+            await self.kernel.set_address(info.netns, info.svc_ifname, _ip(ip, "service IP"),
+                                          present=False)
+
+    async def list_service_ips(self, node: str) -> list[str]:
+        info = self._node(node)
+        return sorted(await self.kernel.addresses(info.netns, info.svc_ifname),
+                      key=ipaddress.IPv4Address)
+
+    async def list_pods(self, node: str) -> list[PodNet]:
+        self._node(node)
+        return self.records.pods(node)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return self.records.nodes()
+
+    async def cleanup(self) -> None:
+        for info in self.records.nodes():
+            await self.delete_node(info.name)
+        host = self.records.host()
+        if host is not None:
+            await self.kernel.set_routes(None, {})
+            await self.kernel.remove_host(host[0], remove_bridge=host[1])
+            self.records.drop_host()
+        log.info("dataplane: everything recorded is removed")
+
+    async def close(self) -> None:
+        await self.kernel.close()

@@ -1,0 +1,82 @@
+"""The record of everything the dataplane made, as small JSON files in its state dir.
+
+One file per object (host.json, nodes/<node>.json, pods/<node>/<netns>.json, ipam/<node>.json)
+so that agents of different nodes sharing one state dir never write the same file, and a
+crash loses at most the object being made (files are replaced atomically). Cleanup walks
+this record: it removes what was made, never what merely looks like knet's by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from knet.dataplane.base import HostConfig, NodeInfo, PodNet
+from knet.dataplane.ipam import Ipam, write_json_atomic
+
+__all__ = ["Records"]
+
+
+class Records:
+    """Read and write the record under `root` (<state_dir>/dataplane)."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.root = Path(state_dir) / "dataplane"
+
+    def __repr__(self) -> str:
+        return f"<Records {self.root}>"
+
+    # host
+    def host(self) -> tuple[HostConfig, bool] | None:
+        """The host config and whether knet created knet0 (False: it was there before)."""
+        p = self.root / "host.json"
+        if not p.exists():
+            return None
+        data = json.loads(p.read_text())
+        created = bool(data.pop("created_bridge", True))
+        return HostConfig(**data), created
+
+    def put_host(self, cfg: HostConfig, *, created_bridge: bool) -> None:
+        write_json_atomic(self.root / "host.json", {**asdict(cfg), "created_bridge": created_bridge})
+
+    def drop_host(self) -> None:
+        (self.root / "host.json").unlink(missing_ok=True)
+
+    # nodes
+    def node(self, name: str) -> NodeInfo | None:
+        p = self.root / "nodes" / f"{name}.json"
+        return NodeInfo(**json.loads(p.read_text())) if p.exists() else None
+
+    def nodes(self) -> list[NodeInfo]:
+        d = self.root / "nodes"
+        files = sorted(d.glob("*.json")) if d.exists() else []
+        return [NodeInfo(**json.loads(p.read_text())) for p in files]
+
+    def put_node(self, info: NodeInfo) -> None:
+        write_json_atomic(self.root / "nodes" / f"{info.name}.json", asdict(info))
+
+    def drop_node(self, name: str) -> None:
+        (self.root / "nodes" / f"{name}.json").unlink(missing_ok=True)
+        d = self.root / "pods" / name
+        if d.exists() and not any(d.iterdir()):
+            d.rmdir()
+
+    # pods
+    def pod(self, node: str, netns: str) -> PodNet | None:
+        p = self.root / "pods" / node / f"{netns}.json"
+        return PodNet(**json.loads(p.read_text())) if p.exists() else None
+
+    def pods(self, node: str) -> list[PodNet]:
+        d = self.root / "pods" / node
+        files = sorted(d.glob("*.json")) if d.exists() else []
+        return sorted((PodNet(**json.loads(p.read_text())) for p in files), key=lambda p: p.key)
+
+    def put_pod(self, pod: PodNet) -> None:
+        write_json_atomic(self.root / "pods" / pod.node / f"{pod.netns}.json", asdict(pod))
+
+    def drop_pod(self, node: str, netns: str) -> None:
+        (self.root / "pods" / node / f"{netns}.json").unlink(missing_ok=True)
+
+    def ipam(self, node: str, cidr: str) -> Ipam:
+        return Ipam(node=node, cidr=cidr, path=self.root / "ipam" / f"{node}.json")
