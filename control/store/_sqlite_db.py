@@ -1,0 +1,190 @@
+"""The synchronous half of the SQLite store: one connection, the schema, and every operation.
+
+The log is the truth: `log(rev, key, value, create_rev, prev_rev, deleted)` holds one row per
+write (a delete is a tombstone whose value is its `prev_rev` row's), and `kv(key, rev,
+create_rev)` indexes the current version of each live key into it, so a value is stored once.
+Compaction at C drops, for writes in (old C, C], the versions they superseded and the
+tombstones themselves, exactly like etcd: the newest version at or below C of a live key stays,
+so events above C can always name their previous value. The current revision is
+max(max(log.rev), compacted). Everything here runs on the store's one database thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from control.errors import AlreadyExists, Conflict, Gone, NotFound
+from control.store._watch import prefix_end
+from control.store.base import KV, StoreEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    rev INTEGER PRIMARY KEY, key TEXT NOT NULL, value BLOB, create_rev INTEGER NOT NULL,
+    prev_rev INTEGER, deleted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY, rev INTEGER NOT NULL, create_rev INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+_GET = ("SELECT k.rev, k.create_rev, l.value FROM kv k JOIN log l ON l.rev = k.rev "
+        "WHERE k.key = ?")
+_LIST = {(op, bounded): "SELECT k.key, l.value, k.create_rev, k.rev FROM kv k JOIN log l "
+         f"ON l.rev = k.rev WHERE k.key {op} ? {'AND k.key < ?' if bounded else ''} "
+         "ORDER BY k.key LIMIT ?" for op in (">", ">=") for bounded in (True, False)}
+_LOG = "INSERT INTO log (rev, key, value, create_rev, prev_rev, deleted) VALUES (?, ?, ?, ?, ?, ?)"
+_EVENTS = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.value, p.create_rev "
+           "FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
+           "WHERE l.rev > ? AND l.key >= ? AND l.key < ? ORDER BY l.rev LIMIT ?")
+_EVENTS_NO_END = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.value, "
+                  "p.create_rev FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
+                  "WHERE l.rev > ? AND l.key >= ? ORDER BY l.rev LIMIT ?")
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the database file."""
+
+
+class SqliteDb:
+    """Thread-confined: create, use and close it on one thread only."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
+                                    timeout=0, cached_statements=64)
+        try:
+            self._setup(synchronous)
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            if "locked" in str(exc):
+                raise StoreLocked(
+                    f"sqlite store {path}: the file is in use by another process (another "
+                    f"'knet control'?); stop it or use another state directory") from exc
+            raise
+        self.compacted = self._meta("compacted")
+        (top,) = self.conn.execute("SELECT COALESCE(MAX(rev), 0) FROM log").fetchone()
+        self.rev: int = max(int(top), self.compacted)
+
+    def _setup(self, synchronous: str) -> None:
+        c = self.conn
+        c.execute("PRAGMA locking_mode=EXCLUSIVE")
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute(f"PRAGMA synchronous={synchronous}")
+        c.execute("PRAGMA temp_store=MEMORY")
+        c.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, for the store's lifetime
+        c.executescript(SCHEMA)  # executescript COMMITs first
+
+    def _meta(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions (the async side groups several operations into one) -------------------
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        (top,) = self.conn.execute("SELECT COALESCE(MAX(rev), 0) FROM log").fetchone()
+        self.compacted = self._meta("compacted")
+        self.rev = max(int(top), self.compacted)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> KV | None:
+        row = self.conn.execute(_GET, (key,)).fetchone()
+        return KV(key, row[2], row[1], row[0]) if row else None
+
+    def list(self, prefix: str, start_after: str | None, limit: int) -> tuple[list[KV], int]:
+        end = prefix_end(prefix)
+        lim = limit if limit > 0 else -1
+        if start_after is not None and start_after >= prefix:
+            op, low = ">", start_after
+        else:
+            op, low = ">=", prefix
+        args = (low, lim) if end is None else (low, end, lim)
+        rows = self.conn.execute(_LIST[op, end is not None], args)
+        return [KV(r[0], r[1], r[2], r[3]) for r in rows], self.rev
+
+    def events(self, prefix: str, after: int, limit: int) -> list[StoreEvent]:
+        """Events under prefix with revision > after, oldest first; Gone if compacted."""
+        if after < self.compacted:
+            raise Gone(f"watch on prefix {prefix!r} from revision {after}: history up to "
+                       f"revision {self.compacted} has been compacted; re-list and watch from "
+                       f"the revision the list returns")
+        end = prefix_end(prefix)
+        if end is None:
+            rows = self.conn.execute(_EVENTS_NO_END, (after, prefix, limit))
+        else:
+            rows = self.conn.execute(_EVENTS, (after, prefix, end, limit))
+        out: list[StoreEvent] = []
+        for rev, key, value, create_rev, deleted, p_rev, p_value, p_create in rows:
+            prev = KV(key, p_value, p_create, p_rev) if p_rev is not None else None
+            if deleted:
+                out.append(StoreEvent("DELETE", KV(key, p_value, create_rev, rev), prev))
+            else:
+                out.append(StoreEvent("PUT", KV(key, value, create_rev, rev), prev))
+        return out
+
+    # -- writes (inside begin()/commit()) ------------------------------------------------------
+
+    def create(self, key: str, value: bytes) -> tuple[KV, StoreEvent]:
+        c = self.conn
+        if c.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
+            raise AlreadyExists(f"key {key!r} already exists; update it or delete it first")
+        rev = self.rev + 1
+        c.execute(_LOG, (rev, key, value, rev, None, 0))
+        c.execute("INSERT INTO kv (key, rev, create_rev) VALUES (?, ?, ?)", (key, rev, rev))
+        self.rev = rev
+        kv = KV(key, value, rev, rev)
+        return kv, StoreEvent("PUT", kv, None)
+
+    def update(self, key: str, value: bytes, expected: int | None) -> tuple[KV, StoreEvent]:
+        old = self._current(key, expected, "update")
+        rev = self.rev + 1
+        self.conn.execute(_LOG, (rev, key, value, old.create_revision, old.mod_revision, 0))
+        self.conn.execute("UPDATE kv SET rev = ? WHERE key = ?", (rev, key))
+        self.rev = rev
+        kv = KV(key, value, old.create_revision, rev)
+        return kv, StoreEvent("PUT", kv, old)
+
+    def delete(self, key: str, expected: int | None) -> tuple[KV, StoreEvent]:
+        old = self._current(key, expected, "delete")
+        rev = self.rev + 1
+        self.conn.execute(_LOG, (rev, key, None, old.create_revision, old.mod_revision, 1))
+        self.conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+        self.rev = rev
+        kv = KV(key, old.value, old.create_revision, rev)
+        return kv, StoreEvent("DELETE", kv, old)
+
+    def _current(self, key: str, expected: int | None, verb: str) -> KV:
+        old = self.get(key)
+        if old is None:
+            raise NotFound(f"key {key!r} not found; cannot {verb} it (create it first)")
+        if expected is not None and expected != old.mod_revision:
+            raise Conflict(f"key {key!r}: {verb} expected revision {expected} but it is at "
+                           f"revision {old.mod_revision}; read it again and retry")
+        return old
+
+    def compact(self, revision: int) -> None:
+        if revision > self.rev:
+            raise ValueError(f"cannot compact at revision {revision}: the store is only at "
+                             f"revision {self.rev}")
+        old = self.compacted
+        if revision <= old:
+            return
+        c = self.conn
+        c.execute("DELETE FROM log WHERE rev IN (SELECT prev_rev FROM log WHERE rev > ? AND "
+                  "rev <= ? AND prev_rev IS NOT NULL)", (old, revision))
+        c.execute("DELETE FROM log WHERE rev > ? AND rev <= ? AND deleted = 1", (old, revision))
+        c.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?)",
+                  (revision,))
+        self.compacted = revision

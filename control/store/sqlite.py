@@ -1,0 +1,209 @@
+"""`SqliteStore`: the embedded default `Store`, one SQLite file in WAL mode.
+
+One connection lives on one dedicated thread (`_sqlite_db.SqliteDb` does the SQL). Callers put
+operations on a queue; the thread takes everything queued at that moment and runs it as one
+transaction (group commit), then hands results and committed events back to the event loop in
+one callback, which feeds watchers first and then wakes the writers. So 50 concurrent writers
+cost a handful of commits, and a write is acknowledged only once committed: with the default
+`synchronous=NORMAL` a process crash loses nothing acknowledged (an OS crash or power loss may
+lose the last transactions; pass `synchronous="FULL"` to rule that out too).
+The file is locked for the store's lifetime: a second process gets a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from control.errors import ApiError
+from control.store._sqlite_db import SqliteDb
+from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
+from control.store.base import KV, StoreEvent
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Result = tuple[Any, list[StoreEvent]]
+_Op = tuple[Callable[[SqliteDb], Result], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Delivery = list[tuple["asyncio.Future[Any]", bool, Any]]
+
+DEFAULT_MAX_HISTORY = 200_000
+CATCH_UP_PAGE = 1000
+MAX_BATCH = 1000
+OPEN_TIMEOUT = 30.0
+
+
+class SqliteStore:
+    """A complete `Store` on one SQLite file; see `control.store.base.Store` for the contract.
+
+    `max_history`: events kept for watch catch-up before automatic compaction.
+    """
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL",
+                 max_history: int = DEFAULT_MAX_HISTORY,
+                 max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"sqlite store {path}: synchronous must be NORMAL or FULL, "
+                             f"not {synchronous!r}")
+        self.path = path
+        self._max_history = max_history
+        self._hub = WatchHub(max_backlog=max_backlog)
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._closed = False
+        self._open_error: BaseException | None = None
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(synchronous, ready),
+                                        name=f"sqlite-store {path}", daemon=True)
+        self._thread.start()
+        if not ready.wait(OPEN_TIMEOUT):
+            raise TimeoutError(f"sqlite store {path}: opening took over {OPEN_TIMEOUT}s")
+        if self._open_error is not None:
+            raise self._open_error
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path} watchers={self._hub.count}>"
+
+    @property
+    def active_watches(self) -> int:
+        """How many watch streams are open (for tests and metrics)."""
+        return self._hub.count
+
+    # -- the Store protocol --------------------------------------------------------------------
+
+    async def get(self, key: str) -> KV | None:
+        return await self._call(lambda db: (db.get(key), []))  # type: ignore[no-any-return]
+
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int = 0) -> tuple[list[KV], int]:
+        return await self._call(  # type: ignore[no-any-return]
+            lambda db: (db.list(prefix, start_after, limit), []))
+
+    async def create(self, key: str, value: bytes) -> KV:
+        return await self._write(lambda db: db.create(key, bytes(value)))
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int | None = None) -> KV:
+        return await self._write(lambda db: db.update(key, bytes(value), expected_revision))
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> KV:
+        return await self._write(lambda db: db.delete(key, expected_revision))
+
+    def watch(self, prefix: str, *, from_revision: int) -> WatchStream:
+        self._check_open()
+
+        async def catch_up(after: int) -> list[StoreEvent]:
+            return await self._call(  # type: ignore[no-any-return]
+                lambda db: (db.events(prefix, after, CATCH_UP_PAGE), []))
+
+        return WatchStream(self._hub, prefix, from_revision=from_revision, catch_up=catch_up)
+
+    async def current_revision(self) -> int:
+        return await self._call(lambda db: (db.rev, []))  # type: ignore[no-any-return]
+
+    async def compact(self, revision: int) -> None:
+        await self._call(lambda db: (db.compact(revision), []))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._hub.close()
+
+    # -- the loop side -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"sqlite store {self.path} is closed; open it again")
+
+    async def _call(self, fn: Callable[[SqliteDb], Result]) -> Any:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((fn, fut, loop))
+        return await fut
+
+    async def _write(self, fn: Callable[[SqliteDb], tuple[KV, StoreEvent]]) -> KV:
+        def op(db: SqliteDb) -> Result:
+            kv, event = fn(db)
+            return kv, [event]
+        return await self._call(op)  # type: ignore[no-any-return]
+
+    def _deliver(self, events: list[StoreEvent], results: _Delivery) -> None:
+        self._hub.publish(events)  # watchers first: a writer that returns has been seen
+        for fut, ok, value in results:
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    # -- the database thread -------------------------------------------------------------------
+
+    def _run(self, synchronous: str, ready: threading.Event) -> None:
+        try:
+            db = SqliteDb(self.path, synchronous=synchronous)
+        except BaseException as exc:  # reported to the constructor
+            self._open_error = exc
+            ready.set()
+            return
+        ready.set()
+        log.info("%s: opened at revision %d (compacted %d)", self.path, db.rev, db.compacted)
+        try:
+            stop = False
+            while not stop:
+                batch, stop = self._take_batch()
+                if batch:
+                    self._run_batch(db, batch)
+        finally:
+            db.close()
+
+    def _take_batch(self) -> tuple[list[_Op], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is None:
+                return batch, True
+            batch.append(op)
+        return batch, False
+
+    def _run_batch(self, db: SqliteDb, batch: list[_Op]) -> None:
+        results: _Delivery = []
+        events: list[StoreEvent] = []
+        try:
+            db.begin()
+            for fn, fut, _ in batch:
+                try:
+                    value, evs = fn(db)
+                except (ApiError, ValueError) as exc:  # refused before writing anything
+                    results.append((fut, False, exc))
+                    continue
+                results.append((fut, True, value))
+                events.extend(evs)
+            if db.rev - db.compacted > self._max_history + self._max_history // 10:
+                db.compact(db.rev - self._max_history)
+            db.commit()
+        except Exception as exc:  # nothing of this batch landed
+            log.exception("%s: transaction of %d operations failed", self.path, len(batch))
+            db.rollback()
+            results = [(fut, False, exc) for _, fut, _ in batch]
+            events = []
+        self._post(batch[0][2], events, results)
+
+    def _post(self, loop: asyncio.AbstractEventLoop, events: list[StoreEvent],
+              results: _Delivery) -> None:
+        try:
+            loop.call_soon_threadsafe(self._deliver, events, results)
+        except RuntimeError:  # the caller's loop is gone: nobody is waiting any more
+            log.warning("%s: event loop closed; %d results dropped", self.path, len(results))

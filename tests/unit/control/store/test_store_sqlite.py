@@ -1,0 +1,121 @@
+"""The SQLite store passes the Store contract, and keeps everything acknowledged across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+from store_contract import StoreContract, take
+
+from control.errors import Gone
+from control.store import open_store
+from control.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(str(tmp_path / "knet.db"))
+    yield s
+    await s.close()
+
+
+class TestSqliteStore(StoreContract):
+    pass
+
+
+async def test_restart_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    path = str(tmp_path / "state" / "knet.db")
+    s = SqliteStore(path)
+    rev0 = await s.current_revision()
+    await asyncio.gather(*(s.create(f"/r/k{i:03d}", b"%d" % i) for i in range(200)))
+    await s.update("/r/k000", b"changed")
+    gone = await s.delete("/r/k001")
+    last = await s.current_revision()
+    await s.close()
+
+    s = SqliteStore(path)
+    try:
+        assert await s.current_revision() == last
+        kvs, rev = await s.list("/r/")
+        assert rev == last and len(kvs) == 199
+        assert (await s.get("/r/k000")).value == b"changed"  # type: ignore[union-attr]
+        async with aclosing(s.watch("/r/", from_revision=rev0)) as it:
+            events = await take(it, 202)
+        assert [e.revision for e in events] == list(range(rev0 + 1, last + 1))
+        assert events[-1].type == "DELETE" and events[-1].kv == gone
+        nxt = await s.create("/r/after", b"v")
+        assert nxt.mod_revision == last + 1
+    finally:
+        await s.close()
+
+
+async def test_compaction_survives_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "knet.db")
+    s = SqliteStore(path)
+    await s.create("/c/a", b"1")
+    await s.update("/c/a", b"2")
+    await s.create("/c/gone", b"x")
+    mark = (await s.delete("/c/gone")).mod_revision
+    await s.compact(mark)
+    await s.close()
+    s = SqliteStore(path)
+    try:
+        assert await s.current_revision() == mark
+        with pytest.raises(Gone):
+            async with aclosing(s.watch("/c/", from_revision=1)) as it:
+                await take(it, 1)
+        kvs, _ = await s.list("/c/")
+        assert [(kv.key, kv.value) for kv in kvs] == [("/c/a", b"2")]
+        assert (await s.create("/c/b", b"1")).mod_revision == mark + 1
+    finally:
+        await s.close()
+
+
+async def test_history_beyond_max_history_is_compacted(tmp_path: Path) -> None:
+    s = SqliteStore(str(tmp_path / "knet.db"), max_history=10)
+    try:
+        for i in range(30):
+            await s.update(f"/h/{i % 3}", b"v") if i >= 3 else await s.create(f"/h/{i}", b"v")
+        with pytest.raises(Gone):
+            async with aclosing(s.watch("/h/", from_revision=0)) as it:
+                await take(it, 1)
+        async with aclosing(s.watch("/h/", from_revision=25)) as it:
+            assert [e.revision for e in await take(it, 5)] == [26, 27, 28, 29, 30]
+    finally:
+        await s.close()
+
+
+def test_a_second_process_cannot_open_the_same_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "knet.db")
+
+    async def hold() -> None:
+        s = SqliteStore(path)
+        try:
+            code = ("import sys; from control.store.sqlite import SqliteStore\n"
+                    "try:\n    SqliteStore(sys.argv[1])\n"
+                    "except RuntimeError as e:\n    print(e); sys.exit(3)\n")
+            out = subprocess.run([sys.executable, "-c", code, path], capture_output=True,
+                                 text=True, timeout=60, env=dict(os.environ))
+            assert out.returncode == 3, out.stderr
+            assert "in use by another process" in out.stdout and path in out.stdout
+        finally:
+            await s.close()
+
+    asyncio.run(hold())
+
+
+async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = open_store(f"sqlite://{tmp_path}/abs.db")
+    assert isinstance(s, SqliteStore) and s.path == f"{tmp_path}/abs.db"
+    await s.close()
+    monkeypatch.chdir(tmp_path)
+    s = open_store("sqlite://rel/knet.db")
+    await s.create("/a", b"1")
+    await s.close()
+    assert (tmp_path / "rel" / "knet.db").exists()
