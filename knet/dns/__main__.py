@@ -1,0 +1,127 @@
+"""`python -m knet.dns`: the cluster DNS as a process (the `knet/dns` built-in image).
+
+    python -m knet.dns --server URL --token T --listen 0.0.0.0:53
+    python -m knet.dns --kubeconfig PATH --listen 127.0.0.1:5353 --upstream 10.0.0.2:53
+    python -m knet.dns --objects objects.yaml --listen 127.0.0.1:5353   # static, no API
+
+It watches Services and EndpointSlices (or serves a fixed file of them), answers once both
+have synced, and exits 0 on SIGTERM/SIGINT. With --log-queries every query is logged as a
+flow record line (what `kubectl logs` of the DNS pod shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knet.dns.records import ClusterRecords
+from knet.dns.server import DnsServer
+
+log = logging.getLogger("knet.dns")
+
+
+def _hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m knet.dns", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--server", help="API server URL, e.g. http://172.18.0.1:6443")
+    src.add_argument("--kubeconfig", help="kubeconfig file to read the server and token from")
+    src.add_argument("--objects", help="YAML file of Services/EndpointSlices to serve (no API)")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--listen", default="0.0.0.0:53", help="ADDR:PORT (default 0.0.0.0:53)")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--upstream", help="ADDR[:PORT] to forward names outside the cluster to")
+    p.add_argument("--upstream-timeout", type=float, default=2.0)
+    p.add_argument("--sync-timeout", type=float, default=60.0)
+    p.add_argument("--log-queries", action="store_true", help="log every query")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def _load_objects(path: str, records: ClusterRecords) -> None:
+    docs: list[Any] = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    items = [i for d in docs for i in (d.get("items", []) if d.get("kind", "").endswith("List")
+                                       else [d])]
+    for obj in items:
+        if obj.get("kind") == "Service":
+            records.on_service_add(obj)
+        elif obj.get("kind") == "EndpointSlice":
+            records.on_endpointslice_add(obj)
+    records.on_service_synced()
+    records.on_endpointslice_synced()
+
+
+async def _log_queries(server: DnsServer) -> None:
+    qlog = logging.getLogger("knet.dns.queries")
+    async for flow in server.follow():
+        qlog.info("%s", flow)
+
+
+async def run(args: argparse.Namespace) -> int:
+    records = ClusterRecords(cluster_domain=args.cluster_domain)
+    source, client = None, None
+    if args.objects:
+        _load_objects(args.objects, records)
+    else:
+        from control.client import HttpClient
+        from knet.dns.source import ClusterSource
+        client = (HttpClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
+                  else HttpClient(args.server, token=args.token))
+        source = ClusterSource(client, records)
+        source.start()
+        await source.wait_synced(args.sync_timeout)
+    host, port = _hostport(args.listen, 53)
+    upstream = _hostport(args.upstream, 53) if args.upstream else None
+    server = DnsServer(records.snapshot, host=host, port=port, upstream=upstream,
+                       upstream_timeout=args.upstream_timeout)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    follower = loop.create_task(_log_queries(server)) if args.log_queries else None
+    try:
+        await stop.wait()
+    finally:
+        log.info("%s:%d: stopping", host, server.port)
+        if follower is not None:
+            follower.cancel()
+        await server.stop()
+        if source is not None:
+            await source.stop()
+        if client is not None:
+            await client.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        return uvloop.run(run(args))
+    except TimeoutError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("%s: cannot listen (%s); is the port free and are you allowed to bind it?",
+                  args.listen, exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
