@@ -1,0 +1,135 @@
+"""The controller manager: every controller and the scheduler in one process, sharing one
+informer per resource.
+
+How `knet control` (control/server.py) runs it, once the API is serving:
+
+    from control.clock import RealClock
+    from control.controllers.manager import ControllerOptions, run_all
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_all(LocalClient(objects), clock=RealClock(), stop=stop,
+                                       options=ControllerOptions()))
+    ...
+    stop.set(); await task          # returns after every controller and informer stopped
+
+`options=None` means defaults. `ControllerOptions.controllers` picks a subset by name (tests
+use it), the node-lifecycle timings are there too. run_all raises only if an informer cannot
+sync within `sync_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from control.clientbase import Client
+from control.clock import Clock
+from control.controllers.events import EventRecorder
+from control.informer import Informer
+
+__all__ = ["ControllerOptions", "InformerFactory", "run_all", "build", "ALL_CONTROLLERS"]
+
+log = logging.getLogger(__name__)
+
+ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
+                   "endpointslice", "garbagecollector", "namespace", "nodelifecycle",
+                   "scheduler")
+
+
+@dataclass
+class ControllerOptions:
+    controllers: tuple[str, ...] = ALL_CONTROLLERS
+    node_monitor_grace: float = 40.0      # Lease not renewed this long -> node NotReady
+    pod_eviction_grace: float = 5.0       # then pods on it are evicted after this long
+    node_monitor_period: float = 1.0
+    workers: int = 2
+    sync_timeout: float = 30.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Runnable(Protocol):
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class InformerFactory:
+    """One shared Informer per (resource, namespace); all started together."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._informers: dict[tuple[str, str | None], Informer] = {}
+
+    def get(self, resource: str, *, namespace: str | None = None) -> Informer:
+        key = (resource, namespace)
+        if key not in self._informers:
+            self._informers[key] = Informer(self.client, resource, namespace=namespace)
+        return self._informers[key]
+
+    def all(self) -> list[Informer]:
+        return list(self._informers.values())
+
+    async def start_and_sync(self, timeout: float) -> None:
+        for inf in self._informers.values():
+            inf.start()
+        await asyncio.gather(*(inf.wait_synced(timeout) for inf in self._informers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(inf.stop() for inf in self._informers.values()))
+
+
+def build(client: Client, *, clock: Clock, informers: InformerFactory,
+          options: ControllerOptions) -> list[Runnable]:
+    """Construct the chosen controllers (registering their informer handlers)."""
+    from control.controllers.deployment import DeploymentController
+    from control.controllers.replicaset import ReplicaSetController
+
+    def recorder(component: str) -> EventRecorder:
+        return EventRecorder(client, component=component, clock=clock)
+
+    out: list[Runnable] = []
+    chosen = set(options.controllers)
+    pods = informers.get("pods")
+    if "replicaset" in chosen:
+        out.append(ReplicaSetController(
+            client, clock=clock, recorder=recorder("replicaset-controller"), pods=pods,
+            owners=informers.get("replicasets"), workers=options.workers))
+    if "replicationcontroller" in chosen:
+        out.append(ReplicaSetController(
+            client, clock=clock, recorder=recorder("replication-controller"), pods=pods,
+            owners=informers.get("replicationcontrollers"), kind="ReplicationController",
+            workers=options.workers))
+    if "deployment" in chosen:
+        out.append(DeploymentController(
+            client, clock=clock, recorder=recorder("deployment-controller"),
+            deployments=informers.get("deployments"), replicasets=informers.get("replicasets"),
+            pods=pods, workers=options.workers))
+    out.extend(_build_more(client, clock=clock, informers=informers, options=options,
+                           recorder=recorder))
+    return out
+
+
+def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
+                options: ControllerOptions, recorder: object) -> list[Runnable]:
+    return []
+
+
+async def run_all(client: Client, *, clock: Clock, stop: asyncio.Event,
+                  options: ControllerOptions | None = None) -> None:
+    """Run every chosen controller (and the scheduler) until `stop` is set."""
+    options = options or ControllerOptions()
+    informers = InformerFactory(client)
+    runnables = build(client, clock=clock, informers=informers, options=options)
+    try:
+        await informers.start_and_sync(options.sync_timeout)
+        log.info("controllers: %s running", ", ".join(r.name for r in runnables))
+        tasks = [asyncio.create_task(r.run(stop), name=f"controller-{r.name}")
+                 for r in runnables]
+        try:
+            await stop.wait()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await informers.stop()
