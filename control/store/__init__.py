@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from control.store.base import KV, Store, StoreEvent
 
-__all__ = ["KV", "Store", "StoreEvent", "open_store", "SCHEMES"]
+__all__ = ["KV", "SCHEMES", "Store", "StoreEvent", "open_store"]
 
 SCHEMES = ("memory://", "sqlite:///ABS/PATH.db", "sqlite://REL/PATH.db",
            "etcd://HOST:PORT[,HOST:PORT][/PREFIX]")

@@ -14,8 +14,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from control.errors import AlreadyExists, Conflict, Gone, NotFound
-from control.store._watch import prefix_end
+from control.store._common import already_exists, check_current, compact_too_far, gone, prefix_end
 from control.store.base import KV, StoreEvent
 
 SCHEMA = """
@@ -39,6 +38,8 @@ _EVENTS = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.valu
 _EVENTS_NO_END = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.value, "
                   "p.create_rev FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
                   "WHERE l.rev > ? AND l.key >= ? ORDER BY l.rev LIMIT ?")
+
+Events = list[StoreEvent]  # (list is a method name in the class below)
 
 
 class StoreLocked(RuntimeError):
@@ -114,12 +115,10 @@ class SqliteDb:
         rows = self.conn.execute(_LIST[op, end is not None], args)
         return [KV(r[0], r[1], r[2], r[3]) for r in rows], self.rev
 
-    def events(self, prefix: str, after: int, limit: int) -> list[StoreEvent]:
+    def events(self, prefix: str, after: int, limit: int) -> Events:
         """Events under prefix with revision > after, oldest first; Gone if compacted."""
         if after < self.compacted:
-            raise Gone(f"watch on prefix {prefix!r} from revision {after}: history up to "
-                       f"revision {self.compacted} has been compacted; re-list and watch from "
-                       f"the revision the list returns")
+            raise gone(prefix, after, self.compacted)
         end = prefix_end(prefix)
         if end is None:
             rows = self.conn.execute(_EVENTS_NO_END, (after, prefix, limit))
@@ -139,7 +138,7 @@ class SqliteDb:
     def create(self, key: str, value: bytes) -> tuple[KV, StoreEvent]:
         c = self.conn
         if c.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
-            raise AlreadyExists(f"key {key!r} already exists; update it or delete it first")
+            raise already_exists(key)
         rev = self.rev + 1
         c.execute(_LOG, (rev, key, value, rev, None, 0))
         c.execute("INSERT INTO kv (key, rev, create_rev) VALUES (?, ?, ?)", (key, rev, rev))
@@ -166,18 +165,11 @@ class SqliteDb:
         return kv, StoreEvent("DELETE", kv, old)
 
     def _current(self, key: str, expected: int | None, verb: str) -> KV:
-        old = self.get(key)
-        if old is None:
-            raise NotFound(f"key {key!r} not found; cannot {verb} it (create it first)")
-        if expected is not None and expected != old.mod_revision:
-            raise Conflict(f"key {key!r}: {verb} expected revision {expected} but it is at "
-                           f"revision {old.mod_revision}; read it again and retry")
-        return old
+        return check_current(key, self.get(key), expected, verb)
 
     def compact(self, revision: int) -> None:
         if revision > self.rev:
-            raise ValueError(f"cannot compact at revision {revision}: the store is only at "
-                             f"revision {self.rev}")
+            raise compact_too_far(revision, self.rev)
         old = self.compacted
         if revision <= old:
             return

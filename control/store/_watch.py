@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Self
 
 from control.store.base import StoreEvent
 
@@ -27,7 +28,7 @@ class Overflow(Exception):
 class Subscription:
     """One watcher's live feed. Iterate with `next_batch()`; always `hub.unsubscribe()` it."""
 
-    __slots__ = ("prefix", "_pending", "_waiter", "_overflowed", "_closed", "_max_backlog")
+    __slots__ = ("_closed", "_max_backlog", "_overflowed", "_pending", "_waiter", "prefix")
 
     def __init__(self, prefix: str, *, max_backlog: int) -> None:
         self.prefix = prefix
@@ -145,7 +146,7 @@ class WatchStream:
     def __repr__(self) -> str:
         return f"<WatchStream {self._prefix!r} after={self._last} done={self._done}>"
 
-    def __aiter__(self) -> WatchStream:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> StoreEvent:
@@ -192,7 +193,7 @@ class WatchStream:
         self._ready.clear()
         self._finish()
 
-    async def __aenter__(self) -> WatchStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -202,15 +203,3 @@ class WatchStream:
     def __del__(self) -> None:
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with prefix (None: no bound)."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars[-1])
-        if last < 0x10FFFF:
-            chars[-1] = chr(last + 1)
-            return "".join(chars)
-        chars.pop()
-    return None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import bisect
 
-from control.errors import AlreadyExists, Conflict, Gone, NotFound
+from control.store._common import already_exists, check_current, compact_too_far, gone
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
 
 DEFAULT_MAX_HISTORY = 200_000
 CATCH_UP_PAGE = 1000
+Events = list[StoreEvent]  # (list is a method name in the classes below)
 
 
 class MemoryStore:
@@ -64,7 +65,7 @@ class MemoryStore:
     async def create(self, key: str, value: bytes) -> KV:
         self._check_open()
         if key in self._data:
-            raise AlreadyExists(f"key {key!r} already exists; update it or delete it first")
+            raise already_exists(key)
         rev = self._rev + 1
         kv = KV(key, bytes(value), rev, rev)
         bisect.insort(self._keys, key)
@@ -98,8 +99,7 @@ class MemoryStore:
     async def compact(self, revision: int) -> None:
         self._check_open()
         if revision > self._rev:
-            raise ValueError(f"cannot compact at revision {revision}: the store is only at "
-                             f"revision {self._rev}")
+            raise compact_too_far(revision, self._rev)
         self._compact(revision)
 
     async def close(self) -> None:
@@ -114,19 +114,11 @@ class MemoryStore:
             raise RuntimeError("memory store is closed; open a new one")
 
     def _current(self, key: str, expected_revision: int | None, verb: str) -> KV:
-        old = self._data.get(key)
-        if old is None:
-            raise NotFound(f"key {key!r} not found; cannot {verb} it (create it first)")
-        if expected_revision is not None and expected_revision != old.mod_revision:
-            raise Conflict(f"key {key!r}: {verb} expected revision {expected_revision} but it "
-                           f"is at revision {old.mod_revision}; read it again and retry")
-        return old
+        return check_current(key, self._data.get(key), expected_revision, verb)
 
-    async def _catch_up(self, prefix: str, after: int) -> list[StoreEvent]:
+    async def _catch_up(self, prefix: str, after: int) -> Events:
         if after < self._compacted:
-            raise Gone(f"watch on prefix {prefix!r} from revision {after}: history up to "
-                       f"revision {self._compacted} has been compacted; re-list and watch "
-                       f"from the revision the list returns")
+            raise gone(prefix, after, self._compacted)
         out: list[StoreEvent] = []
         history = self._history
         for i in range(max(after - self._compacted, 0), len(history)):

@@ -30,6 +30,8 @@ T = TypeVar("T")
 Result = tuple[Any, list[StoreEvent]]
 _Op = tuple[Callable[[SqliteDb], Result], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 _Delivery = list[tuple["asyncio.Future[Any]", bool, Any]]
+_Batch = list[_Op]
+Events = list[StoreEvent]  # (list is a method name in the class below)
 
 DEFAULT_MAX_HISTORY = 200_000
 CATCH_UP_PAGE = 1000
@@ -94,7 +96,7 @@ class SqliteStore:
     def watch(self, prefix: str, *, from_revision: int) -> WatchStream:
         self._check_open()
 
-        async def catch_up(after: int) -> list[StoreEvent]:
+        async def catch_up(after: int) -> Events:
             return await self._call(  # type: ignore[no-any-return]
                 lambda db: (db.events(prefix, after, CATCH_UP_PAGE), []))
 
@@ -104,7 +106,10 @@ class SqliteStore:
         return await self._call(lambda db: (db.rev, []))  # type: ignore[no-any-return]
 
     async def compact(self, revision: int) -> None:
-        await self._call(lambda db: (db.compact(revision), []))
+        def op(db: SqliteDb) -> Result:
+            db.compact(revision)
+            return None, []
+        await self._call(op)
 
     async def close(self) -> None:
         if self._closed:
@@ -133,7 +138,7 @@ class SqliteStore:
             return kv, [event]
         return await self._call(op)  # type: ignore[no-any-return]
 
-    def _deliver(self, events: list[StoreEvent], results: _Delivery) -> None:
+    def _deliver(self, events: Events, results: _Delivery) -> None:
         self._hub.publish(events)  # watchers first: a writer that returns has been seen
         for fut, ok, value in results:
             if fut.done():
@@ -148,7 +153,7 @@ class SqliteStore:
     def _run(self, synchronous: str, ready: threading.Event) -> None:
         try:
             db = SqliteDb(self.path, synchronous=synchronous)
-        except BaseException as exc:  # reported to the constructor
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
             self._open_error = exc
             ready.set()
             return
@@ -163,7 +168,7 @@ class SqliteStore:
         finally:
             db.close()
 
-    def _take_batch(self) -> tuple[list[_Op], bool]:
+    def _take_batch(self) -> tuple[_Batch, bool]:
         first = self._queue.get()
         if first is None:
             return [], True
@@ -178,7 +183,7 @@ class SqliteStore:
             batch.append(op)
         return batch, False
 
-    def _run_batch(self, db: SqliteDb, batch: list[_Op]) -> None:
+    def _run_batch(self, db: SqliteDb, batch: _Batch) -> None:
         results: _Delivery = []
         events: list[StoreEvent] = []
         try:
@@ -201,7 +206,7 @@ class SqliteStore:
             events = []
         self._post(batch[0][2], events, results)
 
-    def _post(self, loop: asyncio.AbstractEventLoop, events: list[StoreEvent],
+    def _post(self, loop: asyncio.AbstractEventLoop, events: Events,
               results: _Delivery) -> None:
         try:
             loop.call_soon_threadsafe(self._deliver, events, results)

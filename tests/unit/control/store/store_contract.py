@@ -31,7 +31,7 @@ async def nothing_more(it: AsyncIterator[StoreEvent], wait: float = 0.3) -> bool
     """True if the watch delivers nothing within `wait` seconds."""
     try:
         await asyncio.wait_for(anext(it), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

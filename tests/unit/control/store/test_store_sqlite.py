@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -91,23 +90,21 @@ async def test_history_beyond_max_history_is_compacted(tmp_path: Path) -> None:
         await s.close()
 
 
-def test_a_second_process_cannot_open_the_same_file(tmp_path: Path) -> None:
+async def test_a_second_process_cannot_open_the_same_file(tmp_path: Path) -> None:
     path = str(tmp_path / "knet.db")
-
-    async def hold() -> None:
-        s = SqliteStore(path)
-        try:
-            code = ("import sys; from control.store.sqlite import SqliteStore\n"
-                    "try:\n    SqliteStore(sys.argv[1])\n"
-                    "except RuntimeError as e:\n    print(e); sys.exit(3)\n")
-            out = subprocess.run([sys.executable, "-c", code, path], capture_output=True,
-                                 text=True, timeout=60, env=dict(os.environ))
-            assert out.returncode == 3, out.stderr
-            assert "in use by another process" in out.stdout and path in out.stdout
-        finally:
-            await s.close()
-
-    asyncio.run(hold())
+    s = SqliteStore(path)
+    try:
+        code = ("import sys; from control.store.sqlite import SqliteStore\n"
+                "try:\n    SqliteStore(sys.argv[1])\n"
+                "except RuntimeError as e:\n    print(e); sys.exit(3)\n")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, path, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 3, err.decode()
+        assert "in use by another process" in out.decode() and path in out.decode()
+    finally:
+        await s.close()
 
 
 async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
