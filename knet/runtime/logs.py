@@ -1,0 +1,80 @@
+"""Reading a container's CRI log file the way `kubectl logs` wants it.
+
+`read_log` serves tail_lines (found by reading the file backwards, so a long log is not read
+whole), timestamps, and follow: it polls the file for new lines until `done()` says the
+instance has ended and the file has been read to its end once more after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from knet.runtime.crilog import CriLine, parse_line, render
+
+_BLOCK = 64 * 1024
+
+
+def tail_offset(f: BinaryIO, n: int) -> int:
+    """File offset where the last `n` logical lines (ended by an `F` line) begin."""
+    end = f.seek(0, os.SEEK_END)
+    if n <= 0:
+        return end
+    buf = b""
+    pos = end
+    while True:
+        step = min(_BLOCK, pos)
+        pos -= step
+        f.seek(pos)
+        buf = f.read(step) + buf
+        # lines fully inside buf; the first one may be cut unless we are at the start
+        lines = buf.split(b"\n")
+        first_complete = 0 if pos == 0 else 1
+        offset = len(buf)
+        seen = 0
+        for i in range(len(lines) - 1, first_complete - 1, -1):
+            offset -= len(lines[i]) + (1 if i < len(lines) - 1 else 0)
+            ln = parse_line(lines[i])
+            if ln is not None and not ln.partial and i < len(lines) - 1:
+                seen += 1
+                if seen == n + 1:
+                    return pos + offset + len(lines[i]) + 1
+        if pos == 0:
+            return 0
+
+
+async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
+                   timestamps: bool = False, done: Callable[[], bool] | None = None,
+                   poll: float = 0.1) -> AsyncIterator[bytes]:
+    """Yield the log as `kubectl logs` prints it. With follow, keep yielding new lines
+    until `done()` is true (no `done`: forever, until the consumer stops iterating)."""
+    with open(path, "rb") as f:
+        if tail_lines is not None:
+            f.seek(tail_offset(f, tail_lines))
+        carry = b""
+        rest: list[CriLine] = []
+        finished = False
+        while True:
+            data = f.read(_BLOCK)
+            if data:
+                buf = carry + data
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    carry = buf
+                    continue
+                carry = buf[cut + 1:]
+                lines = [p for raw in buf[:cut].split(b"\n") if (p := parse_line(raw))]
+                out, rest = render(rest + lines, timestamps=timestamps)
+                if out:
+                    yield out
+                continue
+            if not follow or finished:
+                break
+            finished = done() if done is not None else False
+            if not finished:
+                await asyncio.sleep(poll)
+        if rest:  # fragments never closed by an F line: the text as it is, no newline
+            yield (rest[0].ts + b" " if timestamps else b"") + b"".join(r.msg for r in rest)

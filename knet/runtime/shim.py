@@ -1,0 +1,223 @@
+"""The per-container shim: starts one container instance and outlives the agent.
+
+Run as `python -S -I shim.py SPEC` (a new session, stdout = a status pipe to the agent). It
+forks the container, which enters the pod's netns, unshares mount + UTS namespaces, makes /
+private, bind-mounts the pod's resolv.conf/hosts and the volumes, sets the hostname, starts
+its own session (so its pid is its process group) and execs the command. The shim then
+frames the container's stdout/stderr into CRI log lines, and when the container exits it
+kills what is left of it (its group and every process in its mount namespace), writes the
+exit record and exits. Like containerd's shim, it is what lets a container keep logging and
+have its exit code recorded while the agent restarts. Stdlib-only and import-light: its
+interpreter start is most of a container's start latency.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # `signal` would import enum: +10 ms per container start
+import ctypes
+import errno
+import marshal
+import os
+import select
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from knet.runtime import crilog, records  # noqa: E402
+
+# libc by hand rather than knet.dataplane.nsutil: its ctypes.util.find_library pulls in
+# subprocess and costs the shim ~25 ms at every container start.
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWNET = 0x00020000, 0x04000000, 0x40000000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _call(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(src: str, dst: str, flags: int) -> None:
+    _call(_libc.mount(src.encode(), dst.encode(), None, ctypes.c_ulong(flags), None),
+          f"mount {src} on {dst}")
+
+IDLE_FLUSH_S = 0.3
+DRAIN_S = 2.0
+Spec = dict  # the marshal'd dict written by process.py (keys used below)
+
+
+def _bind(src: str, dst: str, *, read_only: bool) -> None:
+    _mount(src, dst, MS_BIND | MS_REC)
+    if read_only:
+        _mount("none", dst, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def _exec_message(argv0: str, exc: OSError) -> tuple[int, str]:
+    if exc.errno == errno.ENOENT and "/" not in argv0:
+        return 127, f'exec: "{argv0}": executable file not found in $PATH'
+    if exc.errno == errno.ENOENT:
+        return 127, f'exec: "{argv0}": stat {argv0}: no such file or directory'
+    if exc.errno == errno.EACCES:
+        return 126, f'exec: "{argv0}": permission denied'
+    return 128, f'exec: "{argv0}": {os.strerror(exc.errno or 0)}'
+
+
+def _enter(spec: Spec) -> None:
+    fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
+    _call(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
+    os.close(fd)
+    _call(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare mount+uts")
+    _mount("none", "/", MS_REC | MS_PRIVATE)
+    _bind(spec["resolv"], "/etc/resolv.conf", read_only=False)
+    _bind(spec["hosts"], "/etc/hosts", read_only=False)
+    for src, dst, ro in spec["mounts"]:
+        _bind(src, dst, read_only=ro)
+    name = spec["hostname"].encode()
+    _call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
+
+
+def _child(spec: Spec, out_w: int, err_w: int, report_w: int) -> None:
+    """In the forked child: become the container. Never returns."""
+    stage = "setup"
+    try:
+        stage = f"enter pod netns {spec['netns']}"
+        _enter(spec)
+        os.setsid()
+        if spec["workdir"]:
+            stage = f"chdir to workingDir {spec['workdir']}"
+            os.chdir(spec["workdir"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        stage = "exec"
+        os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+    except OSError as exc:
+        code, msg = (_exec_message(spec["argv"][0], exc) if stage == "exec"
+                     else (128, f"{stage}: {exc.strerror or exc}"))
+        os.write(report_w, f"{code}\t{msg}".encode())
+        os._exit(code)
+    finally:
+        os._exit(128)
+
+
+class Pump:
+    """Reads the container's two pipes into CRI lines in the log file."""
+
+    def __init__(self, log_fd: int, out_r: int, err_r: int) -> None:
+        self.log_fd = log_fd
+        self.framers = {out_r: crilog.Framer(b"stdout"), err_r: crilog.Framer(b"stderr")}
+        self.poller = select.poll()
+        for fd in self.framers:
+            os.set_blocking(fd, False)
+            self.poller.register(fd, select.POLLIN)
+
+    def step(self, timeout_s: float | None) -> bool:
+        """Move what is readable (waiting at most timeout_s); False once both pipes ended."""
+        ms = None if timeout_s is None else int(timeout_s * 1000)
+        ready = self.poller.poll(ms)
+        now = time.time_ns()
+        for fd, _ in ready:
+            if fd not in self.framers:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            fr = self.framers[fd]
+            if data:
+                os.write(self.log_fd, fr.feed(data, now))
+            else:
+                os.write(self.log_fd, fr.flush(now, final=True))
+                self.poller.unregister(fd)
+                del self.framers[fd]
+        if not ready:
+            for fr in self.framers.values():
+                os.write(self.log_fd, fr.flush(now, final=False))
+        return bool(self.framers)
+
+    def pending(self) -> bool:
+        return any(fr.pending for fr in self.framers.values())
+
+
+def _report(text: str) -> None:
+    try:
+        os.write(1, text.encode())
+    except OSError:
+        pass  # the agent went away; the records tell it later
+
+
+def _fail(spec: Spec, log_fd: int, pid: int, report: bytes) -> int:
+    os.waitpid(pid, 0)
+    code_s, msg = report.decode(errors="replace").split("\t", 1)
+    line = f'knet: failed to start container "{spec["name"]}": {msg}'.encode()
+    ts = crilog.format_time(time.time_ns())
+    os.write(log_fd, crilog.cri_line(ts, b"stderr", False, line))
+    records.write_record(spec["exit"], {
+        "code": code_s, "finished_at": repr(time.time()), "reason": "StartError",
+        "message": msg})
+    _report(f"err\t{code_s}\t{msg}\n")
+    return 0
+
+
+def _supervise(spec: Spec, pid: int, log_fd: int, out_r: int, err_r: int) -> int:
+    started = time.time()
+    mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt")
+    ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)  # keeps the ns id from being reused
+    st = records.proc_stat(pid)
+    me = records.proc_stat(os.getpid())
+    records.write_record(spec["state"], {
+        "pid": str(pid), "pid_start": str(st[1] if st else 0), "shim_pid": str(os.getpid()),
+        "shim_start": str(me[1] if me else 0), "started_at": repr(started), "mnt_ns": mnt_ns})
+    _report(f"ok\t{started!r}\n")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    pump = Pump(log_fd, out_r, err_r)
+    pidfd = os.pidfd_open(pid)
+    pump.poller.register(pidfd, select.POLLIN)
+    while True:
+        pump.step(IDLE_FLUSH_S if pump.pending() else None)
+        if select.select([pidfd], [], [], 0)[0]:
+            break
+    records.kill_container(pid, mnt_ns)  # while the leader is a zombie: its pid is not reused
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    os.close(ns_fd)
+    pump.poller.unregister(pidfd)
+    deadline = time.monotonic() + DRAIN_S
+    while time.monotonic() < deadline and pump.step(max(0.0, deadline - time.monotonic())):
+        pass
+    records.write_record(spec["exit"], {
+        "code": str(code), "finished_at": repr(time.time()),
+        "reason": "Completed" if code == 0 else "Error", "message": ""})
+    return 0
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path, "rb") as f:
+        spec: Spec = marshal.load(f)
+    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        _child(spec, out_w, err_w, report_w)
+    for fd in (out_w, err_w, report_w):
+        os.close(fd)
+    chunks = []
+    while chunk := os.read(report_r, 4096):
+        chunks.append(chunk)
+    if chunks:
+        return _fail(spec, log_fd, pid, b"".join(chunks))
+    return _supervise(spec, pid, log_fd, out_r, err_r)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

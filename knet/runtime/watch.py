@@ -1,0 +1,63 @@
+"""Waiting on processes and pipes from the event loop without threads.
+
+A pidfd (Linux >= 5.3) becomes readable when its process exits, whether or not it is our
+child, so a container adopted after an agent restart is awaited like one we started. The
+start time from /proc guards against a pid that was reused before we opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from knet.runtime import records
+
+
+async def readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+async def pid_exited(pid: int, start: int) -> None:
+    """Return once process `pid` (the one that started at `start`) has exited."""
+    if not records.alive(pid, start):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if records.alive(pid, start):  # still the same process now that we hold its pidfd
+            await readable(fd)
+    finally:
+        os.close(fd)
+
+
+async def read_pipe(fd: int, *, timeout: float) -> bytes:
+    """Everything written to pipe `fd` until its writers close it (at most `timeout` s)."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+
+    async def drain() -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                await readable(fd)
+                continue
+            if not data:
+                return
+            chunks.append(data)
+
+    await asyncio.wait_for(drain(), timeout=timeout)
+    return b"".join(chunks)
