@@ -77,7 +77,8 @@ def pod_host_ifname(node: str, key: str) -> str:
     return "kn" + _hash("pod", node, key)[:10]
 
 
-def pod_mac(ip: str) -> str:
-    """Locally administered MAC for a pod's eth0, derived from its IPv4 (0a:58:<ip>)."""
+def pod_mac(ip: str, *, first: int = 0x58) -> str:
+    """Locally administered MAC derived from an IPv4 (0a:58:<ip>, as kubenet did). Bridges
+    get one too (from their address) so their MAC does not follow their ports."""
     octets = [int(x) for x in ip.split(".")]
-    return "0a:58:" + ":".join(f"{o:02x}" for o in octets)
+    return f"0a:{first:02x}:" + ":".join(f"{o:02x}" for o in octets)

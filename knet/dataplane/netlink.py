@@ -74,6 +74,12 @@ async def _ignore_gone(coro: object) -> None:
             raise
 
 
+async def _idx(ipr: AsyncIPRoute, ifname: str) -> int | None:
+    """Index of `ifname` in the netns of `ipr`, None if absent."""
+    found = await ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
 class NetlinkKernel:
     """The kernel operations of kernel.py over AsyncIPRoute; see that file for each call."""
 
@@ -113,10 +119,6 @@ class NetlinkKernel:
         for k in [k for k in self._index if k[0] == netns]:
             del self._index[k]
 
-    async def _idx(self, ipr: AsyncIPRoute, netns: str, ifname: str) -> int | None:
-        found = await ipr.link_lookup(ifname=ifname)
-        return found[0] if found else None
-
     async def check_root(self) -> None:
         if not has_net_admin():
             raise DataplaneError(NOT_ROOT)
@@ -142,13 +144,14 @@ class NetlinkKernel:
 
     async def ensure_host(self, cfg: HostConfig) -> bool:
         ipr = await self._sock(None)
-        br = await self._idx(ipr, "", names.HOST_BRIDGE)
+        br = await _idx(ipr, names.HOST_BRIDGE)
         created = br is None
         prefix = int(cfg.underlay_cidr.split("/")[1])
         with _nl(f"host: bridge {names.HOST_BRIDGE}"):
             if br is None:
-                await ipr.link("add", ifname=names.HOST_BRIDGE, kind="bridge")
-                br = await self._idx(ipr, "", names.HOST_BRIDGE)
+                await ipr.link("add", ifname=names.HOST_BRIDGE, kind="bridge",
+                               address=names.pod_mac(cfg.host_ip))
+                br = await _idx(ipr, names.HOST_BRIDGE)
             await ipr.link("set", index=br, state="up")
             await ipr.addr("replace", index=br, address=cfg.host_ip, prefixlen=prefix)
         for cidr in (cfg.pod_cidr, cfg.service_cidr):
@@ -162,7 +165,7 @@ class NetlinkKernel:
         for cidr in (cfg.pod_cidr, cfg.service_cidr):
             await _ignore_gone(ipr.route("del", dst=cidr, type="unreachable", proto=RTPROT_KNET,
                                          priority=UNREACHABLE_METRIC))
-        br = await self._idx(ipr, "", names.HOST_BRIDGE)
+        br = await _idx(ipr, names.HOST_BRIDGE)
         if br is not None and remove_bridge:
             with _nl(f"host: bridge {names.HOST_BRIDGE}"):
                 await _ignore_gone(ipr.link("del", index=br))
@@ -177,21 +180,23 @@ class NetlinkKernel:
             self._socks[node.netns] = await self._open(node.netns, create=True)
         ipr = await self._sock(node.netns)
         self._index.pop((node.netns, names.NODE_BRIDGE), None)
-        knet0 = await self._idx(hostipr, "", names.HOST_BRIDGE)
+        knet0 = await _idx(hostipr, names.HOST_BRIDGE)
         if knet0 is None:
             raise NotFound(f"{what}: host bridge {names.HOST_BRIDGE} is missing; call "
                            "ensure_host() again ('knet up')")
         with _nl(f"{what}: underlay veth {node.host_ifname} in the host"):
             await self._veth(hostipr, ipr, node.netns, node.host_ifname, knet0, mac=None)
-        eth0 = await self._idx(ipr, node.netns, "eth0")
+        eth0 = await _idx(ipr, "eth0")
         with _nl(f"{what}: eth0 {node.underlay_ip} in netns {node.netns}"):
             await ipr.link("set", index=1, state="up")
             await ipr.link("set", index=eth0, state="up")
             await ipr.addr("replace", index=eth0, address=node.underlay_ip, prefixlen=prefixlen)
             await ipr.route("replace", dst="0.0.0.0/0", gateway=host.host_ip)
         pod_prefix = int(node.pod_cidr.split("/")[1])
-        await self._bridge(ipr, node, names.NODE_BRIDGE, "bridge", (node.gateway, pod_prefix))
-        await self._bridge(ipr, node, node.svc_ifname, await self._svc_device_kind(ipr), None)
+        await self._bridge(ipr, node, names.NODE_BRIDGE, "bridge", (node.gateway, pod_prefix),
+                           mac=names.pod_mac(node.gateway))
+        await self._bridge(ipr, node, node.svc_ifname, await self._svc_device_kind(ipr), None,
+                           mac=names.pod_mac(node.underlay_ip, first=0x59))
         with _nl(f"{what}: ip_forward in netns {node.netns}"), nsutil.in_netns(node.netns):
             with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
                 f.write("1\n")
@@ -200,8 +205,8 @@ class NetlinkKernel:
                     ifname: str, master: int, *, mac: str | None) -> None:
         """veth `ifname` (on `master`, up) whose peer is eth0 in `peer_netns`; repairs a
         half pair (one end missing) by making it anew."""
-        have = await self._idx(ipr, "", ifname)
-        peer = await self._idx(peer_ipr, peer_netns, names.POD_IFNAME)
+        have = await _idx(ipr, ifname)
+        peer = await _idx(peer_ipr, names.POD_IFNAME)
         if have is not None and peer is not None:
             await ipr.link("set", index=have, master=master, state="up")
             return
@@ -224,12 +229,12 @@ class NetlinkKernel:
             os.close(fd)
 
     async def _bridge(self, ipr: AsyncIPRoute, node: NodeInfo, ifname: str, kind: str,
-                      addr: tuple[str, int] | None) -> None:
+                      addr: tuple[str, int] | None, *, mac: str) -> None:
         with _nl(f"node {node.name}: {kind} {ifname} in netns {node.netns}"):
-            idx = await self._idx(ipr, node.netns, ifname)
+            idx = await _idx(ipr, ifname)
             if idx is None:
-                await ipr.link("add", ifname=ifname, kind=kind)
-                idx = await self._idx(ipr, node.netns, ifname)
+                await ipr.link("add", ifname=ifname, kind=kind, address=mac)
+                idx = await _idx(ipr, ifname)
             await ipr.link("set", index=idx, state="up")
             if addr is not None:
                 await ipr.addr("replace", index=idx, address=addr[0], prefixlen=addr[1])
@@ -250,7 +255,7 @@ class NetlinkKernel:
 
     async def remove_node(self, node: NodeInfo) -> None:
         hostipr = await self._sock(None)
-        idx = await self._idx(hostipr, "", node.host_ifname)
+        idx = await _idx(hostipr, node.host_ifname)
         if idx is not None:
             await _ignore_gone(hostipr.link("del", index=idx))
         self._drop(node.netns)
@@ -287,7 +292,7 @@ class NetlinkKernel:
                     await self._veth(nodeipr, podipr, pod.netns, pod.host_ifname, bridge,
                                      mac=pod.mac)
             with _nl(f"pod {pod.key}: eth0 {pod.ip} in netns {pod.netns}"):
-                eth0 = await self._idx(podipr, pod.netns, names.POD_IFNAME)
+                eth0 = await _idx(podipr, names.POD_IFNAME)
                 await podipr.link("set", index=1, state="up")
                 await podipr.link("set", index=eth0, state="up")
                 await podipr.addr("replace", index=eth0, address=pod.ip, prefixlen=prefixlen)
@@ -298,7 +303,7 @@ class NetlinkKernel:
     async def _cni0(self, ipr: AsyncIPRoute, node: NodeInfo) -> int:
         key = (node.netns, names.NODE_BRIDGE)
         if key not in self._index:
-            idx = await self._idx(ipr, node.netns, names.NODE_BRIDGE)
+            idx = await _idx(ipr, names.NODE_BRIDGE)
             if idx is None:
                 raise NotFound(f"node {node.name}: bridge {names.NODE_BRIDGE} is missing in "
                                f"netns {node.netns}; ensure the node again")
@@ -315,7 +320,7 @@ class NetlinkKernel:
 
     async def set_address(self, netns: str, ifname: str, ip: str, *, present: bool) -> None:
         ipr = await self._sock(netns)
-        idx = await self._idx(ipr, netns, ifname)
+        idx = await _idx(ipr, ifname)
         if idx is None:
             raise NotFound(f"netns {netns}: no device {ifname}; ensure the node again")
         with _nl(f"netns {netns}: address {ip} on {ifname}"):
@@ -326,7 +331,7 @@ class NetlinkKernel:
 
     async def addresses(self, netns: str, ifname: str) -> list[str]:
         ipr = await self._sock(netns)
-        idx = await self._idx(ipr, netns, ifname)
+        idx = await _idx(ipr, ifname)
         if idx is None:
             return []
         return [a.get("address") async for a in await ipr.addr("dump", family=AF_INET)

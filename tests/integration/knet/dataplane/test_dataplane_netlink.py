@@ -1,0 +1,20 @@
+"""The Dataplane contract on NetlinkDataplane: real namespaces, inside `knet sandbox`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "unit" / "knet" / "dataplane"))
+
+from dataplane_contract import *  # noqa: E402,F401,F403 - the shared contract suite
+from knet.dataplane.base import Dataplane  # noqa: E402
+from knet.dataplane.netlink import NetlinkDataplane  # noqa: E402
+
+
+@pytest.fixture
+def make_dp(tmp_path: Path) -> Callable[[], Dataplane]:
+    return lambda: NetlinkDataplane(tmp_path)
