@@ -1,0 +1,51 @@
+"""`knet agent --node NAME`: the node agent (kubelet + proxy), normally started by `knet up`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from knet.cluster.state import DEFAULT_STATE_DIR
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agent", help="run a node agent (started for you by 'knet up')")
+    p.add_argument("--node", required=True, help="node name, e.g. node-1")
+    p.add_argument("--index", type=int, required=True,
+                   help="node number i: underlay 172.18.0.(i+1), pods 10.244.i.0/24")
+    p.add_argument("--kubeconfig", type=Path, required=True)
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--port", type=int, default=None, help="agent API port (default 10250+i)")
+    p.add_argument("--no-proxy", action="store_true", help="do not run the node's kube-proxy")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    return uvloop.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from control.client import HttpClient
+    from knet.dataplane.base import NodeSpec
+    from knet.dataplane.netlink import NetlinkDataplane
+    from knet.kubelet.agent import Agent
+    from knet.runtime.process import ProcessRuntime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = HttpClient.from_kubeconfig(args.kubeconfig)
+    spec = NodeSpec.default(args.index, name=args.node)
+    agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
+                  dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
+                  runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy)
+    try:
+        await agent.run(stop)
+    finally:
+        await client.close()
+    return 0

@@ -1,0 +1,93 @@
+"""`knet up`, `knet down`, `knet status`, `knet kubeconfig`: the cluster on this host."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from knet.cluster.state import DEFAULT_LISTEN, DEFAULT_STATE_DIR, ClusterRecord
+from knet.errors import KnetError
+
+
+def _state_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                   help=f"where the cluster keeps its state (default {DEFAULT_STATE_DIR})")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("up", help="start a cluster: control plane + N node agents",
+                       description="Start the control plane and one agent per node in the "
+                       "background, wait until every node is Ready, and write a kubeconfig.")
+    p.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    p.add_argument("--store", default=None,
+                   help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="API server address (loopback)")
+    p.add_argument("--timeout", type=float, default=120.0)
+    _state_arg(p)
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("down", help="stop the cluster and remove everything it made")
+    _state_arg(p)
+    p.set_defaults(func=_down)
+
+    p = sub.add_parser("status", help="what is running: processes, nodes, pods per node")
+    _state_arg(p)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("kubeconfig", help="print the kubeconfig path (last line)")
+    _state_arg(p)
+    p.set_defaults(func=_kubeconfig)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from knet.cluster import lifecycle
+
+    rec = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
+                                   listen=args.listen, timeout=args.timeout,
+                                   say=lambda m: print(f"  {m}", flush=True)))
+    print(f"cluster up: {rec.nodes} node(s), API at {rec.server}")
+    print("use it with:")
+    print(f"  export KUBECONFIG={rec.kubeconfig}")
+    print("  kubectl get nodes        # or: knet get nodes")
+    print("stop it with: knet down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from knet.cluster import lifecycle
+
+    if not asyncio.run(lifecycle.down(args.state_dir, say=lambda m: print(f"  {m}", flush=True))):
+        print(f"no cluster in {args.state_dir}: nothing to do")
+        return 0
+    print("cluster down: every process, namespace, link and file it made is gone")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from knet.cluster import lifecycle
+
+    st = asyncio.run(lifecycle.status(args.state_dir))
+    if args.output == "json":
+        print(json.dumps(st, indent=2))
+        return 0 if st["up"] else 1
+    if not st["up"]:
+        print(f"no cluster running in {args.state_dir}")
+        return 1
+    print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}")
+    for role, p in st["processes"].items():  # type: ignore[union-attr]
+        print(f"  {role:<10} pid {p['pid']:<8} {'running' if p['alive'] else 'DEAD'}")
+    for name, n in (st.get("nodes") or {}).items():  # type: ignore[union-attr]
+        print(f"  node {name:<8} {'Ready' if n['ready'] else 'NotReady':<9} {n['pods']} pod(s)")
+    return 0
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    rec = ClusterRecord.load(args.state_dir)
+    if rec is None or not rec.kubeconfig.exists():
+        raise KnetError(f"no cluster in {args.state_dir}; start one with 'knet up'")
+    print(f"export KUBECONFIG={rec.kubeconfig}")
+    print(rec.kubeconfig)
+    return 0

@@ -1,0 +1,209 @@
+"""`knet up` / `knet down` / `knet status`: bring a cluster to life on this host, and remove
+exactly what was made.
+
+up: record first, then make: host network (dataplane), the control plane process, one agent
+per node, wait until every node is Ready, then the system objects (kube-dns). Each process and
+each directory is written into cluster.json as soon as it exists, so a failed or interrupted
+`up` is undone by `down` like a finished one.
+down: stop agents and the control plane (by recorded pid + start time), kill the containers
+the runtime recorded, remove the dataplane's recorded kernel objects, then the files and
+directories `up` made. Nothing is found by name pattern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from control.client import HttpClient
+from control.errors import ApiError
+from knet.cluster import procs, system
+from knet.cluster.state import DEFAULT_LISTEN, ClusterRecord
+from knet.errors import KnetError
+
+Say = Callable[[str], None]
+HOST_IP = "172.18.0.1"
+API_PORT = 6443
+
+
+def _knet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "knet.cli.main", *args]
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise KnetError(f"knet {what} needs root (network namespaces): run it as root, "
+                        "or in a privileged container")
+
+
+def _dataplane(state_dir: Path):  # type: ignore[no-untyped-def]
+    from knet.dataplane.netlink import NetlinkDataplane
+
+    return NetlinkDataplane(state_dir / "dataplane")
+
+
+async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
+             listen: str = DEFAULT_LISTEN, timeout: float = 90.0,
+             say: Say = lambda _m: None) -> ClusterRecord:
+    """Bring up a cluster of `nodes` nodes and return its record."""
+    _need_root("up")
+    if not 1 <= nodes <= 50:
+        raise KnetError(f"--nodes {nodes}: knet runs 1 to 50 nodes on one host")
+    old = ClusterRecord.load(state_dir)
+    if old and old.running():
+        raise KnetError(f"a cluster is already up in {state_dir} "
+                        f"({', '.join(sorted(old.running()))}); use it, or run 'knet down' first")
+    if old:
+        say(f"cleaning up what a previous cluster left in {state_dir}")
+        await down(state_dir)
+    rec = ClusterRecord(state_dir=state_dir, nodes=nodes,
+                        store=store or f"sqlite:///{state_dir / 'state.db'}",
+                        server=f"http://{listen}")
+    if not state_dir.exists():
+        state_dir.mkdir(parents=True)
+        rec.made_dirs.append(str(state_dir))
+    rec.save()
+    deadline = time.monotonic() + timeout
+    try:
+        say("host network: bridge knet0 (172.18.0.1/16), routes to pods and services")
+        dp = _dataplane(state_dir)
+        try:
+            await dp.ensure_host()
+        finally:
+            await dp.close()
+        say(f"control plane: API server on {listen}, store {rec.store}")
+        rec.procs["control"] = procs.spawn("control", _knet(
+            "control", "--state-dir", str(state_dir), "--listen", listen,
+            "--listen", f"{HOST_IP}:{API_PORT}", "--store", rec.store), log=rec.log("control"))
+        rec.save()
+        client = await _wait_api(rec, deadline)
+        try:
+            for i in range(1, nodes + 1):
+                name = f"node-{i}"
+                rec.procs[name] = procs.spawn(name, _knet(
+                    "agent", "--node", name, "--index", str(i), "--state-dir", str(state_dir),
+                    "--kubeconfig", str(rec.kubeconfig)), log=rec.log(f"agent-{name}"))
+                rec.save()
+            say(f"nodes: starting {nodes} agent(s), waiting until Ready")
+            await _wait_nodes(client, rec, deadline)
+            say("system: kube-dns (10.96.0.10) in kube-system")
+            await system.ensure(client)
+            await system.wait_ready(client, rec, deadline)
+        finally:
+            await client.close()
+    except BaseException:
+        say("start failed: undoing what was made")
+        await down(state_dir)
+        raise
+    return rec
+
+
+async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:
+    while time.monotonic() < deadline:
+        _check_procs(rec)
+        if rec.kubeconfig.exists():
+            client = HttpClient.from_kubeconfig(rec.kubeconfig)
+            try:
+                await client.get("namespaces", "default")
+                return client
+            except (ApiError, OSError):
+                await client.close()
+        await asyncio.sleep(0.1)
+    raise KnetError(f"the API server did not come up in time; see {rec.log('control')}")
+
+
+def _check_procs(rec: ClusterRecord) -> None:
+    for role, p in rec.procs.items():
+        if not p.alive():
+            tail = _tail(Path(p.log))
+            raise KnetError(f"{role} exited while starting; see {p.log}" + (f": {tail}" if tail else ""))
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-300:] if lines else ""
+
+
+async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float) -> None:
+    want = {f"node-{i}" for i in range(1, rec.nodes + 1)}
+    ready: set[str] = set()
+    while time.monotonic() < deadline:
+        _check_procs(rec)
+        nodes = (await client.list("nodes")).items
+        ready = {n["metadata"]["name"] for n in nodes if _node_ready(n)}
+        if want <= ready:
+            return
+        await asyncio.sleep(0.2)
+    raise KnetError(f"nodes not Ready in time: {', '.join(sorted(want - ready))}; "
+                    f"see the agent logs in {rec.state_dir / 'logs'}")
+
+
+def _node_ready(node: dict) -> bool:  # type: ignore[type-arg]
+    for c in node.get("status", {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return False
+
+
+async def down(state_dir: Path, *, say: Say = lambda _m: None) -> bool:
+    """Remove everything `up` made in state_dir. False if there was nothing to remove."""
+    _need_root("down")
+    rec = ClusterRecord.load(state_dir)
+    if rec is None:
+        return False
+    for role in sorted(rec.procs, key=lambda r: r == "control"):  # agents first
+        if procs.stop(rec.procs[role], grace=10.0):
+            say(f"stopped {role} (pid {rec.procs[role].pid})")
+    from knet.runtime import cleanup_pods
+
+    killed = await cleanup_pods(state_dir / "pods")
+    if killed:
+        say(f"stopped {killed} container process(es)")
+    dp = _dataplane(state_dir)
+    try:
+        await dp.cleanup()
+    finally:
+        await dp.close()
+    say("removed the cluster's namespaces, links, addresses and routes")
+    for name in ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "control.pid"):
+        (state_dir / name).unlink(missing_ok=True)
+    for sub in ("logs", "pods", "dataplane", "volumes"):
+        shutil.rmtree(state_dir / sub, ignore_errors=True)
+    rec.path.unlink(missing_ok=True)
+    for d in reversed(rec.made_dirs):
+        shutil.rmtree(d, ignore_errors=True)
+    return True
+
+
+async def status(state_dir: Path) -> dict[str, object]:
+    """What is up: processes (alive or not), nodes and their readiness, pods per node."""
+    rec = ClusterRecord.load(state_dir)
+    if rec is None:
+        return {"up": False, "state_dir": str(state_dir)}
+    out: dict[str, object] = {
+        "up": bool(rec.running()), "state_dir": str(state_dir), "server": rec.server,
+        "kubeconfig": str(rec.kubeconfig),
+        "processes": {r: {"pid": p.pid, "alive": p.alive()} for r, p in rec.procs.items()},
+    }
+    if rec.procs.get("control") and rec.procs["control"].alive() and rec.kubeconfig.exists():
+        client = HttpClient.from_kubeconfig(rec.kubeconfig)
+        try:
+            nodes = (await client.list("nodes")).items
+            pods = (await client.list("pods")).items
+            out["nodes"] = {
+                n["metadata"]["name"]: {
+                    "ready": _node_ready(n),
+                    "pods": sum(1 for p in pods if p.get("spec", {}).get("nodeName")
+                                == n["metadata"]["name"])}
+                for n in nodes}
+        finally:
+            await client.close()
+    return out

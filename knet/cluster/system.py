@@ -1,0 +1,71 @@
+"""The system objects every cluster has after `knet up`: the kube-dns Service (10.96.0.10,
+53/UDP and 53/TCP) and the `coredns` Deployment in kube-system running knet's DNS image.
+(The `kubernetes` Service and the namespaces are made by the control plane itself.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from control.clientbase import Client
+from control.errors import AlreadyExists
+from knet.cluster.state import ClusterRecord
+from knet.errors import KnetError
+
+DNS_IP = "10.96.0.10"
+DNS_LABELS = {"k8s-app": "kube-dns"}
+
+KUBE_DNS_SERVICE: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                 "labels": {**DNS_LABELS, "kubernetes.io/name": "CoreDNS"}},
+    "spec": {"selector": DNS_LABELS, "clusterIP": DNS_IP, "ports": [
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+}
+
+COREDNS_DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "coredns", "namespace": "kube-system", "labels": DNS_LABELS},
+    "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": DNS_LABELS},
+        "template": {
+            "metadata": {"labels": DNS_LABELS},
+            "spec": {
+                "dnsPolicy": "Default",
+                "containers": [{
+                    "name": "coredns", "image": "knet/dns",
+                    "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                              {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
+                    "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 2},
+                }],
+            },
+        },
+    },
+}
+
+
+async def ensure(client: Client) -> None:
+    """Create the system objects if missing (idempotent)."""
+    for resource, obj in (("services", KUBE_DNS_SERVICE), ("deployments", COREDNS_DEPLOYMENT)):
+        try:
+            await client.create(resource, obj, namespace="kube-system")
+        except AlreadyExists:
+            pass
+
+
+async def wait_ready(client: Client, rec: ClusterRecord, deadline: float) -> None:
+    """Until kube-dns has a ready endpoint."""
+    while time.monotonic() < deadline:
+        try:
+            ep = await client.get("endpoints", "kube-dns", namespace="kube-system")
+        except Exception:  # noqa: BLE001 - not there yet
+            ep = {}
+        if any(s.get("addresses") for s in ep.get("subsets") or []):
+            return
+        await asyncio.sleep(0.2)
+    raise KnetError("kube-dns did not become ready in time; check "
+                    f"'knet get pods -n kube-system' and {rec.state_dir / 'logs'}")

@@ -1,0 +1,208 @@
+"""From a pod's container (wire form) to a runtime `ContainerSpec`: the argv from the image
+catalog, the environment (value, configMapKeyRef, secretKeyRef, fieldRef, envFrom, and the
+Kubernetes service variables), and volumes (emptyDir, configMap, secret) as files in the pod
+directory, bind-mounted where the container asks.
+
+Errors are `ConfigError(reason, message)` with the Kubernetes waiting reason the kubelet
+shows (CreateContainerConfigError, ErrImagePull).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from knet.runtime.base import ContainerSpec, Mount
+
+Obj = dict[str, Any]
+Lookup = Callable[[str, str, str], Awaitable[Obj | None]]  # (resource, namespace, name)
+
+
+class ConfigError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command, args and env values; $$(VAR) escapes."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        m = _VAR.match(text, i)
+        if m and m.group(1) in env:
+            out.append(env[m.group(1)])
+            i = m.end()
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def field_ref(pod: Obj, path: str, *, node_name: str, pod_ip: str, host_ip: str) -> str:
+    meta = pod.get("metadata", {})
+    simple = {
+        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""), "spec.nodeName": node_name,
+        "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", "default"),
+        "status.podIP": pod_ip, "status.podIPs": pod_ip, "status.hostIP": host_ip,
+    }
+    if path in simple:
+        return str(simple[path])
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    raise ConfigError("CreateContainerConfigError",
+                      f"fieldRef {path!r} is not supported; use metadata.name, metadata.namespace, "
+                      "metadata.uid, metadata.labels['k'], spec.nodeName, status.podIP or "
+                      "status.hostIP")
+
+
+async def _source_data(lookup: Lookup, kind: str, namespace: str, name: str,
+                       optional: bool) -> dict[str, str] | None:
+    resource = "configmaps" if kind == "configMap" else "secrets"
+    obj = await lookup(resource, namespace, name)
+    if obj is None:
+        if optional:
+            return None
+        raise ConfigError("CreateContainerConfigError", f'{kind} "{name}" not found')
+    if kind == "configMap":
+        return {k: str(v) for k, v in (obj.get("data") or {}).items()}
+    return {k: base64.b64decode(v).decode(errors="replace")
+            for k, v in (obj.get("data") or {}).items()}
+
+
+async def build_env(pod: Obj, container: Obj, *, lookup: Lookup, node_name: str, pod_ip: str,
+                    host_ip: str, service_env: dict[str, str]) -> dict[str, str]:
+    namespace = pod["metadata"]["namespace"]
+    env: dict[str, str] = dict(service_env)
+    for src in container.get("envFrom") or []:
+        kind = "configMap" if "configMapRef" in src else "secret"
+        ref = src.get("configMapRef") or src.get("secretRef") or {}
+        data = await _source_data(lookup, kind, namespace, ref.get("name", ""),
+                                  bool(ref.get("optional")))
+        for k, v in (data or {}).items():
+            env[src.get("prefix", "") + k] = v
+    for item in container.get("env") or []:
+        name = item["name"]
+        if "value" in item:
+            env[name] = expand(str(item.get("value") or ""), env)
+            continue
+        vf = item.get("valueFrom") or {}
+        if "fieldRef" in vf:
+            env[name] = field_ref(pod, vf["fieldRef"]["fieldPath"], node_name=node_name,
+                                  pod_ip=pod_ip, host_ip=host_ip)
+        elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
+            kind = "configMap" if "configMapKeyRef" in vf else "secret"
+            ref = vf.get("configMapKeyRef") or vf.get("secretKeyRef")
+            data = await _source_data(lookup, kind, namespace, ref["name"], bool(ref.get("optional")))
+            if data is None:
+                continue
+            if ref["key"] not in data:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError("CreateContainerConfigError",
+                                  f"couldn't find key {ref['key']} in {kind} "
+                                  f"{namespace}/{ref['name']}")
+            env[name] = data[ref["key"]]
+        elif "resourceFieldRef" in vf:
+            env[name] = "0"
+        else:
+            env[name] = ""
+    return env
+
+
+async def materialize_volumes(pod: Obj, pod_dir: Path, *, lookup: Lookup) -> dict[str, Path]:
+    """Write each volume's files under pod_dir/volumes/NAME and return name -> host dir."""
+    namespace = pod["metadata"]["namespace"]
+    out: dict[str, Path] = {}
+    for vol in pod.get("spec", {}).get("volumes") or []:
+        path = pod_dir / "volumes" / vol["name"]
+        path.mkdir(parents=True, exist_ok=True)
+        for kind in ("configMap", "secret"):
+            if kind not in vol:
+                continue
+            src = vol[kind]
+            ref = src.get("name") or src.get("secretName", "")
+            data = await _source_data(lookup, kind, namespace, ref, bool(src.get("optional")))
+            items = src.get("items")
+            files = ({i["key"]: i["path"] for i in items if i["key"] in (data or {})}
+                     if items else {k: k for k in data or {}})
+            for key, rel in files.items():
+                target = path / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text((data or {})[key])
+                os.chmod(target, int(src.get("defaultMode", 0o644)))
+        out[vol["name"]] = path
+    return out
+
+
+def mounts_for(container: Obj, volumes: dict[str, Path]) -> list[Mount]:
+    mounts: list[Mount] = []
+    for vm in container.get("volumeMounts") or []:
+        host = volumes.get(vm["name"])
+        if host is None:
+            raise ConfigError("CreateContainerConfigError",
+                              f"volumeMount {vm['name']!r} names no volume of the pod")
+        if vm.get("subPath"):
+            host = host / vm["subPath"]
+        mounts.append(Mount(host_path=str(host), container_path=vm["mountPath"],
+                            read_only=bool(vm.get("readOnly"))))
+    return mounts
+
+
+def resolve_argv(container: Obj, env: dict[str, str]) -> list[str]:
+    from knet.runtime import images
+
+    command = container.get("command")
+    args = container.get("args")
+    try:
+        argv = images.resolve(container.get("image", ""), command, args)
+    except images.ImageNotFound as exc:
+        raise ConfigError("ErrImagePull", str(exc)) from None
+    return [expand(a, env) for a in argv]
+
+
+async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name: str,
+                         pod_ip: str, host_ip: str, service_env: dict[str, str],
+                         volumes: dict[str, Path]) -> ContainerSpec:
+    env = await build_env(pod, container, lookup=lookup, node_name=node_name, pod_ip=pod_ip,
+                          host_ip=host_ip, service_env=service_env)
+    env.setdefault("HOSTNAME", pod.get("spec", {}).get("hostname") or pod["metadata"]["name"])
+    return ContainerSpec(name=container["name"], argv=resolve_argv(container, env), env=env,
+                         workdir=container.get("workingDir"),
+                         mounts=mounts_for(container, volumes))
+
+
+def service_env(services: list[Obj], namespace: str) -> dict[str, str]:
+    """The docker-links style variables Kubernetes gives every container for the Services
+    of its namespace (and `kubernetes` in default): WEB_SERVICE_HOST, WEB_SERVICE_PORT..."""
+    env: dict[str, str] = {}
+    for svc in services:
+        meta, spec = svc.get("metadata", {}), svc.get("spec", {})
+        if meta.get("namespace") != namespace and not (
+                meta.get("namespace") == "default" and meta.get("name") == "kubernetes"):
+            continue
+        ip = spec.get("clusterIP")
+        ports = spec.get("ports") or []
+        if not ip or ip == "None" or not ports:
+            continue
+        prefix = meta["name"].upper().replace("-", "_")
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
+        for p in ports:
+            if p.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p["port"])
+    return env

@@ -1,0 +1,239 @@
+"""The pod worker: one asyncio task per pod bound to this node, level-triggered on the
+latest pod object. It makes the sandbox (dataplane netns + veth + IP, then the runtime's
+pod directory with resolv.conf/hosts and volumes), runs init containers in order, then the
+containers (one `ContainerRunner` each), publishes status on every change (debounced), and on
+deletion stops the containers within the grace period, removes the sandbox and finishes the
+deletion in the API (grace 0). Created in a crash or restart, it adopts what still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from control.errors import ApiError, Conflict, NotFound
+from knet.errors import KnetError
+from knet.kubelet import containers as cspec
+from knet.kubelet.context import NodeContext
+from knet.kubelet.runner import ContainerRunner
+from knet.kubelet.status import ContainerView, pod_status, rfc3339
+from knet.runtime.base import PodSandbox
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+def pod_dir(root: Path, pod: Obj) -> Path:
+    m = pod["metadata"]
+    return root / f"{m['namespace']}_{m['name']}_{m.get('uid', 'nouid')}"
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: Obj) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        m = pod["metadata"]
+        self.key = f"{m['namespace']}/{m['name']}"
+        self.uid = m.get("uid", "")
+        self.dir = pod_dir(ctx.pods_root, pod)
+        self.pod_ip = (pod.get("status") or {}).get("podIP", "")
+        self.sandbox: PodSandbox | None = None
+        self.runners: list[ContainerRunner] = []
+        self.init_views: list[ContainerView] = []
+        self.views = [ContainerView(name=c["name"], image=c.get("image", ""))
+                      for c in pod["spec"].get("containers") or []]
+        self.initialized = not pod["spec"].get("initContainers")
+        self.start_time = time.time()
+        self._dirty = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._gone = False          # the API object is gone (force-deleted)
+        self._task: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._restore_counts()
+
+    def __repr__(self) -> str:
+        return f"<PodWorker {self.key} {self.pod_ip or '-'} {self.ctx.node_name}>"
+
+    def _restore_counts(self) -> None:
+        """After an agent restart, carry restartCount and lastState on from the API."""
+        old = {s["name"]: s for s in (self.pod.get("status") or {}).get("containerStatuses") or []}
+        for v in self.views:
+            if v.name in old:
+                v.restart_count = int(old[v.name].get("restartCount", 0))
+                v.last_state = old[v.name].get("lastState") or {}
+
+    # -- lifecycle driven by the informer -------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"pod {self.key}")
+        self._publisher = asyncio.create_task(self._publish_loop(), name=f"status {self.key}")
+
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        self._wake.set()
+
+    def gone(self) -> None:
+        """The pod object was deleted without us (force delete): stop and clean up."""
+        self._gone = True
+        self._wake.set()
+
+    async def shutdown(self) -> None:
+        """Agent stopping: leave containers running (they are adopted on restart)."""
+        for task in (self._task, self._publisher):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def _deleting(self) -> bool:
+        return self._gone or bool(self.pod["metadata"].get("deletionTimestamp"))
+
+    # -- the work ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            if not self._deleting():
+                main = asyncio.create_task(self._bring_up())
+                while not main.done() and not self._deleting():
+                    await asyncio.wait({main, asyncio.create_task(self._wake.wait())},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    self._wake.clear()
+                if not main.done():
+                    main.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await main
+                elif main.exception():
+                    log.error("%s: %s", self.key, main.exception())
+                while not self._deleting():  # finished (Succeeded/Failed): wait for deletion
+                    await self._wake.wait()
+                    self._wake.clear()
+            await self._tear_down()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: pod worker failed", self.key)
+
+    async def _bring_up(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._make_sandbox()
+                break
+            except (KnetError, OSError) as exc:
+                self.ctx.event(self.pod, "Warning", "FailedCreatePodSandBox",
+                               f"Failed to create pod sandbox: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+        self._mark()
+        if not await self._run_init_containers():
+            return
+        self.initialized = True
+        adopt = bool(self.pod.get("status", {}).get("containerStatuses"))
+        self.runners = [self._runner(c, view) for c, view in
+                        zip(self.pod["spec"]["containers"], self.views)]
+        await asyncio.gather(*(r.run(adopt=adopt) for r in self.runners))
+        self._mark()
+
+    async def _make_sandbox(self) -> None:
+        net = await self.ctx.dataplane.ensure_pod(self.ctx.node_name, self.key)
+        self.pod_ip = net.ip
+        spec, meta = self.pod["spec"], self.pod["metadata"]
+        nameserver = "10.96.0.10"
+        if spec.get("dnsPolicy") == "Default":
+            nameserver = _host_nameserver()
+        self.sandbox = PodSandbox.for_pod(
+            meta["namespace"], meta["name"], netns=net.netns, pod_ip=net.ip, pod_dir=self.dir,
+            hostname=spec.get("hostname") or None, subdomain=spec.get("subdomain") or None,
+            nameserver=nameserver,
+            host_aliases=[(a["ip"], a.get("hostnames") or []) for a in spec.get("hostAliases") or []])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.volumes = await cspec.materialize_volumes(self.pod, self.dir, lookup=self.ctx.lookup)
+
+    def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False) -> ContainerRunner:
+        assert self.sandbox is not None
+        return ContainerRunner(self.ctx, self.pod, c, self.sandbox, pod_ip=self.pod_ip,
+                               volumes=self.volumes, view=view, changed=self._mark,
+                               is_init=is_init)
+
+    async def _run_init_containers(self) -> bool:
+        inits = self.pod["spec"].get("initContainers") or []
+        self.init_views = [ContainerView(name=c["name"], image=c.get("image", ""))
+                           for c in inits]
+        done = {s["name"] for s in self.pod.get("status", {}).get("initContainerStatuses") or []
+                if (s.get("state", {}).get("terminated") or {}).get("exitCode") == 0}
+        for c, view in zip(inits, self.init_views):
+            if c["name"] in done:
+                view.state = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+                continue
+            runner = self._runner(c, view, is_init=True)
+            self.runners = [runner]
+            code = await runner.run(adopt=False)
+            if code != 0:
+                return False
+            view.ready = False
+        return True
+
+    async def _tear_down(self) -> None:
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        await asyncio.gather(*(r.stop(grace=float(grace)) for r in self.runners))
+        sandbox = self.sandbox or PodSandbox.for_pod(
+            self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
+            pod_ip=self.pod_ip, pod_dir=self.dir)
+        await self.ctx.runtime.remove(sandbox)
+        await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)
+        if self._publisher:
+            self._publisher.cancel()
+        if not self._gone:
+            with contextlib.suppress(NotFound, Conflict):
+                await self.ctx.client.delete("pods", self.pod["metadata"]["name"],
+                                             namespace=self.pod["metadata"]["namespace"],
+                                             grace_period=0, preconditions_uid=self.uid)
+        log.info("%s: removed", self.key)
+
+    # -- status --------------------------------------------------------------------------
+    def _mark(self) -> None:
+        self._dirty.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self.ctx.options.status_debounce)
+            self._dirty.clear()
+            if self._gone:
+                return
+            status = pod_status(old=self.pod.get("status") or {}, containers=self.views,
+                                init=self.init_views, initialized=self.initialized,
+                                pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
+                                start_time=self.start_time, now=time.time())
+            try:
+                self.pod = await self.ctx.client.patch(
+                    "pods", self.pod["metadata"]["name"], {"status": status},
+                    namespace=self.pod["metadata"]["namespace"], subresource="status")
+            except NotFound:
+                return
+            except ApiError as exc:
+                log.warning("%s: status update failed: %s", self.key, exc)
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+
+
+def _host_nameserver() -> str:
+    try:
+        for line in Path("/etc/resolv.conf").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                return parts[1]
+    except OSError:
+        pass
+    return "127.0.0.53"
+
+
+__all__ = ["PodWorker", "pod_dir", "rfc3339"]

@@ -1,0 +1,231 @@
+"""One container of one pod, for its whole life: build its spec, start it (or adopt the one
+still running after an agent restart), run its probes, wait for it to exit, and restart it
+as restartPolicy says with CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min of
+running). Every change of state is written to its `ContainerView` and announced with
+`changed()`, so the pod worker publishes the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from knet.kubelet import containers as cspec
+from knet.kubelet.context import NodeContext
+from knet.kubelet.probes import Prober, make_check
+from knet.kubelet.status import ContainerView, rfc3339
+from knet.runtime.base import ContainerHandle, ContainerStartError, PodSandbox
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class ContainerRunner:
+    def __init__(self, ctx: NodeContext, pod: Obj, container: Obj, sandbox: PodSandbox, *,
+                 pod_ip: str, volumes: dict[str, Any], view: ContainerView,
+                 changed: Callable[[], None], is_init: bool = False) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        self.c = container
+        self.sandbox = sandbox
+        self.pod_ip = pod_ip
+        self.volumes = volumes
+        self.view = view
+        self.changed = changed
+        self.is_init = is_init
+        self.handle: ContainerHandle | None = None
+        self.stopping = False
+        self.probers: dict[str, Prober] = {}
+        self._backoff = 0.0
+        self._kill_reason = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.sandbox.key}/{self.c['name']}"
+
+    def _policy_restarts(self, code: int) -> bool:
+        if self.is_init:
+            return code != 0 and self.pod["spec"].get("restartPolicy", "Always") != "Never"
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        return policy == "Always" or (policy == "OnFailure" and code != 0)
+
+    async def run(self, *, adopt: bool) -> int:
+        """Run until the container is done for good (returns its last exit code) or
+        the runner is stopped."""
+        code = 0
+        first = True
+        while not self.stopping:
+            handle = self.ctx.runtime.adopt(self.sandbox, self.c["name"]) if adopt and first else None
+            first = False
+            started_at = time.time()
+            if handle is None:
+                handle = await self._start()
+                if handle is None:
+                    code = self.view.last_state.get("terminated", {}).get("exitCode", 128)
+                    if not await self._after_exit(code, started_at):
+                        return code
+                    continue
+            else:
+                started_at = handle.started_at
+                log.info("%s: adopted running container pid %d", self.key, handle.pid)
+            self.handle = handle
+            self.view.container_id = handle.id
+            self.view.state = {"running": {"startedAt": rfc3339(handle.started_at)}}
+            self.view.will_restart = True
+            self._start_probes()
+            self.changed()
+            code = await self.ctx.runtime.wait(handle)
+            await self._stop_probes()
+            exit_info = self.ctx.runtime.last_exit(handle)
+            reason = exit_info.reason if exit_info else ("Completed" if code == 0 else "Error")
+            if self._kill_reason and not self.stopping:
+                reason = "Error" if code else reason
+            self.view.state = {"terminated": {
+                "exitCode": code, "reason": reason, "startedAt": rfc3339(started_at),
+                "finishedAt": rfc3339(time.time()), "containerID": f"knet://{handle.id}",
+                **({"message": exit_info.message} if exit_info and exit_info.message else {})}}
+            self.view.ready = False
+            self.view.started = False
+            if self.stopping or not await self._after_exit(code, started_at):
+                self.view.will_restart = False
+                self.changed()
+                return code
+        return code
+
+    async def _start(self) -> ContainerHandle | None:
+        name = self.c["name"]
+        try:
+            spec = await cspec.container_spec(
+                self.pod, self.c, lookup=self.ctx.lookup, node_name=self.ctx.node_name,
+                pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
+                service_env=self.ctx.service_env(self.pod["metadata"]["namespace"]),
+                volumes=self.volumes)
+        except cspec.ConfigError as exc:
+            self.view.state = {"waiting": {"reason": exc.reason, "message": exc.message}}
+            self.view.last_state = {}
+            self.ctx.event(self.pod, "Warning", "Failed", f"Error: {exc.message}")
+            self.changed()
+            return None
+        self.ctx.event(self.pod, "Normal", "Pulled",
+                       f'Container image "{self.c.get("image", "")}" already present on machine')
+        try:
+            handle = await self.ctx.runtime.start(self.sandbox, spec)
+        except ContainerStartError as exc:
+            now = rfc3339(time.time())
+            self.view.last_state = {"terminated": {
+                "exitCode": exc.exit_code, "reason": "StartError", "message": str(exc),
+                "startedAt": now, "finishedAt": now}}
+            self.view.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+            self.ctx.event(self.pod, "Warning", "Failed", f"Error: {exc}")
+            self.changed()
+            return None
+        self.ctx.event(self.pod, "Normal", "Created", f"Created container {name}")
+        self.ctx.event(self.pod, "Normal", "Started", f"Started container {name}")
+        return handle
+
+    async def _after_exit(self, code: int, started_at: float) -> bool:
+        """Decide on a restart; sleep the back-off. False if the container is done."""
+        if self.stopping or not self._policy_restarts(code):
+            return False
+        opts = self.ctx.options
+        if time.time() - started_at >= opts.backoff_reset:
+            self._backoff = 0.0
+        delay = self._backoff
+        self._backoff = opts.backoff_initial if not self._backoff else min(
+            self._backoff * 2, opts.backoff_max)
+        if "terminated" in self.view.state:
+            self.view.last_state = {"terminated": self.view.state["terminated"]}
+        self.view.restart_count += 1
+        self.view.will_restart = True
+        if delay > 0:
+            msg = (f"back-off {delay:g}s restarting failed container={self.c['name']} "
+                   f"pod={self.pod['metadata']['name']}_{self.pod['metadata']['namespace']}"
+                   f"({self.pod['metadata'].get('uid', '')})")
+            self.view.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
+            self.ctx.event(self.pod, "Warning", "BackOff", "Back-off restarting failed container "
+                           f"{self.c['name']} in pod {self.pod['metadata']['name']}")
+            self.changed()
+            await asyncio.sleep(delay)
+        self._kill_reason = ""
+        return not self.stopping
+
+    # -- probes -------------------------------------------------------------------------
+    def _start_probes(self) -> None:
+        has_startup = bool(self.c.get("startupProbe"))
+        self.view.started = not has_startup
+        if not self.c.get("readinessProbe"):
+            self.view.ready = not has_startup
+        if has_startup:
+            self._add_probe("startup", initial=False)
+        else:
+            self._start_after_startup()
+
+    def _start_after_startup(self) -> None:
+        if self.c.get("readinessProbe"):
+            self._add_probe("readiness", initial=False)
+        else:
+            self.view.ready = True
+        if self.c.get("livenessProbe"):
+            self._add_probe("liveness", initial=True)
+
+    def _add_probe(self, kind: str, *, initial: bool) -> None:
+        probe = self.c[f"{kind}Probe"]
+        try:
+            check = make_check(probe, self.c, netns=self.ctx.node_netns, pod_ip=self.pod_ip,
+                               exec_fn=self._exec)
+        except ValueError as exc:
+            self.ctx.event(self.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe: {exc}")
+            return
+        p = Prober(kind, probe, check, on_change=self._probe_changed, initial=initial)
+        self.probers[kind] = p
+        p.start()
+
+    def _probe_changed(self, kind: str, ok: bool, message: str) -> None:
+        if not ok and message:
+            self.ctx.event(self.pod, "Warning", "Unhealthy",
+                           f"{kind.capitalize()} probe failed: {message}")
+        if kind == "readiness":
+            self.view.ready = ok
+        elif kind == "startup" and ok:
+            self.view.started = True
+            self.probers.pop("startup", None)
+            self._start_after_startup()
+        elif (kind == "liveness" or kind == "startup") and not ok and self.handle:
+            self.ctx.event(self.pod, "Normal", "Killing", f"Container {self.c['name']} failed "
+                           f"{kind} probe, will be restarted")
+            self._kill_reason = kind
+            asyncio.create_task(self.ctx.runtime.stop(self.handle, grace=self._grace()))
+        self.changed()
+
+    async def _stop_probes(self) -> None:
+        probers, self.probers = list(self.probers.values()), {}
+        for p in probers:
+            await p.stop()
+
+    async def _exec(self, argv: list[str], timeout: float) -> tuple[int, bytes]:
+        session = await self.ctx.runtime.exec(self.sandbox, argv, container=self.c["name"],
+                                              stdin=False, tty=False)
+        try:
+            async def collect() -> tuple[int, bytes]:
+                out = b""
+                while chunk := await session.read_stdout():
+                    out += chunk
+                return await session.wait(), out
+            return await asyncio.wait_for(collect(), timeout)
+        except asyncio.TimeoutError:
+            await session.kill()
+            raise
+
+    def _grace(self) -> float:
+        return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+
+    async def stop(self, *, grace: float) -> None:
+        """Stop for good (pod deletion): no restart after this."""
+        self.stopping = True
+        await self._stop_probes()
+        if self.handle and self.ctx.runtime.running(self.handle):
+            self.ctx.event(self.pod, "Normal", "Killing", f"Stopping container {self.c['name']}")
+            await self.ctx.runtime.stop(self.handle, grace=grace)

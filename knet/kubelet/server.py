@@ -1,0 +1,137 @@
+"""The agent's own HTTP endpoint (loopback): pod logs and exec, served under the same paths
+as the API server's `pods/log` and `pods/exec`, so the API server proxies them verbatim;
+plus `/flows` from the node's proxy when it runs here.
+
+exec speaks the Kubernetes WebSocket stream protocol (`v5.channel.k8s.io`, `v4` accepted):
+each binary frame starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 status,
+4 resize, 255 close); the final Status goes on channel 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from knet.kubelet.pods import PodWorker
+
+log = logging.getLogger(__name__)
+PODS = "/api/v1/namespaces/{namespace}/pods/{name}"
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+
+
+def _status(message: str, code: int, reason: str) -> web.Response:
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                              "message": message, "reason": reason, "code": code}, status=code)
+
+
+def create_app(workers: Callable[[str], PodWorker | None], runtime: Any,
+               extra: web.Application | None = None) -> web.Application:
+    app = web.Application()
+
+    def find(request: web.Request) -> tuple[PodWorker, Any]:
+        key = f"{request.match_info['namespace']}/{request.match_info['name']}"
+        w = workers(key)
+        if w is None or w.sandbox is None:
+            raise web.HTTPNotFound(text=json.dumps({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": f'pod "{key}" is not running on this node'}),
+                content_type="application/json")
+        # like the kubelet: no container named means the pod's first container
+        want = request.query.get("container") or w.pod["spec"]["containers"][0]["name"]
+        names = [r.c["name"] for r in w.runners]
+        runner = next((r for r in w.runners if r.c["name"] == want), None)
+        if runner is None:
+            raise web.HTTPBadRequest(text=json.dumps({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
+                "reason": "BadRequest",
+                "message": f"container {want} is not valid for pod {key}; running: {names}"}),
+                content_type="application/json")
+        return w, runner
+
+    async def logs(request: web.Request) -> web.StreamResponse:
+        w, runner = find(request)
+        q = request.query
+        if runner.handle is None:
+            return _status(f'container "{runner.c["name"]}" in pod "{w.key}" is waiting to '
+                           "start", 400, "BadRequest")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await resp.prepare(request)
+        tail = int(q["tailLines"]) if q.get("tailLines") else None
+        async for chunk in runtime.read_logs(
+                runner.handle, follow=q.get("follow") == "true", tail_lines=tail,
+                timestamps=q.get("timestamps") == "true", previous=q.get("previous") == "true"):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async def exec_(request: web.Request) -> web.StreamResponse:
+        w, runner = find(request)
+        argv = request.query.getall("command", [])
+        if not argv:
+            return _status("you must specify at least one command for the container", 400,
+                           "BadRequest")
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
+        await ws.prepare(request)
+        tty = request.query.get("tty") == "true"
+        stdin = request.query.get("stdin") == "true"
+        try:
+            session = await runtime.exec(w.sandbox, argv, container=runner.c["name"],
+                                         stdin=stdin, tty=tty)
+        except Exception as exc:  # noqa: BLE001 - reported to the client as a Status
+            await ws.send_bytes(b"\x03" + json.dumps({
+                "metadata": {}, "status": "Failure", "reason": "InternalError",
+                "message": f"exec {argv!r} in {w.key}: {exc}"}).encode())
+            await ws.close()
+            return ws
+        await _pump(ws, session, stdin=stdin)
+        return ws
+
+    app.router.add_get(PODS + "/log", logs)
+    app.router.add_get(PODS + "/exec", exec_)
+    app.router.add_post(PODS + "/exec", exec_)
+    if extra is not None:
+        app.add_subapp("/proxy/", extra)
+    return app
+
+
+async def _pump(ws: web.WebSocketResponse, session: Any, *, stdin: bool) -> None:
+    async def out(channel: int, read: Callable[[], Any]) -> None:
+        while chunk := await read():
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+    async def inp() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            ch, data = msg.data[0], msg.data[1:]
+            if ch == 0 and stdin:
+                await session.write_stdin(data)
+            elif ch == 4:
+                size = json.loads(data or b"{}")
+                await session.resize(cols=int(size.get("Width", 80)), rows=int(size.get("Height", 24)))
+            elif ch == 255:
+                await session.close_stdin()
+
+    reader = asyncio.create_task(inp())
+    try:
+        await asyncio.gather(out(1, session.read_stdout), out(2, session.read_stderr))
+        code = await session.wait()
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    if code == 0:
+        status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+    else:
+        status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                  "message": f"command terminated with non-zero exit code: exit status {code}",
+                  "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        await ws.close()
