@@ -1,0 +1,148 @@
+"""The Proxier: one per node, turns the ServicePort table into listeners and balancers.
+
+It is the `ConfigTracker` of config.py (both handler protocols); every applied table is
+diffed against the listeners it has: a listener per ClusterIP:port and per node IP:NodePort
+(TCP, UDP, or the L7 HTTP path for `appProtocol: http`), opened inside the node's netns.
+Endpoint changes only touch the balancer; a listener is reopened only when its shape
+(address, port, protocol, kind) changes. ClusterIPs are asked of the `AddressManager`
+(the dataplane puts them as /32s on the node's address-only device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from knet.proxy.balancer import Clock, LoadBalancer, SystemClock
+from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
+from knet.proxy.flows import FlowRing
+from knet.proxy.http import HttpListener
+from knet.proxy.sockets import SocketMaker
+from knet.proxy.tcp import ProxyContext, TcpListener
+from knet.proxy.udp import UdpListener
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AddressManager", "StaticAddresses", "Proxier"]
+
+Listener = TcpListener | UdpListener | HttpListener
+ListenKey = tuple[str, str, int]  # (protocol, ip, port)
+
+
+class AddressManager(Protocol):
+    async def add_service_ip(self, ip: str) -> None: ...
+    async def remove_service_ip(self, ip: str) -> None: ...
+
+
+class StaticAddresses:
+    """An AddressManager for addresses that are already there (127.0.0.x in tests)."""
+
+    def __init__(self) -> None:
+        self.ips: set[str] = set()
+
+    async def add_service_ip(self, ip: str) -> None:
+        self.ips.add(ip)
+
+    async def remove_service_ip(self, ip: str) -> None:
+        self.ips.discard(ip)
+
+
+class Proxier(ConfigTracker):
+    def __init__(self, node_name: str, *, netns: str | None = None,
+                 node_ips: Iterable[str] = (), address_manager: AddressManager | None = None,
+                 flow_ring: FlowRing | None = None, clock: Clock | None = None,
+                 udp_idle_timeout: float = 0.25, http_retries: int = 2,
+                 http_timeout: float = 15.0, dial_timeouts: tuple[float, ...] | None = None,
+                 half_close_timeout: float = 10.0, delay: float = 0.05) -> None:
+        super().__init__(apply=self._apply, delay=delay)
+        self.node_name = node_name
+        self.node_ips = tuple(node_ips)
+        self.addresses = address_manager or StaticAddresses()
+        self.ring = flow_ring if flow_ring is not None else FlowRing()
+        self.balancer = LoadBalancer(clock=clock or SystemClock())
+        self.ctx = ProxyContext(node=node_name, balancer=self.balancer, ring=self.ring,
+                                sockets=SocketMaker(netns), half_close_timeout=half_close_timeout)
+        if dial_timeouts is not None:
+            self.ctx.dial_timeouts = dial_timeouts
+        self.udp_idle_timeout = udp_idle_timeout
+        self.http_retries, self.http_timeout = http_retries, http_timeout
+        self.listeners: dict[ListenKey, Listener] = {}
+        self.service_ips: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (f"<Proxier {self.node_name} {len(self.table)} service ports "
+                f"{len(self.listeners)} listeners>")
+
+    def _desired(self, table: ServiceTable) -> dict[ListenKey, ServicePort]:
+        want: dict[ListenKey, ServicePort] = {}
+        for sp in table.values():  # sorted by key: the first service keeps a contested port
+            addrs = [(sp.cluster_ip, sp.port)]
+            if sp.node_port:
+                addrs += [(ip, sp.node_port) for ip in self.node_ips]
+            for ip, port in addrs:
+                lk = (sp.protocol, ip, port)
+                if lk in want:
+                    log.error("%s: %s %s:%d is already served by %s; this port is not served "
+                              "(give the service another port or nodePort)", sp.key,
+                              sp.protocol, ip, port, want[lk].key)
+                    continue
+                want[lk] = sp
+        return want
+
+    async def _apply(self, table: ServiceTable) -> None:
+        for sp in table.values():
+            self.balancer.update(sp.key, sp.endpoints, affinity_seconds=sp.affinity_seconds)
+        for key in set(self.balancer.keys()) - set(table):
+            self.balancer.remove(key)
+        self.balancer.sweep()
+        want = self._desired(table)
+        for lk, ln in list(self.listeners.items()):
+            sp = want.get(lk)
+            if sp is None or sp.listen_shape() != ln.sp.listen_shape() or sp.key != ln.sp.key:
+                del self.listeners[lk]
+                await ln.close()
+            else:
+                ln.sp = sp
+        ips = {sp.cluster_ip for sp in table.values()}
+        for ip in sorted(ips - self.service_ips):
+            await self.addresses.add_service_ip(ip)
+        for lk, sp in want.items():
+            if lk not in self.listeners:
+                await self._open(lk, sp)
+        for ip in sorted(self.service_ips - ips):
+            await self.addresses.remove_service_ip(ip)
+        self.service_ips = ips
+        log.info("%s: %d service ports, %d listeners", self.node_name, len(table),
+                 len(self.listeners))
+
+    async def _open(self, lk: ListenKey, sp: ServicePort) -> None:
+        protocol, ip, port = lk
+        ln: Listener
+        if protocol == "UDP":
+            ln = UdpListener(self.ctx, sp, ip=ip, port=port, idle_timeout=self.udp_idle_timeout)
+        elif sp.is_http:
+            ln = HttpListener(self.ctx, sp, ip=ip, port=port, retries=self.http_retries,
+                              timeout=self.http_timeout)
+        else:
+            ln = TcpListener(self.ctx, sp, ip=ip, port=port)
+        try:
+            await ln.start()
+        except OSError as exc:
+            log.error("%s: cannot listen on %s %s:%d: %s; the port stays unserved until the "
+                      "service changes", sp.key, protocol, ip, port, exc.strerror or exc)
+            return
+        self.listeners[lk] = ln
+
+    async def stop(self) -> None:
+        """Close every listener and give back the service IPs."""
+        self.cancel()
+        for ln in list(self.listeners.values()):
+            await ln.close()
+        self.listeners.clear()
+        for ip in sorted(self.service_ips):
+            await self.addresses.remove_service_ip(ip)
+        self.service_ips = set()
+        self.ctx.sockets.close()
+        await asyncio.sleep(0)
