@@ -147,6 +147,7 @@ class ObjectService:
               field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
         info = meta.resource(resource)
         match = self.matcher(info, label_selector, field_selector)
+        meta.parse_revision(resource_version)             # a bad one fails before streaming
         return watching.watch(self, info, namespace=namespace, match=match,
                               resource_version=resource_version)
 

@@ -1,0 +1,66 @@
+"""The aiohttp application factory of knet's Kubernetes-compatible API server.
+
+`create_app(store, settings)` wires the object layer (started in `cleanup_ctx`), the
+middlewares (Status errors outermost, then bearer-token auth), discovery, OpenAPI and the
+REST routes. Streaming handlers register in `app[STREAMS]`; `on_shutdown` cancels them so a
+graceful stop never waits for a watching client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from control.api import discovery, openapi, rest
+from control.api.codec import MAX_BODY
+from control.api.keys import OBJECTS, STOPPING, STREAMS
+from control.api.middleware import bearer_auth, errors
+from control.api.objects import Admit, ObjectService
+from control.store.base import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Settings", "create_app", "OBJECTS"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str
+    max_body: int = MAX_BODY
+    admit: Admit | None = None          # None: control.models.validation.admit
+
+
+def create_app(store: Store, settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors, bearer_auth(settings.token)],
+                          client_max_size=settings.max_body)
+    objects = ObjectService(store, admit=settings.admit)
+    app[OBJECTS] = objects
+    app[STREAMS] = set()
+    app[STOPPING] = asyncio.Event()
+    discovery.build_routes(app)
+    openapi.build_routes(app)
+    rest.add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_stop_streams)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    await app[OBJECTS].start()
+    yield
+
+
+async def _stop_streams(app: web.Application) -> None:
+    app[STOPPING].set()
+    tasks = list(app[STREAMS])
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait(tasks, timeout=5)
+        log.info("stopped %d watch streams for shutdown", len(tasks))

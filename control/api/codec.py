@@ -1,0 +1,93 @@
+"""Request bodies in, responses out: JSON or YAML bodies (a parse error is a 400 that quotes
+it), the patch type from Content-Type (415 for others), Table negotiation from Accept, and
+`Warning: 299` headers for admission warnings.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from control.api.patch import PATCH_TYPES
+from control.errors import BadRequest, UnsupportedMedia
+
+MAX_BODY = 3 * 1024 * 1024
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
+
+
+async def read_body(request: web.Request, *, what: str) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise BadRequest(f"{what}: the request body is empty; send a JSON or YAML object")
+    ctype = request.content_type
+    if ctype in _YAML_TYPES:
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise BadRequest(f"{what}: the YAML body could not be parsed: {exc}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        if ctype in ("application/json", "application/octet-stream", "") or "json" in ctype:
+            # Not JSON: maybe YAML sent without a Content-Type.
+            if not raw.lstrip().startswith((b"{", b"[")):
+                try:
+                    data = yaml.safe_load(raw)
+                except yaml.YAMLError:
+                    data = None
+                if isinstance(data, (dict, list)):
+                    return data
+        raise BadRequest(f"{what}: the JSON body could not be parsed: {exc}") from None
+
+
+def patch_type(request: web.Request) -> str:
+    ctype = request.content_type
+    kind = PATCH_TYPES.get(ctype)
+    if kind is None:
+        raise UnsupportedMedia(
+            f"the body of the request was in an unknown format ({ctype or 'no Content-Type'}); "
+            "accepted media types include: " + ", ".join(PATCH_TYPES))
+    return kind
+
+
+def wants_table(request: web.Request) -> bool:
+    """Table asked for, and served: until control.models.tables exists, plain objects (which
+    kubectl also accepts) are sent instead."""
+    return "as=Table" in request.headers.get("Accept", "") and _tables_available()
+
+
+@functools.cache
+def _tables_available() -> bool:
+    return importlib.util.find_spec("control.models.tables") is not None
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def respond(obj: Any, *, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=dumps(obj), status=status, content_type="application/json")
+    for warning in warnings or ():
+        text = warning.replace('"', "'").replace("\n", " ")
+        resp.headers.add("Warning", f'299 - "{text}"')
+    return resp
+
+
+def table_of(resource: str, objs: list[dict[str, Any]], *,
+             resource_version: str = "", continue_token: str = "") -> dict[str, Any]:
+    from control.models.tables import table
+    out = table(resource, objs)
+    md = out.setdefault("metadata", {})
+    if resource_version:
+        md["resourceVersion"] = resource_version
+    if continue_token:
+        md["continue"] = continue_token
+    return out

@@ -1,0 +1,14 @@
+"""Typed keys of the aiohttp application (`web.AppKey`): what handlers find in `app[...]`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from control.api.objects import ObjectService
+
+OBJECTS = web.AppKey("objects", ObjectService)
+# Long-lived streaming handlers (watch, log follow) register here; shutdown cancels them.
+STREAMS = web.AppKey("streams", set[asyncio.Task[None]])
+STOPPING = web.AppKey("stopping", asyncio.Event)

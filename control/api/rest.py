@@ -1,0 +1,240 @@
+"""The REST handlers: `/api/v1/...` and `/apis/GROUP/VERSION/...` for every kind of
+`control.models.resources`, namespaced and cluster-wide, with their subresources.
+
+One catch-all route per prefix; `parse_target` reads the rest of the path the way the
+kube-apiserver does (`namespaces/NS/PLURAL/NAME/SUB`, where `namespaces/NAME/status` and
+`namespaces/NAME/finalize` are the namespace's own subresources), then the handler for the
+method calls the object layer. Query parameters keep their Kubernetes names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from control.api import codec, meta, nodeproxy
+from control.api.keys import OBJECTS
+from control.api.objects import ObjectService, Written
+from control.api.watch import serve_watch
+from control.errors import BadRequest, MethodNotAllowed, NotFound
+from control.models.resources import ResourceInfo
+
+_NS_SUBRESOURCES = ("status", "finalize")
+
+
+@dataclass(frozen=True)
+class Target:
+    info: ResourceInfo
+    namespace: str | None
+    name: str | None
+    sub: str | None
+
+
+def parse_target(group: str, version: str, tail: str) -> Target:
+    parts = [p for p in tail.split("/") if p] if tail else []
+    namespace = None
+    if (len(parts) >= 3 and parts[0] == "namespaces"
+            and (group != "" or parts[2] not in _NS_SUBRESOURCES)):
+        namespace, parts = parts[1], parts[2:]
+    if not parts or len(parts) > 3:
+        raise NotFound(f"the server could not find the requested resource "
+                       f"({'/'.join([group, version, tail])})")
+    info = meta.resource(parts[0])
+    if info.group != group or info.version != version:
+        raise NotFound(f"the server could not find the requested resource: {info.plural} "
+                       f"are served under {info.path()}")
+    if namespace is not None and not info.namespaced:
+        raise NotFound(f"{info.plural} are cluster-scoped; use {info.path()}")
+    name = parts[1] if len(parts) > 1 else None
+    sub = parts[2] if len(parts) > 2 else None
+    allowed = info.subresources + (("finalize",) if info.plural == "namespaces" else ())
+    if sub is not None and sub not in allowed:
+        raise NotFound(f'{info.plural} "{name}" has no subresource {sub!r}; it has: '
+                       + (", ".join(allowed) or "none"))
+    return Target(info, namespace, name, sub)
+
+
+def _target(request: web.Request) -> Target:
+    info = request.match_info
+    return parse_target(info.get("group", ""), info["version"], info.get("tail", ""))
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true")
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name}={raw!r} must be an integer") from None
+
+
+def _dry_run(request: web.Request) -> bool:
+    return bool(request.query.getall("dryRun", []))
+
+
+def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web.Response:
+    status = 201 if w.created else 200
+    if codec.wants_table(request) and sub is None:
+        plural = _target(request).info.plural
+        return codec.respond(codec.table_of(plural, [w.object]), status=status,
+                             warnings=w.warnings)
+    return codec.respond(w.object, status=status, warnings=w.warnings)
+
+
+async def handle_get(request: web.Request) -> web.StreamResponse:
+    t = _target(request)
+    objects = request.app[OBJECTS]
+    if t.sub in ("log", "exec", "attach", "portforward", "proxy"):
+        return await nodeproxy.forward(request, objects, t.namespace or "default", t.name or "",
+                                       t.sub)
+    if t.name is None or _flag(request, "watch"):
+        if _flag(request, "watch"):
+            return await serve_watch(request, objects, t.info, namespace=t.namespace,
+                                     name=t.name)
+        return await _list(request, objects, t)
+    if t.sub == "scale":
+        return codec.respond(await objects.get_scale(t.info.plural, t.name,
+                                                     namespace=t.namespace))
+    obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
+    if codec.wants_table(request) and t.sub is None:
+        return codec.respond(codec.table_of(t.info.plural, [obj]))
+    return codec.respond(obj)
+
+
+async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.Response:
+    q = request.query
+    result = await objects.list(t.info.plural, namespace=t.namespace,
+                                label_selector=q.get("labelSelector"),
+                                field_selector=q.get("fieldSelector"),
+                                limit=_int(request, "limit") or 0,
+                                continue_token=q.get("continue"))
+    if codec.wants_table(request):
+        return codec.respond(codec.table_of(t.info.plural, result.items,
+                                            resource_version=result.resource_version,
+                                            continue_token=result.continue_token))
+    md: dict[str, Any] = {"resourceVersion": result.resource_version}
+    if result.continue_token:
+        md["continue"] = result.continue_token
+    return codec.respond({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
+                          "metadata": md, "items": result.items})
+
+
+async def handle_post(request: web.Request) -> web.StreamResponse:
+    t = _target(request)
+    objects = request.app[OBJECTS]
+    body = await codec.read_body(request, what=f"create {t.info.plural}")
+    if t.info.plural == "bindings" or t.sub == "binding":
+        name = t.name or (body.get("metadata") or {}).get("name", "") if isinstance(
+            body, dict) else ""
+        return codec.respond(await objects.bind(name, body, namespace=t.namespace or "default"),
+                             status=201)
+    if t.sub == "eviction":
+        opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
+        await objects.delete("pods", t.name or "", namespace=t.namespace,
+                             grace_period=opts.get("gracePeriodSeconds"))
+        return codec.respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "code": 201}, status=201)
+    if t.name is not None:
+        raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
+                               f"collection {t.info.path(t.namespace)} to create")
+    w = await objects.create(t.info.plural, body, namespace=t.namespace,
+                             dry_run=_dry_run(request))
+    return _written(request, w)
+
+
+async def handle_put(request: web.Request) -> web.StreamResponse:
+    t = _target(request)
+    if t.name is None:
+        raise MethodNotAllowed(f"PUT needs an object name: {t.info.path(t.namespace)}/NAME")
+    objects = request.app[OBJECTS]
+    body = await codec.read_body(request, what=f"update {t.info.plural}/{t.name}")
+    if t.sub == "scale":
+        return _written(request, await objects.update_scale(
+            t.info.plural, t.name, body, namespace=t.namespace, dry_run=_dry_run(request)),
+            sub="scale")
+    if t.sub == "finalize":
+        finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
+        return _written(request, await objects.patch(
+            "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge"))
+    if t.sub not in (None, "status"):
+        raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
+    w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
+                             subresource=t.sub, dry_run=_dry_run(request))
+    return _written(request, w, sub=t.sub)
+
+
+async def handle_patch(request: web.Request) -> web.StreamResponse:
+    t = _target(request)
+    if t.name is None:
+        raise MethodNotAllowed(f"PATCH needs an object name: {t.info.path(t.namespace)}/NAME")
+    if t.sub not in (None, "status", "scale"):
+        raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
+    kind = codec.patch_type(request)
+    body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
+    w = await request.app[OBJECTS].patch(
+        t.info.plural, t.name, body, patch_type=kind, namespace=t.namespace,
+        subresource=t.sub, field_manager=request.query.get("fieldManager"),
+        force=_flag(request, "force"), dry_run=_dry_run(request))
+    return _written(request, w, sub=t.sub)
+
+
+async def handle_delete(request: web.Request) -> web.StreamResponse:
+    t = _target(request)
+    objects = request.app[OBJECTS]
+    opts: dict[str, Any] = {}
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            body = await codec.read_body(request, what=f"delete {t.info.plural}")
+            opts = body if isinstance(body, dict) else {}
+    propagation = request.query.get("propagationPolicy") or opts.get("propagationPolicy")
+    grace = _int(request, "gracePeriodSeconds")
+    if grace is None and opts.get("gracePeriodSeconds") is not None:
+        grace = int(opts["gracePeriodSeconds"])
+    pre = opts.get("preconditions") or {}
+    if t.sub is not None:
+        raise MethodNotAllowed(f"DELETE is not allowed on {t.info.plural}/{t.sub}")
+    if t.name is None:
+        return await _delete_collection(request, objects, t, propagation, grace)
+    obj = await objects.delete(t.info.plural, t.name, namespace=t.namespace,
+                               propagation=propagation, grace_period=grace,
+                               preconditions_uid=pre.get("uid"),
+                               preconditions_rv=pre.get("resourceVersion"),
+                               dry_run=_dry_run(request))
+    return codec.respond(obj)
+
+
+async def _delete_collection(request: web.Request, objects: ObjectService, t: Target,
+                             propagation: str | None, grace: int | None) -> web.Response:
+    result = await objects.list(t.info.plural, namespace=t.namespace,
+                                label_selector=request.query.get("labelSelector"),
+                                field_selector=request.query.get("fieldSelector"))
+    deleted = []
+    for obj in result.items:
+        md = obj["metadata"]
+        try:
+            deleted.append(await objects.delete(t.info.plural, md["name"],
+                                                namespace=md.get("namespace"),
+                                                propagation=propagation, grace_period=grace))
+        except NotFound:
+            pass
+    return codec.respond({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
+                          "metadata": {"resourceVersion": result.resource_version},
+                          "items": deleted})
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("/api/{version}", "/apis/{group}/{version}"):
+        path = prefix + "/{tail:.+}"
+        app.router.add_get(path, handle_get, allow_head=False)
+        app.router.add_post(path, handle_post)
+        app.router.add_put(path, handle_put)
+        app.router.add_patch(path, handle_patch)
+        app.router.add_delete(path, handle_delete)

@@ -1,0 +1,87 @@
+"""HTTP watch streams: newline-delimited JSON `{"type": ..., "object": ...}` events, chunked.
+
+The object layer yields the events; this module frames them (one-row Tables when the client
+asked for a Table), honours `timeoutSeconds`, reports `Gone` as an in-stream ERROR event with
+a 410 Status (what client-go and the Python client expect), and registers the handler task in
+`app[STREAMS]` so a graceful shutdown can cancel it instead of waiting for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from control.api import codec, meta
+from control.api.keys import STOPPING, STREAMS
+from control.api.objects import ObjectService
+from control.clientbase import WatchEvent
+from control.errors import ApiError
+from control.models.resources import ResourceInfo
+
+log = logging.getLogger(__name__)
+
+MAX_TIMEOUT = 3600
+
+
+def _selector(request: web.Request, name: str | None) -> str | None:
+    fields = request.query.get("fieldSelector")
+    if name:
+        by_name = f"metadata.name={name}"
+        fields = f"{fields},{by_name}" if fields else by_name
+    return fields
+
+
+def _frame(event: WatchEvent, table_for: str | None) -> bytes:
+    obj: Any = event.object
+    if table_for is not None and event.type != "ERROR":
+        obj = codec.table_of(table_for, [obj])
+    return codec.dumps({"type": event.type, "object": obj}) + b"\n"
+
+
+async def serve_watch(request: web.Request, objects: ObjectService, info: ResourceInfo, *,
+                      namespace: str | None, name: str | None) -> web.StreamResponse:
+    q = request.query
+    raw_timeout = q.get("timeoutSeconds")
+    try:
+        timeout = min(int(raw_timeout), MAX_TIMEOUT) if raw_timeout else MAX_TIMEOUT
+    except ValueError:
+        raise meta.BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
+    stream = objects.watch(info.plural, namespace=namespace,
+                           resource_version=q.get("resourceVersion"),
+                           label_selector=q.get("labelSelector"),
+                           field_selector=_selector(request, name))
+    table_for = info.plural if codec.wants_table(request) else None
+    resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                       "Cache-Control": "no-cache"})
+    resp.enable_chunked_encoding()
+    task = asyncio.current_task()
+    streams = request.app[STREAMS]
+    if task is not None:
+        streams.add(task)      # type: ignore[arg-type]
+    try:
+        await resp.prepare(request)
+        with contextlib.suppress(asyncio.TimeoutError, ConnectionResetError):
+            async with asyncio.timeout(timeout):
+                await _pump(resp, stream, table_for)
+    except asyncio.CancelledError:
+        if not request.app[STOPPING].is_set():
+            raise
+    finally:
+        if task is not None:
+            streams.discard(task)      # type: ignore[arg-type]
+        await stream.aclose()      # type: ignore[attr-defined]
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await resp.write_eof()
+    return resp
+
+
+async def _pump(resp: web.StreamResponse, stream: Any, table_for: str | None) -> None:
+    try:
+        async for event in stream:
+            await resp.write(_frame(event, table_for))
+    except ApiError as err:                 # Gone: too old resourceVersion
+        await resp.write(codec.dumps({"type": "ERROR", "object": err.status()}) + b"\n")

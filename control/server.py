@@ -1,0 +1,217 @@
+"""The `knet control` process: store + API server + controllers, until SIGTERM.
+
+Order of start: open the store, build the app (the object layer rebuilds its allocations),
+create the namespaces every cluster has and the `kubernetes` Service (10.96.0.1:443), start
+listening over TLS (always on loopback, plus the --listen address; see control.api.tls),
+write DIR/kubeconfig (with the server's certificate as its authority), DIR/token
+and DIR/control.pid, then run the controller hooks (`CONTROLLER_HOOKS`, each
+`async fn(client, *, clock, stop)`, imported only if present) on a LocalClient. SIGTERM or
+SIGINT stops the controllers, cancels watch streams and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from control.api.app import OBJECTS, Settings, create_app
+from control.api.local import LocalClient
+from control.api.objects import ObjectService
+from control.api.tls import ensure_certificate, server_context
+from control.clock import RealClock
+from control.errors import AlreadyExists
+from control.store import open_store
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_HOOKS = ("control.controllers.manager:run_all",)
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+KUBERNETES_IP = "10.96.0.1"
+
+
+@dataclass
+class ServerConfig:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    store_url: str | None = None
+    hooks: tuple[str, ...] = CONTROLLER_HOOKS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{self.state_dir.resolve()}/state.db"
+
+    @property
+    def server_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT such as 127.0.0.1:6443")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"--listen {text!r}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def load_token(state_dir: Path) -> str:
+    """The bearer token of this state dir: reused across restarts so agents keep working."""
+    path = state_dir / "token"
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    _write_private(path, token + "\n")
+    return token
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def kubeconfig(server: str, token: str, ca_pem: bytes) -> str:
+    cluster = {"server": server,
+               "certificate-authority-data": base64.b64encode(ca_pem).decode()}
+    doc = {"apiVersion": "v1", "kind": "Config", "preferences": {},
+           "clusters": [{"name": "knet", "cluster": cluster}],
+           "users": [{"name": "knet-admin", "user": {"token": token}}],
+           "contexts": [{"name": "knet", "context": {"cluster": "knet", "user": "knet-admin",
+                                                     "namespace": "default"}}],
+           "current-context": "knet"}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:
+    """What every cluster has: the system namespaces and the `kubernetes` Service."""
+    for name in SYSTEM_NAMESPACES:
+        with contextlib.suppress(AlreadyExists):
+            await objects.create("namespaces", {"metadata": {"name": name}})
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "kubernetes", "namespace": "default",
+                        "labels": {"component": "apiserver", "provider": "kubernetes"}},
+           "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_IP,
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                               "targetPort": port}],
+                    "sessionAffinity": "None"}}
+    with contextlib.suppress(AlreadyExists):
+        await objects.create("services", svc, namespace="default")
+    if ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified:
+        return
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": "kubernetes", "namespace": "default"},
+                 "subsets": [{"addresses": [{"ip": host}],
+                              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+    with contextlib.suppress(AlreadyExists):
+        await objects.create("endpoints", endpoints, namespace="default")
+
+
+async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,
+                     stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    tasks = []
+    for spec in hooks:
+        module_name, _, func_name = spec.partition(":")
+        try:
+            func = getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError) as exc:
+            log.warning("controllers: hook %s not available (%s); running the API server "
+                        "without it", spec, exc)
+            continue
+        tasks.append(asyncio.create_task(_guard(spec, func(client, clock=RealClock(),
+                                                           stop=stop)), name=spec))
+        log.info("controllers: started %s", spec)
+    return tasks
+
+
+async def _guard(spec: str, coro: Any) -> None:
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("controllers: %s crashed; the API server keeps serving", spec)
+
+
+async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT when running as the main loop)."""
+    stop = stop or asyncio.Event()
+    state = config.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    token = load_token(state)
+    store = open_store(config.store)
+    app = create_app(store, Settings(token=token))
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=5)
+    await runner.setup()
+    try:
+        objects = app[OBJECTS]
+        await bootstrap(objects, host=config.host, port=config.port)
+        hosts = ["127.0.0.1"] + ([config.host] if config.host != "127.0.0.1" else [])
+        crt, key = ensure_certificate(state, hosts)
+        tls = server_context(crt, key)
+        for host in hosts:
+            await web.TCPSite(runner, host, config.port, reuse_address=True,
+                              ssl_context=tls).start()
+        _write_private(state / "kubeconfig",
+                       kubeconfig(config.server_url, token, crt.read_bytes()))
+        (state / "control.pid").write_text(f"{os.getpid()}\n")
+        log.info("knet control: serving on %s (store %s)", ", ".join(
+            f"{h}:{config.port}" for h in hosts), config.store)
+        if on_ready:
+            on_ready(config.server_url)
+        tasks = await _run_hooks(config.hooks, LocalClient(objects), stop)
+        await _wait_for_stop(stop)
+        for task in tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            task.cancel()
+    finally:
+        stop.set()
+        await runner.cleanup()
+        await store.close()
+        with contextlib.suppress(FileNotFoundError):
+            (state / "control.pid").unlink()
+        log.info("knet control: stopped")
+
+
+async def _wait_for_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def run(config: ServerConfig, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Entry point: serve on uvloop until SIGTERM."""
+    import uvloop
+    uvloop.run(serve(config, on_ready=on_ready))
