@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from socket import AF_INET
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from knet.dataplane import names, nsutil
+from knet.dataplane.aioiproute import KnetIPRoute as AsyncIPRoute
 from knet.dataplane.base import NOT_ROOT, HostConfig, NodeInfo, PodNet
 from knet.dataplane.core import RecordedDataplane
 from knet.dataplane.kernel import RTPROT_KNET, UNREACHABLE_METRIC

@@ -1,0 +1,113 @@
+"""`python -m bench pods`: ms per pod sandbox, knet's NetlinkDataplane beside `ip` commands.
+
+A pod sandbox = netns + veth (node end on cni0, pod end eth0) + address + default route +
+lo up. knet makes it without forking (see knet/dataplane/netlink.py); the anchor is the
+common shell recipe (`ip netns add`, `ip link add` a veth in the node, move one end into
+the pod netns, rename, address, up, route), one `ip` process per step, in the same run on
+the same kind of node. Runs itself inside `knet sandbox` so nothing touches the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from knet.dataplane.base import NodeSpec
+from knet.dataplane.netlink import NetlinkDataplane
+
+NAME = "pods"
+DESCRIPTION = "ms per pod sandbox (netns+veth+addr+route+lo) for 10/100/500 pods: knet vs ip"
+
+# /22 pod CIDRs so that 500 pods fit on one node
+KNET_NODE = NodeSpec(name="node-1", index=1, underlay_ip="172.18.0.2", pod_cidr="10.244.4.0/22")
+IP_NODE = NodeSpec(name="node-2", index=2, underlay_ip="172.18.0.3", pod_cidr="10.244.8.0/22")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, stdout=subprocess.DEVNULL, timeout=30)
+
+
+def _ip_recipe_pod(node: str, i: int, gateway: str) -> None:
+    """One pod the way shell scripts and tutorials do it: one `ip` process per step."""
+    ns, host, peer = f"ipbench-{i}", f"ipb{i}", f"ipb{i}p"
+    addr = f"10.244.{8 + (i + 2) // 256}.{(i + 2) % 256}/22"
+    _ip("netns", "add", ns)
+    _ip("-n", node, "link", "add", host, "type", "veth", "peer", "name", peer)
+    _ip("-n", node, "link", "set", peer, "netns", ns)
+    _ip("-n", node, "link", "set", host, "master", "cni0", "up")
+    _ip("-n", ns, "link", "set", peer, "name", "eth0")
+    _ip("-n", ns, "addr", "add", addr, "dev", "eth0")
+    _ip("-n", ns, "link", "set", "eth0", "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+    _ip("-n", ns, "route", "add", "default", "via", gateway)
+
+
+def _ip_recipe_cleanup(node: str, n: int) -> None:
+    for i in range(n):
+        _ip("-n", node, "link", "del", f"ipb{i}")
+        _ip("netns", "del", f"ipbench-{i}")
+
+
+async def _round(dp: NetlinkDataplane, n: int) -> tuple[float, float]:
+    """(knet ms/pod, ip ms/pod) for n pods, each side cleaned up afterwards."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        await dp.ensure_pod(KNET_NODE.name, f"bench/pod-{i}")
+    knet_ms = (time.perf_counter() - t0) * 1000 / n
+    for i in range(n):
+        await dp.delete_pod(KNET_NODE.name, f"bench/pod-{i}")
+    t0 = time.perf_counter()
+    for i in range(n):
+        _ip_recipe_pod(IP_NODE.netns, i, IP_NODE.gateway)
+    ip_ms = (time.perf_counter() - t0) * 1000 / n
+    _ip_recipe_cleanup(IP_NODE.netns, n)
+    return knet_ms, ip_ms
+
+
+async def _run(sizes: list[int]) -> list[tuple[int, float, float]]:
+    with tempfile.TemporaryDirectory(prefix="knet-bench-") as state:
+        dp = NetlinkDataplane(state)
+        try:
+            await dp.ensure_host()
+            await dp.ensure_node(KNET_NODE)
+            await dp.ensure_node(IP_NODE)
+            return [(n, *await _round(dp, n)) for n in sizes]
+        finally:
+            await dp.cleanup()
+            await dp.close()
+
+
+def _table(rows: list[tuple[int, float, float]]) -> str:
+    head = f"{'pods':>5}  {'knet ms/pod':>11}  {'ip ms/pod':>9}  {'ip/knet':>7}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{n:>5}  {k:>11.1f}  {i:>9.1f}  {i / k:>6.1f}x" for n, k, i in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench pods", description=DESCRIPTION)
+    parser.add_argument("--sizes", default="10,100,500", help="comma-separated pod counts")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    args = parser.parse_args(argv)
+    if os.environ.get("KNET_SANDBOX") != "1":
+        cmd = [sys.executable, "-m", "knet.cli.main", "sandbox", "--", sys.executable, "-m",
+               "bench.pods", *argv]
+        return subprocess.run(cmd, check=False).returncode
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.loop == "uvloop":
+        import uvloop
+        rows = uvloop.run(_run(sizes))
+    else:
+        rows = asyncio.run(_run(sizes))
+    print(f"pod sandboxes on one node ({args.loop} loop); ip = one `ip` process per step")
+    print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
