@@ -120,8 +120,12 @@ async def test_patches(client: LocalClient) -> None:
     out = await client.patch("pods", "p", {"metadata": {"labels": {"tier": None, "n": "1"}}})
     assert out["metadata"]["labels"] == {"app": "a", "n": "1"}
     out = await client.patch("pods", "p", {"spec": {"containers": [
-        {"name": "side", "image": "busybox"}]}}, patch_type="strategic")
-    assert [c["name"] for c in out["spec"]["containers"]] == ["c", "side"]
+        {"name": "c", "image": "busybox"}]}}, patch_type="strategic")
+    assert [(c["name"], c["image"]) for c in out["spec"]["containers"]] == [("c", "busybox")]
+    await client.create("deployments", deployment("d"))
+    out = await client.patch("deployments", "d", {"spec": {"template": {"spec": {
+        "containers": [{"name": "side", "image": "busybox"}]}}}}, patch_type="strategic")
+    assert [c["name"] for c in out["spec"]["template"]["spec"]["containers"]] == ["c", "side"]
     out = await client.patch("pods", "p", [{"op": "replace", "path": "/metadata/labels/app",
                                             "value": "b"}], patch_type="json")
     assert out["metadata"]["labels"]["app"] == "b"
