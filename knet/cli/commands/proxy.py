@@ -1,0 +1,99 @@
+"""`knet proxy --node NAME`: the node's userspace kube-proxy on its own (the agent normally
+runs it). Watches Services and EndpointSlices over the API and serves them in the node's
+netns; ClusterIPs are put on the node's service device through the dataplane's records
+(`--state-dir`), or must already be there (`--no-addresses`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from knet.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("proxy", help="run a node's kube-proxy on its own",
+                       description="Serve the cluster's Services on one node: a listener per "
+                       "ClusterIP:port and NodePort, round-robin or ClientIP affinity, flow "
+                       "records on --flows-port.")
+    p.add_argument("--node", required=True, help="node name, e.g. node-1")
+    p.add_argument("--server", help="API server URL, e.g. http://127.0.0.1:6443")
+    p.add_argument("--token", help="bearer token for --server")
+    p.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of --server")
+    p.add_argument("--netns", help="the node's network namespace (default knet-NODE; "
+                   "'-' for this one)")
+    p.add_argument("--node-ip", action="append", default=[], metavar="IP",
+                   help="node IP for NodePorts (repeatable)")
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/knet"),
+                   help="knet state dir (the dataplane's records live under it)")
+    p.add_argument("--no-addresses", action="store_true",
+                   help="do not add ClusterIPs to the node (they are already there)")
+    p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
+    p.add_argument("--http-retries", type=int, default=2)
+    p.add_argument("--http-timeout", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--flows-port", type=int, default=0,
+                   help="serve GET /flows on 127.0.0.1:PORT (0: off)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    if not args.kubeconfig and not args.server:
+        raise UsageError("knet proxy: give --server URL [--token T] or --kubeconfig PATH")
+    return uvloop.run(_main(args))
+
+
+def _client(args: argparse.Namespace) -> object:
+    try:
+        from control.client import HttpClient
+    except ImportError:  # pragma: no cover - the control package is part of knet
+        raise UsageError("knet proxy: control.client.HttpClient is not available") from None
+    if args.kubeconfig:
+        return HttpClient.from_kubeconfig(args.kubeconfig)
+    return HttpClient(args.server, token=args.token)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from knet.proxy.agent import start_node_proxy
+    from knet.proxy.flows import FlowRing, flows_routes
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    netns = None if args.netns == "-" else (args.netns or f"knet-{args.node}")
+    client = _client(args)
+    dataplane = None
+    if not args.no_addresses:
+        from knet.dataplane.netlink import NetlinkDataplane
+        dataplane = NetlinkDataplane(args.state_dir / "dataplane")
+    ring = FlowRing()
+    runner = None
+    if args.flows_port:
+        app = web.Application()
+        app.add_routes(flows_routes(ring))
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
+    proxy = await start_node_proxy(
+        client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
+        dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
+        http_retries=args.http_retries, http_timeout=args.http_timeout)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop()
+        if runner is not None:
+            await runner.cleanup()
+        if dataplane is not None:
+            await dataplane.close()
+        await client.close()  # type: ignore[attr-defined]
+    return 0

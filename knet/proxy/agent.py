@@ -1,0 +1,126 @@
+"""The node's proxy as the agent (or `knet proxy`) runs it: Proxier + its watch source +
+the flow ring + the pod-name resolver, started and stopped as one `NodeProxy`.
+
+`start_node_proxy(...)` is the one call the kubelet's agent makes. ClusterIPs are asked of
+the dataplane (`add_service_ip(node, ip)`) through `DataplaneAddresses`; client pod names in
+flow records come from a Pods informer (pod IP -> namespace/name).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from control.clientbase import Client, Obj
+from knet.proxy.flows import FlowRing, flows_routes
+from knet.proxy.proxier import Proxier
+from knet.proxy.source import InformerFactory, InformerLike, ProxySource, _informer_class
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NodeProxy", "DataplaneAddresses", "PodIndex", "start_node_proxy"]
+
+
+class ServiceIPDataplane(Protocol):
+    async def add_service_ip(self, node: str, ip: str) -> None: ...
+    async def remove_service_ip(self, node: str, ip: str) -> None: ...
+
+
+class DataplaneAddresses:
+    """AddressManager over knet.dataplane: ClusterIPs as /32s on the node's service device."""
+
+    def __init__(self, dataplane: ServiceIPDataplane, node: str) -> None:
+        self.dataplane, self.node = dataplane, node
+
+    async def add_service_ip(self, ip: str) -> None:
+        await self.dataplane.add_service_ip(self.node, ip)
+
+    async def remove_service_ip(self, ip: str) -> None:
+        await self.dataplane.remove_service_ip(self.node, ip)
+
+
+class PodIndex:
+    """Pod IP -> "namespace/name", kept by a Pods informer; `resolve` is the flow resolver."""
+
+    def __init__(self) -> None:
+        self.by_ip: dict[str, str] = {}
+
+    def resolve(self, ip: str) -> str | None:
+        return self.by_ip.get(ip)
+
+    @staticmethod
+    def _ips(pod: Obj) -> list[str]:
+        status = pod.get("status") or {}
+        ips = [p.get("ip") for p in status.get("podIPs") or []] or [status.get("podIP")]
+        spec = pod.get("spec") or {}
+        return [] if spec.get("hostNetwork") else [ip for ip in ips if ip]
+
+    def on_add(self, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        for ip in self._ips(pod):
+            self.by_ip[ip] = f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        self.on_delete(old)
+        self.on_add(new)
+
+    def on_delete(self, pod: Obj) -> None:
+        for ip in self._ips(pod):
+            self.by_ip.pop(ip, None)
+
+
+class NodeProxy:
+    def __init__(self, proxier: Proxier, source: ProxySource, pods: InformerLike | None) -> None:
+        self.proxier, self.source, self.pods = proxier, source, pods
+        self.ring = proxier.ring
+
+    def __repr__(self) -> str:
+        return f"<NodeProxy {self.proxier!r}>"
+
+    def flows_routes(self) -> list[web.RouteDef]:
+        return flows_routes(self.ring)
+
+    async def stop(self) -> None:
+        await self.source.stop()
+        if self.pods is not None:
+            await self.pods.stop()
+        await self.proxier.stop()
+
+
+async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
+                           node_ips: Iterable[str] = (), dataplane: ServiceIPDataplane | None = None,
+                           services: InformerLike | None = None, app: web.Application | None = None,
+                           informer: InformerFactory | None = None, resolve_pods: bool = True,
+                           **options: Any) -> NodeProxy:
+    """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
+    http_timeout, flow_ring, ...). `app`, if not yet frozen, gets GET /flows."""
+    factory = informer or _informer_class()
+    index = PodIndex()
+    ring = options.pop("flow_ring", None)
+    ring = ring if ring is not None else FlowRing()
+    if resolve_pods:
+        ring.resolver = index.resolve
+    addresses = DataplaneAddresses(dataplane, node_name) if dataplane is not None else None
+    proxier = Proxier(node_name, netns=netns, node_ips=node_ips, address_manager=addresses,
+                      flow_ring=ring, **options)
+    pods = None
+    if resolve_pods:
+        pods = factory(client, "pods")
+        pods.add_handler(on_add=index.on_add, on_update=index.on_update,
+                         on_delete=index.on_delete)
+        pods.start()
+    source = ProxySource(client, proxier, informer=factory, services=services)
+    source.start()
+    if app is not None:
+        if app.frozen:
+            log.warning("node %s: the agent app is already running; mount "
+                        "knet.proxy.flows.flows_app(ring) before starting it to serve /flows",
+                        node_name)
+        else:
+            app.add_routes(flows_routes(ring))
+    log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
+             ", ".join(node_ips) or "none")
+    return NodeProxy(proxier, source, pods)
