@@ -26,7 +26,7 @@ def cri_line(ts: bytes, stream: bytes, partial: bool, msg: bytes) -> bytes:
 class CriLine:
     """One parsed line (a plain class: `typing.NamedTuple` would cost the shim ~5 ms)."""
 
-    __slots__ = ("ts", "stream", "partial", "msg")
+    __slots__ = ("msg", "partial", "stream", "ts")
 
     def __init__(self, ts: bytes, stream: bytes, partial: bool, msg: bytes) -> None:
         self.ts, self.stream, self.partial, self.msg = ts, stream, partial, msg

@@ -30,8 +30,15 @@ from pathlib import Path
 
 from knet.errors import RuntimeError_
 from knet.runtime import layout, records
-from knet.runtime.base import (DEFAULT_PATH, ContainerExit, ContainerHandle, ContainerSpec,
-                               ContainerStartError, ExecSession, PodSandbox)
+from knet.runtime.base import (
+    DEFAULT_PATH,
+    ContainerExit,
+    ContainerHandle,
+    ContainerSpec,
+    ContainerStartError,
+    ExecSession,
+    PodSandbox,
+)
 from knet.runtime.execsession import spawn_exec
 from knet.runtime.logs import read_log
 from knet.runtime.podfiles import prepare_pod_dir, remove_pod_files
@@ -61,16 +68,7 @@ class ProcessRuntime:
         attempt = previous[-1] + 1 if previous else 0
         layout.prune(sandbox.pod_dir, spec.name, keep_from=attempt - 1)
         inst = layout.instance(sandbox.pod_dir, spec.name, attempt)
-        with open(inst.spec, "wb") as f:
-            marshal.dump(self._shim_spec(sandbox, spec, inst), f)
-        r, w = os.pipe()
-        try:
-            shim = os.posix_spawn(self._python, [self._python, "-S", "-I", SHIM, str(inst.spec)],
-                                  os.environ, setsid=True, file_actions=[
-                                      (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                      (os.POSIX_SPAWN_DUP2, w, 1)])
-        finally:
-            os.close(w)
+        r, shim = self._spawn_shim(self._shim_spec(sandbox, spec, inst), inst)
         try:
             status = await read_pipe(r, timeout=self._start_timeout)
         except TimeoutError:
@@ -98,6 +96,23 @@ class ProcessRuntime:
         self._watch(handle)
         return handle
 
+    def _spawn_shim(self, shim_spec: dict[str, object], inst: layout.Instance) -> tuple[int, int]:
+        """Write the spec and spawn its shim in a new session; (status pipe, shim pid)."""
+        with open(inst.spec, "wb") as f:
+            marshal.dump(shim_spec, f)
+        r, w = os.pipe()
+        try:
+            shim = os.posix_spawn(self._python, [self._python, "-S", "-I", SHIM, str(inst.spec)],
+                                  os.environ, setsid=True, file_actions=[
+                                      (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                      (os.POSIX_SPAWN_DUP2, w, 1)])
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        return r, shim
+
     @staticmethod
     def _shim_spec(sandbox: PodSandbox, spec: ContainerSpec,
                    inst: layout.Instance) -> dict[str, object]:
@@ -110,9 +125,10 @@ class ProcessRuntime:
                 "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log)}
 
     @staticmethod
-    def _reap(pid: int) -> None:
+    def _reap(pid: int, *, block: bool = True) -> None:
+        """Collect our child's exit status (an adopted shim is not our child: no-op)."""
         try:
-            os.waitpid(pid, 0)
+            os.waitpid(pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             pass
 
@@ -138,10 +154,7 @@ class ProcessRuntime:
 
     async def _wait_exit(self, handle: ContainerHandle) -> int:
         await pid_exited(handle.shim_pid, handle.shim_start)
-        try:
-            os.waitpid(handle.shim_pid, os.WNOHANG)  # ours if we started it: reap it
-        except ChildProcessError:
-            pass
+        self._reap(handle.shim_pid, block=False)
         ex = self.last_exit(handle)
         if ex is None:  # the shim died without a record: wait for the container itself
             await pid_exited(handle.pid, handle.pid_start)
@@ -257,7 +270,12 @@ class ProcessRuntime:
         if h is None:
             raise RuntimeError_(f"pod {sandbox.key}: container {container!r} is not running; "
                                 "exec needs a running container")
-        with open(layout.instance(sandbox.pod_dir, container, h.attempt).spec, "rb") as f:
-            spec_env: dict[str, str] = marshal.load(f)["env"]
+        spec_env = self._spec_env(layout.instance(sandbox.pod_dir, container, h.attempt))
         return await spawn_exec(h.pid, list(argv), env={**spec_env, **(env or {})},
                                 stdin=stdin, tty=tty)
+
+    @staticmethod
+    def _spec_env(inst: layout.Instance) -> dict[str, str]:
+        with open(inst.spec, "rb") as f:
+            env: dict[str, str] = marshal.load(f)["env"]
+        return env

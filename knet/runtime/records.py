@@ -14,9 +14,10 @@ with its start time (field 22 of /proc/PID/stat), which a reused pid does not re
 
 from __future__ import annotations
 
-import _signal as signal  # not `signal`: it imports enum, +10 ms for the shim
 import os
 import time
+
+SIGKILL = 9  # Linux; not `signal.SIGKILL`: importing signal (enum) costs the shim ~10 ms
 
 
 def write_record(path: str | os.PathLike[str], fields: dict[str, str]) -> None:
@@ -57,7 +58,7 @@ def kill_container(pid: int, mnt_ns: str) -> None:
     """Kill the rest of the container: its process group and, more surely, every process
     in its mount namespace (exec'd commands and daemons that left the group included)."""
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     if not mnt_ns.startswith("mnt:[") or mnt_ns == os.readlink("/proc/self/ns/mnt"):
@@ -70,7 +71,7 @@ def kill_container(pid: int, mnt_ns: str) -> None:
             try:
                 if os.readlink(f"/proc/{entry}/ns/mnt") != mnt_ns:
                     continue
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(int(entry), SIGKILL)
                 found = True
             except OSError:
                 continue

@@ -13,7 +13,7 @@ interpreter start is most of a container's start latency.
 
 from __future__ import annotations
 
-import _signal as signal  # `signal` would import enum: +10 ms per container start
+import _signal as signal  # type: ignore[import-not-found]  # `signal` imports enum: +10 ms
 import ctypes
 import errno
 import marshal
@@ -24,7 +24,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from knet.runtime import crilog, records  # noqa: E402
+from knet.runtime import crilog, records
+
+TYPE_CHECKING = False  # typing itself costs the shim ~5 ms: mypy alone takes this branch
+if TYPE_CHECKING:
+    from typing import Any
 
 # libc by hand rather than knet.dataplane.nsutil: its ctypes.util.find_library pulls in
 # subprocess and costs the shim ~25 ms at every container start.
@@ -45,7 +49,6 @@ def _mount(src: str, dst: str, flags: int) -> None:
 
 IDLE_FLUSH_S = 0.3
 DRAIN_S = 2.0
-Spec = dict  # the marshal'd dict written by process.py (keys used below)
 
 
 def _bind(src: str, dst: str, *, read_only: bool) -> None:
@@ -64,7 +67,7 @@ def _exec_message(argv0: str, exc: OSError) -> tuple[int, str]:
     return 128, f'exec: "{argv0}": {os.strerror(exc.errno or 0)}'
 
 
-def _enter(spec: Spec) -> None:
+def _enter(spec: dict[str, Any]) -> None:
     fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
     _call(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
     os.close(fd)
@@ -78,7 +81,7 @@ def _enter(spec: Spec) -> None:
     _call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
 
 
-def _child(spec: Spec, out_w: int, err_w: int, report_w: int) -> None:
+def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
     """In the forked child: become the container. Never returns."""
     stage = "setup"
     try:
@@ -152,7 +155,7 @@ def _report(text: str) -> None:
         pass  # the agent went away; the records tell it later
 
 
-def _fail(spec: Spec, log_fd: int, pid: int, report: bytes) -> int:
+def _fail(spec: dict[str, Any], log_fd: int, pid: int, report: bytes) -> int:
     os.waitpid(pid, 0)
     code_s, msg = report.decode(errors="replace").split("\t", 1)
     line = f'knet: failed to start container "{spec["name"]}": {msg}'.encode()
@@ -165,10 +168,13 @@ def _fail(spec: Spec, log_fd: int, pid: int, report: bytes) -> int:
     return 0
 
 
-def _supervise(spec: Spec, pid: int, log_fd: int, out_r: int, err_r: int) -> int:
+def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: int) -> int:
     started = time.time()
-    mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt")
-    ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)  # keeps the ns id from being reused
+    try:  # the open fd keeps the ns id from being reused while we may scan for it
+        ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+        mnt_ns = os.readlink(f"/proc/self/fd/{ns_fd}")
+    except FileNotFoundError:  # exited already: its group is all we can still name
+        ns_fd, mnt_ns = -1, ""
     st = records.proc_stat(pid)
     me = records.proc_stat(os.getpid())
     records.write_record(spec["state"], {
@@ -188,7 +194,8 @@ def _supervise(spec: Spec, pid: int, log_fd: int, out_r: int, err_r: int) -> int
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    os.close(ns_fd)
+    if ns_fd >= 0:
+        os.close(ns_fd)
     pump.poller.unregister(pidfd)
     deadline = time.monotonic() + DRAIN_S
     while time.monotonic() < deadline and pump.step(max(0.0, deadline - time.monotonic())):
@@ -201,7 +208,7 @@ def _supervise(spec: Spec, pid: int, log_fd: int, out_r: int, err_r: int) -> int
 
 def main(spec_path: str) -> int:
     with open(spec_path, "rb") as f:
-        spec: Spec = marshal.load(f)
+        spec: dict[str, Any] = marshal.load(f)
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
