@@ -3,7 +3,9 @@
 Everything a caller can rely on lives here, once: input validation, name derivation, IPAM,
 the record (written *before* the kernel objects, so a crash half-way leaves a record that the
 next call repairs or cleanup removes), host routes derived from the recorded nodes, and the
-errors users see. The kernel twins only make and remove objects.
+errors users see. The kernel twins only make and remove objects. A pod's record is its IPAM
+entry: its netns, veth and MAC all follow from (node, key, address), so one atomic write
+per pod records it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class RecordedDataplane:
         ipam = self._ipams.get(node.name)
         if ipam is None:
             ipam = self._ipams[node.name] = self.records.ipam(node.name, node.pod_cidr)
+        else:
+            ipam.refresh()
         return ipam
 
     async def ensure_host(self, *, underlay_cidr: str = "172.18.0.0/16",
@@ -155,48 +159,53 @@ class RecordedDataplane:
         async with self._lock(node):
             await self.kernel.set_routes(info.netns, wanted)
 
+    @staticmethod
+    def _podnet(info: NodeInfo, pod_key: str, ip: str) -> PodNet:
+        """Everything about a pod's sandbox follows from (node, key, address)."""
+        return PodNet(key=pod_key, netns=names.pod_netns(info.name, pod_key), ip=ip,
+                      gateway=info.gateway, host_ifname=names.pod_host_ifname(info.name, pod_key),
+                      node=info.name, mac=names.pod_mac(ip))
+
     async def ensure_pod(self, node: str, pod_key: str, *, ip: str | None = None) -> PodNet:
         names.validate_pod_key(pod_key)
         info = self._node(node)
-        netns = names.pod_netns(node, pod_key)
         async with self._lock(node):
             ipam = self._ipam(info)
-            addr = ipam.allocate(pod_key, ip=ip)
-            pod = PodNet(key=pod_key, netns=netns, ip=addr, gateway=info.gateway,
-                         host_ifname=names.pod_host_ifname(node, pod_key), node=node,
-                         mac=names.pod_mac(addr))
-            if self.records.pod(node, netns) != pod:
-                self.records.put_pod(pod)
+            # the IPAM entry, saved before any kernel object, is the pod's record
+            pod = self._podnet(info, pod_key, ipam.allocate(pod_key, ip=ip))
             await self.kernel.ensure_pod(info, pod, prefixlen=ipam.network.prefixlen)
-        log.debug("%s: pod sandbox ready on %s (%s)", pod_key, node, addr)
+        log.debug("%s: pod sandbox ready on %s (%s)", pod_key, node, pod.ip)
         return pod
 
     async def delete_pod(self, node: str, pod_key: str) -> None:
         names.validate_pod_key(pod_key)
         info = self.records.node(names.validate_node_name(node))
-        netns = names.pod_netns(node, pod_key)
         if info is None:
             return
         async with self._lock(node):
-            pod = self.records.pod(node, netns)
-            if pod is None:
-                self._ipam(info).release(pod_key)
+            ipam = self._ipam(info)
+            addr = ipam.get(pod_key)
+            if addr is None:
                 return
-            await self.kernel.remove_pod(info, pod)
-            self.records.drop_pod(node, netns)
-            self._ipam(info).release(pod_key)
+            await self.kernel.remove_pod(info, self._podnet(info, pod_key, addr))
+            ipam.release(pod_key)
         log.debug("%s: pod sandbox removed from %s", pod_key, node)
+
+    def _pods(self, info: NodeInfo) -> list[PodNet]:
+        held = self._ipam(info).held()
+        return [self._podnet(info, key, held[key]) for key in sorted(held)]
 
     async def delete_node(self, name: str) -> None:
         info = self.records.node(names.validate_node_name(name))
         if info is None:
             return
         async with self._lock(name):
-            for pod in self.records.pods(name):
+            ipam = self._ipam(info)
+            for pod in self._pods(info):
                 await self.kernel.remove_pod(info, pod)
-                self.records.drop_pod(name, pod.netns)
+                ipam.release(pod.key)
             await self.kernel.remove_node(info)
-            self._ipam(info).destroy()
+            ipam.destroy()
             self._ipams.pop(name, None)
             self.records.drop_node(name)
         await self._sync_host_routes()
@@ -219,8 +228,7 @@ class RecordedDataplane:
                       key=ipaddress.IPv4Address)
 
     async def list_pods(self, node: str) -> list[PodNet]:
-        self._node(node)
-        return self.records.pods(node)
+        return self._pods(self._node(node))
 
     async def list_nodes(self) -> list[NodeInfo]:
         return self.records.nodes()

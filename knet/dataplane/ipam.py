@@ -46,13 +46,28 @@ class Ipam:
         self.gateway = str(self.network.network_address + 1)
         self._held: dict[str, str] = {}
         self._cursor = 0
+        self._stamp: tuple[int, int] | None = None
         self._load()
 
     def __repr__(self) -> str:
         return f"<Ipam {self.node} {self.network} {len(self._held)} held>"
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path) if self.path is not None else None
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns) if st else None
+
+    def refresh(self) -> None:
+        """Reload if another process (or another Ipam on the same file) changed it."""
+        if self.path is not None and self._file_stamp() != self._stamp:
+            self._held, self._cursor = {}, 0
+            self._load()
+
     def _load(self) -> None:
-        if self.path is None or not self.path.exists():
+        self._stamp = self._file_stamp()
+        if self.path is None or self._stamp is None:
             return
         data = json.loads(self.path.read_text())
         if data.get("cidr") != str(self.network):
@@ -65,6 +80,7 @@ class Ipam:
         if self.path is not None:
             write_json_atomic(self.path, {"cidr": str(self.network), "cursor": self._cursor,
                                           "held": self._held})
+            self._stamp = self._file_stamp()
 
     @property
     def capacity(self) -> int:
@@ -134,3 +150,4 @@ class Ipam:
         self._held.clear()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        self._stamp = None

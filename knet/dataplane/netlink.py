@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+FRESH_ETH0_INDEX = 2          # lo is 1 in every new netns
 
 
 def has_net_admin() -> bool:
@@ -292,13 +293,25 @@ class NetlinkKernel:
                     await self._veth(nodeipr, podipr, pod.netns, pod.host_ifname, bridge,
                                      mac=pod.mac)
             with _nl(f"pod {pod.key}: eth0 {pod.ip} in netns {pod.netns}"):
-                eth0 = await _idx(podipr, names.POD_IFNAME)
-                await podipr.link("set", index=1, state="up")
-                await podipr.link("set", index=eth0, state="up")
-                await podipr.addr("replace", index=eth0, address=pod.ip, prefixlen=prefixlen)
-                await podipr.route("replace", dst="0.0.0.0/0", gateway=pod.gateway)
+                await self._pod_eth0(podipr, pod, prefixlen, fresh=new)
         finally:
             podipr.close()
+
+    async def _pod_eth0(self, ipr: AsyncIPRoute, pod: PodNet, prefixlen: int, *,
+                        fresh: bool) -> None:
+        """lo and eth0 up, the address, the default route. In a netns made just now, eth0
+        is the second device ever made there: ifindex 2 (checked, looked up if not)."""
+        eth0 = FRESH_ETH0_INDEX if fresh else await _idx(ipr, names.POD_IFNAME)
+        try:
+            await ipr.link("set", index=eth0, state="up")
+        except NetlinkError as exc:
+            if not fresh or exc.code != errno.ENODEV:
+                raise
+            eth0 = await _idx(ipr, names.POD_IFNAME)
+            await ipr.link("set", index=eth0, state="up")
+        await ipr.link("set", index=1, state="up")
+        await ipr.addr("replace", index=eth0, address=pod.ip, prefixlen=prefixlen)
+        await ipr.route("replace", dst="0.0.0.0/0", gateway=pod.gateway)
 
     async def _cni0(self, ipr: AsyncIPRoute, node: NodeInfo) -> int:
         key = (node.netns, names.NODE_BRIDGE)

@@ -1,6 +1,6 @@
 """The record of everything the dataplane made, as small JSON files in its state dir.
 
-One file per object (host.json, nodes/<node>.json, pods/<node>/<netns>.json, ipam/<node>.json)
+One file per object (host.json, nodes/<node>.json, ipam/<node>.json: the node's pods)
 so that agents of different nodes sharing one state dir never write the same file, and a
 crash loses at most the object being made (files are replaced atomically). Cleanup walks
 this record: it removes what was made, never what merely looks like knet's by name.
@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from knet.dataplane.base import HostConfig, NodeInfo, PodNet
+from knet.dataplane.base import HostConfig, NodeInfo
 from knet.dataplane.ipam import Ipam, write_json_atomic
 
 __all__ = ["Records"]
@@ -58,25 +58,6 @@ class Records:
 
     def drop_node(self, name: str) -> None:
         (self.root / "nodes" / f"{name}.json").unlink(missing_ok=True)
-        d = self.root / "pods" / name
-        if d.exists() and not any(d.iterdir()):
-            d.rmdir()
-
-    # pods
-    def pod(self, node: str, netns: str) -> PodNet | None:
-        p = self.root / "pods" / node / f"{netns}.json"
-        return PodNet(**json.loads(p.read_text())) if p.exists() else None
-
-    def pods(self, node: str) -> list[PodNet]:
-        d = self.root / "pods" / node
-        files = sorted(d.glob("*.json")) if d.exists() else []
-        return sorted((PodNet(**json.loads(p.read_text())) for p in files), key=lambda p: p.key)
-
-    def put_pod(self, pod: PodNet) -> None:
-        write_json_atomic(self.root / "pods" / pod.node / f"{pod.netns}.json", asdict(pod))
-
-    def drop_pod(self, node: str, netns: str) -> None:
-        (self.root / "pods" / node / f"{netns}.json").unlink(missing_ok=True)
 
     def ipam(self, node: str, cidr: str) -> Ipam:
         return Ipam(node=node, cidr=cidr, path=self.root / "ipam" / f"{node}.json")

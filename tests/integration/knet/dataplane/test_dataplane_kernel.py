@@ -253,3 +253,24 @@ def test_podnet_repr() -> None:
     p = PodNet(key="default/web-1", netns="knet-p-1", ip="10.244.1.5", gateway="10.244.1.1",
                host_ifname="kn1", node="node-1", mac="0a:58:0a:f4:01:05")
     assert repr(p) == "<Pod default/web-1 10.244.1.5 node-1 netns=knet-p-1>"
+
+
+def test_works_on_uvloop(tmp_path: Path) -> None:
+    """knet's daemons run on uvloop, which refuses AF_NETLINK datagram endpoints: the
+    dataplane must work there all the same."""
+    import uvloop
+
+    async def scenario() -> tuple[PodNet, PodNet]:
+        d = NetlinkDataplane(tmp_path)
+        try:
+            await d.ensure_host()
+            await d.ensure_node(N1)
+            a = await d.ensure_pod("node-1", "default/a")
+            b = await d.ensure_pod("node-1", "default/b")
+            assert tcp_roundtrip(a.netns, a.ip, b.netns) == f"PING FROM {b.ip}".encode()
+            return a, b
+        finally:
+            await d.cleanup()
+            await d.close()
+    a, b = uvloop.run(scenario())
+    assert a.ip != b.ip and netns_list() == []

@@ -72,6 +72,7 @@ async def test_state_survives_a_restart(dp: Dataplane, make_dp: Callable[[], Dat
         assert await again.ensure_pod("node-1", "default/a") == a
         b = await again.ensure_pod("node-1", "default/b")
         assert b.ip != a.ip
+        assert await dp.list_pods("node-1") == [a, b]     # the first one sees it too
         assert {n.name for n in await again.list_nodes()} == {"node-1", "node-2"}
     finally:
         await again.close()

@@ -83,3 +83,16 @@ def test_ipam_explicit_and_bad_input() -> None:
         Ipam(node="n", cidr="10.0.0.0/30", path=None)
     with pytest.raises(UsageError, match="invalid pod CIDR"):
         Ipam(node="n", cidr="10.0.0.1/24", path=None)
+
+
+def test_ipam_sees_changes_made_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "n.json"
+    mine, theirs = (Ipam(node="n", cidr="10.0.0.0/24", path=path) for _ in range(2))
+    a = mine.allocate("a")
+    theirs.refresh()
+    b = theirs.allocate("b")
+    mine.refresh()
+    assert b != a and mine.held() == {"a": a, "b": b}
+    theirs.destroy()
+    mine.refresh()
+    assert mine.held() == {}
