@@ -323,7 +323,10 @@ class ObjectService:
         new = merge_update(info, old, new, subresource=subresource)
         warnings: list[str] = []
         if subresource is None:
+            if info.plural == "services":
+                self.services.drop_type_dependent(new, old)
             new, warnings = self.admit(info.plural, new, old=old)
+            bump_generation(old, new)
         if meta.encode(new) == kv.value:
             return Written(old, warnings)
         if deletion.should_finish(info, old, new):
@@ -419,8 +422,7 @@ _KEEP_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePer
 
 
 def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | None) -> Obj:
-    """The next version: immutable metadata from old; status only through /status; the
-    generation bumped when anything but metadata and status changed."""
+    """The next version: immutable metadata from old; status only through /status."""
     if subresource == "status":
         out = copy.deepcopy(old)
         if "status" in new:
@@ -441,9 +443,13 @@ def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | N
             out["status"] = copy.deepcopy(old["status"])
         else:
             out.pop("status", None)
-    if _spec_of(out) != _spec_of(old):
-        md["generation"] = int(old_md.get("generation") or 1) + 1
     return out
+
+
+def bump_generation(old: Obj, new: Obj) -> None:
+    """metadata.generation + 1 when anything but metadata and status changed."""
+    if _spec_of(new) != _spec_of(old):
+        new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
 
 
 def _spec_of(obj: Obj) -> dict[str, Any]:

@@ -62,6 +62,17 @@ class ServiceAllocator:
         for port in alloc.ports:
             self.ports.release(port)
 
+    @staticmethod
+    def drop_type_dependent(svc: Obj, old: Obj) -> None:
+        """Before admission of an update: a type change clears what the new type forbids
+        (nodePorts when leaving NodePort/LoadBalancer), as Kubernetes' strategy does."""
+        spec, old_spec = svc.get("spec") or {}, old.get("spec") or {}
+        if spec.get("type") == old_spec.get("type") or spec.get("type") in _NODE_PORT_TYPES:
+            return
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
+
     def on_create(self, svc: Obj) -> Allocation:
         alloc = Allocation()
         try:

@@ -1,0 +1,258 @@
+"""The HTTP API with aiohttp's test client: discovery, auth, CRUD, lists, watch streams,
+patches, subresources, and a Kubernetes Status for every kind of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from control.api.app import Settings, create_app
+from control.store.memory import MemoryStore
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PODS = "/api/v1/namespaces/default/pods"
+DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[TestClient]:
+    app = create_app(MemoryStore(), Settings(token=TOKEN))
+    async with TestClient(TestServer(app), headers=AUTH) as client:
+        for ns in ("default", "kube-system"):
+            r = await client.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
+            assert r.status == 201
+        yield client
+
+
+def pod(name: str, **labels: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "knet/whoami"}]}}
+
+
+def deployment(name: str, replicas: int = 1) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+async def status_of(resp: object, code: int, reason: str) -> dict:
+    body = await resp.json()                                   # type: ignore[attr-defined]
+    assert resp.status == code, body                           # type: ignore[attr-defined]
+    assert body["kind"] == "Status" and body["reason"] == reason and body["code"] == code
+    return body
+
+
+async def test_discovery_and_version(api: TestClient) -> None:
+    assert (await (await api.get("/api")).json())["versions"] == ["v1"]
+    groups = {g["name"]: g for g in (await (await api.get("/apis")).json())["groups"]}
+    assert groups["apps"]["versions"] == [{"groupVersion": "apps/v1", "version": "v1"}]
+    core = {r["name"]: r for r in (await (await api.get("/api/v1")).json())["resources"]}
+    assert core["pods"]["shortNames"] == ["po"] and core["pods"]["namespaced"] is True
+    assert core["pods"]["categories"] == ["all"] and core["namespaces"]["namespaced"] is False
+    assert {"pods/status", "pods/log", "pods/exec", "pods/binding"} <= set(core)
+    apps = {r["name"]: r for r in (await (await api.get("/apis/apps/v1")).json())["resources"]}
+    assert (apps["deployments/scale"]["group"], apps["deployments/scale"]["kind"]) == (
+        "autoscaling", "Scale")
+    version = await (await api.get("/version")).json()
+    assert (version["major"], version["minor"]) == ("1", "32")
+    await status_of(await api.get("/apis/nope/v1"), 404, "NotFound")
+
+
+async def test_openapi_v3_has_patch_with_gvk_and_field_validation(api: TestClient) -> None:
+    root = await (await api.get("/openapi/v3")).json()
+    url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    doc = await (await api.get(url)).json()
+    op = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert op["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1",
+                                                     "kind": "Deployment"}
+    assert "fieldValidation" in [p["name"] for p in op["parameters"]]
+    assert (await api.get("/openapi/v2")).status == 404
+
+
+async def test_auth(api: TestClient) -> None:
+    server = api.server
+    async with TestClient(server) as anon:
+        body = await status_of(await anon.get("/api/v1/pods"), 401, "Unauthorized")
+        assert "no bearer token" in body["message"]
+        await status_of(await anon.get("/version"), 401, "Unauthorized")
+        wrong = await anon.get("/api/v1/pods", headers={"Authorization": "Bearer nope"})
+        assert "wrong bearer token" in (await status_of(wrong, 401, "Unauthorized"))["message"]
+        assert (await anon.get("/healthz")).status == 200
+        assert (await anon.get("/readyz")).status == 200
+
+
+async def test_crud_over_http(api: TestClient) -> None:
+    r = await api.post(PODS, json=pod("a", app="x"))
+    created = await r.json()
+    assert r.status == 201 and created["kind"] == "Pod"
+    await status_of(await api.post(PODS, json=pod("a")), 409, "AlreadyExists")
+    r = await api.post(PODS, data="apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec:\n"
+                       "  containers: [{name: c, image: x}]\n",
+                       headers={"Content-Type": "application/yaml"})
+    assert r.status == 201
+    listed = await (await api.get("/api/v1/pods")).json()
+    assert listed["kind"] == "PodList" and listed["metadata"]["resourceVersion"]
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["a", "b"]
+    sel = await (await api.get(PODS, params={"labelSelector": "app in (x)"})).json()
+    assert [p["metadata"]["name"] for p in sel["items"]] == ["a"]
+    page = await (await api.get(PODS, params={"limit": "1"})).json()
+    assert len(page["items"]) == 1 and page["metadata"]["continue"]
+    rest = await (await api.get(PODS, params={"limit": "1",
+                                              "continue": page["metadata"]["continue"]})).json()
+    assert [p["metadata"]["name"] for p in rest["items"]] == ["b"]
+    created["metadata"]["labels"] = {"app": "y"}
+    r = await api.put(f"{PODS}/a", json=created)
+    assert r.status == 200
+    await status_of(await api.put(f"{PODS}/a", json=created), 409, "Conflict")
+    r = await api.delete(f"{PODS}/a", json={"propagationPolicy": "Background"})
+    assert r.status == 200 and (await r.json())["metadata"]["name"] == "a"
+    await status_of(await api.get(f"{PODS}/a"), 404, "NotFound")
+
+
+async def test_bad_input(api: TestClient) -> None:
+    body = await status_of(await api.post(PODS, data="{not json",
+                                          headers={"Content-Type": "application/json"}),
+                           400, "BadRequest")
+    assert "could not be parsed" in body["message"]
+    body = await status_of(await api.post(PODS, data="a: [1,", headers={
+        "Content-Type": "application/yaml"}), 400, "BadRequest")
+    assert "YAML" in body["message"]
+    bad = pod("Bad_Name")
+    body = await status_of(await api.post(PODS, json=bad), 422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+    body = await status_of(await api.post(PODS, json={**pod("x"), "kind": "Service"}),
+                           400, "BadRequest")
+    broken = deployment("d")
+    broken["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    body = await status_of(await api.post(DEPLOYS, json=broken), 422, "Invalid")
+    assert any("selector" in c["field"] or "selector" in c["message"]
+               for c in body["details"]["causes"]), body
+    await status_of(await api.get("/api/v1/widgets"), 404, "NotFound")
+    await status_of(await api.get("/nothing/here"), 404, "NotFound")
+    await status_of(await api.post(f"{PODS}/x", json=pod("x")), 405, "MethodNotAllowed")
+    await api.post(PODS, json=pod("p"))
+    await status_of(await api.patch(f"{PODS}/p", data="{}", headers={
+        "Content-Type": "application/xml"}), 415, "UnsupportedMediaType")
+    huge = json.dumps({**pod("big"), "data": "x" * (3 * 1024 * 1024 + 10)})
+    await status_of(await api.post(PODS, data=huge, headers={
+        "Content-Type": "application/json"}), 413, "RequestEntityTooLarge")
+    await status_of(await api.get(PODS, params={"labelSelector": "a in (b"}), 400,
+                    "BadRequest")
+    await status_of(await api.get(PODS, params={"continue": "garbage!"}), 400, "BadRequest")
+    assert (await api.get(f"{PODS}/p")).status == 200       # nothing half-written broke it
+    await status_of(await api.get(f"{PODS}/big"), 404, "NotFound")
+
+
+async def test_warning_header(api: TestClient) -> None:
+    body = pod("w")
+    body["spec"]["hostPID"] = True
+    r = await api.post(PODS, json=body)
+    assert r.status == 201
+    assert any("hostPID" in w for w in r.headers.getall("Warning"))
+    assert r.headers.getall("Warning")[0].startswith('299 - "')
+
+
+async def test_patch_types_and_scale(api: TestClient) -> None:
+    await api.post(DEPLOYS, json=deployment("web", 2))
+    merge = {"Content-Type": "application/merge-patch+json"}
+    r = await api.patch(f"{DEPLOYS}/web", json={"metadata": {"labels": {"t": "1"}}},
+                        headers=merge)
+    assert (await r.json())["metadata"]["labels"] == {"t": "1"}
+    r = await api.patch(f"{DEPLOYS}/web", headers={
+        "Content-Type": "application/json-patch+json"}, json=[
+        {"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}},
+        {"op": "replace", "path": "/spec/template", "value": deployment("web")["spec"][
+            "template"]}])
+    assert (await r.json())["metadata"]["annotations"] == {"a": "b"}
+    r = await api.patch(f"{DEPLOYS}/web", headers={
+        "Content-Type": "application/json-patch+json"}, json=[
+        {"op": "replace", "path": "/metadata/nothing", "value": 1}])
+    assert r.status in (400, 422)
+    r = await api.patch(f"{DEPLOYS}/web/scale", json={"spec": {"replicas": 5}},
+                        headers=merge)
+    scale = await r.json()
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 5
+    # kubectl scale --current-replicas: GET then PUT of the Scale without a Content-Type
+    scale = await (await api.get(f"{DEPLOYS}/web/scale")).json()
+    scale["spec"]["replicas"] = 3
+    r = await api.put(f"{DEPLOYS}/web/scale", data=json.dumps(scale).encode(),
+                      skip_auto_headers={"Content-Type"})
+    assert r.status == 200 and (await r.json())["spec"]["replicas"] == 3
+    await status_of(await api.put(f"{DEPLOYS}/web/scale", json=scale), 409, "Conflict")
+    d = await (await api.get(f"{DEPLOYS}/web")).json()
+    assert d["spec"]["replicas"] == 3 and d["metadata"]["generation"] == 3
+    r = await api.patch(f"{DEPLOYS}/web", headers={
+        "Content-Type": "application/apply-patch+yaml"}, params={"fieldManager": "me"},
+        data="apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+             "spec: {replicas: 4}\n")
+    assert r.status == 200 and (await r.json())["spec"]["replicas"] == 4
+
+
+async def test_status_subresource_and_binding(api: TestClient) -> None:
+    await api.post(PODS, json=pod("p"))
+    r = await api.post(f"{PODS}/p/binding", json={
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+        "target": {"kind": "Node", "name": "node-1"}})
+    assert r.status == 201
+    await status_of(await api.post(f"{PODS}/p/binding", json={
+        "metadata": {"name": "p"}, "target": {"name": "node-2"}}), 409, "Conflict")
+    p = await (await api.get(f"{PODS}/p")).json()
+    p["status"]["phase"] = "Running"
+    r = await api.put(f"{PODS}/p/status", json=p)
+    assert (await r.json())["status"]["phase"] == "Running"
+    body = await status_of(await api.get(f"{PODS}/p/log"), 503, "ServiceUnavailable")
+    assert "node-1" in body["message"]
+
+
+async def read_events(resp: object, n: int) -> list[dict]:
+    out = []
+    while len(out) < n:
+        line = await asyncio.wait_for(resp.content.readline(), 2)   # type: ignore[attr-defined]
+        assert line, "stream ended early"
+        out.append(json.loads(line))
+    return out
+
+
+async def test_watch_stream(api: TestClient) -> None:
+    first = await (await api.post(PODS, json=pod("a", app="x"))).json()
+    resp = await api.get(PODS, params={"watch": "true", "resourceVersion": "0",
+                                       "labelSelector": "app=x"})
+    assert resp.status == 200 and resp.content_type == "application/json"
+    await api.post(PODS, json=pod("b", app="x"))
+    await api.delete(f"{PODS}/a")
+    events = await read_events(resp, 3)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a")]
+    resp.close()
+    since = await api.get(PODS, params={"watch": "1", "timeoutSeconds": "1",
+                                        "resourceVersion": first["metadata"]["resourceVersion"]})
+    lines = [json.loads(x) for x in (await since.read()).splitlines()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [
+        ("ADDED", "b"), ("DELETED", "a")]
+
+
+async def test_watch_gone(api: TestClient) -> None:
+    await api.post(PODS, json=pod("a"))
+    await api.app[__import__("control.api.keys", fromlist=["OBJECTS"]).OBJECTS].store.compact(2)
+    resp = await api.get(PODS, params={"watch": "1", "resourceVersion": "1",
+                                       "timeoutSeconds": "1"})
+    events = [json.loads(x) for x in (await resp.read()).splitlines()]
+    assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
+
+
+async def test_namespace_delete_over_http(api: TestClient) -> None:
+    await api.post("/api/v1/namespaces", json={"metadata": {"name": "team"}})
+    await api.post("/api/v1/namespaces/team/configmaps", json={
+        "metadata": {"name": "c"}, "data": {"a": "b"}})
+    r = await api.delete("/api/v1/namespaces/team")
+    assert r.status == 200
+    await status_of(await api.get("/api/v1/namespaces/team"), 404, "NotFound")
+    await status_of(await api.post("/api/v1/namespaces/team/configmaps", json={
+        "metadata": {"name": "c"}}), 404, "NotFound")
