@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from control.store.base import KV, Store, StoreEvent
+from control.store.base import KV, Store, StoreEvent, Watch
 
-__all__ = ["KV", "SCHEMES", "Store", "StoreEvent", "open_store"]
+__all__ = ["KV", "SCHEMES", "Store", "StoreEvent", "Watch", "open_store"]
 
 SCHEMES = ("memory://", "sqlite:///ABS/PATH.db", "sqlite://REL/PATH.db",
            "etcd://HOST:PORT[,HOST:PORT][/PREFIX]")

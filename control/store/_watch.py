@@ -122,7 +122,27 @@ class WatchHub:
 CatchUp = Callable[[int], Awaitable[list[StoreEvent]]]
 
 
-class WatchStream:
+class StreamBase:
+    """The iterator and context-manager plumbing every backend's watch stream shares."""
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StoreEvent:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class WatchStream(StreamBase):
     """What `watch()` returns for hub-fed stores: an async iterator of `StoreEvent`.
 
     On first use it subscribes to the hub, then pages through history with `catch_up(after)`
@@ -145,9 +165,6 @@ class WatchStream:
 
     def __repr__(self) -> str:
         return f"<WatchStream {self._prefix!r} after={self._last} done={self._done}>"
-
-    def __aiter__(self) -> Self:
-        return self
 
     async def __anext__(self) -> StoreEvent:
         while not self._ready:
@@ -192,13 +209,6 @@ class WatchStream:
     async def aclose(self) -> None:
         self._ready.clear()
         self._finish()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if self._sub is not None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Literal, Protocol, Self, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,18 @@ class StoreEvent:
         return self.kv.mod_revision
 
 
+class Watch(AsyncIterator[StoreEvent], Protocol):
+    """What `Store.watch` returns: an async iterator of events that can also be closed
+    (`await w.aclose()`, `async with store.watch(...) as w:` or `contextlib.aclosing`)."""
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+
 @runtime_checkable
 class Store(Protocol):
     async def get(self, key: str) -> KV | None:
@@ -59,7 +72,7 @@ class Store(Protocol):
         """Delete key and return its last value (with `mod_revision` = the revision of the delete,
         as in the DELETE event); NotFound if missing; Conflict as for update."""
 
-    def watch(self, prefix: str, *, from_revision: int) -> AsyncIterator[StoreEvent]:
+    def watch(self, prefix: str, *, from_revision: int) -> Watch:
         """Every change to keys under prefix with revision > from_revision, in order, forever.
         Gone (raised by the first `__anext__`) if from_revision < the compacted revision.
         The result also has `aclose()` and works as `async with`; cancelling a pending

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from control.errors import Internal
 from control.store._common import gone
+from control.store._watch import StreamBase
 from control.store.base import KV, StoreEvent
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class _Feed:
             self._waiter = None
 
 
-class EtcdWatch:
+class EtcdWatch(StreamBase):
     """What `EtcdStore.watch()` returns; same behaviour as the other stores' `WatchStream`."""
 
     def __init__(self, store: EtcdStore, prefix: str, *, from_revision: int) -> None:
@@ -78,9 +78,6 @@ class EtcdWatch:
     @property
     def open(self) -> bool:
         return self._task is not None and not self._task.done()
-
-    def __aiter__(self) -> Self:
-        return self
 
     async def __anext__(self) -> StoreEvent:
         feed = self._feed
@@ -103,13 +100,6 @@ class EtcdWatch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         if self._task is not None and not self._task.done():
