@@ -1,13 +1,14 @@
 """Kubernetes name and label syntax checks, shared by selectors and validation.
 
-Each check returns a list of problem strings (empty = valid), worded like Kubernetes'
-apimachinery validation so kubectl users recognise them. Compiled regexes, no allocation on
-the happy path: these run on every write.
+Each check returns a tuple of problem strings (empty = valid), worded like Kubernetes'
+apimachinery validation so kubectl users recognise them. Checks are pure and cached: the same
+label keys and values come back on every write.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -42,25 +43,28 @@ _LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanu
                     "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
 
 
-def dns1123_label(value: str) -> list[str]:
-    errs = []
+@lru_cache(maxsize=8192)
+def dns1123_label(value: str) -> tuple[str, ...]:
+    errs: list[str] = []
     if len(value) > DNS1123_LABEL_MAX:
         errs.append(f"must be no more than {DNS1123_LABEL_MAX} characters")
     if not _DNS1123_LABEL.match(value):
         errs.append(DNS1123_LABEL_MSG)
-    return errs
+    return tuple(errs)
 
 
-def dns1123_subdomain(value: str) -> list[str]:
-    errs = []
+@lru_cache(maxsize=8192)
+def dns1123_subdomain(value: str) -> tuple[str, ...]:
+    errs: list[str] = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errs.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
     if not _DNS1123_SUBDOMAIN.match(value):
         errs.append(DNS1123_SUBDOMAIN_MSG)
-    return errs
+    return tuple(errs)
 
 
-def qualified_name(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def qualified_name(value: str) -> tuple[str, ...]:
     """A label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain."""
     prefix, slash, name = value.rpartition("/")
     errs: list[str] = []
@@ -70,9 +74,9 @@ def qualified_name(value: str) -> list[str]:
         else:
             errs += ["prefix part " + e for e in dns1123_subdomain(prefix)]
         if "/" in prefix:
-            return [("a qualified name must consist of alphanumeric characters, '-', '_' or "
+            return (("a qualified name must consist of alphanumeric characters, '-', '_' or "
                      "'.', with an optional DNS subdomain prefix and '/' "
-                     "(e.g. 'example.com/MyName')")]
+                     "(e.g. 'example.com/MyName')"),)
     if not name:
         errs.append("name part must be non-empty")
     else:
@@ -80,22 +84,24 @@ def qualified_name(value: str) -> list[str]:
             errs.append(f"name part must be no more than {QUALIFIED_NAME_MAX} characters")
         if not _QUALIFIED_NAME.match(name):
             errs.append(_QUALIFIED_MSG)
-    return errs
+    return tuple(errs)
 
 
-def label_value(value: str) -> list[str]:
-    errs = []
+@lru_cache(maxsize=8192)
+def label_value(value: str) -> tuple[str, ...]:
+    errs: list[str] = []
     if len(value) > LABEL_VALUE_MAX:
         errs.append(f"must be no more than {LABEL_VALUE_MAX} characters")
     if not _LABEL_VALUE.match(value):
         errs.append(_LABEL_VALUE_MSG)
-    return errs
+    return tuple(errs)
 
 
-def iana_svc_name(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def iana_svc_name(value: str) -> tuple[str, ...]:
     """A named port: at most 15 chars, lowercase alphanumerics and '-', at least one letter,
     no leading/trailing or doubled '-'."""
-    errs = []
+    errs: list[str] = []
     if len(value) > 15:
         errs.append("must be no more than 15 characters")
     if not _IANA_SVC_NAME.match(value):
@@ -106,26 +112,28 @@ def iana_svc_name(value: str) -> list[str]:
         errs.append("must contain at least one letter (a-z)")
     if value.startswith("-") or value.endswith("-"):
         errs.append("must not begin or end with a hyphen")
-    return errs
+    return tuple(errs)
 
 
-def env_var_name(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def env_var_name(value: str) -> tuple[str, ...]:
     if _ENV_VAR_NAME.match(value):
-        return []
-    return [("a valid environment variable name must consist of alphabetic characters, "
-             "digits, '_', '-', or '.', and must not start with a digit")]
+        return ()
+    return (("a valid environment variable name must consist of alphabetic characters, "
+             "digits, '_', '-', or '.', and must not start with a digit"),)
 
 
-def config_key(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def config_key(value: str) -> tuple[str, ...]:
     """A ConfigMap/Secret data key."""
-    errs = []
+    errs: list[str] = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errs.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
     if not _CONFIG_KEY.match(value):
         errs.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
     elif value in (".", "..") or value.startswith(".."):
         errs.append("must not be '.' or '..' or start with '..'")
-    return errs
+    return tuple(errs)
 
 
 def c_identifier(value: str) -> bool:

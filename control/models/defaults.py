@@ -1,0 +1,259 @@
+"""Kubernetes defaulting, applied in place to wire dicts before validation.
+
+Mirrors SetDefaults_* of k8s.io/kubernetes/pkg/apis/{core,apps}/v1 for the fields knet's
+users see (`kubectl get -o yaml` shows the same values a real cluster would), plus the pod
+status a new pod starts with (Pending, qosClass). Unlike Kubernetes' DefaultTolerationSeconds
+admission, no 300 s not-ready/unreachable tolerations are added: knet's node lifecycle
+controller evicts after its own short grace so labs see failover quickly.
+Plain dict code: it runs on every write. A malformed value is left alone for validation to
+report with its field path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["apply_defaults", "default_pod_spec"]
+
+Obj = dict[str, Any]
+
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+_PROBE_DEFAULTS = (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
+                   ("failureThreshold", 3))
+
+
+def _dict(parent: Obj, key: str) -> Obj | None:
+    """parent[key] if it is a dict (created if absent); None if it holds something else."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value if isinstance(value, dict) else None
+
+
+def _dicts(value: Any) -> list[Obj]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _image_pull_policy(image: Any) -> str:
+    if not isinstance(image, str):
+        return "IfNotPresent"
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _default_probe(probe: Obj) -> None:
+    for key, value in _PROBE_DEFAULTS:
+        probe.setdefault(key, value)
+    http = probe.get("httpGet")
+    if isinstance(http, dict):
+        http.setdefault("path", "/")
+        http.setdefault("scheme", "HTTP")
+
+
+def _default_container(c: Obj) -> None:
+    c.setdefault("imagePullPolicy", _image_pull_policy(c.get("image")))
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    res = _dict(c, "resources")
+    if res is not None and isinstance(res.get("limits"), dict):
+        requests = _dict(res, "requests")
+        if requests is not None:
+            for k, v in res["limits"].items():
+                requests.setdefault(k, v)
+    for port in _dicts(c.get("ports")):
+        port.setdefault("protocol", "TCP")
+    for key in _PROBES:
+        if isinstance(c.get(key), dict):
+            _default_probe(c[key])
+    for env in _dicts(c.get("env")):
+        source = env.get("valueFrom")
+        if isinstance(source, dict) and isinstance(source.get("fieldRef"), dict):
+            source["fieldRef"].setdefault("apiVersion", "v1")
+
+
+def _default_volume(v: Obj) -> None:
+    sources = [k for k in v if k != "name"]
+    if not sources:
+        v["emptyDir"] = {}
+    for key in ("configMap", "secret"):
+        if isinstance(v.get(key), dict):
+            v[key].setdefault("defaultMode", 420)
+
+
+def default_pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("enableServiceLinks", True)
+    for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
+        _default_container(c)
+    for v in _dicts(spec.get("volumes")):
+        _default_volume(v)
+
+
+def _qos_class(spec: Obj) -> str:
+    containers = _dicts(spec.get("containers"))
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        if not ("cpu" in limits and "memory" in limits) or any(
+                str(requests.get(k, limits[k])) != str(limits[k]) for k in ("cpu", "memory")):
+            return "Burstable"
+    return "Guaranteed"
+
+
+def _default_pod(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    default_pod_spec(spec)
+    if old is not None:
+        return
+    status = _dict(obj, "status")
+    if status is not None:
+        status.setdefault("phase", "Pending")
+        status.setdefault("qosClass", _qos_class(spec))
+
+
+def _default_template(spec: Obj) -> None:
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        default_pod_spec(template["spec"])
+
+
+def _default_template_only(obj: Obj, old: Obj | None) -> None:
+    if isinstance(obj.get("spec"), dict):
+        _default_template(obj["spec"])
+
+
+def _default_deployment(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    strategy = _dict(spec, "strategy")
+    if strategy is not None:
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = _dict(strategy, "rollingUpdate")
+            if rolling is not None:
+                rolling.setdefault("maxUnavailable", "25%")
+                rolling.setdefault("maxSurge", "25%")
+    _default_template(spec)
+
+
+def _default_replicaset(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("replicas", 1)
+    _default_template(spec)
+
+
+def _default_rc(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("replicas", 1)
+    template = spec.get("template")
+    labels = ((template.get("metadata") or {}).get("labels")
+              if isinstance(template, dict) else None)
+    if labels and isinstance(labels, dict):
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        md = obj.get("metadata")
+        if isinstance(md, dict) and not md.get("labels"):
+            md["labels"] = dict(labels)
+    _default_template(spec)
+
+
+def _default_service(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    if spec["sessionAffinity"] == "ClientIP":
+        cfg = _dict(spec, "sessionAffinityConfig")
+        client = _dict(cfg, "clientIP") if cfg is not None else None
+        if client is not None:
+            client.setdefault("timeoutSeconds", 10800)
+    for port in _dicts(spec.get("ports")):
+        port.setdefault("protocol", "TCP")
+        if "targetPort" not in port and "port" in port:
+            port["targetPort"] = port["port"]
+    if old is not None:
+        _keep_allocated(spec, old.get("spec") or {})
+
+
+def _keep_allocated(spec: Obj, old_spec: Obj) -> None:
+    """An update that leaves out clusterIP/nodePort keeps the allocated ones (as Kubernetes'
+    patchAllocatedValues does), so `kubectl replace` of the original YAML works."""
+    keep_ip = spec.get("type") != "ExternalName" and old_spec.get("clusterIP")
+    if keep_ip and not spec.get("clusterIP") and not spec.get("clusterIPs"):
+        spec["clusterIP"] = old_spec["clusterIP"]
+        spec["clusterIPs"] = list(old_spec.get("clusterIPs") or [old_spec["clusterIP"]])
+    if spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return
+    allocated = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                 for p in _dicts(old_spec.get("ports")) if p.get("nodePort")}
+    for port in _dicts(spec.get("ports")):
+        key = (port.get("port"), port.get("protocol"))
+        if not port.get("nodePort") and key in allocated:
+            port["nodePort"] = allocated[key]
+
+
+def _default_endpoint_ports(ports: Any) -> None:
+    for port in _dicts(ports):
+        port.setdefault("protocol", "TCP")
+
+
+def _default_endpoints(obj: Obj, old: Obj | None) -> None:
+    for subset in _dicts(obj.get("subsets")):
+        _default_endpoint_ports(subset.get("ports"))
+
+
+def _default_endpointslice(obj: Obj, old: Obj | None) -> None:
+    _default_endpoint_ports(obj.get("ports"))
+
+
+def _default_namespace(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is not None and old is None:
+        spec.setdefault("finalizers", ["kubernetes"])
+    status = _dict(obj, "status")
+    if status is not None:
+        status.setdefault("phase", "Active")
+
+
+def _default_secret(obj: Obj, old: Obj | None) -> None:
+    obj.setdefault("type", "Opaque")
+
+
+_BY_RESOURCE = {
+    "pods": _default_pod, "deployments": _default_deployment,
+    "replicasets": _default_replicaset, "replicationcontrollers": _default_rc,
+    "services": _default_service, "endpoints": _default_endpoints,
+    "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
+    "secrets": _default_secret, "daemonsets": _default_template_only,
+    "statefulsets": _default_template_only,
+}
+
+
+def apply_defaults(resource: str, obj: Obj, *, old: Obj | None = None) -> None:
+    """Fill in Kubernetes' defaults for `resource` in place (`old` is set on updates)."""
+    fn = _BY_RESOURCE.get(resource)
+    if fn is not None:
+        fn(obj, old)
