@@ -12,7 +12,6 @@ a missing key), `Conflict` (expected revision differs), `Gone` (compacted). Mess
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, Self, runtime_checkable
@@ -39,9 +38,13 @@ class StoreEvent:
         return self.kv.mod_revision
 
 
-class Watch(AsyncIterator[StoreEvent], Protocol):
+class Watch(Protocol):
     """What `Store.watch` returns: an async iterator of events that can also be closed
     (`await w.aclose()`, `async with store.watch(...) as w:` or `contextlib.aclosing`)."""
+
+    def __aiter__(self) -> Self: ...
+
+    async def __anext__(self) -> StoreEvent: ...
 
     async def aclose(self) -> None: ...
 
