@@ -74,7 +74,7 @@ def _list(errs: FieldErrors, path: str, value: Any) -> list[Any]:
     return value
 
 
-def _check_port_ref(errs: FieldErrors, path: str, port: Any) -> None:
+def check_port_ref(errs: FieldErrors, path: str, port: Any) -> None:
     """A probe/targetPort port: a number 1-65535 or an IANA_SVC_NAME."""
     if isinstance(port, str) and not port.isdigit():
         errs.names(path, port, names.iana_svc_name)
@@ -97,7 +97,7 @@ def _probe(errs: FieldErrors, path: str, probe: Any, kind: str) -> None:
             if "port" not in action:
                 errs.required(f"{path}.{h}.port")
             else:
-                _check_port_ref(errs, f"{path}.{h}.port", action["port"])
+                check_port_ref(errs, f"{path}.{h}.port", action["port"])
     http = probe.get("httpGet")
     if isinstance(http, dict) and http.get("scheme") not in (None, "HTTP", "HTTPS"):
         errs.not_supported(f"{path}.httpGet.scheme", http.get("scheme"), ("HTTP", "HTTPS"))
@@ -171,18 +171,22 @@ def _field_ref(errs: FieldErrors, path: str, ref: Any) -> None:
         errs.not_supported(f"{path}.fieldPath", fp, _FIELD_REFS)
 
 
+def _unique_label(errs: FieldErrors, path: str, name: Any, seen: set[str]) -> None:
+    """A required DNS-1123 label name, unique among `seen` (containers, volumes)."""
+    if not name:
+        errs.required(path)
+    elif errs.names(path, name, names.dns1123_label):
+        if name in seen:
+            errs.duplicate(path, name)
+        seen.add(name)
+
+
 def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
                seen: set[str], port_names: set[str]) -> None:
     if not isinstance(c, dict):
         errs.type_error(path, c, "an object")
         return
-    name = c.get("name")
-    if not name:
-        errs.required(f"{path}.name")
-    elif errs.names(f"{path}.name", name, names.dns1123_label):
-        if name in seen:
-            errs.duplicate(f"{path}.name", name)
-        seen.add(name)
+    _unique_label(errs, f"{path}.name", c.get("name"), seen)
     if not c.get("image"):
         errs.required(f"{path}.image")
     errs.one_of(f"{path}.imagePullPolicy", c.get("imagePullPolicy", "IfNotPresent"),
@@ -228,13 +232,7 @@ def _volumes(errs: FieldErrors, path: str, volumes: Any) -> set[str]:
         if not isinstance(v, dict):
             errs.type_error(p, v, "an object")
             continue
-        name = v.get("name")
-        if not name:
-            errs.required(f"{p}.name")
-        elif errs.names(f"{p}.name", name, names.dns1123_label):
-            if name in seen:
-                errs.duplicate(f"{p}.name", name)
-            seen.add(name)
+        _unique_label(errs, f"{p}.name", v.get("name"), seen)
         sources = [k for k in v if k != "name" and v[k] is not None]
         if len(sources) > 1:
             errs.forbidden(f"{p}.{sources[1]}", "may not specify more than 1 volume type")

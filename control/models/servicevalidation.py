@@ -13,7 +13,7 @@ from typing import Any
 
 from control.models import names
 from control.models.fielderrors import FieldErrors
-from control.models.podvalidation import check_port_protocol
+from control.models.podvalidation import check_port_protocol, check_port_ref
 from control.models.workloadvalidation import validate_labels
 
 __all__ = [
@@ -42,13 +42,6 @@ def _ipv4(value: Any) -> bool:
     except (ipaddress.AddressValueError, ValueError, TypeError):
         return False
     return True
-
-
-def _target_port(errs: FieldErrors, path: str, value: Any) -> None:
-    if isinstance(value, str) and not value.isdigit():
-        errs.names(path, value, names.iana_svc_name)
-    else:
-        errs.int_range(path, int(value) if isinstance(value, str) else value, 1, 65535)
 
 
 def _service_ports(errs: FieldErrors, spec: Obj, kind: str) -> None:
@@ -97,7 +90,7 @@ def _one_service_port(errs: FieldErrors, p: str, port: Obj, kind: str, *, multi:
         errs.int_range(f"{p}.port", port["port"], 1, 65535)
     check_port_protocol(errs, f"{p}.protocol", port.get("protocol", "TCP"))
     if port.get("targetPort") is not None:
-        _target_port(errs, f"{p}.targetPort", port["targetPort"])
+        check_port_ref(errs, f"{p}.targetPort", port["targetPort"])
     node_port = port.get("nodePort")
     if node_port:
         if kind not in ("NodePort", "LoadBalancer"):

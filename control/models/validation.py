@@ -41,7 +41,7 @@ from control.models.workloadvalidation import (
 __all__ = ["admit"]
 
 Obj = dict[str, Any]
-Check = Callable[[FieldErrors, Obj], None]
+Check = Callable[[FieldErrors, Obj], object]
 UpdateCheck = Callable[[FieldErrors, Obj, Obj], None]
 
 _INFO = {r.plural: r for r in RESOURCES}

@@ -94,13 +94,15 @@ def _spec(errs: FieldErrors, obj: Obj) -> Obj | None:
     return spec
 
 
-def validate_replicaset(errs: FieldErrors, obj: Obj) -> None:
+def validate_replicaset(errs: FieldErrors, obj: Obj) -> Obj | None:
+    """ReplicaSet (and the part Deployment shares): replicas, selector, template."""
     spec = _spec(errs, obj)
     if spec is None:
-        return
+        return None
     _replicas(errs, spec)
     selector = validate_spec_selector(errs, "spec.selector", spec.get("selector"))
     _template(errs, spec, selector)
+    return spec
 
 
 def validate_replication_controller(errs: FieldErrors, obj: Obj) -> None:
@@ -165,12 +167,9 @@ def _strategy(errs: FieldErrors, strategy: Any) -> None:
 
 
 def validate_deployment(errs: FieldErrors, obj: Obj) -> None:
-    spec = _spec(errs, obj)
+    spec = validate_replicaset(errs, obj)
     if spec is None:
         return
-    _replicas(errs, spec)
-    selector = validate_spec_selector(errs, "spec.selector", spec.get("selector"))
-    _template(errs, spec, selector)
     _strategy(errs, spec.get("strategy"))
     if spec.get("revisionHistoryLimit") is not None:
         errs.int_range("spec.revisionHistoryLimit", spec["revisionHistoryLimit"], 0)
