@@ -153,11 +153,8 @@ class Informer:
                 if need_list:
                     await self._relist()
                     need_list = False
-                async for ev in self.client.watch(
-                        self.resource, namespace=self.namespace, resource_version=self._rv,
-                        label_selector=self.label_selector, field_selector=self.field_selector):
-                    await self._apply(ev)
-                    backoff = self._min_backoff
+                await self._watch()
+                backoff = self._min_backoff
             except asyncio.CancelledError:
                 raise
             except Gone:
@@ -168,6 +165,18 @@ class Informer:
                             self.resource, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+
+    async def _watch(self) -> None:
+        stream = self.client.watch(
+            self.resource, namespace=self.namespace, resource_version=self._rv,
+            label_selector=self.label_selector, field_selector=self.field_selector)
+        try:
+            async for ev in stream:
+                await self._apply(ev)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _relist(self) -> None:
         items: list[Obj] = []

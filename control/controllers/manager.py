@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from control.clientbase import Client
@@ -111,8 +112,42 @@ def build(client: Client, *, clock: Clock, informers: InformerFactory,
 
 
 def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
-                options: ControllerOptions, recorder: object) -> list[Runnable]:
-    return []
+                options: ControllerOptions,
+                recorder: Callable[[str], EventRecorder]) -> list[Runnable]:
+    from control.controllers.endpoints import EndpointsController
+    from control.controllers.endpointslice import EndpointSliceController
+    from control.controllers.garbagecollector import GC_RESOURCES, GarbageCollector
+    from control.controllers.namespace import NamespaceController
+    from control.controllers.nodelifecycle import NodeLifecycleController
+    from control.scheduler import Scheduler
+
+    chosen = set(options.controllers)
+    out: list[Runnable] = []
+    pods, services = informers.get("pods"), informers.get("services")
+    if "endpoints" in chosen:
+        out.append(EndpointsController(client, clock=clock, services=services, pods=pods,
+                                       endpoints=informers.get("endpoints"),
+                                       workers=options.workers))
+    if "endpointslice" in chosen:
+        out.append(EndpointSliceController(client, clock=clock, services=services, pods=pods,
+                                           slices=informers.get("endpointslices"),
+                                           workers=options.workers))
+    if "garbagecollector" in chosen:
+        out.append(GarbageCollector(client, clock=clock, workers=options.workers,
+                                    informers={r: informers.get(r) for r in GC_RESOURCES}))
+    if "namespace" in chosen:
+        out.append(NamespaceController(client, clock=clock,
+                                       namespaces=informers.get("namespaces")))
+    if "nodelifecycle" in chosen:
+        out.append(NodeLifecycleController(
+            client, clock=clock, recorder=recorder("node-controller"),
+            nodes=informers.get("nodes"), leases=informers.get("leases"), pods=pods,
+            grace=options.node_monitor_grace, eviction_grace=options.pod_eviction_grace,
+            period=options.node_monitor_period))
+    if "scheduler" in chosen:
+        out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
+                             pods=pods, nodes=informers.get("nodes")))
+    return out
 
 
 async def run_all(client: Client, *, clock: Clock, stop: asyncio.Event,

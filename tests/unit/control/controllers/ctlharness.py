@@ -1,16 +1,21 @@
 """`ControllerHarness`: runs chosen controllers on a LocalClient through the same wiring as
-`knet control` (control.controllers.manager), with helpers to wait for and fake state."""
+`knet control` (control.controllers.manager), with helpers to wait for and fake state; and
+the fixtures clock / objects / client / harness (the real object layer on a MemoryStore)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+
 from control.api.local import LocalClient
+from control.api.objects import ObjectService
 from control.clock import FakeClock, rfc3339
 from control.controllers.manager import ControllerOptions, InformerFactory, build
+from control.store.memory import MemoryStore
 
 
 def admit_fn():
@@ -91,3 +96,31 @@ class ControllerHarness:
         return await self.client.update("pods", cur, subresource="status")
 
 
+
+
+# ---- fixtures (re-exported by conftest.py and by tests outside this directory) ----
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def objects(clock: FakeClock) -> ObjectService:
+    svc = ObjectService(MemoryStore(), admit=admit_fn(), now=clock.now)
+    await svc.start()
+    for name in ("default", "kube-system", "kube-node-lease"):
+        await svc.create("namespaces", {"metadata": {"name": name}})
+    return svc
+
+
+@pytest.fixture
+def client(objects: ObjectService) -> LocalClient:
+    return LocalClient(objects)
+
+
+@pytest.fixture
+async def harness(client: LocalClient, clock: FakeClock) -> AsyncIterator[ControllerHarness]:
+    h = ControllerHarness(client, clock)
+    yield h
+    await h.stop()

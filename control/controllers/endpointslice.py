@@ -1,0 +1,129 @@
+"""EndpointSlice: for each Service with a selector, discovery.k8s.io/v1 EndpointSlices.
+
+One slice per distinct port set (pods resolving a named targetPort differently get their own
+slice), at most 100 endpoints each. Every selected pod with an IP is an endpoint with
+conditions ready/serving/terminating (terminating pods stay, not ready, as in Kubernetes
+1.26+). Slices carry `kubernetes.io/service-name`, `endpointslice.kubernetes.io/managed-by`
+and a controller ownerReference to the Service. Existing slices are matched by port set and
+only rewritten when their content differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control.clientbase import Client, Obj
+from control.clock import Clock
+from control.controllers.base import Controller
+from control.controllers.endpoints import (PortTuple, ServicePods, _ip_key, _port, address_of,
+                                           resolve_ports, service_labels)
+from control.controllers.util import deep, is_pod_ready, is_terminating, meta, owner_ref
+from control.errors import NotFound
+from control.informer import Informer
+
+__all__ = ["EndpointSliceController", "SERVICE_NAME_LABEL", "MANAGED_BY_LABEL", "MANAGER"]
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+MANAGER = "endpointslice-controller.k8s.io"
+MAX_ENDPOINTS = 100
+
+
+class EndpointSliceController(Controller):
+    name = "endpointslice"
+
+    def __init__(self, client: Client, *, clock: Clock, services: Informer, pods: Informer,
+                 slices: Informer, workers: int = 2) -> None:
+        super().__init__(client, clock=clock, workers=workers)
+        self.map = ServicePods(services, pods)
+        self.slices = slices
+        self.map.watch(self.enqueue)
+        slices.add_handler(on_delete=self._slice_changed,
+                           on_update=lambda old, new: self._slice_changed(new))
+
+    def _slice_changed(self, s: Obj) -> None:
+        labels = meta(s).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) == MANAGER and labels.get(SERVICE_NAME_LABEL):
+            self.enqueue(f"{meta(s).get('namespace')}/{labels[SERVICE_NAME_LABEL]}")
+
+    def owned(self, ns: str, name: str) -> list[Obj]:
+        return [s for s in self.slices.list(namespace=ns)
+                if (meta(s).get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+                and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGER]
+
+    def desired(self, svc: Obj) -> list[tuple[list[Obj], list[Obj]]]:
+        """(ports, endpoints) per slice the Service should have."""
+        groups: dict[PortTuple, list[Obj]] = {}
+        has_ports = bool((svc.get("spec") or {}).get("ports"))
+        publish = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
+        for pod in self.map.pods_for(svc):
+            ports = resolve_ports(svc, pod)
+            if has_ports and not ports:
+                continue
+            groups.setdefault(ports, []).append(_endpoint(svc, pod, publish))
+        out: list[tuple[list[Obj], list[Obj]]] = []
+        for ports, eps in sorted(groups.items()):
+            eps.sort(key=lambda e: _ip_key(e["addresses"][0]))
+            for i in range(0, len(eps), MAX_ENDPOINTS):
+                out.append(([_port(p) for p in ports], eps[i:i + MAX_ENDPOINTS]))
+        if not out:
+            out.append(([], []))            # an empty placeholder slice, like Kubernetes
+        return out
+
+    async def reconcile(self, key: str) -> None:
+        ns, _, name = key.partition("/")
+        svc = self.map.services.get(key)
+        existing = self.owned(ns, name)
+        if svc is None:
+            for s in existing:
+                await self._delete(s)
+            return
+        if not (svc.get("spec") or {}).get("selector"):
+            return
+        labels = {**service_labels(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGER}
+        unused = sorted(existing, key=lambda s: meta(s).get("name", ""))
+        for ports, endpoints in self.desired(svc):
+            match = next((s for s in unused if (s.get("ports") or []) == ports), None)
+            if match is None:
+                await self._create(svc, labels, ports, endpoints)
+                continue
+            unused.remove(match)
+            if ((match.get("endpoints") or []) != endpoints
+                    or (meta(match).get("labels") or {}) != labels):
+                body = deep(match)
+                body["metadata"]["labels"] = labels
+                body["endpoints"] = endpoints
+                await self.client.update("endpointslices", body)
+        for s in unused:
+            await self._delete(s)
+
+    async def _create(self, svc: Obj, labels: dict[str, str], ports: list[Obj],
+                      endpoints: list[Obj]) -> None:
+        sm = meta(svc)
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"generateName": f"{sm['name']}-", "namespace": sm["namespace"],
+                             "labels": labels, "ownerReferences": [owner_ref(svc)]},
+                "addressType": "IPv4", "endpoints": endpoints, "ports": ports}
+        await self.client.create("endpointslices", body, namespace=sm["namespace"])
+
+    async def _delete(self, s: Obj) -> None:
+        try:
+            await self.client.delete("endpointslices", meta(s)["name"],
+                                     namespace=meta(s)["namespace"])
+        except NotFound:
+            pass
+
+
+def _endpoint(svc: Obj, pod: Obj, publish: bool) -> dict[str, Any]:
+    addr = address_of(svc, pod)
+    terminating = is_terminating(pod)
+    serving = publish or is_pod_ready(pod)
+    ep: dict[str, Any] = {"addresses": [addr["ip"]],
+                          "conditions": {"ready": serving and not terminating,
+                                         "serving": serving, "terminating": terminating}}
+    if "hostname" in addr:
+        ep["hostname"] = addr["hostname"]
+    if "nodeName" in addr:
+        ep["nodeName"] = addr["nodeName"]
+    ep["targetRef"] = addr["targetRef"]
+    return ep

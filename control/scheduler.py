@@ -1,0 +1,263 @@
+"""The scheduler: binds pending pods (no spec.nodeName, schedulerName default-scheduler) to
+nodes through the pods/binding subresource.
+
+Filter, then score, as kube-scheduler does, on the informer caches plus the pods it has just
+bound but not yet seen back (`assumed`), so a burst of pods is spread and never overcommits:
+- filters: node Ready and schedulable, nodeSelector and required node affinity, taints with
+  effect NoSchedule/NoExecute tolerated, cpu/memory requests and pod count within allocatable
+  minus what the node's pods request;
+- score: fewest pods of the same owner on the node, then fewest pods, then name.
+A pod that fits nowhere stays Pending with condition PodScheduled=False/Unschedulable and a
+FailedScheduling event giving kube-scheduler's summary; it is retried when nodes change or
+pods go away.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from control.clientbase import Client, Obj
+from control.clock import Clock, rfc3339
+from control.controllers.base import Controller
+from control.controllers.events import EventRecorder
+from control.controllers.nodelifecycle import tolerates
+from control.controllers.util import controller_ref, is_terminating, meta
+from control.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, NotFound
+from control.informer import Informer, object_key
+from control.models.selectors import selector_from_labels, selector_from_spec
+
+__all__ = ["Scheduler", "parse_quantity", "pod_requests", "DEFAULT_SCHEDULER"]
+
+DEFAULT_SCHEDULER = "default-scheduler"
+_SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity ("500m", "1.5", "128Mi", "1G") as a float (cores or bytes)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = _QTY.match(str(value).strip())
+    if not m or m.group(2) not in _SUFFIX and m.group(2):
+        raise ValueError(f"quantity {value!r} is not valid; e.g. 500m, 2, 128Mi, 1Gi")
+    return float(m.group(1)) * _SUFFIX.get(m.group(2), 1.0)
+
+
+def pod_requests(pod: Obj) -> dict[str, float]:
+    """cpu/memory requested: the sum over containers, at least the largest init container."""
+    spec = pod.get("spec") or {}
+
+    def req(c: Obj, r: str) -> float:
+        res = c.get("resources") or {}
+        v = (res.get("requests") or {}).get(r, (res.get("limits") or {}).get(r))
+        return parse_quantity(v) if v is not None else 0.0
+    out = {}
+    for r in ("cpu", "memory"):
+        total = sum(req(c, r) for c in spec.get("containers") or [])
+        init = max((req(c, r) for c in spec.get("initContainers") or []), default=0.0)
+        out[r] = max(total, init)
+    return out
+
+
+def _taint_text(t: Obj) -> str:
+    return "{%s: %s}" % (t.get("key", ""), t.get("value", ""))
+
+
+class Scheduler(Controller):
+    name = "scheduler"
+
+    def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder,
+                 pods: Informer, nodes: Informer, scheduler_name: str = DEFAULT_SCHEDULER,
+                 workers: int = 1) -> None:
+        super().__init__(client, clock=clock, workers=workers)
+        self.recorder = recorder
+        self.pods, self.nodes = pods, nodes
+        self.scheduler_name = scheduler_name
+        self.assumed: dict[str, tuple[str, Obj]] = {}   # pod key -> (node, pod)
+        self.unschedulable: dict[str, str] = {}          # pod key -> last message
+        pods.add_handler(on_add=self._pod, on_update=lambda o, n: self._pod(n),
+                         on_delete=self._pod_deleted)
+        nodes.add_handler(on_add=lambda n: self._retry(), on_update=self._node_updated)
+
+    # ---- handlers ---------------------------------------------------------------------------
+
+    def _pod(self, pod: Obj) -> None:
+        key = object_key(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.assumed.pop(key, None)
+            self.unschedulable.pop(key, None)
+        elif self._ours(pod):
+            self.enqueue(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = object_key(pod)
+        self.assumed.pop(key, None)
+        self.unschedulable.pop(key, None)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self._retry()
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        fields = lambda n: (meta(n).get("labels"), n.get("spec"),  # noqa: E731
+                            (n.get("status") or {}).get("allocatable"),
+                            [(c.get("type"), c.get("status"))
+                             for c in (n.get("status") or {}).get("conditions") or []])
+        if fields(old) != fields(new):
+            self._retry()
+
+    def _retry(self) -> None:
+        for key in list(self.unschedulable):
+            self.unschedulable[key] = ""      # so the retry's verdict is reported again
+            self.enqueue(key)
+
+    def _ours(self, pod: Obj) -> bool:
+        name = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        return name == self.scheduler_name and not is_terminating(pod)
+
+    # ---- scheduling ---------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if (pod is None or (pod.get("spec") or {}).get("nodeName") or not self._ours(pod)
+                or key in self.assumed):
+            return
+        placed = self._placed()
+        fits, reasons = [], Counter()
+        for node in self.nodes.list():
+            why = self.filter(pod, node, placed.get(meta(node)["name"], []))
+            if why is None:
+                fits.append(node)
+            else:
+                reasons[why] += 1
+        if not fits:
+            await self._unschedulable(pod, reasons)
+            return
+        best = min(fits, key=lambda n: self.score(pod, placed.get(meta(n)["name"], []), n))
+        await self._bind(pod, meta(best)["name"])
+
+    def _placed(self) -> dict[str, list[Obj]]:
+        """node name -> pods on it (bound and assumed), finished pods excluded."""
+        out: dict[str, list[Obj]] = {}
+        for p in self.pods.list():
+            node = (p.get("spec") or {}).get("nodeName")
+            if node and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                out.setdefault(node, []).append(p)
+        for node, p in self.assumed.values():
+            out.setdefault(node, []).append(p)
+        return out
+
+    def filter(self, pod: Obj, node: Obj, on_node: list[Obj]) -> str | None:
+        """None if the pod fits the node, else kube-scheduler's reason text."""
+        spec, nspec = pod.get("spec") or {}, node.get("spec") or {}
+        if nspec.get("unschedulable") and not tolerates(pod, {
+                "key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})[0]:
+            return "node(s) were unschedulable"
+        for t in nspec.get("taints") or []:
+            if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(pod, t)[0]:
+                return f"node(s) had untolerated taint {_taint_text(t)}"
+        ready = [c for c in (node.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready"]
+        if not ready or ready[0].get("status") != "True":
+            return "node(s) were not ready"
+        if not self._affinity_ok(spec, meta(node).get("labels") or {}):
+            return "node(s) didn't match Pod's node affinity/selector"
+        return self._resources_fit(pod, node, on_node)
+
+    @staticmethod
+    def _affinity_ok(spec: Obj, labels: dict[str, str]) -> bool:
+        if not selector_from_labels(spec.get("nodeSelector")).matches(labels):
+            return False
+        required = ((((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                     .get("requiredDuringSchedulingIgnoredDuringExecution")) or {})
+        terms = required.get("nodeSelectorTerms") or []
+        if not terms:
+            return True
+        for term in terms:
+            try:
+                sel = selector_from_spec({"matchExpressions": term.get("matchExpressions") or []})
+            except ApiError:
+                continue
+            if sel.matches(labels):
+                return True
+        return False
+
+    @staticmethod
+    def _resources_fit(pod: Obj, node: Obj, on_node: list[Obj]) -> str | None:
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        if len(on_node) + 1 > int(parse_quantity(alloc.get("pods", 110))):
+            return "Too many pods"
+        want = pod_requests(pod)
+        for r in ("cpu", "memory"):
+            if r not in alloc or not want[r]:
+                continue
+            used = sum(pod_requests(p)[r] for p in on_node)
+            if used + want[r] > parse_quantity(alloc[r]) + 1e-9:
+                return f"Insufficient {r}"
+        return None
+
+    @staticmethod
+    def score(pod: Obj, on_node: list[Obj], node: Obj) -> tuple[int, int, str]:
+        ref = controller_ref(pod)
+        same = 0
+        if ref is not None:
+            same = sum(1 for p in on_node if (controller_ref(p) or {}).get("uid") == ref.get("uid"))
+        return (same, len(on_node), meta(node)["name"])
+
+    async def _bind(self, pod: Obj, node: str) -> None:
+        pm = meta(pod)
+        key = object_key(pod)
+        self.assumed[key] = (node, pod)
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": pm["name"], "namespace": pm["namespace"],
+                                "uid": pm.get("uid")},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        try:
+            try:
+                await self.client.create("pods", binding, namespace=pm["namespace"],
+                                         subresource="binding")
+            except (MethodNotAllowed, BadRequest):
+                await self.client.patch("pods", pm["name"], {"spec": {"nodeName": node}},
+                                        namespace=pm["namespace"])
+        except (NotFound, Conflict) as exc:
+            self.assumed.pop(key, None)
+            self.log.info("%s: not bound (%s)", key, exc.message)
+            return
+        except Exception:
+            self.assumed.pop(key, None)
+            raise
+        self.unschedulable.pop(key, None)
+        await self.recorder.record(pod, "Normal", "Scheduled",
+                                   f"Successfully assigned {key} to {node}")
+
+    async def _unschedulable(self, pod: Obj, reasons: Counter[str]) -> None:
+        key = object_key(pod)
+        total = sum(reasons.values())
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        message = f"0/{total} nodes are available" + (f": {detail}." if detail else ".")
+        if self.unschedulable.get(key) == message:
+            return
+        self.unschedulable[key] = message
+        await self._set_condition(pod, message)
+        await self.recorder.record(pod, "Warning", "FailedScheduling", message)
+        self.log.info("%s: unschedulable: %s", key, message)
+
+    async def _set_condition(self, pod: Obj, message: str) -> None:
+        pm = meta(pod)
+        conds = [c for c in (pod.get("status") or {}).get("conditions") or []
+                 if c.get("type") != "PodScheduled"]
+        old = [c for c in (pod.get("status") or {}).get("conditions") or []
+               if c.get("type") == "PodScheduled"]
+        now = rfc3339(self.clock.now())
+        transition = old[0].get("lastTransitionTime", now) if old and \
+            old[0].get("status") == "False" else now
+        conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": message, "lastProbeTime": None,
+                      "lastTransitionTime": transition})
+        try:
+            await self.client.patch("pods", pm["name"], {"status": {"conditions": conds}},
+                                    namespace=pm["namespace"], subresource="status")
+        except NotFound:
+            pass
+

@@ -1,0 +1,92 @@
+"""Node lifecycle with a fake clock: a node whose Lease stops renewing turns NotReady
+(Ready=Unknown) and tainted unreachable after the grace period; its pods are evicted after
+the eviction grace unless they tolerate the taint; a renewed Lease lifts the taints."""
+
+from __future__ import annotations
+
+from ctlharness import ControllerHarness
+from nodefixtures import add_node, renew
+
+from control.errors import NotFound
+
+
+def pod(name: str, node: str, **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}], **spec}}
+
+
+async def tick(h: ControllerHarness, seconds: int, *, keep_alive: tuple[str, ...] = ()) -> None:
+    for _ in range(seconds):
+        await h.clock.advance(1)
+        for name in keep_alive:
+            await renew(h.client, h.clock, name)
+        await h.settle(2)
+
+
+async def pod_gone(h: ControllerHarness, name: str) -> bool:
+    try:
+        await h.client.get("pods", name, namespace="default")
+    except NotFound:
+        return True
+    return False
+
+
+def ready_status(node: dict) -> str:
+    return [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]["status"]
+
+
+async def test_stale_lease_marks_not_ready_and_evicts(harness: ControllerHarness) -> None:
+    c, clock = harness.client, harness.clock
+    await add_node(c, clock, "node-1")
+    await add_node(c, clock, "node-2")
+    await c.create("pods", pod("victim", "node-1"))
+    await c.create("pods", pod("tolerant", "node-1", tolerations=[
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]))
+    await c.create("pods", pod("safe", "node-2"))
+    await harness.start("nodelifecycle", node_monitor_grace=40, pod_eviction_grace=5)
+    await tick(harness, 38, keep_alive=("node-2",))
+    n1 = await c.get("nodes", "node-1")
+    assert ready_status(n1) == "True" and not n1["spec"].get("taints")
+    await tick(harness, 4, keep_alive=("node-2",))
+
+    async def not_ready():
+        n = await c.get("nodes", "node-1")
+        return n if ready_status(n) == "Unknown" and n["spec"].get("taints") else None
+    n1 = await harness.eventually(not_ready, what="node-1 NotReady")
+    assert {(t["key"], t["effect"]) for t in n1["spec"]["taints"]} == {
+        ("node.kubernetes.io/unreachable", "NoSchedule"),
+        ("node.kubernetes.io/unreachable", "NoExecute")}
+    ready = [x for x in n1["status"]["conditions"] if x["type"] == "Ready"][0]
+    assert ready["reason"] == "NodeStatusUnknown"
+    assert ready_status(await c.get("nodes", "node-2")) == "True"
+    assert await c.get("pods", "victim", namespace="default")      # not yet: eviction grace
+    await tick(harness, 6, keep_alive=("node-2",))
+
+    await harness.eventually(lambda: pod_gone(harness, "victim"), what="victim evicted")
+    assert await c.get("pods", "tolerant", namespace="default")
+    assert await c.get("pods", "safe", namespace="default")
+    reasons = {e["reason"] for e in (await c.list("events", namespace="default")).items}
+    assert {"NodeNotReady", "TaintManagerEviction"} <= reasons
+    # the kubelet comes back
+    await renew(c, clock, "node-1")
+
+    async def untainted():
+        return not (await c.get("nodes", "node-1"))["spec"].get("taints")
+    await tick(harness, 2, keep_alive=("node-1", "node-2"))
+    await harness.eventually(untainted, what="taints lifted after renewal")
+
+
+async def test_toleration_seconds_delays_eviction(harness: ControllerHarness) -> None:
+    c, clock = harness.client, harness.clock
+    await add_node(c, clock, "node-1")
+    await c.create("pods", pod("slow", "node-1", tolerations=[
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 20}]))
+    await harness.start("nodelifecycle", node_monitor_grace=10, pod_eviction_grace=2)
+    await tick(harness, 12)
+    await tick(harness, 10)
+    assert await c.get("pods", "slow", namespace="default")
+    await tick(harness, 12)
+
+    await harness.eventually(lambda: pod_gone(harness, "slow"),
+                             what="evicted after tolerationSeconds")
