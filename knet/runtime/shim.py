@@ -198,8 +198,8 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
         os.close(ns_fd)
     pump.poller.unregister(pidfd)
     deadline = time.monotonic() + DRAIN_S
-    while time.monotonic() < deadline and pump.step(max(0.0, deadline - time.monotonic())):
-        pass
+    while pump.framers and time.monotonic() < deadline:  # output still in the pipes
+        pump.step(max(0.0, deadline - time.monotonic()))
     records.write_record(spec["exit"], {
         "code": str(code), "finished_at": repr(time.time()),
         "reason": "Completed" if code == 0 else "Error", "message": ""})
@@ -227,4 +227,4 @@ def main(spec_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    os._exit(main(sys.argv[1]))  # no interpreter teardown: the agent waits on our exit
