@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from knet.dns.records import ClusterRecords
 from knet.dns.server import DnsServer

@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from dns.rdatatype import RdataType as T
 from dns.rcode import Rcode
+from dns.rdatatype import RdataType as T
 from dns.reversename import from_address
 
 log = logging.getLogger(__name__)

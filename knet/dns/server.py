@@ -22,9 +22,9 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode
+from dns.rcode import Rcode
 from dns.rdataclass import RdataClass
 from dns.rdatatype import RdataType as T
-from dns.rcode import Rcode
 
 from knet.dns import wire
 from knet.dns.records import Snapshot
@@ -153,7 +153,7 @@ class DnsServer:
             return resp.to_wire()
         answer = snap.lookup(name, question.rdtype)
         if answer.outside and self.upstream:
-            return self._forward(data, client, proto, question.name.to_wire(), question.rdtype)
+            return self._forward(data, client, proto, name, question.rdtype)
         wire.fill(resp, answer)
         self._log(client, proto, name, question.rdtype, answer.rcode, wire.summary(answer.answer))
         limit = max(512, query.payload) if query.edns >= 0 else 512
@@ -205,10 +205,11 @@ class DnsServer:
     @staticmethod
     def _flow(entry: tuple[object, ...]) -> DnsFlow:
         t, client, proto, qname, qtype, rcode, answer = entry
-        assert isinstance(client, tuple) and isinstance(qtype, int)
+        assert isinstance(t, float) and isinstance(client, tuple)
+        assert isinstance(qtype, int) and isinstance(rcode, int)
         name = wire.qname_text(qname) if isinstance(qname, bytes) else str(qname)
-        return DnsFlow(float(t), f"{client[0]}:{client[1]}", str(proto), name,  # type: ignore[arg-type]
-                       _type_name(qtype), Rcode(rcode).name, str(answer))  # type: ignore[call-overload]
+        return DnsFlow(t, f"{client[0]}:{client[1]}", str(proto), name, _type_name(qtype),
+                       Rcode(rcode).name, str(answer))
 
     def records(self) -> list[DnsFlow]:
         """The query log, oldest first (bounded: the newest `log_size` queries)."""
@@ -245,7 +246,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             out = self.server.handle(data, addr, "udp")
-        except Exception:  # noqa: BLE001 - one bad packet must not stop the others
+        except Exception:
             log.exception("%s:%d: failed to answer a query", addr[0], addr[1])
             return
         if out is None or self.transport is None:
@@ -299,7 +300,7 @@ class _TcpProtocol(asyncio.Protocol):
     def _answer(self, msg: bytes) -> None:
         try:
             out = self.server.handle(msg, self.peer, "tcp")
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("%s:%d: failed to answer a query", *self.peer)
             return
         if out is None:

@@ -71,7 +71,7 @@ class _Route:
 
 def _default_informer() -> InformerFactory:
     from control.informer import Informer
-    return Informer  # type: ignore[no-any-return]
+    return Informer
 
 
 class ClusterSource:

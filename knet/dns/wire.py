@@ -19,9 +19,9 @@ import dns.message
 import dns.name
 import dns.rdata
 import dns.rrset
+from dns.rcode import Rcode
 from dns.rdataclass import RdataClass
 from dns.rdatatype import RdataType as T
-from dns.rcode import Rcode
 
 from knet.dns.records import Answer, Record
 
@@ -107,7 +107,8 @@ def prebuild(qname: bytes, qtype: int, answer: Answer) -> Prebuilt:
     """Render `answer` to the question (qname, qtype) once; see `assemble`."""
     msg = dns.message.Message(id=0)
     msg.flags = dns.flags.QR | dns.flags.AA | dns.flags.RA
-    msg.question = [dns.rrset.RRset(dns.name.from_wire(qname, 0)[0], RdataClass.IN, qtype)]
+    msg.question = [dns.rrset.RRset(dns.name.from_wire(qname, 0)[0], RdataClass.IN,
+                                    T.make(qtype))]
     fill(msg, answer)
     wire = msg.to_wire()
     end = 12 + len(qname) + 4

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from knet.errors import KnetError
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~10 ms at each start
+
+if TYPE_CHECKING:  # this package is imported by every built-in program: keep it light
+    from collections.abc import Sequence
 
 __all__ = ["Image", "ImageNotFound", "catalog", "lookup", "normalize", "resolve"]
 
@@ -39,16 +42,21 @@ class ImageNotFound(KnetError):
     """The image is not built in and the container gives no command to run instead."""
 
 
-@dataclass(frozen=True)
 class Image:
     """One catalog entry. `program` is a module of this package (None: host binaries);
-    `aliases` are the names its real image's entrypoint goes by in `command:`."""
-    refs: tuple[str, ...]
-    description: str
-    program: str | None = None
-    cmd: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    python_module: str | None = None  # run with the full interpreter (needs site-packages)
+    `aliases` are the names its real image's entrypoint goes by in `command:`;
+    `python_module` runs with the full interpreter (it needs site-packages)."""
+
+    __slots__ = ("aliases", "cmd", "description", "program", "python_module", "refs")
+
+    def __init__(self, refs: tuple[str, ...], description: str, program: str | None = None,
+                 *, cmd: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
+                 python_module: str | None = None) -> None:
+        self.refs, self.description, self.program = refs, description, program
+        self.cmd, self.aliases, self.python_module = cmd, aliases, python_module
+
+    def __repr__(self) -> str:
+        return f"<Image {self.name} program={self.program or self.python_module or 'host'}>"
 
     @property
     def name(self) -> str:

@@ -1,41 +1,79 @@
-"""A small HTTP/1.1 server on asyncio.Protocol for the built-in images, plus their shared
-plumbing: Go-style flag parsing (`-text=x`, `--port 80`) and a `run` that exits 0 on SIGTERM.
-
-Not aiohttp on purpose: importing aiohttp.web costs ~0.5 s of CPU per container start, and
-these servers answer small GETs. Keep-alive and pipelining are kept in order: a request is
-answered before the next one in the buffer is read.
+"""Servers for the built-in images on `_loop.Loop`: HTTP/1.1 (keep-alive, pipelining answered
+in order, HEAD), UDP request/answer, and a TCP greeting; plus Go-style flag parsing and `run`,
+which exits 0 after SIGTERM. Stdlib C modules only (`_socket`), for the start-up reasons
+given in _loop.py. A handler may return `Deferred(work)`: `work()` blocks on a thread and
+its Response is sent when ready, while the loop keeps serving other connections.
 """
 
 from __future__ import annotations
 
-import asyncio
+import _socket
 import os
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+
+from knet.runtime.images._loop import Loop
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~10 ms at each start
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAX_HEAD = 64 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-           304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-           405: "Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
+           400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
+           413: "Payload Too Large", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable"}
+           503: "Service Unavailable"}
 
 
-@dataclass
+class UsageError(Exception):
+    pass
+
+
+def unquote(text: str) -> str:
+    """Percent-decoding of a query component (`+` is a space); bad escapes are kept."""
+    return unquote_path(text.replace("+", " "))
+
+
+def unquote_path(text: str) -> str:
+    """Percent-decoding (a `+` stays a `+`); bad escapes are kept."""
+    if "%" not in text:
+        return text
+    first, *rest = text.split("%")
+    out = bytearray(first.encode())
+    for part in rest:
+        try:
+            out.append(int(part[:2], 16))
+            out += part[2:].encode()
+        except ValueError:
+            out += b"%" + part.encode()
+    return out.decode("utf-8", "replace")
+
+
 class Request:
-    method: str
-    target: str
-    version: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    client: tuple[str, int]
-    local: tuple[str, int]
-    path: str = ""
-    query: dict[str, list[str]] = field(default_factory=dict)
+    __slots__ = (
+        "body",
+        "client",
+        "headers",
+        "local",
+        "method",
+        "path",
+        "query",
+        "target",
+        "version",
+    )
+
+    def __init__(self, method: str, target: str, version: str, headers: list[tuple[str, str]],
+                 body: bytes, client: tuple[str, int], local: tuple[str, int]) -> None:
+        self.method, self.target, self.version = method, target, version
+        self.headers, self.body, self.client, self.local = headers, body, client, local
+        path, _, qs = target.partition("?")
+        self.path = unquote_path(path)
+        self.query: dict[str, list[str]] = {}
+        for pair in filter(None, qs.split("&")):
+            k, _, v = pair.partition("=")
+            self.query.setdefault(unquote(k), []).append(unquote(v))
 
     def header(self, name: str, default: str = "") -> str:
         name = name.lower()
@@ -45,108 +83,26 @@ class Request:
         return self.query.get(name, [default])[0]
 
 
-@dataclass
 class Response:
-    status: int = 200
-    body: bytes | str = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(self, status: int = 200, body: bytes | str = b"",
+                 content_type: str = "text/plain; charset=utf-8",
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        self.status, self.content_type, self.headers = status, content_type, headers or []
+        self.body = body.encode() if isinstance(body, str) else body
 
 
-Handler = Callable[[Request], "Response | Awaitable[Response]"]
+class Deferred:
+    """Returned by a handler whose answer needs blocking work (run on a thread)."""
+    __slots__ = ("work",)
+
+    def __init__(self, work: Callable[[], Response]) -> None:
+        self.work = work
 
 
-def _http_date() -> str:
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
-
-
-class HttpProtocol(asyncio.Protocol):
-    def __init__(self, handler: Handler, server_name: str) -> None:
-        self.handler, self.server_name = handler, server_name
-        self.buf = b""
-        self.busy = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.busy:
-            self._next()
-
-    def _next(self) -> None:
-        while self.transport is not None and not self.transport.is_closing():
-            req = self._parse()
-            if req is None:
-                return
-            result = self.handler(req)
-            if isinstance(result, Response):
-                self._send(req, result)
-                continue
-            self.busy = True
-            task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda t, r=req: self._done(r, t))
-            return
-
-    def _done(self, req: Request, task: asyncio.Future[Response]) -> None:
-        self.busy = False
-        if task.cancelled():
-            return
-        exc = task.exception()
-        self._send(req, task.result() if exc is None else Response(500, f"{exc}\n"))
-        self._next()
-
-    def _parse(self) -> Request | None:
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > MAX_HEAD:
-                self._fail(431)
-            return None
-        lines = self.buf[:end].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            self._fail(400)
-            return None
-        headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:])]
-        length = next((v for k, v in headers if k.lower() == "content-length"), "0")
-        size = int(length) if length.isdigit() else 0
-        if len(self.buf) < end + 4 + size:
-            return None
-        body, self.buf = self.buf[end + 4:end + 4 + size], self.buf[end + 4 + size:]
-        assert self.transport is not None
-        url = urlsplit(parts[1])
-        return Request(parts[0], parts[1], parts[2], headers, body,
-                       self.transport.get_extra_info("peername")[:2],
-                       self.transport.get_extra_info("sockname")[:2],
-                       url.path or "/", parse_qs(url.query, keep_blank_values=True))
-
-    def _fail(self, status: int) -> None:
-        req = Request("GET", "/", "HTTP/1.0", [], b"", ("", 0), ("", 0))
-        self._send(req, Response(status, f"{REASONS.get(status, '')}\n"), close=True)
-
-    def _send(self, req: Request, resp: Response, *, close: bool = False) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        body = resp.body.encode() if isinstance(resp.body, str) else resp.body
-        conn = req.header("connection").lower()
-        close = close or conn == "close" or (req.version == "HTTP/1.0" and conn != "keep-alive")
-        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}",
-                f"Server: {self.server_name}", f"Date: {_http_date()}",
-                f"Content-Type: {resp.content_type}", f"Content-Length: {len(body)}",
-                "Connection: close" if close else "Connection: keep-alive"]
-        head += [f"{k}: {v}" for k, v in resp.headers]
-        payload = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n"
-        self.transport.write(payload if req.method == "HEAD" else payload + body)
-        if close:
-            self.transport.close()
-
-
-async def serve_http(handler: Handler, port: int, *, host: str | None = None,
-                     server_name: str = "knet") -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(handler, server_name),
-                                    host or listen_host(), port, reuse_address=True)
+if TYPE_CHECKING:
+    Handler = Callable[[Request], Response | Deferred]
 
 
 def listen_host() -> str:
@@ -154,28 +110,214 @@ def listen_host() -> str:
     return os.environ.get("KNET_LISTEN_HOST", "0.0.0.0")
 
 
-def run(main: Callable[[asyncio.Event], Awaitable[None]], *, name: str) -> int:
-    """Runs `main(stop)` until it returns; SIGTERM/SIGINT set `stop`. Exit code 0 after a
-    graceful stop, 1 with a one-line message when the program cannot start."""
-    async def wrapper() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+def _listen(kind: int, port: int, host: str | None) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_INET, kind)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+    sock.bind((host or listen_host(), port))
+    if kind == _socket.SOCK_STREAM:
+        sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _Conn:
+    def __init__(self, server: HttpServer, sock: _socket.socket, peer: tuple[str, int]) -> None:
+        self.server, self.sock, self.peer = server, sock, peer[:2]
+        self.local = sock.getsockname()[:2]
+        self.fd = sock.fileno()
+        self.buf = self.out = b""
+        self.busy = self.closing = False
+        server.loop.watch(self.fd, self.on_read)
+
+    def on_read(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.buf += data
+        self.process()
+
+    def process(self) -> None:
+        while not self.busy and not self.closing and self.fd >= 0:
+            req = self.parse()
+            if req is None:
+                return
+            result = self.server.handler(req)
+            if isinstance(result, Deferred):
+                self.busy = True
+                self.server.loop.spawn(result.work, self._when_done(req))
+                return
+            self.respond(req, result)
+
+    def _when_done(self, req: Request) -> Callable[[object], None]:
+        return lambda result: self._done(req, result)
+
+    def _done(self, req: Request, result: object) -> None:
+        self.busy = False
+        if not isinstance(result, Response):
+            result = Response(500, f"{result}\n")
+        self.respond(req, result)
+        self.process()
+
+    def parse(self) -> Request | None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self.fail(431)
+            return None
+        lines = self.buf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self.fail(400)
+            return None
+        headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:])]
+        length = next((v for k, v in headers if k.lower() == "content-length"), "0")
+        size = int(length) if length.isdigit() else 0
+        if len(self.buf) < end + 4 + size:
+            return None
+        body, self.buf = self.buf[end + 4:end + 4 + size], self.buf[end + 4 + size:]
+        return Request(parts[0], parts[1], parts[2], headers, body, self.peer, self.local)
+
+    def fail(self, status: int) -> None:
+        req = Request("GET", "/", "HTTP/1.0", [], b"", self.peer, self.local)
+        self.respond(req, Response(status, f"{REASONS.get(status, '')}\n"), close=True)
+
+    def respond(self, req: Request, resp: Response, *, close: bool = False) -> None:
+        conn = req.header("connection").lower()
+        close = close or conn == "close" or (req.version == "HTTP/1.0" and conn != "keep-alive")
+        head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}",
+                f"Server: {self.server.name}",
+                time.strftime("Date: %a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+                f"Content-Type: {resp.content_type}", f"Content-Length: {len(resp.body)}",
+                "Connection: close" if close else "Connection: keep-alive"]
+        head += [f"{k}: {v}" for k, v in resp.headers]
+        payload = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n"
+        self.send(payload if req.method == "HEAD" else payload + resp.body)
+        if close:
+            self.closing = True
+            if not self.out:
+                self.close()
+
+    def send(self, data: bytes) -> None:
+        if self.fd < 0:
+            return
+        if not self.out:
+            try:
+                data = data[self.sock.send(data):]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.close()
+                return
+        self.out += data
+        if self.out:
+            self.server.loop.watch(self.fd, self.on_read, self.on_write)
+
+    def on_write(self) -> None:
+        try:
+            self.out = self.out[self.sock.send(self.out):]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        if not self.out:
+            self.server.loop.watch(self.fd, self.on_read)
+            if self.closing:
+                self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.server.loop.unwatch(self.fd)
+            self.sock.close()
+            self.fd = -1
+
+
+class HttpServer:
+    def __init__(self, loop: Loop, handler: Handler, port: int, *, host: str | None = None,
+                 name: str = "knet") -> None:
+        self.loop, self.handler, self.name = loop, handler, name
+        self.sock = _listen(_socket.SOCK_STREAM, port, host)
+        loop.watch(self.sock.fileno(), self.on_accept)
+
+    def on_accept(self) -> None:
+        for _ in range(64):
+            try:
+                fd, peer = self.sock._accept()  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            conn = _socket.socket(self.sock.family, _socket.SOCK_STREAM, 0, fd)
+            conn.setblocking(False)
+            _Conn(self, conn, peer)
+
+    def close(self) -> None:
+        self.loop.unwatch(self.sock.fileno())
+        self.sock.close()
+
+
+def serve_udp(loop: Loop, port: int, answer: Callable[[bytes, tuple[str, int]], bytes | None],
+              *, host: str | None = None) -> _socket.socket:
+    """Each datagram gets `answer(data, addr)` back (None: no reply)."""
+    sock = _listen(_socket.SOCK_DGRAM, port, host)
+
+    def on_read() -> None:
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            out = answer(data, addr)
+            if out is not None:
+                try:
+                    sock.sendto(out, addr)
+                except OSError:
+                    pass
+    loop.watch(sock.fileno(), on_read)
+    return sock
+
+
+def serve_greeting(loop: Loop, port: int, payload: Callable[[], bytes], *,
+                   host: str | None = None) -> _socket.socket:
+    """Raw TCP: write `payload()` to each connection and close it."""
+    sock = _listen(_socket.SOCK_STREAM, port, host)
+
+    def on_accept() -> None:
+        for _ in range(64):
+            try:
+                fd, _ = sock._accept()  # type: ignore[attr-defined]
+            except OSError:
+                return
+            conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
+            try:
+                conn.send(payload())
+            except OSError:
+                pass
+            conn.close()
+    loop.watch(sock.fileno(), on_accept)
+    return sock
+
+
+def run(setup: Callable[[Loop], None], *, name: str) -> int:
+    """Builds the loop, lets `setup` open the program's sockets, serves until SIGTERM or
+    SIGINT, and returns 0 (1 with a one-line message if a socket cannot be opened)."""
+    loop = Loop()
+    loop.handle_signals()
     try:
-        asyncio.run(wrapper())
+        setup(loop)
     except OSError as exc:
-        sys.stderr.write(f"{name}: {exc}\n")
+        sys.stderr.write(f"{name}: {exc.strerror or exc}\n")
         return 1
-    except UsageError as exc:
-        sys.stderr.write(f"{name}: {exc}\n")
-        return 2
+    loop.run()
     return 0
-
-
-class UsageError(Exception):
-    pass
 
 
 def goflags(argv: list[str], spec: dict[str, object]) -> tuple[dict[str, object], list[str]]:
@@ -201,7 +343,8 @@ def goflags(argv: list[str], spec: dict[str, object]) -> tuple[dict[str, object]
                 raise UsageError(f"flag needs an argument: -{name}")
             value, i = argv[i], i + 1
         try:
-            values[name] = type(default)(value) if default is not None else value
+            values[name] = (int(value) if isinstance(default, int) else
+                            float(value) if isinstance(default, float) else value)
         except ValueError:
             raise UsageError(f'invalid value "{value}" for flag -{name}') from None
     return values, rest

@@ -9,92 +9,88 @@ tests use, with agnhost's flags and answers.
 - `serve-hostname [--port 9376] [--http] [--tcp] [--udp] [--close]`: the hostname over HTTP
   (default), raw TCP and/or UDP.
 - `pause`: sleep until SIGTERM.
+
+/dial and /shell block on a thread (`Deferred`), never the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import socket
 import sys
 import time
 
-from knet.runtime.images._http import (Request, Response, UsageError, goflags, listen_host, run,
-                                       serve_http)
+from knet.runtime.images._http import (
+    Deferred,
+    HttpServer,
+    Request,
+    Response,
+    UsageError,
+    goflags,
+    run,
+    serve_greeting,
+    serve_udp,
+)
+from knet.runtime.images._loop import Loop
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Setup = Callable[[dict[str, object], Loop], None]
 
 DIAL_TIMEOUT = 3.0
 SHELL_TIMEOUT = 30.0
 
 
 def _hostname() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
 
 
-class _UdpCommands(asyncio.DatagramProtocol):
+def _json(status: int, body: object) -> Response:
+    import json
+    return Response(status, json.dumps(body) + "\n", "application/json")
+
+
+def udp_command(data: bytes, addr: tuple[str, int]) -> bytes | None:
     """netexec's UDP side: one command per datagram; anything else gets no answer."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        text = data.decode("utf-8", "replace").strip()
-        cmd, _, rest = text.partition(" ")
-        if cmd == "hostname":
-            out = _hostname()
-        elif cmd == "echo":
-            out = rest
-        elif cmd == "clientip":
-            out = f"{addr[0]}:{addr[1]}"
-        else:
-            sys.stderr.write(f"netexec: unknown UDP command {text[:40]!r} from {addr[0]}\n")
-            return
-        self.transport.sendto(out.encode(), addr)
+    text = data.decode("utf-8", "replace").strip()
+    cmd, _, rest = text.partition(" ")
+    if cmd == "hostname":
+        return _hostname().encode()
+    if cmd == "echo":
+        return rest.encode()
+    if cmd == "clientip":
+        return f"{addr[0]}:{addr[1]}".encode()
+    sys.stderr.write(f"netexec: unknown UDP command {text[:40]!r} from {addr[0]}\n")
+    return None
 
 
-class _Hostname(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(_hostname().encode(), addr)
-
-
-async def _dial_http(host: str, port: int, request: str) -> str:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET /{request.lstrip('/')} HTTP/1.0\r\nHost: {host}:{port}\r\n"
-                     "User-Agent: agnhost-netexec\r\n\r\n".encode())
-        raw = await reader.read(-1)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
+def _dial_http(host: str, port: int, request: str) -> str:
+    import socket
+    with socket.create_connection((host, port), timeout=DIAL_TIMEOUT) as s:
+        s.sendall(f"GET /{request.lstrip('/')} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+                  "User-Agent: agnhost-netexec\r\n\r\n".encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status = head.split(b" ", 2)[1:2]
     if status != [b"200"]:
-        raise OSError(f"status {status[0].decode() if status else '?'}")
+        raise OSError(f"status {status[0].decode() if status else 'none'}")
     return body.decode("utf-8", "replace").strip()
 
 
-async def _dial_udp(host: str, port: int, request: str) -> str:
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future[bytes] = loop.create_future()
-
-    class Client(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-            if not got.done():
-                got.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(host, port))
-    try:
-        transport.sendto(request.encode())
-        return (await got).decode("utf-8", "replace").strip()
-    finally:
-        transport.close()
+def _dial_udp(host: str, port: int, request: str) -> str:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(DIAL_TIMEOUT)
+        s.connect((host, port))
+        s.send(request.encode())
+        return s.recv(65535).decode("utf-8", "replace").strip()
 
 
-async def dial(req: Request) -> Response:
-    proto = req.arg("protocol", "http")
-    host, request = req.arg("host"), req.arg("request")
+def dial(req: Request) -> Response:
+    proto, host, request = req.arg("protocol", "http"), req.arg("host"), req.arg("request")
     try:
         port, tries = int(req.arg("port")), int(req.arg("tries", "1"))
     except ValueError:
@@ -105,35 +101,37 @@ async def dial(req: Request) -> Response:
     responses, errors = [], []
     for _ in range(max(1, tries)):
         try:
-            responses.append(await asyncio.wait_for(fn(host, port, request), DIAL_TIMEOUT))
-        except (OSError, asyncio.TimeoutError, IndexError) as exc:
+            responses.append(fn(host, port, request))
+        except OSError as exc:
             errors.append(f"{proto} {host}:{port}: {exc or type(exc).__name__}")
-    body = {"responses": responses, "errors": errors}
-    return Response(200, json.dumps(body) + "\n", "application/json")
+    return _json(200, {"responses": responses, "errors": errors})
 
 
-async def shell(req: Request) -> Response:
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", req.arg("cmd"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+def shell(req: Request) -> Response:
+    import subprocess
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), SHELL_TIMEOUT)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return Response(417, json.dumps({"error": "timed out"}) + "\n", "application/json")
-    body: dict[str, str] = {"output": out.decode("utf-8", "replace")}
-    if proc.returncode:
-        body["error"] = f"exit status {proc.returncode}"
-        return Response(417, json.dumps(body) + "\n", "application/json")
-    return Response(200, json.dumps(body) + "\n", "application/json")
+        res = subprocess.run(["/bin/sh", "-c", req.arg("cmd")], check=False, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             timeout=SHELL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return _json(417, {"error": "timed out"})
+    body = {"output": res.stdout.decode("utf-8", "replace")}
+    if res.returncode:
+        return _json(417, {**body, "error": f"exit status {res.returncode}"})
+    return _json(200, body)
 
 
 class NetExec:
-    def __init__(self, stop: asyncio.Event) -> None:
-        self.stop, self.stopping = stop, False
+    def __init__(self, loop: Loop, delay: float) -> None:
+        self.loop, self.delay, self.stopping = loop, delay, False
+        loop.on_signal = self.shutdown
 
-    def handle(self, req: Request) -> Response | asyncio.Future[Response]:
+    def shutdown(self) -> None:
+        """Not ready (503 on /healthz, /readyz) at once; stop after --delay-shutdown."""
+        self.stopping = True
+        self.loop.call_later(self.delay, self.loop.stop)
+
+    def handle(self, req: Request) -> Response | Deferred:
         p = req.path
         if p == "/":
             return Response(200, f"NOW: {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
@@ -144,67 +142,45 @@ class NetExec:
         if p == "/echo":
             return Response(200, req.arg("msg"))
         if p in ("/healthz", "/readyz"):
-            return Response(503 if self.stopping else 200, "shutting down" if self.stopping
-                            else "ok")
+            return Response(503, "shutting down") if self.stopping else Response(200, "ok")
         if p == "/exit":
             code = int(req.arg("code", "0") or 0)
-            asyncio.get_running_loop().call_later(0.05, os._exit, code)
+            self.loop.call_later(0.05, lambda: os._exit(code))
             return Response(200, f"exiting with {code}")
         if p == "/shutdown":
-            self.stop.set()
+            self.shutdown()
             return Response(200, "shutting down")
         if p == "/dial":
-            return asyncio.ensure_future(dial(req))
+            return Deferred(lambda: dial(req))
         if p == "/shell":
-            return asyncio.ensure_future(shell(req))
+            return Deferred(lambda: shell(req))
         return Response(404, "404 page not found\n")
 
 
-async def _netexec(flags: dict[str, object], stop: asyncio.Event) -> None:
-    app = NetExec(stop)
-    loop = asyncio.get_running_loop()
-    http = await serve_http(app.handle, int(str(flags["http-port"])), server_name="agnhost")
-    udp = None
+def _netexec(flags: dict[str, object], loop: Loop) -> None:
+    app = NetExec(loop, float(str(flags["delay-shutdown"])))
+    HttpServer(loop, app.handle, int(str(flags["http-port"])), name="agnhost")
     if int(str(flags["udp-port"])) > 0:
-        udp, _ = await loop.create_datagram_endpoint(
-            _UdpCommands, local_addr=(listen_host(), int(str(flags["udp-port"]))))
+        serve_udp(loop, int(str(flags["udp-port"])), udp_command)
     sys.stderr.write(f"netexec: http :{flags['http-port']} udp :{flags['udp-port']}\n")
-    await stop.wait()
-    app.stopping = True
-    await asyncio.sleep(float(str(flags["delay-shutdown"])))
-    http.close()
-    if udp is not None:
-        udp.close()
 
 
-async def _tcp_hostname(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(_hostname().encode())
-    await writer.drain()
-    writer.close()
-
-
-async def _serve_hostname(flags: dict[str, object], stop: asyncio.Event) -> None:
-    port, loop = int(str(flags["port"])), asyncio.get_running_loop()
-    closers = []
+def _serve_hostname(flags: dict[str, object], loop: Loop) -> None:
+    port = int(str(flags["port"]))
     if flags["tcp"]:
-        closers.append(await asyncio.start_server(_tcp_hostname, listen_host(), port,
-                                                  reuse_address=True))
+        serve_greeting(loop, port, lambda: _hostname().encode())
     elif flags["http"]:
         close = [("Connection", "close")] if flags["close"] else []
-        closers.append(await serve_http(lambda r: Response(200, _hostname(), headers=close),
-                                        port, server_name="serve-hostname"))
+        HttpServer(loop, lambda r: Response(200, _hostname(), headers=close), port,
+                   name="serve-hostname")
     if flags["udp"]:
-        closers.append((await loop.create_datagram_endpoint(
-            _Hostname, local_addr=(listen_host(), port)))[0])
+        serve_udp(loop, port, lambda data, addr: _hostname().encode())
     sys.stderr.write(f"serve-hostname: serving {_hostname()} on :{port}\n")
-    await stop.wait()
-    for c in closers:
-        c.close()
 
 
-NETEXEC = {"http-port": 8080, "udp-port": 8081, "sctp-port": -1, "delay-shutdown": 0,
+NETEXEC: dict[str, object] = {"http-port": 8080, "udp-port": 8081, "sctp-port": -1, "delay-shutdown": 0,
            "http-override": "", "udp-listen-addresses": "", "certFile": "", "privKeyFile": ""}
-SERVE_HOSTNAME = {"port": 9376, "http": True, "tcp": False, "udp": False, "close": False,
+SERVE_HOSTNAME: dict[str, object] = {"port": 9376, "http": True, "tcp": False, "udp": False, "close": False,
                   "exit-on-failure": False}
 
 
@@ -213,7 +189,7 @@ def main(argv: list[str]) -> int:
     if sub == "pause":
         from knet.runtime.images import pause
         return pause.main(args)
-    specs = {"netexec": (NETEXEC, _netexec), "serve-hostname": (SERVE_HOSTNAME, _serve_hostname)}
+    specs: dict[str, tuple[dict[str, object], Setup]] = {"netexec": (NETEXEC, _netexec), "serve-hostname": (SERVE_HOSTNAME, _serve_hostname)}
     if sub not in specs:
         sys.stderr.write(f"agnhost: unknown command {sub!r}; knet's agnhost has: "
                          "netexec, serve-hostname, pause\n")
@@ -224,7 +200,7 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         sys.stderr.write(f"agnhost {sub}: {exc}\n")
         return 2
-    return run(lambda stop: fn(flags, stop), name=f"agnhost {sub}")
+    return run(lambda loop: fn(flags, loop), name=f"agnhost {sub}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ real one: `-text=hello`, `-listen=:8080`."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
-from knet.runtime.images._http import Request, Response, UsageError, goflags, run, serve_http
+from knet.runtime.images._http import HttpServer, Request, Response, UsageError, goflags, run
+from knet.runtime.images._loop import Loop
 
 VERSION = "1.0.0-knet"
 
@@ -34,13 +34,11 @@ def main(argv: list[str]) -> int:
             return Response(200, '{"status":"ok"}\n', "application/json", headers)
         return Response(status, text, headers=headers)
 
-    async def serve(stop: asyncio.Event) -> None:
-        server = await serve_http(handle, int(port), host=host or None, server_name="http-echo")
+    def setup(loop: Loop) -> None:
+        HttpServer(loop, handle, int(port), host=host or None, name="http-echo")
         sys.stderr.write(f"http-echo: server is listening on {flags['listen']}\n")
-        await stop.wait()
-        server.close()
 
-    return run(serve, name="http-echo")
+    return run(setup, name="http-echo")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ GET and HEAD. The real image's arguments (`nginx -g 'daemon off;'`) are accepted
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
-from knet.runtime.images._http import Request, Response, run, serve_http
+from knet.runtime.images._http import HttpServer, Request, Response, run
+from knet.runtime.images._loop import Loop
 
 HTML_ROOT = "/usr/share/nginx/html"
 WELCOME = """<!DOCTYPE html>
@@ -66,8 +66,7 @@ class Site:
 
     def _file(self, path: str) -> Response:
         assert self.root is not None
-        from urllib.parse import unquote
-        full = os.path.realpath(os.path.join(self.root, unquote(path).lstrip("/")))
+        full = os.path.realpath(os.path.join(self.root, path.lstrip("/")))
         if full != self.root and not full.startswith(self.root + os.sep):
             return _error_page(404, "Not Found")
         if os.path.isdir(full):
@@ -99,13 +98,11 @@ def main(argv: list[str]) -> int:
             root = next(it, root)
     site = Site(root)
 
-    async def serve(stop: asyncio.Event) -> None:
-        server = await serve_http(site.handle, port, server_name="nginx")
+    def setup(loop: Loop) -> None:
+        HttpServer(loop, site.handle, port, name="nginx")
         sys.stderr.write(f"nginx: serving {site.root or 'the welcome page'} on :{port}\n")
-        await stop.wait()
-        server.close()
 
-    return run(serve, name="nginx")
+    return run(setup, name="nginx")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ No asyncio: this one should cost nothing but the interpreter start."""
 
 from __future__ import annotations
 
-import _signal as signal
+import _signal as signal  # type: ignore[import-not-found]
 import os
 import sys
 

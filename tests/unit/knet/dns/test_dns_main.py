@@ -35,7 +35,7 @@ def test_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         for _ in range(50):
             out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", "+time=1",
                                   "+tries=1", "web.default.svc.cluster.local"],
-                                 capture_output=True, text=True, timeout=5).stdout
+                                 check=False, capture_output=True, text=True, timeout=5).stdout
             if out.strip() and not out.startswith(";;"):
                 break
             time.sleep(0.1)
@@ -53,6 +53,6 @@ def test_port_in_use_is_a_clear_error() -> None:
         port = s.getsockname()[1]
         res = subprocess.run([sys.executable, "-m", "knet.dns", "--objects", "/dev/null",
                               "--listen", f"127.0.0.1:{port}"],
-                             capture_output=True, text=True, timeout=20)
+                             check=False, capture_output=True, text=True, timeout=20)
     assert res.returncode == 1
     assert "cannot listen" in res.stderr

@@ -254,6 +254,7 @@ async def test_silent_upstream_gives_servfail_after_the_timeout() -> None:
     try:
         r = await query(srv, "example.com", "A")
         assert r.rcode() == dns.rcode.SERVFAIL
+        assert up.seen == ["example.com."]
         r = await query(srv, "web.default.svc.cluster.local", "A")
         assert r.rcode() == dns.rcode.NOERROR
     finally:

@@ -32,7 +32,7 @@ class FakeInformer:
     async def wait_synced(self, timeout: float = 30.0) -> None:
         try:
             await asyncio.wait_for(self.synced.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"informer {self.resource}: not synced") from None
 
     def emit(self, method: str, *args: Any) -> None:

@@ -15,7 +15,7 @@ Starter = Callable[..., subprocess.Popen[bytes]]
 
 
 def curl(url: str, *extra: str) -> str:
-    res = subprocess.run(["curl", "-s", "--max-time", "5", *extra, url], capture_output=True,
+    res = subprocess.run(["curl", "-s", "--max-time", "5", *extra, url], check=False, capture_output=True,
                          text=True, timeout=10)
     return res.stdout
 
@@ -70,7 +70,7 @@ def test_nginx_serves_the_html_directory(start: Starter, port: int, tmp_path: Pa
 def test_nginx_keeps_connections_alive(start: Starter, port: int, tmp_path: Path) -> None:
     start("nginx", ["--port", str(port), "--root", str(tmp_path / "none")], port=port)
     out = subprocess.run(["curl", "-sv", "--max-time", "5", f"http://127.0.0.1:{port}/",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stderr
+                          f"http://127.0.0.1:{port}/"], check=False, capture_output=True, text=True).stderr
     assert "Re-using existing connection" in out
 
 
@@ -97,7 +97,7 @@ def test_whoami_api_and_health(start: Starter, port: int) -> None:
 
 # -- http-echo -----------------------------------------------------------------------------
 def test_http_echo(start: Starter, port: int) -> None:
-    proc = start("hashicorp/http-echo:1.0", [f"-text=hello world", f"-listen=:{port}"],
+    proc = start("hashicorp/http-echo:1.0", ["-text=hello world", f"-listen=:{port}"],
                  port=port)
     assert curl(f"http://127.0.0.1:{port}/anything") == "hello world\n"
     assert json.loads(curl(f"http://127.0.0.1:{port}/health")) == {"status": "ok"}
