@@ -13,18 +13,27 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from control.api import protobuf
 from control.api.patch import PATCH_TYPES
 from control.errors import BadRequest, UnsupportedMedia
 
 MAX_BODY = 3 * 1024 * 1024
+# client-go sends protobuf for typed clients and falls back to JSON on a 415.
+_PROTOBUF = "application/vnd.kubernetes.protobuf"
+_BINARY_TYPES = ("application/cbor",)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
 
 
 async def read_body(request: web.Request, *, what: str) -> Any:
+    ctype = request.content_type
     raw = await request.read()
+    if ctype == _PROTOBUF:
+        return protobuf.decode_object(raw)
+    if ctype in _BINARY_TYPES:
+        raise UnsupportedMedia(f"{what}: {ctype} bodies are not supported; send "
+                               "application/json or application/yaml")
     if not raw.strip():
         raise BadRequest(f"{what}: the request body is empty; send a JSON or YAML object")
-    ctype = request.content_type
     if ctype in _YAML_TYPES:
         try:
             return yaml.safe_load(raw)
