@@ -202,7 +202,7 @@ class RecordedDataplane:
         async with self._lock(name):
             ipam = self._ipam(info)
             for pod in self._pods(info):
-                await self.kernel.remove_pod(info, pod)
+                await self.kernel.remove_pod(info, pod, node_going=True)
                 ipam.release(pod.key)
             await self.kernel.remove_node(info)
             ipam.destroy()

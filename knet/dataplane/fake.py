@@ -140,7 +140,7 @@ class FakeKernel:
         eth.up = ns.links["lo"].up = True
         ns.routes["0.0.0.0/0"] = pod.gateway
 
-    async def remove_pod(self, node: NodeInfo, pod: PodNet) -> None:
+    async def remove_pod(self, node: NodeInfo, pod: PodNet, *, node_going: bool = False) -> None:
         self._del_link(node.netns, pod.host_ifname)
         self._del_netns(pod.netns)
 

@@ -43,7 +43,9 @@ class Kernel(Protocol):
         """Pod netns, veth (node end on cni0, pod end eth0), address, lo up, default route;
         repairs whatever part is missing."""
 
-    async def remove_pod(self, node: NodeInfo, pod: PodNet) -> None: ...
+    async def remove_pod(self, node: NodeInfo, pod: PodNet, *, node_going: bool = False) -> None:
+        """Remove the pod's veth and netns. With `node_going`, leave the veth to die with the
+        node netns (the kernel then deletes all of them in one batch)."""
 
     async def set_address(self, netns: str, ifname: str, ip: str, *, present: bool) -> None:
         """Add (present) or remove a /32 on `ifname` in `netns`."""

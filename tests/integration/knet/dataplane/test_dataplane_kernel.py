@@ -113,6 +113,14 @@ async def test_two_nodes_two_pods_each_talk_over_tcp(dp: NetlinkDataplane) -> No
     # the host reaches a pod on either node (via knet0 and the node's eth0)
     assert tcp_roundtrip(b2.netns, b2.ip, None) == b"PING FROM 172.18.0.1"
     assert tcp_roundtrip(a1.netns, a1.ip, None) == b"PING FROM 172.18.0.1"
+    # ensuring everything again (a restarted agent does) changes nothing that works
+    again = NetlinkDataplane(dp.records.root.parent)
+    await again.ensure_host()
+    await again.ensure_node(N1)
+    await again.ensure_node_routes("node-1", [N1, N2])
+    assert await again.ensure_pod("node-1", "default/a1") == a1
+    await again.close()
+    assert tcp_roundtrip(a1.netns, a1.ip, b2.netns) == f"PING FROM {b2.ip}".encode()
 
 
 async def test_pod_sandbox_as_seen_from_inside(dp: NetlinkDataplane) -> None:

@@ -48,6 +48,16 @@ async def test_pod_gets_an_address_of_its_node_and_second_ensure_is_a_noop(dp: D
     assert [p.key for p in await dp.list_pods("node-1")] == ["default/web-1"]
 
 
+async def test_host_and_node_ensured_again_keep_their_pods(dp: Dataplane) -> None:
+    a = await dp.ensure_pod("node-1", "default/a")
+    assert (await dp.ensure_host()).pod_cidr == "10.244.0.0/16"
+    info = await dp.ensure_node(N1)
+    assert await dp.ensure_node(N1) == info and info.netns == "knet-node-1"
+    assert await dp.list_pods("node-1") == [a]
+    with pytest.raises(UsageError, match="already set up"):
+        await dp.ensure_host(service_cidr="10.112.0.0/12")
+
+
 async def test_addresses_are_never_handed_out_twice(dp: Dataplane) -> None:
     pods = [await dp.ensure_pod("node-1", f"default/p{i}") for i in range(6)]
     assert len({p.ip for p in pods}) == 6
