@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from control.models.tables import table
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _pod(ns: str, name: str, phase: str, node: str, ip: str, age_s: int) -> dict[str, Any]:
