@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+from bench.common import table
 from knet.dataplane.base import NodeSpec
 from knet.dataplane.netlink import NetlinkDataplane
 
@@ -83,10 +84,11 @@ async def _run(sizes: list[int]) -> list[tuple[int, float, float]]:
 
 
 def _table(rows: list[tuple[int, float, float]]) -> str:
-    head = f"{'pods':>5}  {'knet ms/pod':>11}  {'ip ms/pod':>9}  {'ip/knet':>7}"
-    lines = [head, "-" * len(head)]
-    lines += [f"{n:>5}  {k:>11.1f}  {i:>9.1f}  {i / k:>6.1f}x" for n, k, i in rows]
-    return "\n".join(lines)
+    cells: list[list[str | int | float | None]] = []
+    for n, knet_ms, ip_ms in rows:
+        cells += [[n, "knet (netlink, no fork)", knet_ms], [n, "ip commands", ip_ms]]
+    return table(["pods", "method", "ms/pod"], cells, value_col=2, group_col=0,
+                 ratio_title="vs knet")
 
 
 def main(argv: list[str]) -> int:
@@ -104,7 +106,8 @@ def main(argv: list[str]) -> int:
         rows = uvloop.run(_run(sizes))
     else:
         rows = asyncio.run(_run(sizes))
-    print(f"pod sandboxes on one node ({args.loop} loop); ip = one `ip` process per step")
+    print(f"pod sandboxes on one node ({args.loop} loop, {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}); ip commands = one `ip` process per step")
     print(_table(rows))
     return 0
 
