@@ -1,20 +1,21 @@
 """ProcessRuntime: containers as processes in a pod's namespaces, each watched by a shim.
 
-`start` spawns (posix_spawn, new session) one small shim per container instance (shim.py),
-which forks the container into the pod's netns with its own mount + UTS namespaces and then
-keeps its CRI log and exit code. The agent learns the result from the shim's status pipe and
-waits for exits on a pidfd, so an adopted container (after an agent restart) is watched the
-same way as one it started.
+`start` has a warm fork server (launcher.py) fork one shim per container instance (shim.py);
+the shim forks the container into the pod's netns with its own mount + UTS namespaces, then
+keeps its CRI log and exit record. The agent learns the start result from the shim's status
+pipe and waits for exits on a pidfd, so an adopted container (after an agent restart) is
+watched the same way as one it started.
 
-Why a shim, and why this one: the log and the exit code must survive an agent restart, so
-something other than the agent must be the container's parent and read its pipes. Measured
-here (2 shared cores, 20 starts each, start() until the container runs): an exec'd Python
-shim with a stdlib-only import set costs ~25-45 ms per start; importing nsutil (ctypes.util),
-`signal` (enum) or json would add ~25, 10 and 15 ms, which is why the shim avoids them.
-`nsenter ... unshare ... sh -c` chains from util-linux are ~10 ms but cannot keep logs or exit
-codes; os.fork() of the agent is ~2 ms but unsafe in a threaded asyncio process and dies
-with it. At ~30 ms, 100 containers cost ~3 s of one core: within the 10 s budget for 100
-pods. `exec` uses util-linux `nsenter --target PID` (and `setsid --ctty` for a tty).
+Why this design (measured with `python -m bench containers` on 2 shared, busy cores, ms per
+container from start() to the exit of `true`, one at a time / 30 at once): the log and the
+exit code must survive an agent restart, so something other than the agent must be the
+container's parent and read its pipes: a shim. Exec'ing a fresh Python shim per container
+cost 45-90 / 26-38 ms (even with a stdlib-only import set: ctypes.util, `signal` and json
+would add ~25, 10 and 15 ms); forking it from the warm server costs 12-22 / ~10 ms, level
+with the util-linux chain `nsenter --net unshare --mount --uts sh -c ...` (10-16 / 8-10 ms,
+which keeps no log and no exit code) and with fork+preexec_fn of the agent itself (10 / 10
+ms; unsafe in a threaded asyncio agent, and its children die with it). 100 containers thus
+cost ~1 s of the 10 s budget for 100 pods. `exec` uses `nsenter --target PID` (execsession.py).
 """
 
 from __future__ import annotations
@@ -40,19 +41,19 @@ from knet.runtime.base import (
     PodSandbox,
 )
 from knet.runtime.execsession import spawn_exec
+from knet.runtime.launcher import ShimLauncher
 from knet.runtime.logs import read_log
 from knet.runtime.podfiles import prepare_pod_dir, remove_pod_files
 from knet.runtime.watch import pid_exited, read_pipe
 
 log = logging.getLogger(__name__)
-SHIM = str(Path(__file__).with_name("shim.py"))
 
 
 class ProcessRuntime:
     """The real runtime. One per agent; `close()` stops its watchers (not the containers)."""
 
     def __init__(self, *, python: str = sys.executable, start_timeout: float = 10.0) -> None:
-        self._python = python
+        self._launcher = ShimLauncher(python=python)
         self._start_timeout = start_timeout
         self._watchers: dict[str, asyncio.Task[int]] = {}
 
@@ -68,27 +69,33 @@ class ProcessRuntime:
         attempt = previous[-1] + 1 if previous else 0
         layout.prune(sandbox.pod_dir, spec.name, keep_from=attempt - 1)
         inst = layout.instance(sandbox.pod_dir, spec.name, attempt)
-        r, shim = self._spawn_shim(self._shim_spec(sandbox, spec, inst), inst)
+        r = self._spawn_shim(self._shim_spec(sandbox, spec, inst), inst)
+        status = bytearray()
         try:
-            status = await read_pipe(r, timeout=self._start_timeout)
+            await read_pipe(r, timeout=self._start_timeout, into=status)
         except TimeoutError:
-            os.kill(shim, signal.SIGKILL)
+            self._kill_shim(status)
             raise ContainerStartError(f"pod {sandbox.key}: container {spec.name!r} did not "
                                       f"start within {self._start_timeout:g} s") from None
         finally:
             os.close(r)
-        return self._started(sandbox, spec, inst, shim, status.decode(errors="replace"))
+        return self._started(sandbox, spec, inst, status.decode(errors="replace"))
+
+    @staticmethod
+    def _kill_shim(status: bytearray) -> None:
+        first = status.split(b"\n", 1)[0].split(b"\t")
+        if first[0] == b"pid" and len(first) == 2:
+            os.kill(int(first[1]), signal.SIGKILL)
 
     def _started(self, sandbox: PodSandbox, spec: ContainerSpec, inst: layout.Instance,
-                 shim: int, status: str) -> ContainerHandle:
-        if status.startswith("err\t"):
-            _, code, msg = status.rstrip("\n").split("\t", 2)
-            self._reap(shim)
+                 status: str) -> ContainerHandle:
+        lines = dict(ln.split("\t", 1) for ln in status.splitlines() if "\t" in ln)
+        if "err" in lines:
+            code, msg = lines["err"].split("\t", 1)
             raise ContainerStartError(f"pod {sandbox.key}: container {spec.name!r}: {msg}",
                                       exit_code=int(code))
         handle = self._handle(sandbox, spec.name, inst)
-        if not status.startswith("ok\t") or handle is None:
-            self._reap(shim)
+        if "ok" not in lines or handle is None:
             raise ContainerStartError(f"pod {sandbox.key}: container {spec.name!r}: the shim "
                                       "failed before starting it; see the agent log")
         log.info("%s: started container %s attempt %d pid %d", sandbox.key, spec.name,
@@ -96,22 +103,11 @@ class ProcessRuntime:
         self._watch(handle)
         return handle
 
-    def _spawn_shim(self, shim_spec: dict[str, object], inst: layout.Instance) -> tuple[int, int]:
-        """Write the spec and spawn its shim in a new session; (status pipe, shim pid)."""
+    def _spawn_shim(self, shim_spec: dict[str, object], inst: layout.Instance) -> int:
+        """Write the spec and have the fork server start its shim; the status pipe."""
         with open(inst.spec, "wb") as f:
             marshal.dump(shim_spec, f)
-        r, w = os.pipe()
-        try:
-            shim = os.posix_spawn(self._python, [self._python, "-S", "-I", SHIM, str(inst.spec)],
-                                  os.environ, setsid=True, file_actions=[
-                                      (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                      (os.POSIX_SPAWN_DUP2, w, 1)])
-        except BaseException:
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        return r, shim
+        return self._launcher.launch(inst.spec)
 
     @staticmethod
     def _shim_spec(sandbox: PodSandbox, spec: ContainerSpec,
@@ -123,14 +119,6 @@ class ProcessRuntime:
                 "workdir": spec.workdir or "",
                 "mounts": [(m.host_path, m.container_path, m.read_only) for m in spec.mounts],
                 "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log)}
-
-    @staticmethod
-    def _reap(pid: int, *, block: bool = True) -> None:
-        """Collect our child's exit status (an adopted shim is not our child: no-op)."""
-        try:
-            os.waitpid(pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            pass
 
     def _handle(self, sandbox: PodSandbox, name: str,
                 inst: layout.Instance) -> ContainerHandle | None:
@@ -154,7 +142,6 @@ class ProcessRuntime:
 
     async def _wait_exit(self, handle: ContainerHandle) -> int:
         await pid_exited(handle.shim_pid, handle.shim_start)
-        self._reap(handle.shim_pid, block=False)
         ex = self.last_exit(handle)
         if ex is None:  # the shim died without a record: wait for the container itself
             await pid_exited(handle.pid, handle.pid_start)
@@ -240,6 +227,7 @@ class ProcessRuntime:
             task.cancel()
         await asyncio.gather(*self._watchers.values(), return_exceptions=True)
         self._watchers.clear()
+        await self._launcher.close()
 
     # -- logs and exec ------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
 """The per-container shim: starts one container instance and outlives the agent.
 
-Run as `python -S -I shim.py SPEC` (a new session, stdout = a status pipe to the agent). It
-forks the container, which enters the pod's netns, unshares mount + UTS namespaces, makes /
-private, bind-mounts the pod's resolv.conf/hosts and the volumes, sets the hostname, starts
-its own session (so its pid is its process group) and execs the command. The shim then
-frames the container's stdout/stderr into CRI log lines, and when the container exits it
-kills what is left of it (its group and every process in its mount namespace), writes the
-exit record and exits. Like containerd's shim, it is what lets a container keep logging and
-have its exit code recorded while the agent restarts. Stdlib-only and import-light: its
-interpreter start is most of a container's start latency.
+Forked by the fork server (`python -S -I shim.py --server`, see `serve` and launcher.py) into
+a new session, stdout = a status pipe to the agent (`shim.py SPEC` runs one directly, for
+debugging). It forks the container, which enters the pod's netns, unshares mount + UTS
+namespaces, makes / private, bind-mounts the pod's resolv.conf/hosts and the volumes, sets
+the hostname, starts its own session (so its pid is its process group) and execs the
+command. The shim then frames the container's stdout/stderr into CRI log lines, and when
+the container exits it kills what is left of it (its group and every process in its mount
+namespace), writes the exit record and exits. Like containerd's shim, it is what lets a
+container keep logging and have its exit code recorded while the agent restarts.
+Stdlib-only and import-light, so that the server starts fast; the shims it forks share its
+pages.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
 
 
 def main(spec_path: str) -> int:
+    _report(f"pid\t{os.getpid()}\n")
     with open(spec_path, "rb") as f:
         spec: dict[str, Any] = marshal.load(f)
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -226,5 +229,68 @@ def main(spec_path: str) -> int:
     return _supervise(spec, pid, log_fd, out_r, err_r)
 
 
+def _reap_children() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _set_comm(name: str) -> None:
+    """Name this process for `ps -o comm` / `top` (the kernel keeps 15 characters)."""
+    with open("/proc/self/comm", "w") as f:
+        f.write(name)
+
+
+def _fork_shim(spec_path: str, status_fd: int, server_fd: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.close(server_fd)
+        _set_comm("knet-shim")
+        os.setsid()
+        os.dup2(status_fd, 1)
+        os.close(status_fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        code = main(spec_path)
+    except BaseException:  # noqa: BLE001 - a shim must never return into the server loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def serve() -> int:
+    """Fork-server mode: fd 0 is a SOCK_SEQPACKET socket from the agent; each message is a
+    spec path with the write end of a status pipe attached (SCM_RIGHTS). Forking this warm,
+    single-threaded process per container skips the interpreter start (~20-40 ms). Exits
+    when the agent closes its end; the shims it forked run on in their own sessions."""
+    import socket  # only here: the server pays it once
+
+    server = socket.socket(fileno=0)
+    _set_comm("knet-shim-srv")
+    fd_size = socket.CMSG_SPACE(4)
+    while True:
+        ready = select.select([server], [], [], 0.5)[0]
+        _reap_children()
+        if not ready:
+            continue
+        msg, anc, _, _ = server.recvmsg(4096, fd_size)
+        if not msg:
+            return 0
+        fds = [int.from_bytes(data[:4], sys.byteorder) for lvl, typ, data in anc
+               if lvl == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS]
+        if fds:
+            _fork_shim(msg.decode(), fds[0], server.fileno())
+            os.close(fds[0])
+
+
 if __name__ == "__main__":
-    os._exit(main(sys.argv[1]))  # no interpreter teardown: the agent waits on our exit
+    # no interpreter teardown: the agent waits on our exit
+    os._exit(serve() if sys.argv[1] == "--server" else main(sys.argv[1]))

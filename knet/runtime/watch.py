@@ -43,10 +43,10 @@ async def pid_exited(pid: int, start: int) -> None:
         os.close(fd)
 
 
-async def read_pipe(fd: int, *, timeout: float) -> bytes:
-    """Everything written to pipe `fd` until its writers close it (at most `timeout` s)."""
+async def read_pipe(fd: int, *, timeout: float, into: bytearray) -> None:
+    """Append to `into` everything written to pipe `fd` until its writers close it; raises
+    TimeoutError after `timeout` s (what came so far stays in `into`)."""
     os.set_blocking(fd, False)
-    chunks: list[bytes] = []
 
     async def drain() -> None:
         while True:
@@ -57,7 +57,6 @@ async def read_pipe(fd: int, *, timeout: float) -> bytes:
                 continue
             if not data:
                 return
-            chunks.append(data)
+            into.extend(data)
 
     await asyncio.wait_for(drain(), timeout=timeout)
-    return b"".join(chunks)

@@ -147,3 +147,39 @@ async def test_remove_leaves_nothing_behind(sandbox: PodSandbox, tmp_path: Path)
     assert mounts1 == mounts0
     assert root1 == root0
     assert not sandbox.pod_dir.exists()
+
+
+def processes_named(comm: str) -> set[int]:
+    out = set()
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and Path(f"/proc/{p}/comm").read_text().strip() == comm:
+                out.add(int(p))
+        except OSError:
+            continue
+    return out
+
+
+def fork_servers() -> set[int]:
+    return processes_named("knet-shim-srv")
+
+
+async def test_fork_server_comes_back_and_goes_with_close(sandbox: PodSandbox) -> None:
+    rt = ProcessRuntime()
+    first = await rt.start(sandbox, ContainerSpec(name="a", argv=SLEEPER))
+    (server,) = fork_servers()
+    assert len(processes_named("knet-shim")) == 1  # one shim per container, named for ps
+    os.kill(server, 9)
+    for _ in range(100):
+        st = records.proc_stat(server)
+        if st is None or st[0] == "Z":
+            break
+        await asyncio.sleep(0.02)
+    assert rt.running(first)  # containers do not depend on the server
+    second = await rt.start(sandbox, ContainerSpec(name="b", argv=["sh", "-c", "exit 9"]))
+    assert await asyncio.wait_for(rt.wait(second), timeout=20) == 9
+    assert fork_servers() - {server} != set()
+    assert await rt.stop(first, grace=5) == 143
+    await rt.remove(sandbox)
+    await rt.close()
+    assert fork_servers() == set()
