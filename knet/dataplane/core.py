@@ -108,7 +108,9 @@ class RecordedDataplane:
         await self._sync_host_routes()
         return cfg
 
-    async def _sync_host_routes(self) -> None:
+    async def _sync_host_routes(self, *, removed: NodeInfo | None = None) -> None:
+        """Host routes to each recorded node's pods, and to Services via the first node.
+        Agents of several nodes share the host: each adds, and removes only its own."""
         host = self.records.host()
         if host is None:
             return
@@ -116,7 +118,10 @@ class RecordedDataplane:
         wanted = {n.pod_cidr: n.underlay_ip for n in nodes}
         if nodes:
             wanted[host[0].service_cidr] = nodes[0].underlay_ip
-        await self.kernel.set_routes(None, wanted)
+        drop = [] if removed is None else [removed.pod_cidr]
+        if not nodes:
+            drop.append(host[0].service_cidr)
+        await self.kernel.set_routes(None, wanted, remove=drop)
 
     async def ensure_node(self, spec: NodeSpec) -> NodeInfo:
         spec.validate()
@@ -208,7 +213,7 @@ class RecordedDataplane:
             ipam.destroy()
             self._ipams.pop(name, None)
             self.records.drop_node(name)
-        await self._sync_host_routes()
+        await self._sync_host_routes(removed=info)
         log.info("%s: node removed", name)
 
     async def add_service_ip(self, node: str, ip: str) -> None:
@@ -238,7 +243,6 @@ class RecordedDataplane:
             await self.delete_node(info.name)
         host = self.records.host()
         if host is not None:
-            await self.kernel.set_routes(None, {})
             await self.kernel.remove_host(host[0], remove_bridge=host[1])
             self.records.drop_host()
         log.info("dataplane: everything recorded is removed")

@@ -119,9 +119,11 @@ class FakeKernel:
         self._del_link(HOST, node.host_ifname)
         self._del_netns(node.netns)
 
-    async def set_routes(self, netns: str | None, wanted: dict[str, str]) -> None:
+    async def set_routes(self, netns: str | None, wanted: dict[str, str], *,
+                         remove: list[str] | None = None) -> None:
         ns = self._get(netns or HOST)
-        keep = {k: v for k, v in ns.routes.items() if k == "0.0.0.0/0" and netns is not None}
+        keep = {k: v for k, v in ns.routes.items() if (k == "0.0.0.0/0" and netns is not None)
+                or (remove is not None and k not in remove)}
         ns.routes = {**keep, **wanted}
 
     async def ensure_pod(self, node: NodeInfo, pod: PodNet, *, prefixlen: int) -> None:

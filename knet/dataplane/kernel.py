@@ -36,8 +36,10 @@ class Kernel(Protocol):
 
     async def remove_node(self, node: NodeInfo) -> None: ...
 
-    async def set_routes(self, netns: str | None, wanted: dict[str, str]) -> None:
-        """Make the knet unicast routes (dst -> via) of `netns` (None: host) exactly `wanted`."""
+    async def set_routes(self, netns: str | None, wanted: dict[str, str], *,
+                         remove: list[str] | None = None) -> None:
+        """Make knet's unicast routes (dst -> via) of `netns` (None: host) be `wanted`, and
+        remove the others (remove=None) or only those to the `remove` destinations."""
 
     async def ensure_pod(self, node: NodeInfo, pod: PodNet, *, prefixlen: int) -> None:
         """Pod netns, veth (node end on cni0, pod end eth0), address, lo up, default route;

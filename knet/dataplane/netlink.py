@@ -263,7 +263,8 @@ class NetlinkKernel:
         with _nl(f"node {node.name}: netns {node.netns}"):
             nsutil.remove_netns(node.netns)
 
-    async def set_routes(self, netns: str | None, wanted: dict[str, str]) -> None:
+    async def set_routes(self, netns: str | None, wanted: dict[str, str], *,
+                         remove: list[str] | None = None) -> None:
         ipr = await self._sock(netns)
         where = f"netns {netns}" if netns else "host"
         have: dict[str, str | None] = {}
@@ -272,7 +273,9 @@ class NetlinkKernel:
                     and r["dst_len"] > 0):
                 have[f"{r.get('dst')}/{r['dst_len']}"] = r.get("gateway")
         for dst, via in have.items():
-            if wanted.get(dst) != via:
+            stale = wanted.get(dst) != via if remove is None else (
+                dst in remove and dst not in wanted)
+            if stale:
                 await _ignore_gone(ipr.route("del", dst=dst, proto=RTPROT_KNET, gateway=via))
         for dst, via in wanted.items():
             if have.get(dst) != via:

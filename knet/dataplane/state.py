@@ -19,10 +19,10 @@ __all__ = ["Records"]
 
 
 class Records:
-    """Read and write the record under `root` (<state_dir>/dataplane)."""
+    """Read and write the record under `root` (the dataplane's own state dir)."""
 
     def __init__(self, state_dir: str | Path) -> None:
-        self.root = Path(state_dir) / "dataplane"
+        self.root = Path(state_dir)
 
     def __repr__(self) -> str:
         return f"<Records {self.root}>"

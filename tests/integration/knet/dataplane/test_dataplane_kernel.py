@@ -114,7 +114,7 @@ async def test_two_nodes_two_pods_each_talk_over_tcp(dp: NetlinkDataplane) -> No
     assert tcp_roundtrip(b2.netns, b2.ip, None) == b"PING FROM 172.18.0.1"
     assert tcp_roundtrip(a1.netns, a1.ip, None) == b"PING FROM 172.18.0.1"
     # ensuring everything again (a restarted agent does) changes nothing that works
-    again = NetlinkDataplane(dp.records.root.parent)
+    again = NetlinkDataplane(dp.records.root)
     await again.ensure_host()
     await again.ensure_node(N1)
     await again.ensure_node_routes("node-1", [N1, N2])
