@@ -1,10 +1,13 @@
-"""Small pieces every store backend shares: prefix ranges and the errors of the contract.
+"""Small pieces the store backends share: prefix ranges, the errors of the contract, and
+`KeyIndex`, the sorted in-memory map of current values behind MemoryStore and SqliteStore's reads.
 
 Keeping the messages here makes all three backends say the same thing for the same fault:
 the key, what was expected, and what to do about it.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from control.errors import AlreadyExists, Conflict, Gone, NotFound
 from control.store.base import KV
@@ -45,3 +48,47 @@ def gone(prefix: str, after: int, compacted: int | None) -> Gone:
 def compact_too_far(revision: int, current: int) -> ValueError:
     return ValueError(f"cannot compact at revision {revision}: the store is only at "
                       f"revision {current}")
+
+
+class KeyIndex:
+    """Current value of every live key, with keys kept sorted for prefix listing."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, KV] = {}
+        self._keys: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> KV | None:
+        return self._data.get(key)
+
+    def load(self, kvs: list[KV]) -> None:
+        """Replace the contents (kvs in any order)."""
+        self._data = {kv.key: kv for kv in kvs}
+        self._keys = sorted(self._data)
+
+    def put(self, kv: KV) -> None:
+        if kv.key not in self._data:
+            bisect.insort(self._keys, kv.key)
+        self._data[kv.key] = kv
+
+    def remove(self, key: str) -> None:
+        if self._data.pop(key, None) is not None:
+            del self._keys[bisect.bisect_left(self._keys, key)]
+
+    def list(self, prefix: str, start_after: str | None, limit: int) -> list[KV]:
+        keys, data = self._keys, self._data
+        if start_after is not None and start_after >= prefix:
+            i = bisect.bisect_right(keys, start_after)
+        else:
+            i = bisect.bisect_left(keys, prefix)
+        end = len(keys)
+        if limit > 0:
+            end = min(end, i + limit)
+        out: list[KV] = []
+        for key in keys[i:end]:
+            if not key.startswith(prefix):
+                break
+            out.append(data[key])
+        return out

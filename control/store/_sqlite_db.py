@@ -3,6 +3,7 @@
 The log is the truth: `log(rev, key, value, create_rev, prev_rev, deleted)` holds one row per
 write (a delete is a tombstone whose value is its `prev_rev` row's), and `kv(key, rev,
 create_rev)` indexes the current version of each live key into it, so a value is stored once.
+Reads of current values are served by the store's in-memory index, filled by `current()`.
 Compaction at C drops, for writes in (old C, C], the versions they superseded and the
 tombstones themselves, exactly like etcd: the newest version at or below C of a live key stays,
 so events above C can always name their previous value. The current revision is
@@ -28,9 +29,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 
 _GET = ("SELECT k.rev, k.create_rev, l.value FROM kv k JOIN log l ON l.rev = k.rev "
         "WHERE k.key = ?")
-_LIST = {(op, bounded): "SELECT k.key, l.value, k.create_rev, k.rev FROM kv k JOIN log l "
-         f"ON l.rev = k.rev WHERE k.key {op} ? {'AND k.key < ?' if bounded else ''} "
-         "ORDER BY k.key LIMIT ?" for op in (">", ">=") for bounded in (True, False)}
+_ALL = ("SELECT k.key, l.value, k.create_rev, k.rev FROM kv k JOIN log l ON l.rev = k.rev")
 _LOG = "INSERT INTO log (rev, key, value, create_rev, prev_rev, deleted) VALUES (?, ?, ?, ?, ?, ?)"
 _EVENTS = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.value, p.create_rev "
            "FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
@@ -39,7 +38,8 @@ _EVENTS_NO_END = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev,
                   "p.create_rev FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
                   "WHERE l.rev > ? AND l.key >= ? ORDER BY l.rev LIMIT ?")
 
-Events = list[StoreEvent]  # (list is a method name in the class below)
+Events = list[StoreEvent]
+Kvs = list[KV]
 
 
 class StoreLocked(RuntimeError):
@@ -104,16 +104,9 @@ class SqliteDb:
         row = self.conn.execute(_GET, (key,)).fetchone()
         return KV(key, row[2], row[1], row[0]) if row else None
 
-    def list(self, prefix: str, start_after: str | None, limit: int) -> tuple[list[KV], int]:
-        end = prefix_end(prefix)
-        lim = limit if limit > 0 else -1
-        if start_after is not None and start_after >= prefix:
-            op, low = ">", start_after
-        else:
-            op, low = ">=", prefix
-        args = (low, lim) if end is None else (low, end, lim)
-        rows = self.conn.execute(_LIST[op, end is not None], args)
-        return [KV(r[0], r[1], r[2], r[3]) for r in rows], self.rev
+    def current(self) -> Kvs:
+        """Every live key's current value (to fill the store's in-memory index at open)."""
+        return [KV(r[0], r[1], r[2], r[3]) for r in self.conn.execute(_ALL)]
 
     def events(self, prefix: str, after: int, limit: int) -> Events:
         """Events under prefix with revision > after, oldest first; Gone if compacted."""

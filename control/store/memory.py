@@ -7,9 +7,7 @@ automatically beyond `max_history` events; watchers get events through a shared 
 
 from __future__ import annotations
 
-import bisect
-
-from control.store._common import already_exists, check_current, compact_too_far, gone
+from control.store._common import KeyIndex, already_exists, check_current, compact_too_far, gone
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
 
@@ -23,8 +21,7 @@ class MemoryStore:
 
     def __init__(self, *, max_history: int = DEFAULT_MAX_HISTORY,
                  max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
-        self._data: dict[str, KV] = {}
-        self._keys: list[str] = []           # sorted, for list(prefix)
+        self._index = KeyIndex()
         self._rev = 0
         self._compacted = 0
         self._history: list[StoreEvent] = []  # revisions _compacted+1 .. _rev
@@ -33,7 +30,7 @@ class MemoryStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return (f"<MemoryStore rev={self._rev} keys={len(self._data)} "
+        return (f"<MemoryStore rev={self._rev} keys={len(self._index)} "
                 f"compacted={self._compacted} watchers={self._hub.count}>")
 
     @property
@@ -43,32 +40,19 @@ class MemoryStore:
 
     async def get(self, key: str) -> KV | None:
         self._check_open()
-        return self._data.get(key)
+        return self._index.get(key)
 
     async def list(self, prefix: str, *, start_after: str | None = None,
                    limit: int = 0) -> tuple[list[KV], int]:
         self._check_open()
-        keys = self._keys
-        if start_after is not None and start_after >= prefix:
-            i = bisect.bisect_right(keys, start_after)
-        else:
-            i = bisect.bisect_left(keys, prefix)
-        out: list[KV] = []
-        data = self._data
-        while i < len(keys) and keys[i].startswith(prefix):
-            out.append(data[keys[i]])
-            if limit and len(out) >= limit:
-                break
-            i += 1
-        return out, self._rev
+        return self._index.list(prefix, start_after, limit), self._rev
 
     async def create(self, key: str, value: bytes) -> KV:
         self._check_open()
-        if key in self._data:
+        if self._index.get(key) is not None:
             raise already_exists(key)
         rev = self._rev + 1
         kv = KV(key, bytes(value), rev, rev)
-        bisect.insort(self._keys, key)
         self._commit(StoreEvent("PUT", kv, None))
         return kv
 
@@ -83,7 +67,6 @@ class MemoryStore:
         self._check_open()
         old = self._current(key, expected_revision, "delete")
         kv = KV(key, old.value, old.create_revision, self._rev + 1)
-        del self._keys[bisect.bisect_left(self._keys, key)]
         self._commit(StoreEvent("DELETE", kv, old))
         return kv
 
@@ -114,7 +97,7 @@ class MemoryStore:
             raise RuntimeError("memory store is closed; open a new one")
 
     def _current(self, key: str, expected_revision: int | None, verb: str) -> KV:
-        return check_current(key, self._data.get(key), expected_revision, verb)
+        return check_current(key, self._index.get(key), expected_revision, verb)
 
     async def _catch_up(self, prefix: str, after: int) -> Events:
         if after < self._compacted:
@@ -131,9 +114,9 @@ class MemoryStore:
     def _commit(self, event: StoreEvent) -> None:
         self._rev = event.revision
         if event.type == "DELETE":
-            del self._data[event.kv.key]
+            self._index.remove(event.kv.key)
         else:
-            self._data[event.kv.key] = event.kv
+            self._index.put(event.kv)
         self._history.append(event)
         if len(self._history) > self._max_history + max(self._max_history // 10, 1):
             self._compact(self._rev - self._max_history)

@@ -3,7 +3,8 @@
 One connection lives on one dedicated thread (`_sqlite_db.SqliteDb` does the SQL). Callers put
 operations on a queue; the thread takes everything queued at that moment and runs it as one
 transaction (group commit), then hands results and committed events back to the event loop in
-one callback, which feeds watchers first and then wakes the writers. So 50 concurrent writers
+one callback, which updates an in-memory index of current values (so get/list never touch
+the database thread), feeds watchers, and then wakes the writers. So 50 concurrent writers
 cost a handful of commits, and a write is acknowledged only once committed: with the default
 `synchronous=NORMAL` a process crash loses nothing acknowledged (an OS crash or power loss may
 lose the last transactions; pass `synchronous="FULL"` to rule that out too).
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from control.errors import ApiError
+from control.store._common import KeyIndex
 from control.store._sqlite_db import SqliteDb
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
@@ -54,6 +56,8 @@ class SqliteStore:
         self.path = path
         self._max_history = max_history
         self._hub = WatchHub(max_backlog=max_backlog)
+        self._index = KeyIndex()  # current values, as of the last delivered commit
+        self._rev = 0
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._closed = False
         self._open_error: BaseException | None = None
@@ -77,12 +81,13 @@ class SqliteStore:
     # -- the Store protocol --------------------------------------------------------------------
 
     async def get(self, key: str) -> KV | None:
-        return await self._call(lambda db: (db.get(key), []))  # type: ignore[no-any-return]
+        self._check_open()
+        return self._index.get(key)
 
     async def list(self, prefix: str, *, start_after: str | None = None,
                    limit: int = 0) -> tuple[list[KV], int]:
-        return await self._call(  # type: ignore[no-any-return]
-            lambda db: (db.list(prefix, start_after, limit), []))
+        self._check_open()
+        return self._index.list(prefix, start_after, limit), self._rev
 
     async def create(self, key: str, value: bytes) -> KV:
         return await self._write(lambda db: db.create(key, bytes(value)))
@@ -103,7 +108,8 @@ class SqliteStore:
         return WatchStream(self._hub, prefix, from_revision=from_revision, catch_up=catch_up)
 
     async def current_revision(self) -> int:
-        return await self._call(lambda db: (db.rev, []))  # type: ignore[no-any-return]
+        self._check_open()
+        return self._rev
 
     async def compact(self, revision: int) -> None:
         def op(db: SqliteDb) -> Result:
@@ -139,6 +145,14 @@ class SqliteStore:
         return await self._call(op)  # type: ignore[no-any-return]
 
     def _deliver(self, events: Events, results: _Delivery) -> None:
+        index = self._index
+        for event in events:
+            if event.type == "DELETE":
+                index.remove(event.kv.key)
+            else:
+                index.put(event.kv)
+        if events:
+            self._rev = events[-1].revision
         self._hub.publish(events)  # watchers first: a writer that returns has been seen
         for fut, ok, value in results:
             if fut.done():
@@ -154,6 +168,14 @@ class SqliteStore:
         try:
             db = SqliteDb(self.path, synchronous=synchronous)
         except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
+            self._open_error = exc
+            ready.set()
+            return
+        try:
+            self._index.load(db.current())
+            self._rev = db.rev
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
+            db.close()
             self._open_error = exc
             ready.set()
             return
