@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 _GET = ("SELECT k.rev, k.create_rev, l.value FROM kv k JOIN log l ON l.rev = k.rev "
         "WHERE k.key = ?")
 _ALL = ("SELECT k.key, l.value, k.create_rev, k.rev FROM kv k JOIN log l ON l.rev = k.rev")
+_INDEX = "INSERT INTO kv (key, rev, create_rev) VALUES (?, ?, ?)"
 _LOG = "INSERT INTO log (rev, key, value, create_rev, prev_rev, deleted) VALUES (?, ?, ?, ?, ?, ?)"
 _EVENTS = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev, p.value, p.create_rev "
            "FROM log l LEFT JOIN log p ON p.rev = l.prev_rev "
@@ -73,6 +74,7 @@ class SqliteDb:
         c.execute("PRAGMA journal_mode=WAL")
         c.execute(f"PRAGMA synchronous={synchronous}")
         c.execute("PRAGMA temp_store=MEMORY")
+        c.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         c.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, for the store's lifetime
         c.executescript(SCHEMA)  # executescript COMMITs first
 
@@ -129,12 +131,12 @@ class SqliteDb:
     # -- writes (inside begin()/commit()) ------------------------------------------------------
 
     def create(self, key: str, value: bytes) -> tuple[KV, StoreEvent]:
-        c = self.conn
-        if c.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
-            raise already_exists(key)
         rev = self.rev + 1
-        c.execute(_LOG, (rev, key, value, rev, None, 0))
-        c.execute("INSERT INTO kv (key, rev, create_rev) VALUES (?, ?, ?)", (key, rev, rev))
+        try:  # the primary key refuses an existing key: no separate lookup
+            self.conn.execute(_INDEX, (key, rev, rev))
+        except sqlite3.IntegrityError:
+            raise already_exists(key) from None
+        self.conn.execute(_LOG, (rev, key, value, rev, None, 0))
         self.rev = rev
         kv = KV(key, value, rev, rev)
         return kv, StoreEvent("PUT", kv, None)

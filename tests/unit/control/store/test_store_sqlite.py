@@ -116,3 +116,45 @@ async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.Monkey
     await s.create("/a", b"1")
     await s.close()
     assert (tmp_path / "rel" / "knet.db").exists()
+
+
+CHILD = """
+import asyncio, sys
+from control.store.sqlite import SqliteStore
+
+async def main() -> None:
+    s = SqliteStore(sys.argv[1])
+    async def writer(w: int) -> None:
+        for i in range(100000):
+            kv = await s.create(f"/crash/w{w}/k{i:06d}", b"v")
+            print(kv.key, kv.mod_revision, flush=True)
+    await asyncio.gather(*(writer(w) for w in range(4)))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_process_loses_nothing_it_acknowledged(tmp_path: Path) -> None:
+    path = str(tmp_path / "knet.db")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, path, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    acked: dict[str, int] = {}
+    assert proc.stdout is not None
+    try:
+        while len(acked) < 300:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+            key, rev = line.decode().split()
+            acked[key] = int(rev)
+    finally:
+        proc.kill()  # SIGKILL mid-stream: no close, no flush
+        await proc.wait()
+    s = SqliteStore(path)
+    try:
+        for key, rev in acked.items():
+            kv = await s.get(key)
+            assert kv is not None and kv.mod_revision == rev, key
+        assert await s.current_revision() >= max(acked.values())
+    finally:
+        await s.close()
