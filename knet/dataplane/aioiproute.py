@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.core import CoreDatagramProtocol
+from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.core import CoreDatagramProtocol  # type: ignore[import-untyped]
 
 __all__ = ["KnetIPRoute"]
 
 RECV_SIZE = 1 << 20
 
 
-class _ReaderTransport(asyncio.BaseTransport):
+class _ReaderTransport(asyncio.DatagramTransport):
     """The receive half of a datagram transport over a netlink socket."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
@@ -60,7 +60,7 @@ class _ReaderTransport(asyncio.BaseTransport):
         self._loop.call_soon(self._protocol.connection_lost, None)
 
 
-class KnetIPRoute(AsyncIPRoute):
+class KnetIPRoute(AsyncIPRoute):  # type: ignore[misc]
     """AsyncIPRoute whose receive path works on uvloop too. Open the socket (`.socket`)
     in the wanted netns, then `await setup_endpoint()` from the loop's thread."""
 

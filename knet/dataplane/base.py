@@ -27,8 +27,15 @@ from typing import Protocol, runtime_checkable
 from knet.dataplane import names
 from knet.errors import UsageError
 
-__all__ = ["NodeSpec", "NodeInfo", "PodNet", "HostConfig", "Dataplane", "NETNS_DIR",
-           "NOT_ROOT"]
+__all__ = [
+    "NETNS_DIR",
+    "NOT_ROOT",
+    "Dataplane",
+    "HostConfig",
+    "NodeInfo",
+    "NodeSpec",
+    "PodNet",
+]
 
 NETNS_DIR = "/run/netns"
 NOT_ROOT = "knet dataplane needs root (CAP_NET_ADMIN): run as root or in a privileged container"

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from knet.dataplane.base import HostConfig, NodeInfo, PodNet
 
-__all__ = ["Kernel", "RTPROT_KNET", "UNREACHABLE_METRIC"]
+__all__ = ["RTPROT_KNET", "UNREACHABLE_METRIC", "Kernel"]
 
 RTPROT_KNET = 77          # rtm_protocol of every route knet makes: tells them from others'
 UNREACHABLE_METRIC = 4242  # host catch-all for pod/service CIDRs; real routes have metric 0

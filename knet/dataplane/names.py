@@ -14,9 +14,18 @@ import re
 from knet.errors import UsageError
 
 __all__ = [
-    "IFNAMSIZ", "SVC_IFNAME", "HOST_BRIDGE", "NODE_BRIDGE", "POD_IFNAME",
-    "validate_node_name", "validate_pod_key", "node_netns", "node_host_ifname",
-    "pod_netns", "pod_host_ifname", "pod_mac",
+    "HOST_BRIDGE",
+    "IFNAMSIZ",
+    "NODE_BRIDGE",
+    "POD_IFNAME",
+    "SVC_IFNAME",
+    "node_host_ifname",
+    "node_netns",
+    "pod_host_ifname",
+    "pod_mac",
+    "pod_netns",
+    "validate_node_name",
+    "validate_pod_key",
 ]
 
 IFNAMSIZ = 15

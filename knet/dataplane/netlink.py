@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from socket import AF_INET
 
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from knet.dataplane import names, nsutil
 from knet.dataplane.aioiproute import KnetIPRoute as AsyncIPRoute
@@ -133,8 +133,8 @@ class NetlinkKernel:
             if (r.get("table") != 254 or r["proto"] == RTPROT_KNET or r["dst_len"] == 0
                     or dev == names.HOST_BRIDGE):
                 continue
-            out.append((f"{r.get('dst')}/{r['dst_len']}", f"route {r.get('dst')}/{r['dst_len']} "
-                        f"dev {dev}"))
+            cidr = f"{r.get('dst')}/{r['dst_len']}"
+            out.append((cidr, f"route {cidr} dev {dev}"))
         async for a in await ipr.addr("dump", family=AF_INET):
             dev = links.get(a["index"], "?")
             if dev in (names.HOST_BRIDGE, "lo"):
@@ -198,9 +198,10 @@ class NetlinkKernel:
                            mac=names.pod_mac(node.gateway))
         await self._bridge(ipr, node, node.svc_ifname, await self._svc_device_kind(ipr), None,
                            mac=names.pod_mac(node.underlay_ip, first=0x59))
-        with _nl(f"{what}: ip_forward in netns {node.netns}"), nsutil.in_netns(node.netns):
-            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-                f.write("1\n")
+        # /proc/sys/net is the netns of the opening thread: a sysctl write, not disk I/O
+        with (_nl(f"{what}: ip_forward in netns {node.netns}"), nsutil.in_netns(node.netns),
+              open("/proc/sys/net/ipv4/ip_forward", "w") as f):  # noqa: ASYNC230
+            f.write("1\n")
 
     async def _veth(self, ipr: AsyncIPRoute, peer_ipr: AsyncIPRoute, peer_netns: str,
                     ifname: str, master: int, *, mac: str | None) -> None:

@@ -10,9 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "unit" / "knet" / "dataplane"))
 
-from dataplane_contract import *  # noqa: E402,F401,F403 - the shared contract suite
-from knet.dataplane.base import Dataplane  # noqa: E402
-from knet.dataplane.netlink import NetlinkDataplane  # noqa: E402
+from dataplane_contract import *
+
+from knet.dataplane.base import Dataplane
+from knet.dataplane.netlink import NetlinkDataplane
 
 
 @pytest.fixture

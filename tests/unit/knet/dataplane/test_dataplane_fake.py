@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from dataplane_contract import *  # noqa: F401,F403 - the shared contract suite
+from dataplane_contract import *
 from dataplane_contract import N1, N2, _state_files
+
 from knet.dataplane.base import Dataplane
 from knet.dataplane.fake import HOST, FakeDataplane, FakeKernel, SimulatedCrash
 from knet.errors import DataplaneError, UsageError
