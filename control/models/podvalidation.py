@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.models import names
+from control.models.defaults import copy_json, default_pod_spec
 from control.models.fielderrors import FieldErrors
 
 __all__ = [
@@ -338,7 +339,9 @@ def _images_and_mutables(spec: Obj, old_spec: Obj) -> Obj:
 
 
 def validate_pod_update(errs: FieldErrors, new: Obj, old: Obj) -> None:
-    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    spec = new.get("spec") or {}
+    old_spec = copy_json(old.get("spec") or {})
+    default_pod_spec(old_spec)       # a pod stored before a default existed is not "changed"
     mine = _images_and_mutables(spec, old_spec)
     theirs = {k: v for k, v in old_spec.items()
               if k not in ("activeDeadlineSeconds", "tolerations",

@@ -20,7 +20,7 @@ from typing import Any
 
 from control.errors import BadRequest
 from control.models import names
-from control.models.defaults import apply_defaults
+from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
 from control.models.resources import RESOURCES, ResourceInfo
@@ -38,7 +38,7 @@ from control.models.workloadvalidation import (
     validate_workload_update,
 )
 
-__all__ = ["admit"]
+__all__ = ["admit", "copy_json"]
 
 Obj = dict[str, Any]
 Check = Callable[[FieldErrors, Obj], object]
@@ -48,15 +48,6 @@ _INFO = {r.plural: r for r in RESOURCES}
 _LABEL_NAMED = frozenset({"services", "namespaces"})
 _ANNOTATIONS_MAX = 256 * 1024
 _DATA_MAX = 1024 * 1024
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars): ~5x faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_json(v) for v in value]
-    return value
 
 
 def _metadata(errs: FieldErrors, info: ResourceInfo, obj: Obj) -> str:

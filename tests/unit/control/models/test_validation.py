@@ -391,3 +391,21 @@ def test_immutable_configmap() -> None:
     new = copy_json(old)
     new["data"]["a"] = "2"
     assert causes(invalid("configmaps", new, old=old)) == {"data": "FieldValueForbidden"}
+
+
+def test_pod_stored_before_a_default_existed_can_still_be_updated() -> None:
+    old = stored("pods", pod())
+    for c in old["spec"]["containers"]:
+        del c["terminationMessagePolicy"]
+    del old["spec"]["enableServiceLinks"]
+    new = copy_json(old)
+    new["metadata"]["labels"]["v"] = "2"
+    out, _ = admit("pods", new, old=old)
+    assert out["spec"]["enableServiceLinks"] is True
+
+
+def test_copy_json_unshares_and_copies_deeply() -> None:
+    shared = {"a": [1, {"b": 2}]}
+    obj = {"x": shared, "y": shared}
+    out = copy_json(obj)
+    assert out == obj and out["x"] is not out["y"] and out["x"]["a"][1] is not shared["a"][1]
