@@ -32,6 +32,7 @@ from knet.dns.records import Snapshot
 log = logging.getLogger(__name__)
 
 MEMO_LIMIT = 50_000
+_Info = tuple[bytes | str, int, int, str]  # qname (wire or text), qtype, rcode, answer
 Reply = bytes | None | Awaitable[bytes | None]
 
 
@@ -71,7 +72,9 @@ class DnsServer:
         self.host, self.port = host, port
         self.upstream, self.upstream_timeout = upstream, upstream_timeout
         self.tcp_idle_timeout = tcp_idle_timeout
-        self._ring: deque[tuple[object, ...]] = deque(maxlen=log_size)
+        # entries: (time, client, proto, (qname, qtype, rcode, answer)); the inner tuple is
+        # shared with the memo, so logging a cached answer allocates one small tuple
+        self._ring: deque[tuple[float, tuple[str, int], str, _Info]] = deque(maxlen=log_size)
         self._followers: set[asyncio.Queue[DnsFlow]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -111,25 +114,48 @@ class DnsServer:
 
     # -- answering ---------------------------------------------------------------
     def handle(self, data: bytes, client: tuple[str, int], proto: str) -> Reply:
-        """The response to one query (None: drop it), or an awaitable when forwarding."""
+        """The response to one query (None: drop it), or an awaitable when forwarding.
+
+        Hot path: a UDP query whose bytes after the id were seen before in this snapshot
+        (clients repeat their queries byte for byte) is answered from the memo with one
+        lookup; otherwise the question is parsed and the answer pre-built per (name, type)."""
         snap = self._snapshot()
+        if proto == "udp":
+            hit = snap.memo.get(data[2:])
+            if hit is not None:
+                self._ring.append((time.time(), client, proto, hit[1]))
+                if self._followers:
+                    self._notify()
+                body: bytes = hit[0]
+                return data[:2] + body
         q = wire.parse(data)
         if q is None:
             return self._handle_slow(data, client, proto, snap)
+        pre = self._prebuilt(snap, q)
+        if pre.outside and self.upstream:
+            return self._forward(data, client, proto, q.name, q.qtype)
+        info = (q.name, q.qtype, pre.rcode, pre.summary)
+        self._ring.append((time.time(), client, proto, info))
+        if self._followers:
+            self._notify()
+        out = wire.assemble(pre, data, q, (q.edns or 512) if proto == "udp" else 65535)
+        if proto == "udp":
+            if len(snap.memo) >= MEMO_LIMIT:
+                snap.memo.clear()
+            snap.memo[data[2:]] = (out[2:], info)
+        return out
+
+    @staticmethod
+    def _prebuilt(snap: Snapshot, q: wire.Question) -> wire.Prebuilt:
         key = (q.name, q.qtype)
-        pre = snap.memo.get(key)
+        pre: wire.Prebuilt | None = snap.memo.get(key)
         if pre is None:
             answer = snap.lookup(wire.qname_text(q.name), q.qtype)
             pre = wire.prebuild(q.name, q.qtype, answer)
             if len(snap.memo) >= MEMO_LIMIT:
-                snap.memo.clear()
+                snap.memo.clear()  # a flood of distinct names must not grow memory
             snap.memo[key] = pre
-        if pre.outside and self.upstream:
-            return self._forward(data, client, proto, q.name, q.qtype)
-        self._ring.append((time.time(), client, proto, q.name, q.qtype, pre.rcode, pre.summary))
-        if self._followers:
-            self._notify()
-        return wire.assemble(pre, data, q, (q.edns or 512) if proto == "udp" else 65535)
+        return pre
 
     def _handle_slow(self, data: bytes, client: tuple[str, int], proto: str,
                      snap: Snapshot) -> Reply:
@@ -191,7 +217,7 @@ class DnsServer:
     # -- query log ---------------------------------------------------------------
     def _log(self, client: tuple[str, int], proto: str, qname: bytes | str, qtype: int,
              rcode: Rcode, answer: str) -> None:
-        self._ring.append((time.time(), client, proto, qname, qtype, rcode, answer))
+        self._ring.append((time.time(), client, proto, (qname, qtype, rcode, answer)))
         if self._followers:
             self._notify()
 
@@ -203,13 +229,11 @@ class DnsServer:
             queue.put_nowait(flow)
 
     @staticmethod
-    def _flow(entry: tuple[object, ...]) -> DnsFlow:
-        t, client, proto, qname, qtype, rcode, answer = entry
-        assert isinstance(t, float) and isinstance(client, tuple)
-        assert isinstance(qtype, int) and isinstance(rcode, int)
-        name = wire.qname_text(qname) if isinstance(qname, bytes) else str(qname)
-        return DnsFlow(t, f"{client[0]}:{client[1]}", str(proto), name, _type_name(qtype),
-                       Rcode(rcode).name, str(answer))
+    def _flow(entry: tuple[float, tuple[str, int], str, _Info]) -> DnsFlow:
+        t, client, proto, (qname, qtype, rcode, answer) = entry
+        name = wire.qname_text(qname) if isinstance(qname, bytes) else qname
+        return DnsFlow(t, f"{client[0]}:{client[1]}", proto, name, _type_name(qtype),
+                       Rcode(rcode).name, answer)
 
     def records(self) -> list[DnsFlow]:
         """The query log, oldest first (bounded: the newest `log_size` queries)."""
