@@ -11,17 +11,20 @@ How `knet control` (control/server.py) runs it, once the API is serving:
     ...
     stop.set(); await task          # returns after every controller and informer stopped
 
-`options=None` means defaults. `ControllerOptions.controllers` picks a subset by name (tests
-use it), the node-lifecycle timings are there too. run_all raises only if an informer cannot
-sync within `sync_timeout`.
+`options=None` means `ControllerOptions.from_env()`: defaults, overridden by the environment of
+`knet control` (KNET_NODE_MONITOR_GRACE, KNET_POD_EVICTION_GRACE, KNET_NODE_MONITOR_PERIOD:
+seconds; KNET_CONTROLLERS: comma-separated subset). `ControllerOptions.controllers` picks
+controllers by name (tests use it). run_all raises only if an informer cannot sync within
+`sync_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from control.clientbase import Client
@@ -47,6 +50,28 @@ class ControllerOptions:
     workers: int = 2
     sync_timeout: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ControllerOptions:
+        env = os.environ if environ is None else environ
+        out = cls()
+        for var, attr in (("KNET_NODE_MONITOR_GRACE", "node_monitor_grace"),
+                          ("KNET_POD_EVICTION_GRACE", "pod_eviction_grace"),
+                          ("KNET_NODE_MONITOR_PERIOD", "node_monitor_period")):
+            if env.get(var):
+                try:
+                    setattr(out, attr, float(env[var]))
+                except ValueError:
+                    raise ValueError(f"{var}={env[var]!r}: expected a number of seconds, "
+                                     "e.g. 40") from None
+        if env.get("KNET_CONTROLLERS"):
+            names = tuple(n.strip() for n in env["KNET_CONTROLLERS"].split(",") if n.strip())
+            unknown = sorted(set(names) - set(ALL_CONTROLLERS))
+            if unknown:
+                raise ValueError(f"KNET_CONTROLLERS: unknown {', '.join(unknown)}; known: "
+                                 + ", ".join(ALL_CONTROLLERS))
+            out.controllers = names
+        return out
 
 
 class Runnable(Protocol):
@@ -153,7 +178,7 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
 async def run_all(client: Client, *, clock: Clock, stop: asyncio.Event,
                   options: ControllerOptions | None = None) -> None:
     """Run every chosen controller (and the scheduler) until `stop` is set."""
-    options = options or ControllerOptions()
+    options = options or ControllerOptions.from_env()
     informers = InformerFactory(client)
     runnables = build(client, clock=clock, informers=informers, options=options)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -45,13 +46,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_control(state: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Path]:
-    """`knet control --state-dir state --listen 127.0.0.1:<free>`; yields the kubeconfig."""
+def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> Iterator[Path]:
+    """`knet control --state-dir state --listen 127.0.0.1:<free>`; yields the kubeconfig.
+    `env` adds environment variables (e.g. KNET_NODE_MONITOR_GRACE)."""
     port = free_port()
     out = open(state / "control.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "knet.cli.main", "-v", "control",
                              "--state-dir", str(state), "--listen", f"127.0.0.1:{port}",
-                             *extra_args], stdout=out, stderr=subprocess.STDOUT)
+                             *extra_args], stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
     kubeconfig = state / "kubeconfig"
     deadline = time.monotonic() + 30
     try:
