@@ -6,7 +6,8 @@
 
 It watches Services and EndpointSlices (or serves a fixed file of them), answers once both
 have synced, and exits 0 on SIGTERM/SIGINT. With --log-queries every query is logged as a
-flow record line (what `kubectl logs` of the DNS pod shows).
+flow record line (what `kubectl logs` of the DNS pod shows); with --flows-listen the query
+log is served as JSON at GET /flows (and /flows?follow=1) for the node agent.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upstream-timeout", type=float, default=2.0)
     p.add_argument("--sync-timeout", type=float, default=60.0)
     p.add_argument("--log-queries", action="store_true", help="log every query")
+    p.add_argument("--flows-listen", help="ADDR:PORT to serve the query log at GET /flows")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -93,12 +95,20 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     follower = loop.create_task(_log_queries(server)) if args.log_queries else None
+    flows = None
+    if args.flows_listen:
+        from knet.dns.flowsapi import FlowsApi
+        fhost, fport = _hostport(args.flows_listen, 9153)
+        flows = FlowsApi(server, host=fhost, port=fport)
+        await flows.start()
     try:
         await stop.wait()
     finally:
         log.info("%s:%d: stopping", host, server.port)
         if follower is not None:
             follower.cancel()
+        if flows is not None:
+            await flows.stop()
         await server.stop()
         if source is not None:
             await source.stop()

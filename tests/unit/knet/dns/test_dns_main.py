@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -56,3 +57,30 @@ def test_port_in_use_is_a_clear_error() -> None:
                              check=False, capture_output=True, text=True, timeout=20)
     assert res.returncode == 1
     assert "cannot listen" in res.stderr
+
+
+def test_flows_endpoint_shows_queries(tmp_path: Path) -> None:
+    objs = tmp_path / "objects.yaml"
+    objs.write_text(OBJECTS)
+    port, fport = _free_port(), _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "knet.dns", "--objects", str(objs),
+                             "--listen", f"127.0.0.1:{port}",
+                             "--flows-listen", f"127.0.0.1:{fport}"], stderr=subprocess.PIPE)
+    try:
+        for _ in range(50):
+            out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", "+time=1",
+                                  "+tries=1", "nope.default.svc.cluster.local"],
+                                 check=False, capture_output=True, text=True, timeout=5).stdout
+            if not out.startswith(";;"):
+                break
+            time.sleep(0.1)
+        body = subprocess.run(["curl", "-s", "--max-time", "5",
+                               f"http://127.0.0.1:{fport}/flows"],
+                              check=False, capture_output=True, text=True, timeout=10).stdout
+        flows = json.loads(body)
+        assert flows[-1]["qname"] == "nope.default.svc.cluster.local."
+        assert flows[-1]["rcode"] == "NXDOMAIN" and flows[-1]["client"].startswith("127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+    assert proc.returncode == 0
