@@ -11,6 +11,7 @@ Objects handed out are fresh dicts (callers may mutate them); admission warnings
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,11 @@ from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
 from control.errors import BadRequest
 
 log = logging.getLogger(__name__)
+
+
+def _own(obj: Any) -> Any:
+    """A private copy for the object layer, which takes ownership of what it is given."""
+    return json.loads(json.dumps(obj))
 
 __all__ = ["LocalClient"]
 
@@ -59,6 +65,7 @@ class LocalClient:
         if subresource == "binding" and resource == "pods":
             ns = namespace or obj.get("metadata", {}).get("namespace") or "default"
             return await self.objects.bind(obj["metadata"]["name"], obj, namespace=ns)
+        obj = _own(obj)
         if subresource is not None:
             raise BadRequest(f"{resource}/{subresource} cannot be created; only pods/binding")
         if resource == "bindings":
@@ -67,6 +74,7 @@ class LocalClient:
         return self._out(await self.objects.create(resource, obj, namespace=namespace))
 
     async def update(self, resource: str, obj: Obj, *, subresource: str | None = None) -> Obj:
+        obj = _own(obj)
         md = obj.get("metadata") or {}
         if subresource == "scale":
             return self._out(await self.objects.update_scale(
@@ -79,7 +87,7 @@ class LocalClient:
                     subresource: str | None = None, field_manager: str | None = None,
                     force: bool = False) -> Obj:
         return self._out(await self.objects.patch(
-            resource, name, patch, patch_type=patch_type, namespace=namespace,
+            resource, name, _own(patch), patch_type=patch_type, namespace=namespace,
             subresource=subresource, field_manager=field_manager, force=force))
 
     async def delete(self, resource: str, name: str, *, namespace: str | None = None,

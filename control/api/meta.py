@@ -48,13 +48,30 @@ def resource(plural: str) -> ResourceInfo:
                        "run 'kubectl api-resources' to list what this server serves") from None
 
 
+_HEAD = b'{"metadata":{'
+
+
 def encode(obj: Obj) -> bytes:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        meta = dict(meta)
-        del meta["resourceVersion"]
-        obj = {**obj, "metadata": meta}
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON with `metadata` first and no resourceVersion, so that `with_revision`
+    can splice the revision in without parsing."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and "resourceVersion" in md:
+        md = {k: v for k, v in md.items() if k != "resourceVersion"}
+    out = {"metadata": md}
+    for key, value in obj.items():
+        if key != "metadata":
+            out[key] = value
+    return _dumps(out).encode()
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def with_revision(value: bytes, revision: int) -> bytes:
+    """The stored JSON of an object with `metadata.resourceVersion` set, by splicing."""
+    if value.startswith(_HEAD) and value[13:14] != b"}":
+        return b'%s"resourceVersion":"%d",%s' % (_HEAD, revision, value[13:])
+    return _dumps(decode_at(value, revision)).encode()
 
 
 def decode(kv: KV) -> Obj:

@@ -7,6 +7,8 @@ concurrency, the status/main split, patches, and Service address allocation. Del
 in `control.api.deletion`, watches in `control.api.watching`, scale and binding in
 `control.api.subresources`; they all work through this class.
 
+Methods take ownership of the dicts passed in (the HTTP layer parsed them for this call;
+`LocalClient` copies its callers' objects first), so the hot path never deep-copies.
 Key design choice: the store is the only state. The handlers, `LocalClient` and the
 benchmarks all call these methods, so HTTP and in-process callers get identical behaviour.
 """
@@ -95,6 +97,26 @@ class ObjectService:
                    label_selector: str | None = None, field_selector: str | None = None,
                    limit: int = 0, continue_token: str | None = None) -> ObjectList:
         info = meta.resource(resource)
+        hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
+                                            limit, continue_token)
+        items = [obj if obj is not None else meta.decode(kv) for kv, obj in hits]
+        return ObjectList(items, str(rev), token)
+
+    async def list_raw(self, resource: str, *, namespace: str | None = None,
+                       label_selector: str | None = None, field_selector: str | None = None,
+                       limit: int = 0, continue_token: str | None = None
+                       ) -> tuple[list[bytes], str, str]:
+        """Like `list`, but each item is its JSON text (no decode/encode round trip)."""
+        info = meta.resource(resource)
+        hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
+                                            limit, continue_token)
+        return [meta.with_revision(kv.value, kv.mod_revision) for kv, _ in hits], str(rev), token
+
+    async def _scan(self, info: ResourceInfo, namespace: str | None,
+                    label_selector: str | None, field_selector: str | None, limit: int,
+                    continue_token: str | None) -> tuple[list[tuple[KV, Obj | None]], int, str]:
+        """Matching (kv, decoded object or None when no filter needed decoding), the list's
+        revision and the continue token."""
         match = self.matcher(info, label_selector, field_selector)
         namespace = namespace or self._namespace_from(info, field_selector)
         prefix = info.prefix(namespace)
@@ -102,23 +124,24 @@ class ObjectService:
         list_rev = 0
         if continue_token:
             list_rev, start = meta.read_continue(continue_token, prefix)
-        items: list[Obj] = []
+        hits: list[tuple[KV, Obj | None]] = []
         while True:
-            chunk = _LIST_CHUNK if limit else 0
+            chunk = 0
             if limit:
-                chunk = max(limit - len(items), 1) if match is None else _LIST_CHUNK
+                chunk = limit - len(hits) + 1 if match is None else _LIST_CHUNK
             kvs, rev = await self.store.list(prefix, start_after=start, limit=chunk)
             list_rev = list_rev or rev
-            for kv in kvs:
-                obj = meta.decode(kv)
-                if match is None or match(obj):
-                    items.append(obj)
-                    if limit and len(items) >= limit:
-                        more = kv is not kvs[-1] or len(kvs) == chunk
-                        token = meta.make_continue(list_rev, kv.key) if more else ""
-                        return ObjectList(items, str(list_rev), token)
+            for n, kv in enumerate(kvs):
+                obj = None
+                if match is not None:
+                    obj = meta.decode(kv)
+                    if not match(obj):
+                        continue
+                if limit and len(hits) >= limit:       # one more exists: a next page
+                    return hits, list_rev, meta.make_continue(list_rev, hits[-1][0].key)
+                hits.append((kv, obj))
             if not chunk or len(kvs) < chunk:
-                return ObjectList(items, str(list_rev), "")
+                return hits, list_rev, ""
             start = kvs[-1].key
 
     def matcher(self, info: ResourceInfo, label_selector: str | None,
@@ -151,6 +174,16 @@ class ObjectService:
         return watching.watch(self, info, namespace=namespace, match=match,
                               resource_version=resource_version)
 
+    def watch_raw(self, resource: str, *, namespace: str | None = None,
+                  resource_version: str | None = None, label_selector: str | None = None,
+                  field_selector: str | None = None) -> AsyncIterator[watching.RawEvent]:
+        """`watch` with events in stored form (for the HTTP stream)."""
+        info = meta.resource(resource)
+        match = self.matcher(info, label_selector, field_selector)
+        meta.parse_revision(resource_version)
+        return watching.watch_raw(self, info, namespace=namespace, match=match,
+                                  resource_version=resource_version)
+
     # ---- create --------------------------------------------------------------------------
 
     async def create(self, resource: str, obj: Obj, *, namespace: str | None = None,
@@ -181,7 +214,6 @@ class ObjectService:
     def _prepare_create(self, info: ResourceInfo, obj: Obj, namespace: str | None) -> Obj:
         if not isinstance(obj, dict):
             raise BadRequest(f"the body of a {info.kind} create must be a JSON object")
-        obj = copy.deepcopy(obj)
         self._check_kind(info, obj)
         md = obj.get("metadata")
         if md is None:
@@ -293,7 +325,7 @@ class ObjectService:
                     return await subresources.patch_scale(self, info, kv, current, body,
                                                           patch_type=patch_type,
                                                           dry_run=dry_run)
-                new = apply_patch(patch_type, current, body)
+                new = apply_patch(patch_type, meta.decode(kv), body)  # old stays intact
                 return await self.write_update(info, kv, current, new,
                                                subresource=subresource, dry_run=dry_run)
             except Conflict:
@@ -424,13 +456,13 @@ _KEEP_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePer
 def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | None) -> Obj:
     """The next version: immutable metadata from old; status only through /status."""
     if subresource == "status":
-        out = copy.deepcopy(old)
+        out = dict(old)
         if "status" in new:
-            out["status"] = copy.deepcopy(new["status"])
+            out["status"] = new["status"]
         return out
-    out = copy.deepcopy(new)
+    out = dict(new)
     out["kind"], out["apiVersion"] = info.kind, info.api_version
-    md = out.setdefault("metadata", {})
+    md = out["metadata"] = dict(out.get("metadata") or {})
     old_md = old["metadata"]
     for key in _KEEP_META:
         if key in old_md:
@@ -440,7 +472,7 @@ def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | N
     md.pop("resourceVersion", None)
     if "status" in info.subresources and subresource is None:
         if "status" in old:
-            out["status"] = copy.deepcopy(old["status"])
+            out["status"] = old["status"]
         else:
             out.pop("status", None)
     return out

@@ -18,7 +18,7 @@ from aiohttp import web
 from control.api import codec, meta
 from control.api.keys import STOPPING, STREAMS
 from control.api.objects import ObjectService
-from control.clientbase import WatchEvent
+from control.api.watching import RawEvent
 from control.errors import ApiError
 from control.models.resources import ResourceInfo
 
@@ -35,11 +35,11 @@ def _selector(request: web.Request, name: str | None) -> str | None:
     return fields
 
 
-def _frame(event: WatchEvent, table_for: str | None) -> bytes:
-    obj: Any = event.object
-    if table_for is not None and event.type != "ERROR":
-        obj = codec.table_of(table_for, [obj])
-    return codec.dumps({"type": event.type, "object": obj}) + b"\n"
+def _frame(event: RawEvent, table_for: str | None) -> bytes:
+    if table_for is None:
+        return event.frame()
+    table = codec.table_of(table_for, [event.object()])
+    return codec.dumps({"type": event.type, "object": table}) + b"\n"
 
 
 async def serve_watch(request: web.Request, objects: ObjectService, info: ResourceInfo, *,
@@ -50,7 +50,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
         timeout = min(int(raw_timeout), MAX_TIMEOUT) if raw_timeout else MAX_TIMEOUT
     except ValueError:
         raise meta.BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
-    stream = objects.watch(info.plural, namespace=namespace,
+    stream = objects.watch_raw(info.plural, namespace=namespace,
                            resource_version=q.get("resourceVersion"),
                            label_selector=q.get("labelSelector"),
                            field_selector=_selector(request, name))

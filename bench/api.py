@@ -1,0 +1,189 @@
+"""`python -m bench api`: the API server through HTTP, memory store as the anchor, SQLite beside.
+
+For each store, `knet control --no-controllers` runs as a subprocess (TLS on loopback, as
+users get it) and this process is the client (aiohttp, keep-alive, bearer token): pods
+created per second one at a time and from 50 concurrent clients, the latency of listing
+1,000 and 10,000 pods, and the delay from a write (HTTP PATCH) to each of 100 HTTP watchers
+receiving the event (median, p99). Issue 3's goals on SQLite: >= 2,000 creates/s and a
+median write-to-watcher delay under 10 ms with 100 watchers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bench.common import Metric, fanout_delays_ms, latencies_ms, median, ops_per_second
+from bench.common import percentile, side_by_side
+
+NAME = "api"
+DESCRIPTION = ("API server over HTTP (memory anchor, sqlite): pod creates/s seq and 50 "
+               "concurrent, list ms at 1k/10k pods, write->100 HTTP watchers delay")
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"},
+                         "annotations": {"bench/note": "x" * 200}},
+            "spec": {"containers": [{"name": "web", "image": "knet/whoami",
+                                     "ports": [{"containerPort": 8080, "name": "http"}],
+                                     "env": [{"name": f"E{i}", "value": "v" * 20}
+                                             for i in range(8)],
+                                     "resources": {"requests": {"cpu": "100m",
+                                                                "memory": "64Mi"}}}]}}
+
+
+class Server:
+    """`knet control` in a subprocess, and an HTTP session authenticated against it."""
+
+    def __init__(self, store: str, workdir: Path, *, concurrency: int) -> None:
+        self.store, self.workdir, self.concurrency = store, workdir, concurrency
+
+    async def __aenter__(self) -> Server:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = "memory://" if self.store == "memory" else f"sqlite:///{self.workdir}/state.db"
+        self.log = open(self.workdir / "control.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "knet.cli.main", "control", "--state-dir",
+             str(self.workdir), "--listen", f"127.0.0.1:{port}", "--store", url,
+             "--no-controllers"], stdout=self.log, stderr=subprocess.STDOUT)
+        config = self.workdir / "kubeconfig"
+        deadline = time.monotonic() + 30
+        while not config.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"knet control did not start: see {self.log.name}")
+            await asyncio.sleep(0.05)
+        cfg = yaml.safe_load(config.read_text())
+        self.base = cfg["clusters"][0]["cluster"]["server"]
+        token = cfg["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cafile=str(self.workdir / "tls.crt"))
+        self.session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {token}"},
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=self.concurrency + 110))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      ctype: str = "application/json", params: dict[str, str] | None = None,
+                      ok: tuple[int, ...] = (200, 201)) -> bytes:
+        data = json.dumps(body).encode() if body is not None else None
+        async with self.session.request(method, self.base + path, data=data, params=params,
+                                        headers={"Content-Type": ctype}) as resp:
+            raw = await resp.read()
+            if resp.status not in ok:
+                raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
+            return raw
+
+    async def namespace(self, name: str) -> None:
+        await self.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+
+    async def create_pods(self, ns: str, n: int, *, concurrency: int, start: int = 0) -> float:
+        path = f"/api/v1/namespaces/{ns}/pods"
+        return await ops_per_second(
+            lambda i: self.request("POST", path, body=_pod(f"p{start + i:06d}")), n,
+            concurrency=concurrency)
+
+    async def watch(self, path: str, rv: str) -> AsyncIterator[dict[str, Any]]:
+        params = {"watch": "1", "resourceVersion": rv, "timeoutSeconds": "600"}
+        async with self.session.get(self.base + path, params=params,
+                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            async for line in resp.content:
+                yield json.loads(line)
+
+
+async def _list_ms(server: Server, ns: str, *, repeat: int) -> float:
+    path = f"/api/v1/namespaces/{ns}/pods"
+    return median(await latencies_ms(lambda: server.request("GET", path), repeat=repeat))
+
+
+async def _fanout(server: Server, *, watchers: int, writes: int) -> list[float]:
+    await server.namespace("fan")
+    path = "/api/v1/namespaces/fan/configmaps"
+    created = json.loads(await server.request("POST", path, body={
+        "metadata": {"name": "tick"}, "data": {"i": "-1"}}))
+    rv = created["metadata"]["resourceVersion"]
+
+    def index_of(event: dict[str, Any]) -> int | None:
+        return int(event["object"]["data"]["i"]) if event.get("type") == "MODIFIED" else None
+
+    async def write(i: int) -> None:
+        await server.request("PATCH", f"{path}/tick", body={"data": {"i": str(i)}},
+                             ctype="application/merge-patch+json")
+
+    return await fanout_delays_ms(watchers=watchers, open_watch=lambda: server.watch(path, rv),
+                                  write=write, index_of=index_of, writes=writes)
+
+
+async def run_store(store: str, args: argparse.Namespace) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix=f"bench-api-{store}-") as tmp:
+        async with Server(store, Path(tmp), concurrency=args.concurrency) as server:
+            await server.namespace("seq")
+            await server.namespace("conc")
+            out["seq"] = await server.create_pods("seq", args.n, concurrency=1)
+            out["conc"] = await server.create_pods("conc", args.n_concurrent,
+                                                   concurrency=args.concurrency)
+            for size in (1_000, 10_000):
+                ns = f"l{size}"
+                await server.namespace(ns)
+                await server.create_pods(ns, size, concurrency=args.concurrency)
+                out[f"list{size}"] = await _list_ms(server, ns, repeat=args.list_repeat)
+            delays = await _fanout(server, watchers=args.watchers, writes=args.writes)
+            out["fan50"], out["fan99"] = median(delays), percentile(delays, 99)
+    return out
+
+
+async def _main(args: argparse.Namespace) -> str:
+    results = {s: await run_store(s, args) for s in args.stores}
+    rows = [("seq", "pod creates/s, sequential"),
+            ("conc", f"pod creates/s, {args.concurrency} clients"),
+            ("list1000", "list 1,000 pods ms (median)"),
+            ("list10000", "list 10,000 pods ms (median)"),
+            ("fan50", f"write->{args.watchers} watchers ms p50"),
+            ("fan99", f"write->{args.watchers} watchers ms p99")]
+    metrics = [Metric(label, "", {s: results[s][key] for s in args.stores})
+               for key, label in rows]
+    return side_by_side(metrics, args.stores, anchor=args.stores[0],
+                        title=f"knet API over HTTPS (knet control subprocess, pid {os.getpid()} "
+                        "is the client)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench api", description=DESCRIPTION)
+    p.add_argument("--stores", nargs="+", default=["memory", "sqlite"],
+                   choices=["memory", "sqlite"])
+    p.add_argument("-n", type=int, default=1000, help="sequential creates")
+    p.add_argument("--n-concurrent", type=int, default=3000, help="concurrent creates")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--watchers", type=int, default=100)
+    p.add_argument("--writes", type=int, default=100)
+    p.add_argument("--list-repeat", type=int, default=5)
+    args = p.parse_args(argv)
+    import uvloop
+    print(uvloop.run(_main(args)))
+    return 0
