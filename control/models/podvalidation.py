@@ -40,14 +40,18 @@ IGNORED_POD_FIELDS = {
     "resourceClaims": "ignored",
     "os": "ignored",
     "hostUsers": "ignored",
+    "hostNetwork": "not supported by knet: the pod gets its own network namespace",
+    "dnsConfig": "ignored: knet writes resolv.conf from dnsPolicy",
+    "activeDeadlineSeconds": "ignored: knet's kubelet does not enforce it",
+    "readinessGates": "ignored: knet's kubelet computes Ready from the containers only",
 }
 IGNORED_CONTAINER_FIELDS = {
     "securityContext": "ignored",
     "volumeDevices": "ignored: knet has no block devices",
     "resizePolicy": "ignored",
+    "lifecycle": "ignored: knet runs no postStart/preStop hooks",
 }
-_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir", "hostPath", "downwardAPI",
-                                "projected"})
+_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir"})
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _RESTART = ("Always", "OnFailure", "Never")
@@ -121,8 +125,10 @@ def _ports(errs: FieldErrors, path: str, ports: Any, port_names: set[str]) -> No
             errs.required(f"{p}.containerPort")
         else:
             errs.int_range(f"{p}.containerPort", port["containerPort"], 1, 65535)
-        if port.get("hostPort") not in (None, 0):
-            errs.int_range(f"{p}.hostPort", port["hostPort"], 1, 65535)
+        if port.get("hostPort") not in (None, 0) and errs.int_range(
+                f"{p}.hostPort", port["hostPort"], 1, 65535):
+            errs.warn(f"{p}.hostPort", "ignored: knet does not map host ports; use a "
+                      "NodePort Service")
         name = port.get("name")
         if name:
             if errs.names(f"{p}.name", name, names.iana_svc_name) and name in port_names:
@@ -155,6 +161,9 @@ def _env(errs: FieldErrors, path: str, env: Any) -> None:
                          "may not be specified when `value` is not empty")
         elif kinds[0] == "fieldRef":
             _field_ref(errs, f"{p}.valueFrom.fieldRef", source["fieldRef"])
+        elif kinds[0] == "resourceFieldRef":
+            errs.warn(f"{p}.valueFrom.resourceFieldRef", 'not computed by knet: the variable '
+                      'is set to "0"')
         elif kinds[0] in ("configMapKeyRef", "secretKeyRef"):
             ref = source[kinds[0]]
             if not isinstance(ref, dict) or not ref.get("key"):
@@ -239,8 +248,10 @@ def _volumes(errs: FieldErrors, path: str, volumes: Any) -> set[str]:
             errs.forbidden(f"{p}.{sources[1]}", "may not specify more than 1 volume type")
         for src in sources:
             if src not in _SUPPORTED_VOLUMES:
-                errs.warn(f"{p}.{src}", "volume type not supported by knet: the volume "
-                          "will not be mounted")
+                errs.warn(f"{p}.{src}", "volume type not supported by knet: mounted as an "
+                          "empty directory")
+        if (v.get("emptyDir") or {}).get("medium"):
+            errs.warn(f"{p}.emptyDir.medium", "ignored: knet's emptyDir is a directory on disk")
         cm = v.get("configMap")
         if isinstance(cm, dict) and not cm.get("name"):
             errs.required(f"{p}.configMap.name")

@@ -323,10 +323,17 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
         "spec.template.spec.containers[0].securityContext: ignored",
         "spec.template.spec.containers[0].resources.limits: knet does not enforce limits",
         ("spec.template.spec.volumes[0].persistentVolumeClaim: volume type not supported by "
-        "knet: the volume will not be mounted")])
+        "knet: mounted as an empty directory")])
     out_tpl = out["spec"]["template"]["spec"]
     assert out_tpl["affinity"] == {"nodeAffinity": {"x": 1}}
     assert out_tpl["containers"][0]["securityContext"] == {"runAsUser": 1000}
+    p = pod(hostNetwork=True, volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}])
+    p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    p["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["x"]}}}
+    _, pod_warnings = admit("pods", p)
+    assert sorted(w.split(":")[0] for w in pod_warnings) == [
+        "spec.containers[0].lifecycle", "spec.containers[0].ports[0].hostPort",
+        "spec.hostNetwork", "spec.volumes[0].emptyDir.medium"]
     _, svc_warnings = admit("services", service(type="LoadBalancer"))
     assert svc_warnings and svc_warnings[0].startswith("spec.type: LoadBalancer")
 
