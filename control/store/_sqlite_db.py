@@ -43,7 +43,11 @@ Events = list[StoreEvent]
 Kvs = list[KV]
 
 
-class StoreLocked(RuntimeError):
+class StoreUnavailable(RuntimeError):
+    """The database file cannot be opened or used."""
+
+
+class StoreLocked(StoreUnavailable):
     """Another process holds the database file."""
 
 
@@ -52,18 +56,23 @@ class SqliteDb:
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
-                                    timeout=0, cached_statements=64)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
+                                        timeout=0, cached_statements=64)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"sqlite store {path}: cannot open it ({exc}); check that "
+                                   f"its directory is writable or pick another") from exc
         try:
             self._setup(synchronous)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             self.conn.close()
             if "locked" in str(exc):
                 raise StoreLocked(
                     f"sqlite store {path}: the file is in use by another process (another "
                     f"'knet control'?); stop it or use another state directory") from exc
-            raise
+            raise StoreUnavailable(f"sqlite store {path}: cannot use it ({exc}); is it a "
+                                   f"knet store file?") from exc
         self.compacted = self._meta("compacted")
         (top,) = self.conn.execute("SELECT COALESCE(MAX(rev), 0) FROM log").fetchone()
         self.rev: int = max(int(top), self.compacted)

@@ -158,3 +158,14 @@ async def test_a_killed_process_loses_nothing_it_acknowledged(tmp_path: Path) ->
         assert await s.current_revision() >= max(acked.values())
     finally:
         await s.close()
+
+
+def test_an_unusable_path_is_an_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    with pytest.raises(RuntimeError, match=r"afile/knet.db: cannot open it"):
+        SqliteStore(str(blocker / "knet.db"))
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RuntimeError, match=r"junk.db: cannot use it .*knet store file"):
+        SqliteStore(str(junk))
