@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from control.errors import ApiError
 from control.store._common import KeyIndex
@@ -28,7 +28,6 @@ from control.store.base import KV, StoreEvent
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Result = tuple[Any, list[StoreEvent]]
 _Op = tuple[Callable[[SqliteDb], Result], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 _Delivery = list[tuple["asyncio.Future[Any]", bool, Any]]
@@ -44,7 +43,9 @@ OPEN_TIMEOUT = 30.0
 class SqliteStore:
     """A complete `Store` on one SQLite file; see `control.store.base.Store` for the contract.
 
-    `max_history`: events kept for watch catch-up before automatic compaction.
+    `max_history`: events kept for watch catch-up before automatic compaction. Current
+    values are also held in memory (like the kube-apiserver's watch cache). Use one store from
+    one event loop.
     """
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL",
