@@ -126,8 +126,13 @@ class PtySession:
 
 
 async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: bool,
-                     tty: bool) -> PipeSession | PtySession:
-    cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--wd", "--", *argv]
+                     tty: bool, enter: bool = True) -> PipeSession | PtySession:
+    """Start argv beside container process `pid` (in its namespaces if `enter`; else only
+    in its working directory, for the unprivileged runtime)."""
+    if enter:
+        cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--wd", "--", *argv]
+    else:
+        cmd = ["env", "-C", os.readlink(f"/proc/{pid}/cwd"), "--", *argv]
     if not tty:
         proc = await asyncio.create_subprocess_exec(
             *cmd, env=env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,

@@ -47,7 +47,7 @@ def _ensure_mountpoint(pod_dir: Path, host_path: str, target: str) -> None:
         f.writelines(p + "\n" for p in [*reversed(made), target])
 
 
-def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec) -> None:
+def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec, *, namespaces: bool) -> None:
     """Check what the container needs and make its files; errors are CreateContainerError."""
     def fail(msg: str) -> ContainerStartError:
         return ContainerStartError(f"pod {sandbox.key}: container {spec.name!r}: {msg}",
@@ -55,8 +55,11 @@ def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec) -> None:
 
     if not spec.argv:
         raise fail("no command to run (empty argv)")
-    if not os.path.exists(f"/run/netns/{sandbox.netns}"):
+    if namespaces and not os.path.exists(f"/run/netns/{sandbox.netns}"):
         raise fail(f"netns {sandbox.netns} does not exist; create the pod sandbox first")
+    if not namespaces and spec.mounts:
+        raise fail("volume mounts need the runtime's namespaces (run it as root with "
+                   "namespaces=True)")
     for m in spec.mounts:
         if not os.path.isabs(m.container_path) or not os.path.exists(m.host_path):
             raise fail(f"volume mount {m.host_path} -> {m.container_path}: the host path must "

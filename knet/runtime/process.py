@@ -52,16 +52,20 @@ log = logging.getLogger(__name__)
 class ProcessRuntime:
     """The real runtime. One per agent; `close()` stops its watchers (not the containers)."""
 
-    def __init__(self, *, python: str = sys.executable, start_timeout: float = 10.0) -> None:
+    def __init__(self, *, python: str = sys.executable, start_timeout: float = 10.0,
+                 namespaces: bool = True) -> None:
+        """namespaces=False runs containers in the caller's namespaces (no root needed, no
+        netns, hostname, DNS files or volumes): the same runtime for unprivileged tests."""
         self._launcher = ShimLauncher(python=python)
         self._start_timeout = start_timeout
+        self._namespaces = namespaces
         self._watchers: dict[str, asyncio.Task[int]] = {}
 
     def __repr__(self) -> str:
         return f"<ProcessRuntime watching {len(self._watchers)} containers>"
 
     async def start(self, sandbox: PodSandbox, spec: ContainerSpec) -> ContainerHandle:
-        prepare_pod_dir(sandbox, spec)
+        prepare_pod_dir(sandbox, spec, namespaces=self._namespaces)
         if self._current(sandbox, spec.name) is not None:
             raise RuntimeError_(f"pod {sandbox.key}: container {spec.name!r} is already "
                                 "running; stop it before starting it again")
@@ -109,11 +113,11 @@ class ProcessRuntime:
             marshal.dump(shim_spec, f)
         return self._launcher.launch(inst.spec)
 
-    @staticmethod
-    def _shim_spec(sandbox: PodSandbox, spec: ContainerSpec,
+    def _shim_spec(self, sandbox: PodSandbox, spec: ContainerSpec,
                    inst: layout.Instance) -> dict[str, object]:
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root", **spec.env}
-        return {"key": sandbox.key, "name": spec.name, "netns": sandbox.netns,
+        return {"key": sandbox.key, "name": spec.name, "namespaces": self._namespaces,
+                "netns": sandbox.netns,
                 "hostname": sandbox.hostname, "resolv": str(sandbox.pod_dir / "resolv.conf"),
                 "hosts": str(sandbox.pod_dir / "hosts"), "argv": list(spec.argv), "env": env,
                 "workdir": spec.workdir or "",
@@ -138,6 +142,12 @@ class ProcessRuntime:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._wait_exit(handle))
             self._watchers[handle.id] = task
+
+            def forget(t: asyncio.Task[int]) -> None:  # a later wait reads the exit record
+                if self._watchers.get(handle.id) is t:
+                    del self._watchers[handle.id]
+
+            task.add_done_callback(forget)
         return task
 
     async def _wait_exit(self, handle: ContainerHandle) -> int:
@@ -185,11 +195,17 @@ class ProcessRuntime:
             except ProcessLookupError:
                 pass
 
-    def _current(self, sandbox: PodSandbox, name: str) -> ContainerHandle | None:
-        done = layout.attempts(sandbox.pod_dir, name)
+    def latest(self, sandbox: PodSandbox, container_name: str) -> ContainerHandle | None:
+        """The latest instance of a container, running or not (None if it never started):
+        after an agent restart, `last_exit` of it tells how it ended while no one watched."""
+        done = layout.attempts(sandbox.pod_dir, container_name)
         if not done:
             return None
-        h = self._handle(sandbox, name, layout.instance(sandbox.pod_dir, name, done[-1]))
+        return self._handle(sandbox, container_name,
+                            layout.instance(sandbox.pod_dir, container_name, done[-1]))
+
+    def _current(self, sandbox: PodSandbox, name: str) -> ContainerHandle | None:
+        h = self.latest(sandbox, name)
         return h if h is not None and self.running(h) else None
 
     def adopt(self, sandbox: PodSandbox, container_name: str) -> ContainerHandle | None:
@@ -260,7 +276,7 @@ class ProcessRuntime:
                                 "exec needs a running container")
         spec_env = self._spec_env(layout.instance(sandbox.pod_dir, container, h.attempt))
         return await spawn_exec(h.pid, list(argv), env={**spec_env, **(env or {})},
-                                stdin=stdin, tty=tty)
+                                stdin=stdin, tty=tty, enter=self._namespaces)
 
     @staticmethod
     def _spec_env(inst: layout.Instance) -> dict[str, str]:

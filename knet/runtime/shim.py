@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # subprocess and costs the shim ~25 ms at every container start.
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWNET = 0x00020000, 0x04000000, 0x40000000
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -70,6 +71,8 @@ def _exec_message(argv0: str, exc: OSError) -> tuple[int, str]:
 
 
 def _enter(spec: dict[str, Any]) -> None:
+    if not spec["namespaces"]:
+        return  # an unprivileged runtime: the caller's namespaces as they are
     fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
     _call(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
     os.close(fd)
@@ -194,6 +197,7 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
             break
     records.kill_container(pid, mnt_ns)  # while the leader is a zombie: its pid is not reused
     _, status = os.waitpid(pid, 0)
+    _kill_orphans()
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     if ns_fd >= 0:
@@ -208,8 +212,40 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     return 0
 
 
+def _kill_orphans() -> None:
+    """Kill what the container left behind that reparented to us (we are a subreaper):
+    daemons that left its group, without needing its mount namespace to find them."""
+    me = str(os.getpid()).encode()
+    for _ in range(20):
+        kids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if raw[raw.rindex(b")") + 2:].split()[1] == me:
+                kids.append(int(entry))
+        for kid in kids:
+            try:
+                os.kill(kid, records.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            return
+        if not kids:
+            return
+        time.sleep(0.01)
+
+
 def main(spec_path: str) -> int:
     _report(f"pid\t{os.getpid()}\n")
+    _call(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     with open(spec_path, "rb") as f:
         spec: dict[str, Any] = marshal.load(f)
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

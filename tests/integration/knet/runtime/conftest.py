@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,11 @@ def netns() -> Iterator[str]:
 def sandbox(netns: str, tmp_path: Path) -> PodSandbox:
     return PodSandbox.for_pod("default", "web-1", netns=netns, pod_ip="10.244.1.5",
                               pod_dir=tmp_path / "pod", subdomain="web")
+
+
+@pytest.fixture
+def make_rt() -> Callable[[], ProcessRuntime]:
+    return ProcessRuntime
 
 
 @pytest.fixture
