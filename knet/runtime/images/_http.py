@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
            400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
            413: "Payload Too Large", 417: "Expectation Failed",
@@ -178,6 +179,9 @@ class _Conn:
         headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:])]
         length = next((v for k, v in headers if k.lower() == "content-length"), "0")
         size = int(length) if length.isdigit() else 0
+        if size > MAX_BODY:
+            self.fail(413)
+            return None
         if len(self.buf) < end + 4 + size:
             return None
         body, self.buf = self.buf[end + 4:end + 4 + size], self.buf[end + 4 + size:]

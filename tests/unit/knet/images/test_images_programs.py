@@ -193,3 +193,29 @@ def test_busybox_runs_host_shell(start: Starter) -> None:
     proc = start("busybox", ["sh", "-c", "echo hi from $0; exit 4"])
     out, _ = proc.communicate(timeout=5)
     assert (out, proc.returncode) == (b"hi from sh\n", 4)
+
+
+def test_http_garbage_gets_400_and_the_server_keeps_serving(start: Starter, port: int) -> None:
+    start("knet/whoami", ["--port", str(port)], port=port)
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"\x16\x03\x01 this is not http\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 Bad Request")
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+    assert curl(f"http://127.0.0.1:{port}/").startswith("Hostname: ")
+
+
+def test_netexec_slow_shell_does_not_block_others(start: Starter, port: int,
+                                                  new_port: Callable[[], int]) -> None:
+    start(AGNHOST, ["netexec", f"--http-port={port}", f"--udp-port={new_port()}"], port=port)
+    slow = subprocess.Popen(["curl", "-s", "--max-time", "10",
+                             f"http://127.0.0.1:{port}/shell?cmd=sleep%202%3B%20echo%20done"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert curl(f"http://127.0.0.1:{port}/echo?msg=quick", "--max-time", "1") == "quick"
+        out, _ = slow.communicate(timeout=10)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    assert json.loads(out) == {"output": "done\n"}
