@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from knet.runtime.base import PodSandbox
 from knet.runtime.process import ProcessRuntime
 
+# the shared contract and its helpers live beside the unprivileged run, in tests/unit
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "unit" / "knet" / "runtime"))
 _seq = itertools.count()
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runtime_contract import logs, run
 
 from knet.runtime.base import ContainerSpec, ContainerStartError, Mount, PodSandbox
 from knet.runtime.process import ProcessRuntime
@@ -35,18 +36,6 @@ for _ in range(200):
         time.sleep(0.05)
 print("client got:", c.recv(100).decode().strip(), flush=True)
 """
-
-
-async def logs(rt: ProcessRuntime, h: object, **kw: object) -> str:
-    chunks = [c async for c in rt.read_logs(h, follow=False, **kw)]  # type: ignore[arg-type]
-    return b"".join(chunks).decode()
-
-
-async def run(rt: ProcessRuntime, sb: PodSandbox, name: str, argv: list[str],
-              **kw: object) -> tuple[int, str]:
-    h = await rt.start(sb, ContainerSpec(name=name, argv=argv, **kw))  # type: ignore[arg-type]
-    code = await asyncio.wait_for(rt.wait(h), timeout=20)
-    return code, await logs(rt, h)
 
 
 async def test_two_containers_of_a_pod_talk_over_localhost(rt: ProcessRuntime,

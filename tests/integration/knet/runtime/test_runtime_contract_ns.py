@@ -1,10 +1,6 @@
-"""The Runtime contract on ProcessRuntime with real namespaces, inside `knet sandbox`."""
+"""The Runtime contract on ProcessRuntime with real namespaces, inside `knet sandbox`
+(conftest.py puts tests/unit/knet/runtime, where the contract lives, on sys.path)."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "unit" / "knet" / "runtime"))
 
 from runtime_contract import *

@@ -7,19 +7,10 @@ import asyncio
 import os
 from pathlib import Path
 
-from knet.runtime.base import ContainerSpec, ExecSession, Mount, PodSandbox
+from runtime_contract import SLEEPER, read_all
+
+from knet.runtime.base import ContainerSpec, Mount, PodSandbox
 from knet.runtime.process import ProcessRuntime
-
-SLEEPER = ["sh", "-c", "echo started; exec sleep 300"]
-
-
-async def read_all(s: ExecSession) -> tuple[bytes, bytes]:
-    out, err = [], []
-    while chunk := await asyncio.wait_for(s.read_stdout(), timeout=20):
-        out.append(chunk)
-    while chunk := await asyncio.wait_for(s.read_stderr(), timeout=20):
-        err.append(chunk)
-    return b"".join(out), b"".join(err)
 
 
 async def test_exec_runs_in_the_containers_namespaces(rt: ProcessRuntime,
