@@ -115,11 +115,13 @@ def default_pod_spec(spec: Obj) -> None:
 
 def _qos_class(spec: Obj) -> str:
     containers = _dicts(spec.get("containers"))
-    resources = [c.get("resources") or {} for c in containers]
+    resources = [c["resources"] for c in containers if isinstance(c.get("resources"), dict)]
     if not any(r.get("requests") or r.get("limits") for r in resources):
         return "BestEffort"
     for r in resources:
-        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        limits, requests = r.get("limits"), r.get("requests") or {}
+        if not isinstance(limits, dict) or not isinstance(requests, dict):
+            return "Burstable"
         if not ("cpu" in limits and "memory" in limits) or any(
                 str(requests.get(k, limits[k])) != str(limits[k]) for k in ("cpu", "memory")):
             return "Burstable"
@@ -181,9 +183,7 @@ def _default_rc(obj: Obj, old: Obj | None) -> None:
     if spec is None:
         return
     spec.setdefault("replicas", 1)
-    template = spec.get("template")
-    labels = ((template.get("metadata") or {}).get("labels")
-              if isinstance(template, dict) else None)
+    labels = _labels_of(spec.get("template"))
     if labels and isinstance(labels, dict):
         if not spec.get("selector"):
             spec["selector"] = dict(labels)
@@ -191,6 +191,11 @@ def _default_rc(obj: Obj, old: Obj | None) -> None:
         if isinstance(md, dict) and not md.get("labels"):
             md["labels"] = dict(labels)
     _default_template(spec)
+
+
+def _labels_of(template: Any) -> Any:
+    md = template.get("metadata") if isinstance(template, dict) else None
+    return md.get("labels") if isinstance(md, dict) else None
 
 
 def _default_service(obj: Obj, old: Obj | None) -> None:

@@ -70,6 +70,24 @@ class FieldErrors:
 
     # -- helpers used by many validators ----------------------------------------------------
 
+    def list_of(self, field: str, value: Any) -> list[Any]:
+        """`value` if it is a list ([] for None); a type error and [] otherwise."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.type_error(field, value, "a list")
+            return []
+        return value
+
+    def map_of(self, field: str, value: Any) -> dict[str, Any]:
+        """`value` if it is an object ({} for None); a type error and {} otherwise."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.type_error(field, value, "an object")
+            return {}
+        return value
+
     def names(self, field: str, value: Any, errs_of: Callable[[str], tuple[str, ...]]) -> bool:
         """Check `value` with a names.* checker; record one Invalid per problem."""
         if not isinstance(value, str):

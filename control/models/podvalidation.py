@@ -175,6 +175,9 @@ def _field_ref(errs: FieldErrors, path: str, ref: Any) -> None:
     if not fp:
         errs.required(f"{path}.fieldPath")
         return
+    if not isinstance(fp, str):
+        errs.type_error(f"{path}.fieldPath", fp, "a string")
+        return
     base = fp.split("[", 1)[0] if fp.endswith("']") else fp
     if base not in _FIELD_REFS or ("[" in fp and base not in ("metadata.labels",
                                                                "metadata.annotations")):
@@ -224,11 +227,15 @@ def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> Non
             continue
         if not m.get("name"):
             errs.required(f"{p}.name")
+        elif not isinstance(m["name"], str):
+            errs.type_error(f"{p}.name", m["name"], "a string")
         elif m["name"] not in volumes:
             errs.not_found(f"{p}.name", m["name"])
         mount_path = m.get("mountPath")
         if not mount_path:
             errs.required(f"{p}.mountPath")
+        elif not isinstance(mount_path, str):
+            errs.type_error(f"{p}.mountPath", mount_path, "a string")
         elif mount_path in paths:
             errs.invalid(f"{p}.mountPath", mount_path, "must be unique")
         else:

@@ -264,19 +264,28 @@ def selector_from_spec(spec: Mapping[str, Any] | None) -> LabelSelector:
         return LabelSelector()
     if not set(spec) <= {"matchLabels", "matchExpressions"}:
         return selector_from_labels(spec)
-    reqs = [Requirement(k, "=", (str(v),)) for k, v in (spec.get("matchLabels") or {}).items()]
-    for i, expr in enumerate(spec.get("matchExpressions") or []):
+    labels, exprs = spec.get("matchLabels") or {}, spec.get("matchExpressions") or []
+    if not isinstance(labels, Mapping):
+        raise BadRequest(f"matchLabels: must be a map of labels, got {labels!r}")
+    if not isinstance(exprs, list):
+        raise BadRequest(f"matchExpressions: must be a list, got {exprs!r}")
+    reqs = [Requirement(str(k), "=", (str(v),)) for k, v in labels.items()]
+    for i, expr in enumerate(exprs):
         reqs.append(_expression(i, expr))
     return _sorted(reqs)
 
 
-def _expression(i: int, expr: Mapping[str, Any]) -> Requirement:
+def _expression(i: int, expr: Any) -> Requirement:
     where = f"matchExpressions[{i}]"
-    key, operator = expr.get("key") or "", expr.get("operator") or ""
-    values = tuple(sorted({str(v) for v in expr.get("values") or ()}))
-    if not key:
-        raise BadRequest(f"{where}.key: Required value")
-    op = SPEC_OPERATORS.get(operator)
+    if not isinstance(expr, Mapping):
+        raise BadRequest(f"{where}: must be an object with key, operator and values")
+    key, operator, raw = expr.get("key") or "", expr.get("operator") or "", expr.get("values")
+    if not key or not isinstance(key, str):
+        raise BadRequest(f"{where}.key: Required value: a label key")
+    if raw is not None and not isinstance(raw, list):
+        raise BadRequest(f"{where}.values: must be a list of strings, got {raw!r}")
+    values = tuple(sorted({str(v) for v in raw or ()}))
+    op = SPEC_OPERATORS.get(operator) if isinstance(operator, str) else None
     if op is None:
         raise BadRequest(f"{where}.operator: Unsupported value: {operator!r}: supported values: "
                          '"In", "NotIn", "Exists", "DoesNotExist"')

@@ -44,6 +44,10 @@ def _ipv4(value: Any) -> bool:
     return True
 
 
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
 def _service_ports(errs: FieldErrors, spec: Obj, kind: str) -> None:
     ports = spec.get("ports")
     if ports is None:
@@ -63,16 +67,16 @@ def _service_ports(errs: FieldErrors, spec: Obj, kind: str) -> None:
             continue
         _one_service_port(errs, p, port, kind, multi=len(ports) > 1)
         name = port.get("name")
-        if name:
+        if name and isinstance(name, str):
             if name in seen_names:
                 errs.duplicate(f"{p}.name", name)
             seen_names.add(str(name))
-        key = (port.get("port"), port.get("protocol"))
+        key = (_hashable(port.get("port")), _hashable(port.get("protocol")))
         if key in seen_ports:
             errs.duplicate(p, {"port": key[0], "protocol": key[1]})
         seen_ports.add(key)
         if port.get("nodePort"):
-            node_key = (port["nodePort"], port.get("protocol"))
+            node_key = (_hashable(port["nodePort"]), _hashable(port.get("protocol")))
             if node_key in seen_node_ports:
                 errs.duplicate(f"{p}.nodePort", port["nodePort"])
             seen_node_ports.add(node_key)
@@ -134,7 +138,8 @@ def _affinity(errs: FieldErrors, spec: Obj) -> None:
             errs.forbidden("spec.sessionAffinityConfig",
                            "must not be set when session affinity is None")
         return
-    timeout = ((cfg or {}).get("clientIP") or {}).get("timeoutSeconds")
+    client = errs.map_of("spec.sessionAffinityConfig", cfg).get("clientIP")
+    timeout = errs.map_of("spec.sessionAffinityConfig.clientIP", client).get("timeoutSeconds")
     if timeout is not None:
         errs.int_range("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout, 1, 86400)
 
@@ -171,7 +176,7 @@ def validate_service_update(errs: FieldErrors, new: Obj, old: Obj) -> None:
 
 
 def _endpoint_ports(errs: FieldErrors, path: str, ports: Any, *, port_required: bool) -> None:
-    for i, port in enumerate(ports or []):
+    for i, port in enumerate(errs.list_of(path, ports)):
         p = f"{path}[{i}]"
         if not isinstance(port, dict):
             errs.type_error(p, port, "an object")
@@ -184,13 +189,13 @@ def _endpoint_ports(errs: FieldErrors, path: str, ports: Any, *, port_required: 
 
 
 def validate_endpoints(errs: FieldErrors, obj: Obj) -> None:
-    for i, subset in enumerate(obj.get("subsets") or []):
+    for i, subset in enumerate(errs.list_of("subsets", obj.get("subsets"))):
         path = f"subsets[{i}]"
         if not isinstance(subset, dict):
             errs.type_error(path, subset, "an object")
             continue
         for group in ("addresses", "notReadyAddresses"):
-            for j, addr in enumerate(subset.get(group) or []):
+            for j, addr in enumerate(errs.list_of(f"{path}.{group}", subset.get(group))):
                 ip = addr.get("ip") if isinstance(addr, dict) else None
                 if not _ipv4(ip):
                     errs.invalid(f"{path}.{group}[{j}].ip", ip, "must be a valid IPv4 address")
@@ -203,7 +208,7 @@ def validate_endpointslice(errs: FieldErrors, obj: Obj) -> None:
         errs.required("addressType")
     else:
         errs.one_of("addressType", family, ("IPv4", "IPv6", "FQDN"))
-    for i, ep in enumerate(obj.get("endpoints") or []):
+    for i, ep in enumerate(errs.list_of("endpoints", obj.get("endpoints"))):
         addrs = ep.get("addresses") if isinstance(ep, dict) else None
         if not isinstance(addrs, list) or not 1 <= len(addrs) <= 100:
             errs.invalid(f"endpoints[{i}].addresses", addrs,

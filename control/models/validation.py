@@ -73,7 +73,7 @@ def _metadata(errs: FieldErrors, info: ResourceInfo, obj: Obj) -> str:
     validate_labels(errs, "metadata.labels", md.get("labels"))
     _annotations(errs, md.get("annotations"))
     _owner_references(errs, md.get("ownerReferences"))
-    for i, fin in enumerate(md.get("finalizers") or []):
+    for i, fin in enumerate(errs.list_of("metadata.finalizers", md.get("finalizers"))):
         errs.names(f"metadata.finalizers[{i}]", fin, names.qualified_name)
     return str(name or md.get("generateName") or "")
 
@@ -97,7 +97,7 @@ def _annotations(errs: FieldErrors, annotations: Any) -> None:
 
 def _owner_references(errs: FieldErrors, refs: Any) -> None:
     controllers = 0
-    for i, ref in enumerate(refs or []):
+    for i, ref in enumerate(errs.list_of("metadata.ownerReferences", refs)):
         path = f"metadata.ownerReferences[{i}]"
         if not isinstance(ref, dict):
             errs.type_error(path, ref, "an object")
@@ -195,8 +195,8 @@ def _immutable_data_update(errs: FieldErrors, new: Obj, old: Obj) -> None:
 
 
 def _validate_node(errs: FieldErrors, obj: Obj) -> None:
-    spec = obj.get("spec") or {}
-    for i, taint in enumerate(spec.get("taints") or [] if isinstance(spec, dict) else []):
+    spec = errs.map_of("spec", obj.get("spec"))
+    for i, taint in enumerate(errs.list_of("spec.taints", spec.get("taints"))):
         path = f"spec.taints[{i}]"
         if not isinstance(taint, dict) or not taint.get("key"):
             errs.required(f"{path}.key")
@@ -213,14 +213,15 @@ def _validate_event(errs: FieldErrors, obj: Obj) -> None:
     if not isinstance(involved, dict):
         errs.required("involvedObject")
         return
-    ns = (obj.get("metadata") or {}).get("namespace")
+    md = obj.get("metadata")
+    ns = md.get("namespace") if isinstance(md, dict) else None
     if involved.get("namespace") and ns and involved["namespace"] != ns:
         errs.invalid("involvedObject.namespace", involved["namespace"],
                      "does not match event.namespace")
 
 
 def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
-    spec = obj.get("spec") or {}
+    spec = obj.get("spec")
     if isinstance(spec, dict):
         if spec.get("leaseDurationSeconds") is not None:
             errs.int_range("spec.leaseDurationSeconds", spec["leaseDurationSeconds"], 1)

@@ -50,7 +50,8 @@ def validate_spec_selector(errs: FieldErrors, path: str, selector: Any) -> Label
         errs.type_error(path, selector, "a label selector object")
         return None
     validate_labels(errs, f"{path}.matchLabels", selector.get("matchLabels"))
-    for i, expr in enumerate(selector.get("matchExpressions") or []):
+    exprs = errs.list_of(f"{path}.matchExpressions", selector.get("matchExpressions"))
+    for i, expr in enumerate(exprs):
         if isinstance(expr, dict) and expr.get("key"):
             errs.names(f"{path}.matchExpressions[{i}].key", expr["key"], names.qualified_name)
     try:
