@@ -18,6 +18,7 @@ from control.models import printers as p
 
 __all__ = ["Column", "columns", "table"]
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Column = tuple[str, str, int, str]          # name, type, priority, description
 Printer = Callable[[Obj, datetime], list[Any]]
@@ -208,14 +209,24 @@ def columns(resource: str) -> list[Obj]:
 
 def _row(resource: str, printer: Printer, obj: Obj, now: datetime,
          include_object: bool) -> Obj:
-    row: Obj = {"cells": printer(obj, now)}
+    try:
+        cells = printer(obj, now)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        # a stored object of a kind admission does not check (jobs, daemonsets, ...) with a
+        # malformed field: show the row rather than fail the whole list
+        name = _md(obj, "name") if isinstance(obj, dict) else None
+        log.warning("%s/%s: cannot print a table row (%s: %s); showing <invalid> cells",
+                    resource, name, type(exc).__name__, exc)
+        cells = [name, *["<invalid>"] * (len(_COLUMNS.get(resource, [NAME, AGE])) - 1)]
+    row: Obj = {"cells": cells}
     if resource == "pods":
         conditions = p.pod_row_conditions(obj)
         if conditions:
             row["conditions"] = conditions
     if include_object:
+        md = obj.get("metadata") if isinstance(obj, dict) else None
         row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                         "metadata": obj.get("metadata") or {}}
+                         "metadata": md if isinstance(md, dict) else {}}
     return row
 
 

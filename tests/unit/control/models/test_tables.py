@@ -234,3 +234,14 @@ def test_every_resource_has_one_cell_per_column(resource: str) -> None:
     assert len(out["rows"]) == 2
     assert all(len(r["cells"]) == len(columns(resource)) for r in out["rows"])
     assert out["columnDefinitions"][0]["name"] in ("Name", "Last Seen")
+
+
+def test_a_malformed_unvalidated_object_gets_an_invalid_row_not_an_error() -> None:
+    good = {"metadata": meta("ok"), "spec": {"template": {"spec": {"containers": [
+        {"name": "c", "image": "i"}]}}}, "status": {"numberReady": 2}}
+    bad = {"metadata": meta("broken"), "spec": {"template": {"spec": {"containers": [7]}}}}
+    out = table("daemonsets", [good, bad], now=NOW)
+    assert out["rows"][0]["cells"][3] == 2
+    assert out["rows"][1]["cells"][0] == "broken"
+    assert set(out["rows"][1]["cells"][1:]) == {"<invalid>"}
+    assert len(out["rows"][1]["cells"]) == len(out["columnDefinitions"])
