@@ -121,6 +121,16 @@ def _listen(kind: int, port: int, host: str | None) -> _socket.socket:
     return sock
 
 
+_date = [0, ""]  # (second, "Date: ...") cached: one strftime per second, not per request
+
+
+def _date_header() -> str:
+    now = int(time.time())
+    if now != _date[0]:
+        _date[:] = [now, time.strftime("Date: %a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))]
+    return str(_date[1])
+
+
 class _Conn:
     def __init__(self, server: HttpServer, sock: _socket.socket, peer: tuple[str, int]) -> None:
         self.server, self.sock, self.peer = server, sock, peer[:2]
@@ -196,7 +206,7 @@ class _Conn:
         close = close or conn == "close" or (req.version == "HTTP/1.0" and conn != "keep-alive")
         head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}",
                 f"Server: {self.server.name}",
-                time.strftime("Date: %a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+                _date_header(),
                 f"Content-Type: {resp.content_type}", f"Content-Length: {len(resp.body)}",
                 "Connection: close" if close else "Connection: keep-alive"]
         head += [f"{k}: {v}" for k, v in resp.headers]

@@ -15,12 +15,15 @@ from knet.runtime.images._http import HttpServer, Request, Response, UsageError,
 from knet.runtime.images._loop import Loop
 
 
+_NODE = os.environ.get("NODE_NAME", "")
+
+
 def _hostname() -> str:
     return os.environ.get("POD_NAME") or os.uname().nodename
 
 
 def _info(req: Request) -> dict[str, object]:
-    return {"hostname": _hostname(), "ip": [req.local[0]], "node": os.environ.get("NODE_NAME", ""),
+    return {"hostname": _hostname(), "ip": [req.local[0]], "node": _NODE,
             "remoteAddr": f"{req.client[0]}:{req.client[1]}", "method": req.method,
             "url": req.target, "proto": req.version, "host": req.header("host"),
             "headers": {k: v for k, v in req.headers}}
