@@ -23,7 +23,7 @@ from pathlib import Path
 from control.client import HttpClient
 from control.errors import ApiError
 from knet.cluster import procs, system
-from knet.cluster.state import DEFAULT_LISTEN, ClusterRecord
+from knet.cluster.state import ClusterRecord
 from knet.errors import KnetError
 
 Say = Callable[[str], None]
@@ -32,7 +32,7 @@ API_PORT = 6443
 
 
 def _knet(*args: str) -> list[str]:
-    return [sys.executable, "-m", "knet.cli.main", *args]
+    return [sys.executable, "-m", "knet.cli.main", "-v", *args]
 
 
 def _need_root(what: str) -> None:
@@ -48,7 +48,7 @@ def _dataplane(state_dir: Path):  # type: ignore[no-untyped-def]
 
 
 async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
-             listen: str = DEFAULT_LISTEN, timeout: float = 90.0,
+             timeout: float = 90.0,
              say: Say = lambda _m: None) -> ClusterRecord:
     """Bring up a cluster of `nodes` nodes and return its record."""
     _need_root("up")
@@ -63,7 +63,7 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
         await down(state_dir)
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
-                        server=f"http://{listen}")
+                        server=f"https://{HOST_IP}:{API_PORT}")
     if not state_dir.exists():
         state_dir.mkdir(parents=True)
         rec.made_dirs.append(str(state_dir))
@@ -76,10 +76,11 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
             await dp.ensure_host()
         finally:
             await dp.close()
-        say(f"control plane: API server on {listen}, store {rec.store}")
+        say(f"control plane: API server on {HOST_IP}:{API_PORT} and 127.0.0.1:{API_PORT}, "
+            f"store {rec.store}")
         rec.procs["control"] = procs.spawn("control", _knet(
-            "control", "--state-dir", str(state_dir), "--listen", listen,
-            "--listen", f"{HOST_IP}:{API_PORT}", "--store", rec.store), log=rec.log("control"))
+            "control", "--state-dir", str(state_dir), "--listen", f"{HOST_IP}:{API_PORT}",
+            "--store", rec.store), log=rec.log("control"))
         rec.save()
         client = await _wait_api(rec, deadline)
         try:
@@ -97,8 +98,9 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
         finally:
             await client.close()
     except BaseException:
-        say("start failed: undoing what was made")
-        await down(state_dir)
+        say(f"start failed: undoing what was made (logs kept in {state_dir / 'logs'}; "
+            "'knet down' removes them)")
+        await down(state_dir, keep_logs=True)
         raise
     return rec
 
@@ -153,8 +155,9 @@ def _node_ready(node: dict) -> bool:  # type: ignore[type-arg]
     return False
 
 
-async def down(state_dir: Path, *, say: Say = lambda _m: None) -> bool:
-    """Remove everything `up` made in state_dir. False if there was nothing to remove."""
+async def down(state_dir: Path, *, say: Say = lambda _m: None, keep_logs: bool = False) -> bool:
+    """Remove everything `up` made in state_dir. False if there was nothing to remove.
+    keep_logs leaves logs/ and a record without processes, for a later `down` to remove."""
     _need_root("down")
     rec = ClusterRecord.load(state_dir)
     if rec is None:
@@ -162,11 +165,9 @@ async def down(state_dir: Path, *, say: Say = lambda _m: None) -> bool:
     for role in sorted(rec.procs, key=lambda r: r == "control"):  # agents first
         if procs.stop(rec.procs[role], grace=10.0):
             say(f"stopped {role} (pid {rec.procs[role].pid})")
-    from knet.runtime import cleanup_pods
-
-    killed = await cleanup_pods(state_dir / "pods")
-    if killed:
-        say(f"stopped {killed} container process(es)")
+    removed = await _remove_pods(state_dir / "pods")
+    if removed:
+        say(f"stopped the containers of {removed} pod(s)")
     dp = _dataplane(state_dir)
     try:
         await dp.cleanup()
@@ -175,12 +176,38 @@ async def down(state_dir: Path, *, say: Say = lambda _m: None) -> bool:
     say("removed the cluster's namespaces, links, addresses and routes")
     for name in ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "control.pid"):
         (state_dir / name).unlink(missing_ok=True)
-    for sub in ("logs", "pods", "dataplane", "volumes"):
+    for sub in ("pods", "dataplane", "volumes") + (() if keep_logs else ("logs",)):
         shutil.rmtree(state_dir / sub, ignore_errors=True)
+    if keep_logs:
+        rec.procs = {}
+        rec.save()
+        return True
     rec.path.unlink(missing_ok=True)
     for d in reversed(rec.made_dirs):
         shutil.rmtree(d, ignore_errors=True)
     return True
+
+
+async def _remove_pods(root: Path) -> int:
+    """Kill the containers the runtime recorded under root (pods/NODE/POD_DIR) and delete
+    their files; returns how many pod directories there were."""
+    from knet.runtime.base import PodSandbox
+    from knet.runtime.process import ProcessRuntime
+
+    if not root.is_dir():
+        return 0
+    runtime = ProcessRuntime()
+    count = 0
+    try:
+        for node_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for pod_dir in sorted(p for p in node_dir.iterdir() if p.is_dir()):
+                await runtime.remove(PodSandbox(key=f"{node_dir.name}/{pod_dir.name}", netns="",
+                                                hostname="", pod_dir=pod_dir, resolv_conf="",
+                                                hosts=""))
+                count += 1
+    finally:
+        await runtime.close()
+    return count
 
 
 async def status(state_dir: Path) -> dict[str, object]:

@@ -21,7 +21,6 @@ from typing import Any
 from knet.cluster.procs import ProcRecord
 
 DEFAULT_STATE_DIR = Path(os.environ.get("KNET_STATE_DIR", "/var/lib/knet"))
-DEFAULT_LISTEN = "127.0.0.1:6443"
 
 
 @dataclass

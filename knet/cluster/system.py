@@ -38,6 +38,9 @@ COREDNS_DEPLOYMENT: dict[str, Any] = {
                 "dnsPolicy": "Default",
                 "containers": [{
                     "name": "coredns", "image": "knet/dns",
+                    "args": ["--kubeconfig",
+                             "/var/run/secrets/kubernetes.io/serviceaccount/kubeconfig",
+                             "--listen", "0.0.0.0:53", "--log-queries"],
                     "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
                               {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
                     "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 2},

@@ -36,7 +36,8 @@ AGENT_PORT_BASE = 10250
 class Agent:
     def __init__(self, *, spec: NodeSpec, state_dir: Path, client: Client, dataplane: Dataplane,
                  runtime: Runtime, options: KubeletOptions | None = None,
-                 agent_port: int | None = None, run_proxy: bool = True) -> None:
+                 agent_port: int | None = None, run_proxy: bool = True,
+                 service_account: dict[str, str] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.state_dir = state_dir
@@ -46,6 +47,7 @@ class Agent:
         self.options = options or KubeletOptions()
         self.port = agent_port if agent_port is not None else AGENT_PORT_BASE + spec.index
         self.run_proxy = run_proxy
+        self.service_account = service_account or {}
         self.workers: dict[str, PodWorker] = {}
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []
@@ -84,7 +86,7 @@ class Agent:
                            host_ip=self.spec.underlay_ip, pods_root=self.pods_root,
                            client=self.client, dataplane=self.dataplane, runtime=self.runtime,
                            lookup=self._lookup, service_env=self._service_env, event=self._event,
-                           options=self.options)
+                           service_account=self.service_account, options=self.options)
 
     # -- pods ----------------------------------------------------------------------------
     def _on_pod(self, pod: Obj, *_: Obj) -> None:

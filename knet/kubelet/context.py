@@ -38,5 +38,6 @@ class NodeContext:
     lookup: Callable[[str, str, str], Awaitable[Obj | None]]
     service_env: Callable[[str], dict[str, str]]
     event: Callable[[Obj, str, str, str], None]
+    service_account: dict[str, str] = field(default_factory=dict)  # file name -> content
     options: KubeletOptions = field(default_factory=KubeletOptions)
     clock: Callable[[], float] = time.time

@@ -154,6 +154,7 @@ class PodWorker:
             host_aliases=[(a["ip"], a.get("hostnames") or []) for a in spec.get("hostAliases") or []])
         self.dir.mkdir(parents=True, exist_ok=True)
         self.volumes = await cspec.materialize_volumes(self.pod, self.dir, lookup=self.ctx.lookup)
+        cspec.write_service_account(self.pod, self.dir, self.ctx.service_account, self.volumes)
 
     def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False) -> ContainerRunner:
         assert self.sandbox is not None

@@ -18,8 +18,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kubeconfig", type=Path, required=True)
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--port", type=int, default=None, help="agent API port (default 10250+i)")
+    p.add_argument("--api-host", default="172.18.0.1",
+                   help="the API server's address as pods reach it (default 172.18.0.1)")
     p.add_argument("--no-proxy", action="store_true", help="do not run the node's kube-proxy")
     p.set_defaults(func=_run)
+
+
+def service_account_files(kubeconfig: Path, api_host: str) -> dict[str, str]:
+    """token, ca.crt and a kubeconfig for pods, from the agent's own kubeconfig, with the
+    server at the API's underlay address (pods cannot reach the host's loopback). knet has
+    one identity; Kubernetes would mint a token per service account."""
+    import base64
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    doc = yaml.safe_load(kubeconfig.read_text())
+    cluster = doc["clusters"][0]["cluster"]
+    token = doc["users"][0]["user"].get("token", "")
+    ca = base64.b64decode(cluster.get("certificate-authority-data", "")).decode()
+    url = urlsplit(cluster["server"])
+    cluster["server"] = f"{url.scheme}://{api_host}:{url.port or 443}"
+    return {"token": token, "ca.crt": ca, "kubeconfig": yaml.safe_dump(doc, sort_keys=False)}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,7 +63,8 @@ async def _main(args: argparse.Namespace) -> int:
     spec = NodeSpec.default(args.index, name=args.node)
     agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
                   dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
-                  runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy)
+                  runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy,
+                  service_account=service_account_files(args.kubeconfig, args.api_host))
     try:
         await agent.run(stop)
     finally:

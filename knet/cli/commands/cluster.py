@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from knet.cluster.state import DEFAULT_LISTEN, DEFAULT_STATE_DIR, ClusterRecord
+from knet.cluster.state import DEFAULT_STATE_DIR, ClusterRecord
 from knet.errors import KnetError
 
 
@@ -23,7 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help="API server address (loopback)")
     p.add_argument("--timeout", type=float, default=120.0)
     _state_arg(p)
     p.set_defaults(func=_up)
@@ -46,7 +45,7 @@ def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
     rec = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   listen=args.listen, timeout=args.timeout,
+                                   timeout=args.timeout,
                                    say=lambda m: print(f"  {m}", flush=True)))
     print(f"cluster up: {rec.nodes} node(s), API at {rec.server}")
     print("use it with:")
