@@ -83,7 +83,12 @@ def dumps(obj: Any) -> bytes:
 
 
 def respond(obj: Any, *, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    resp = web.Response(body=dumps(obj), status=status, content_type="application/json")
+    return respond_raw(dumps(obj), status=status, warnings=warnings)
+
+
+def respond_raw(body: bytes, *, status: int = 200,
+                warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=body, status=status, content_type="application/json")
     for warning in warnings or ():
         text = warning.replace('"', "'").replace("\n", " ")
         resp.headers.add("Warning", f'299 - "{text}"')

@@ -45,6 +45,7 @@ class Written:
     object: Obj
     warnings: list[str] = field(default_factory=list)
     created: bool = False
+    raw: bytes | None = None          # the object's JSON, when it is exactly what was stored
 
 
 def _default_admit() -> Admit:
@@ -86,6 +87,12 @@ class ObjectService:
         if kv is None:
             raise meta.not_found(info, name)
         return meta.decode(kv)
+
+    async def get_raw(self, resource: str, name: str, *, namespace: str | None = None) -> bytes:
+        """`get` as JSON text, without a decode/encode round trip."""
+        info = meta.resource(resource)
+        kv = await self.get_kv(info, name, namespace)
+        return meta.with_revision(kv.value, kv.mod_revision)
 
     async def get_kv(self, info: ResourceInfo, name: str, namespace: str | None) -> KV:
         kv = await self.store.get(self.key(info, name, namespace))
@@ -198,8 +205,9 @@ class ObjectService:
         if dry_run:
             self.services.rollback(alloc)
             return Written(obj, warnings, created=True)
+        value = meta.encode(obj)
         try:
-            kv = await self.store.create(self.key(info, name, ns), meta.encode(obj))
+            kv = await self.store.create(self.key(info, name, ns), value)
         except AlreadyExists:
             self.services.rollback(alloc)
             raise AlreadyExists(f'{info.plural} "{name}" already exists', kind=info.plural,
@@ -209,7 +217,8 @@ class ObjectService:
             raise
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         log.debug("%s/%s: created at revision %d", info.plural, name, kv.mod_revision)
-        return Written(obj, warnings, created=True)
+        return Written(obj, warnings, created=True, raw=meta.with_revision(value,
+                                                                            kv.mod_revision))
 
     def _prepare_create(self, info: ResourceInfo, obj: Obj, namespace: str | None) -> Obj:
         if not isinstance(obj, dict):
@@ -359,7 +368,8 @@ class ObjectService:
                 self.services.drop_type_dependent(new, old)
             new, warnings = self.admit(info.plural, new, old=old)
             bump_generation(old, new)
-        if meta.encode(new) == kv.value:
+        value = meta.encode(new)
+        if value == kv.value:
             return Written(old, warnings)
         if deletion.should_finish(info, old, new):
             return Written(await deletion.remove(self, info, kv, new), warnings)
@@ -369,8 +379,7 @@ class ObjectService:
             self.services.rollback(alloc)
             return Written(new, warnings)
         try:
-            out = await self.store.update(kv.key, meta.encode(new),
-                                          expected_revision=kv.mod_revision)
+            out = await self.store.update(kv.key, value, expected_revision=kv.mod_revision)
         except NotFound:
             self.services.rollback(alloc)
             raise meta.not_found(info, name) from None
@@ -379,7 +388,7 @@ class ObjectService:
             raise meta.conflict(info, name) from None
         self.services.commit(alloc)
         new["metadata"]["resourceVersion"] = str(out.mod_revision)
-        return Written(new, warnings)
+        return Written(new, warnings, raw=meta.with_revision(value, out.mod_revision))
 
     # ---- delete and subresources (see deletion.py, subresources.py) ----------------------
 

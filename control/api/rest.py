@@ -85,6 +85,8 @@ def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web
         plural = _target(request).info.plural
         return codec.respond(codec.table_of(plural, [w.object]), status=status,
                              warnings=w.warnings)
+    if w.raw is not None and sub is None:
+        return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
     return codec.respond(w.object, status=status, warnings=w.warnings)
 
 
@@ -102,10 +104,11 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     if t.sub == "scale":
         return codec.respond(await objects.get_scale(t.info.plural, t.name,
                                                      namespace=t.namespace))
-    obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
     if codec.wants_table(request) and t.sub is None:
+        obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
         return codec.respond(codec.table_of(t.info.plural, [obj]))
-    return codec.respond(obj)
+    return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
+                                                   namespace=t.namespace))
 
 
 async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.Response:
