@@ -21,6 +21,7 @@ import aiohttp
 
 from control.errors import Internal
 from control.store._common import already_exists, check_current, compact_too_far, gone, prefix_end
+from control.store._watch import DEFAULT_MAX_BACKLOG
 from control.store.base import KV
 from control.store.etcd_watch import EtcdWatch
 
@@ -46,12 +47,14 @@ def unb64(data: str | None) -> bytes:
 class EtcdStore:
     """A complete `Store` on etcd; see `control.store.base.Store` for the contract."""
 
-    def __init__(self, endpoints: list[str], *, prefix: str = "", timeout: float = 10.0) -> None:
+    def __init__(self, endpoints: list[str], *, prefix: str = "", timeout: float = 10.0,
+                 max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         if not endpoints:
             raise ValueError("etcd store: no endpoints given; pass HOST:PORT")
         self.endpoints = [e if "://" in e else f"http://{e}" for e in endpoints]
         self.prefix = prefix
         self.timeout = timeout
+        self.max_backlog = max_backlog
         self._session: aiohttp.ClientSession | None = None
         self._watches: weakref.WeakSet[EtcdWatch] = weakref.WeakSet()
         self._closed = False
@@ -106,7 +109,7 @@ class EtcdStore:
 
     def watch(self, prefix: str, *, from_revision: int) -> EtcdWatch:
         self._check_open()
-        w = EtcdWatch(self, prefix, from_revision=from_revision)
+        w = EtcdWatch(self, prefix, from_revision=from_revision, max_backlog=self.max_backlog)
         self._watches.add(w)
         return w
 

@@ -85,3 +85,20 @@ async def test_watch_resumes_after_etcd_restarts(tmp_path: Path) -> None:
     finally:
         await s.close()
         await server.stop()
+
+
+async def test_a_slow_watcher_rereads_history_and_misses_nothing(etcd: LocalEtcd) -> None:
+    s = EtcdStore([etcd.client], prefix=f"/t{uuid.uuid4().hex}", max_backlog=5)
+    try:
+        rev0 = await s.current_revision()
+        async with s.watch("/b/", from_revision=rev0) as w:
+            await s.create("/b/first", b"v")
+            assert [e.kv.key for e in await take(w, 1)] == ["/b/first"]
+            for i in range(20):
+                await s.create(f"/b/{i:02d}", b"v")
+            await asyncio.sleep(0.5)  # let the pump overrun its backlog
+            assert [e.kv.key for e in await take(w, 20)] == [f"/b/{i:02d}" for i in range(20)]
+            await s.create("/b/live", b"v")
+            assert [e.kv.key for e in await take(w, 1)] == ["/b/live"]
+    finally:
+        await s.close()
