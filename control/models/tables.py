@@ -10,6 +10,7 @@ NAME and AGE. Cells come from control.models.printers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
