@@ -1,28 +1,34 @@
 """The container runtime seam: what the kubelet calls to run containers in a pod.
 
-How to use it (kubelet side)::
+How to use it (kubelet side; `ProcessRuntime` in process.py is the implementation)::
 
+    rt = ProcessRuntime()                       # namespaces=False: no root, for unit tests
     sandbox = PodSandbox.for_pod("default", "web-1", netns="knet-p-3fa9", pod_ip="10.244.1.5",
                                  pod_dir=state_dir / "pods" / uid)
     h = await rt.start(sandbox, ContainerSpec(name="app", argv=["sleep", "1d"]))
     code = await rt.wait(h)                     # 0, 1, ..., 128+N when killed by signal N
     code = await rt.stop(h, grace=30)           # SIGTERM to the group, SIGKILL after 30 s
+    rt.last_exit(h)                             # ContainerExit(code, finished_at, reason)
     async for chunk in rt.read_logs(h, follow=True, tail_lines=10, timestamps=False): ...
     s = await rt.exec(sandbox, ["sh"], container="app", stdin=True, tty=True)
     h = rt.adopt(sandbox, "app")                # after an agent restart: the running one or None
-    h = rt.latest(sandbox, "app"); rt.last_exit(h)   # ... or how it ended while no one watched
+    h = rt.latest(sandbox, "app")               # ... or the last one, to read its last_exit
     await rt.remove(sandbox)                    # kill what is left, delete the files it made
+    await rt.close()                            # at agent exit: containers keep running
 
-* `start` raises `ContainerStartError` (reason "RunContainerError", exit code 127 and a
-  message ending in "executable file not found in $PATH" for a missing command) after
-  writing that message to the instance's log; `handle.attempt` numbers the instances of
-  one container (0, 1, ...), i.e. the restartCount, and `previous=True` reads the log of
-  the instance before the current one.
-* Containers keep running when the agent stops: `adopt` finds them again from the records
-  in `pod_dir` (pid + start time from /proc, so a reused pid is never taken for them) and
-  `wait`, `stop`, `read_logs` and `exec` work on the adopted handle as before.
+* `start` raises `ContainerStartError` (`.reason` RunContainerError or CreateContainerError,
+  `.exit_code`: 127 and a message ending in "executable file not found in $PATH" for a
+  missing command, 126 not executable, 128 other set-up failures) after writing the message
+  to the instance's log. `handle.attempt` numbers the instances of one container (0, 1, ...,
+  i.e. the restartCount); `previous=True` reads the log of the instance before, and a
+  RuntimeError_ `previous terminated container "app" not found` says there is none.
+* Containers keep running when the agent stops: `adopt`/`latest` find them again from the
+  records in `pod_dir` (pid + start time from /proc, so a reused pid is never taken for
+  them), and `wait` (with the real exit code), `stop`, `read_logs` and `exec` work on them.
+* When a container's main process exits, the rest of it is killed (its process group, its
+  mount namespace, its orphans), as a container runtime does with its cgroup.
 * Logs are CRI lines (`2026-11-22T03:04:05.123456789Z stdout F message`), one file per
-  container instance under `pod_dir/containers/NAME/ATTEMPT.log`.
+  container instance: `pod_dir/containers/NAME/ATTEMPT.log` (the previous one is kept).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
     """In the forked child: become the container. Never returns."""
     stage = "setup"
     try:
-        stage = f"enter pod netns {spec['netns']}"
+        stage = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
         _enter(spec)
         os.setsid()
         if spec["workdir"]:
@@ -107,7 +107,8 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
         os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
     except OSError as exc:
         code, msg = (_exec_message(spec["argv"][0], exc) if stage == "exec"
-                     else (128, f"{stage}: {exc.strerror or exc}"))
+                     else (128, f"{stage}: {exc.strerror or exc}"
+                                + (f" ({exc.filename})" if exc.filename else "")))
         os.write(report_w, f"{code}\t{msg}".encode())
         os._exit(code)
     finally:
