@@ -155,7 +155,10 @@ class Agent:
                            pod_cidr=self.spec.pod_cidr,
                            agent_url=f"http://127.0.0.1:{self.port}", netns=self.spec.netns)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
-        await self._serve()
+        app = create_app(lambda key: self.workers.get(key), self.runtime)
+        if self.run_proxy:
+            await self._start_proxy(self.ctx.node_netns, app)  # mounts /flows on the app
+        await self._serve(app)
         node_agent = NodeAgent(self.client, node)
         await node_agent.register()
         node_agent.start()
@@ -169,8 +172,6 @@ class Agent:
             inf.start()
         await self.pods.wait_synced(timeout=60)
         await self.remove_orphans()
-        if self.run_proxy:
-            await self._start_proxy(self.ctx.node_netns)
         self._spawn(self._reap_workers())
         log.info("node %s: agent ready (%s, pods %s)", self.name, self.spec.underlay_ip,
                  self.spec.pod_cidr)
@@ -184,15 +185,12 @@ class Agent:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _serve(self) -> None:
-        extra = None
-        app = create_app(lambda key: self.workers.get(key), self.runtime, extra)
-        self._app = app
+    async def _serve(self, app: web.Application) -> None:
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
-    async def _start_proxy(self, netns: str) -> None:
+    async def _start_proxy(self, netns: str, app: web.Application) -> None:
         try:
             from knet.proxy.agent import start_node_proxy
         except ImportError:
@@ -202,7 +200,7 @@ class Agent:
         self._proxy = await start_node_proxy(
             client=self.client, node_name=self.name, netns=netns,
             node_ips=[self.spec.underlay_ip], dataplane=self.dataplane,
-            services=self.services, app=self._app)
+            services=self.services, app=app)
 
     async def shutdown(self, node_agent: NodeAgent | None = None) -> None:
         if self._proxy is not None:

@@ -30,8 +30,7 @@ def _status(message: str, code: int, reason: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
-def create_app(workers: Callable[[str], PodWorker | None], runtime: Any,
-               extra: web.Application | None = None) -> web.Application:
+def create_app(workers: Callable[[str], PodWorker | None], runtime: Any) -> web.Application:
     app = web.Application()
 
     def find(request: web.Request) -> tuple[PodWorker, Any]:
@@ -95,8 +94,6 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any,
     app.router.add_get(PODS + "/log", logs)
     app.router.add_get(PODS + "/exec", exec_)
     app.router.add_post(PODS + "/exec", exec_)
-    if extra is not None:
-        app.add_subapp("/proxy/", extra)
     return app
 
 
