@@ -6,16 +6,17 @@ keeps its CRI log and exit record. The agent learns the start result from the sh
 pipe and waits for exits on a pidfd, so an adopted container (after an agent restart) is
 watched the same way as one it started.
 
-Why this design (measured with `python -m bench containers` on 2 shared, busy cores, ms per
-container from start() to the exit of `true`, one at a time / 30 at once): the log and the
-exit code must survive an agent restart, so something other than the agent must be the
-container's parent and read its pipes: a shim. Exec'ing a fresh Python shim per container
-cost 45-90 / 26-38 ms (even with a stdlib-only import set: ctypes.util, `signal` and json
-would add ~25, 10 and 15 ms); forking it from the warm server costs 12-22 / ~10 ms, level
-with the util-linux chain `nsenter --net unshare --mount --uts sh -c ...` (10-16 / 8-10 ms,
-which keeps no log and no exit code) and with fork+preexec_fn of the agent itself (10 / 10
-ms; unsafe in a threaded asyncio agent, and its children die with it). 100 containers thus
-cost ~1 s of the 10 s budget for 100 pods. `exec` uses `nsenter --target PID` (execsession.py).
+Why this design (measured with `python -m bench containers` on 2 cores shared with other
+work, load 4-7; ms per container from start() to the exit of `true`, one at a time / 30-100
+at once): the log and the exit code must survive an agent restart, so something other than
+the agent must be the container's parent and read its pipes: a shim. Exec'ing a fresh Python
+shim per container cost 45-90 / 26-38 ms, even with a stdlib-only import set (ctypes.util,
+`signal` and json would add ~25, 10 and 15 ms). Forking it from the warm server costs 12-32 /
+10-15 ms, level with the util-linux chain `nsenter --net unshare --mount --uts sh -c ...`
+(10-33 / 8-30 ms; it keeps no log and no exit code) and with fork+preexec_fn of the agent
+itself (10-21 / 10-12 ms; unsafe in a threaded asyncio agent, and its children die with
+it). 100 containers started at once took 0.8-1.5 s, within the 10 s budget for 100 pods;
+each idle shim costs ~1 MB (PSS). `exec` uses `nsenter --target PID` (execsession.py).
 """
 
 from __future__ import annotations
