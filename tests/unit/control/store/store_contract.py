@@ -310,3 +310,21 @@ class StoreContract:
         revs = sorted(kv.mod_revision for kv in kvs)
         assert revs == list(range(revs[0], revs[0] + 100))
         assert await store.current_revision() == revs[-1]
+
+    async def test_watch_from_a_future_revision_waits_for_it(self, store: Store) -> None:
+        now = await store.current_revision()
+        async with store.watch("/f/", from_revision=now + 2) as it:
+            for key in ("/f/a", "/f/b", "/f/c"):
+                await store.create(key, b"v")
+            events = await take(it, 1)
+            assert [(e.kv.key, e.revision) for e in events] == [("/f/c", now + 3)]
+            assert await nothing_more(it, 0.2)
+
+    async def test_non_ascii_keys_sort_and_list_by_code_point(self, store: Store) -> None:
+        rev0 = await store.current_revision()
+        for key in ["/u/z", "/u/é", "/u/a", "/u/日本", "/v/x"]:
+            await store.create(key, key.encode())
+        kvs, _ = await store.list("/u/")
+        assert [kv.key for kv in kvs] == ["/u/a", "/u/z", "/u/é", "/u/日本"]
+        async with store.watch("/u/é", from_revision=rev0) as it:
+            assert [e.kv.key for e in await take(it, 1)] == ["/u/é"]
