@@ -229,11 +229,16 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
             errs.int_range("spec.leaseTransitions", spec["leaseTransitions"], 0)
 
 
+# Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
+_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
+            "cronjobs": "CronJobs"}
+
 _CHECKS: dict[str, Check] = {
     "pods": _validate_pod, "services": validate_service, "endpoints": validate_endpoints,
     "endpointslices": validate_endpointslice, "deployments": validate_deployment,
     "replicasets": validate_replicaset,
     "replicationcontrollers": validate_replication_controller,
+    "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
     "events": _validate_event, "leases": _validate_lease,
 }
@@ -270,5 +275,8 @@ def admit(resource: str, obj: Obj, *, old: Obj | None = None,
     update_check = _UPDATE_CHECKS.get(resource) if old is not None else None
     if update_check is not None and old is not None:
         update_check(errs, obj, old)
+    if old is None and resource in _NOT_RUN:
+        errs.warn("spec", f"stored and served, but knet runs no controller for "
+                  f"{_NOT_RUN[resource]}: no pods will be created for it")
     errs.raise_if_any(kind=info.kind, group=info.group, name=name)
     return obj, errs.warnings

@@ -416,3 +416,18 @@ def test_copy_json_unshares_and_copies_deeply() -> None:
     obj = {"x": shared, "y": shared}
     out = copy_json(obj)
     assert out == obj and out["x"] is not out["y"] and out["x"]["a"][1] is not shared["a"][1]
+
+
+def test_kinds_knet_does_not_run_are_stored_with_a_warning() -> None:
+    sts = deployment()
+    sts["kind"] = "StatefulSet"
+    out, warnings = admit("statefulsets", sts)
+    assert warnings == [("spec: stored and served, but knet runs no controller for "
+                        "StatefulSets: no pods will be created for it")]
+    assert out["spec"]["template"]["spec"]["restartPolicy"] == "Always"
+    assert admit("statefulsets", out, old=out)[1] == []
+    sts["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+    assert causes(invalid("statefulsets", sts)) == {"spec.template.metadata.labels":
+                                                    "FieldValueInvalid"}
+    job = {"metadata": {"name": "j", "namespace": "d"}, "spec": {"template": {}}}
+    assert "Jobs" in admit("jobs", job)[1][0]
