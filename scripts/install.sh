@@ -5,8 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
-pkgs=(iproute2 util-linux procps curl dnsutils netcat-openbsd iputils-ping tcpdump etcd-server dnsmasq dnsperf
-      iperf3 wrk haproxy nginx nftables)
+pkgs=(iproute2 util-linux procps curl wget dnsutils netcat-openbsd iputils-ping tcpdump etcd-server dnsmasq dnsperf
+      iperf3 wrk haproxy nginx libnginx-mod-stream nftables)
 command -v "$py" >/dev/null 2>&1 || pkgs+=(python3)
 "$py" -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip python3-venv)
 missing=()

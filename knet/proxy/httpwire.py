@@ -8,11 +8,17 @@ body to find where it ends without re-encoding it: bodies are relayed byte for b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 
 MAX_HEAD = 64 * 1024
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+_HOP_NAMES = b"|".join(sorted(HOP_BY_HOP)).replace(b"-", b"\\-")
+# a match at i in b"\\n" + fields.lower() is the line starting at fields[i]
+_FIELDS = re.compile(rb"\n(content\-length|transfer\-encoding|" + _HOP_NAMES
+                     + rb")[ \t]*:[ \t]*([^\r]*)")
+_PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b""})
 
 __all__ = ["BadMessage", "Head", "parse_head", "Chunked", "MAX_HEAD"]
 
@@ -24,7 +30,7 @@ class BadMessage(ValueError):
 @dataclass(slots=True)
 class Head:
     start: list[bytes]                 # [method, target, version] or [version, status, reason]
-    lines: list[bytes] = field(default_factory=list)  # header lines kept (raw)
+    fields: bytes = b""                # header lines to forward (raw, CRLF-joined, no CRLF end)
     length: int | None = None          # Content-Length
     chunked: bool = False
     close: bool = False                # Connection: close (or HTTP/1.0 without keep-alive)
@@ -35,53 +41,84 @@ class Head:
         return self.start[2] if self.start[0][:5] != b"HTTP/" else self.start[0]
 
 
+def _start_line(line: bytes, *, response: bool) -> list[bytes]:
+    start = line.split(b" ", 2)
+    if response:
+        if len(start) < 2 or not start[0].startswith(b"HTTP/1.") or not start[1].isdigit():
+            raise BadMessage(f"bad status line {line[:80]!r}")
+        if len(start) == 2:
+            start.append(b"")
+    elif len(start) != 3 or not start[2].startswith(b"HTTP/1.") or not start[0].isalpha():
+        raise BadMessage(f"bad request line {line[:80]!r}")
+    return start
+
+
 def parse_head(buf: bytes | bytearray, *, response: bool) -> Head | None:
-    """The head at the start of buf, None if incomplete; BadMessage if it is not HTTP."""
+    """The head at the start of buf, None if incomplete; BadMessage if it is not HTTP.
+
+    Fast path: one regex pass over the lower-cased header block finds the few fields a
+    proxy acts on; the block is forwarded as slices around the hop-by-hop lines, never
+    split into lines unless Connection names extra headers to drop."""
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         if len(buf) > MAX_HEAD:
             raise BadMessage(f"head longer than {MAX_HEAD} bytes")
         return None
-    raw = bytes(buf[:end]).split(b"\r\n")
-    start = raw[0].split(b" ", 2)
-    if len(start) < 3 and not (response and len(start) == 2):
-        raise BadMessage(f"bad start line {raw[0][:80]!r}")
-    if response:
-        if not start[0].startswith(b"HTTP/1.") or not start[1].isdigit():
-            raise BadMessage(f"bad status line {raw[0][:80]!r}")
-        if len(start) == 2:
-            start.append(b"")
-    elif not start[2].startswith(b"HTTP/1."):
-        raise BadMessage(f"bad request line {raw[0][:80]!r}")
-    head = Head(start=start, size=end + 4)
-    drop: set[bytes] = set()
-    keep_alive = False
-    for line in raw[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise BadMessage(f"bad header line {line[:80]!r}")
-        lname = name.lower()
-        value = value.strip()
-        if lname == b"content-length":
+    raw = bytes(buf[:end])
+    nl = raw.find(b"\r\n")
+    head = Head(start=_start_line(raw if nl < 0 else raw[:nl], response=response), size=end + 4)
+    fields = b"" if nl < 0 else raw[nl + 2:]
+    cuts: list[int] = []
+    tokens: set[bytes] = set()
+    te = False
+    for m in _FIELDS.finditer(b"\n" + fields.lower()):
+        name, value = m.group(1), m.group(2).rstrip()
+        if name == b"content-length":
             if not value.isdigit():
                 raise BadMessage(f"bad Content-Length {value[:20]!r}")
             head.length = int(value)
-        elif lname == b"transfer-encoding":
-            head.chunked = value.lower().endswith(b"chunked")
-        elif lname == b"connection":
-            tokens = {t.strip().lower() for t in value.split(b",")}
-            head.close |= b"close" in tokens
-            keep_alive |= b"keep-alive" in tokens
-            drop |= tokens
-        if lname not in HOP_BY_HOP:
-            head.lines.append(line)
-    if drop:
-        head.lines = [ln for ln in head.lines if ln.partition(b":")[0].lower() not in drop]
-    if head.version == b"HTTP/1.0" and not keep_alive:
-        head.close = True
-    if head.chunked:
+        elif name == b"transfer-encoding":
+            te, head.chunked = True, value.endswith(b"chunked")
+        else:
+            cuts.append(m.start())
+            if name == b"connection":
+                tokens |= {t.strip() for t in value.split(b",")}
+    if te:
+        if head.length is not None and not response:
+            raise BadMessage("both Content-Length and Transfer-Encoding (request smuggling?)")
         head.length = None
+    head.close = b"close" in tokens or (head.version == b"HTTP/1.0"
+                                        and b"keep-alive" not in tokens)
+    if not cuts:
+        head.fields = fields
+    elif tokens <= _PLAIN_TOKENS:
+        head.fields = _cut_lines(fields, cuts)
+    else:  # Connection names more headers to drop: the slow, line by line way
+        head.fields = _without(fields, HOP_BY_HOP | tokens)
     return head
+
+
+def _cut_lines(fields: bytes, starts: list[int]) -> bytes:
+    """fields without the lines starting at `starts` (offsets into fields)."""
+    out, pos = [], 0
+    for start in starts:
+        end = fields.find(b"\r\n", start)
+        out.append(fields[pos:start])
+        pos = len(fields) if end < 0 else end + 2
+    out.append(fields[pos:])
+    kept = b"".join(out)
+    return kept[:-2] if kept.endswith(b"\r\n") else kept
+
+
+def _without(fields: bytes, drop: frozenset[bytes] | set[bytes]) -> bytes:
+    kept = []
+    for line in fields.split(b"\r\n"):
+        name, sep, _ = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise BadMessage(f"bad header line {line[:80]!r}")
+        if name.lower() not in drop:
+            kept.append(line)
+    return b"\r\n".join(kept)
 
 
 _SIZE, _DATA, _TRAILER = 0, 1, 2
