@@ -65,6 +65,11 @@ class ProcessRuntime:
     def __repr__(self) -> str:
         return f"<ProcessRuntime watching {len(self._watchers)} containers>"
 
+    @property
+    def namespaces(self) -> bool:
+        """False for the unprivileged mode (containers in the caller's namespaces)."""
+        return self._namespaces
+
     async def start(self, sandbox: PodSandbox, spec: ContainerSpec) -> ContainerHandle:
         prepare_pod_dir(sandbox, spec, namespaces=self._namespaces)
         if self._current(sandbox, spec.name) is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +24,21 @@ from knet.runtime.base import ContainerSpec, ContainerStartError, ExecSession, P
 from knet.runtime.process import ProcessRuntime
 
 __all__ = [
-    "test_adopt_after_agent_restart", "test_adopt_refuses_a_reused_pid",
-    "test_command_not_found_is_reported_clearly", "test_env_and_workdir",
-    "test_exec_missing_command_and_stopped_container", "test_exec_output_and_exit_code",
-    "test_exec_with_a_tty", "test_exec_with_stdin", "test_exit_codes_and_reasons",
+    "test_adopt_after_agent_restart",
+    "test_adopt_after_the_agent_was_killed",
+    "test_adopt_refuses_a_reused_pid",
+    "test_command_not_found_is_reported_clearly",
+    "test_env_and_workdir",
+    "test_exec_missing_command_and_stopped_container",
+    "test_exec_output_and_exit_code",
+    "test_exec_with_a_tty",
+    "test_exec_with_stdin",
+    "test_exit_codes_and_reasons",
     "test_fork_server_comes_back_and_goes_with_close",
+    "test_remove_after_the_shim_died",
     "test_remove_kills_everything_and_deletes_its_files",
-    "test_restart_keeps_the_previous_log", "test_stdout_and_stderr_land_in_the_log",
+    "test_restart_keeps_the_previous_log",
+    "test_stdout_and_stderr_land_in_the_log",
     "test_stop_term_then_kill",
 ]
 
@@ -306,3 +315,53 @@ async def test_fork_server_comes_back_and_goes_with_close(make_rt: MakeRt,
     await rt.remove(sandbox)
     await rt.close()
     assert our_servers() == set()
+
+
+AGENT = """
+import asyncio, sys
+from pathlib import Path
+from knet.runtime.base import ContainerSpec, PodSandbox
+from knet.runtime.process import ProcessRuntime
+
+async def main():
+    sb = PodSandbox(key="default/web-1", netns=sys.argv[1], hostname="web-1",
+                    pod_dir=Path(sys.argv[2]), resolv_conf="", hosts="")
+    rt = ProcessRuntime(namespaces=sys.argv[3] == "1")
+    h = await rt.start(sb, ContainerSpec(name="app", argv=[
+        "sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done"]))
+    print(h.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_adopt_after_the_agent_was_killed(make_rt: MakeRt, sandbox: PodSandbox) -> None:
+    rt = make_rt()
+    namespaces = "1" if rt.namespaces else "0"
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT, sandbox.netns, str(sandbox.pod_dir), namespaces,
+        stdout=asyncio.subprocess.PIPE)
+    assert agent.stdout is not None
+    pid = int(await asyncio.wait_for(agent.stdout.readline(), timeout=30))
+    agent.kill()  # SIGKILL: no clean-up of any kind
+    await agent.wait()
+    h = rt.adopt(sandbox, "app")
+    assert h is not None and h.pid == pid and rt.running(h)
+    await asyncio.sleep(0.3)
+    before = (await logs(rt, h)).count("tick")
+    await asyncio.sleep(0.5)
+    assert (await logs(rt, h)).count("tick") > before  # still running, still logged
+    assert await rt.stop(h, grace=5) == 143
+    await rt.remove(sandbox)
+    await rt.close()
+
+
+async def test_remove_after_the_shim_died(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
+    h = await rt.start(sandbox, ContainerSpec(name="app", argv=SLEEPER))
+    os.kill(h.shim_pid, 9)
+    assert await until_gone([h.shim_pid]) == []
+    assert rt.running(h)
+    await rt.remove(sandbox)
+    assert await until_gone([h.pid]) == []
+    assert not sandbox.pod_dir.exists()
