@@ -10,7 +10,6 @@ that is the informer's job (`control.informer`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
 from control.errors import ApiError, BadRequest, from_status
 from control.models.resources import ResourceInfo, by_plural
 
-__all__ = ["HttpClient", "ApiUnavailable", "PATCH_CONTENT_TYPES"]
+__all__ = ["PATCH_CONTENT_TYPES", "ApiUnavailable", "HttpClient"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,8 @@ class HttpClient:
             headers = {"Accept": "application/json", "User-Agent": "knet/0.1"}
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_size, ssl=True if self._ssl is None else self._ssl)
             self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         return self._session
 
@@ -108,7 +108,7 @@ class HttpClient:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error(resp.status, raw, method, url)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise ApiUnavailable(f"{method} {url}: cannot reach the API server ({exc!r}); "
                                  "is 'knet control' running and the URL right?") from exc
         result = json.loads(raw) if raw else {}
@@ -213,8 +213,7 @@ class HttpClient:
                     raise _error(resp.status, await resp.read(), "WATCH", url)
                 async for line in _lines(resp.content):
                     yield _watch_event(line, info, url)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ApiUnavailable(f"WATCH {url}: stream broken ({exc!r}); "
                                  "re-watch from the last resourceVersion") from exc
 

@@ -12,10 +12,10 @@ import asyncio
 import heapq
 import itertools
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "RealClock", "FakeClock", "rfc3339", "parse_rfc3339"]
+__all__ = ["Clock", "FakeClock", "RealClock", "parse_rfc3339", "rfc3339"]
 
 
 @runtime_checkable
@@ -32,7 +32,7 @@ class Clock(Protocol):
 
 class RealClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -49,13 +49,13 @@ class FakeClock:
     deadline is reached, in order, letting the event loop run between wake-ups."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self._start = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._t = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self._start.timestamp() + self._t, timezone.utc)
+        return datetime.fromtimestamp(self._start.timestamp() + self._t, UTC)
 
     def monotonic(self) -> float:
         return self._t
@@ -88,7 +88,7 @@ class FakeClock:
 
 def rfc3339(dt: datetime) -> str:
     """Kubernetes timestamp form: 2026-01-01T00:00:00Z (seconds precision, UTC)."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text: str | None) -> datetime | None:

@@ -25,6 +25,7 @@ missed, exactly as if they had watched them.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import logging
 from collections.abc import Callable
@@ -123,20 +124,20 @@ class Informer:
     async def wait_synced(self, timeout: float = 30.0) -> None:
         try:
             await asyncio.wait_for(self._synced.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"informer {self.resource}: not synced after {timeout}s; "
                                "is the API server reachable?") from None
 
     def get(self, key: str) -> Obj | None:
         return self._cache.get(key)
 
-    def list(self, *, namespace: str | None = None) -> list[Obj]:
+    def list(self, *, namespace: str | None = None) -> builtins.list[Obj]:
         if namespace is None:
             return list(self._cache.values())
         return [o for o in self._cache.values()
                 if (o.get("metadata") or {}).get("namespace") == namespace]
 
-    def keys(self) -> list[str]:
+    def keys(self) -> builtins.list[str]:
         return list(self._cache)
 
     @property
@@ -246,7 +247,7 @@ async def _call(h: Any, method: str, args: tuple[Any, ...], resource: str) -> No
         res = fn(*args)
         if inspect.isawaitable(res):
             await res
-    except Exception:   # noqa: BLE001 - a bad handler must not kill the informer
+    except Exception:
         key = object_key(args[-1]) if args and isinstance(args[-1], dict) else ""
         log.exception("%s %s: handler %s failed", resource, key, method)
 

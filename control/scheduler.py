@@ -28,7 +28,7 @@ from control.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, Not
 from control.informer import Informer, object_key
 from control.models.selectors import selector_from_labels, selector_from_spec
 
-__all__ = ["Scheduler", "parse_quantity", "pod_requests", "DEFAULT_SCHEDULER"]
+__all__ = ["DEFAULT_SCHEDULER", "Scheduler", "parse_quantity", "pod_requests"]
 
 DEFAULT_SCHEDULER = "default-scheduler"
 _SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
@@ -62,8 +62,15 @@ def pod_requests(pod: Obj) -> dict[str, float]:
     return out
 
 
+def _node_fields(n: Obj) -> tuple[Any, ...]:
+    """What decides where pods fit: a change here retries unschedulable pods."""
+    status = n.get("status") or {}
+    return (meta(n).get("labels"), n.get("spec"), status.get("allocatable"),
+            [(c.get("type"), c.get("status")) for c in status.get("conditions") or []])
+
+
 def _taint_text(t: Obj) -> str:
-    return "{%s: %s}" % (t.get("key", ""), t.get("value", ""))
+    return "{" + f"{t.get('key', '')}: {t.get('value', '')}" + "}"
 
 
 class Scheduler(Controller):
@@ -100,11 +107,7 @@ class Scheduler(Controller):
             self._retry()
 
     def _node_updated(self, old: Obj, new: Obj) -> None:
-        fields = lambda n: (meta(n).get("labels"), n.get("spec"),  # noqa: E731
-                            (n.get("status") or {}).get("allocatable"),
-                            [(c.get("type"), c.get("status"))
-                             for c in (n.get("status") or {}).get("conditions") or []])
-        if fields(old) != fields(new):
+        if _node_fields(old) != _node_fields(new):
             self._retry()
 
     def _retry(self) -> None:
@@ -124,7 +127,8 @@ class Scheduler(Controller):
                 or key in self.assumed):
             return
         placed = self._placed()
-        fits, reasons = [], Counter()
+        fits: list[Obj] = []
+        reasons: Counter[str] = Counter()
         for node in self.nodes.list():
             why = self.filter(pod, node, placed.get(meta(node)["name"], []))
             if why is None:

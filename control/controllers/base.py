@@ -78,7 +78,7 @@ class Controller:
             except Conflict as exc:
                 delay = self.queue.add_rate_limited(key)
                 self.log.debug("%s: conflict (%s); retry in %.2fs", key, exc, delay)
-            except Exception:   # noqa: BLE001 - a failing key must not stop the controller
+            except Exception:
                 delay = self.queue.add_rate_limited(key)
                 self.log.exception("%s: %s reconcile failed; retry in %.2fs",
                                    key, self.name, delay)

@@ -98,7 +98,8 @@ class DeploymentController(Controller):
             else:
                 await self._rolling_step(d, new_rs, old_rs)
             d = await self._ensure_revision_on_deployment(d, new_rs)
-        new_rs, old_rs = self._refresh(new_rs), [self._refresh(rs) for rs in old_rs]
+        new_rs = self._refresh(new_rs)
+        old_rs = [self._refresh(rs) or rs for rs in old_rs]
         if (not spec.get("paused") and new_rs is not None
                 and all(ro._replicas(rs) == 0 for rs in old_rs)):
             await self._cleanup(d, new_rs, old_rs)

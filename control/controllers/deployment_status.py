@@ -23,8 +23,8 @@ def _st(rs: Obj | None, field: str) -> int:
 
 def is_complete(d: Obj, status: Obj) -> bool:
     want = int((d.get("spec") or {}).get("replicas", 1))
-    return (status.get("updatedReplicas", 0) == want and status.get("replicas", 0) == want
-            and status.get("availableReplicas", 0) == want)
+    return bool(status.get("updatedReplicas", 0) == want and status.get("replicas", 0) == want
+                and status.get("availableReplicas", 0) == want)
 
 
 def compute_status(d: Obj, new_rs: Obj | None, old_rs: list[Obj], *, now: datetime,

@@ -19,7 +19,7 @@ from control.errors import AlreadyExists, NotFound
 from control.informer import Informer, object_key
 from control.models.selectors import selector_from_labels
 
-__all__ = ["EndpointsController", "ServicePods", "resolve_ports", "PortTuple"]
+__all__ = ["EndpointsController", "PortTuple", "ServicePods", "resolve_ports"]
 
 PortTuple = tuple[tuple[str, int, str, str], ...]     # (name, port, protocol, appProtocol)
 HEADLESS_LABEL = "service.kubernetes.io/headless"

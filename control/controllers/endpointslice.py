@@ -15,13 +15,20 @@ from typing import Any
 from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers.base import Controller
-from control.controllers.endpoints import (PortTuple, ServicePods, _ip_key, _port, address_of,
-                                           resolve_ports, service_labels)
+from control.controllers.endpoints import (
+    PortTuple,
+    ServicePods,
+    _ip_key,
+    _port,
+    address_of,
+    resolve_ports,
+    service_labels,
+)
 from control.controllers.util import deep, is_pod_ready, is_terminating, meta, owner_ref
 from control.errors import NotFound
 from control.informer import Informer
 
-__all__ = ["EndpointSliceController", "SERVICE_NAME_LABEL", "MANAGED_BY_LABEL", "MANAGER"]
+__all__ = ["MANAGED_BY_LABEL", "MANAGER", "SERVICE_NAME_LABEL", "EndpointSliceController"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"

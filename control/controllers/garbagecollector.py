@@ -24,7 +24,7 @@ from control.errors import NotFound
 from control.informer import Informer, object_key
 from control.models.resources import by_kind
 
-__all__ = ["GarbageCollector", "GC_RESOURCES", "FOREGROUND", "ORPHAN"]
+__all__ = ["FOREGROUND", "GC_RESOURCES", "ORPHAN", "GarbageCollector"]
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 GC_RESOURCES = ("pods", "replicasets", "deployments", "replicationcontrollers", "services",
@@ -42,9 +42,7 @@ class GarbageCollector(Controller):
         self._by_uid: dict[str, tuple[str, str]] = {}
         self._dependents: dict[str, set[tuple[str, str]]] = {}
         for resource, inf in informers.items():
-            inf.add_handler(on_add=lambda o, r=resource: self._seen(r, o),
-                            on_update=lambda old, new, r=resource: self._seen(r, new, old),
-                            on_delete=lambda o, r=resource: self._gone(r, o))
+            inf.add_handler(_Handler(self, resource))
 
     # ---- the index ---------------------------------------------------------------------------
 
@@ -115,7 +113,7 @@ class GarbageCollector(Controller):
                                           namespace=namespace if info.namespaced else None)
         except NotFound:
             return False
-        return meta(owner).get("uid") == uid
+        return bool(meta(owner).get("uid") == uid)
 
     async def _check_owners(self, resource: str, obj: Obj) -> None:
         m = meta(obj)
@@ -174,3 +172,19 @@ class GarbageCollector(Controller):
             await self.client.patch(resource, m["name"], patch, namespace=m.get("namespace"))
         except NotFound:
             pass
+
+
+class _Handler:
+    """Feeds one resource's informer events into the collector's index."""
+
+    def __init__(self, gc: GarbageCollector, resource: str) -> None:
+        self.gc, self.resource = gc, resource
+
+    def on_add(self, obj: Obj) -> None:
+        self.gc._seen(self.resource, obj)
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        self.gc._seen(self.resource, new, old)
+
+    def on_delete(self, obj: Obj) -> None:
+        self.gc._gone(self.resource, obj)

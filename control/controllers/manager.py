@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from control.clientbase import Client
@@ -32,7 +32,7 @@ from control.clock import Clock
 from control.controllers.events import EventRecorder
 from control.informer import Informer
 
-__all__ = ["ControllerOptions", "InformerFactory", "run_all", "build", "ALL_CONTROLLERS"]
+__all__ = ["ALL_CONTROLLERS", "ControllerOptions", "InformerFactory", "build", "run_all"]
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from control.controllers.util import deep, meta
 from control.errors import NotFound
 from control.informer import Informer, object_key
 
-__all__ = ["NodeLifecycleController", "UNREACHABLE", "tolerates"]
+__all__ = ["UNREACHABLE", "NodeLifecycleController", "tolerates"]
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 DEFAULT_TOLERATION_SECONDS = 300.0
@@ -76,7 +76,7 @@ class NodeLifecycleController(Controller):
 
     async def _monitor(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for key in self.nodes.keys():
+            for key in self.nodes.keys():  # noqa: SIM118 - Informer.keys(), not a dict
                 self.enqueue(key)
             await self.clock.sleep(self.period)
 

@@ -16,7 +16,7 @@ from collections import deque
 
 from control.clock import Clock
 
-__all__ = ["WorkQueue", "ShutDown"]
+__all__ = ["ShutDown", "WorkQueue"]
 
 
 class ShutDown(Exception):
@@ -70,7 +70,7 @@ class WorkQueue:
         """Re-add after the key's back-off; returns the delay used."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        delay = min(self._base * (2 ** n), self._max)
+        delay = float(min(self._base * (2.0 ** n), self._max))
         self.add_after(key, delay)
         return delay
 

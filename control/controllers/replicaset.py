@@ -17,14 +17,24 @@ from control.clientbase import Client, Obj
 from control.clock import Clock, parse_rfc3339
 from control.controllers.base import Controller, Requeue
 from control.controllers.events import EventRecorder
-from control.controllers.util import (Expectations, available_in, controller_ref, deep,
-                                      is_pod_active, is_pod_available, is_pod_ready,
-                                      is_terminating, meta, owner_ref, pod_ready_since)
+from control.controllers.util import (
+    Expectations,
+    available_in,
+    controller_ref,
+    deep,
+    is_pod_active,
+    is_pod_available,
+    is_pod_ready,
+    is_terminating,
+    meta,
+    owner_ref,
+    pod_ready_since,
+)
 from control.errors import ApiError, NotFound
 from control.informer import Informer, object_key
 from control.models.selectors import LabelSelector, selector_from_labels, selector_from_spec
 
-__all__ = ["ReplicaSetController", "pod_from_template", "deletion_order"]
+__all__ = ["ReplicaSetController", "deletion_order", "pod_from_template"]
 
 _BURST = 500
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}

@@ -14,10 +14,22 @@ from typing import Any
 
 from control.clientbase import Obj
 
-__all__ = ["HASH_LABEL", "REVISION", "REVISION_HISTORY", "CHANGE_CAUSE", "DESIRED_REPLICAS",
-           "MAX_REPLICAS", "template_hash", "normalise_template", "same_template",
-           "resolve_surge_unavailable", "new_rs_target", "old_rs_scale_down", "revision_of",
-           "scaled_int_or_percent"]
+__all__ = [
+    "CHANGE_CAUSE",
+    "DESIRED_REPLICAS",
+    "HASH_LABEL",
+    "MAX_REPLICAS",
+    "REVISION",
+    "REVISION_HISTORY",
+    "new_rs_target",
+    "normalise_template",
+    "old_rs_scale_down",
+    "resolve_surge_unavailable",
+    "revision_of",
+    "same_template",
+    "scaled_int_or_percent",
+    "template_hash",
+]
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"

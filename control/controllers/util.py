@@ -13,8 +13,18 @@ from typing import Any
 from control.clientbase import Obj
 from control.clock import Clock, parse_rfc3339
 
-__all__ = ["controller_ref", "owner_ref", "meta", "is_terminating", "is_pod_active",
-           "is_pod_ready", "is_pod_available", "pod_ready_since", "Expectations", "deep"]
+__all__ = [
+    "Expectations",
+    "controller_ref",
+    "deep",
+    "is_pod_active",
+    "is_pod_available",
+    "is_pod_ready",
+    "is_terminating",
+    "meta",
+    "owner_ref",
+    "pod_ready_since",
+]
 
 
 def meta(obj: Obj) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from control.client import HttpClient
 from control.errors import AlreadyExists, ApiError, NotFound
 from control.informer import Informer
 
-__all__ = ["SimNodes", "start_control", "free_port"]
+__all__ = ["SimNodes", "free_port", "start_control"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
 
 def _now(micro: bool = False) -> str:
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.now(timezone.utc).strftime(fmt)
+    return datetime.now(UTC).strftime(fmt)
 
 
 class SimNodes:
@@ -106,7 +106,7 @@ class SimNodes:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def start(self, timeout: float = 20.0) -> None:

@@ -37,7 +37,7 @@ def test_unreachable_node_is_tainted_and_its_pods_move(tmp_path: Path) -> None:
     env = {"KNET_NODE_MONITOR_GRACE": "4", "KNET_POD_EVICTION_GRACE": "2"}
     cache = tmp_path / "cache"
     with start_control(tmp_path, env=env) as kc, SimNodes(kc, renew_every=0.5) as nodes:
-        k = lambda *a, **kw: kubectl(kc, cache, *a, **kw)  # noqa: E731
+        k = lambda *a, **kw: kubectl(kc, cache, *a, **kw)
         k("apply", "-f", "-", input=yaml.safe_dump({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},

@@ -5,22 +5,16 @@ selectors, late handlers, failing handlers; on the real object layer (LocalClien
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "controllers"))
-
-from ctlharness import client, clock, objects  # noqa: E402,F401
-
-from control.api.local import LocalClient  # noqa: E402
-from control.api.objects import ObjectService  # noqa: E402
-from control.client import ApiUnavailable  # noqa: E402
-from control.clientbase import WatchEvent  # noqa: E402
-from control.informer import Informer, object_key  # noqa: E402
+from control.api.local import LocalClient
+from control.api.objects import ObjectService
+from control.client import ApiUnavailable
+from control.clientbase import WatchEvent
+from control.informer import Informer, object_key
 
 
 def cm(name: str, value: str = "1", **labels: str) -> dict:
@@ -205,7 +199,7 @@ async def test_cluster_scoped_keys_and_stop(client: LocalClient) -> None:
     inf = Informer(client, "namespaces")
     inf.start()
     await inf.wait_synced(3)
-    assert "default" in inf.keys()
+    assert inf.get("default") is not None
     await inf.stop()
     await client.create("namespaces", {"metadata": {"name": "late"}})
     await asyncio.sleep(0.05)

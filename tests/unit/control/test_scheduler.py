@@ -4,17 +4,12 @@ condition and FailedScheduling event, and the retry when nodes change."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from ctlharness import ControllerHarness
+from nodefixtures import add_node
 
-sys.path.insert(0, str(Path(__file__).parent / "controllers"))
+from control.scheduler import parse_quantity, pod_requests
 
-from ctlharness import ControllerHarness, client, clock, harness, objects  # noqa: E402,F401
-from nodefixtures import add_node  # noqa: E402
-
-from control.scheduler import parse_quantity, pod_requests  # noqa: E402
 
 def pod(name: str, **spec) -> dict:
     resources = spec.pop("resources", None)

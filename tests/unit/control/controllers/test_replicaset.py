@@ -95,6 +95,11 @@ async def test_scale_down_prefers_unscheduled_and_not_ready(harness: ControllerH
     await harness.client.create("replicasets", rs(replicas=3))
     pods = await _count(harness, 3)
     keep = [await harness.mark_pod(p, node="node-1") for p in pods[:2]]
+
+    async def seen_ready():      # the controller's cache has the two ready pods
+        st = (await harness.client.get("replicasets", "web", namespace="default"))["status"]
+        return st.get("readyReplicas") == 2
+    await harness.eventually(seen_ready, what="readyReplicas=2")
     await harness.client.patch("replicasets", "web", {"spec": {"replicas": 2}},
                                namespace="default")
     left = await _count(harness, 2)
