@@ -5,8 +5,6 @@ it), the patch type from Content-Type (415 for others), Table negotiation from A
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 from typing import Any
 
@@ -16,6 +14,7 @@ from aiohttp import web
 from control.api import protobuf
 from control.api.patch import PATCH_TYPES
 from control.errors import BadRequest, UnsupportedMedia
+from control.models.tables import table
 
 MAX_BODY = 3 * 1024 * 1024
 # client-go sends protobuf for typed clients and falls back to JSON on a 415.
@@ -68,14 +67,7 @@ def patch_type(request: web.Request) -> str:
 
 
 def wants_table(request: web.Request) -> bool:
-    """Table asked for, and served: until control.models.tables exists, plain objects (which
-    kubectl also accepts) are sent instead."""
-    return "as=Table" in request.headers.get("Accept", "") and _tables_available()
-
-
-@functools.cache
-def _tables_available() -> bool:
-    return importlib.util.find_spec("control.models.tables") is not None
+    return "as=Table" in request.headers.get("Accept", "")
 
 
 def dumps(obj: Any) -> bytes:
@@ -95,13 +87,11 @@ def respond_raw(body: bytes, *, status: int = 200,
     return resp
 
 
-def table_of(resource: str, objs: list[dict[str, Any]], *,
-             resource_version: str = "", continue_token: str = "") -> dict[str, Any]:
-    from control.models.tables import table
-    out = table(resource, objs)
-    md = out.setdefault("metadata", {})
+def table_of(resource: str, objs: list[dict[str, Any]], *, resource_version: str = "",
+             continue_token: str = "", include_columns: bool = True) -> dict[str, Any]:
+    md: dict[str, Any] = {}
     if resource_version:
         md["resourceVersion"] = resource_version
     if continue_token:
         md["continue"] = continue_token
-    return out
+    return table(resource, objs, list_meta=md, include_columns=include_columns)

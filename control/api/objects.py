@@ -30,6 +30,7 @@ from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, NotFound
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
+from control.models.validation import admit as default_admit
 from control.store.base import KV, Store
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,12 @@ class Written:
     raw: bytes | None = None          # the object's JSON, when it is exactly what was stored
 
 
-def _default_admit() -> Admit:
-    from control.models.validation import admit
-    return admit
-
-
 class ObjectService:
     def __init__(self, store: Store, *, now: meta.Now = meta.utcnow,
                  admit: Admit | None = None, rng: random.Random | None = None) -> None:
         self.store = store
         self.now = now
-        self.admit = admit or _default_admit()
+        self.admit = admit or default_admit
         self.rng = rng or random.Random()
         self.services = ServiceAllocator()
         self.terminating: set[str] = set()      # namespaces being emptied

@@ -35,10 +35,10 @@ def _selector(request: web.Request, name: str | None) -> str | None:
     return fields
 
 
-def _frame(event: RawEvent, table_for: str | None) -> bytes:
+def _frame(event: RawEvent, table_for: str | None, *, first: bool) -> bytes:
     if table_for is None:
         return event.frame()
-    table = codec.table_of(table_for, [event.object()])
+    table = codec.table_of(table_for, [event.object()], include_columns=first)
     return codec.dumps({"type": event.type, "object": table}) + b"\n"
 
 
@@ -81,7 +81,9 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
 
 async def _pump(resp: web.StreamResponse, stream: Any, table_for: str | None) -> None:
     try:
+        first = True
         async for event in stream:
-            await resp.write(_frame(event, table_for))
+            await resp.write(_frame(event, table_for, first=first))
+            first = False
     except ApiError as err:                 # Gone: too old resourceVersion
         await resp.write(codec.dumps({"type": "ERROR", "object": err.status()}) + b"\n")

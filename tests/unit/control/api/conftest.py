@@ -10,17 +10,9 @@ from control.api.objects import ObjectService
 from control.store.memory import MemoryStore
 
 
-def _admit():  # the real admission once control/models/validation.py has landed
-    try:
-        from control.models.validation import admit
-        return admit
-    except ImportError:
-        return lambda resource, obj, *, old=None: (obj, [])
-
-
 @pytest.fixture
 async def objects() -> ObjectService:
-    svc = ObjectService(MemoryStore(), admit=_admit())
+    svc = ObjectService(MemoryStore())
     await svc.start()
     for name in ("default", "kube-system"):
         await svc.create("namespaces", {"metadata": {"name": name}})

@@ -256,3 +256,25 @@ async def test_namespace_delete_over_http(api: TestClient) -> None:
     await status_of(await api.get("/api/v1/namespaces/team"), 404, "NotFound")
     await status_of(await api.post("/api/v1/namespaces/team/configmaps", json={
         "metadata": {"name": "c"}}), 404, "NotFound")
+
+
+TABLE = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+
+
+async def test_table_responses(api: TestClient) -> None:
+    await api.post(PODS, json=pod("a"))
+    listed = await (await api.get(PODS, headers=TABLE)).json()
+    assert listed["kind"] == "Table" and listed["metadata"]["resourceVersion"]
+    assert listed["columnDefinitions"][0]["name"] == "Name"
+    assert listed["columnDefinitions"][0]["format"] == "name"
+    row = listed["rows"][0]
+    assert row["cells"][0] == "a" and row["object"]["metadata"]["name"] == "a"
+    one = await (await api.get(f"{PODS}/a", headers=TABLE)).json()
+    assert one["kind"] == "Table" and len(one["rows"]) == 1
+    resp = await api.get(PODS, params={"watch": "1", "resourceVersion": "0"}, headers=TABLE)
+    await api.post(PODS, json=pod("b"))
+    first, second = await read_events(resp, 2)
+    assert first["object"]["kind"] == "Table" and first["object"]["columnDefinitions"]
+    assert second["object"]["rows"][0]["cells"][0] == "b"
+    assert not second["object"]["columnDefinitions"]
+    resp.close()
