@@ -23,7 +23,7 @@ SCHEMES = ("memory://", "sqlite:///ABS/PATH.db", "sqlite://REL/PATH.db",
 
 
 def _bad(url: str, problem: str) -> ValueError:
-    return ValueError(f"store URL {url!r}: {problem}; use one of: {', '.join(SCHEMES)}")
+    return ValueError(f"store URL {url!r}: {problem}; accepted: {', '.join(SCHEMES)}")
 
 
 def open_store(url: str) -> Store:

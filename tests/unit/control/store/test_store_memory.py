@@ -9,7 +9,6 @@ import pytest
 from store_contract import StoreContract, take
 
 from control.errors import Gone
-from control.store import open_store
 from control.store.memory import MemoryStore
 
 
@@ -68,11 +67,3 @@ async def test_closing_the_store_ends_its_watches() -> None:
     assert [e async for e in it] == []
     with pytest.raises(RuntimeError, match="closed"):
         await s.get("/a")
-
-
-def test_open_store_memory_and_unknown_scheme() -> None:
-    assert isinstance(open_store("memory://"), MemoryStore)
-    with pytest.raises(ValueError, match=r"'redis://x'.*memory://.*sqlite:///"):
-        open_store("redis://x")
-    with pytest.raises(ValueError, match="no scheme"):
-        open_store("/var/lib/knet/db")

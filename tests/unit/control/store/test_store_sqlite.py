@@ -13,7 +13,6 @@ import pytest
 from store_contract import StoreContract, take
 
 from control.errors import Gone
-from control.store import open_store
 from control.store.sqlite import SqliteStore
 
 
@@ -105,17 +104,6 @@ async def test_a_second_process_cannot_open_the_same_file(tmp_path: Path) -> Non
         assert "in use by another process" in out.decode() and path in out.decode()
     finally:
         await s.close()
-
-
-async def test_open_store_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    s = open_store(f"sqlite://{tmp_path}/abs.db")
-    assert isinstance(s, SqliteStore) and s.path == f"{tmp_path}/abs.db"
-    await s.close()
-    monkeypatch.chdir(tmp_path)
-    s = open_store("sqlite://rel/knet.db")
-    await s.create("/a", b"1")
-    await s.close()
-    assert (tmp_path / "rel" / "knet.db").exists()
 
 
 CHILD = """
