@@ -198,3 +198,38 @@ async def test_node_port_on_every_node_ip(net: str, backends: list[TcpBackend]) 
         assert answers == [b"web-0", b"web-1", b"web-2"]
     finally:
         await p.stop()
+
+
+async def test_two_services_one_node_port_first_keeps_it(net: str,
+                                                         backends: list[TcpBackend]) -> None:
+    a = web(net, backends[:1], type="NodePort")
+    a[0]["spec"]["ports"][0]["nodePort"] = 31090  # type: ignore[index]
+    b = web(net, backends[1:2], type="NodePort")
+    b[0]["metadata"]["name"] = "zz-other"  # type: ignore[index]
+    b[0]["spec"]["clusterIP"] = f"{net}2"  # type: ignore[index]
+    b[0]["spec"]["ports"][0]["nodePort"] = 31090  # type: ignore[index]
+    b[1]["metadata"]["labels"]["kubernetes.io/service-name"] = "zz-other"  # type: ignore[index]
+    b[1]["metadata"]["name"] = "zz-other-1"  # type: ignore[index]
+    p = await start_proxier([*a, *b], node_ips=[f"{net}100"])
+    try:
+        assert (await tcp_ask(f"{net}100", 31090)).startswith(b"web-0|")
+        assert (await tcp_ask(f"{net}2", 8080)).startswith(b"web-1|")  # its ClusterIP works
+        assert sorted(lk[1:] for lk in p.listeners) == [
+            (f"{net}1", 8080), (f"{net}100", 31090), (f"{net}2", 8080)]
+    finally:
+        await p.stop()
+
+
+async def test_port_change_moves_the_listener(net: str, backends: list[TcpBackend]) -> None:
+    objs = web(net, backends)
+    p = await start_proxier(objs)
+    try:
+        moved = web(net, backends)[0]
+        moved["spec"]["ports"][0]["port"] = 8081  # type: ignore[index]
+        p.on_service_update(objs[0], moved)
+        await p.wait_applied()
+        assert (await tcp_ask(f"{net}1", 8081)).startswith(b"web-")
+        with pytest.raises(ConnectionRefusedError):
+            await tcp_ask(f"{net}1", 8080)
+    finally:
+        await p.stop()
