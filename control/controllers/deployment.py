@@ -14,7 +14,7 @@ from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers import rollout as ro
 from control.controllers.base import Controller, Requeue
-from control.controllers.deployment_status import compute_status
+from control.controllers.deployment_status import compute_status, deadline_left
 from control.controllers.events import EventRecorder
 from control.controllers.util import controller_ref, deep, is_terminating, meta, owner_ref
 from control.errors import AlreadyExists, NotFound
@@ -41,7 +41,7 @@ class DeploymentController(Controller):
         self._written: dict[str, Obj] = {}     # RS key -> our last write (fresher than cache)
         deployments.add_handler(on_add=self._d_changed, on_delete=self._d_changed,
                                 on_update=lambda old, new: self._d_changed(new))
-        replicasets.add_handler(on_add=self._rs_changed, on_delete=self._rs_changed,
+        replicasets.add_handler(on_add=self._rs_changed, on_delete=self._rs_deleted,
                                 on_update=self._rs_updated)
         pods.add_handler(on_delete=self._pod_deleted)
 
@@ -59,6 +59,10 @@ class DeploymentController(Controller):
             if selector_from_spec((d.get("spec") or {}).get("selector")).matches(
                     meta(rs).get("labels")):
                 self.enqueue(object_key(d))
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        self._written.pop(object_key(rs), None)
+        self._rs_changed(rs)
 
     def _rs_updated(self, old: Obj, new: Obj) -> None:
         if controller_ref(old) != controller_ref(new):
@@ -103,7 +107,13 @@ class DeploymentController(Controller):
         if (not spec.get("paused") and new_rs is not None
                 and all(ro._replicas(rs) == 0 for rs in old_rs)):
             await self._cleanup(d, new_rs, old_rs)
-        await self._write_status(d, new_rs, old_rs, created=created, generation=generation)
+        status = await self._write_status(d, new_rs, old_rs, created=created,
+                                          generation=generation)
+        progressing = next((c for c in status.get("conditions") or []
+                            if c.get("type") == "Progressing"), None)
+        left = deadline_left(d, progressing, self.clock.now())
+        if left:                     # look again when the progress deadline would pass
+            raise Requeue(left + 0.01)
 
     def _split(self, d: Obj, all_rs: list[Obj]) -> tuple[Obj | None, list[Obj]]:
         template = (d.get("spec") or {}).get("template")
@@ -312,18 +322,19 @@ class DeploymentController(Controller):
                 pass
 
     async def _write_status(self, d: Obj, new_rs: Obj | None, old_rs: list[Obj], *,
-                            created: bool, generation: int) -> None:
+                            created: bool, generation: int) -> Obj:
         status = compute_status(d, new_rs, [rs for rs in old_rs if rs is not None],
                                 now=self.clock.now(), created=created,
                                 observed_generation=generation)
         if status == d.get("status"):
-            return
+            return status
         body = deep(d)
         body["status"] = status
         try:
             await self.client.update("deployments", body, subresource="status")
         except NotFound:
             pass
+        return status
 
 
 def _rv(obj: Obj) -> int:

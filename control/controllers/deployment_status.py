@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from control.clientbase import Obj
-from control.clock import rfc3339
+from control.clock import parse_rfc3339, rfc3339
 from control.controllers import rollout as ro
 
-__all__ = ["compute_status", "is_complete"]
+__all__ = ["compute_status", "deadline_left", "is_complete"]
 
 
 def _st(rs: Obj | None, field: str) -> int:
@@ -57,9 +57,9 @@ def compute_status(d: Obj, new_rs: Obj | None, old_rs: list[Obj], *, now: dateti
                  "Deployment does not have minimum availability.")
     _set(conditions, "Available", avail, now)
     progressing = _progressing(d, new_rs, status, old_status, conditions.get("Progressing"),
-                               created)
+                               created, now)
     if progressing is not None:
-        _set(conditions, "Progressing", progressing, now)
+        _set(conditions, "Progressing", progressing[0], now, touch=progressing[1])
     order = {"Available": 0, "Progressing": 1}
     status["conditions"] = sorted(conditions.values(),
                                   key=lambda c: order.get(str(c.get("type")), 9))
@@ -67,30 +67,54 @@ def compute_status(d: Obj, new_rs: Obj | None, old_rs: list[Obj], *, now: dateti
 
 
 def _progressing(d: Obj, new_rs: Obj | None, status: Obj, old_status: Obj,
-                 current: Obj | None, created: bool) -> tuple[str, str, str] | None:
+                 current: Obj | None, created: bool,
+                 now: datetime) -> tuple[tuple[str, str, str], bool] | None:
+    """The Progressing condition's (status, reason, message) and whether to touch its
+    lastUpdateTime even if unchanged (progress was made), or None to leave it."""
     name = ((new_rs or {}).get("metadata") or {}).get("name", "")
     if (d.get("spec") or {}).get("paused"):
-        return ("Unknown", "DeploymentPaused", "Deployment is paused")
+        return ("Unknown", "DeploymentPaused", "Deployment is paused"), False
     if current is not None and current.get("reason") == "DeploymentPaused":
-        return ("True", "DeploymentResumed", "Deployment is resumed")
+        return ("True", "DeploymentResumed", "Deployment is resumed"), False
     if new_rs is not None and is_complete(d, status):
-        return ("True", "NewReplicaSetAvailable", f'ReplicaSet "{name}" has successfully progressed.')
+        return ("True", "NewReplicaSetAvailable",
+                f'ReplicaSet "{name}" has successfully progressed.'), False
     if created and new_rs is not None:
-        return ("True", "NewReplicaSetCreated", f'Created new replica set "{name}"')
+        return ("True", "NewReplicaSetCreated", f'Created new replica set "{name}"'), False
     keys = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
     moved = any(status.get(k, 0) != old_status.get(k, 0) for k in keys)
-    if new_rs is not None and (moved or current is None
+    updated = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.')
+    if new_rs is not None and moved:
+        return updated, True
+    if deadline_left(d, current, now) == 0.0:
+        return ("False", "ProgressDeadlineExceeded",
+                f'ReplicaSet "{name}" has timed out progressing.'), False
+    if new_rs is not None and (current is None
                                or current.get("reason") == "NewReplicaSetAvailable"):
-        return ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.')
+        return updated, False
     return None
 
 
+def deadline_left(d: Obj, progressing: Obj | None, now: datetime) -> float | None:
+    """Seconds until spec.progressDeadlineSeconds (default 600) passes without progress,
+    0.0 if it has, None if no deadline runs (no rollout in progress)."""
+    if (progressing is None or progressing.get("status") != "True"
+            or progressing.get("reason") == "NewReplicaSetAvailable"):
+        return None
+    since = parse_rfc3339(progressing.get("lastUpdateTime"))
+    if since is None:
+        return None
+    limit = float((d.get("spec") or {}).get("progressDeadlineSeconds") or 600)
+    return max(0.0, limit - (now - since).total_seconds())
+
+
 def _set(conditions: dict[Any, Obj], ctype: str, value: tuple[str, str, str],
-         now: datetime) -> None:
+         now: datetime, *, touch: bool = False) -> None:
     status, reason, message = value
     ts = rfc3339(now)
     cur = conditions.get(ctype)
-    if cur is not None and (cur.get("status"), cur.get("reason"), cur.get("message")) == value:
+    same = cur is not None and (cur.get("status"), cur.get("reason"), cur.get("message")) == value
+    if same and not touch:
         return
     transition = ts if cur is None or cur.get("status") != status else cur.get(
         "lastTransitionTime", ts)

@@ -222,3 +222,33 @@ async def test_restart_annotation_rolls_new_rs(harness: ControllerHarness) -> No
         patch_type="strategic", namespace="default")
     await converge(harness)
     assert len(await replicasets(harness)) == 2
+
+
+async def test_progress_deadline_exceeded(harness: ControllerHarness) -> None:
+    await harness.start("replicaset", "deployment")
+    await harness.client.create("deployments", deploy(replicas=1, progressDeadlineSeconds=30))
+    await converge(harness)
+    await harness.client.patch("deployments", "web", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "broken"}]}}}}, namespace="default")
+
+    async def progressing():
+        d = await get_d(harness)
+        conds = {c["type"]: c for c in d["status"].get("conditions") or []}
+        return conds.get("Progressing")
+
+    async def reason_is(reason: str):
+        c = await progressing()
+        return c if c and c["reason"] == reason else None
+    await harness.eventually(lambda: reason_is("ReplicaSetUpdated"), what="rollout started")
+    await harness.settle()
+    await harness.clock.advance(20)
+    await harness.settle()
+    assert (await progressing())["status"] == "True"              # not yet
+    await harness.clock.advance(11)
+    c = await harness.eventually(lambda: reason_is("ProgressDeadlineExceeded"),
+                                 what="deadline exceeded")
+    assert c["status"] == "False"
+    assert c["message"].endswith("has timed out progressing.")
+    # progress again: the new pod turns ready and the rollout completes
+    await converge(harness)
+    assert (await progressing())["reason"] == "NewReplicaSetAvailable"
