@@ -59,5 +59,6 @@ def prune(pod_dir: Path, name: str, *, keep_from: int) -> None:
     """Delete the files of instances older than `keep_from` (Kubernetes keeps one dead one)."""
     for n in attempts(pod_dir, name):
         if n < keep_from:
-            for p in instance(pod_dir, name, n)[1:]:
+            inst = instance(pod_dir, name, n)
+            for p in (*inst[1:], inst.log.with_name(inst.log.name + ".1")):
                 p.unlink(missing_ok=True)

@@ -46,12 +46,21 @@ def tail_offset(f: BinaryIO, n: int) -> int:
             return 0
 
 
+def _rotated(path: Path, f: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
 async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
                    timestamps: bool = False, done: Callable[[], bool] | None = None,
                    poll: float = 0.1) -> AsyncIterator[bytes]:
     """Yield the log as `kubectl logs` prints it. With follow, keep yielding new lines
-    until `done()` is true (no `done`: forever, until the consumer stops iterating)."""
-    with open(path, "rb") as f:  # noqa: ASYNC230 - a local file, read in short steps
+    until `done()` is true (no `done`: forever, until the consumer stops iterating), and
+    move on to the new file when the writer rotates the log."""
+    f = open(path, "rb")  # noqa: ASYNC230, SIM115 - a local file, read in short steps
+    try:
         if tail_lines is not None:
             f.seek(tail_offset(f, tail_lines))
         carry = b""
@@ -71,6 +80,10 @@ async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
                 if out:
                     yield out
                 continue
+            if follow and _rotated(path, f):  # the old file is read to its end: go on
+                f.close()
+                f = open(path, "rb")  # noqa: ASYNC230, SIM115
+                continue
             if not follow or finished:
                 break
             finished = done() if done is not None else False
@@ -78,3 +91,5 @@ async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
                 await asyncio.sleep(poll)
         if rest:  # fragments never closed by an F line: the text as it is, no newline
             yield (rest[0].ts + b" " if timestamps else b"") + b"".join(r.msg for r in rest)
+    finally:
+        f.close()

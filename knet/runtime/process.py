@@ -54,9 +54,11 @@ class ProcessRuntime:
     """The real runtime. One per agent; `close()` stops its watchers (not the containers)."""
 
     def __init__(self, *, python: str = sys.executable, start_timeout: float = 10.0,
-                 namespaces: bool = True) -> None:
+                 namespaces: bool = True, log_max_bytes: int = 10 * 1024 * 1024) -> None:
         """namespaces=False runs containers in the caller's namespaces (no root needed, no
-        netns, hostname, DNS files or volumes): the same runtime for unprivileged tests."""
+        netns, hostname, DNS files or volumes): the same runtime for unprivileged tests.
+        A log past log_max_bytes is rotated to LOG.1 (kubelet: containerLogMaxSize)."""
+        self._log_max_bytes = log_max_bytes
         self._launcher = ShimLauncher(python=python)
         self._start_timeout = start_timeout
         self._namespaces = namespaces
@@ -128,7 +130,8 @@ class ProcessRuntime:
                 "hosts": str(sandbox.pod_dir / "hosts"), "argv": list(spec.argv), "env": env,
                 "workdir": spec.workdir or "",
                 "mounts": [(m.host_path, m.container_path, m.read_only) for m in spec.mounts],
-                "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log)}
+                "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log),
+                "log_max_bytes": self._log_max_bytes}
 
     def _handle(self, sandbox: PodSandbox, name: str,
                 inst: layout.Instance) -> ContainerHandle | None:

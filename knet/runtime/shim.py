@@ -118,8 +118,12 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
 class Pump:
     """Reads the container's two pipes into CRI lines in the log file."""
 
-    def __init__(self, log_fd: int, out_r: int, err_r: int) -> None:
+    def __init__(self, log_fd: int, out_r: int, err_r: int, *, log_path: str,
+                 max_bytes: int) -> None:
         self.log_fd = log_fd
+        self.log_path = log_path
+        self.max_bytes = max_bytes
+        self.size = os.fstat(log_fd).st_size
         self.framers = {out_r: crilog.Framer(b"stdout"), err_r: crilog.Framer(b"stderr")}
         self.poller = select.poll()
         for fd in self.framers:
@@ -140,15 +144,32 @@ class Pump:
                 continue
             fr = self.framers[fd]
             if data:
-                os.write(self.log_fd, fr.feed(data, now))
+                self.write(fr.feed(data, now))
             else:
-                os.write(self.log_fd, fr.flush(now, final=True))
+                self.write(fr.flush(now, final=True))
                 self.poller.unregister(fd)
                 del self.framers[fd]
         if not ready:
             for fr in self.framers.values():
-                os.write(self.log_fd, fr.flush(now, final=False))
+                self.write(fr.flush(now, final=False))
         return bool(self.framers)
+
+    def write(self, lines: bytes) -> None:
+        """Append whole CRI lines; past max_bytes, rotate to LOG.1 (as the kubelet rotates
+        at containerLogMaxSize) so a chatty container cannot fill the disk."""
+        if self.size + len(lines) <= self.max_bytes:
+            os.write(self.log_fd, lines)
+            self.size += len(lines)
+            return
+        for line in lines.split(b"\n")[:-1]:  # CRI lines: each ends with its newline
+            if self.size and self.size + len(line) + 1 > self.max_bytes:
+                os.close(self.log_fd)
+                os.replace(self.log_path, self.log_path + ".1")
+                self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                      0o644)
+                self.size = 0
+            os.write(self.log_fd, line + b"\n")
+            self.size += len(line) + 1
 
     def pending(self) -> bool:
         return any(fr.pending for fr in self.framers.values())
@@ -189,7 +210,7 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     _report(f"ok\t{started!r}\n")
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
-    pump = Pump(log_fd, out_r, err_r)
+    pump = Pump(log_fd, out_r, err_r, log_path=spec["log"], max_bytes=spec["log_max_bytes"])
     pidfd = os.pidfd_open(pid)
     pump.poller.register(pidfd, select.POLLIN)
     while True:

@@ -24,6 +24,7 @@ from knet.runtime.base import ContainerSpec, ContainerStartError, ExecSession, P
 from knet.runtime.process import ProcessRuntime
 
 __all__ = [
+    "test_a_chatty_log_is_rotated",
     "test_adopt_after_agent_restart",
     "test_adopt_after_the_agent_was_killed",
     "test_adopt_refuses_a_reused_pid",
@@ -115,6 +116,21 @@ async def test_stdout_and_stderr_land_in_the_log(rt: ProcessRuntime, sandbox: Po
         assert t0 - 2 <= ts <= time.time() + 1
     first = (await logs(rt, h, timestamps=True)).splitlines()[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (to-out|to-err)", first)
+
+
+async def test_a_chatty_log_is_rotated(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
+    small = ProcessRuntime(namespaces=rt.namespaces, log_max_bytes=4096)
+    try:
+        h = await small.start(sandbox, ContainerSpec(name="chatty", argv=[
+            "sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done"]))
+        assert await asyncio.wait_for(small.wait(h), timeout=20) == 0
+    finally:
+        await small.close()
+    assert h.log_path.stat().st_size <= 4096
+    rotated = h.log_path.with_name(h.log_path.name + ".1")
+    assert 0 < rotated.stat().st_size <= 4096
+    text = await logs(rt, h)
+    assert text.endswith("line 299\n") and "line 0\n" not in text
 
 
 async def test_exit_codes_and_reasons(rt: ProcessRuntime, sandbox: PodSandbox) -> None:

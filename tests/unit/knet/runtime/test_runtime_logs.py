@@ -121,3 +121,24 @@ async def test_previous_of_a_first_instance_is_a_clear_error(tmp_path: Path) -> 
 def test_a_path_that_is_not_a_container_log(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a container log"):
         layout.instance_of_log(tmp_path / "x.txt")
+
+
+async def test_follow_moves_on_when_the_log_is_rotated(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    write_log(log, b"stdout", [b"old 1", b"old 2"])
+    finished = asyncio.Event()
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        async for chunk in read_log(log, follow=True, done=finished.is_set, poll=0.02):
+            got.append(chunk)
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0.1)
+    write_log(log, b"stdout", [b"old 3"], start=2)
+    os.replace(log, tmp_path / "0.log.1")  # what the shim does past log_max_bytes
+    write_log(log, b"stdout", [b"new 1"], start=3)
+    await asyncio.sleep(0.2)
+    finished.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert b"".join(got) == b"old 1\nold 2\nold 3\nnew 1\n"
