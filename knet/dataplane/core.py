@@ -149,6 +149,7 @@ class RecordedDataplane:
         async with self._lock(spec.name):
             self.records.put_node(info)
             await self.kernel.ensure_node(info, prefixlen=spec.underlay_prefixlen, host=host)
+            await self.kernel.set_routes(info.netns, self.records.node_routes(info.name))
             self._ipam(info)
         await self._sync_host_routes()
         log.info("%s: node ready (%s, pods %s)", info.name, info.underlay_ip, info.pod_cidr)
@@ -162,6 +163,7 @@ class RecordedDataplane:
             if peer.name != node:
                 wanted[peer.pod_cidr] = peer.underlay_ip
         async with self._lock(node):
+            self.records.put_node_routes(node, wanted)
             await self.kernel.set_routes(info.netns, wanted)
 
     @staticmethod

@@ -177,7 +177,8 @@ class NetlinkKernel:
     async def ensure_node(self, node: NodeInfo, *, prefixlen: int, host: HostConfig) -> None:
         hostipr = await self._sock(None)
         what = f"node {node.name}"
-        if node.netns not in self._socks and not os.path.exists(nsutil.netns_path(node.netns)):
+        if not nsutil.is_netns(node.netns):
+            self._drop(node.netns)          # a socket into a namespace that is gone
             self._socks[node.netns] = await self._open(node.netns, create=True)
         ipr = await self._sock(node.netns)
         self._index.pop((node.netns, names.NODE_BRIDGE), None)
@@ -186,7 +187,8 @@ class NetlinkKernel:
             raise NotFound(f"{what}: host bridge {names.HOST_BRIDGE} is missing; call "
                            "ensure_host() again ('knet up')")
         with _nl(f"{what}: underlay veth {node.host_ifname} in the host"):
-            await self._veth(hostipr, ipr, node.netns, node.host_ifname, knet0, mac=None)
+            await self._veth(hostipr, ipr, node.netns, node.host_ifname, knet0,
+                             mac=names.pod_mac(node.underlay_ip))
         eth0 = await _idx(ipr, "eth0")
         with _nl(f"{what}: eth0 {node.underlay_ip} in netns {node.netns}"):
             await ipr.link("set", index=1, state="up")
@@ -285,7 +287,7 @@ class NetlinkKernel:
 
     async def ensure_pod(self, node: NodeInfo, pod: PodNet, *, prefixlen: int) -> None:
         nodeipr = await self._sock(node.netns)
-        new = not os.path.exists(nsutil.netns_path(pod.netns))
+        new = not nsutil.is_netns(pod.netns)
         podipr = await self._open(pod.netns, create=new)
         try:
             bridge = await self._cni0(nodeipr, node)

@@ -108,6 +108,8 @@ def new_netns(name: str) -> Iterator[None]:
     """
     path = netns_path(name)
     os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    if os.path.exists(path) and not is_netns(name):
+        os.unlink(path)           # an empty placeholder left by a crash before the mount
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
@@ -127,6 +129,14 @@ def new_netns(name: str) -> Iterator[None]:
             setns(own, CLONE_NEWNET)
     finally:
         os.close(own)
+
+
+def is_netns(name: str) -> bool:
+    """True if /run/netns/NAME is a live namespace (a bind mount of nsfs), not just a file."""
+    try:
+        return os.stat(netns_path(name)).st_dev == os.stat("/proc/thread-self/ns/net").st_dev
+    except FileNotFoundError:
+        return False
 
 
 def remove_netns(name: str) -> bool:

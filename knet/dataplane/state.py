@@ -1,6 +1,7 @@
 """The record of everything the dataplane made, as small JSON files in its state dir.
 
-One file per object (host.json, nodes/<node>.json, ipam/<node>.json: the node's pods)
+One file per object (host.json, nodes/<node>.json, routes/<node>.json, ipam/<node>.json:
+the node's pods)
 so that agents of different nodes sharing one state dir never write the same file, and a
 crash loses at most the object being made (files are replaced atomically). Cleanup walks
 this record: it removes what was made, never what merely looks like knet's by name.
@@ -58,6 +59,15 @@ class Records:
 
     def drop_node(self, name: str) -> None:
         (self.root / "nodes" / f"{name}.json").unlink(missing_ok=True)
+        (self.root / "routes" / f"{name}.json").unlink(missing_ok=True)
+
+    def node_routes(self, name: str) -> dict[str, str]:
+        """The host-gw routes last asked for on node `name` (dst -> via)."""
+        p = self.root / "routes" / f"{name}.json"
+        return dict(json.loads(p.read_text())) if p.exists() else {}
+
+    def put_node_routes(self, name: str, routes: dict[str, str]) -> None:
+        write_json_atomic(self.root / "routes" / f"{name}.json", routes)
 
     def ipam(self, node: str, cidr: str) -> Ipam:
         return Ipam(node=node, cidr=cidr, path=self.root / "ipam" / f"{node}.json")

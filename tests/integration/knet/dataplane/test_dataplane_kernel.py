@@ -37,12 +37,14 @@ def in_ns(ns: str | None, *cmd: str) -> str:
 def world(state_dir: Path) -> dict[str, object]:
     """Everything a leak could hide in: namespaces, links, addresses, routes (every netns),
     mounts, processes, state files. IPv4 only (IPv6 link-locals come and go with DAD on their
-    own) and bridge timers cut, since those move by themselves."""
+    own), bridge timers and carrier state cut (a bridge's carrier follows its ports a
+    moment later), since those move by themselves."""
     snap: dict[str, object] = {"netns": netns_list()}
     for ns in [None, *netns_list()]:
-        links = re.sub(r"\b\w+_timer\s+\S+", "", in_ns(ns, "ip", "-d", "-o", "link"))
+        links = re.sub(r"\b\w+_timer\s+\S+|NO-CARRIER,|,LOWER_UP|\bstate \w+", "",
+                       in_ns(ns, "ip", "-d", "-o", "link"))
         addrs = in_ns(ns, "ip", "-4", "-o", "addr")
-        routes = in_ns(ns, "ip", "-4", "route", "show", "table", "all")
+        routes = in_ns(ns, "ip", "-4", "route", "show", "table", "all").replace(" linkdown", "")
         snap[f"{ns}"] = (links, addrs, routes)
     snap["mounts"] = Path("/proc/mounts").read_text()
     snap["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
@@ -222,6 +224,23 @@ async def test_crash_half_way_is_repaired(dp: NetlinkDataplane, tmp_path: Path,
         assert tcp_roundtrip(pod.netns, pod.ip, None) == b"PING FROM 172.18.0.1"
     finally:
         await fresh.close()
+
+
+async def test_leftovers_of_a_crash_before_the_mount_and_a_lost_node_netns(
+        dp: NetlinkDataplane) -> None:
+    first = await dp.ensure_pod("node-1", "default/a")
+    await dp.delete_pod("node-1", "default/a")
+    Path(nsutil.netns_path(first.netns)).touch()        # died between create and mount
+    pod = await dp.ensure_pod("node-1", "default/a")
+    assert pod.netns == first.netns and nsutil.is_netns(pod.netns)
+    assert tcp_roundtrip(pod.netns, pod.ip, None) == b"PING FROM 172.18.0.1"
+    other = await dp.ensure_pod("node-2", "default/b")
+    sh("ip", "netns", "del", "knet-node-1")            # someone removed the node's netns
+    await dp.ensure_node(N1)                           # brings back its host-gw routes too
+    assert await dp.ensure_pod("node-1", "default/a") == pod
+    # same MACs as before: the host's and node-2's neighbour caches stay right
+    assert tcp_roundtrip(pod.netns, pod.ip, None) == b"PING FROM 172.18.0.1"
+    assert tcp_roundtrip(pod.netns, pod.ip, other.netns) == f"PING FROM {other.ip}".encode()
 
 
 async def test_cidr_overlapping_the_hosts_own_is_refused(tmp_path: Path) -> None:
