@@ -4,11 +4,7 @@ with `-o wide`, `-A` (NAMESPACE from the row objects) and `--sort-by`."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +12,6 @@ from aiohttp import web
 
 from control.models.tables import table
 
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 NOW = datetime.now(UTC)
 
 
@@ -71,21 +65,6 @@ def _app() -> web.Application:
     return app
 
 
-async def _kubectl(tmp: Path, port: int, *args: str) -> list[list[str]]:
-    config = tmp / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    proc = await asyncio.create_subprocess_exec(
-        str(KUBECTL), "--kubeconfig", str(config), "--cache-dir", str(tmp / "cache"), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0, err.decode()
-    return [line.split() for line in out.decode().splitlines()]
-
-
 @pytest.fixture
 async def port() -> Any:
     runner = web.AppRunner(_app())
@@ -97,18 +76,24 @@ async def port() -> Any:
     await runner.cleanup()
 
 
-async def test_kubectl_prints_knet_tables(tmp_path: Path, port: int) -> None:
-    lines = await _kubectl(tmp_path, port, "get", "pods", "-n", "default")
+async def _rows(run: Any, *args: str) -> list[list[str]]:
+    result = await run(*args)
+    assert result.code == 0, result.err
+    return list(result.rows)
+
+
+async def test_kubectl_prints_knet_tables(kubectl: Any, port: int) -> None:
+    run = kubectl(f"http://127.0.0.1:{port}")
+    lines = await _rows(run, "get", "pods", "-n", "default")
     assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert lines[1] == ["web-b", "1/1", "Running", "0", "3h"]
 
-    wide = await _kubectl(tmp_path, port, "get", "pods", "-n", "default", "-o", "wide")
+    wide = await _rows(run, "get", "pods", "-n", "default", "-o", "wide")
     assert wide[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
                        "NOMINATED", "NODE", "READINESS", "GATES"]
     assert wide[1][5:] == ["10.244.2.7", "node-2", "<none>", "<none>"]
 
-    every = await _kubectl(tmp_path, port, "get", "pods", "-A", "--sort-by",
-                           ".metadata.name")
+    every = await _rows(run, "get", "pods", "-A", "--sort-by", ".metadata.name")
     assert every[0][:2] == ["NAMESPACE", "NAME"]
     assert [row[:4] for row in every[1:]] == [["team", "web-a", "0/1", "CrashLoopBackOff"],
                                               ["default", "web-b", "1/1", "Running"]]
