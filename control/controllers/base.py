@@ -15,7 +15,7 @@ import logging
 from control.clientbase import Client
 from control.clock import Clock
 from control.controllers.queue import ShutDown, WorkQueue
-from control.errors import Conflict
+from control.errors import ApiError, Conflict
 
 __all__ = ["Controller", "Requeue"]
 
@@ -78,6 +78,10 @@ class Controller:
             except Conflict as exc:
                 delay = self.queue.add_rate_limited(key)
                 self.log.debug("%s: conflict (%s); retry in %.2fs", key, exc, delay)
+            except ApiError as exc:             # the API said no: no traceback, just why
+                delay = self.queue.add_rate_limited(key)
+                self.log.warning("%s: %s: %s (%s); retry in %.2fs", key, self.name,
+                                 exc.message, exc.reason, delay)
             except Exception:
                 delay = self.queue.add_rate_limited(key)
                 self.log.exception("%s: %s reconcile failed; retry in %.2fs",
