@@ -197,7 +197,11 @@ class ObjectService:
         if info.namespaced:
             await self._check_namespace(ns)
         obj, warnings = self.admit(info.plural, obj)
-        alloc = self.services.on_create(obj) if info.plural == "services" else Allocation()
+        alloc = Allocation()
+        if info.plural == "services":
+            if await self.store.get(self.key(info, name, ns)) is not None:
+                raise self._exists(info, name)       # before its addresses look taken
+            alloc = self.services.on_create(obj)
         if dry_run:
             self.services.rollback(alloc)
             return Written(obj, warnings, created=True)
@@ -206,8 +210,7 @@ class ObjectService:
             kv = await self.store.create(self.key(info, name, ns), value)
         except AlreadyExists:
             self.services.rollback(alloc)
-            raise AlreadyExists(f'{info.plural} "{name}" already exists', kind=info.plural,
-                                name=name, group=info.group) from None
+            raise self._exists(info, name) from None
         except BaseException:
             self.services.rollback(alloc)
             raise
@@ -215,6 +218,11 @@ class ObjectService:
         log.debug("%s/%s: created at revision %d", info.plural, name, kv.mod_revision)
         return Written(obj, warnings, created=True, raw=meta.with_revision(value,
                                                                             kv.mod_revision))
+
+    @staticmethod
+    def _exists(info: ResourceInfo, name: str) -> AlreadyExists:
+        return AlreadyExists(f'{info.plural} "{name}" already exists', kind=info.plural,
+                             name=name, group=info.group)
 
     def _prepare_create(self, info: ResourceInfo, obj: Obj, namespace: str | None) -> Obj:
         if not isinstance(obj, dict):
