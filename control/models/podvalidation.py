@@ -70,15 +70,6 @@ def check_port_protocol(errs: FieldErrors, path: str, value: Any) -> None:
         errs.one_of(path, value, _PROTOCOLS)
 
 
-def _list(errs: FieldErrors, path: str, value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        errs.type_error(path, value, "a list")
-        return []
-    return value
-
-
 def check_port_ref(errs: FieldErrors, path: str, port: Any) -> None:
     """A probe/targetPort port: a number 1-65535 or an IANA_SVC_NAME."""
     if isinstance(port, str) and not port.isdigit():
@@ -115,8 +106,9 @@ def _probe(errs: FieldErrors, path: str, probe: Any, kind: str) -> None:
         errs.invalid(f"{path}.successThreshold", probe.get("successThreshold"), "must be 1")
 
 
-def _ports(errs: FieldErrors, path: str, ports: Any, port_names: set[str]) -> None:
-    for i, port in enumerate(_list(errs, path, ports)):
+def _ports(errs: FieldErrors, path: str, ports: Any) -> None:
+    port_names: set[str] = set()          # unique per container, as in Kubernetes
+    for i, port in enumerate(errs.list_of(path, ports)):
         p = f"{path}[{i}]"
         if not isinstance(port, dict):
             errs.type_error(p, port, "an object")
@@ -138,7 +130,7 @@ def _ports(errs: FieldErrors, path: str, ports: Any, port_names: set[str]) -> No
 
 
 def _env(errs: FieldErrors, path: str, env: Any) -> None:
-    for i, var in enumerate(_list(errs, path, env)):
+    for i, var in enumerate(errs.list_of(path, env)):
         p = f"{path}[{i}]"
         if not isinstance(var, dict):
             errs.type_error(p, var, "an object")
@@ -195,7 +187,7 @@ def _unique_label(errs: FieldErrors, path: str, name: Any, seen: set[str]) -> No
 
 
 def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
-               seen: set[str], port_names: set[str]) -> None:
+               seen: set[str]) -> None:
     if not isinstance(c, dict):
         errs.type_error(path, c, "an object")
         return
@@ -204,7 +196,7 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
         errs.required(f"{path}.image")
     errs.one_of(f"{path}.imagePullPolicy", c.get("imagePullPolicy", "IfNotPresent"),
                 _PULL_POLICIES)
-    _ports(errs, f"{path}.ports", c.get("ports"), port_names)
+    _ports(errs, f"{path}.ports", c.get("ports"))
     _env(errs, f"{path}.env", c.get("env"))
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         if c.get(key) is not None:
@@ -220,7 +212,7 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
 
 def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> None:
     paths: set[str] = set()
-    for i, m in enumerate(_list(errs, path, mounts)):
+    for i, m in enumerate(errs.list_of(path, mounts)):
         p = f"{path}[{i}]"
         if not isinstance(m, dict):
             errs.type_error(p, m, "an object")
@@ -244,7 +236,7 @@ def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> Non
 
 def _volumes(errs: FieldErrors, path: str, volumes: Any) -> set[str]:
     seen: set[str] = set()
-    for i, v in enumerate(_list(errs, path, volumes)):
+    for i, v in enumerate(errs.list_of(path, volumes)):
         p = f"{path}[{i}]"
         if not isinstance(v, dict):
             errs.type_error(p, v, "an object")
@@ -269,7 +261,7 @@ def _volumes(errs: FieldErrors, path: str, volumes: Any) -> set[str]:
 
 
 def _tolerations(errs: FieldErrors, path: str, tolerations: Any) -> None:
-    for i, t in enumerate(_list(errs, path, tolerations)):
+    for i, t in enumerate(errs.list_of(path, tolerations)):
         p = f"{path}[{i}]"
         if not isinstance(t, dict):
             errs.type_error(p, t, "an object")
@@ -296,15 +288,14 @@ def validate_pod_spec(errs: FieldErrors, spec: Any, path: str, *, template: bool
         errs.required(path) if spec is None else errs.type_error(path, spec, "an object")
         return
     volumes = _volumes(errs, f"{path}.volumes", spec.get("volumes"))
-    containers = _list(errs, f"{path}.containers", spec.get("containers"))
+    containers = errs.list_of(f"{path}.containers", spec.get("containers"))
     if not containers:
         errs.required(f"{path}.containers")
     seen: set[str] = set()
-    port_names: set[str] = set()
     for group, items in (("initContainers", spec.get("initContainers")),
                          ("containers", containers)):
-        for i, c in enumerate(_list(errs, f"{path}.{group}", items)):
-            _container(errs, f"{path}.{group}[{i}]", c, volumes, seen, port_names)
+        for i, c in enumerate(errs.list_of(f"{path}.{group}", items)):
+            _container(errs, f"{path}.{group}[{i}]", c, volumes, seen)
     _pod_fields(errs, spec, path, template=template)
 
 

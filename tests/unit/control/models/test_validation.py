@@ -431,3 +431,13 @@ def test_kinds_knet_does_not_run_are_stored_with_a_warning() -> None:
                                                     "FieldValueInvalid"}
     job = {"metadata": {"name": "j", "namespace": "d"}, "spec": {"template": {}}}
     assert "Jobs" in admit("jobs", job)[1][0]
+
+
+def test_port_names_are_unique_per_container() -> None:
+    one = {"name": "a", "image": "i", "ports": [{"containerPort": 80, "name": "http"},
+                                                {"containerPort": 81, "name": "http"}]}
+    assert causes(invalid("pods", pod(containers=[one]))) == {
+        "spec.containers[0].ports[1].name": "FieldValueDuplicate"}
+    two = [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "name": "http"}]},
+           {"name": "b", "image": "i", "ports": [{"containerPort": 81, "name": "http"}]}]
+    admit("pods", pod(containers=two))
