@@ -47,11 +47,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
-                  env: dict[str, str] | None = None) -> Iterator[Path]:
-    """`knet control --state-dir state --listen 127.0.0.1:<free>`; yields the kubeconfig.
-    `env` adds environment variables (e.g. KNET_NODE_MONITOR_GRACE)."""
-    port = free_port()
-    out = open(state / "control.log", "w")
+                  env: dict[str, str] | None = None, port: int | None = None) -> Iterator[Path]:
+    """`knet control --state-dir state --listen 127.0.0.1:<port or a free one>`; yields the
+    kubeconfig. `env` adds environment variables (e.g. KNET_NODE_MONITOR_GRACE)."""
+    port = port or free_port()
+    out = open(state / "control.log", "a")
     proc = subprocess.Popen([sys.executable, "-m", "knet.cli.main", "-v", "control",
                              "--state-dir", str(state), "--listen", f"127.0.0.1:{port}",
                              *extra_args], stdout=out, stderr=subprocess.STDOUT,
@@ -59,7 +59,7 @@ def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
     kubeconfig = state / "kubeconfig"
     deadline = time.monotonic() + 30
     try:
-        while not kubeconfig.exists():
+        while not (kubeconfig.exists() and _listening(port)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("knet control did not start:\n"
                                      + (state / "control.log").read_text())
@@ -74,6 +74,12 @@ def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
                 proc.kill()
                 proc.wait()
             out.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _now(micro: bool = False) -> str:
