@@ -26,10 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+import yaml  # type: ignore[import-untyped]
 
-from bench.common import Metric, fanout_delays_ms, latencies_ms, median, ops_per_second
-from bench.common import percentile, side_by_side
+from bench.common import (
+    Metric,
+    fanout_delays_ms,
+    latencies_ms,
+    median,
+    ops_per_second,
+    percentile,
+    side_by_side,
+)
 
 NAME = "api"
 DESCRIPTION = ("API server over HTTP (memory anchor, sqlite): pod creates/s seq and 50 "
@@ -54,13 +61,13 @@ class Server:
     def __init__(self, store: str, workdir: Path, *, concurrency: int) -> None:
         self.store, self.workdir, self.concurrency = store, workdir, concurrency
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Server:  # noqa: PYI034
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = "memory://" if self.store == "memory" else f"sqlite:///{self.workdir}/state.db"
-        self.log = open(self.workdir / "control.log", "w")
-        self.proc = subprocess.Popen(
+        self.log = open(self.workdir / "control.log", "w")  # noqa: SIM115, ASYNC230
+        self.proc = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "knet.cli.main", "control", "--state-dir",
              str(self.workdir), "--listen", f"127.0.0.1:{port}", "--store", url,
              "--no-controllers"], stdout=self.log, stderr=subprocess.STDOUT)

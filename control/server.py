@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
 from control.api.app import OBJECTS, Settings, create_app
@@ -102,7 +102,7 @@ def kubeconfig(server: str, token: str, ca_pem: bytes) -> str:
            "contexts": [{"name": "knet", "context": {"cluster": "knet", "user": "knet-admin",
                                                      "namespace": "default"}}],
            "current-context": "knet"}
-    return yaml.safe_dump(doc, sort_keys=False)
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:

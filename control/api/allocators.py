@@ -14,7 +14,7 @@ import random
 
 from control.errors import Cause, Invalid
 
-__all__ = ["IPAllocator", "PortAllocator", "SERVICE_CIDR", "NODE_PORT_RANGE"]
+__all__ = ["NODE_PORT_RANGE", "SERVICE_CIDR", "IPAllocator", "PortAllocator"]
 
 SERVICE_CIDR = "10.96.0.0/12"
 NODE_PORT_RANGE = (30000, 32767)

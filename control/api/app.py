@@ -25,7 +25,7 @@ from control.store.base import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Settings", "create_app", "OBJECTS"]
+__all__ = ["OBJECTS", "Settings", "create_app"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
-    tasks = list(app[STREAMS])
+    tasks = [task for task in app[STREAMS]]
     for task in tasks:
         task.cancel()
     if tasks:

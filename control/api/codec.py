@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
 from control.api import protobuf
@@ -44,15 +44,15 @@ async def read_body(request: web.Request, *, what: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        if ctype in ("application/json", "application/octet-stream", "") or "json" in ctype:
-            # Not JSON: maybe YAML sent without a Content-Type.
-            if not raw.lstrip().startswith((b"{", b"[")):
-                try:
-                    data = yaml.safe_load(raw)
-                except yaml.YAMLError:
-                    data = None
-                if isinstance(data, (dict, list)):
-                    return data
+        # Not JSON: maybe YAML sent without a Content-Type.
+        if (ctype in ("application/json", "application/octet-stream", "") or "json" in ctype) \
+                and not raw.lstrip().startswith((b"{", b"[")):
+            try:
+                data = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                data = None
+            if isinstance(data, (dict, list)):
+                return data
         raise BadRequest(f"{what}: the JSON body could not be parsed: {exc}") from None
 
 

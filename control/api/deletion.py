@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from control.api import meta
 from control.api.meta import Obj
-from control.errors import Conflict, NotFound
+from control.errors import BadRequest, Conflict, NotFound
 from control.models.resources import ResourceInfo
 from control.store.base import KV
 
@@ -39,7 +39,7 @@ async def delete(svc: ObjectService, info: ResourceInfo, name: str, *, namespace
                  preconditions_uid: str | None, preconditions_rv: str | None,
                  dry_run: bool) -> Obj:
     if propagation not in (None, "", "Background", "Foreground", "Orphan"):
-        raise meta.BadRequest(f"propagationPolicy {propagation!r} is not valid; use "
+        raise BadRequest(f"propagationPolicy {propagation!r} is not valid; use "
                               "Background, Foreground or Orphan")
     for _ in range(_RETRIES):
         kv = await svc.get_kv(info, name, namespace)

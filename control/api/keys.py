@@ -10,5 +10,5 @@ from control.api.objects import ObjectService
 
 OBJECTS = web.AppKey("objects", ObjectService)
 # Long-lived streaming handlers (watch, log follow) register here; shutdown cancels them.
-STREAMS = web.AppKey("streams", set[asyncio.Task[None]])
+STREAMS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("streams", set)
 STOPPING = web.AppKey("stopping", asyncio.Event)

@@ -12,7 +12,7 @@ import binascii
 import json
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from control.errors import ApiError, BadRequest, Conflict, Gone, NotFound
@@ -31,13 +31,13 @@ class Forbidden(ApiError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def rfc3339(t: datetime, *, plus: float = 0) -> str:
     if plus:
         t = t + timedelta(seconds=plus)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def resource(plural: str) -> ResourceInfo:

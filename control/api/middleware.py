@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from control.errors import ApiError, Internal, Unauthorized
 
@@ -63,8 +64,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return status_response(_from_http(exc, request))
-    except (ConnectionResetError, web.RequestCancelled if hasattr(web, "RequestCancelled")
-            else ConnectionResetError):
+    except ConnectionResetError:
         raise
     except Exception as exc:
         log.exception("%s %s: internal error", request.method, request.path)
@@ -72,7 +72,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                         f"{request.path}: {type(exc).__name__}: {exc}"))
 
 
-def bearer_auth(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def bearer_auth(token: str) -> Middleware:
     expected = f"Bearer {token}".encode()
 
     @web.middleware

@@ -70,7 +70,7 @@ async def _relay_http(request: web.Request, session: aiohttp.ClientSession,
                       target: str) -> web.StreamResponse:
     try:
         upstream = await session.get(target)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise ServiceUnavailable(f"the node agent at {target} did not answer: {exc}") from None
     async with upstream:
         resp = web.StreamResponse(status=upstream.status)
@@ -88,7 +88,7 @@ async def _relay_websocket(request: web.Request, session: aiohttp.ClientSession,
                  if p.strip()]
     try:
         upstream = await session.ws_connect(target, protocols=protocols)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise ServiceUnavailable(f"the node agent at {target} refused the stream: {exc}") from None
     chosen = (upstream.protocol,) if upstream.protocol else ()
     client = web.WebSocketResponse(protocols=chosen)

@@ -15,6 +15,7 @@ benchmarks all call these methods, so HTTP and in-process callers get identical 
 
 from __future__ import annotations
 
+import builtins
 import copy
 import logging
 import random
@@ -23,7 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.api import deletion, meta, patch as patches, subresources, watching
+from control.api import deletion, meta, subresources, watching
+from control.api import patch as patches
 from control.api.meta import Forbidden, Obj
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
@@ -36,6 +38,7 @@ from control.store.base import KV, Store
 log = logging.getLogger(__name__)
 
 Admit = Callable[..., tuple[Obj, list[str]]]
+_Hits = list[tuple[KV, Obj | None]]
 _RETRIES = 8
 _LIST_CHUNK = 500
 
@@ -108,7 +111,7 @@ class ObjectService:
     async def list_raw(self, resource: str, *, namespace: str | None = None,
                        label_selector: str | None = None, field_selector: str | None = None,
                        limit: int = 0, continue_token: str | None = None
-                       ) -> tuple[list[bytes], str, str]:
+                       ) -> tuple[builtins.list[bytes], str, str]:
         """Like `list`, but each item is its JSON text (no decode/encode round trip)."""
         info = meta.resource(resource)
         hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
@@ -117,7 +120,7 @@ class ObjectService:
 
     async def _scan(self, info: ResourceInfo, namespace: str | None,
                     label_selector: str | None, field_selector: str | None, limit: int,
-                    continue_token: str | None) -> tuple[list[tuple[KV, Obj | None]], int, str]:
+                    continue_token: str | None) -> tuple[_Hits, int, str]:
         """Matching (kv, decoded object or None when no filter needed decoding), the list's
         revision and the continue token."""
         match = self.matcher(info, label_selector, field_selector)
@@ -127,7 +130,7 @@ class ObjectService:
         list_rev = 0
         if continue_token:
             list_rev, start = meta.read_continue(continue_token, prefix)
-        hits: list[tuple[KV, Obj | None]] = []
+        hits: _Hits = []
         while True:
             chunk = 0
             if limit:
@@ -429,7 +432,7 @@ class ObjectService:
         return info.key(name, namespace)
 
     @staticmethod
-    def namespaced_resources() -> list[ResourceInfo]:
+    def namespaced_resources() -> builtins.list[ResourceInfo]:
         return [r for r in RESOURCES if r.namespaced and r.plural != "bindings"]
 
 

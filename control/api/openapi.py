@@ -26,7 +26,7 @@ def _gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
-def _ops(info: ResourceInfo, verbs: tuple[str, ...]) -> dict[str, Any]:
+def _ops(info: ResourceInfo, verbs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     gvk = {"group": info.group, "version": info.version, "kind": info.kind}
     ops: dict[str, Any] = {}
     for method, verb in verbs:

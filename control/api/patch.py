@@ -19,11 +19,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonpatch
+import jsonpatch  # type: ignore[import-untyped]
 
 from control.errors import BadRequest, Invalid
 
-__all__ = ["merge_patch", "strategic_merge_patch", "json_patch", "apply_patch", "PATCH_TYPES"]
+__all__ = ["PATCH_TYPES", "apply_patch", "json_patch", "merge_patch", "strategic_merge_patch"]
 
 # Content-Type -> patch flavour, as kubectl and client-go send them.
 PATCH_TYPES = {

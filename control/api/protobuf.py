@@ -15,7 +15,7 @@ from typing import Any
 
 from control.errors import BadRequest, UnsupportedMedia
 
-__all__ = ["decode_object", "MAGIC"]
+__all__ = ["MAGIC", "decode_object"]
 
 MAGIC = b"k8s\x00"
 Fields = list[tuple[int, int, Any]]      # (field number, wire type, value)
@@ -40,6 +40,7 @@ def _fields(buf: bytes) -> Fields:
     while i < len(buf):
         key, i = _varint(buf, i)
         num, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire == 2:

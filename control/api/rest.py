@@ -40,7 +40,7 @@ def parse_target(group: str, version: str, tail: str) -> Target:
         namespace, parts = parts[1], parts[2:]
     if not parts or len(parts) > 3:
         raise NotFound(f"the server could not find the requested resource "
-                       f"({'/'.join([group, version, tail])})")
+                       f"({group}/{version}/{tail})")
     info = meta.resource(parts[0])
     if info.group != group or info.version != version:
         raise NotFound(f"the server could not find the requested resource: {info.plural} "
@@ -113,9 +113,9 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
 
 async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.Response:
     q = request.query
-    kwargs = dict(namespace=t.namespace, label_selector=q.get("labelSelector"),
-                  field_selector=q.get("fieldSelector"), limit=_int(request, "limit") or 0,
-                  continue_token=q.get("continue"))
+    kwargs = {"namespace": t.namespace, "label_selector": q.get("labelSelector"),
+              "field_selector": q.get("fieldSelector"), "limit": _int(request, "limit") or 0,
+              "continue_token": q.get("continue")}
     if codec.wants_table(request):
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]
         return codec.respond(codec.table_of(t.info.plural, result.items,

@@ -32,7 +32,7 @@ def _covers(cert_pem: bytes, hosts: list[str]) -> bool:
         return False
     ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     expires = cert.not_valid_after_utc
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
     return all(h in ips for h in hosts) and expires > soon
 
 
@@ -43,8 +43,8 @@ def ensure_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
         return crt, key
     private = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "knet-apiserver")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    alt = [x509.DNSName("localhost"), x509.DNSName("kubernetes"),
+    now = datetime.datetime.now(datetime.UTC)
+    alt: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName("kubernetes"),
            x509.DNSName("kubernetes.default.svc")]
     alt += [x509.IPAddress(ipaddress.ip_address(h)) for h in sorted(set(hosts))]
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)

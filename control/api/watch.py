@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, meta
+from control.api import codec
 from control.api.keys import STOPPING, STREAMS
 from control.api.objects import ObjectService
 from control.api.watching import RawEvent
-from control.errors import ApiError
+from control.errors import ApiError, BadRequest
 from control.models.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
     try:
         timeout = min(int(raw_timeout), MAX_TIMEOUT) if raw_timeout else MAX_TIMEOUT
     except ValueError:
-        raise meta.BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
+        raise BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
     stream = objects.watch_raw(info.plural, namespace=namespace,
                            resource_version=q.get("resourceVersion"),
                            label_selector=q.get("labelSelector"),
@@ -61,7 +61,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
     task = asyncio.current_task()
     streams = request.app[STREAMS]
     if task is not None:
-        streams.add(task)      # type: ignore[arg-type]
+        streams.add(task)
     try:
         await resp.prepare(request)
         with contextlib.suppress(asyncio.TimeoutError, ConnectionResetError):
@@ -72,7 +72,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
             raise
     finally:
         if task is not None:
-            streams.discard(task)      # type: ignore[arg-type]
+            streams.discard(task)
         await stream.aclose()      # type: ignore[attr-defined]
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
