@@ -121,6 +121,9 @@ def _cluster_ip(errs: FieldErrors, spec: Obj, kind: str) -> None:
         errs.invalid("spec.clusterIP", ip, "must be a valid IPv4 address, '' or 'None'")
     if ip == "None" and kind in ("NodePort", "LoadBalancer"):
         errs.invalid("spec.clusterIP", ip, f"may not be 'None' for {kind} services")
+    for i, addr in enumerate(errs.list_of("spec.clusterIPs", ips)):
+        if addr != "None" and not _ipv4(addr):
+            errs.invalid(f"spec.clusterIPs[{i}]", addr, "must be a valid IPv4 address or 'None'")
     if isinstance(ips, list) and ips and ip and ips[0] != ip:
         errs.invalid("spec.clusterIPs", ips, "must hold spec.clusterIP as its first element")
     for i, addr in enumerate(spec.get("externalIPs") or []):
