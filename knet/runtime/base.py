@@ -116,13 +116,16 @@ class Mount:
 @dataclass(frozen=True)
 class ContainerSpec:
     """What to run. `env` is the whole environment; PATH, HOSTNAME and HOME get defaults
-    (as a container runtime gives them) when missing."""
+    (as a container runtime gives them) when missing. run_as_user/run_as_group are
+    securityContext.runAsUser/runAsGroup (default: root, the agent's user)."""
 
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     mounts: list[Mount] = field(default_factory=list)
+    run_as_user: int | None = None
+    run_as_group: int | None = None
 
 
 @dataclass(frozen=True)

@@ -126,11 +126,16 @@ class PtySession:
 
 
 async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: bool,
-                     tty: bool, enter: bool = True) -> PipeSession | PtySession:
+                     tty: bool, enter: bool = True,
+                     user: tuple[int, int] = (-1, -1)) -> PipeSession | PtySession:
     """Start argv beside container process `pid` (in its namespaces if `enter`; else only
-    in its working directory, for the unprivileged runtime)."""
+    in its working directory, for the unprivileged runtime), as the container's (uid, gid)
+    when they are set (>= 0)."""
     if enter:
-        cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--wd", "--", *argv]
+        ids = [f"--setuid={user[0]}"] if user[0] >= 0 else []
+        ids += [f"--setgid={user[1]}"] if user[1] >= 0 else []
+        cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--wd", *ids, "--",
+               *argv]
     else:
         cmd = ["env", "-C", os.readlink(f"/proc/{pid}/cwd"), "--", *argv]
     if not tty:

@@ -1,6 +1,6 @@
 """The files a pod's containers need on the host side, made before a start, removed after.
 
-resolv.conf and hosts are written in place (same inode) so that running containers, which
+resolv.conf, hosts and hostname are written in place (same inode) so that running containers, which
 bind-mount them, see an update. Containers share the host's root file system, so a volume's
 mount point that does not exist has to be created on it: each one created is recorded in
 `pod_dir/mountpoints` and removed with the pod (only if still empty; a path another pod
@@ -16,7 +16,7 @@ from pathlib import Path
 from knet.runtime import layout
 from knet.runtime.base import ContainerSpec, ContainerStartError, PodSandbox
 
-MADE_FILES = ("resolv.conf", "hosts", "mountpoints", "containers")
+MADE_FILES = ("resolv.conf", "hosts", "hostname", "mountpoints", "containers")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -67,6 +67,7 @@ def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec, *, namespaces: boo
     layout.container_dir(sandbox.pod_dir, spec.name).mkdir(parents=True, exist_ok=True)
     _write_if_changed(sandbox.pod_dir / "resolv.conf", sandbox.resolv_conf)
     _write_if_changed(sandbox.pod_dir / "hosts", sandbox.hosts)
+    _write_if_changed(sandbox.pod_dir / "hostname", sandbox.hostname + "\n")
     for m in spec.mounts:
         _ensure_mountpoint(sandbox.pod_dir, m.host_path, os.path.normpath(m.container_path))
 

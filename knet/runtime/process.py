@@ -29,6 +29,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from knet.errors import RuntimeError_
 from knet.runtime import layout, records
@@ -127,7 +128,10 @@ class ProcessRuntime:
         return {"key": sandbox.key, "name": spec.name, "namespaces": self._namespaces,
                 "netns": sandbox.netns,
                 "hostname": sandbox.hostname, "resolv": str(sandbox.pod_dir / "resolv.conf"),
-                "hosts": str(sandbox.pod_dir / "hosts"), "argv": list(spec.argv), "env": env,
+                "hosts": str(sandbox.pod_dir / "hosts"),
+                "hostname_file": str(sandbox.pod_dir / "hostname"), "argv": list(spec.argv),
+                "env": env, "uid": -1 if spec.run_as_user is None else spec.run_as_user,
+                "gid": -1 if spec.run_as_group is None else spec.run_as_group,
                 "workdir": spec.workdir or "",
                 "mounts": [(m.host_path, m.container_path, m.read_only) for m in spec.mounts],
                 "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log),
@@ -283,12 +287,14 @@ class ProcessRuntime:
         if h is None:
             raise RuntimeError_(f"pod {sandbox.key}: container {container!r} is not running; "
                                 "exec needs a running container")
-        spec_env = self._spec_env(layout.instance(sandbox.pod_dir, container, h.attempt))
-        return await spawn_exec(h.pid, list(argv), env={**spec_env, **(env or {})},
-                                stdin=stdin, tty=tty, enter=self._namespaces)
+        spec = self._load_spec(layout.instance(sandbox.pod_dir, container, h.attempt))
+        return await spawn_exec(h.pid, list(argv), env={**spec["env"], **(env or {})},
+                                stdin=stdin, tty=tty, enter=self._namespaces,
+                                user=(int(spec.get("uid", -1)), int(spec.get("gid", -1))))
 
     @staticmethod
-    def _spec_env(inst: layout.Instance) -> dict[str, str]:
+    def _load_spec(inst: layout.Instance) -> dict[str, Any]:
+        """What the instance was started with (the shim's spec: env, uid, gid, ...)."""
         with open(inst.spec, "rb") as f:
-            env: dict[str, str] = marshal.load(f)["env"]
-        return env
+            spec: dict[str, Any] = marshal.load(f)
+        return spec

@@ -3,7 +3,7 @@
 Forked by the fork server (`python -S -I shim.py --server`, see `serve` and launcher.py) into
 a new session, stdout = a status pipe to the agent (`shim.py SPEC` runs one directly, for
 debugging). It forks the container, which enters the pod's netns, unshares mount + UTS
-namespaces, makes / private, bind-mounts the pod's resolv.conf/hosts and the volumes, sets
+namespaces, makes / private, bind-mounts the pod's resolv.conf, hosts, hostname and the volumes, sets
 the hostname, starts its own session (so its pid is its process group) and execs the
 command. The shim then frames the container's stdout/stderr into CRI log lines, and when
 the container exits it kills what is left of it (its group and every process in its mount
@@ -80,10 +80,28 @@ def _enter(spec: dict[str, Any]) -> None:
     _mount("none", "/", MS_REC | MS_PRIVATE)
     _bind(spec["resolv"], "/etc/resolv.conf", read_only=False)
     _bind(spec["hosts"], "/etc/hosts", read_only=False)
+    if os.path.exists("/etc/hostname"):
+        _bind(spec["hostname_file"], "/etc/hostname", read_only=False)
     for src, dst, ro in spec["mounts"]:
         _bind(src, dst, read_only=ro)
     name = spec["hostname"].encode()
     _call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
+
+
+def _execvpe(argv: list[str], env: dict[str, str]) -> None:
+    """execvp(3) by hand: os.execvpe imports `warnings` on the way, which fails once we
+    run as a user who cannot read the interpreter's library directory."""
+    if "/" in argv[0]:
+        os.execve(argv[0], argv, env)
+    denied: OSError | None = None
+    for d in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+        try:
+            os.execve(os.path.join(d or ".", argv[0]), argv, env)
+        except PermissionError as exc:
+            denied = exc
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
 
 
 def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
@@ -93,6 +111,13 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
         stage = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
         _enter(spec)
         os.setsid()
+        if spec["uid"] >= 0 or spec["gid"] >= 0:
+            stage = f"switch to user {spec['uid']} group {spec['gid']}"
+            os.setgroups([])
+            if spec["gid"] >= 0:
+                os.setgid(spec["gid"])
+            if spec["uid"] >= 0:
+                os.setuid(spec["uid"])
         if spec["workdir"]:
             stage = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])
@@ -104,13 +129,15 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         stage = "exec"
-        os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+        _execvpe(spec["argv"], spec["env"])
     except OSError as exc:
         code, msg = (_exec_message(spec["argv"][0], exc) if stage == "exec"
                      else (128, f"{stage}: {exc.strerror or exc}"
                                 + (f" ({exc.filename})" if exc.filename else "")))
         os.write(report_w, f"{code}\t{msg}".encode())
         os._exit(code)
+    except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
+        os.write(report_w, f"128\t{stage}: {exc!r}".encode())
     finally:
         os._exit(128)
 

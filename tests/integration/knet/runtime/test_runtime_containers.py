@@ -97,3 +97,19 @@ async def test_missing_netns_is_a_create_error(rt: ProcessRuntime, tmp_path: Pat
         await rt.start(gone, ContainerSpec(name="app", argv=["true"]))
     assert info.value.reason == "CreateContainerError"
     assert not (tmp_path / "x").exists()  # nothing half-made
+
+
+async def test_run_as_user_and_etc_hostname(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
+    before = Path("/etc/hostname").read_text()
+    h = await rt.start(sandbox, ContainerSpec(
+        name="app", argv=["sh", "-c", "id -u; id -g; cat /etc/hostname; exec sleep 300"],
+        run_as_user=65534, run_as_group=65534, workdir="/tmp"))
+    for _ in range(100):
+        if len((await logs(rt, h)).splitlines()) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert (await logs(rt, h)).splitlines() == ["65534", "65534", "web-1"]
+    s = await rt.exec(sandbox, ["id", "-u"], container="app", stdin=False, tty=False)
+    assert await s.read_stdout() == b"65534\n"  # exec runs as the container's user
+    assert await s.wait() == 0
+    assert Path("/etc/hostname").read_text() == before
