@@ -11,6 +11,10 @@ does too, so pods look the same); knet treats that default toleration (exactly 3
 `eviction_grace` (default 5 s, configurable) so that labs see failover quickly. Any other
 toleration of the taint (forever, or another tolerationSeconds) is honoured as written.
 
+Pods bound to a node that no longer exists (deleted Node) are force-deleted once they have
+been seen orphaned for `eviction_grace` seconds and a live GET confirms the node is gone, like
+Kubernetes' pod garbage collector, so their controllers replace them.
+
 Staleness is measured on this process's monotonic clock from the moment a new renewTime was
 observed (like Kubernetes' probe timestamps), so clock skew between nodes does not matter.
 """
@@ -33,6 +37,7 @@ __all__ = ["UNREACHABLE", "NodeLifecycleController", "tolerates"]
 UNREACHABLE = "node.kubernetes.io/unreachable"
 DEFAULT_TOLERATION_SECONDS = 300.0
 LEASE_NS = "kube-node-lease"
+ORPHANS = "@orphaned-pods"      # the queue key of the orphaned-pod sweep (not a node name)
 
 
 def tolerates(pod: Obj, taint: dict[str, Any]) -> tuple[bool, float | None]:
@@ -59,6 +64,7 @@ class NodeLifecycleController(Controller):
         self.nodes, self.leases, self.pods = nodes, leases, pods
         self.grace, self.eviction_grace, self.period = grace, eviction_grace, period
         self._probe: dict[str, tuple[str, float]] = {}
+        self._orphaned_since: dict[str, float] = {}      # pod uid -> monotonic first seen
         nodes.add_handler(on_add=lambda n: self.enqueue(object_key(n)))
         leases.add_handler(on_update=lambda o, n: self._lease(n), on_add=self._lease)
 
@@ -78,6 +84,7 @@ class NodeLifecycleController(Controller):
         while not stop.is_set():
             for key in self.nodes.keys():  # noqa: SIM118 - Informer.keys(), not a dict
                 self.enqueue(key)
+            self.enqueue(ORPHANS)
             await self.clock.sleep(self.period)
 
     def _renew_time(self, node: Obj) -> str:
@@ -88,6 +95,9 @@ class NodeLifecycleController(Controller):
         return str(ready.get("lastHeartbeatTime") or "")
 
     async def reconcile(self, key: str) -> None:
+        if key == ORPHANS:
+            await self._sweep_orphans()
+            return
         node = self.nodes.get(key)
         if node is None:
             self._probe.pop(key, None)
@@ -164,17 +174,38 @@ class NodeLifecycleController(Controller):
         if wait:
             raise Requeue(min(wait))
 
-    async def _delete_pod(self, pod: Obj, node: str) -> None:
+    async def _sweep_orphans(self) -> None:
+        now = self.clock.monotonic()
+        seen: dict[str, float] = {}
+        for pod in self.pods.list():
+            node = (pod.get("spec") or {}).get("nodeName")
+            uid = meta(pod).get("uid", "")
+            if not node or self.nodes.get(node) is not None:
+                continue
+            seen[uid] = self._orphaned_since.get(uid, now)
+            if now - seen[uid] < self.eviction_grace:
+                continue
+            try:
+                await self.client.get("nodes", node)
+                continue                        # the cache was behind: the node exists
+            except NotFound:
+                pass
+            await self._delete_pod(pod, node, reason="its node no longer exists")
+        self._orphaned_since = seen
+
+    async def _delete_pod(self, pod: Obj, node: str, *,
+                          reason: str = "node unreachable") -> None:
         pm = meta(pod)
         try:
             await self.client.delete("pods", pm["name"], namespace=pm["namespace"],
                                      grace_period=0, preconditions_uid=pm.get("uid"))
         except NotFound:
             return
-        await self.recorder.record(pod, "Normal", "TaintManagerEviction",
-                                   f"Marking for deletion Pod {pm['namespace']}/{pm['name']}")
-        self.log.info("%s: evicted pod %s/%s (node unreachable)", node, pm["namespace"],
-                      pm["name"])
+        if reason == "node unreachable":
+            await self.recorder.record(
+                pod, "Normal", "TaintManagerEviction",
+                f"Marking for deletion Pod {pm['namespace']}/{pm['name']}")
+        self.log.info("%s: deleted pod %s/%s (%s)", node, pm["namespace"], pm["name"], reason)
 
 
 def _ready_condition(node: Obj) -> dict[str, Any] | None:

@@ -90,3 +90,18 @@ async def test_toleration_seconds_delays_eviction(harness: ControllerHarness) ->
 
     await harness.eventually(lambda: pod_gone(harness, "slow"),
                              what="evicted after tolerationSeconds")
+
+
+async def test_pods_of_a_deleted_node_are_collected(harness: ControllerHarness) -> None:
+    c, clock = harness.client, harness.clock
+    await add_node(c, clock, "node-1")
+    await add_node(c, clock, "node-2")
+    await c.create("pods", pod("stranded", "node-1"))
+    await c.create("pods", pod("fine", "node-2"))
+    await harness.start("nodelifecycle", node_monitor_grace=40, pod_eviction_grace=5)
+    await c.delete("nodes", "node-1")
+    await tick(harness, 3, keep_alive=("node-2",))
+    assert await c.get("pods", "stranded", namespace="default")   # quarantine first
+    await tick(harness, 4, keep_alive=("node-2",))
+    await harness.eventually(lambda: pod_gone(harness, "stranded"), what="orphan collected")
+    assert await c.get("pods", "fine", namespace="default")
