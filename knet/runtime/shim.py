@@ -246,7 +246,7 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
             break
     records.kill_container(pid, mnt_ns)  # while the leader is a zombie: its pid is not reused
     _, status = os.waitpid(pid, 0)
-    _kill_orphans()
+    _kill_orphans(pid)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     if ns_fd >= 0:
@@ -261,9 +261,17 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     return 0
 
 
-def _kill_orphans() -> None:
+def _kill_orphans(pgid: int) -> None:
     """Kill what the container left behind that reparented to us (we are a subreaper):
-    daemons that left its group, without needing its mount namespace to find them."""
+    daemons that left its group, without needing its mount namespace to find them.
+    Reparenting happens as the killed group dies, so wait for that first (at most 1 s)."""
+    for _ in range(200):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        _reap_children()
+        time.sleep(0.005)
     me = str(os.getpid()).encode()
     for _ in range(20):
         kids = []
