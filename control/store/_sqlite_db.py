@@ -7,16 +7,24 @@ Reads of current values are served by the store's in-memory index, filled by `cu
 Compaction at C drops, for writes in (old C, C], the versions they superseded and the
 tombstones themselves, exactly like etcd: the newest version at or below C of a live key stays,
 so events above C can always name their previous value. The current revision is
-max(max(log.rev), compacted). Everything here runs on the store's one database thread.
+max(max(log.rev), compacted). Everything here runs on the store's one database thread, except
+the `Checkpointer`, which folds the WAL into the file on a second connection so that commits
+never wait for an fsync. A `.lock` file next to the database keeps other processes out.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from control.store._common import already_exists, check_current, compact_too_far, gone, prefix_end
 from control.store.base import KV, StoreEvent
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -51,6 +59,21 @@ class StoreLocked(StoreUnavailable):
     """Another process holds the database file."""
 
 
+def lock_file(path: str) -> int:
+    """Hold `path.lock` (flock) for the store's lifetime; StoreLocked if another process does.
+    A separate file, because closing any other descriptor of the database itself would drop
+    SQLite's own POSIX locks. The kernel releases it if the process dies."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLocked(f"sqlite store {path}: the file is in use by another process "
+                          f"(another 'knet control'?); stop it or use another state "
+                          f"directory") from None
+    return fd
+
+
 class SqliteDb:
     """Thread-confined: create, use and close it on one thread only."""
 
@@ -58,19 +81,16 @@ class SqliteDb:
         self.path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
-                                        timeout=0, cached_statements=64)
-        except (OSError, sqlite3.Error) as exc:
+            self._lock = lock_file(path)
+        except OSError as exc:
             raise StoreUnavailable(f"sqlite store {path}: cannot open it ({exc}); check that "
                                    f"its directory is writable or pick another") from exc
         try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
+                                        timeout=5, cached_statements=64)
             self._setup(synchronous)
         except sqlite3.Error as exc:
-            self.conn.close()
-            if "locked" in str(exc):
-                raise StoreLocked(
-                    f"sqlite store {path}: the file is in use by another process (another "
-                    f"'knet control'?); stop it or use another state directory") from exc
+            os.close(self._lock)
             raise StoreUnavailable(f"sqlite store {path}: cannot use it ({exc}); is it a "
                                    f"knet store file?") from exc
         self.compacted = self._meta("compacted")
@@ -79,20 +99,31 @@ class SqliteDb:
 
     def _setup(self, synchronous: str) -> None:
         c = self.conn
-        c.execute("PRAGMA locking_mode=EXCLUSIVE")
         c.execute("PRAGMA journal_mode=WAL")
         c.execute(f"PRAGMA synchronous={synchronous}")
         c.execute("PRAGMA temp_store=MEMORY")
         c.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
-        c.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, for the store's lifetime
-        c.executescript(SCHEMA)  # executescript COMMITs first
+        c.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer does it, off the write path
+        c.execute("PRAGMA journal_size_limit=67108864")
+        c.executescript(SCHEMA)
 
     def _meta(self, name: str) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
 
+    def restart_wal(self) -> None:
+        """Finish the checkpoint and make the next commit write the WAL from its start."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.Error as exc:  # the WAL just stays longer; tried again later
+            log.warning("%s: WAL restart failed: %s", self.path, exc)
+
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+            os.close(self._lock)
 
     # -- transactions (the async side groups several operations into one) -------------------
 
@@ -184,3 +215,48 @@ class SqliteDb:
         c.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?)",
                   (revision,))
         self.compacted = revision
+
+
+class Checkpointer:
+    """Copies the WAL back into the database on its own connection and thread, so that no
+    commit ever waits for a checkpoint's fsync (SQLite lets a PASSIVE checkpoint run beside a
+    writer). `poke()` after each commit; it checkpoints at most every `interval` seconds."""
+
+    def __init__(self, path: str, *, interval: float = 0.5,
+                 max_wal_frames: int = 16384) -> None:
+        self.path = path
+        self.interval = interval
+        self.max_wal_frames = max_wal_frames
+        # Set when the WAL keeps growing (writes never pause long enough for it to be reset):
+        # the writer then runs one RESTART checkpoint itself (SqliteDb.restart_wal).
+        self.wal_too_long = False
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint {path}",
+                                        daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._dirty.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        try:
+            while True:
+                self._dirty.wait()
+                if self._stopping.is_set():
+                    return
+                self._dirty.clear()
+                try:
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.wal_too_long = frames > self.max_wal_frames
+                except sqlite3.Error as exc:  # retried on the next poke
+                    log.warning("%s: checkpoint failed: %s", self.path, exc)
+                self._stopping.wait(self.interval)
+        finally:
+            conn.close()

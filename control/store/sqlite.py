@@ -22,7 +22,7 @@ from typing import Any
 
 from control.errors import ApiError
 from control.store._common import KeyIndex
-from control.store._sqlite_db import SqliteDb
+from control.store._sqlite_db import Checkpointer, SqliteDb
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
 
@@ -182,13 +182,19 @@ class SqliteStore:
             return
         ready.set()
         log.info("%s: opened at revision %d (compacted %d)", self.path, db.rev, db.compacted)
+        checkpointer = Checkpointer(self.path)
         try:
             stop = False
             while not stop:
                 batch, stop = self._take_batch()
                 if batch:
                     self._run_batch(db, batch)
+                    checkpointer.poke()
+                    if checkpointer.wal_too_long:
+                        checkpointer.wal_too_long = False
+                        db.restart_wal()
         finally:
+            checkpointer.stop()
             db.close()
 
     def _take_batch(self) -> tuple[_Batch, bool]:
