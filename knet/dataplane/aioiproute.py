@@ -4,7 +4,8 @@ AsyncIPRoute receives through `loop.create_datagram_endpoint`, which uvloop refu
 AF_NETLINK sockets ("invalid family 16"). knet's daemons run on uvloop, so this subclass
 receives with `loop.add_reader` on the socket instead (what asyncio's own datagram
 transport does inside) and hands datagrams to pyroute2's protocol unchanged. Requests are
-sent by pyroute2 on the socket directly, as before.
+sent by pyroute2 on the socket directly, as before. `send_batch()` sends several prebuilt
+requests in one datagram: the hot path of a pod sandbox is one round trip.
 """
 
 from __future__ import annotations
@@ -13,9 +14,74 @@ import asyncio
 import socket
 
 from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink import (  # type: ignore[import-untyped]
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+)
 from pyroute2.netlink.core import CoreDatagramProtocol  # type: ignore[import-untyped]
+from pyroute2.netlink.rtnl import (  # type: ignore[import-untyped]
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # type: ignore[import-untyped]
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
-__all__ = ["KnetIPRoute"]
+__all__ = ["KnetIPRoute", "Msg", "addr_replace", "default_route_replace", "link_up"]
+
+Msg = object          # a pyroute2 netlink message, ready to send
+_REQ = NLM_F_REQUEST | NLM_F_ACK
+_REPLACE = _REQ | NLM_F_CREATE | NLM_F_REPLACE
+IFF_UP = 1
+RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST = 254, 4, 1
+
+
+def _msg(cls: type, mtype: int, flags: int, fields: dict[str, int],
+         attrs: list[tuple[str, object]]) -> Msg:
+    m = cls()
+    for k, v in fields.items():
+        m[k] = v
+    m["attrs"] = attrs
+    m["header"]["type"] = mtype
+    m["header"]["flags"] = flags
+    return m
+
+
+def link_up(index: int) -> Msg:
+    """`ip link set <index> up`"""
+    return _msg(ifinfmsg, RTM_NEWLINK, _REQ, {"index": index, "flags": IFF_UP,
+                                                "change": IFF_UP}, [])
+
+
+def veth_add(ifname: str, *, master: int, peer_netns_fd: int, peer_mac: str) -> Msg:
+    """`ip link add ifname master <master> up type veth peer name eth0 netns <fd> address
+    <mac>`: the peer is born in its netns (moving it later costs ~21 ms in the kernel)."""
+    peer = {"attrs": [("IFLA_IFNAME", "eth0"), ("IFLA_NET_NS_FD", peer_netns_fd),
+                      ("IFLA_ADDRESS", peer_mac)]}
+    info = {"attrs": [("IFLA_INFO_KIND", "veth"),
+                      ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
+    return _msg(ifinfmsg, RTM_NEWLINK, _REQ | NLM_F_CREATE | NLM_F_EXCL,
+                {"flags": IFF_UP, "change": IFF_UP},
+                [("IFLA_IFNAME", ifname), ("IFLA_MASTER", master), ("IFLA_LINKINFO", info)])
+
+
+def addr_replace(index: int, ip: str, prefixlen: int) -> Msg:
+    """`ip addr replace ip/prefixlen dev <index>`"""
+    return _msg(ifaddrmsg, RTM_NEWADDR, _REPLACE,
+                {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index},
+                [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)])
+
+
+def default_route_replace(gateway: str) -> Msg:
+    """`ip route replace default via gateway`"""
+    return _msg(rtmsg, RTM_NEWROUTE, _REPLACE,
+                {"family": socket.AF_INET, "dst_len": 0, "table": RT_TABLE_MAIN,
+                 "proto": RTPROT_STATIC, "scope": 0, "type": RTN_UNICAST},
+                [("RTA_GATEWAY", gateway)])
 
 RECV_SIZE = 1 << 20
 
@@ -71,3 +137,9 @@ class KnetIPRoute(AsyncIPRoute):  # type: ignore[misc]
                                         self.status)
         transport = _ReaderTransport(self.event_loop, self.socket, protocol)
         self.local.transport, self.local.protocol = transport, protocol
+
+    async def send_batch(self, msgs: list[Msg]) -> None:
+        """Send `msgs` in one datagram (the kernel runs them in order); raise NetlinkError
+        on the first that fails. One round trip instead of one per change."""
+        async for _ in self.nlm_request_batch(msgs):
+            pass

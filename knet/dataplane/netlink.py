@@ -22,6 +22,13 @@ from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-unty
 
 from knet.dataplane import names, nsutil
 from knet.dataplane.aioiproute import KnetIPRoute as AsyncIPRoute
+from knet.dataplane.aioiproute import (
+    Msg,
+    addr_replace,
+    default_route_replace,
+    link_up,
+    veth_add,
+)
 from knet.dataplane.base import NOT_ROOT, HostConfig, NodeInfo, PodNet
 from knet.dataplane.core import RecordedDataplane
 from knet.dataplane.kernel import RTPROT_KNET, UNREACHABLE_METRIC
@@ -206,7 +213,7 @@ class NetlinkKernel:
             f.write("1\n")
 
     async def _veth(self, ipr: AsyncIPRoute, peer_ipr: AsyncIPRoute, peer_netns: str,
-                    ifname: str, master: int, *, mac: str | None) -> None:
+                    ifname: str, master: int, *, mac: str) -> None:
         """veth `ifname` (on `master`, up) whose peer is eth0 in `peer_netns`; repairs a
         half pair (one end missing) by making it anew."""
         have = await _idx(ipr, ifname)
@@ -221,14 +228,11 @@ class NetlinkKernel:
         await self._add_veth(ipr, peer_netns, ifname, master, mac=mac)
 
     async def _add_veth(self, ipr: AsyncIPRoute, peer_netns: str, ifname: str, master: int,
-                        *, mac: str | None) -> None:
+                        *, mac: str) -> None:
         fd = os.open(nsutil.netns_path(peer_netns), os.O_RDONLY)
         try:
-            peer: dict[str, object] = {"ifname": names.POD_IFNAME, "net_ns_fd": fd}
-            if mac:
-                peer["address"] = mac
-            await ipr.link("add", ifname=ifname, kind="veth", peer=peer, master=master,
-                           state="up")
+            await ipr.send_batch([veth_add(ifname, master=master, peer_netns_fd=fd,
+                                           peer_mac=mac)])
         finally:
             os.close(fd)
 
@@ -305,19 +309,25 @@ class NetlinkKernel:
 
     async def _pod_eth0(self, ipr: AsyncIPRoute, pod: PodNet, prefixlen: int, *,
                         fresh: bool) -> None:
-        """lo and eth0 up, the address, the default route. In a netns made just now, eth0
-        is the second device ever made there: ifindex 2 (checked, looked up if not)."""
+        """lo and eth0 up, the address, the default route: one batch. In a netns made just
+        now, eth0 is the second device ever made there: ifindex 2 (looked up if not)."""
         eth0 = FRESH_ETH0_INDEX if fresh else await _idx(ipr, names.POD_IFNAME)
+        if eth0 is None:
+            raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}; ensure the "
+                           "pod again")
         try:
-            await ipr.link("set", index=eth0, state="up")
+            await ipr.send_batch(self._eth0_msgs(eth0, pod, prefixlen))
         except NetlinkError as exc:
             if not fresh or exc.code != errno.ENODEV:
                 raise
-            eth0 = await _idx(ipr, names.POD_IFNAME)
-            await ipr.link("set", index=eth0, state="up")
-        await ipr.link("set", index=1, state="up")
-        await ipr.addr("replace", index=eth0, address=pod.ip, prefixlen=prefixlen)
-        await ipr.route("replace", dst="0.0.0.0/0", gateway=pod.gateway)
+            await ipr.send_batch(self._eth0_msgs(await _idx(ipr, names.POD_IFNAME), pod, prefixlen))
+
+    @staticmethod
+    def _eth0_msgs(eth0: int | None, pod: PodNet, prefixlen: int) -> list[Msg]:
+        if eth0 is None:
+            raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}")
+        return [link_up(1), link_up(eth0), addr_replace(eth0, pod.ip, prefixlen),
+                default_route_replace(pod.gateway)]
 
     async def _cni0(self, ipr: AsyncIPRoute, node: NodeInfo) -> int:
         key = (node.netns, names.NODE_BRIDGE)
