@@ -260,9 +260,11 @@ class ProcessRuntime:
 
     # -- logs and exec ------------------------------------------------------------------
 
-    async def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
-                        tail_lines: int | None = None, timestamps: bool = False,
-                        previous: bool = False) -> AsyncIterator[bytes]:
+    def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
+                  tail_lines: int | None = None, timestamps: bool = False,
+                  previous: bool = False) -> AsyncIterator[bytes]:
+        """The log as `kubectl logs` prints it. Raises RuntimeError_ at once (before any
+        iteration) when `previous` names no earlier instance."""
         inst = layout.instance_of_log(target.log_path if isinstance(target, ContainerHandle)
                                       else Path(target))
         if previous:
@@ -276,9 +278,8 @@ class ProcessRuntime:
         def done() -> bool:
             return inst.exit.exists() or not records.alive(*shim)
 
-        async for chunk in read_log(inst.log, follow=follow, tail_lines=tail_lines,
-                                    timestamps=timestamps, done=done):
-            yield chunk
+        return read_log(inst.log, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
+                        done=done)
 
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool, env: Mapping[str, str] | None = None) -> ExecSession:
