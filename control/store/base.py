@@ -28,7 +28,9 @@ class KV:
 @dataclass(frozen=True, slots=True)
 class StoreEvent:
     """One change. For PUT, `kv` is the new value and `prev` the old one (None if created).
-    For DELETE, `kv.value` is the last value and `kv.mod_revision` the revision of the delete."""
+    For DELETE, `kv.value` is the last value and `kv.mod_revision` the revision of the delete;
+    `prev` is the last version as it was (its own mod_revision). Every backend fills `prev`,
+    in live events and in replayed history alike."""
     type: Literal["PUT", "DELETE"]
     kv: KV
     prev: KV | None = None
