@@ -309,7 +309,8 @@ def replicaset_cells(rs: Obj, now: datetime) -> Cells:
 def node_cells(node: Obj, now: datetime) -> Cells:
     spec, status, md = node.get("spec") or {}, node.get("status") or {}, node.get("metadata")
     ready = {c.get("type"): c.get("status") for c in status.get("conditions") or []}.get("Ready")
-    state = {"True": "Ready", "False": "NotReady"}.get(str(ready), "Unknown")
+    # as kubectl prints it: Ready=False and Ready=Unknown are both NotReady
+    state = "Unknown" if ready is None else ("Ready" if ready == "True" else "NotReady")
     if spec.get("unschedulable"):
         state += ",SchedulingDisabled"
     roles = set()

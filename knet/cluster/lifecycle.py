@@ -86,9 +86,8 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
         try:
             for i in range(1, nodes + 1):
                 name = f"node-{i}"
-                rec.procs[name] = procs.spawn(name, _knet(
-                    "agent", "--node", name, "--index", str(i), "--state-dir", str(state_dir),
-                    "--kubeconfig", str(rec.kubeconfig)), log=rec.log(f"agent-{name}"))
+                rec.procs[name] = procs.spawn(name, _agent_argv(rec, name, i),
+                                              log=rec.log(f"agent-{name}"))
                 rec.save()
             say(f"nodes: starting {nodes} agent(s), waiting until Ready")
             await _wait_nodes(client, rec, deadline)
@@ -103,6 +102,45 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
         await down(state_dir, keep_logs=True)
         raise
     return rec
+
+
+def _agent_argv(rec: ClusterRecord, name: str, index: int) -> list[str]:
+    return _knet("agent", "--node", name, "--index", str(index), "--state-dir",
+                 str(rec.state_dir), "--kubeconfig", str(rec.kubeconfig))
+
+
+def _loaded(state_dir: Path) -> ClusterRecord:
+    rec = ClusterRecord.load(state_dir)
+    if rec is None or "control" not in rec.running():
+        raise KnetError(f"no cluster is running in {state_dir}; start one with 'knet up'")
+    return rec
+
+
+def stop_agent(state_dir: Path, name: str) -> None:
+    """Stop one node's agent (its containers keep running, as when a kubelet dies)."""
+    _need_root("node stop")
+    rec = _loaded(state_dir)
+    if name not in rec.procs:
+        raise KnetError(f"node {name}: no such node in this cluster; nodes: "
+                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
+    if not procs.stop(rec.procs[name], grace=10.0):
+        raise KnetError(f"node {name}: its agent is not running; start it with "
+                        f"'knet node start {name}'")
+
+
+def start_agent(state_dir: Path, name: str) -> None:
+    """Start a stopped node's agent again; it adopts the pods still running there."""
+    _need_root("node start")
+    rec = _loaded(state_dir)
+    if name not in rec.procs:
+        raise KnetError(f"node {name}: no such node in this cluster; nodes: "
+                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
+    if rec.procs[name].alive():
+        raise KnetError(f"node {name}: its agent is already running (pid {rec.procs[name].pid})")
+    index = int(name.rsplit("-", 1)[-1])
+    rec.procs[name] = procs.spawn(name, _agent_argv(rec, name, index),
+                                  log=rec.log(f"agent-{name}"))
+    rec.save()
 
 
 async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,9 @@ class PodWorker:
             self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
             pod_ip=self.pod_ip, pod_dir=self.dir)
         await self.ctx.runtime.remove(sandbox)
+        shutil.rmtree(self.dir / "volumes", ignore_errors=True)  # what the kubelet wrote
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
         await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)
         if self._publisher:
             self._publisher.cancel()

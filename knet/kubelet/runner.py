@@ -62,7 +62,11 @@ class ContainerRunner:
             first = False
             started_at = time.time()
             if handle is None:
-                handle = await self._start()
+                try:
+                    handle = await self._start()
+                except cspec.ConfigError:
+                    await self._config_backoff()  # nothing ran: no restart is counted
+                    continue
                 if handle is None:
                     code = self.view.last_state.get("terminated", {}).get("exitCode", 128)
                     if not await self._after_exit(code, started_at):
@@ -105,10 +109,9 @@ class ContainerRunner:
                 volumes=self.volumes)
         except cspec.ConfigError as exc:
             self.view.state = {"waiting": {"reason": exc.reason, "message": exc.message}}
-            self.view.last_state = {}
             self.ctx.event(self.pod, "Warning", "Failed", f"Error: {exc.message}")
             self.changed()
-            return None
+            raise
         self.ctx.event(self.pod, "Normal", "Pulled",
                        f'Container image "{self.c.get("image", "")}" already present on machine')
         try:
@@ -125,6 +128,13 @@ class ContainerRunner:
         self.ctx.event(self.pod, "Normal", "Created", f"Created container {name}")
         self.ctx.event(self.pod, "Normal", "Started", f"Started container {name}")
         return handle
+
+    async def _config_backoff(self) -> None:
+        """The container could not even be made (image not in the catalog, a missing
+        ConfigMap): retry with back-off, as ImagePullBackOff / CreateContainerConfigError."""
+        delay = self._backoff = min(max(self._backoff * 2, self.ctx.options.backoff_initial),
+                                    self.ctx.options.backoff_max)
+        await asyncio.sleep(delay)
 
     async def _after_exit(self, code: int, started_at: float) -> bool:
         """Decide on a restart; sleep the back-off. False if the container is done."""

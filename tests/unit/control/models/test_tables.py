@@ -179,8 +179,10 @@ def test_node_columns() -> None:
     assert (row["Name"], row["Status"], row["Roles"], row["Age"], row["Version"],
             row["Internal-IP"]) == ("node-1", "Ready,SchedulingDisabled", "control-plane",
                                     "2d", "v1.32.0-knet", "172.18.0.2")
-    node["status"]["conditions"][0]["status"] = "Unknown"
+    node["status"]["conditions"][0]["status"] = "Unknown"  # lease expired: kubectl says NotReady
     node["spec"] = {}
+    assert named("nodes", node)["Status"] == "NotReady"
+    node["status"]["conditions"] = []
     assert named("nodes", node)["Status"] == "Unknown"
 
 
