@@ -245,10 +245,13 @@ class StoreContract:
         with pytest.raises(Gone):
             async with aclosing(store.watch("/c/", from_revision=mark - 1)) as it:
                 await take(it, 1)
+        await store.update("/c/a", b"4")
         async with aclosing(store.watch("/c/", from_revision=mark)) as it:
-            assert summary(await take(it, 1)) == [("PUT", "/c/b", b"1")]
+            events = await take(it, 2)
+        assert summary(events) == [("PUT", "/c/b", b"1"), ("PUT", "/c/a", b"4")]
+        assert events[1].prev is not None and events[1].prev.value == b"3"  # kept by compaction
         kvs, _ = await store.list("/c/")
-        assert [(kv.key, kv.value) for kv in kvs] == [("/c/a", b"3"), ("/c/b", b"1")]
+        assert [(kv.key, kv.value) for kv in kvs] == [("/c/a", b"4"), ("/c/b", b"1")]
 
     async def test_compaction_is_idempotent_and_not_beyond_now(self, store: Store) -> None:
         await store.create("/c/a", b"1")
