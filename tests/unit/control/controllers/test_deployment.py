@@ -252,3 +252,20 @@ async def test_progress_deadline_exceeded(harness: ControllerHarness) -> None:
     # progress again: the new pod turns ready and the rollout completes
     await converge(harness)
     assert (await progressing())["reason"] == "NewReplicaSetAvailable"
+
+
+async def test_scale_to_zero_and_back(harness: ControllerHarness) -> None:
+    await harness.start("replicaset", "deployment")
+    await harness.client.create("deployments", deploy(replicas=2))
+    await converge(harness)
+    await harness.client.patch("deployments", "web", {"spec": {"replicas": 0}},
+                               namespace="default", subresource="scale")
+    d = await converge(harness)
+    assert await harness.pods() == []
+    assert d["status"].get("replicas", 0) == 0
+    [rs] = await replicasets(harness)
+    assert rs["spec"]["replicas"] == 0
+    await harness.client.patch("deployments", "web", {"spec": {"replicas": 3}},
+                               namespace="default", subresource="scale")
+    await converge(harness)
+    assert len(await harness.pods()) == 3 and len(await replicasets(harness)) == 1
