@@ -40,7 +40,8 @@ def open_store(url: str) -> Store:
         if not rest:
             raise _bad(url, "no file path")
         from control.store.sqlite import SqliteStore
-        return SqliteStore(rest)
+        path = "/" + rest.lstrip("/") if rest.startswith("/") else rest  # sqlite:////x -> /x
+        return SqliteStore(path)
     if scheme == "etcd":
         parts = urlsplit(url)
         endpoints = [h for h in parts.netloc.split(",") if h]

@@ -24,6 +24,9 @@ async def test_sqlite_absolute_and_relative(tmp_path: Path,
     s = open_store(f"sqlite://{tmp_path}/abs.db")
     assert isinstance(s, SqliteStore) and s.path == f"{tmp_path}/abs.db"
     await s.close()
+    s = open_store(f"sqlite:///{tmp_path}/abs.db")  # an absolute path after sqlite:///
+    assert isinstance(s, SqliteStore) and s.path == f"{tmp_path}/abs.db"
+    await s.close()
     monkeypatch.chdir(tmp_path)
     s = open_store("sqlite://rel/knet.db")
     await s.create("/a", b"1")
