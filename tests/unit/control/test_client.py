@@ -245,3 +245,37 @@ def test_from_kubeconfig(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(Exception, match="no context named 'missing'"):
         HttpClient.from_kubeconfig(path)
+
+
+async def test_filtered_informer_sees_objects_enter_and_leave(side: Side) -> None:
+    """What a kubelet does: watch pods with spec.nodeName=node-1; a pod bound there later
+    arrives as an add, a pod deleted leaves as a delete."""
+    c = side.client
+    await c.create("nodes", {"metadata": {"name": "node-1"}})
+    await c.create("pods", pod("elsewhere"))
+    inf = Informer(c, "pods", field_selector="spec.nodeName=node-1")
+    seen: list[tuple[str, str]] = []
+    inf.add_handler(on_add=lambda o: seen.append(("add", o["metadata"]["name"])),
+                    on_delete=lambda o: seen.append(("delete", o["metadata"]["name"])))
+    inf.start()
+    try:
+        await inf.wait_synced(5)
+        assert inf.keys() == []
+        await c.create("pods", pod("p"))
+        await c.create("pods", {"apiVersion": "v1", "kind": "Binding",
+                                "metadata": {"name": "p", "namespace": "default"},
+                                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}},
+                       namespace="default", subresource="binding")
+        for _ in range(300):
+            if inf.get("default/p") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert inf.keys() == ["default/p"] and ("add", "p") in seen
+        await c.delete("pods", "p", namespace="default", grace_period=0)
+        for _ in range(300):
+            if inf.get("default/p") is None:
+                break
+            await asyncio.sleep(0.01)
+        assert inf.keys() == [] and seen[-1] == ("delete", "p")
+    finally:
+        await inf.stop()
