@@ -12,20 +12,25 @@ Tables:
   plus a ratio column per non-anchor system, e.g. memory | sqlite | etcd | sqlite/memory | ...
 
 Both return the text; the benchmark's `main` prints it. Measurements only, never assertions.
+`add_loop_option(parser)` + `run_async(coro, loop=args.loop)` run the measurements on uvloop
+(default, as `knet control` does) or plain asyncio. A new benchmark is a module in bench/ with
+`NAME`, `DESCRIPTION` and `main(argv) -> int`; see bench/store.py for a complete small one.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 Cell = str | int | float | None
 
@@ -124,6 +129,20 @@ def side_by_side(metrics: Sequence[Metric], systems: Sequence[str], *, anchor: s
         cells += [ratio(m.values.get(s), m.values.get(anchor)) for s in others]
         rows.append(cells)
     return _render(headers, rows, title)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+def add_loop_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="event loop to measure on (default uvloop, as knet runs)")
+
+
+def run_async(main: Coroutine[Any, Any, T], *, loop: str = "uvloop") -> T:
+    if loop == "uvloop":
+        import uvloop
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 # -- timing -----------------------------------------------------------------------------------

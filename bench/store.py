@@ -11,7 +11,6 @@ Issue 3's goals for the API on SQLite: >= 2,000 creates/s, < 10 ms median fan-ou
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 import tempfile
@@ -20,11 +19,13 @@ from pathlib import Path
 
 from bench.common import (
     Metric,
+    add_loop_option,
     fanout_delays_ms,
     latencies_ms,
     median,
     ops_per_second,
     percentile,
+    run_async,
     side_by_side,
 )
 from control.store.base import Store, StoreEvent
@@ -129,7 +130,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--writes", type=int, default=200, help="writes timed for fan-out")
     p.add_argument("--value-size", type=int, default=1500)
-    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    add_loop_option(p)
     args = p.parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]
     args.list_sizes = [int(x) for x in args.list_sizes.split(",") if x]
@@ -138,12 +139,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    if args.loop == "uvloop":
-        import uvloop
-        text = uvloop.run(run(args))
-    else:
-        text = asyncio.run(run(args))
-    print(text)
+    print(run_async(run(args), loop=args.loop))
     return 0
 
 
