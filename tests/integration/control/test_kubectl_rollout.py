@@ -192,3 +192,24 @@ def test_delete_cascades_to_replicasets_and_pods(kubectl: Kubectl) -> None:
         pods = kubectl.json("get", "pods", "-l", "app=web")["items"]
         return not rs and not pods
     kubectl.eventually(all_gone, what="ReplicaSets and pods collected")
+
+
+def test_delete_foreground_and_orphan(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", "-", input=deployment(replicas=2))
+    rollout_ok(kubectl)
+    # orphan: the ReplicaSet and pods stay, without an owner
+    kubectl("delete", "deployment", "web", "--cascade=orphan", "--timeout=60s")
+    rs = kubectl.json("get", "rs", "-l", "app=web")["items"]
+    assert len(rs) == 1 and not rs[0]["metadata"].get("ownerReferences")
+    assert len(kubectl.json("get", "pods", "-l", "app=web")["items"]) == 2
+    # a new Deployment adopts the orphaned ReplicaSet (same template): no new pods
+    kubectl("apply", "-f", "-", input=deployment(replicas=2))
+    rollout_ok(kubectl)
+    rs2 = kubectl.json("get", "rs", "-l", "app=web")["items"]
+    assert [r["metadata"]["name"] for r in rs2] == [rs[0]["metadata"]["name"]]
+    assert rs2[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    # foreground: kubectl waits until the dependents are gone, then the Deployment
+    kubectl("delete", "deployment", "web", "--cascade=foreground", "--timeout=60s")
+    kubectl.eventually(lambda: not kubectl.json("get", "pods,rs", "-l", "app=web")["items"],
+                       what="foreground deletion removed pods and ReplicaSets")
+    assert "NotFound" in kubectl.run("get", "deployment", "web", check=False).stderr
