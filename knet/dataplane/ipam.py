@@ -3,8 +3,10 @@
 Host-local IPAM like the CNI plugin of that name: each owner (a pod key) holds one
 address; an address is never handed to a second owner while held; the network, gateway
 (first host) and broadcast addresses are never handed out. A rotating cursor makes a freed
-address the last to be reused. The state is a JSON file written atomically (temp + rename),
-so it survives a restart or a crash mid-write.
+address the last to be reused. The state survives a restart or a crash mid-write: a JSON
+snapshot written atomically (temp + rename) plus a JSON-lines journal of the changes since,
+one small append per allocation (a rename costs milliseconds on overlay filesystems); a torn
+last line is ignored, and the journal is folded into the snapshot every `COMPACT_EVERY` lines.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from knet.errors import Exhausted, UsageError
 __all__ = ["Ipam", "write_json_atomic"]
 
 log = logging.getLogger(__name__)
+COMPACT_EVERY = 512
+Stamp = tuple[int, ...]
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -46,18 +50,27 @@ class Ipam:
         self.gateway = str(self.network.network_address + 1)
         self._held: dict[str, str] = {}
         self._cursor = 0
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp | None = None
+        self._lines = 0
         self._load()
 
     def __repr__(self) -> str:
         return f"<Ipam {self.node} {self.network} {len(self._held)} held>"
 
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path) if self.path is not None else None
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns) if st else None
+    @property
+    def _journal(self) -> Path | None:
+        return self.path.with_suffix(".log") if self.path is not None else None
+
+    def _file_stamp(self) -> Stamp | None:
+        """Identity of the files on disk: changes whenever anyone writes them."""
+        out: list[int] = []
+        for p in (self.path, self._journal):
+            try:
+                st = os.stat(p) if p is not None else None
+            except FileNotFoundError:
+                st = None
+            out += [st.st_ino, st.st_mtime_ns, st.st_size] if st else [0, 0, 0]
+        return tuple(out) if any(out) else None
 
     def refresh(self) -> None:
         """Reload if another process (or another Ipam on the same file) changed it."""
@@ -67,20 +80,52 @@ class Ipam:
 
     def _load(self) -> None:
         self._stamp = self._file_stamp()
+        self._lines = 0
         if self.path is None or self._stamp is None:
             return
-        data = json.loads(self.path.read_text())
-        if data.get("cidr") != str(self.network):
-            raise UsageError(f"node {self.node}: IPAM file {self.path} is for {data.get('cidr')}, "
-                             f"not {self.network}; delete the node first ('knet down')")
-        self._held = dict(data.get("held", {}))
-        self._cursor = int(data.get("cursor", 0))
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            if data.get("cidr") != str(self.network):
+                raise UsageError(f"node {self.node}: IPAM file {self.path} is for "
+                                 f"{data.get('cidr')}, not {self.network}; delete the node "
+                                 "first ('knet down')")
+            self._held = dict(data.get("held", {}))
+            self._cursor = int(data.get("cursor", 0))
+        assert self._journal is not None
+        if self._journal.exists():
+            text = self._journal.read_text()
+            for line in text.splitlines():
+                self._replay(line)
+            if text and not text.endswith("\n"):
+                self._lines = COMPACT_EVERY     # torn tail: fold before appending after it
 
-    def _save(self) -> None:
-        if self.path is not None:
+    def _replay(self, line: str) -> None:
+        try:
+            op = json.loads(line)
+        except ValueError:
+            return                      # a line torn by a crash: that change never happened
+        if op.get("ip"):
+            self._held[op["key"]] = op["ip"]
+            self._cursor = int(op.get("cursor", self._cursor))
+        else:
+            self._held.pop(op["key"], None)
+        self._lines += 1
+
+    def _record(self, key: str, ip: str | None) -> None:
+        """Append one change to the journal (fold it into the snapshot now and then)."""
+        if self.path is None or self._journal is None:
+            return
+        if self._lines >= COMPACT_EVERY or not self.path.exists():
             write_json_atomic(self.path, {"cidr": str(self.network), "cursor": self._cursor,
                                           "held": self._held})
-            self._stamp = self._file_stamp()
+            self._journal.unlink(missing_ok=True)
+            self._lines = 0
+        else:
+            op = {"key": key, "ip": ip, "cursor": self._cursor}
+            with open(self._journal, "a") as f:
+                f.write(json.dumps(op) + "\n")
+            self._lines += 1
+        self._stamp = self._file_stamp()
 
     @property
     def capacity(self) -> int:
@@ -104,7 +149,7 @@ class Ipam:
                              f"cannot switch to {ip}; delete the pod first")
         addr = self._claim(owner, ip) if ip is not None else self._next(owner)
         self._held[owner] = addr
-        self._save()
+        self._record(owner, addr)
         log.debug("%s: allocated %s on node %s", owner, addr, self.node)
         return addr
 
@@ -142,12 +187,13 @@ class Ipam:
         """Free the address of `owner`; a no-op if it holds none. Returns the freed address."""
         addr = self._held.pop(owner, None)
         if addr is not None:
-            self._save()
+            self._record(owner, None)
         return addr
 
     def destroy(self) -> None:
         """Forget every address and remove the state file (the node is gone)."""
         self._held.clear()
-        if self.path is not None:
+        if self.path is not None and self._journal is not None:
             self.path.unlink(missing_ok=True)
+            self._journal.unlink(missing_ok=True)
         self._stamp = None

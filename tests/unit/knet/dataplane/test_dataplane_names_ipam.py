@@ -66,11 +66,38 @@ def test_ipam_survives_a_restart(tmp_path: Path) -> None:
     a, b = first.allocate("a"), first.allocate("b")
     second = Ipam(node="n", cidr="10.0.0.0/24", path=path)
     assert second.held() == {"a": a, "b": b}
-    assert second.allocate("c") not in (a, b)
-    assert json.loads(path.read_text())["held"]["c"] == second.get("c")
-    assert [p.name for p in path.parent.iterdir()] == ["n.json"]   # no temp file left
+    c = second.allocate("c")
+    assert c not in (a, b)
+    assert json.loads(path.read_text())["held"] == {"a": a}       # snapshot at first write
+    assert Ipam(node="n", cidr="10.0.0.0/24", path=path).held() == {"a": a, "b": b, "c": c}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["n.json", "n.log"]  # no temp
     with pytest.raises(UsageError, match="is for 10.0.0.0/24"):
         Ipam(node="n", cidr="10.0.1.0/24", path=path)
+
+
+def test_ipam_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "n.json"
+    ipam = Ipam(node="n", cidr="10.0.0.0/24", path=path)
+    got = {k: ipam.allocate(k) for k in "abc"}
+    with open(path.with_suffix(".log"), "a") as f:
+        f.write('{"key": "d", "ip": "10.0.0.')             # the process died mid-write
+    again = Ipam(node="n", cidr="10.0.0.0/24", path=path)
+    assert again.held() == got
+    got |= {k: again.allocate(k) for k in "de"}
+    assert Ipam(node="n", cidr="10.0.0.0/24", path=path).held() == got
+
+
+def test_ipam_folds_its_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("knet.dataplane.ipam.COMPACT_EVERY", 4)
+    path = tmp_path / "n.json"
+    ipam = Ipam(node="n", cidr="10.0.0.0/24", path=path)
+    got = {k: ipam.allocate(k) for k in "abcdefgh"}
+    ipam.release("a")
+    del got["a"]
+    assert len(path.with_suffix(".log").read_text().splitlines()) <= 4
+    assert Ipam(node="n", cidr="10.0.0.0/24", path=path).held() == got
+    ipam.destroy()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ipam_explicit_and_bad_input() -> None:
