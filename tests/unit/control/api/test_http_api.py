@@ -278,3 +278,31 @@ async def test_table_responses(api: TestClient) -> None:
     assert second["object"]["rows"][0]["cells"][0] == "b"
     assert not second["object"]["columnDefinitions"]
     resp.close()
+
+
+async def test_dry_run_collection_delete_eviction_finalize(api: TestClient) -> None:
+    r = await api.post(PODS, json=pod("dry"), params={"dryRun": "All"})
+    assert r.status == 201 and (await r.json())["metadata"]["name"] == "dry"
+    await status_of(await api.get(f"{PODS}/dry"), 404, "NotFound")
+    for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
+        await api.post(PODS, json=pod(name, app=app))
+    r = await api.delete(PODS, params={"labelSelector": "app=x"})
+    assert sorted(p["metadata"]["name"] for p in (await r.json())["items"]) == ["a", "b"]
+    left = await (await api.get(PODS)).json()
+    assert [p["metadata"]["name"] for p in left["items"]] == ["c"]
+    r = await api.post(f"{PODS}/c/eviction", json={"apiVersion": "policy/v1",
+                                                    "kind": "Eviction",
+                                                    "metadata": {"name": "c"}})
+    assert r.status == 201
+    await status_of(await api.get(f"{PODS}/c"), 404, "NotFound")
+    await api.post("/api/v1/namespaces", json={"metadata": {"name": "held",
+                                                            "finalizers": ["x/y"]}})
+    r = await api.delete("/api/v1/namespaces/held")
+    assert (await r.json())["status"]["phase"] == "Terminating"
+    r = await api.put("/api/v1/namespaces/held/finalize", json={
+        "metadata": {"name": "held"}, "spec": {"finalizers": []}})
+    assert r.status == 200
+    assert (await api.get("/api/v1/namespaces/held")).status == 200   # metadata finalizer
+    await api.patch("/api/v1/namespaces/held", json={"metadata": {"finalizers": None}},
+                    headers={"Content-Type": "application/merge-patch+json"})
+    await status_of(await api.get("/api/v1/namespaces/held"), 404, "NotFound")
