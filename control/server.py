@@ -73,6 +73,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def listen_hosts(host: str) -> list[str]:
+    """Loopback always; the --listen address too (a wildcard address covers loopback)."""
+    if ipaddress.ip_address(host).is_unspecified:
+        return [host]
+    return ["127.0.0.1"] + ([host] if host != "127.0.0.1" else [])
+
+
 def load_token(state_dir: Path) -> str:
     """The bearer token of this state dir: reused across restarts so agents keep working."""
     path = state_dir / "token"
@@ -170,8 +177,10 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     try:
         objects = app[OBJECTS]
         await bootstrap(objects, host=config.host, port=config.port)
-        hosts = ["127.0.0.1"] + ([config.host] if config.host != "127.0.0.1" else [])
-        crt, key = ensure_certificate(state, hosts)
+        hosts = listen_hosts(config.host)
+        crt, key = ensure_certificate(state, [h for h in hosts
+                                              if not ipaddress.ip_address(h).is_unspecified]
+                                      + ["127.0.0.1"])
         tls = server_context(crt, key)
         for host in hosts:
             await web.TCPSite(runner, host, config.port, reuse_address=True,

@@ -33,6 +33,12 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_listen_hosts() -> None:
+    assert server.listen_hosts("127.0.0.1") == ["127.0.0.1"]
+    assert server.listen_hosts("172.18.0.1") == ["127.0.0.1", "172.18.0.1"]
+    assert server.listen_hosts("0.0.0.0") == ["0.0.0.0"]
+
+
 def test_parse_listen() -> None:
     assert parse_listen("127.0.0.1:6443") == ("127.0.0.1", 6443)
     assert parse_listen("[::1]:80") == ("::1", 80)
