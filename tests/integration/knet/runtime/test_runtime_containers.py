@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runtime_contract import logs, run
+from runtime_contract import logs, run, until_logged
 
 from knet.runtime.base import ContainerSpec, ContainerStartError, Mount, PodSandbox
 from knet.runtime.process import ProcessRuntime
@@ -104,11 +104,7 @@ async def test_run_as_user_and_etc_hostname(rt: ProcessRuntime, sandbox: PodSand
     h = await rt.start(sandbox, ContainerSpec(
         name="app", argv=["sh", "-c", "id -u; id -g; cat /etc/hostname; exec sleep 300"],
         run_as_user=65534, run_as_group=65534, workdir="/tmp"))
-    for _ in range(100):
-        if len((await logs(rt, h)).splitlines()) == 3:
-            break
-        await asyncio.sleep(0.02)
-    assert (await logs(rt, h)).splitlines() == ["65534", "65534", "web-1"]
+    assert (await until_logged(rt, h, "web-1")).splitlines() == ["65534", "65534", "web-1"]
     s = await rt.exec(sandbox, ["id", "-u"], container="app", stdin=False, tty=False)
     assert await s.read_stdout() == b"65534\n"  # exec runs as the container's user
     assert await s.wait() == 0

@@ -7,8 +7,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from runtime_contract import SLEEPER, read_all
+from runtime_contract import SLEEPER, read_all, until_logged
 
+from knet.runtime import records
 from knet.runtime.base import ContainerSpec, Mount, PodSandbox
 from knet.runtime.process import ProcessRuntime
 
@@ -38,13 +39,14 @@ async def test_remove_leaves_nothing_behind(sandbox: PodSandbox, tmp_path: Path)
     pids0, mounts0, root0 = snapshot()
     rt = ProcessRuntime()
     a = await rt.start(sandbox, ContainerSpec(name="a", argv=[
-        "sh", "-c", "setsid sleep 1000 & sleep 1000"],
+        "sh", "-c", "setsid sleep 1000 & echo daemon $!; exec sleep 1000"],
         mounts=[Mount(str(vol), "/knet-rt-test-remove")]))
     b = await rt.start(sandbox, ContainerSpec(name="b", argv=SLEEPER))
-    s = await rt.exec(sandbox, ["sleep", "1000"], container="b", stdin=False, tty=False)
-    await asyncio.sleep(0.3)
-    assert rt.running(a) and rt.running(b)
-    assert len({int(p) for p in os.listdir("/proc") if p.isdigit()} - pids0) >= 7
+    s = await rt.exec(sandbox, ["sh", "-c", "echo in; exec sleep 1000"], container="b",
+                      stdin=False, tty=False)
+    assert await asyncio.wait_for(s.read_stdout(), timeout=20) == b"in\n"
+    daemon = int((await until_logged(rt, a, "daemon")).split()[1])
+    assert rt.running(a) and rt.running(b) and records.alive(daemon, records.proc_stat(daemon)[1])
     assert Path("/knet-rt-test-remove").is_dir()
     await rt.remove(sandbox)
     await asyncio.wait_for(s.wait(), timeout=10)  # the exec'd sleep died with its container

@@ -73,8 +73,17 @@ def gone(pid: int) -> bool:
     return st is None or st[0] == "Z"
 
 
+async def until_logged(rt: ProcessRuntime, h: object, text: str) -> str:
+    for _ in range(250):
+        out = await logs(rt, h)
+        if text in out:
+            return out
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{text!r} never showed in the log: {out!r}")
+
+
 async def until_gone(pids: list[int]) -> list[int]:
-    for _ in range(100):
+    for _ in range(250):
         if all(gone(p) for p in pids):
             break
         await asyncio.sleep(0.02)
@@ -150,7 +159,8 @@ async def test_stop_term_then_kill(rt: ProcessRuntime, sandbox: PodSandbox) -> N
                      "while :; do sleep 0.1; done")]))
     stubborn = await rt.start(sandbox, ContainerSpec(name="stubborn", argv=[
         "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"]))
-    await asyncio.sleep(0.3)
+    await until_logged(rt, polite, "ready")  # the traps are set
+    await until_logged(rt, stubborn, "ready")
     t = time.monotonic()
     assert await rt.stop(polite, grace=10) == 0
     assert time.monotonic() - t < 5  # it left on SIGTERM, not at the end of the grace
@@ -299,11 +309,7 @@ async def test_remove_kills_everything_and_deletes_its_files(make_rt: MakeRt,
     a = await rt.start(sandbox, ContainerSpec(name="a", argv=[
         "sh", "-c", "setsid sleep 1000 & echo daemon $!; exec sleep 1000"]))
     b = await rt.start(sandbox, ContainerSpec(name="b", argv=SLEEPER))
-    for _ in range(100):
-        if "daemon" in await logs(rt, a):
-            break
-        await asyncio.sleep(0.02)
-    daemon = int((await logs(rt, a)).split()[1])
+    daemon = int((await until_logged(rt, a, "daemon")).split()[1])
     assert not gone(daemon)  # it left the container's process group
     pids = [a.pid, b.pid, a.shim_pid, b.shim_pid, daemon]
     await rt.remove(sandbox)
@@ -375,6 +381,7 @@ async def test_adopt_after_the_agent_was_killed(make_rt: MakeRt, sandbox: PodSan
 
 async def test_remove_after_the_shim_died(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
     h = await rt.start(sandbox, ContainerSpec(name="app", argv=SLEEPER))
+    await until_logged(rt, h, "started")  # a later write would die of SIGPIPE: no reader
     os.kill(h.shim_pid, 9)
     assert await until_gone([h.shim_pid]) == []
     assert rt.running(h)
