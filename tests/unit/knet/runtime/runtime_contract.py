@@ -370,10 +370,8 @@ async def test_adopt_after_the_agent_was_killed(make_rt: MakeRt, sandbox: PodSan
     await agent.wait()
     h = rt.adopt(sandbox, "app")
     assert h is not None and h.pid == pid and rt.running(h)
-    await asyncio.sleep(0.3)
-    before = (await logs(rt, h)).count("tick")
-    await asyncio.sleep(0.5)
-    assert (await logs(rt, h)).count("tick") > before  # still running, still logged
+    before = (await until_logged(rt, h, "tick")).count("tick")
+    await until_logged(rt, h, f"tick {before + 2}")  # still running, still logged
     assert await rt.stop(h, grace=5) == 143
     await rt.remove(sandbox)
     await rt.close()
