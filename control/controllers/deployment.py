@@ -89,7 +89,12 @@ class DeploymentController(Controller):
         new_rs, old_rs = self._split(d, all_rs)
         spec = d.get("spec") or {}
         created = False
-        if spec.get("paused"):
+        active = [rs for rs in all_rs if ro._replicas(rs) > 0]
+        if len(active) > 1 and ro.is_scaling_event(d, active):
+            for name, size in ro.proportional_targets(d, active).items():
+                rs = next(r for r in active if meta(r)["name"] == name)
+                await self._scale(d, self._refresh(rs) or rs, size, annotate=True)
+        elif spec.get("paused"):
             await self._scale_paused(d, new_rs, old_rs)
         else:
             if new_rs is None:
@@ -257,9 +262,11 @@ class DeploymentController(Controller):
 
     # ---- rollout steps -----------------------------------------------------------------------
 
-    async def _scale(self, d: Obj, rs: Obj, replicas: int) -> Obj:
+    async def _scale(self, d: Obj, rs: Obj, replicas: int, *, annotate: bool = False) -> Obj:
+        """Set spec.replicas (and the desired/max-replicas annotations); with `annotate`,
+        rewrite the annotations even when the size does not change."""
         current = ro._replicas(rs)
-        if current == replicas:
+        if current == replicas and not annotate:
             return rs
         surge, _ = ro.resolve_surge_unavailable(d)
         want = int((d.get("spec") or {}).get("replicas", 1))
@@ -267,6 +274,8 @@ class DeploymentController(Controller):
             "spec": {"replicas": replicas},
             "metadata": {"annotations": {ro.DESIRED_REPLICAS: str(want),
                                          ro.MAX_REPLICAS: str(want + surge)}}}) or rs
+        if current == replicas:
+            return out
         direction = "up" if replicas > current else "down"
         await self.recorder.record(d, "Normal", "ScalingReplicaSet",
                                    f"Scaled {direction} replica set {meta(rs)['name']} "

@@ -21,9 +21,11 @@ __all__ = [
     "MAX_REPLICAS",
     "REVISION",
     "REVISION_HISTORY",
+    "is_scaling_event",
     "new_rs_target",
     "normalise_template",
     "old_rs_scale_down",
+    "proportional_targets",
     "resolve_surge_unavailable",
     "revision_of",
     "same_template",
@@ -181,3 +183,45 @@ def revision_of(obj: Obj) -> int:
         return int(annotations.get(REVISION, "0"))
     except ValueError:
         return 0
+
+
+def _annotated_int(rs: Obj, key: str) -> int | None:
+    value = ((rs.get("metadata") or {}).get("annotations") or {}).get(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_scaling_event(deployment: Obj, active: list[Obj]) -> bool:
+    """replicas changed since the active ReplicaSets were last sized (desired-replicas)."""
+    want = int((deployment.get("spec") or {}).get("replicas", 1))
+    return any(_annotated_int(rs, DESIRED_REPLICAS) not in (None, want) for rs in active)
+
+
+def proportional_targets(deployment: Obj, active: list[Obj]) -> dict[str, int]:
+    """Kubernetes' proportional scaling: when replicas change while several ReplicaSets are
+    active, the difference is shared in proportion to their sizes (largest first, leftover
+    to the largest), so a paused or stuck rollout keeps its old/new ratio."""
+    spec = deployment.get("spec") or {}
+    want = int(spec.get("replicas", 1))
+    rolling = (spec.get("strategy") or {}).get("type") != "Recreate"
+    allowed = want + (resolve_surge_unavailable(deployment)[0] if rolling else 0)
+    current = sum(_replicas(rs) for rs in active)
+    to_add = allowed - current
+    out = {meta_name(rs): _replicas(rs) for rs in active}
+    if to_add == 0 or not active:
+        return out
+    ordered = sorted(active, key=lambda rs: (-_replicas(rs), -revision_of(rs)))
+    added = 0
+    for rs in ordered:
+        old_allowed = _annotated_int(rs, MAX_REPLICAS) or current
+        fraction = round(_replicas(rs) * allowed / old_allowed) - _replicas(rs) \
+            if old_allowed else 0
+        room = to_add - added
+        share = min(fraction, room) if to_add > 0 else max(fraction, room)
+        out[meta_name(rs)] += share
+        added += share
+    first = meta_name(ordered[0])
+    out[first] = max(0, out[first] + to_add - added)
+    return out

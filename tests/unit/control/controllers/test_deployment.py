@@ -269,3 +269,28 @@ async def test_scale_to_zero_and_back(harness: ControllerHarness) -> None:
                                namespace="default", subresource="scale")
     await converge(harness)
     assert len(await harness.pods()) == 3 and len(await replicasets(harness)) == 1
+
+
+async def test_scaling_a_paused_rollout_is_proportional(harness: ControllerHarness) -> None:
+    await harness.start("replicaset", "deployment")
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
+    await harness.client.create("deployments", deploy(replicas=4, strategy=strategy))
+    await converge(harness)
+    await harness.client.patch("deployments", "web", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "v2"}]}}}}, namespace="default")
+
+    async def stuck():      # new pods never become ready: old 3, new 2
+        sizes = sorted(r["spec"]["replicas"] for r in await replicasets(harness))
+        return sizes == [2, 3]
+    await harness.eventually(stuck, what="rollout stuck at old=3 new=2")
+    await harness.client.patch("deployments", "web", {"spec": {"paused": True}},
+                               namespace="default")
+    await harness.settle()
+    await harness.client.patch("deployments", "web", {"spec": {"replicas": 8}},
+                               namespace="default")
+
+    async def shared():
+        rss = await replicasets(harness)
+        by_rev = {r["metadata"]["annotations"][REVISION]: r["spec"]["replicas"] for r in rss}
+        return by_rev if by_rev == {"1": 5, "2": 4} else None
+    await harness.eventually(shared, what="old 5 / new 4 after scaling to 8 (+1 surge)")

@@ -54,3 +54,16 @@ def test_old_rs_scale_down_keeps_min_available() -> None:
     # unavailable old pods go first, even below the healthy budget
     old, new = rs("old", 4, 2), rs("new", 1, 1, 2)
     assert ro.old_rs_scale_down(dep, new, [old], [old, new]) == {"old": 2}
+
+
+def test_proportional_scaling_keeps_the_ratio() -> None:
+    dep = d(8, 1, 1)
+    old = rs("old", 3, 3, 1)
+    new = rs("new", 2, 0, 2)
+    for r in (old, new):
+        r["metadata"]["annotations"].update({ro.DESIRED_REPLICAS: "4", ro.MAX_REPLICAS: "5"})
+    assert ro.is_scaling_event(dep, [old, new])
+    assert ro.proportional_targets(dep, [old, new]) == {"old": 5, "new": 4}     # 9 = 8 + surge
+    down = d(2, 1, 1)
+    assert ro.proportional_targets(down, [old, new]) == {"old": 2, "new": 1}
+    assert not ro.is_scaling_event(d(4, 1, 1), [old, new])
