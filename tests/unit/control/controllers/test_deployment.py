@@ -60,6 +60,16 @@ async def converge(h: ControllerHarness, name: str = "web") -> dict:
     return await h.eventually(step, what=f"deployment {name} rolled out")
 
 
+async def start_v2_rollout_of_4(h: ControllerHarness) -> None:
+    """4 replicas of v1 rolled out (maxSurge 1, maxUnavailable 1), then the image set to v2."""
+    await h.start("replicaset", "deployment")
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
+    await h.client.create("deployments", deploy(replicas=4, strategy=strategy))
+    await converge(h)
+    await h.client.patch("deployments", "web", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "v2"}]}}}}, namespace="default")
+
+
 async def test_first_rollout_creates_hashed_rs_and_conditions(harness: ControllerHarness) -> None:
     await harness.start("replicaset", "deployment")
     d = await harness.client.create("deployments", deploy(replicas=2))
@@ -87,12 +97,7 @@ async def test_first_rollout_creates_hashed_rs_and_conditions(harness: Controlle
 
 
 async def test_rolling_update_honours_surge_and_unavailable(harness: ControllerHarness) -> None:
-    await harness.start("replicaset", "deployment")
-    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
-    await harness.client.create("deployments", deploy(replicas=4, strategy=strategy))
-    await converge(harness)
-    await harness.client.patch("deployments", "web", {"spec": {"template": {"spec": {
-        "containers": [{"name": "c", "image": "v2"}]}}}}, namespace="default")
+    await start_v2_rollout_of_4(harness)
     seen_steps = 0
     for _ in range(60):
         await harness.settle(5)
@@ -272,12 +277,7 @@ async def test_scale_to_zero_and_back(harness: ControllerHarness) -> None:
 
 
 async def test_scaling_a_paused_rollout_is_proportional(harness: ControllerHarness) -> None:
-    await harness.start("replicaset", "deployment")
-    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
-    await harness.client.create("deployments", deploy(replicas=4, strategy=strategy))
-    await converge(harness)
-    await harness.client.patch("deployments", "web", {"spec": {"template": {"spec": {
-        "containers": [{"name": "c", "image": "v2"}]}}}}, namespace="default")
+    await start_v2_rollout_of_4(harness)
 
     async def stuck():      # new pods never become ready: old 3, new 2
         sizes = sorted(r["spec"]["replicas"] for r in await replicasets(harness))
