@@ -81,6 +81,7 @@ class Informer:
         self._handlers: list[Any] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._replays: set[asyncio.Task[None]] = set()
         self._rv: str | None = None
         self.relists = 0   # how many times the informer listed (1 + one per Gone)
 
@@ -101,7 +102,9 @@ class Informer:
             on_add=on_add, on_update=on_update, on_delete=on_delete, on_synced=on_synced)
         self._handlers.append(h)
         if self._synced.is_set():
-            asyncio.get_running_loop().create_task(self._replay(h))
+            task = asyncio.get_running_loop().create_task(self._replay(h))
+            self._replays.add(task)
+            task.add_done_callback(self._replays.discard)
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -109,6 +112,8 @@ class Informer:
                 self._run(), name=f"informer-{self.resource}")
 
     async def stop(self) -> None:
+        for replay in list(self._replays):
+            replay.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
