@@ -21,7 +21,7 @@ from knet.proxy.source import InformerFactory, InformerLike, ProxySource, _infor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NodeProxy", "DataplaneAddresses", "PodIndex", "start_node_proxy"]
+__all__ = ["DataplaneAddresses", "NodeProxy", "PodIndex", "start_node_proxy"]
 
 
 class ServiceIPDataplane(Protocol):

@@ -23,8 +23,18 @@ MAX_AFFINITY_SECONDS = 86400
 DIAL_TRIES = 4
 DIAL_BACKOFF = 0.25  # seconds before the 2nd try; doubles after each failure
 
-__all__ = ["Clock", "SystemClock", "Endpoint", "Pick", "NoEndpoints", "LoadBalancer",
-           "DEFAULT_AFFINITY_SECONDS", "MAX_AFFINITY_SECONDS", "DIAL_TRIES", "DIAL_BACKOFF"]
+__all__ = [
+    "DEFAULT_AFFINITY_SECONDS",
+    "DIAL_BACKOFF",
+    "DIAL_TRIES",
+    "MAX_AFFINITY_SECONDS",
+    "Clock",
+    "Endpoint",
+    "LoadBalancer",
+    "NoEndpoints",
+    "Pick",
+    "SystemClock",
+]
 
 
 class Clock(Protocol):

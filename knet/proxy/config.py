@@ -24,8 +24,16 @@ Obj = dict[str, Any]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 L7_APP_PROTOCOLS = frozenset({"http"})
 
-__all__ = ["ServiceHandler", "EndpointSliceHandler", "ServicePort", "ServiceTable",
-           "ConfigTracker", "build_table", "service_ports", "SERVICE_NAME_LABEL"]
+__all__ = [
+    "SERVICE_NAME_LABEL",
+    "ConfigTracker",
+    "EndpointSliceHandler",
+    "ServiceHandler",
+    "ServicePort",
+    "ServiceTable",
+    "build_table",
+    "service_ports",
+]
 
 
 class ServiceHandler(Protocol):

@@ -26,8 +26,18 @@ log = logging.getLogger(__name__)
 FORWARDED, REFUSED, ERROR, TIMEOUT = "FORWARDED", "REFUSED", "ERROR", "TIMEOUT"
 PodResolver = Callable[[str], "str | None"]
 
-__all__ = ["FlowRecord", "FlowRing", "flows_routes", "flows_app", "parse_since",
-           "FORWARDED", "REFUSED", "ERROR", "TIMEOUT", "PodResolver"]
+__all__ = [
+    "ERROR",
+    "FORWARDED",
+    "REFUSED",
+    "TIMEOUT",
+    "FlowRecord",
+    "FlowRing",
+    "PodResolver",
+    "flows_app",
+    "flows_routes",
+    "parse_since",
+]
 
 
 @dataclass(slots=True)

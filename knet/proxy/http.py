@@ -35,8 +35,17 @@ _REASONS = {400: b"Bad Request", 413: b"Content Too Large", 502: b"Bad Gateway",
 class _Req:
     """One request in flight: what to send, where it went, how often it was tried."""
 
-    __slots__ = ("data", "head_only", "keep", "rec", "start", "attempt", "pick", "fresh",
-                 "error")
+    __slots__ = (
+        "attempt",
+        "data",
+        "error",
+        "fresh",
+        "head_only",
+        "keep",
+        "pick",
+        "rec",
+        "start",
+    )
 
     def __init__(self, data: bytes, head: Head, rec: FlowRecord) -> None:
         self.data, self.rec = data, rec
@@ -162,7 +171,7 @@ class _Client(asyncio.Protocol):
         assert req.pick is not None
         try:
             up = await self.ln.pool.connect(req.pick.endpoint, self.ln.ctx.dial_timeouts[-1])
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if self.req is req:
                 self._retry(f"{req.pick.endpoint.addr}: {type(exc).__name__} {exc}".strip())
             return

@@ -17,7 +17,7 @@ from knet.proxy.balancer import Endpoint
 from knet.proxy.httpwire import BadMessage, Chunked, Head, parse_head
 from knet.proxy.sockets import SocketMaker
 
-__all__ = ["Owner", "Upstream", "Pool"]
+__all__ = ["Owner", "Pool", "Upstream"]
 
 IDLE_PER_ENDPOINT = 64
 

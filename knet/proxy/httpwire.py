@@ -20,7 +20,7 @@ _FIELDS = re.compile(rb"\n(content\-length|transfer\-encoding|" + _HOP_NAMES
                      + rb")[ \t]*:[ \t]*([^\r]*)")
 _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b""})
 
-__all__ = ["BadMessage", "Head", "parse_head", "Chunked", "MAX_HEAD"]
+__all__ = ["MAX_HEAD", "BadMessage", "Chunked", "Head", "parse_head"]
 
 
 class BadMessage(ValueError):
@@ -127,7 +127,7 @@ _SIZE, _DATA, _TRAILER = 0, 1, 2
 class Chunked:
     """Finds the end of a chunked body; `feed` returns how many bytes belong to it."""
 
-    __slots__ = ("state", "need", "line", "done")
+    __slots__ = ("done", "line", "need", "state")
 
     def __init__(self) -> None:
         self.state = _SIZE

@@ -25,7 +25,7 @@ from knet.proxy.udp import UdpListener
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AddressManager", "StaticAddresses", "Proxier"]
+__all__ = ["AddressManager", "Proxier", "StaticAddresses"]
 
 Listener = TcpListener | UdpListener | HttpListener
 ListenKey = tuple[str, str, int]  # (protocol, ip, port)
@@ -99,12 +99,12 @@ class Proxier(ConfigTracker):
         self.balancer.sweep()
         want = self._desired(table)
         for lk, ln in list(self.listeners.items()):
-            sp = want.get(lk)
-            if sp is None or sp.listen_shape() != ln.sp.listen_shape() or sp.key != ln.sp.key:
+            new = want.get(lk)
+            if new is None or new.listen_shape() != ln.sp.listen_shape() or new.key != ln.sp.key:
                 del self.listeners[lk]
                 await ln.close()
             else:
-                ln.sp = sp
+                ln.sp = new
         ips = {sp.cluster_ip for sp in table.values()}
         for ip in sorted(ips - self.service_ips):
             await self.addresses.add_service_ip(ip)

@@ -18,7 +18,7 @@ from knet.proxy.config import EndpointSliceHandler, ServiceHandler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProxySource", "InformerLike", "ProxyHandlers"]
+__all__ = ["InformerLike", "ProxyHandlers", "ProxySource"]
 
 
 class ProxyHandlers(ServiceHandler, EndpointSliceHandler, Protocol):
@@ -41,7 +41,7 @@ InformerFactory = Callable[[Client, str], InformerLike]
 
 def _informer_class() -> InformerFactory:
     from control.informer import Informer
-    return Informer  # type: ignore[return-value]
+    return Informer
 
 
 class ProxySource:

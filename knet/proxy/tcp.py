@@ -23,7 +23,7 @@ from knet.proxy.sockets import SocketMaker, set_rst_on_close
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProxyContext", "DialFailed", "dial", "TcpListener", "new_record"]
+__all__ = ["DialFailed", "ProxyContext", "TcpListener", "dial", "new_record"]
 
 HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
@@ -67,7 +67,7 @@ async def dial(ctx: ProxyContext, key: str, client_ip: str, pick: Pick) -> tuple
             await asyncio.wait_for(loop.sock_connect(sock, (pick.endpoint.ip,
                                                             pick.endpoint.port)), timeout)
             return sock, pick, attempt
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             sock.close()
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.info("%s: dial %s failed (%s), try %d/%d", key, pick.endpoint.addr, error,
@@ -143,7 +143,7 @@ class _Conn(asyncio.Protocol):
         except NoEndpoints:
             self._reset(REFUSED, "no ready endpoints")
             return
-        transport.pause_reading()
+        self.down.pause_reading()
         ln.track(asyncio.get_running_loop().create_task(self._connect(pick)))
 
     async def _connect(self, pick: Pick) -> None:
@@ -167,8 +167,8 @@ class _Conn(asyncio.Protocol):
             sock.close()
             self._reset(ERROR, f"upstream {pick.endpoint.addr}: {exc}")
             return
-        self.up = up  # type: ignore[assignment]
-        up.set_write_buffer_limits(HIGH_WATER, LOW_WATER)  # type: ignore[attr-defined]
+        self.up = up
+        up.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         self.down.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         if self.done:
             up.close()

@@ -2,8 +2,8 @@
 
 The front socket is bound to ClusterIP:port (or a node IP:NodePort) and served by uvloop's
 datagram transport (which reads many datagrams per wake-up). Each flow's upstream socket is
-connected to the picked endpoint and read with `add_reader` in a drain loop; replies go out
-of the front socket, so the client sees them come from ClusterIP:port. One sweeper per
+connected to the picked endpoint and served by a datagram transport of its own; replies go
+out of the front socket, so the client sees them come from ClusterIP:port. One sweeper per
 listener ends flows idle longer than the timeout (default 250 ms) and records them.
 """
 
@@ -23,12 +23,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["UdpListener"]
 
-MAX_DATAGRAM = 65535
+MAX_PENDING = 64
 
 
-class _Flow:
-    __slots__ = ("listener", "client", "sock", "rec", "start", "last", "sent", "received",
-                 "verdict")
+class _Flow(asyncio.DatagramProtocol):
+    """One client ip:port and its own upstream socket, connected to the picked endpoint."""
 
     def __init__(self, listener: UdpListener, client: tuple[str, int], sock: socket.socket,
                  rec: FlowRecord) -> None:
@@ -36,36 +35,46 @@ class _Flow:
         self.start = self.last = time.monotonic()
         self.sent = self.received = 0
         self.verdict = FORWARDED
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: list[bytes] = []  # datagrams that came before the transport
+        self.ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.ended:
+            transport.close()
+            return
+        for data in self.pending:
+            self.transport.sendto(data)  # type: ignore[union-attr]
+        self.pending.clear()
 
     def send(self, data: bytes) -> None:
         self.last = time.monotonic()
         self.sent += len(data)
-        try:
-            self.sock.send(data)
-        except BlockingIOError:
-            pass  # a full socket buffer drops the datagram, as the network would
-        except OSError as exc:
-            self.fail(exc)
+        if self.transport is None:
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(data)
+            return
+        self.transport.sendto(data)
 
-    def readable(self) -> None:
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.received += len(data)
+        self.last = time.monotonic()
         front = self.listener.transport
-        while True:
-            try:
-                data = self.sock.recv(MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # ICMP port unreachable from the endpoint, ...
-                self.fail(exc)
-                return
-            self.received += len(data)
-            self.last = time.monotonic()
-            if front is not None:
-                front.sendto(data, self.client)
+        if front is not None:
+            front.sendto(data, self.client)
 
-    def fail(self, exc: OSError) -> None:
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable, ...
         self.verdict = ERROR
         self.rec.error = f"{type(exc).__name__}: {exc}"
         self.listener.end(self)
+
+    def close(self) -> None:
+        self.ended = True
+        if self.transport is not None:
+            self.transport.close()
+        else:
+            self.sock.close()
 
 
 class _Front(asyncio.DatagramProtocol):
@@ -94,6 +103,7 @@ class UdpListener:
         self.flows: dict[tuple[str, int], _Flow] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
 
     def __repr__(self) -> str:
         return f"<UdpListener {self.sp.key} {self.ip}:{self.port} {len(self.flows)} flows>"
@@ -124,7 +134,10 @@ class UdpListener:
         self._fill(rec, pick)
         flow = _Flow(self, client, sock, rec)
         self.flows[client] = flow
-        asyncio.get_running_loop().add_reader(sock.fileno(), flow.readable)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.create_datagram_endpoint(lambda: flow, sock=sock))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return flow
 
     @staticmethod
@@ -136,8 +149,7 @@ class UdpListener:
         if self.flows.get(flow.client) is not flow:
             return
         del self.flows[flow.client]
-        asyncio.get_running_loop().remove_reader(flow.sock.fileno())
-        flow.sock.close()
+        flow.close()
         rec = flow.rec
         rec.bytes_sent, rec.bytes_received = flow.sent, flow.received
         rec.duration, rec.verdict = flow.last - flow.start, flow.verdict
@@ -159,6 +171,8 @@ class UdpListener:
             self._sweeper = None
         for flow in list(self.flows.values()):
             self.end(flow)
+        for task in list(self._tasks):
+            task.cancel()
         if self.transport is not None:
             self.transport.close()
             self.transport = None

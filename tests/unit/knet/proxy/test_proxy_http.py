@@ -10,9 +10,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-
-from proxy_testkit import endpoint_slice, free_port, loopback_net, service, start_proxier, \
-    wait_flows
+from proxy_testkit import (
+    endpoint_slice,
+    free_port,
+    loopback_net,
+    service,
+    start_proxier,
+    wait_flows,
+)
 
 
 class Backend:

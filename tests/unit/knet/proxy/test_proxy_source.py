@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from proxy_testkit import TcpBackend, endpoint_slice, loopback_net, service, tcp_ask, wait_flows
+
 from knet.proxy.agent import DataplaneAddresses, start_node_proxy
 from knet.proxy.config import ConfigTracker, ServiceTable
 from knet.proxy.source import ProxySource
-from proxy_testkit import TcpBackend, endpoint_slice, loopback_net, service, tcp_ask, wait_flows
 
 
 class FakeInformer:

@@ -7,10 +7,18 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from proxy_testkit import (
+    TcpBackend,
+    endpoint_slice,
+    free_port,
+    loopback_net,
+    service,
+    start_proxier,
+    tcp_ask,
+    wait_flows,
+)
 
 from knet.proxy.flows import FlowRing
-from proxy_testkit import (TcpBackend, endpoint_slice, free_port, loopback_net, service,
-                           start_proxier, tcp_ask, wait_flows)
 
 
 @pytest.fixture

@@ -8,9 +8,15 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-
-from proxy_testkit import (UdpBackend, UdpClient, endpoint_slice, loopback_net, service,
-                           start_proxier, wait_flows)
+from proxy_testkit import (
+    UdpBackend,
+    UdpClient,
+    endpoint_slice,
+    loopback_net,
+    service,
+    start_proxier,
+    wait_flows,
+)
 
 
 @pytest.fixture
