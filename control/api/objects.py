@@ -19,13 +19,11 @@ import builtins
 import copy
 import logging
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.api import deletion, meta, subresources, watching
-from control.api import patch as patches
+from control.api import deletion, meta, subresources, versions, watching
 from control.api.meta import Forbidden, Obj
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
@@ -195,7 +193,7 @@ class ObjectService:
     async def create(self, resource: str, obj: Obj, *, namespace: str | None = None,
                      dry_run: bool = False) -> Written:
         info = meta.resource(resource)
-        obj = self._prepare_create(info, obj, namespace)
+        obj = versions.prepare_create(info, obj, namespace, now=self.now, rng=self.rng)
         name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         if info.namespaced:
             await self._check_namespace(ns)
@@ -227,60 +225,6 @@ class ObjectService:
         return AlreadyExists(f'{info.plural} "{name}" already exists', kind=info.plural,
                              name=name, group=info.group)
 
-    def _prepare_create(self, info: ResourceInfo, obj: Obj, namespace: str | None) -> Obj:
-        if not isinstance(obj, dict):
-            raise BadRequest(f"the body of a {info.kind} create must be a JSON object")
-        self._check_kind(info, obj)
-        md = obj.get("metadata")
-        if md is None:
-            md = obj["metadata"] = {}
-        if not isinstance(md, dict):
-            raise BadRequest(f"{info.kind}: metadata must be an object")
-        if md.get("resourceVersion"):
-            raise BadRequest(f"{info.kind} {md.get('name', '')!r}: resourceVersion should not "
-                             "be set on objects to be created; remove it")
-        if not md.get("name"):
-            if not md.get("generateName"):
-                raise meta_invalid(info, "", "metadata.name",
-                                   "name or generateName is required")
-            md["name"] = meta.generate_name(str(md["generateName"]), self.rng)
-        self._set_namespace(info, md, namespace)
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
-            md.pop(key, None)
-        md["uid"] = str(uuid.uuid4())
-        md["creationTimestamp"] = meta.rfc3339(self.now())
-        md["generation"] = 1
-        if "status" in info.subresources and info.plural != "nodes":
-            obj.pop("status", None)
-        if info.plural == "pods":
-            obj.setdefault("status", {})["phase"] = "Pending"
-        elif info.plural == "namespaces":
-            obj["status"] = {"phase": "Active"}
-            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-        return obj
-
-    @staticmethod
-    def _check_kind(info: ResourceInfo, obj: Obj) -> None:
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        if kind and kind != info.kind:
-            raise BadRequest(f"the kind of the body ({kind}) does not match the resource "
-                             f"{info.plural} of the URL, which holds {info.kind}")
-        if api_version and api_version != info.api_version:
-            raise BadRequest(f"{info.kind}: apiVersion {api_version!r} is not served for "
-                             f"{info.plural}; use {info.api_version!r}")
-        obj["kind"], obj["apiVersion"] = info.kind, info.api_version
-
-    @staticmethod
-    def _set_namespace(info: ResourceInfo, md: Obj, namespace: str | None) -> None:
-        if not info.namespaced:
-            md.pop("namespace", None)
-            return
-        body_ns = md.get("namespace")
-        if namespace and body_ns and body_ns != namespace:
-            raise BadRequest(f"the namespace of the provided object ({body_ns}) does not "
-                             f"match the namespace sent on the request ({namespace})")
-        md["namespace"] = namespace or body_ns or "default"
-
     async def _check_namespace(self, namespace: str) -> None:
         if namespace in self.terminating:
             raise Forbidden(f"unable to create new content in namespace {namespace} because "
@@ -310,7 +254,7 @@ class ObjectService:
         if info.namespaced and md.get("namespace") not in (None, "", namespace):
             raise BadRequest(f"the namespace of the provided object ({md['namespace']}) does "
                              f"not match the namespace sent on the request ({namespace})")
-        self._check_kind(info, obj)
+        versions.check_kind(info, obj)
         strict = bool(md.get("resourceVersion"))
         for _ in range(_RETRIES):
             kv = await self.get_kv(info, name, namespace)
@@ -341,11 +285,11 @@ class ObjectService:
                     return await subresources.patch_scale(self, info, kv, current, body,
                                                           patch_type=patch_type,
                                                           dry_run=dry_run)
-                new = apply_patch(patch_type, meta.decode(kv), body)  # old stays intact
+                new = versions.apply_patch(patch_type, meta.decode(kv), body)  # old stays intact
                 return await self.write_update(info, kv, current, new,
                                                subresource=subresource, dry_run=dry_run)
             except Conflict:
-                if _patch_has_rv(body):
+                if versions.patch_has_rv(body):
                     raise
         raise meta.conflict(info, name)
 
@@ -368,13 +312,13 @@ class ObjectService:
         rv = (new.get("metadata") or {}).get("resourceVersion")
         if rv and rv != str(kv.mod_revision):
             raise meta.conflict(info, name)
-        new = merge_update(info, old, new, subresource=subresource)
+        new = versions.merge_update(info, old, new, subresource=subresource)
         warnings: list[str] = []
         if subresource is None:
             if info.plural == "services":
                 self.services.drop_type_dependent(new, old)
             new, warnings = self.admit(info.plural, new, old=old)
-            bump_generation(old, new)
+            versions.bump_generation(old, new)
         value = meta.encode(new)
         if value == kv.value:
             return Written(old, warnings)
@@ -434,71 +378,3 @@ class ObjectService:
     @staticmethod
     def namespaced_resources() -> builtins.list[ResourceInfo]:
         return [r for r in RESOURCES if r.namespaced and r.plural != "bindings"]
-
-
-def meta_invalid(info: ResourceInfo, name: str, field_path: str, message: str) -> Exception:
-    from control.errors import Cause, Invalid
-    return Invalid(f'{info.kind} "{name}" is invalid: {field_path}: {message}',
-                   kind=info.kind, name=name, group=info.group,
-                   causes=[Cause(field=field_path, message=message,
-                                 reason="FieldValueRequired")])
-
-
-def apply_patch(patch_type: str, current: Obj, body: Any) -> Obj:
-    if patch_type == "json":
-        return patches.json_patch(current, body)
-    if patch_type == "merge":
-        if not isinstance(body, dict):
-            raise BadRequest("a merge patch must be a JSON object")
-        out: Obj = patches.merge_patch(current, body)
-        return out
-    if patch_type == "strategic":
-        return patches.strategic_merge_patch(current, body)
-    if patch_type == "apply":
-        if not isinstance(body, dict):
-            raise BadRequest("an apply patch must be a whole object")
-        return patches.apply_patch(current, body)
-    raise BadRequest(f"unknown patch type {patch_type!r}; use merge, strategic, json or apply")
-
-
-def _patch_has_rv(body: Any) -> bool:
-    return isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
-
-
-_KEEP_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-              "generation", "namespace", "name")
-
-
-def merge_update(info: ResourceInfo, old: Obj, new: Obj, *, subresource: str | None) -> Obj:
-    """The next version: immutable metadata from old; status only through /status."""
-    if subresource == "status":
-        out = dict(old)
-        if "status" in new:
-            out["status"] = new["status"]
-        return out
-    out = dict(new)
-    out["kind"], out["apiVersion"] = info.kind, info.api_version
-    md = out["metadata"] = dict(out.get("metadata") or {})
-    old_md = old["metadata"]
-    for key in _KEEP_META:
-        if key in old_md:
-            md[key] = old_md[key]
-        else:
-            md.pop(key, None)
-    md.pop("resourceVersion", None)
-    if "status" in info.subresources and subresource is None:
-        if "status" in old:
-            out["status"] = old["status"]
-        else:
-            out.pop("status", None)
-    return out
-
-
-def bump_generation(old: Obj, new: Obj) -> None:
-    """metadata.generation + 1 when anything but metadata and status changed."""
-    if _spec_of(new) != _spec_of(old):
-        new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
-
-
-def _spec_of(obj: Obj) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}

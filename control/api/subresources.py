@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from control.api import meta
+from control.api import meta, versions
 from control.api.meta import Obj
 from control.errors import BadRequest, Cause, Conflict, Invalid, NotFound
 from control.models.resources import ResourceInfo
@@ -85,8 +85,7 @@ async def update_scale(svc: ObjectService, info: ResourceInfo, name: str, scale:
 
 async def patch_scale(svc: ObjectService, info: ResourceInfo, kv: KV, current: Obj, body: Any,
                       *, patch_type: str, dry_run: bool) -> Written:
-    from control.api.objects import apply_patch
-    scale = apply_patch(patch_type, scale_of(info, current), body)
+    scale = versions.apply_patch(patch_type, scale_of(info, current), body)
     rv = (scale.get("metadata") or {}).get("resourceVersion")
     if rv and rv != str(kv.mod_revision):
         raise meta.conflict(info, current["metadata"]["name"])
