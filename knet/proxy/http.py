@@ -69,7 +69,7 @@ class _Client(asyncio.Protocol):
         self.req: _Req | None = None
         self.up: Upstream | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.closed = self.eof = False
+        self.closed = self.eof = self.continued = False
         self.peer: tuple[str, int] = ("?", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,17 +115,20 @@ class _Client(asyncio.Protocol):
             return
         if head.chunked:
             scan = Chunked()
-            n = scan.feed(memoryview(self.buf)[head.size:])
-            if not scan.done:
-                return
-            total = head.size + n
+            total = head.size + scan.feed(memoryview(self.buf)[head.size:])
+            complete = scan.done
         else:
             total = head.size + (head.length or 0)
+            complete = len(self.buf) >= total
         if total - head.size > MAX_BODY:
             self._fail_fast(413, f"request body over {MAX_BODY} bytes")
             return
-        if len(self.buf) < total:
+        if not complete:
+            if head.expect_continue and not self.continued:
+                self.continued = True  # the body is read here, whole: ask for it
+                self.t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
+        self.continued = False
         body = bytes(self.buf[head.size:total])
         del self.buf[:total]
         ip = self.peer[0]

@@ -16,7 +16,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
                         b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
 _HOP_NAMES = b"|".join(sorted(HOP_BY_HOP)).replace(b"-", b"\\-")
 # a match at i in b"\\n" + fields.lower() is the line starting at fields[i]
-_FIELDS = re.compile(rb"\n(content\-length|transfer\-encoding|" + _HOP_NAMES
+_FIELDS = re.compile(rb"\n(content\-length|transfer\-encoding|expect|" + _HOP_NAMES
                      + rb")[ \t]*:[ \t]*([^\r]*)")
 _PLAIN_TOKENS = frozenset({b"close", b"keep-alive", b""})
 
@@ -34,6 +34,7 @@ class Head:
     length: int | None = None          # Content-Length
     chunked: bool = False
     close: bool = False                # Connection: close (or HTTP/1.0 without keep-alive)
+    expect_continue: bool = False      # Expect: 100-continue (taken out of fields)
     size: int = 0                      # bytes of the head including the blank line
 
     @property
@@ -79,6 +80,9 @@ def parse_head(buf: bytes | bytearray, *, response: bool) -> Head | None:
             head.length = int(value)
         elif name == b"transfer-encoding":
             te, head.chunked = True, value.endswith(b"chunked")
+        elif name == b"expect":  # the proxy answers 100 Continue itself: not forwarded
+            head.expect_continue = value == b"100-continue"
+            cuts.append(m.start())
         else:
             cuts.append(m.start())
             if name == b"connection":
@@ -94,7 +98,7 @@ def parse_head(buf: bytes | bytearray, *, response: bool) -> Head | None:
     elif tokens <= _PLAIN_TOKENS:
         head.fields = _cut_lines(fields, cuts)
     else:  # Connection names more headers to drop: the slow, line by line way
-        head.fields = _without(fields, HOP_BY_HOP | tokens)
+        head.fields = _without(fields, HOP_BY_HOP | tokens | {b"expect"})
     return head
 
 

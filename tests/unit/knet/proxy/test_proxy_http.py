@@ -235,3 +235,16 @@ async def test_garbage_request_gets_400_and_others_are_served(
     finally:
         await p.stop()
         await bs[0].stop()
+
+
+async def test_expect_100_continue_is_answered_by_the_proxy(
+        net: str, session: aiohttp.ClientSession) -> None:
+    bs = await start_backends(net, [("web-a", 200)])
+    p = await start_proxier(web_objs(net, bs))
+    try:
+        payload = b"x" * 200_000
+        async with session.post(f"http://{net}1/echo", data=payload, expect100=True) as r:
+            assert r.status == 200 and await r.read() == payload
+    finally:
+        await p.stop()
+        await bs[0].stop()

@@ -103,3 +103,9 @@ def test_chunked_end_found_across_any_split(step: int) -> None:
 def test_chunked_bad_size() -> None:
     with pytest.raises(BadMessage):
         Chunked().feed(b"zz\r\n")
+
+
+def test_expect_continue_is_seen_and_not_forwarded() -> None:
+    h = parse_head(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+                   response=False)
+    assert h is not None and h.expect_continue and h.fields == b"Content-Length: 3"
