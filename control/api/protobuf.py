@@ -104,7 +104,7 @@ def _object(kind: str, raw: bytes) -> dict[str, Any]:
     elif kind == "Secret":
         if 2 in f:
             obj["data"] = _map(f[2], binary=True)
-        if 3 in f:
+        if f.get(3, [b""])[-1]:            # Go sends zero values: "" means unset
             obj["type"] = f[3][-1].decode()
         if 4 in f:
             obj["stringData"] = _map(f[4])
