@@ -15,7 +15,7 @@ pods go away.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from control.clientbase import Client, Obj
@@ -28,7 +28,7 @@ from control.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, Not
 from control.informer import Informer, object_key
 from control.models.selectors import selector_from_labels, selector_from_spec
 
-__all__ = ["DEFAULT_SCHEDULER", "Scheduler", "parse_quantity", "pod_requests"]
+__all__ = ["DEFAULT_SCHEDULER", "NodeUsage", "Scheduler", "parse_quantity", "pod_requests"]
 
 DEFAULT_SCHEDULER = "default-scheduler"
 _SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
@@ -73,6 +73,51 @@ def _taint_text(t: Obj) -> str:
     return "{" + f"{t.get('key', '')}: {t.get('value', '')}" + "}"
 
 
+class NodeUsage:
+    """Per node: how many pods, how many of each owner, and cpu/memory requested; kept up to
+    date from pod events (and pods just bound), so filtering and scoring are O(nodes)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, str, float, float]] = {}
+        self._pods: Counter[str] = Counter()
+        self._owners: dict[str, Counter[str]] = defaultdict(Counter)
+        self._cpu: defaultdict[str, float] = defaultdict(float)
+        self._memory: defaultdict[str, float] = defaultdict(float)
+
+    def set(self, key: str, pod: Obj, node: str | None = None) -> None:
+        """Record pod (on `node`, default its spec.nodeName); finished pods take nothing."""
+        self.remove(key)
+        node = node or (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        owner = str((controller_ref(pod) or {}).get("uid") or "")
+        req = pod_requests(pod)
+        self._entries[key] = (node, owner, req["cpu"], req["memory"])
+        self._pods[node] += 1
+        self._owners[node][owner] += 1
+        self._cpu[node] += req["cpu"]
+        self._memory[node] += req["memory"]
+
+    def remove(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        node, owner, cpu, memory = entry
+        self._pods[node] -= 1
+        self._owners[node][owner] -= 1
+        self._cpu[node] -= cpu
+        self._memory[node] -= memory
+
+    def pods(self, node: str) -> int:
+        return self._pods[node]
+
+    def same_owner(self, node: str, owner_uid: str) -> int:
+        return self._owners[node][owner_uid] if owner_uid else 0
+
+    def requested(self, node: str, resource: str) -> float:
+        return self._cpu[node] if resource == "cpu" else self._memory[node]
+
+
 class Scheduler(Controller):
     name = "scheduler"
 
@@ -85,6 +130,7 @@ class Scheduler(Controller):
         self.scheduler_name = scheduler_name
         self.assumed: dict[str, tuple[str, Obj]] = {}   # pod key -> (node, pod)
         self.unschedulable: dict[str, str] = {}          # pod key -> last message
+        self.usage = NodeUsage()
         pods.add_handler(on_add=self._pod, on_update=lambda o, n: self._pod(n),
                          on_delete=self._pod_deleted)
         nodes.add_handler(on_add=lambda n: self._retry(), on_update=self._node_updated)
@@ -96,12 +142,16 @@ class Scheduler(Controller):
         if (pod.get("spec") or {}).get("nodeName"):
             self.assumed.pop(key, None)
             self.unschedulable.pop(key, None)
-        elif self._ours(pod):
-            self.enqueue(key)
+            self.usage.set(key, pod)
+        elif key not in self.assumed:
+            self.usage.remove(key)
+            if self._ours(pod):
+                self.enqueue(key)
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = object_key(pod)
         self.assumed.pop(key, None)
+        self.usage.remove(key)
         self.unschedulable.pop(key, None)
         if (pod.get("spec") or {}).get("nodeName"):
             self._retry()
@@ -126,11 +176,10 @@ class Scheduler(Controller):
         if (pod is None or (pod.get("spec") or {}).get("nodeName") or not self._ours(pod)
                 or key in self.assumed):
             return
-        placed = self._placed()
         fits: list[Obj] = []
         reasons: Counter[str] = Counter()
         for node in self.nodes.list():
-            why = self.filter(pod, node, placed.get(meta(node)["name"], []))
+            why = self.filter(pod, node)
             if why is None:
                 fits.append(node)
             else:
@@ -138,21 +187,10 @@ class Scheduler(Controller):
         if not fits:
             await self._unschedulable(pod, reasons)
             return
-        best = min(fits, key=lambda n: self.score(pod, placed.get(meta(n)["name"], []), n))
+        best = min(fits, key=lambda n: self.score(pod, n))
         await self._bind(pod, meta(best)["name"])
 
-    def _placed(self) -> dict[str, list[Obj]]:
-        """node name -> pods on it (bound and assumed), finished pods excluded."""
-        out: dict[str, list[Obj]] = {}
-        for p in self.pods.list():
-            node = (p.get("spec") or {}).get("nodeName")
-            if node and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                out.setdefault(node, []).append(p)
-        for node, p in self.assumed.values():
-            out.setdefault(node, []).append(p)
-        return out
-
-    def filter(self, pod: Obj, node: Obj, on_node: list[Obj]) -> str | None:
+    def filter(self, pod: Obj, node: Obj) -> str | None:
         """None if the pod fits the node, else kube-scheduler's reason text."""
         spec, nspec = pod.get("spec") or {}, node.get("spec") or {}
         if nspec.get("unschedulable") and not tolerates(pod, {
@@ -167,7 +205,7 @@ class Scheduler(Controller):
             return "node(s) were not ready"
         if not self._affinity_ok(spec, meta(node).get("labels") or {}):
             return "node(s) didn't match Pod's node affinity/selector"
-        return self._resources_fit(pod, node, on_node)
+        return self._resources_fit(pod, node)
 
     @staticmethod
     def _affinity_ok(spec: Obj, labels: dict[str, str]) -> bool:
@@ -187,32 +225,30 @@ class Scheduler(Controller):
                 return True
         return False
 
-    @staticmethod
-    def _resources_fit(pod: Obj, node: Obj, on_node: list[Obj]) -> str | None:
+    def _resources_fit(self, pod: Obj, node: Obj) -> str | None:
         alloc = (node.get("status") or {}).get("allocatable") or {}
-        if len(on_node) + 1 > int(parse_quantity(alloc.get("pods", 110))):
+        name = meta(node)["name"]
+        if self.usage.pods(name) + 1 > int(parse_quantity(alloc.get("pods", 110))):
             return "Too many pods"
         want = pod_requests(pod)
         for r in ("cpu", "memory"):
             if r not in alloc or not want[r]:
                 continue
-            used = sum(pod_requests(p)[r] for p in on_node)
-            if used + want[r] > parse_quantity(alloc[r]) + 1e-9:
+            if self.usage.requested(name, r) + want[r] > parse_quantity(alloc[r]) + 1e-9:
                 return f"Insufficient {r}"
         return None
 
-    @staticmethod
-    def score(pod: Obj, on_node: list[Obj], node: Obj) -> tuple[int, int, str]:
-        ref = controller_ref(pod)
-        same = 0
-        if ref is not None:
-            same = sum(1 for p in on_node if (controller_ref(p) or {}).get("uid") == ref.get("uid"))
-        return (same, len(on_node), meta(node)["name"])
+    def score(self, pod: Obj, node: Obj) -> tuple[int, int, str]:
+        """Lower is better: fewest pods of the same owner, then fewest pods, then name."""
+        name = meta(node)["name"]
+        owner = str((controller_ref(pod) or {}).get("uid") or "")
+        return (self.usage.same_owner(name, owner), self.usage.pods(name), name)
 
     async def _bind(self, pod: Obj, node: str) -> None:
         pm = meta(pod)
         key = object_key(pod)
         self.assumed[key] = (node, pod)
+        self.usage.set(key, pod, node)
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": pm["name"], "namespace": pm["namespace"],
                                 "uid": pm.get("uid")},
@@ -226,10 +262,12 @@ class Scheduler(Controller):
                                         namespace=pm["namespace"])
         except (NotFound, Conflict) as exc:
             self.assumed.pop(key, None)
+            self.usage.remove(key)
             self.log.info("%s: not bound (%s)", key, exc.message)
             return
         except Exception:
             self.assumed.pop(key, None)
+            self.usage.remove(key)
             raise
         self.unschedulable.pop(key, None)
         await self.recorder.record(pod, "Normal", "Scheduled",
