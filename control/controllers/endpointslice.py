@@ -28,7 +28,8 @@ from control.controllers.util import deep, is_pod_ready, is_terminating, meta, o
 from control.errors import NotFound
 from control.informer import Informer
 
-__all__ = ["MANAGED_BY_LABEL", "MANAGER", "SERVICE_NAME_LABEL", "EndpointSliceController"]
+__all__ = ["MANAGED_BY_LABEL", "MANAGER", "SERVICE_NAME_LABEL", "EndpointSliceController",
+           "SliceWriter", "slices_of"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -44,6 +45,7 @@ class EndpointSliceController(Controller):
         super().__init__(client, clock=clock, workers=workers)
         self.map = ServicePods(services, pods)
         self.slices = slices
+        self.writer = SliceWriter(client)
         self.map.watch(self.enqueue)
         slices.add_handler(on_delete=self._slice_changed,
                            on_update=lambda old, new: self._slice_changed(new))
@@ -54,9 +56,7 @@ class EndpointSliceController(Controller):
             self.enqueue(f"{meta(s).get('namespace')}/{labels[SERVICE_NAME_LABEL]}")
 
     def owned(self, ns: str, name: str) -> list[Obj]:
-        return [s for s in self.slices.list(namespace=ns)
-                if (meta(s).get("labels") or {}).get(SERVICE_NAME_LABEL) == name
-                and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGER]
+        return slices_of(self.slices, ns, name, MANAGER)
 
     def desired(self, svc: Obj) -> list[tuple[list[Obj], list[Obj]]]:
         """(ports, endpoints) per slice the Service should have."""
@@ -82,14 +82,26 @@ class EndpointSliceController(Controller):
         svc = self.map.services.get(key)
         existing = self.owned(ns, name)
         if svc is None:
-            for s in existing:
-                await self._delete(s)
+            await self.writer.delete_all(existing)
             return
         if not (svc.get("spec") or {}).get("selector"):
             return
         labels = {**service_labels(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGER}
+        await self.writer.apply(svc, labels, self.desired(svc), existing)
+
+
+class SliceWriter:
+    """Makes a Service's slices (of one manager) what they should be: each desired
+    (ports, endpoints) reuses an existing slice with the same ports (rewritten only if it
+    differs), else is created; leftover slices are deleted."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def apply(self, svc: Obj, labels: dict[str, str],
+                    desired: list[tuple[list[Obj], list[Obj]]], existing: list[Obj]) -> None:
         unused = sorted(existing, key=lambda s: meta(s).get("name", ""))
-        for ports, endpoints in self.desired(svc):
+        for ports, endpoints in desired:
             match = next((s for s in unused if (s.get("ports") or []) == ports), None)
             if match is None:
                 await self._create(svc, labels, ports, endpoints)
@@ -101,8 +113,7 @@ class EndpointSliceController(Controller):
                 body["metadata"]["labels"] = labels
                 body["endpoints"] = endpoints
                 await self.client.update("endpointslices", body)
-        for s in unused:
-            await self._delete(s)
+        await self.delete_all(unused)
 
     async def _create(self, svc: Obj, labels: dict[str, str], ports: list[Obj],
                       endpoints: list[Obj]) -> None:
@@ -113,12 +124,20 @@ class EndpointSliceController(Controller):
                 "addressType": "IPv4", "endpoints": endpoints, "ports": ports}
         await self.client.create("endpointslices", body, namespace=sm["namespace"])
 
-    async def _delete(self, s: Obj) -> None:
-        try:
-            await self.client.delete("endpointslices", meta(s)["name"],
-                                     namespace=meta(s)["namespace"])
-        except NotFound:
-            pass
+    async def delete_all(self, slices: list[Obj]) -> None:
+        for s in slices:
+            try:
+                await self.client.delete("endpointslices", meta(s)["name"],
+                                         namespace=meta(s)["namespace"])
+            except NotFound:
+                pass
+
+
+def slices_of(slices: Informer, ns: str, service: str, manager: str) -> list[Obj]:
+    """The cached slices of one Service written by one manager."""
+    return [s for s in slices.list(namespace=ns)
+            if (meta(s).get("labels") or {}).get(SERVICE_NAME_LABEL) == service
+            and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == manager]
 
 
 def _endpoint(svc: Obj, pod: Obj, publish: bool) -> dict[str, Any]:

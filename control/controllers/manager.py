@@ -37,7 +37,7 @@ __all__ = ["ALL_CONTROLLERS", "ControllerOptions", "InformerFactory", "build", "
 log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
-                   "endpointslice", "garbagecollector", "namespace", "nodelifecycle",
+                   "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace", "nodelifecycle",
                    "scheduler")
 
 
@@ -142,6 +142,7 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.endpoints import EndpointsController
     from control.controllers.endpointslice import EndpointSliceController
     from control.controllers.garbagecollector import GC_RESOURCES, GarbageCollector
+    from control.controllers.mirroring import EndpointSliceMirroringController
     from control.controllers.namespace import NamespaceController
     from control.controllers.nodelifecycle import NodeLifecycleController
     from control.scheduler import Scheduler
@@ -157,6 +158,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
         out.append(EndpointSliceController(client, clock=clock, services=services, pods=pods,
                                            slices=informers.get("endpointslices"),
                                            workers=options.workers))
+    if "endpointslicemirroring" in chosen:
+        out.append(EndpointSliceMirroringController(
+            client, clock=clock, services=services, endpoints=informers.get("endpoints"),
+            slices=informers.get("endpointslices")))
     if "garbagecollector" in chosen:
         out.append(GarbageCollector(client, clock=clock, workers=options.workers,
                                     informers={r: informers.get(r) for r in GC_RESOURCES}))

@@ -148,3 +148,41 @@ async def test_service_without_selector_is_left_alone(harness: ControllerHarness
     await harness.settle(20)
     ep = await endpoints(harness)
     assert ep["subsets"][0]["addresses"][0]["ip"] == "192.0.2.1"
+
+
+async def test_selectorless_endpoints_are_mirrored_into_slices(harness: ControllerHarness) -> None:
+    await harness.start("endpoints", "endpointslice", "endpointslicemirroring")
+    body = svc("ext")
+    del body["spec"]["selector"]
+    await harness.client.create("services", body)
+    await harness.client.create("endpoints", {
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}, {"ip": "192.0.2.9"}],
+                     "notReadyAddresses": [{"ip": "192.0.2.11"}],
+                     "ports": [{"name": "http", "port": 8080}]}]})
+
+    async def mirrored():
+        s = await slices(harness, "ext")
+        return s if len(s) == 1 and len(s[0].get("endpoints") or []) == 3 else None
+    [s] = await harness.eventually(mirrored, what="mirrored slice")
+    labels = s["metadata"]["labels"]
+    assert labels["endpointslice.kubernetes.io/managed-by"] == \
+        "endpointslicemirroring-controller.k8s.io"
+    assert s["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert [(e["addresses"][0], e["conditions"]["ready"]) for e in s["endpoints"]] == [
+        ("192.0.2.9", True), ("192.0.2.10", True), ("192.0.2.11", False)]
+    # an edit of the Endpoints follows; deleting them removes the slice
+    await harness.client.patch("endpoints", "ext", {"subsets": [
+        {"addresses": [{"ip": "192.0.2.20"}], "ports": [{"name": "http", "port": 8080}]}]},
+        namespace="default")
+
+    async def followed():
+        s = await slices(harness, "ext")
+        return len(s) == 1 and [e["addresses"][0] for e in s[0]["endpoints"]] == ["192.0.2.20"]
+    await harness.eventually(followed, what="slice follows the edit")
+    await harness.client.delete("endpoints", "ext", namespace="default")
+    await harness.eventually(lambda: _no_slices(harness, "ext"), what="slice removed")
+
+
+async def _no_slices(h: ControllerHarness, name: str) -> bool:
+    return not await slices(h, name)
