@@ -1,11 +1,12 @@
 """Just enough of Kubernetes' protobuf encoding to accept what kubectl's typed generators
-send (`kubectl create namespace|configmap|secret`): client-go posts those as
-`application/vnd.kubernetes.protobuf` and never falls back to JSON.
+send: `kubectl create namespace|configmap|secret|deployment|service|job|cronjob` post
+`application/vnd.kubernetes.protobuf` and never fall back to JSON.
 
 The envelope is the magic `k8s\\x00` + a `runtime.Unknown` {typeMeta, raw}; `raw` is the
-object. Only Namespace, ConfigMap and Secret (and the ObjectMeta fields a generator sets)
-are decoded, into the same wire dicts JSON gives; anything else is a 415 that says to use
-`kubectl create -f` / `kubectl apply -f` (JSON) instead.
+object. A table of message schemas (field number -> JSON name and type, from
+k8s.io/api's generated.proto) covers the fields those generators set; fields outside it are
+skipped. Go sends zero values for non-pointer fields, so "", 0 and false are dropped unless
+the field is a pointer (`replicas: 0` survives). Other kinds are a 415 that says to use JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,65 @@ __all__ = ["MAGIC", "decode_object"]
 
 MAGIC = b"k8s\x00"
 Fields = list[tuple[int, int, Any]]      # (field number, wire type, value)
+# type codes: s string, i int, i* int pointer, b bool, b* bool pointer, [s] repeated string,
+# {s} map string->string, {b} map string->bytes (base64), {q} map string->Quantity,
+# ios IntOrString, NAME message, [NAME] repeated message.
+_SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
+    "ObjectMeta": {1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"),
+                   11: ("labels", "{s}"), 12: ("annotations", "{s}"),
+                   14: ("finalizers", "[s]")},
+    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
+    "NamespaceSpec": {1: ("finalizers", "[s]")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "{s}"),
+                  3: ("binaryData", "{b}"), 4: ("immutable", "b*")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "{b}"), 3: ("type", "s"),
+               4: ("stringData", "{s}"), 5: ("immutable", "b*")},
+    "LabelSelector": {1: ("matchLabels", "{s}"),
+                      2: ("matchExpressions", "[LabelSelectorRequirement]")},
+    "LabelSelectorRequirement": {1: ("key", "s"), 2: ("operator", "s"), 3: ("values", "[s]")},
+    "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec")},
+    "DeploymentSpec": {1: ("replicas", "i*"), 2: ("selector", "LabelSelector"),
+                       3: ("template", "PodTemplateSpec"), 4: ("strategy", "Strategy"),
+                       5: ("minReadySeconds", "i"), 6: ("revisionHistoryLimit", "i*"),
+                       7: ("paused", "b"), 9: ("progressDeadlineSeconds", "i*")},
+    "Strategy": {1: ("type", "s"), 2: ("rollingUpdate", "RollingUpdate")},
+    "RollingUpdate": {1: ("maxUnavailable", "ios"), 2: ("maxSurge", "ios")},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
+    "PodSpec": {2: ("containers", "[Container]"), 3: ("restartPolicy", "s"),
+                4: ("terminationGracePeriodSeconds", "i*"), 6: ("dnsPolicy", "s"),
+                7: ("nodeSelector", "{s}"), 8: ("serviceAccountName", "s"),
+                10: ("nodeName", "s"), 11: ("hostNetwork", "b"),
+                20: ("initContainers", "[Container]")},
+    "Container": {1: ("name", "s"), 2: ("image", "s"), 3: ("command", "[s]"),
+                  4: ("args", "[s]"), 5: ("workingDir", "s"), 6: ("ports", "[ContainerPort]"),
+                  7: ("env", "[EnvVar]"), 8: ("resources", "Resources"),
+                  13: ("terminationMessagePath", "s"), 14: ("imagePullPolicy", "s"),
+                  16: ("stdin", "b"), 18: ("tty", "b"), 20: ("terminationMessagePolicy", "s")},
+    "ContainerPort": {1: ("name", "s"), 2: ("hostPort", "i"), 3: ("containerPort", "i"),
+                      4: ("protocol", "s"), 5: ("hostIP", "s")},
+    "EnvVar": {1: ("name", "s"), 2: ("value", "s")},
+    "Resources": {1: ("limits", "{q}"), 2: ("requests", "{q}")},
+    "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec")},
+    "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "{s}"),
+                    3: ("clusterIP", "s"), 4: ("type", "s"), 5: ("externalIPs", "[s]"),
+                    7: ("sessionAffinity", "s"), 10: ("externalName", "s")},
+    "ServicePort": {1: ("name", "s"), 2: ("protocol", "s"), 3: ("port", "i"),
+                    4: ("targetPort", "ios"), 5: ("nodePort", "i")},
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "JobSpec": {1: ("parallelism", "i*"), 2: ("completions", "i*"),
+                3: ("activeDeadlineSeconds", "i*"), 4: ("selector", "LabelSelector"),
+                5: ("manualSelector", "b*"), 6: ("template", "PodTemplateSpec"),
+                7: ("backoffLimit", "i*"), 8: ("ttlSecondsAfterFinished", "i*"),
+                10: ("suspend", "b*")},
+    "CronJob": {1: ("metadata", "ObjectMeta"), 2: ("spec", "CronJobSpec")},
+    "CronJobSpec": {1: ("schedule", "s"), 2: ("startingDeadlineSeconds", "i*"),
+                    3: ("concurrencyPolicy", "s"), 4: ("suspend", "b*"),
+                    5: ("jobTemplate", "JobTemplateSpec"),
+                    6: ("successfulJobsHistoryLimit", "i*"),
+                    7: ("failedJobsHistoryLimit", "i*"), 8: ("timeZone", "s")},
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+}
+_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -45,6 +105,8 @@ def _fields(buf: bytes) -> Fields:
             value, i = _varint(buf, i)
         elif wire == 2:
             size, i = _varint(buf, i)
+            if i + size > len(buf):
+                raise BadRequest("protobuf body is truncated")
             value, i = buf[i:i + size], i + size
         elif wire == 1:
             value, i = buf[i:i + 8], i + 8
@@ -56,78 +118,64 @@ def _fields(buf: bytes) -> Fields:
     return out
 
 
-def _map(entries: list[bytes], *, binary: bool = False) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for entry in entries:
-        key, value = "", b""
-        for num, _, v in _fields(entry):
-            if num == 1:
-                key = v.decode()
-            elif num == 2:
-                value = v
-        out[key] = base64.b64encode(value).decode() if binary else value.decode()
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _scalar(kind: str, value: Any) -> Any:
+    if kind == "s":
+        return value.decode()
+    if kind in ("i", "i*"):
+        return _signed(value)
+    if kind in ("b", "b*"):
+        return bool(value)
+    if kind == "ios":
+        f = {n: v for n, _, v in _fields(value)}
+        return f.get(3, b"").decode() if f.get(1) == 1 else _signed(f.get(2, 0))
+    return _message(kind, value)
+
+
+def _map_entry(kind: str, entry: bytes) -> tuple[str, Any]:
+    f = {n: v for n, _, v in _fields(entry)}
+    key, raw = f.get(1, b"").decode(), f.get(2, b"")
+    if kind == "{b}":
+        return key, base64.b64encode(raw).decode()
+    if kind == "{q}":
+        return key, {n: v for n, _, v in _fields(raw)}.get(1, b"").decode()
+    return key, raw.decode()
+
+
+def _message(name: str, buf: bytes) -> dict[str, Any]:
+    schema = _SCHEMAS[name]
+    out: dict[str, Any] = {}
+    for num, _, value in _fields(buf):
+        if num not in schema:
+            continue
+        key, kind = schema[num]
+        if kind.startswith("{"):
+            k, v = _map_entry(kind, value)
+            out.setdefault(key, {})[k] = v
+        elif kind.startswith("["):
+            out.setdefault(key, []).append(_scalar(kind[1:-1], value))
+        else:
+            item = _scalar(kind, value)
+            if item in ("", 0, False) and not kind.endswith("*") and kind != "ios":
+                continue                      # Go's zero value: unset, as JSON omits it
+            out[key] = item
     return out
-
-
-def _group(fields: Fields) -> dict[int, list[Any]]:
-    grouped: dict[int, list[Any]] = {}
-    for num, _, value in fields:
-        grouped.setdefault(num, []).append(value)
-    return grouped
-
-
-def _metadata(buf: bytes) -> dict[str, Any]:
-    f = _group(_fields(buf))
-    md: dict[str, Any] = {}
-    for num, key in ((1, "name"), (2, "generateName"), (3, "namespace")):
-        if num in f and f[num][-1]:
-            md[key] = f[num][-1].decode()
-    if 11 in f:
-        md["labels"] = _map(f[11])
-    if 12 in f:
-        md["annotations"] = _map(f[12])
-    if 14 in f:
-        md["finalizers"] = [v.decode() for v in f[14]]
-    return md
-
-
-def _object(kind: str, raw: bytes) -> dict[str, Any]:
-    f = _group(_fields(raw))
-    obj: dict[str, Any] = {"metadata": _metadata(f[1][-1]) if 1 in f else {}}
-    if kind == "ConfigMap":
-        if 2 in f:
-            obj["data"] = _map(f[2])
-        if 3 in f:
-            obj["binaryData"] = _map(f[3], binary=True)
-        if 4 in f:
-            obj["immutable"] = bool(f[4][-1])
-    elif kind == "Secret":
-        if 2 in f:
-            obj["data"] = _map(f[2], binary=True)
-        if f.get(3, [b""])[-1]:            # Go sends zero values: "" means unset
-            obj["type"] = f[3][-1].decode()
-        if 4 in f:
-            obj["stringData"] = _map(f[4])
-        if 5 in f:
-            obj["immutable"] = bool(f[5][-1])
-    elif kind == "Namespace" and 2 in f:
-        spec = _group(_fields(f[2][-1]))
-        if 1 in spec:
-            obj["spec"] = {"finalizers": [v.decode() for v in spec[1]]}
-    return obj
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise BadRequest("protobuf body lacks the k8s\\x00 prefix")
-    unknown = _group(_fields(body[len(MAGIC):]))
-    type_meta = _group(_fields(unknown.get(1, [b""])[-1]))
-    api_version = type_meta.get(1, [b""])[-1].decode()
-    kind = type_meta.get(2, [b""])[-1].decode()
-    if kind not in ("Namespace", "ConfigMap", "Secret"):
+    unknown = {n: v for n, _, v in _fields(body[len(MAGIC):])}
+    type_meta = {n: v for n, _, v in _fields(unknown.get(1, b""))}
+    api_version = type_meta.get(1, b"").decode()
+    kind = type_meta.get(2, b"").decode()
+    if kind not in _KINDS:
         raise UnsupportedMedia(
-            f"{kind or 'this object'}: protobuf bodies are only understood for Namespace, "
-            "ConfigMap and Secret; send JSON or YAML instead, e.g. "
+            f"{kind or 'this object'}: protobuf bodies are understood only for "
+            f"{', '.join(_KINDS)}; send JSON or YAML instead, e.g. "
             "'kubectl create ... --dry-run=client -o yaml | kubectl apply -f -'")
-    obj = _object(kind, unknown.get(2, [b""])[-1])
+    obj = _message(kind, unknown.get(2, b""))
     return {"apiVersion": api_version, "kind": kind, **obj}

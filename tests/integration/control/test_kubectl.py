@@ -290,3 +290,24 @@ def test_unauthorized_kubectl(server: Path, tmp_path: Path) -> None:
     assert out.returncode != 0 and "Unauthorized" in out.stderr + out.stdout or \
         "credentials" in out.stderr
     assert os.stat(server / "kubeconfig").st_mode & 0o077 == 0
+
+
+def test_typed_generators_send_protobuf(kubectl: Kubectl) -> None:
+    """`kubectl create deployment|service|configmap|secret|job` post protobuf bodies."""
+    kubectl("create", "deployment", "web", "--image=nginx", "--port=80", "--replicas=2")
+    d = kubectl.json("get", "deploy", "web")
+    assert d["spec"]["replicas"] == 2 and d["spec"]["selector"]["matchLabels"] == {"app": "web"}
+    kubectl("create", "service", "nodeport", "web", "--tcp=80:http", "--node-port=30081")
+    svc = kubectl.json("get", "svc", "web")
+    assert svc["spec"]["ports"][0]["nodePort"] == 30081 and svc["spec"]["clusterIP"]
+    kubectl("create", "configmap", "cfg", "--from-literal=a=b")
+    assert kubectl.json("get", "cm", "cfg")["data"] == {"a": "b"}
+    kubectl("create", "secret", "generic", "s", "--from-literal=p=q")
+    secret = kubectl.json("get", "secret", "s")
+    assert secret["type"] == "Opaque" and secret["data"] == {"p": "cQ=="}
+    kubectl("create", "job", "once", "--image=busybox", "--", "true")
+    job = kubectl.json("get", "job", "once")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["true"]
+    clash = kubectl.run("create", "service", "nodeport", "other", "--tcp=80:http",
+                        "--node-port=30081", check=False)
+    assert clash.returncode != 0 and "provided port is already allocated" in clash.stderr

@@ -34,10 +34,44 @@ def test_configmap_with_labels() -> None:
 
 
 def test_other_kinds_and_garbage() -> None:
-    body = b"k8s\x00" + _len(1, _len(1, b"apps/v1") + _len(2, b"Deployment"))
+    body = b"k8s\x00" + _len(1, _len(1, b"apps/v1") + _len(2, b"DaemonSet"))
     with pytest.raises(UnsupportedMedia, match="kubectl apply -f"):
         decode_object(body)
     with pytest.raises(BadRequest, match="prefix"):
         decode_object(b"{}")
     with pytest.raises(BadRequest, match="truncated"):
         decode_object(b"k8s\x00\x0a\xff")
+
+
+# kubectl create deployment web --image=nginx --port=80 --replicas=0
+DEPLOYMENT = bytes.fromhex(
+    "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412b8010a1f0a0377656212001a002200"
+    "2a003200380042005a0a0a0361707012037765621286010800120c0a0a0a036170701203776562"
+    "1a6c0a1c0a0012001a0022002a003200380042005a0a0a036170701203776562124c122e0a056e67696e"
+    "7812056e67696e782a00320a0a001000185022002a0042006a007200800100880100900100a201001a00"
+    "320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c080010001800"
+    "2000280038001a002200")
+# kubectl create service nodeport s2 --tcp=80:http --node-port=30080
+SERVICE = bytes.fromhex(
+    "6b3873000a0d0a027631120753657276696365126a0a1d0a02733212001a0022002a0032003800420"
+    "05a090a036170701202733212450a200a0738302d6874747012035443501850220a080110001a046874"
+    "74702880eb0112090a03617070120273321a0022084e6f6465506f72743a00420052005a0060006800"
+    "1a020a001a002200")
+
+
+def test_deployment_from_kubectl_keeps_zero_replicas() -> None:
+    obj = decode_object(DEPLOYMENT)
+    assert obj["kind"] == "Deployment" and obj["apiVersion"] == "apps/v1"
+    spec = obj["spec"]
+    assert spec["replicas"] == 0                              # a pointer: zero is kept
+    assert spec["selector"] == {"matchLabels": {"app": "web"}}
+    assert spec["template"]["metadata"]["labels"] == {"app": "web"}
+    assert spec["template"]["spec"]["containers"] == [
+        {"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}], "resources": {}}]
+
+
+def test_service_from_kubectl_with_named_target_port() -> None:
+    obj = decode_object(SERVICE)
+    assert obj["spec"] == {"ports": [{"name": "80-http", "protocol": "TCP", "port": 80,
+                                      "targetPort": "http", "nodePort": 30080}],
+                           "selector": {"app": "s2"}, "type": "NodePort"}
