@@ -165,6 +165,9 @@ class Informer:
                 raise
             except Gone:
                 log.info("%s: watch from rv %s expired; re-listing", self.resource, self._rv)
+                if need_list:                    # the list itself expired: do not spin
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
                 need_list = True
             except Exception as exc:   # noqa: BLE001 - any failure: back off and re-watch
                 log.warning("%s: list/watch failed (%s); retrying in %.1fs",
