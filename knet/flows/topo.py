@@ -44,7 +44,8 @@ def tree(view: ClusterView) -> str:
             lines.append(f"    {bar}└── (no endpoints)")
         for m, (ip, pod, node) in enumerate(sorted(svc.endpoints)):
             emark = "└── " if m == len(svc.endpoints) - 1 else "├── "
-            lines.append(f"    {bar}{emark}{pod or '?'}  {ip}  on {node or '?'}")
+            where = f"  on {node}" if node else ""
+            lines.append(f"    {bar}{emark}{pod + '  ' if pod else ''}{ip}{where}")
     return "\n".join(lines)
 
 
