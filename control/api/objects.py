@@ -3,9 +3,9 @@
 `ObjectService` owns what makes a key-value pair an API object: uid, creationTimestamp,
 resourceVersion (the store's mod_revision), generation, generateName, namespaces that must
 exist, admission (defaulting + validation via `control.models.validation.admit`), optimistic
-concurrency, the status/main split, patches, and Service address allocation. Deletion lives
-in `control.api.deletion`, watches in `control.api.watching`, scale and binding in
-`control.api.subresources`; they all work through this class.
+concurrency, the status/main split, patches, and Service address allocation. How the next
+version is computed lives in `control.api.versions`, deletion in `control.api.deletion`,
+watches in `control.api.watching`, scale and binding in `control.api.subresources`.
 
 Methods take ownership of the dicts passed in (the HTTP layer parsed them for this call;
 `LocalClient` copies its callers' objects first), so the hot path never deep-copies.

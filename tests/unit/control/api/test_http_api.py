@@ -306,3 +306,21 @@ async def test_dry_run_collection_delete_eviction_finalize(api: TestClient) -> N
     await api.patch("/api/v1/namespaces/held", json={"metadata": {"finalizers": None}},
                     headers={"Content-Type": "application/merge-patch+json"})
     await status_of(await api.get("/api/v1/namespaces/held"), 404, "NotFound")
+
+
+async def test_watch_ends_when_the_client_goes_away() -> None:
+    store = MemoryStore()
+    app = create_app(store, Settings(token=TOKEN))
+    async with TestClient(TestServer(app, handler_cancellation=True), headers=AUTH) as api:
+        resp = await api.get("/api/v1/pods", params={"watch": "1"})
+        for _ in range(50):
+            if store.active_watches == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert store.active_watches == 1
+        resp.close()
+        for _ in range(100):
+            if store.active_watches == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert store.active_watches == 0
