@@ -219,11 +219,16 @@ class ContainerRunner:
         session = await self.ctx.runtime.exec(self.sandbox, argv, container=self.c["name"],
                                               stdin=False, tty=False)
         try:
-            async def collect() -> tuple[int, bytes]:
+            async def drain(read: Any) -> bytes:
                 out = b""
-                while chunk := await session.read_stdout():
-                    out += chunk
-                return await session.wait(), out
+                while chunk := await read():
+                    out += chunk[:65536 - len(out)] if len(out) < 65536 else b""
+                return out
+
+            async def collect() -> tuple[int, bytes]:
+                out, err = await asyncio.gather(drain(session.read_stdout),
+                                                drain(session.read_stderr))
+                return await session.wait(), out + err
             return await asyncio.wait_for(collect(), timeout)
         except asyncio.TimeoutError:
             await session.kill()

@@ -59,12 +59,23 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any) -> web.
         if runner.handle is None:
             return _status(f'container "{runner.c["name"]}" in pod "{w.key}" is waiting to '
                            "start", 400, "BadRequest")
+        try:
+            tail = int(q["tailLines"]) if q.get("tailLines") else None
+        except ValueError:
+            return _status(f"tailLines {q['tailLines']!r} is not a number", 400, "BadRequest")
+        try:  # errors (e.g. no previous instance) become a Status before any header is sent
+            chunks = runtime.read_logs(
+                runner.handle, follow=q.get("follow") == "true", tail_lines=tail,
+                timestamps=q.get("timestamps") == "true",
+                previous=q.get("previous") == "true")
+            first = await anext(chunks, b"")
+        except Exception as exc:  # noqa: BLE001 - the runtime's message, as a Status
+            return _status(f"pod {w.key}: {exc}", 400, "BadRequest")
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await resp.prepare(request)
-        tail = int(q["tailLines"]) if q.get("tailLines") else None
-        async for chunk in runtime.read_logs(
-                runner.handle, follow=q.get("follow") == "true", tail_lines=tail,
-                timestamps=q.get("timestamps") == "true", previous=q.get("previous") == "true"):
+        if first:
+            await resp.write(first)
+        async for chunk in chunks:
             await resp.write(chunk)
         await resp.write_eof()
         return resp

@@ -100,6 +100,11 @@ def test_killed_container_is_restarted(cluster: Cluster) -> None:
     cluster.wait("the killed container to come back", restarted, timeout=30)
     last = cluster.get("pod", name)["status"]["containerStatuses"][0]["lastState"]
     assert last["terminated"]["exitCode"] == 137
+    assert "listening" in cluster.kubectl("logs", "--previous", name).stdout
+    other = cluster.ready_pods("app=web", 3)[1]["metadata"]["name"]
+    r = cluster.kubectl("logs", "--previous", other, check=False)
+    if cluster.get("pod", other)["status"]["containerStatuses"][0]["restartCount"] == 0:
+        assert r.returncode != 0 and "previous" in r.stderr
 
 
 def test_deleted_pod_is_replaced_with_a_new_ip(cluster: Cluster) -> None:
