@@ -37,8 +37,8 @@ __all__ = ["ALL_CONTROLLERS", "ControllerOptions", "InformerFactory", "build", "
 log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
-                   "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace", "nodelifecycle",
-                   "scheduler")
+                   "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
+                   "nodelifecycle", "tainteviction", "scheduler")
 
 
 @dataclass
@@ -145,6 +145,7 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.mirroring import EndpointSliceMirroringController
     from control.controllers.namespace import NamespaceController
     from control.controllers.nodelifecycle import NodeLifecycleController
+    from control.controllers.tainteviction import TaintEvictionController
     from control.scheduler import Scheduler
 
     chosen = set(options.controllers)
@@ -174,6 +175,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
             nodes=informers.get("nodes"), leases=informers.get("leases"), pods=pods,
             grace=options.node_monitor_grace, eviction_grace=options.pod_eviction_grace,
             period=options.node_monitor_period))
+    if "tainteviction" in chosen:
+        out.append(TaintEvictionController(client, clock=clock,
+                                           recorder=recorder("taint-eviction-controller"),
+                                           nodes=informers.get("nodes"), pods=pods))
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
                              pods=pods, nodes=informers.get("nodes")))
