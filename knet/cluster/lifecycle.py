@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from control.client import HttpClient
 from control.errors import ApiError
@@ -186,10 +187,10 @@ async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float) -
                     f"see the agent logs in {rec.state_dir / 'logs'}")
 
 
-def _node_ready(node: dict) -> bool:  # type: ignore[type-arg]
+def _node_ready(node: dict[str, Any]) -> bool:
     for c in node.get("status", {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return False
 
 
@@ -248,12 +249,12 @@ async def _remove_pods(root: Path) -> int:
     return count
 
 
-async def status(state_dir: Path) -> dict[str, object]:
+async def status(state_dir: Path) -> dict[str, Any]:
     """What is up: processes (alive or not), nodes and their readiness, pods per node."""
     rec = ClusterRecord.load(state_dir)
     if rec is None:
         return {"up": False, "state_dir": str(state_dir)}
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "up": bool(rec.running()), "state_dir": str(state_dir), "server": rec.server,
         "kubeconfig": str(rec.kubeconfig),
         "processes": {r: {"pid": p.pid, "alive": p.alive()} for r, p in rec.procs.items()},

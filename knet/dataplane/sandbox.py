@@ -30,7 +30,7 @@ def _setup_world() -> None:
     for d in PRIVATE_DIRS:
         os.makedirs(d, exist_ok=True)
         nsutil.mount("tmpfs", d, "tmpfs", nsutil.MS_NOSUID | nsutil.MS_NODEV, "mode=0755")
-    from pyroute2 import IPRoute  # the dataplane is the one place that speaks netlink
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]  # the dataplane is the one place that speaks netlink
 
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname="lo")[0]

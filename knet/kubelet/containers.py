@@ -106,17 +106,17 @@ async def build_env(pod: Obj, container: Obj, *, lookup: Lookup, node_name: str,
                                   pod_ip=pod_ip, host_ip=host_ip)
         elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
             kind = "configMap" if "configMapKeyRef" in vf else "secret"
-            ref = vf.get("configMapKeyRef") or vf.get("secretKeyRef")
-            data = await _source_data(lookup, kind, namespace, ref["name"], bool(ref.get("optional")))
+            kref: Obj = vf.get("configMapKeyRef") or vf.get("secretKeyRef") or {}
+            data = await _source_data(lookup, kind, namespace, kref["name"], bool(kref.get("optional")))
             if data is None:
                 continue
-            if ref["key"] not in data:
-                if ref.get("optional"):
+            if kref["key"] not in data:
+                if kref.get("optional"):
                     continue
                 raise ConfigError("CreateContainerConfigError",
-                                  f"couldn't find key {ref['key']} in {kind} "
-                                  f"{namespace}/{ref['name']}")
-            env[name] = data[ref["key"]]
+                                  f"couldn't find key {kref['key']} in {kind} "
+                                  f"{namespace}/{kref['name']}")
+            env[name] = data[kref["key"]]
         elif "resourceFieldRef" in vf:
             env[name] = "0"
         else:

@@ -26,9 +26,10 @@ LEASE_SECONDS = 40
 
 def _memory_kib() -> int:
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
     except OSError:
         pass
     return 8 * 1024 * 1024

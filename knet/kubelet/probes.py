@@ -51,7 +51,7 @@ def tcp_check(*, netns: str | None, host: str, port: int, timeout: float) -> Che
     async def check() -> tuple[bool, str]:
         try:
             sock = await _connect(netns, host, port, timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             return False, f"dial tcp {host}:{port}: {_why(exc)}"
         sock.close()
         return True, ""
@@ -76,7 +76,7 @@ def http_check(*, netns: str | None, host: str, port: int, path: str, timeout: f
                 line = await asyncio.wait_for(reader.readline(), timeout)
             finally:
                 writer.close()
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             return False, f"Get \"{url}\": {_why(exc)}"
         parts = line.split()
         if len(parts) < 2 or not parts[1].isdigit():
@@ -92,7 +92,7 @@ def exec_check(argv: list[str], run: ExecFn, timeout: float) -> Check:
     async def check() -> tuple[bool, str]:
         try:
             code, out = await run(argv, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False, f"command {argv!r} timed out after {timeout:g}s"
         except Exception as exc:  # noqa: BLE001 - a probe failure, reported as such
             return False, f"command {argv!r} failed: {exc}"

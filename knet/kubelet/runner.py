@@ -68,7 +68,7 @@ class ContainerRunner:
                     await self._config_backoff()  # nothing ran: no restart is counted
                     continue
                 if handle is None:
-                    code = self.view.last_state.get("terminated", {}).get("exitCode", 128)
+                    code = int(self.view.last_state.get("terminated", {}).get("exitCode", 128))
                     if not await self._after_exit(code, started_at):
                         return code
                     continue
@@ -230,7 +230,7 @@ class ContainerRunner:
                                                 drain(session.read_stderr))
                 return await session.wait(), out + err
             return await asyncio.wait_for(collect(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await session.kill()
             raise
 

@@ -31,7 +31,7 @@ def service_account_files(kubeconfig: Path, api_host: str) -> dict[str, str]:
     import base64
     from urllib.parse import urlsplit
 
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     doc = yaml.safe_load(kubeconfig.read_text())
     cluster = doc["clusters"][0]["cluster"]

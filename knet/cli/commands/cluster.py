@@ -87,9 +87,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"no cluster running in {args.state_dir}")
         return 1
     print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}")
-    for role, p in st["processes"].items():  # type: ignore[union-attr]
+    for role, p in st["processes"].items():
         print(f"  {role:<10} pid {p['pid']:<8} {'running' if p['alive'] else 'DEAD'}")
-    for name, n in (st.get("nodes") or {}).items():  # type: ignore[union-attr]
+    for name, n in (st.get("nodes") or {}).items():
         print(f"  node {name:<8} {'Ready' if n['ready'] else 'NotReady':<9} {n['pods']} pod(s)")
     return 0
 

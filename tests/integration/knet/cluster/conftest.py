@@ -24,7 +24,7 @@ class Cluster:
     def knet(self, *args: str, check: bool = True, timeout: float = 180,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([sys.executable, "-m", "knet.cli.main", *args],
-                           capture_output=True, text=True, timeout=timeout,
+                           capture_output=True, text=True, timeout=timeout, check=False,
                            env={**os.environ, **(env or {})})
         if check and r.returncode != 0:
             raise AssertionError(f"knet {' '.join(args)} failed ({r.returncode}):\n"
@@ -35,7 +35,7 @@ class Cluster:
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir",
                             str(self.cache_dir), *args], capture_output=True, text=True,
-                           input=input, timeout=timeout)
+                           input=input, timeout=timeout, check=False)
         if check and r.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n"
                                  f"{r.stdout}\n{r.stderr}")
@@ -77,7 +77,7 @@ def host_state() -> str:
     out = []
     for cmd in (["ip", "netns", "list"], ["ip", "-o", "link"], ["ip", "-o", "addr"],
                 ["ip", "route", "show", "table", "all"]):
-        out.append(subprocess.run(cmd, capture_output=True, text=True).stdout)
+        out.append(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     out.append("\n".join(sorted(line for line in Path("/proc/mounts").read_text().splitlines()
                                 if "netns" in line or "knet" in line)))
     return "\n".join(out)
