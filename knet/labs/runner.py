@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -148,7 +149,7 @@ class LabRun:
             text = (self.dir / step.apply).read_text() if step.apply else step.manifest or ""
             self.report(LabEvent("output", self.kube.apply(self.sub(text)).strip(), i))
         elif step.delete:
-            self.kube.run("delete", *self.sub(step.delete).split(), "--wait=false",
+            self.kube.run("delete", *shlex.split(self.sub(step.delete)), "--wait=false",
                           check=True, timeout=60)
         elif step.sleep is not None:
             time.sleep(step.sleep)
@@ -180,7 +181,7 @@ class LabRun:
         if fails:
             raise StepFailed("; ".join(fails) + _tail(out))
         if step.save:
-            self.vars[step.save] = out.strip()
+            self.vars[step.save] = proc.stdout.strip()
 
     def _join(self, i: int, step: Step) -> None:
         assert step.join
@@ -211,9 +212,9 @@ class LabRun:
         if run.host:
             return ["bash", "-c", self.sub(run.host)]
         if run.kubectl:
-            return self.kube.argv(*self.sub(run.kubectl).split())
+            return self.kube.argv(*shlex.split(self.sub(run.kubectl)))
         pod = self.sub(run.pod) if run.pod else self._pick(self.sub(run.selector or ""))
-        ctr = ["-c", run.container] if run.container else []
+        ctr = ["-c", self.sub(run.container)] if run.container else []
         return self.kube.argv("exec", pod, *ctr, "--", "sh", "-c", self.sub(run.cmd or ""))
 
     def _pick(self, selector: str) -> str:
