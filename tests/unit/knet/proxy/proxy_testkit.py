@@ -65,7 +65,8 @@ async def wait_flows(ring: FlowRing, n: int, timeout: float = 3.0) -> list[FlowR
 
 class TcpBackend:
     """Answers each chunk with `name|chunk`; with mode="sum", reads to EOF then sends
-    the byte count and closes; with mode="silent", accepts and never answers."""
+    the byte count and closes; "mirror" sends back exactly what it reads; "silent" accepts
+    and never answers."""
 
     def __init__(self, name: str, ip: str, *, mode: str = "echo") -> None:
         self.name, self.ip, self.mode = name, ip, mode
@@ -85,6 +86,10 @@ class TcpBackend:
                 data = await r.read()
                 w.write(f"{self.name}|{len(data)}".encode())
                 await w.drain()
+            elif self.mode == "mirror":
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
             elif self.mode == "silent":
                 await r.read()
                 await asyncio.sleep(3600)

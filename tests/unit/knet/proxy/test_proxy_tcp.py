@@ -4,6 +4,8 @@ round-robin, affinity, half-close, refusal, re-pick after a dial failure, a sile
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -241,3 +243,34 @@ async def test_port_change_moves_the_listener(net: str, backends: list[TcpBacken
             await tcp_ask(f"{net}1", 8080)
     finally:
         await p.stop()
+
+
+async def test_bulk_both_ways_byte_exact_with_a_slow_reader(net: str) -> None:
+    b = await TcpBackend("mirror", f"{net}22", mode="mirror").start()
+    objs = [service("m", f"{net}1", [{"port": 7300, "targetPort": b.port}]),
+            endpoint_slice("m", [{"port": b.port, "protocol": "TCP"}], [(b.ip, "mirror-1")])]
+    p = await start_proxier(objs)
+    payload = os.urandom(12 << 20)
+    try:
+        r, w = await asyncio.open_connection(f"{net}1", 7300)
+
+        async def send() -> None:
+            for i in range(0, len(payload), 1 << 20):
+                w.write(payload[i:i + (1 << 20)])
+                await w.drain()
+            w.write_eof()
+
+        sender = asyncio.create_task(send())
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = await asyncio.wait_for(r.read(1 << 16), 10)
+            assert chunk, f"stream ended after {len(got)} bytes"
+            got += chunk
+            if len(got) < (2 << 20):
+                await asyncio.sleep(0.002)  # a slow reader first: back-pressure all the way
+        await sender
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        w.close()
+    finally:
+        await p.stop()
+        await b.stop()
