@@ -11,7 +11,12 @@ requests in one datagram: the hot path of a pod sandbox is one round trip.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink import (  # type: ignore[import-untyped]
@@ -22,6 +27,7 @@ from pyroute2.netlink import (  # type: ignore[import-untyped]
     NLM_F_REQUEST,
 )
 from pyroute2.netlink.core import CoreDatagramProtocol  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 from pyroute2.netlink.rtnl import (  # type: ignore[import-untyped]
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -33,7 +39,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
 __all__ = ["KnetIPRoute", "Msg", "addr_replace", "default_route_replace", "link_up"]
 
-Msg = object          # a pyroute2 netlink message, ready to send
+Msg = Any             # a pyroute2 netlink message (pyroute2 is untyped), ready to send
 _REQ = NLM_F_REQUEST | NLM_F_ACK
 _REPLACE = _REQ | NLM_F_CREATE | NLM_F_REPLACE
 IFF_UP = 1
@@ -84,6 +90,8 @@ def default_route_replace(gateway: str) -> Msg:
                 [("RTA_GATEWAY", gateway)])
 
 RECV_SIZE = 1 << 20
+ACK_TIMEOUT = 5.0
+NLMSG_ERROR = 2
 
 
 class _ReaderTransport(asyncio.DatagramTransport):
@@ -139,7 +147,55 @@ class KnetIPRoute(AsyncIPRoute):  # type: ignore[misc]
         self.local.transport, self.local.protocol = transport, protocol
 
     async def send_batch(self, msgs: list[Msg]) -> None:
-        """Send `msgs` in one datagram (the kernel runs them in order); raise NetlinkError
-        on the first that fails. One round trip instead of one per change."""
-        async for _ in self.nlm_request_batch(msgs):
-            pass
+        """Send `msgs` in one datagram and collect their acks; raise NetlinkError for the
+        first that failed. RTNL runs requests inside sendmsg(), so the acks are already
+        queued when send() returns: they are read right here, without a trip through the
+        event loop. Datagrams that answer someone else's request go to pyroute2 as usual."""
+        seqs = [self.addr_pool.alloc() for _ in msgs]
+        try:
+            data = b""
+            for m, seq in zip(msgs, seqs, strict=True):
+                m["header"]["sequence_number"] = seq
+                m["header"]["pid"] = 0
+                m.encode()
+                data += m.data
+            self.socket.send(data)
+            error = self._collect_acks(set(seqs))
+        finally:
+            for seq in seqs:
+                self.addr_pool.free(seq, ban=0xFF)
+        if error:
+            raise NetlinkError(error)
+
+    def _collect_acks(self, pending: set[int]) -> int:
+        sock = self.socket
+        deadline = time.monotonic() + ACK_TIMEOUT
+        first_error = 0
+        while pending:
+            try:
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    raise TimeoutError(f"netlink: no ack within {ACK_TIMEOUT} s") from None
+                continue
+            ours = False
+            for mtype, seq, err in _headers(data):
+                if seq in pending:
+                    ours = True
+                    if mtype == NLMSG_ERROR:
+                        pending.discard(seq)
+                        first_error = first_error or -err
+            if not ours:
+                self.local.protocol.datagram_received(data, (0, 0))
+        return first_error
+
+
+def _headers(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(type, seq, error) of each netlink message in a datagram (error: NLMSG_ERROR only)."""
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype, _flags, seq, _pid = struct.unpack_from("IHHII", data, off)
+        err = struct.unpack_from("i", data, off + 16)[0] if mtype == NLMSG_ERROR else 0
+        yield mtype, seq, err
+        off += max((length + 3) & ~3, 16)

@@ -10,13 +10,15 @@ after use. Netlink errors become knet errors naming the object and the way out.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from socket import AF_INET
+from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
@@ -95,6 +97,7 @@ class NetlinkKernel:
         self._socks: dict[str | None, AsyncIPRoute] = {}
         self._index: dict[tuple[str, str], int] = {}
         self._svc_kind: str | None = None
+        self._dump_locks: dict[str | None, asyncio.Lock] = {}
 
     async def _open(self, netns: str | None, *, create: bool = False) -> AsyncIPRoute:
         """A netlink socket inside `netns` (None: this one), making the netns if asked."""
@@ -120,6 +123,14 @@ class NetlinkKernel:
             ipr = self._socks[netns] = await self._open(netns)
         return ipr
 
+    async def _dump(self, netns: str | None, method: Callable[..., Any]) -> list[Any]:
+        """All IPv4 objects of one kind (links, addresses, routes) in `netns`. The kernel
+        runs one dump at a time per socket (EBUSY otherwise): callers of one netns queue."""
+        lock = self._dump_locks.setdefault(netns, asyncio.Lock())
+        async with lock:
+            kw = {} if method.__name__ == "link" else {"family": AF_INET}
+            return [m async for m in await method("dump", **kw)]
+
     def _drop(self, netns: str) -> None:
         ipr = self._socks.pop(netns, None)
         if ipr is not None:
@@ -133,16 +144,16 @@ class NetlinkKernel:
 
     async def foreign_networks(self) -> list[tuple[str, str]]:
         ipr = await self._sock(None)
-        links = {m["index"]: m.get("ifname") async for m in await ipr.link("dump")}
+        links = {m["index"]: m.get("ifname") for m in await self._dump(None, ipr.link)}
         out: list[tuple[str, str]] = []
-        async for r in await ipr.route("dump", family=AF_INET):
+        for r in await self._dump(None, ipr.route):
             dev = links.get(r.get("oif"), "?")
             if (r.get("table") != 254 or r["proto"] == RTPROT_KNET or r["dst_len"] == 0
                     or dev == names.HOST_BRIDGE):
                 continue
             cidr = f"{r.get('dst')}/{r['dst_len']}"
             out.append((cidr, f"route {cidr} dev {dev}"))
-        async for a in await ipr.addr("dump", family=AF_INET):
+        for a in await self._dump(None, ipr.addr):
             dev = links.get(a["index"], "?")
             if dev in (names.HOST_BRIDGE, "lo"):
                 continue
@@ -275,7 +286,7 @@ class NetlinkKernel:
         ipr = await self._sock(netns)
         where = f"netns {netns}" if netns else "host"
         have: dict[str, str | None] = {}
-        async for r in await ipr.route("dump", family=AF_INET):
+        for r in await self._dump(netns, ipr.route):
             if (r.get("table") == 254 and r["proto"] == RTPROT_KNET and r["type"] == 1
                     and r["dst_len"] > 0):
                 have[f"{r.get('dst')}/{r['dst_len']}"] = r.get("gateway")
@@ -365,7 +376,7 @@ class NetlinkKernel:
         idx = await _idx(ipr, ifname)
         if idx is None:
             return []
-        return [a.get("address") async for a in await ipr.addr("dump", family=AF_INET)
+        return [a.get("address") for a in await self._dump(netns, ipr.addr)
                 if a["index"] == idx and a["prefixlen"] == 32]
 
     async def close(self) -> None:

@@ -301,3 +301,22 @@ def test_works_on_uvloop(tmp_path: Path) -> None:
             await d.close()
     a, b = uvloop.run(scenario())
     assert a.ip != b.ip and netns_list() == []
+
+
+async def test_concurrent_calls_share_a_node_socket(dp: NetlinkDataplane) -> None:
+    """Pod creation reads its acks straight off the node's netlink socket; dumps running at
+    the same time on that socket (a proxy listing ClusterIPs) must still get theirs."""
+    for i in range(20):
+        await dp.add_service_ip("node-1", f"10.96.1.{i + 1}")
+    want = sorted((f"10.96.1.{i + 1}" for i in range(20)), key=lambda a: tuple(
+        int(x) for x in a.split(".")))
+
+    async def lister() -> list[list[str]]:
+        return [await dp.list_service_ips("node-1") for _ in range(10)]
+    import asyncio
+    pods, *lists = await asyncio.gather(
+        asyncio.gather(*(dp.ensure_pod("node-1", f"default/c{i}") for i in range(20))),
+        lister(), lister())
+    assert all(got == want for chunk in lists for got in chunk)
+    assert len({p.ip for p in pods}) == 20
+    assert tcp_roundtrip(pods[19].netns, pods[19].ip, pods[0].netns)
