@@ -8,12 +8,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from proxy_testkit import TcpBackend, loopback_net, wait_flows
 
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.store.memory import MemoryStore
 from knet.proxy.agent import start_node_proxy
-from proxy_testkit import TcpBackend, loopback_net, wait_flows
 
 
 @pytest.fixture
