@@ -113,7 +113,9 @@ def kubeconfig(server: str, token: str, ca_pem: bytes) -> str:
 
 
 async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:
-    """What every cluster has: the system namespaces and the `kubernetes` Service."""
+    """What every cluster has: the system namespaces, the `kubernetes` Service and, when the
+    API server listens on an address pods can reach, its Endpoints and EndpointSlice (kept
+    up to date across restarts with another address or port)."""
     for name in SYSTEM_NAMESPACES:
         with contextlib.suppress(AlreadyExists):
             await objects.create("namespaces", {"metadata": {"name": name}})
@@ -124,16 +126,26 @@ async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:
                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                                "targetPort": port}],
                     "sessionAffinity": "None"}}
-    with contextlib.suppress(AlreadyExists):
-        await objects.create("services", svc, namespace="default")
-    if ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified:
+    await objects.patch("services", "kubernetes", svc, patch_type="apply",
+                        namespace="default", field_manager="kube-apiserver")
+    ip = ipaddress.ip_address(host)
+    if ip.is_loopback or ip.is_unspecified:
         return
     endpoints = {"apiVersion": "v1", "kind": "Endpoints",
                  "metadata": {"name": "kubernetes", "namespace": "default"},
                  "subsets": [{"addresses": [{"ip": host}],
                               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
-    with contextlib.suppress(AlreadyExists):
-        await objects.create("endpoints", endpoints, namespace="default")
+    await objects.patch("endpoints", "kubernetes", endpoints, patch_type="apply",
+                        namespace="default", field_manager="kube-apiserver")
+    slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+              "metadata": {"name": "kubernetes", "namespace": "default", "labels": {
+                  "kubernetes.io/service-name": "kubernetes",
+                  "endpointslice.kubernetes.io/managed-by": "kube-apiserver"}},
+              "addressType": "IPv4",
+              "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+    await objects.patch("endpointslices", "kubernetes", slice_, patch_type="apply",
+                        namespace="default", field_manager="kube-apiserver")
 
 
 async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,

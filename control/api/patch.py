@@ -2,8 +2,8 @@
 
 - JSON merge patch (RFC 7386): maps merge, `null` deletes, lists are replaced;
 - strategic merge patch: like a merge patch, but lists of objects with a merge key (containers
-  and env by `name`, container ports by `containerPort`, service ports by `port`, volumeMounts
-  by `mountPath`, conditions by `type`, ...) are merged item by item, and the directives
+  and env by `name`, container ports by `containerPort`, Service `spec.ports` by `port`,
+  volumeMounts by `mountPath`, conditions by `type`, ...) are merged item by item, and the directives
   `$patch` (replace/delete/merge), `$setElementOrder/<list>`, `$retainKeys` and
   `$deleteFromPrimitiveList/<list>` are honoured, as kubectl apply sends them;
 - JSON patch (RFC 6902) through the jsonpatch library;
@@ -132,7 +132,7 @@ def _merge_map(target: dict[str, Any], patch: dict[str, Any], *, path: str) -> d
         elif key.startswith(_ORDER):
             name = key[len(_ORDER):]
             if name not in patch and isinstance(target.get(name), list):
-                target[name] = _reorder(name, target[name], value)
+                target[name] = _reorder(name, target[name], value, path=f"{path}.{name}")
     if isinstance(retain, list):
         keep = set(retain)
         for key in list(target):
@@ -141,12 +141,13 @@ def _merge_map(target: dict[str, Any], patch: dict[str, Any], *, path: str) -> d
     return target
 
 
-def _merge_key(name: str, items: list[Any]) -> str | None:
+def _merge_key(name: str, path: str) -> str | None:
+    """The merge key of the list `name` found at `path` (".spec.ports", ...), or None for a
+    list that is replaced whole (Endpoints and EndpointSlice ports are atomic)."""
     if name == "ports":
-        first = next((i for i in items if isinstance(i, dict)), None)
-        if first is not None:
-            return "containerPort" if "containerPort" in first else "port"
-        return None
+        if path == ".spec.ports":
+            return "port"                                          # a Service
+        return "containerPort" if "ontainers[" in path else None   # a container, else atomic
     return _MERGE_KEYS.get(name)
 
 
@@ -159,7 +160,7 @@ def _merge_list(name: str, old: Any, patch: list[Any], *, order: Any, path: str)
         merged = list(old_list)
         merged += [v for v in patch if v not in merged]
         return merged
-    key = _merge_key(name, patch + old_list)
+    key = _merge_key(name, path)
     if key is None or not all(isinstance(i, dict) for i in patch):
         return copy.deepcopy(patch)
     out = [i for i in old_list]
@@ -177,16 +178,16 @@ def _merge_list(name: str, old: Any, patch: list[Any], *, order: Any, path: str)
         else:
             out[idx] = _merge_map(copy.deepcopy(out[idx]), item, path=f"{path}[{item[key]}]")
     if isinstance(order, list):
-        out = _reorder(name, out, order)
+        out = _reorder(name, out, order, path=path)
     return out
 
 
-def _reorder(name: str, items: list[Any], order: list[Any]) -> list[Any]:
+def _reorder(name: str, items: list[Any], order: list[Any], *, path: str) -> list[Any]:
     """Items named in `order` first, in that order; the others keep their relative place."""
     if not order:
         return items
     if all(isinstance(o, dict) for o in order):
-        key = _merge_key(name, list(order) + items)
+        key = _merge_key(name, path)
         if key is None:
             return items
         rank = {o.get(key): n for n, o in enumerate(order)}

@@ -116,3 +116,23 @@ async def test_restart_keeps_token_and_objects(tmp_path: Path) -> None:
         else:
             assert created == 409          # still there after the restart
     assert tokens[0] == tokens[1] and uids[0] == uids[1]
+
+
+async def test_bootstrap_endpoints_follow_the_listen_address() -> None:
+    from control.api.objects import ObjectService
+    from control.store.memory import MemoryStore
+
+    objects = ObjectService(MemoryStore())
+    await objects.start()
+    await server.bootstrap(objects, host="172.18.0.1", port=6443)
+    await server.bootstrap(objects, host="172.18.0.1", port=7443)      # a restart
+    svc = await objects.get("services", "kubernetes", namespace="default")
+    assert svc["spec"]["clusterIP"] == "10.96.0.1"
+    assert svc["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP",
+                                     "targetPort": 7443}]
+    slice_ = await objects.get("endpointslices", "kubernetes", namespace="default")
+    assert slice_["endpoints"][0]["addresses"] == ["172.18.0.1"]
+    assert slice_["ports"][0]["port"] == 7443
+    assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+    ep = await objects.get("endpoints", "kubernetes", namespace="default")
+    assert ep["subsets"][0]["ports"][0]["port"] == 7443

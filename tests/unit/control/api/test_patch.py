@@ -91,3 +91,12 @@ def test_json_patch() -> None:
         json_patch(doc, [{"op": "remove", "path": "/nope/deeper"}])
     with pytest.raises(BadRequest, match="JSON array"):
         json_patch(doc, {"op": "add"})
+
+
+def test_endpoint_ports_are_atomic() -> None:
+    eps = {"ports": [{"name": "https", "port": 6443}], "endpoints": [{"addresses": ["a"]}]}
+    out = strategic_merge_patch(eps, {"ports": [{"name": "https", "port": 7443}]})
+    assert out["ports"] == [{"name": "https", "port": 7443}]
+    sub = {"subsets": [{"ports": [{"port": 1}]}]}
+    out = strategic_merge_patch(sub, {"subsets": [{"ports": [{"port": 2}]}]})
+    assert out == {"subsets": [{"ports": [{"port": 2}]}]}
