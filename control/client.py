@@ -122,7 +122,7 @@ class HttpClient:
                   subresource: str | None = None) -> Obj:
         info = by_plural(resource)
         obj = await self._request("GET", self._url(info, namespace, name, subresource))
-        return obj if subresource else _with_kind(obj, info)
+        return obj if subresource not in (None, "status") else _with_kind(obj, info)
 
     async def list(self, resource: str, *, namespace: str | None = None,
                    label_selector: str | None = None, field_selector: str | None = None,
@@ -157,7 +157,7 @@ class HttpClient:
         ns = meta.get("namespace") or ("default" if info.namespaced else None)
         url = self._url(info, ns, meta.get("name"), subresource)
         out = await self._request("PUT", url, body=obj)
-        return out if subresource == "scale" else _with_kind(out, info)
+        return out if subresource not in (None, "status") else _with_kind(out, info)
 
     async def patch(self, resource: str, name: str, patch: Any, *,
                     patch_type: PatchType = "merge", namespace: str | None = None,
@@ -175,7 +175,7 @@ class HttpClient:
                              f"use one of {', '.join(PATCH_CONTENT_TYPES)}")
         out = await self._request("PATCH", self._url(info, namespace, name, subresource),
                                   params=params, body=patch, content_type=ctype)
-        return out if subresource == "scale" else _with_kind(out, info)
+        return out if subresource not in (None, "status") else _with_kind(out, info)
 
     async def delete(self, resource: str, name: str, *, namespace: str | None = None,
                      propagation: str | None = None, grace_period: int | None = None,
