@@ -11,6 +11,22 @@ from knet.cluster.state import DEFAULT_STATE_DIR
 from knet.errors import UsageError
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """Options may sit between TARGET and the filter words (`capture web-1 -c 5 tcp port 80`),
+    as with tcpdump: parse_known_args is the intermixed variant (guarded: that one calls
+    parse_known_args itself)."""
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("capture", help="capture packets on a pod, a node or any interface",
                        description="Capture inside the target's network namespace: a pod "
@@ -18,9 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "NETNS:IFACE (host:IFACE for this namespace). One line per packet with "
                        "pod and service names, or -w FILE.pcap for Wireshark/tshark.")
     p.add_argument("target")
-    p.add_argument("filter", nargs="*", help="a BPF filter expression, as tcpdump takes it "
-                   "(put options before TARGET or after the filter: "
-                   "knet capture -c 10 web-1 tcp port 80)")
+    p.add_argument("filter", nargs="*", help="a BPF filter expression, as tcpdump takes it")
     p.add_argument("-i", "--interface", default=None, help="interface (nodes: default cni0)")
     p.add_argument("-n", "--namespace", default="default", help="namespace of a pod target")
     p.add_argument("-c", "--count", type=int, default=0, help="stop after N packets")
@@ -30,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="with -w, also print a line per packet")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.set_defaults(func=_run)
+    p.__class__ = _Intermixed
 
 
 def _run(args: argparse.Namespace) -> int:
