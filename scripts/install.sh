@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 pkgs=(iproute2 util-linux procps curl wget dnsutils netcat-openbsd iputils-ping tcpdump etcd-server dnsmasq dnsperf
-      iperf3 wrk haproxy nginx libnginx-mod-stream nftables)
+      iperf3 wrk haproxy nginx libnginx-mod-stream nftables graphviz libpcap0.8)
 command -v "$py" >/dev/null 2>&1 || pkgs+=(python3)
 "$py" -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip python3-venv)
 missing=()
