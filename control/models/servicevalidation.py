@@ -1,6 +1,8 @@
 """Validation of Services, Endpoints and EndpointSlices.
 
-Port ranges, port names (required when there are several, IANA_SVC_NAME, unique), protocol
+Port ranges, port names (required when there are several, DNS-1123 labels as Kubernetes
+checks Service and endpoint port names (`80-80` is fine; container ports use IANA_SVC_NAME),
+unique), protocol
 TCP/UDP (SCTP is refused: knet's proxy does not speak it), nodePort within 30000-32767 (the
 range only: allocation and duplicates across Services are the API server's), clusterIP
 syntax, session affinity, and what must not change on update (clusterIP).
@@ -85,7 +87,7 @@ def _service_ports(errs: FieldErrors, spec: Obj, kind: str) -> None:
 def _one_service_port(errs: FieldErrors, p: str, port: Obj, kind: str, *, multi: bool) -> None:
     name = port.get("name")
     if name:
-        errs.names(f"{p}.name", name, names.iana_svc_name)
+        errs.names(f"{p}.name", name, names.dns1123_label)
     elif multi:
         errs.required(f"{p}.name")
     if "port" not in port:
@@ -187,7 +189,7 @@ def _endpoint_ports(errs: FieldErrors, path: str, ports: Any, *, port_required: 
         if port.get("port") is not None or port_required:
             errs.int_range(f"{p}.port", port.get("port"), 1, 65535)
         if port.get("name"):
-            errs.names(f"{p}.name", port["name"], names.iana_svc_name)
+            errs.names(f"{p}.name", port["name"], names.dns1123_label)
         check_port_protocol(errs, f"{p}.protocol", port.get("protocol", "TCP"))
 
 

@@ -89,6 +89,14 @@ def test_defaulting_is_idempotent() -> None:
         assert admit(resource, once)[0] == once
 
 
+def test_service_port_names_are_dns_labels_like_kubectl_create_service_makes() -> None:
+    out, _ = admit("services", service(ports=[{"port": 80, "name": "80-80"}]))
+    assert out["spec"]["ports"][0]["name"] == "80-80"
+    with pytest.raises(Invalid) as err:
+        admit("services", service(ports=[{"port": 80, "name": "Web_Port"}]))
+    assert err.value.causes[0].field == "spec.ports[0].name"
+
+
 def test_service_defaults() -> None:
     out, _ = admit("services", service(sessionAffinity="ClientIP",
                                        ports=[{"port": 80, "name": "http"},
