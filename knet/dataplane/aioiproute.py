@@ -15,7 +15,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
@@ -37,7 +37,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # type: ignore[import-unt
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
-__all__ = ["KnetIPRoute", "Msg", "addr_replace", "default_route_replace", "link_up"]
+__all__ = ["KnetIPRoute", "Msg", "RawRtnl", "addr_replace", "default_route_replace", "link_up", "send_and_ack"]
 
 Msg = Any             # a pyroute2 netlink message (pyroute2 is untyped), ready to send
 _REQ = NLM_F_REQUEST | NLM_F_ACK
@@ -92,6 +92,7 @@ def default_route_replace(gateway: str) -> Msg:
 RECV_SIZE = 1 << 20
 ACK_TIMEOUT = 5.0
 NLMSG_ERROR = 2
+NETLINK_ROUTE = 0
 
 
 class _ReaderTransport(asyncio.DatagramTransport):
@@ -147,48 +148,70 @@ class KnetIPRoute(AsyncIPRoute):  # type: ignore[misc]
         self.local.transport, self.local.protocol = transport, protocol
 
     async def send_batch(self, msgs: list[Msg]) -> None:
-        """Send `msgs` in one datagram and collect their acks; raise NetlinkError for the
-        first that failed. RTNL runs requests inside sendmsg(), so the acks are already
-        queued when send() returns: they are read right here, without a trip through the
-        event loop. Datagrams that answer someone else's request go to pyroute2 as usual."""
+        """Send `msgs` in one datagram and wait for their acks (see `send_and_ack`);
+        datagrams answering someone else's request on this socket go to pyroute2."""
         seqs = [self.addr_pool.alloc() for _ in msgs]
         try:
-            data = b""
-            for m, seq in zip(msgs, seqs, strict=True):
-                m["header"]["sequence_number"] = seq
-                m["header"]["pid"] = 0
-                m.encode()
-                data += m.data
-            self.socket.send(data)
-            error = self._collect_acks(set(seqs))
+            send_and_ack(self.socket, msgs, seqs,
+                         foreign=lambda d: self.local.protocol.datagram_received(d, (0, 0)))
         finally:
             for seq in seqs:
                 self.addr_pool.free(seq, ban=0xFF)
-        if error:
-            raise NetlinkError(error)
 
-    def _collect_acks(self, pending: set[int]) -> int:
-        sock = self.socket
-        deadline = time.monotonic() + ACK_TIMEOUT
-        first_error = 0
-        while pending:
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([sock], [], [], left)[0]:
-                    raise TimeoutError(f"netlink: no ack within {ACK_TIMEOUT} s") from None
-                continue
-            ours = False
-            for mtype, seq, err in _headers(data):
-                if seq in pending:
-                    ours = True
-                    if mtype == NLMSG_ERROR:
-                        pending.discard(seq)
-                        first_error = first_error or -err
-            if not ours:
-                self.local.protocol.datagram_received(data, (0, 0))
-        return first_error
+
+class RawRtnl:
+    """A bare NETLINK_ROUTE socket for a one-off batch (a new pod's netns): none of
+    pyroute2's per-socket machinery (transport, queues) to set up and tear down."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  NETLINK_ROUTE)
+        self.sock.setblocking(False)
+        self.sock.bind((0, 0))
+        self._seq = 0
+
+    def send_batch(self, msgs: list[Msg]) -> None:
+        seqs = list(range(self._seq + 1, self._seq + 1 + len(msgs)))
+        self._seq += len(msgs)
+        send_and_ack(self.sock, msgs, seqs, foreign=lambda d: None)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def send_and_ack(sock: socket.socket, msgs: list[Msg], seqs: list[int], *,
+                 foreign: Callable[[bytes], None]) -> None:
+    """Send `msgs` in one datagram and collect their acks; raise NetlinkError for the first
+    that failed. RTNL runs requests inside sendmsg(), so the acks are already queued when
+    send() returns: they are read right here, without a trip through the event loop."""
+    data = b""
+    for m, seq in zip(msgs, seqs, strict=True):
+        m["header"]["sequence_number"] = seq
+        m["header"]["pid"] = 0
+        m.encode()
+        data += m.data
+    sock.send(data)
+    pending, first_error = set(seqs), 0
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while pending:
+        try:
+            got = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise TimeoutError(f"netlink: no ack within {ACK_TIMEOUT} s") from None
+            continue
+        ours = False
+        for mtype, seq, err in _headers(got):
+            if seq in pending:
+                ours = True
+                if mtype == NLMSG_ERROR:
+                    pending.discard(seq)
+                    first_error = first_error or -err
+        if not ours:
+            foreign(got)
+    if first_error:
+        raise NetlinkError(first_error)
 
 
 def _headers(data: bytes) -> Iterator[tuple[int, int, int]]:

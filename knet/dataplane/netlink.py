@@ -26,6 +26,7 @@ from knet.dataplane import names, nsutil
 from knet.dataplane.aioiproute import KnetIPRoute as AsyncIPRoute
 from knet.dataplane.aioiproute import (
     Msg,
+    RawRtnl,
     addr_replace,
     default_route_replace,
     link_up,
@@ -302,41 +303,47 @@ class NetlinkKernel:
 
     async def ensure_pod(self, node: NodeInfo, pod: PodNet, *, prefixlen: int) -> None:
         nodeipr = await self._sock(node.netns)
-        new = not nsutil.is_netns(pod.netns)
-        podipr = await self._open(pod.netns, create=new)
+        bridge = await self._cni0(nodeipr, node)
+        if not nsutil.is_netns(pod.netns) and await self._new_pod(nodeipr, bridge, pod,
+                                                                   prefixlen):
+            return
+        podipr = await self._open(pod.netns)
         try:
-            bridge = await self._cni0(nodeipr, node)
             with _nl(f"pod {pod.key}: veth {pod.host_ifname} in netns {node.netns}"):
-                if new:
-                    await self._add_veth(nodeipr, pod.netns, pod.host_ifname, bridge,
-                                         mac=pod.mac)
-                else:
-                    await self._veth(nodeipr, podipr, pod.netns, pod.host_ifname, bridge,
-                                     mac=pod.mac)
+                await self._veth(nodeipr, podipr, pod.netns, pod.host_ifname, bridge,
+                                 mac=pod.mac)
+            eth0 = await _idx(podipr, names.POD_IFNAME)
+            if eth0 is None:
+                raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}; ensure "
+                               "the pod again")
             with _nl(f"pod {pod.key}: eth0 {pod.ip} in netns {pod.netns}"):
-                await self._pod_eth0(podipr, pod, prefixlen, fresh=new)
+                await podipr.send_batch(self._eth0_msgs(eth0, pod, prefixlen))
         finally:
             podipr.close()
 
-    async def _pod_eth0(self, ipr: AsyncIPRoute, pod: PodNet, prefixlen: int, *,
-                        fresh: bool) -> None:
-        """lo and eth0 up, the address, the default route: one batch. In a netns made just
-        now, eth0 is the second device ever made there: ifindex 2 (looked up if not)."""
-        eth0 = FRESH_ETH0_INDEX if fresh else await _idx(ipr, names.POD_IFNAME)
-        if eth0 is None:
-            raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}; ensure the "
-                           "pod again")
+    async def _new_pod(self, nodeipr: AsyncIPRoute, bridge: int, pod: PodNet,
+                       prefixlen: int) -> bool:
+        """The hot path: a new netns, the veth born with its peer inside, and lo, eth0,
+        address and route in one batch on a bare socket. In a netns made just now, eth0 is
+        the second device ever made: ifindex 2. False if not (the caller repairs)."""
+        with _nl(f"pod {pod.key}: netns {pod.netns}"), nsutil.new_netns(pod.netns):
+            raw = RawRtnl()
         try:
-            await ipr.send_batch(self._eth0_msgs(eth0, pod, prefixlen))
-        except NetlinkError as exc:
-            if not fresh or exc.code != errno.ENODEV:
-                raise
-            await ipr.send_batch(self._eth0_msgs(await _idx(ipr, names.POD_IFNAME), pod, prefixlen))
+            with _nl(f"pod {pod.key}: veth {pod.host_ifname} in netns {pod.netns}"):
+                await self._add_veth(nodeipr, pod.netns, pod.host_ifname, bridge, mac=pod.mac)
+            try:
+                raw.send_batch(self._eth0_msgs(FRESH_ETH0_INDEX, pod, prefixlen))
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return False
+                with _nl(f"pod {pod.key}: eth0 {pod.ip} in netns {pod.netns}"):
+                    raise
+        finally:
+            raw.close()
+        return True
 
     @staticmethod
-    def _eth0_msgs(eth0: int | None, pod: PodNet, prefixlen: int) -> list[Msg]:
-        if eth0 is None:
-            raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}")
+    def _eth0_msgs(eth0: int, pod: PodNet, prefixlen: int) -> list[Msg]:
         return [link_up(1), link_up(eth0), addr_replace(eth0, pod.ip, prefixlen),
                 default_route_replace(pod.gateway)]
 
