@@ -68,8 +68,10 @@ async def forward(request: web.Request, objects: ObjectService, namespace: str, 
 
 async def _relay_http(request: web.Request, session: aiohttp.ClientSession,
                       target: str) -> web.StreamResponse:
+    body = await request.read() if request.can_read_body else None
     try:
-        upstream = await session.get(target)
+        upstream = await session.request(request.method, target, data=body,
+                                         headers={"Content-Type": request.content_type})
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ServiceUnavailable(f"the node agent at {target} did not answer: {exc}") from None
     async with upstream:

@@ -134,6 +134,9 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
 async def handle_post(request: web.Request) -> web.StreamResponse:
     t = _target(request)
     objects = request.app[OBJECTS]
+    if t.sub in ("exec", "attach", "portforward"):      # kubectl's SPDY-era form is a POST
+        return await nodeproxy.forward(request, objects, t.namespace or "default", t.name or "",
+                                       t.sub)
     body = await codec.read_body(request, what=f"create {t.info.plural}")
     if t.info.plural == "bindings" or t.sub == "binding":
         name = t.name or (body.get("metadata") or {}).get("name", "") if isinstance(

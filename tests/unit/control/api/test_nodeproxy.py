@@ -36,7 +36,11 @@ def fake_agent() -> web.Application:
         await ws.close()
         return ws
 
+    async def exec_post(request: web.Request) -> web.Response:
+        return web.Response(text=f"{request.method} {request.query.get('command')}")
+
     app = web.Application()
+    app.router.add_post(POD + "/exec", exec_post)
     app.router.add_get(POD + "/log", log)
     app.router.add_get(POD + "/exec", exec_)
     return app
@@ -86,3 +90,8 @@ async def test_unbound_pod_and_missing_agent(api: TestClient) -> None:
     r = await api.get(POD + "/log")
     body = await r.json()
     assert r.status == 503 and "node-1" in body["message"]
+
+
+async def test_exec_post_is_forwarded_with_its_method(api: TestClient) -> None:
+    r = await api.post(POD + "/exec", params={"command": "date"})
+    assert r.status == 200 and await r.text() == "POST date"
