@@ -92,7 +92,8 @@ class Run(_Strict):
         return self
 
 
-ACTIONS = ("say", "apply", "manifest", "delete", "wait", "run", "sleep", "background", "join")
+ACTIONS = ("say", "apply", "manifest", "delete", "wait", "run", "sleep", "background", "join",
+           "set")
 
 
 class Step(_Strict):
@@ -106,6 +107,7 @@ class Step(_Strict):
     join: str | None = None  # name of a background run: wait for it, then check `expect`
     name: str | None = None  # name of a background run
     sleep: float | None = None
+    set: dict[str, str] | None = None  # change variables for the following steps
     expect: Expect | None = None
     save: str | None = None  # store the stripped output in this variable
     until: float | None = None  # retry run+expect for up to this many seconds

@@ -153,6 +153,8 @@ class LabRun:
                           check=True, timeout=60)
         elif step.sleep is not None:
             time.sleep(step.sleep)
+        elif step.set is not None:
+            self.vars.update({k: self.sub(v) for k, v in step.set.items()})
         elif step.wait:
             waits.wait(self.kube, step.wait, self.sub)
         elif step.background:
