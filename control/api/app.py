@@ -18,7 +18,7 @@ from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import OBJECTS, STOPPING, STREAMS
+from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, STOPPING, STREAMS
 from control.api.middleware import bearer_auth, errors
 from control.api.objects import Admit, ObjectService
 from control.store.base import Store
@@ -33,6 +33,7 @@ class Settings:
     token: str
     max_body: int = MAX_BODY
     admit: Admit | None = None          # None: control.models.validation.admit
+    bookmark_interval: float = 30.0     # seconds between BOOKMARKs on watches that allow them
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
@@ -42,6 +43,7 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     app[OBJECTS] = objects
     app[STREAMS] = set()
     app[STOPPING] = asyncio.Event()
+    app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app)
     openapi.build_routes(app)
     rest.add_routes(app)

@@ -12,3 +12,4 @@ OBJECTS = web.AppKey("objects", ObjectService)
 # Long-lived streaming handlers (watch, log follow) register here; shutdown cancels them.
 STREAMS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("streams", set)
 STOPPING = web.AppKey("stopping", asyncio.Event)
+BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)

@@ -180,13 +180,15 @@ class ObjectService:
 
     def watch_raw(self, resource: str, *, namespace: str | None = None,
                   resource_version: str | None = None, label_selector: str | None = None,
-                  field_selector: str | None = None) -> AsyncIterator[watching.RawEvent]:
-        """`watch` with events in stored form (for the HTTP stream)."""
+                  field_selector: str | None = None,
+                  progress: watching.Progress | None = None) -> AsyncIterator[watching.RawEvent]:
+        """`watch` with events in stored form (for the HTTP stream); `progress` follows the
+        revision seen so far."""
         info = meta.resource(resource)
         match = self.matcher(info, label_selector, field_selector)
         meta.parse_revision(resource_version)
         return watching.watch_raw(self, info, namespace=namespace, match=match,
-                                  resource_version=resource_version)
+                                  resource_version=resource_version, progress=progress)
 
     # ---- create --------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ The object layer yields the events; this module frames them (one-row Tables when
 asked for a Table), honours `timeoutSeconds`, reports `Gone` as an in-stream ERROR event with
 a 410 Status (what client-go and the Python client expect), and registers the handler task in
 `app[STREAMS]` so a graceful shutdown can cancel it instead of waiting for the client.
+With `allowWatchBookmarks=true`, BOOKMARK events carry the revision seen so far.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from control.api import codec
-from control.api.keys import STOPPING, STREAMS
+from control.api.keys import BOOKMARK_INTERVAL, STOPPING, STREAMS
 from control.api.objects import ObjectService
-from control.api.watching import RawEvent
+from control.api.watching import Progress, RawEvent
 from control.errors import ApiError, BadRequest
 from control.models.resources import ResourceInfo
 
@@ -50,10 +51,11 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
         timeout = min(int(raw_timeout), MAX_TIMEOUT) if raw_timeout else MAX_TIMEOUT
     except ValueError:
         raise BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
+    progress = Progress()
     stream = objects.watch_raw(info.plural, namespace=namespace,
-                           resource_version=q.get("resourceVersion"),
-                           label_selector=q.get("labelSelector"),
-                           field_selector=_selector(request, name))
+                               resource_version=q.get("resourceVersion"),
+                               label_selector=q.get("labelSelector"),
+                               field_selector=_selector(request, name), progress=progress)
     table_for = info.plural if codec.wants_table(request) else None
     resp = web.StreamResponse(headers={"Content-Type": "application/json",
                                        "Cache-Control": "no-cache"})
@@ -62,8 +64,12 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
     streams = request.app[STREAMS]
     if task is not None:
         streams.add(task)
+    bookmarks: asyncio.Task[None] | None = None
     try:
         await resp.prepare(request)
+        if q.get("allowWatchBookmarks", "").lower() in ("1", "true"):
+            bookmarks = asyncio.create_task(_bookmarks(resp, info, progress,
+                                                       request.app[BOOKMARK_INTERVAL]))
         with contextlib.suppress(asyncio.TimeoutError, ConnectionResetError):
             async with asyncio.timeout(timeout):
                 await _pump(resp, stream, table_for)
@@ -71,12 +77,29 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
         if not request.app[STOPPING].is_set():
             raise
     finally:
+        if bookmarks is not None:
+            bookmarks.cancel()
         if task is not None:
             streams.discard(task)
         await stream.aclose()      # type: ignore[attr-defined]
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
     return resp
+
+
+async def _bookmarks(resp: web.StreamResponse, info: ResourceInfo, progress: Progress,
+                     interval: float) -> None:
+    """Every `interval` s, a BOOKMARK with the revision seen so far, if it moved: a client
+    resuming from it skips what it did not care about instead of getting Gone later."""
+    sent = 0
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        while True:
+            await asyncio.sleep(interval)
+            if progress.revision > sent:
+                sent = progress.revision
+                obj = {"kind": info.kind, "apiVersion": info.api_version,
+                       "metadata": {"resourceVersion": str(sent)}}
+                await resp.write(codec.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
 async def _pump(resp: web.StreamResponse, stream: Any, table_for: str | None) -> None:

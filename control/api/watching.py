@@ -51,9 +51,18 @@ async def watch(svc: ObjectService, info: ResourceInfo, *, namespace: str | None
         yield WatchEvent(event.type, event.object())
 
 
+@dataclass
+class Progress:
+    """The store revision a watch has seen everything up to, filtered-out events included
+    (what a BOOKMARK may announce)."""
+    revision: int = 0
+
+
 async def watch_raw(svc: ObjectService, info: ResourceInfo, *, namespace: str | None,
-                    match: Match, resource_version: str | None) -> AsyncIterator[RawEvent]:
+                    match: Match, resource_version: str | None,
+                    progress: Progress | None = None) -> AsyncIterator[RawEvent]:
     prefix = info.prefix(namespace)
+    progress = progress or Progress()
     if resource_version in (None, "", "0"):
         kvs, revision = await svc.store.list(prefix)
         for kv in kvs:
@@ -62,9 +71,11 @@ async def watch_raw(svc: ObjectService, info: ResourceInfo, *, namespace: str | 
                 yield RawEvent("ADDED", kv.value, kv.mod_revision, obj)
     else:
         revision = meta.parse_revision(resource_version)
+    progress.revision = revision
     stream = svc.store.watch(prefix, from_revision=revision)
     try:
         async for event in stream:
+            progress.revision = event.revision
             out = translate(event, match)
             if out is not None:
                 yield out

@@ -324,3 +324,20 @@ async def test_watch_ends_when_the_client_goes_away() -> None:
                 break
             await asyncio.sleep(0.02)
         assert store.active_watches == 0
+
+
+async def test_watch_bookmarks_carry_filtered_progress() -> None:
+    app = create_app(MemoryStore(), Settings(token=TOKEN, bookmark_interval=0.2))
+    async with TestClient(TestServer(app), headers=AUTH) as api:
+        await api.post("/api/v1/namespaces", json={"metadata": {"name": "default"}})
+        resp = await api.get(PODS, params={"watch": "1", "allowWatchBookmarks": "true",
+                                           "labelSelector": "app=mine"})
+        await api.post(PODS, json=pod("mine", app="mine"))
+        other = await (await api.post(PODS, json=pod("other", app="theirs"))).json()
+        events = await read_events(resp, 2)
+        assert (events[0]["type"], events[0]["object"]["metadata"]["name"]) == ("ADDED", "mine")
+        assert events[1]["type"] == "BOOKMARK"
+        assert events[1]["object"]["metadata"]["resourceVersion"] == \
+            other["metadata"]["resourceVersion"]
+        assert events[1]["object"]["kind"] == "Pod"
+        resp.close()
