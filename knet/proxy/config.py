@@ -107,7 +107,7 @@ def _slice_endpoints(slices: list[Obj], port_name: str, protocol: str,
     carries the resolved number (a targetPort by name is resolved per pod upstream)."""
     out: list[Endpoint] = []
     for sl in slices:
-        if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
+        if sl.get("addressType", "IPv4") != "IPv4":  # ClusterIPs here are IPv4 only
             continue
         numbers = [p.get("port") for p in sl.get("ports") or []
                    if (p.get("name") or "") == port_name

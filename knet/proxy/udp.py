@@ -104,6 +104,7 @@ class UdpListener:
         self.transport: asyncio.DatagramTransport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._refused: dict[tuple[str, int], float] = {}
 
     def __repr__(self) -> str:
         return f"<UdpListener {self.sp.key} {self.ip}:{self.port} {len(self.flows)} flows>"
@@ -119,8 +120,13 @@ class UdpListener:
         try:
             pick = self.ctx.balancer.next_endpoint(self.sp.key, client[0])
         except NoEndpoints:
-            rec.verdict, rec.error = REFUSED, "no ready endpoints"
-            self.ctx.emit(rec)
+            now = time.monotonic()
+            if now - self._refused.get(client, -1.0) >= 1.0:  # one record a second per client
+                self._refused[client] = now
+                if len(self._refused) > 4096:
+                    self._refused.clear()
+                rec.verdict, rec.error = REFUSED, "no ready endpoints"
+                self.ctx.emit(rec)
             return None
         sock = self.ctx.sockets.new(socket.SOCK_DGRAM)
         try:

@@ -170,3 +170,10 @@ async def test_a_failing_apply_does_not_stop_later_ones() -> None:
     tr.on_service_add(WEB)
     await tr.wait_applied()
     assert calls == [0, 2]
+
+
+def test_ipv6_slices_are_not_proxied_by_the_ipv4_proxy() -> None:
+    v6 = eps_slice("web", "web-v6", ports=WEB_SLICE["ports"], endpoints=[ep("fd00::5", "web-9")])
+    v6["addressType"] = "IPv6"
+    http, _ = service_ports(WEB, [WEB_SLICE, v6])
+    assert "fd00::5" not in {e.ip for e in http.endpoints}
