@@ -328,8 +328,9 @@ class ObjectService:
             return Written(await deletion.remove(self, info, kv, new), warnings)
         alloc = (self.services.on_update(new, old) if info.plural == "services"
                  else Allocation())
-        if dry_run:
+        if dry_run:                       # as it would be, at the revision it was read
             self.services.rollback(alloc)
+            new["metadata"]["resourceVersion"] = str(kv.mod_revision)
             return Written(new, warnings)
         try:
             out = await self.store.update(kv.key, value, expected_revision=kv.mod_revision)

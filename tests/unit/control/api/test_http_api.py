@@ -284,6 +284,15 @@ async def test_dry_run_collection_delete_eviction_finalize(api: TestClient) -> N
     r = await api.post(PODS, json=pod("dry"), params={"dryRun": "All"})
     assert r.status == 201 and (await r.json())["metadata"]["name"] == "dry"
     await status_of(await api.get(f"{PODS}/dry"), 404, "NotFound")
+    real = await (await api.post(PODS, json=pod("real"))).json()
+    r = await api.patch(f"{PODS}/real", params={"dryRun": "All"},
+                        json={"metadata": {"labels": {"x": "y"}}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    would = await r.json()           # what kubectl diff shows: the change, the same version
+    assert would["metadata"]["labels"] == {"x": "y"}
+    assert would["metadata"]["resourceVersion"] == real["metadata"]["resourceVersion"]
+    assert (await (await api.get(f"{PODS}/real")).json())["metadata"]["labels"] == {}
+    await api.delete(f"{PODS}/real")
     for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
         await api.post(PODS, json=pod(name, app=app))
     r = await api.delete(PODS, params={"labelSelector": "app=x"})
