@@ -17,6 +17,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,7 @@ class Frame:
 class CaptureStats:
     received: int = 0      # frames we read
     dropped: int = 0       # frames the kernel dropped because we were too slow
+    unread: int = 0        # frames still queued when the capture had to stop (fell behind)
     gone: str = ""         # why the capture ended early ("interface went away"), or ""
 
 
@@ -130,40 +132,63 @@ class RawCapture:
     def _run(self, on_frame: Callable[[Frame], None]) -> None:
         sock, st = self._sock, self.stats
         assert sock is not None
-        recvmsg, snap, limit = sock.recvmsg, self.snaplen, self.count
-        anc = socket.CMSG_SPACE(_TS.size)
         try:
-            while not self._stop.is_set():
-                try:
-                    data, cmsgs, _flags, addr = recvmsg(snap, anc)
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    st.gone = f"{self.iface}: interface went away ({exc.strerror or exc})"
-                    break
-                ts = 0
-                for level, kind, raw in cmsgs:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, ns = _TS.unpack(raw[:16])
-                        ts = sec * 1_000_000_000 + ns
-                st.received += 1
-                on_frame(Frame(ts, data, addr[2] == PACKET_OUTGOING))
-                if limit and st.received >= limit:
-                    break
+            self._loop(sock, on_frame)
+            if not st.gone and not (self.count and st.received >= self.count):
+                self._drain(sock, on_frame)
         finally:
-            st.dropped += self._kernel_stats(sock)
+            packets, drops = self._kernel_stats(sock)
+            st.dropped += drops
+            st.unread = max(0, packets - drops - st.received)
             self.done.set()
 
-    @staticmethod
-    def _kernel_stats(sock: socket.socket) -> int:
-        try:
-            _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET,
-                                                                  PACKET_STATISTICS, 8))
-        except OSError:
-            return 0
-        return int(drops)
+    def _loop(self, sock: socket.socket, on_frame: Callable[[Frame], None],
+              stop: threading.Event | None = None) -> None:
+        st, limit = self.stats, self.count
+        recvmsg, snap, anc = sock.recvmsg, self.snaplen, socket.CMSG_SPACE(_TS.size)
+        stop = stop or self._stop
+        while not stop.is_set():
+            try:
+                data, cmsgs, _flags, addr = recvmsg(snap, anc)
+            except (TimeoutError, BlockingIOError):
+                if sock.gettimeout() == 0.0:
+                    return
+                continue
+            except OSError as exc:
+                st.gone = f"{self.iface}: interface went away ({exc.strerror or exc})"
+                return
+            if cmsgs and cmsgs[0][1] == SO_TIMESTAMPNS:
+                sec, ns = _TS.unpack_from(cmsgs[0][2])
+                ts = sec * 1_000_000_000 + ns
+            else:
+                ts = time.time_ns()
+            st.received += 1
+            on_frame(Frame(ts, data, addr[2] == PACKET_OUTGOING))
+            if limit and st.received >= limit:
+                return
 
-    def stop(self, *, timeout: float = 2.0) -> None:
+    def _drain(self, sock: socket.socket, on_frame: Callable[[Frame], None]) -> None:
+        """Stopped by time or Ctrl-C: take what is already queued (up to 2 s of work)."""
+        sock.settimeout(0.0)
+        deadline = threading.Event()
+        timer = threading.Timer(2.0, deadline.set)
+        timer.start()
+        try:
+            self._loop(sock, on_frame, stop=deadline)
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    def _kernel_stats(sock: socket.socket) -> tuple[int, int]:
+        """(packets queued or dropped, packets dropped) since the last call (reading resets)."""
+        try:
+            packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET,
+                                                                 PACKET_STATISTICS, 8))
+        except OSError:
+            return 0, 0
+        return int(packets), int(drops)
+
+    def stop(self, *, timeout: float = 5.0) -> None:
         """Stop the reader thread and close the socket (idempotent)."""
         self._stop.set()
         if self._thread is not None:

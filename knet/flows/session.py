@@ -31,6 +31,7 @@ class CaptureResult:
     iface: Iface
     received: int
     dropped: int
+    unread: int
     written: Path | None
     interrupted: bool
     seconds: float
@@ -112,4 +113,5 @@ def _finish(cap: RawCapture, writer: PcapWriter | None, errors: list[PcapError],
         raise CaptureError(f"{st.gone} after {st.received} packets (was it deleted?); "
                            + ("the unfinished pcap was removed" if writer else "capture ended"))
     written = writer.commit() if writer is not None else None
-    return CaptureResult(cap.iface, st.received, st.dropped, written, interrupted, seconds)
+    return CaptureResult(cap.iface, st.received, st.dropped, st.unread, written, interrupted,
+                         seconds)

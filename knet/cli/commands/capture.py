@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
                                          + (f" -> {args.write}" if args.write else "")
                                          + "; Ctrl-C stops", file=sys.stderr, flush=True))
     out = f"{res.received} packets captured, {res.dropped} dropped by the kernel"
+    if res.unread:
+        out += f", {res.unread} left unread (the capture fell behind)"
     if res.written:
         out += f", written to {res.written}"
     print(out, file=sys.stderr)
