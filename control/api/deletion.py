@@ -126,6 +126,7 @@ async def remove(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj) -> Ob
         svc.services.release(obj)
     if info.plural == "namespaces":
         svc.terminating.discard(obj["metadata"]["name"])
+        svc.namespaces.discard(obj["metadata"]["name"])
     ns = obj["metadata"].get("namespace")
     if ns and ns in svc.terminating:
         await finish_namespace(svc, ns)
@@ -177,6 +178,7 @@ async def finish_namespace(svc: ObjectService, namespace: str) -> None:
         kv = await svc.store.get(key)
         if kv is None:
             svc.terminating.discard(namespace)
+            svc.namespaces.discard(namespace)
             return
         obj = meta.decode(kv)
         if obj["metadata"].get("finalizers"):
@@ -186,5 +188,6 @@ async def finish_namespace(svc: ObjectService, namespace: str) -> None:
         except (Conflict, NotFound):
             continue
         svc.terminating.discard(namespace)
+        svc.namespaces.discard(namespace)
         log.info("namespaces/%s: empty, removed", namespace)
         return

@@ -59,6 +59,9 @@ class ObjectService:
         self.rng = rng or random.Random()
         self.services = ServiceAllocator()
         self.terminating: set[str] = set()      # namespaces being emptied
+        # Namespaces known to exist: every write goes through this object, so a create need
+        # not ask the store (an unknown name is still looked up there before a 404).
+        self.namespaces: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<ObjectService {self.store!r}>"
@@ -71,6 +74,7 @@ class ObjectService:
         kvs, _ = await self.store.list("/registry/namespaces/")
         for kv in kvs:
             ns = meta.decode(kv)
+            self.namespaces.add(ns["metadata"]["name"])
             if ns["metadata"].get("deletionTimestamp"):
                 self.terminating.add(ns["metadata"]["name"])
         for name in sorted(self.terminating):
@@ -218,6 +222,8 @@ class ObjectService:
             self.services.rollback(alloc)
             raise
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        if info.plural == "namespaces":
+            self.namespaces.add(name)
         log.debug("%s/%s: created at revision %d", info.plural, name, kv.mod_revision)
         return Written(obj, warnings, created=True, raw=meta.with_revision(value,
                                                                             kv.mod_revision))
@@ -231,6 +237,8 @@ class ObjectService:
         if namespace in self.terminating:
             raise Forbidden(f"unable to create new content in namespace {namespace} because "
                             "it is being terminated", kind="namespaces", name=namespace)
+        if namespace in self.namespaces:
+            return
         if await self.store.get(f"/registry/namespaces/{namespace}") is None:
             raise NotFound(f'namespaces "{namespace}" not found; create it first with '
                            f"'kubectl create namespace {namespace}'", kind="namespaces",
