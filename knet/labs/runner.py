@@ -13,6 +13,7 @@ import logging
 import re
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ class LabRun:
         if unknown:
             raise KnetError(f"lab {lab_dir.name}: no variable {', '.join(sorted(unknown))}; "
                             f"it has: {', '.join(sorted(lab.vars)) or 'none'}")
-        self.vars = {**lab.vars, **(overrides or {}), "ns": namespace, "lab_dir": str(lab_dir)}
+        self.vars = {**lab.vars, **(overrides or {}), "ns": namespace, "lab_dir": str(lab_dir),
+                     "state_dir": str(kube.kubeconfig.parent),
+                     "knet": f"{sys.executable} -m knet.cli.main"}
         self.background: dict[str, subprocess.Popen[str]] = {}
 
     def __repr__(self) -> str:
@@ -131,7 +134,8 @@ class LabRun:
             assert r is not None
             where = r.pod or r.selector or ("host" if r.host else "kubectl")
             what = r.cmd or r.host or r.kubectl or ""
-            return f"{'background ' if step.background else ''}{where}: {self.sub(what)}"
+            shown = substitute(what, {**self.vars, "knet": "knet"})
+            return f"{'background ' if step.background else ''}{where}: {shown}"
         if step.wait:
             return "wait for " + ", ".join(f"{k}={v}" for k, v in step.wait.model_dump(
                 exclude_defaults=True).items())
