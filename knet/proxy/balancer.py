@@ -23,6 +23,8 @@ MAX_AFFINITY_SECONDS = 86400
 DIAL_TRIES = 4
 DIAL_BACKOFF = 0.25  # seconds before the 2nd try; doubles after each failure
 
+_RR = tuple(f"rr#{i}" for i in range(256))
+
 __all__ = [
     "DEFAULT_AFFINITY_SECONDS",
     "DIAL_BACKOFF",
@@ -131,6 +133,11 @@ class LoadBalancer:
     def next_endpoint(self, key: str, client_ip: str) -> Pick:
         """The endpoint for a new connection/request from client_ip; NoEndpoints if none."""
         state = self._state(key)
+        if state.affinity_seconds is None:  # the hot path: plain round-robin
+            eps = state.endpoints
+            index = state.index % len(eps)
+            state.index = index + 1
+            return Pick(eps[index], _RR[index] if index < len(_RR) else f"rr#{index}")
         expired = False
         if state.affinity_seconds is not None:
             now = self._clock.monotonic()
@@ -142,7 +149,9 @@ class LoadBalancer:
                 expired = True
         index, endpoint = self._round_robin(state, avoid=None)
         self._remember(state, client_ip, endpoint)
-        return Pick(endpoint, "affinity-expired" if expired else f"rr#{index}")
+        if expired:
+            return Pick(endpoint, "affinity-expired")
+        return Pick(endpoint, _RR[index] if index < len(_RR) else f"rr#{index}")
 
     def report_failure(self, key: str, client_ip: str, failed: Endpoint) -> Pick:
         """The dial to `failed` did not work: forget it for this client, pick another."""

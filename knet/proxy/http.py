@@ -68,7 +68,6 @@ class _Client(asyncio.Protocol):
         self.buf = bytearray()
         self.req: _Req | None = None
         self.up: Upstream | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.closed = self.eof = self.continued = False
         self.peer: tuple[str, int] = ("?", 0)
 
@@ -139,8 +138,7 @@ class _Client(asyncio.Protocol):
         rec.method, rec.path = head.start[0].decode("latin-1"), head.start[1].decode("latin-1")
         self.req = req = _Req(lines + b"\r\n\r\n" + body, head, rec)
         rec.bytes_sent = len(req.data)
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_at(loop.time() + self.ln.timeout, self._on_timeout)
+        self.ln.waiting[self] = req.start + self.ln.timeout
         self._dispatch()
 
     def _fail_fast(self, status: int, why: str) -> None:
@@ -215,9 +213,7 @@ class _Client(asyncio.Protocol):
             up.close()
             self._retry(f"{req.pick.endpoint.addr}: 503")
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.ln.waiting.pop(self, None)
         rec = req.rec
         rec.status, rec.latency = status, time.monotonic() - req.start
         framed = head.chunked or head.length is not None or req.head_only or \
@@ -242,8 +238,7 @@ class _Client(asyncio.Protocol):
             up.close()
         self._finish(keep=req.keep and complete)
 
-    def _on_timeout(self) -> None:
-        self.timer = None
+    def on_timeout(self) -> None:
         req = self.req
         if req is None:
             return
@@ -265,9 +260,7 @@ class _Client(asyncio.Protocol):
 
     def _finish(self, *, keep: bool) -> None:
         req, self.req, self.up = self.req, None, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.ln.waiting.pop(self, None)
         if req is not None:
             req.rec.duration = time.monotonic() - req.start
             self.ln.ctx.emit(req.rec)
@@ -302,8 +295,10 @@ class HttpListener:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
         self.retries, self.timeout = retries, timeout
         self.pool = Pool(ctx.sockets)
+        self.waiting: dict[_Client, float] = {}  # client -> deadline of its response head
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<HttpListener {self.sp.key} {self.ip}:{self.port}>"
@@ -312,12 +307,25 @@ class HttpListener:
         sock = self.ctx.sockets.listener(self.ip, self.port)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=1024)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """One timer per listener, not one per request: ends requests past their deadline."""
+        now = time.monotonic()
+        for client in [c for c, deadline in self.waiting.items() if deadline <= now]:
+            self.waiting.pop(client, None)
+            client.on_timeout()
+        interval = max(0.02, min(0.5, self.timeout / 10))
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
             self._server = None
