@@ -15,7 +15,7 @@ import struct
 
 from knet.errors import KnetError
 
-__all__ = ["BpfError", "compile_filter", "attach_filter", "DLT_EN10MB"]
+__all__ = ["DLT_EN10MB", "BpfError", "attach_filter", "compile_filter"]
 
 DLT_EN10MB = 1
 SO_ATTACH_FILTER = 26

@@ -28,7 +28,7 @@ from knet.flows.cluster import Iface
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Frame", "RawCapture", "CaptureError", "CaptureStats"]
+__all__ = ["CaptureError", "CaptureStats", "Frame", "RawCapture"]
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263

@@ -20,7 +20,7 @@ from knet.errors import KnetError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClusterView", "NodeView", "PodView", "ServiceView", "Iface", "TargetError"]
+__all__ = ["ClusterView", "Iface", "NodeView", "PodView", "ServiceView", "TargetError"]
 
 
 class TargetError(KnetError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from knet.flows.capture import Frame
 
-__all__ = ["Packet", "dissect", "summary", "clock_ns"]
+__all__ = ["Packet", "clock_ns", "dissect", "summary"]
 
 Namer = Callable[[str], str]
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from knet.errors import KnetError
 
-__all__ = ["PcapWriter", "PcapError", "MAGIC_NS"]
+__all__ = ["MAGIC_NS", "PcapError", "PcapWriter"]
 
 MAGIC_NS = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1

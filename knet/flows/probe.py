@@ -18,7 +18,7 @@ import dns.rdatatype
 
 from knet.dataplane.nsutil import in_netns
 
-__all__ = ["Answer", "DnsAnswer", "tcp_request", "udp_request", "dns_lookup", "search_names"]
+__all__ = ["Answer", "DnsAnswer", "dns_lookup", "search_names", "tcp_request", "udp_request"]
 
 TIMEOUT = 3.0
 

@@ -23,8 +23,16 @@ from knet.flows.cluster import ClusterView
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Flow", "FlowFilter", "Source", "sources", "snapshot", "follow", "format_flow",
-           "DNS_FLOWS_PORT"]
+__all__ = [
+    "DNS_FLOWS_PORT",
+    "Flow",
+    "FlowFilter",
+    "Source",
+    "follow",
+    "format_flow",
+    "snapshot",
+    "sources",
+]
 
 DNS_FLOWS_PORT = 9153
 TIMEOUT = 5.0
@@ -117,7 +125,7 @@ async def _fetch(session: aiohttp.ClientSession, src: Source, since: float | Non
                                timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as resp:
             resp.raise_for_status()
             rows = await resp.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         errors.append(f"{src.kind} {src.name}: {src.url} unreachable ({type(exc).__name__}: "
                       f"{exc}); its flows are missing")
         return []
@@ -161,7 +169,7 @@ async def _stream(session: aiohttp.ClientSession, src: Source, view: ClusterView
             async for line in resp.content:
                 if line.strip():
                     await queue.put(normalize(json.loads(line), src, view))
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         errors(f"{src.kind} {src.name}: follow stream of {src.url} ended ({exc})")
 
 

@@ -13,7 +13,7 @@ import subprocess
 from knet.errors import KnetError
 from knet.flows.cluster import ClusterView
 
-__all__ = ["tree", "dot", "svg"]
+__all__ = ["dot", "svg", "tree"]
 
 NL = "\\n"   # a line break inside a Graphviz label (dot reads the two characters \\n)
 
@@ -42,10 +42,10 @@ def tree(view: ClusterView) -> str:
         lines.append(f"    {mark}svc {svc.key}  {svc.cluster_ip}  {ports}")
         if not svc.endpoints:
             lines.append(f"    {bar}└── (no endpoints)")
-        for m, (ip, pod, node) in enumerate(sorted(svc.endpoints)):
+        for m, (ep_ip, ep_pod, ep_node) in enumerate(sorted(svc.endpoints)):
             emark = "└── " if m == len(svc.endpoints) - 1 else "├── "
-            where = f"  on {node}" if node else ""
-            lines.append(f"    {bar}{emark}{pod + '  ' if pod else ''}{ip}{where}")
+            where = f"  on {ep_node}" if ep_node else ""
+            lines.append(f"    {bar}{emark}{ep_pod + '  ' if ep_pod else ''}{ep_ip}{where}")
     return "\n".join(lines)
 
 
@@ -61,8 +61,8 @@ def dot(view: ClusterView) -> str:
         out += [f"  subgraph {_q('cluster_' + node.name)} {{",
                 f"    label={_q(f'{node.name} ({node.netns})')};",
                 f"    {_q(nid + '_eth0')} [label={_q(f'eth0 {node.ip}')}, shape=box];",
-                f"    {_q(nid + '_cni0')} [label={_q(f'cni0 {node.gateway} {node.pod_cidr}')}, "
-                "shape=box];"]
+                (f"    {_q(nid + '_cni0')} [label={_q(f'cni0 {node.gateway} {node.pod_cidr}')}, "
+                 "shape=box];")]
         for pod in sorted((p for p in view.pods.values() if p.node == node.name),
                           key=lambda p: p.key):
             out.append(f"    {_q('pod_' + pod.key)} [label={_q(pod.key + NL + pod.ip)}, "
@@ -75,9 +75,9 @@ def dot(view: ClusterView) -> str:
         ports = ",".join(str(p.get("port")) for p in svc.ports)
         out.append(f"  {_q(sid)} [label={_q(f'svc {svc.key}' + NL + f'{svc.cluster_ip}:{ports}')}, "
                    "shape=hexagon, style=filled, fillcolor=lightyellow];")
-        for _ip, pod, _node in sorted(svc.endpoints):
-            if pod in view.pods:
-                out.append(f"  {_q(sid)} -> {_q('pod_' + pod)} [color=blue];")
+        for _ip, ep_pod, _node in sorted(svc.endpoints):
+            if ep_pod in view.pods:
+                out.append(f"  {_q(sid)} -> {_q('pod_' + ep_pod)} [color=blue];")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -88,7 +88,7 @@ def svg(view: ClusterView) -> str:
         raise KnetError("topo --format svg needs Graphviz's 'dot' (apt-get install graphviz); "
                         "--format dot prints the graph text instead")
     r = subprocess.run([exe, "-Tsvg"], input=dot(view), capture_output=True, text=True,
-                       timeout=30)
+                       timeout=30, check=False)
     if r.returncode != 0:
         raise KnetError(f"dot -Tsvg failed: {r.stderr.strip()}")
     return r.stdout

@@ -30,7 +30,7 @@ from knet.flows.probe import Answer, DnsAnswer, dns_lookup, tcp_request, udp_req
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Target", "Hop", "Trace", "resolve_target", "run_trace"]
+__all__ = ["Hop", "Target", "Trace", "resolve_target", "run_trace"]
 
 SETTLE = 0.3          # seconds to keep capturing after the answer (FIN/ACKs)
 FLOW_WAIT = 3.0       # seconds to wait for the proxy's flow record
@@ -90,12 +90,12 @@ def resolve_target(view: ClusterView, text: str, client: PodView) -> Target:
         return Target(text, "", port, "tcp", dns=answer, host=name)
     ip = answer.addresses[0]
     svc = next((s for s in view.services.values() if s.cluster_ip == ip), None)
-    pod = next((p for p in view.pods.values() if p.ip == ip and p.netns), None)
+    backend = next((p for p in view.pods.values() if p.ip == ip and p.netns), None)
     if svc is not None:
         t = _service_target(text, svc, port, name)
         t.dns = answer
         return t
-    return Target(text, ip, port or 80, "tcp", pod=pod, dns=answer, host=name)
+    return Target(text, ip, port or 80, "tcp", pod=backend, dns=answer, host=name)
 
 
 def _service_target(text: str, svc: ServiceView, port: int, host: str) -> Target:
@@ -246,10 +246,10 @@ def _second_leg(decoded: dict[str, list[Packet]], ip: str, port: int, after_ns: 
     first: Packet | None = None
     for packets in decoded.values():
         for p in packets:
-            if (p.dst, p.dport) == (ip, port) and p.ts_ns >= after_ns and p.proto == proto \
-                    and (proto != "TCP" or p.flags == "S"):
-                if first is None or p.ts_ns < first.ts_ns:
-                    first = p
+            opens = p.proto == proto and (proto != "TCP" or p.flags == "S")
+            if (p.dst, p.dport) == (ip, port) and p.ts_ns >= after_ns and opens \
+                    and (first is None or p.ts_ns < first.ts_ns):
+                first = p
     return first.conn if first else None
 
 

@@ -17,7 +17,7 @@ class _Intermixed(argparse.ArgumentParser):
     parse_known_args itself)."""
     _inside = False
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
         if self._inside:
             return super().parse_known_args(args, namespace)
         self._inside = True

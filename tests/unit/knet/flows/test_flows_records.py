@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from flows_testkit import make_view
 
 from knet.flows import records
 from knet.flows.records import FlowFilter, format_flow
 from knet.proxy.flows import FlowRecord, FlowRing, flows_routes
-
-from flows_testkit import make_view
 
 T0 = 1_700_000_000.0
 
