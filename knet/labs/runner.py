@@ -211,7 +211,8 @@ class LabRun:
         exp = step.expect.model_copy(update={
             "contains": [self.sub(s) for s in step.expect.contains],
             "not_contains": [self.sub(s) for s in step.expect.not_contains],
-            "regex": [self.sub(s) for s in step.expect.regex]})
+            "regex": [self.sub(s) for s in step.expect.regex],
+            "extract": self.sub(step.expect.extract) if step.expect.extract else None})
         return expectations.check(exp, out, code, self.vars)
 
     def _argv(self, run: Run) -> list[str]:
