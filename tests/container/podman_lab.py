@@ -55,11 +55,12 @@ def debian_mirror() -> str:
         if f.suffix not in (".list", ".sources") or not f.is_file():
             continue
         text = f.read_text()
-        for m in re.finditer(r"^URIs:\s*(\S+)\s*\nSuites:\s*([^\n]*)", text, re.M):
+        for m in re.finditer(r"^URIs:\s*(\S+)\s*\nSuites:\s*([^\n]*)", text, re.MULTILINE):
             if SUITE in m.group(2).split():
                 return m.group(1)
-        for m in re.finditer(rf"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+{SUITE}\s", text, re.M):
-            return m.group(1)
+        one_line = re.search(rf"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+{SUITE}\s", text, re.MULTILINE)
+        if one_line:
+            return one_line.group(1)
     return "http://deb.debian.org/debian"
 
 
@@ -98,7 +99,7 @@ class Podman:
                             SUITE, str(rootfs), mirror], check=True, timeout=900,
                            stdout=subprocess.DEVNULL)
             CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            part = tarball.with_suffix(".part")
+            part = tarball.with_suffix(f".{os.getpid()}.part")
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(part), "."], check=True)
             part.rename(tarball)
             shutil.rmtree(rootfs)
