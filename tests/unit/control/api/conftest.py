@@ -3,11 +3,16 @@ the server makes at start, and a LocalClient on it."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.store.memory import MemoryStore
+
+sys.path.insert(0, str(Path(__file__).parent))        # for `import apifixtures`
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from apifixtures import deployment, pod
 
 from control.api.app import Settings, create_app
 from control.store.memory import MemoryStore
@@ -27,19 +28,6 @@ async def api() -> AsyncIterator[TestClient]:
             r = await client.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
             assert r.status == 201
         yield client
-
-
-def pod(name: str, **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "c", "image": "knet/whoami"}]}}
-
-
-def deployment(name: str, replicas: int = 1) -> dict:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
 
 
 async def status_of(resp: object, code: int, reason: str) -> dict:

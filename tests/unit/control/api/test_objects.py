@@ -6,24 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from apifixtures import deployment, pod
 
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.clientbase import Client
 from control.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
-
-
-def pod(name: str, **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "c", "image": "knet/whoami"}]}}
-
-
-def deployment(name: str, replicas: int = 1) -> dict:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
 
 
 def test_local_client_is_a_client(client: LocalClient) -> None:
