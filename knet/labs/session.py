@@ -69,13 +69,14 @@ def _knet(*args: str, env: dict[str, str], timeout: float) -> subprocess.Complet
                           stdin=subprocess.DEVNULL)
 
 
-def refuse_if_up(state_dir: Path) -> None:
+def refuse_if_up(state_dir: Path, *, who: str = "a lab") -> None:
     rec = ClusterRecord.load(state_dir)
     if rec is not None and rec.running():
-        raise KnetError(f"a cluster is already up in {state_dir}, and a lab brings up its own "
+        way = ("or run the lab in it with --reuse (in the lab's own namespace)"
+               if who == "a lab" else f"then run {who} again")
+        raise KnetError(f"a cluster is already up in {state_dir}, and {who} brings up its own "
                         "(knet runs one cluster per host): stop it with 'knet down"
-                        f"{_sd(state_dir)}', or run the lab in it with --reuse "
-                        "(in the lab's own namespace)")
+                        f"{_sd(state_dir)}', {way}")
 
 
 def _sd(state_dir: Path) -> str:
@@ -86,12 +87,14 @@ def _sd(state_dir: Path) -> str:
 
 @contextmanager
 def lab_cluster(state_dir: Path, *, nodes: int, env: dict[str, str], reuse: bool,
-                say: Callable[[str], None]) -> Iterator[Kube]:
-    """A cluster for labs: the running one (reuse) or a fresh one, always taken down."""
+                say: Callable[[str], None], keep: bool = False,
+                who: str = "a lab") -> Iterator[Kube]:
+    """A cluster for labs and the demo: the running one (reuse) or a fresh one, taken down
+    at the end (Ctrl-C and failures included) unless keep."""
     if reuse:
         yield Kube.for_state_dir(state_dir)
         return
-    refuse_if_up(state_dir)
+    refuse_if_up(state_dir, who=who)
     say(f"starting a {nodes}-node cluster in {state_dir} (knet up)"
         + (f" with {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}" if env else ""))
     try:
@@ -100,10 +103,23 @@ def lab_cluster(state_dir: Path, *, nodes: int, env: dict[str, str], reuse: bool
         if r.returncode != 0:
             raise KnetError(f"knet up failed: {(r.stderr or r.stdout).strip()[-600:]}")
         yield Kube.for_state_dir(state_dir)
+        if keep:
+            say(f"cluster kept: export KUBECONFIG={state_dir / 'kubeconfig'}; "
+                f"'knet down{_sd(state_dir)}' removes it")
+            return
+    except BaseException:
+        keep = False
+        raise
     finally:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            say("taking the cluster down (knet down)")
-            _knet("down", "--state-dir", str(state_dir), env={}, timeout=300)
-        finally:
-            signal.signal(signal.SIGINT, old)
+        if not keep:
+            _down(state_dir, say)
+
+
+def _down(state_dir: Path, say: Callable[[str], None]) -> None:
+    """knet down, deaf to Ctrl-C (a second one must not leave half a cluster behind)."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        say("taking the cluster down (knet down)")
+        _knet("down", "--state-dir", str(state_dir), env={}, timeout=300)
+    finally:
+        signal.signal(signal.SIGINT, old)
