@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -87,6 +88,25 @@ def test_kubectl_wide_logs_and_exec(cluster: Cluster) -> None:
     assert "listening" in cluster.kubectl("logs", name).stdout
     r = cluster.exec(name, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert r.returncode == 3 and "out" in r.stdout and "err" in r.stderr
+    # kubectl exec -it: a real terminal on our side (script(1)), a pty in the pod
+    kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
+               f"exec -it {name} -- sh -c 'tty; read x; echo got-$x; exit 4'")
+    r2 = subprocess.run(["script", "-qec", kubectl, "/dev/null"], input="hello\n",
+                        capture_output=True, text=True, timeout=30, check=False)
+    assert "/dev/pts/" in r2.stdout and "got-hello" in r2.stdout, r2
+    assert r2.returncode == 4
+    # kubectl logs -f streams what the container writes while it runs
+    follow = subprocess.Popen(["kubectl", "--kubeconfig", str(cluster.kubeconfig),
+                               "--cache-dir", str(cluster.cache_dir), "logs", "-f", name],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None
+        assert "listening" in follow.stdout.readline()
+        time.sleep(1)
+        assert follow.poll() is None, "kubectl logs -f ended instead of following"
+    finally:
+        follow.terminate()
+        follow.wait(timeout=10)
 
 
 def test_killed_container_is_restarted(cluster: Cluster) -> None:
