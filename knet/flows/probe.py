@@ -107,7 +107,14 @@ def tcp_request(netns: str, ip: str, port: int, *, http_host: str = "") -> Answe
     return ans
 
 
-def udp_request(netns: str, ip: str, port: int, *, payload: bytes = b"knet trace\n") -> Answer:
+def dns_query_wire(name: str = "kubernetes.default.svc.cluster.local.") -> bytes:
+    """A real DNS query (A) to send when tracing a UDP port 53 service."""
+    return bytes(dns.message.make_query(name, dns.rdatatype.A).to_wire())
+
+
+def udp_request(netns: str, ip: str, port: int, *, payload: bytes | None = None) -> Answer:
+    """Send one datagram (default b"knet trace\\n") from the pod and wait for one back."""
+    payload = b"knet trace\n" if payload is None else payload
     s = _sock(netns, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", 0))
     ans = Answer(ok=False, local=s.getsockname(), started_ns=time.time_ns())

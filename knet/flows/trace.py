@@ -26,7 +26,14 @@ from knet.flows.capture import Frame, RawCapture
 from knet.flows.cluster import ClusterView, Iface, PodView, ServiceView, TargetError
 from knet.flows.decode import Packet, dissect
 from knet.flows.pcap import PcapWriter
-from knet.flows.probe import Answer, DnsAnswer, dns_lookup, tcp_request, udp_request
+from knet.flows.probe import (
+    Answer,
+    DnsAnswer,
+    dns_lookup,
+    dns_query_wire,
+    tcp_request,
+    udp_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +76,19 @@ class Trace:
     drops: int = 0
 
 
-_TARGET = re.compile(r"^(?:(svc|service|pod)/)?([a-z0-9.\-/]+?)(?::(\d+))?$")
+_TARGET = re.compile(r"^(?:(svc|service|pod)/)?([a-z0-9.\-/]+?)(?::(\d+)(?:/(tcp|udp))?)?$")
 
 
 def resolve_target(view: ClusterView, text: str, client: PodView) -> Target:
-    """`svc/NAME[:PORT]`, `pod/NAME[:PORT]` (NS/NAME too), or a DNS name[:PORT]."""
+    """`svc/NAME[:PORT[/udp]]`, `pod/NAME[:PORT]` (NS/NAME too), or a DNS name[:PORT]."""
     m = _TARGET.match(text.strip().lower())
     if not m:
         raise TargetError(f"trace target {text!r}: give svc/NAME:PORT, pod/NAME:PORT or a "
                           "DNS name like web.default.svc.cluster.local:80")
     kind, name, port = m.group(1), m.group(2), int(m.group(3)) if m.group(3) else 0
-    ns = client.key.split("/")[0]
+    proto, ns = m.group(4) or "", client.key.split("/")[0]
     if kind in ("svc", "service"):
-        return _service_target(text, view.service(name, namespace=ns), port, name)
+        return _service_target(text, view.service(name, namespace=ns), port, name, proto)
     if kind == "pod":
         pod = view.pod(name, namespace=ns)
         return Target(text, pod.ip, port or 80, "tcp", pod=pod, host=pod.ip)
@@ -92,25 +99,25 @@ def resolve_target(view: ClusterView, text: str, client: PodView) -> Target:
     svc = next((s for s in view.services.values() if s.cluster_ip == ip), None)
     backend = next((p for p in view.pods.values() if p.ip == ip and p.netns), None)
     if svc is not None:
-        t = _service_target(text, svc, port, name)
+        t = _service_target(text, svc, port, name, proto)
         t.dns = answer
         return t
     return Target(text, ip, port or 80, "tcp", pod=backend, dns=answer, host=name)
 
 
-def _service_target(text: str, svc: ServiceView, port: int, host: str) -> Target:
+def _service_target(text: str, svc: ServiceView, port: int, host: str,
+                    proto: str = "") -> Target:
     if not svc.cluster_ip or svc.cluster_ip == "None":
         raise TargetError(f"service {svc.key} is headless (no ClusterIP); trace a pod or its "
                           "DNS name instead")
-    ports = {int(str(p.get("port"))): str(p.get("protocol", "TCP")) for p in svc.ports}
-    if not ports:
-        raise TargetError(f"service {svc.key} has no ports")
-    if port and port not in ports:
-        raise TargetError(f"service {svc.key} has no port {port}; ports: "
-                          + ", ".join(str(p) for p in sorted(ports)))
-    port = port or min(ports)
-    return Target(text, svc.cluster_ip, port, ports[port].lower(), service=svc,
-                  host=host.split("/")[-1])
+    ports = [(int(str(p.get("port"))), str(p.get("protocol", "TCP")).lower()) for p in svc.ports]
+    fits = [pp for pp in ports if (not port or pp[0] == port) and (not proto or pp[1] == proto)]
+    if not fits:
+        have = ", ".join(f"{p}/{pr}" for p, pr in ports) or "none"
+        raise TargetError(f"service {svc.key} has no port {port or ''}{'/' + proto if proto else ''}"
+                          f"; ports: {have}")
+    port, proto = fits[0]
+    return Target(text, svc.cluster_ip, port, proto, service=svc, host=host.split("/")[-1])
 
 
 # --- the plan: interfaces to capture on ---------------------------------------------------
@@ -156,7 +163,8 @@ def run_trace(view: ClusterView, client_ref: str, target_ref: str, *, namespace:
     try:
         time.sleep(0.05)
         if target.protocol == "udp":
-            answer = udp_request(client.netns, target.ip, target.port)
+            answer = udp_request(client.netns, target.ip, target.port,
+                                 payload=dns_query_wire() if target.port == 53 else None)
         else:
             answer = tcp_request(client.netns, target.ip, target.port,
                                  http_host=target.host if http else "")

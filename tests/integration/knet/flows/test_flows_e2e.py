@@ -214,3 +214,43 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_file(cluster: Any, tmp_path: Path) -
     assert proc.returncode == 0, err
     assert f"written to {out}" in err
     assert out.stat().st_size > 24 and sorted(p.name for p in tmp_path.iterdir()) == ["i.pcap"]
+
+
+def test_trace_to_a_pod_goes_straight_over_the_underlay(cluster: Any) -> None:
+    far = pod_of(cluster, "far")
+    r = knet(cluster, "trace", "client", f"pod/{far}:80")
+    assert "proxy" not in r.stdout
+    for hop in ("default/client eth0", "node-1 eth0 (underlay)", "node-2 eth0 (underlay)",
+                "node-2 cni0", f"default/{far} eth0 (backend)"):
+        assert hop in r.stdout, r.stdout
+    assert "no packets" not in r.stdout and f"answered by {far}" in r.stdout
+
+
+def test_trace_a_dns_query_through_the_kube_dns_service(cluster: Any) -> None:
+    r = knet(cluster, "trace", "client", "svc/kube-system/kube-dns:53/udp")
+    dns_pod = cluster.get("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"][0]
+    name = f"kube-system/{dns_pod['metadata']['name']}"
+    assert f"svc kube-system/kube-dns:53 -> {name}" in r.stdout, r.stdout
+    assert "UDP" in r.stdout and f"answered by {name}" in r.stdout
+
+
+def test_flows_follow_prints_new_records_live(cluster: Any) -> None:
+    import selectors
+
+    proc = popen_knet(cluster, "flows", "-f", "--service", "near", "--since", "1ms",
+                      "-o", "json")
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    line = ""
+    try:
+        for _ in range(15):
+            curl(cluster, "http://near/")
+            if sel.select(timeout=1.0):
+                line = proc.stdout.readline()
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    rec = json.loads(line)
+    assert rec["service"] == "default/near" and rec["client_pod"] == "default/client"
