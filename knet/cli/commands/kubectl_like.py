@@ -43,10 +43,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from knet.labs.kube import kubectl_binary
 
+    binary = kubectl_binary()  # no kubectl: say how to install it, before anything else
     rest = list(args.args)
     if rest[:1] in (["-h"], ["--help"]):
         print(f"knet {args.kubectl_command}: {args.describe}\n\nkubectl's help follows.\n")
-        return subprocess.call([kubectl_binary(), args.kubectl_command, "--help"])
+        return subprocess.call([binary, args.kubectl_command, "--help"])
     state_dir = Path(os.environ.get("KNET_STATE_DIR") or DEFAULT_STATE_DIR)
     kube = Kube.for_state_dir(state_dir)
     if rest[:1] == ["--"] and args.kubectl_command != "exec":

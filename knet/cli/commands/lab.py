@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         if ev.kind == "say":
             print("\n" + "\n".join("  " + ln for ln in ev.text.splitlines()))
         elif ev.kind == "step":
-            print(f"\n[{ev.index}] {ev.text}", flush=True)
+            print(f"\n[{ev.index or 'cleanup'}] {ev.text}", flush=True)
         elif ev.kind == "output" and ev.text:
             lines = ev.text.splitlines()
             for ln in lines[:25]:
