@@ -188,6 +188,10 @@ class RawCapture:
             return 0, 0
         return int(packets), int(drops)
 
+    def cancel(self) -> None:
+        """Ask the reader to stop (safe from the reader thread itself, e.g. in on_frame)."""
+        self._stop.set()
+
     def stop(self, *, timeout: float = 5.0) -> None:
         """Stop the reader thread and close the socket (idempotent)."""
         self._stop.set()

@@ -60,7 +60,7 @@ def capture(iface: Iface, *, bpf: str = "", count: int = 0, duration: float = 0.
                 writer.write(f.ts_ns, f.data)
             except PcapError as exc:
                 errors.append(exc)
-                cap._stop.set()
+                cap.cancel()
         if show is not None:
             frames.put(f)
 
