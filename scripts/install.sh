@@ -9,6 +9,8 @@ pkgs=(iproute2 util-linux procps curl wget dnsutils netcat-openbsd iputils-ping 
       iperf3 wrk haproxy nginx libnginx-mod-stream nftables graphviz libpcap0.8)
 command -v "$py" >/dev/null 2>&1 || pkgs+=(python3)
 "$py" -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip python3-venv)
+# kubectl: keep the one the machine has; else Debian's (older, but speaks the same API)
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
