@@ -18,6 +18,13 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "knet: installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # nginx, haproxy, dnsmasq and etcd are tools for the benchmarks and tests: don't let
+    # their packages start services on the host (the standard policy-rc.d guard)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
