@@ -43,6 +43,13 @@ def image() -> Iterator[Podman]:
     assert not changed, f"the container test left host state behind: {changed}"
 
 
+def test_knet_demo_succeeds_inside_the_container(image: Podman) -> None:
+    t = Timer()
+    p = image.run(*RUN, IMAGE, "knet", "demo", check=False, timeout=900)
+    print(f"knet demo in the container: exit {p.returncode} in {t():.0f} s\n{p.stdout}")
+    assert p.returncode == 0, f"knet demo failed in the container:\n{p.stdout}\n{p.stderr}"
+
+
 def test_no_arguments_prints_usage_then_opens_a_shell(image: Podman) -> None:
     p = image.run("run", "--rm", "-i", "--privileged", "--network", "none", IMAGE,
                   input="echo shell-says-$((6 * 7))\nexit 3\n", check=False, timeout=120)
