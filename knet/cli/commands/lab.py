@@ -113,6 +113,10 @@ def _check(args: argparse.Namespace) -> int:
         env.update(lab.cluster.env)
     nodes = max(lab.cluster.nodes for _, lab in labs)
     overrides = _overrides(args.set)
+    known = {k for _, lab in labs for k in lab.vars}
+    if set(overrides) - known:
+        raise UsageError(f"--set {', '.join(sorted(set(overrides) - known))}: no such lab "
+                         f"variable; the labs have: {', '.join(sorted(known))}")
     failed = 0
 
     def quiet(ev: LabEvent) -> None:
