@@ -8,3 +8,6 @@ bash scripts/install.sh
 py=${PYTHON:-python3}
 "$py" -m pytest -q tests/unit "$@"
 "$py" -m knet.cli.main sandbox -- "$py" -m pytest -q tests/integration "$@"
+# The lab container (Dockerfile) built and run for real with podman: outside the sandbox, since
+# the image build needs the host's network for apt and pip (tests/container/conftest.py).
+"$py" -m pytest -q tests/container "$@"
