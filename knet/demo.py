@@ -141,7 +141,8 @@ class Demo:
             return
         r = subprocess.run([sys.executable, "-m", "knet.cli.main", "trace", "frontend",
                             "svc/backend-service:80", "--state-dir", self.state_dir],
-                           capture_output=True, text=True, timeout=60, env=self.kube.env())
+                           capture_output=True, text=True, timeout=60, env=self.kube.env(),
+                           check=False)
         hops = [ln for ln in r.stdout.splitlines()
                 if re.match(r"^(trace |\s*\d+\. |answered )", ln)]
         if r.returncode != 0 or not any(ln.startswith("answered by") for ln in hops):
@@ -159,7 +160,7 @@ class Demo:
 
     def _spread(self, stage: str, n: int, *, show: bool = True) -> Counter[str]:
         out = self._exec(stage, LOOP.format(n=n))
-        seen = Counter(m.group(1) for m in re.finditer(r"^Hostname: (\S+)", out, re.M))
+        seen = Counter(m.group(1) for m in re.finditer(r"^Hostname: (\S+)", out, re.MULTILINE))
         if sum(seen.values()) != n:
             raise DemoFailed(stage, f"{sum(seen.values())} of {n} requests answered")
         if show:
@@ -177,7 +178,7 @@ class Demo:
 NEXT = [
     "kubectl works: export KUBECONFIG=<state dir>/kubeconfig (knet up prints it)",
     "labs: 'knet lab list', then 'knet lab run 01' (narrated) ... 'knet lab check --all'",
-    "see the traffic: 'knet flows', 'knet capture POD', 'knet trace POD svc/NAME:PORT', "
-    "'knet topo'",
+    ("see the traffic: 'knet flows', 'knet capture POD', 'knet trace POD svc/NAME:PORT', "
+     "'knet topo'"),
     "keep this cluster to play with: 'knet demo --keep' (then 'knet down')",
 ]

@@ -70,8 +70,8 @@ class Kube:
         log.debug("kubectl %s", " ".join(args))
         try:
             r = subprocess.run(argv, input=input, capture_output=True, text=True,
-                               timeout=timeout, stdin=None if input is not None
-                               else subprocess.DEVNULL)
+                               timeout=timeout, check=False,
+                               stdin=None if input is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise KnetError(f"kubectl {' '.join(args)}: no answer within {timeout:g}s") from exc
         if check and r.returncode != 0:

@@ -177,7 +177,7 @@ class LabRun:
         while True:
             proc = subprocess.run(self._argv(run), capture_output=True, text=True,
                                   env=self._env(), cwd=self.dir, timeout=run.timeout + 5,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, check=False)
             out = proc.stdout + proc.stderr
             fails = self._check(step, out, proc.returncode)
             if not fails or time.monotonic() >= deadline:
@@ -229,7 +229,7 @@ class LabRun:
                 if is_ready(p)]
         if not pods:
             raise StepFailed(f"no Ready pod matches {selector!r} in namespace {self.ns}")
-        return str(sorted(p["metadata"]["name"] for p in pods)[0])
+        return str(min(p["metadata"]["name"] for p in pods))
 
     def _env(self) -> dict[str, str]:
         return {**self.kube.env(), "NS": self.ns, "KNET_NAMESPACE": self.ns}

@@ -66,7 +66,7 @@ def find(name: str, root: Path | None = None) -> LabEntry:
 def _knet(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "knet.cli.main", *args], capture_output=True,
                           text=True, env={**os.environ, **env}, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def refuse_if_up(state_dir: Path, *, who: str = "a lab") -> None:

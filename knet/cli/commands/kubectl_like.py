@@ -39,9 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from knet.labs.kube import Kube
-
-    from knet.labs.kube import kubectl_binary
+    from knet.labs.kube import Kube, kubectl_binary
 
     binary = kubectl_binary()  # no kubectl: say how to install it, before anything else
     rest = list(args.args)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 def knet(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "knet.cli.main", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def netns() -> str:
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                          check=False).stdout
 
 
 def test_demo_shows_each_stage_and_leaves_nothing(tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ def test_demo_keep_leaves_the_cluster_for_kubectl(tmp_path: Path) -> None:
         assert "cluster kept: export KUBECONFIG=" in r.stdout
         pods = subprocess.run(["kubectl", "--kubeconfig", str(state / "kubeconfig"),
                                "--cache-dir", str(tmp_path / "kc"), "get", "pods", "-o", "name"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         assert "pod/frontend" in pods.stdout and pods.stdout.count("pod/backend-") == 3
     finally:
         knet("down", "--state-dir", str(state))

@@ -20,7 +20,8 @@ def knet(*args: str, timeout: float = 900,
     import os
 
     return subprocess.run([sys.executable, "-m", "knet.cli.main", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          check=False)
 
 
 def test_check_all_passes_and_cleans_up(tmp_path: Path) -> None:

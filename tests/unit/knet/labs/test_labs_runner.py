@@ -84,8 +84,8 @@ def test_a_step_needing_a_missing_command_is_skipped_not_passed(kube: Kube,
         {"run": {"host": "true"}, "needs": "lab"}]}  # `knet lab` exists: it runs
     res, events = run(lab, kube, tmp_path)
     assert res.ok
-    assert res.skipped == ["step 1: needs 'knet no-such-command', which this knet does not "
-                           "have yet"]
+    assert res.skipped == [("step 1: needs 'knet no-such-command', which this knet does not "
+                            "have yet")]
     assert [e.kind for e in events].count("skip") == 1
 
 
