@@ -47,7 +47,7 @@ def _list(args: argparse.Namespace) -> int:
 
     for e in catalog():
         lab = e.load()
-        print(f"  {e.number}  {lab.title:<48} {e.dir.name}")
+        print(f"  {e.number}  {e.dir.name:<26} {lab.title}")
     print("run one with: knet lab run NN   (check them all: knet lab check --all)")
     return 0
 
