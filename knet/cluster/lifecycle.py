@@ -110,20 +110,21 @@ def _agent_argv(rec: ClusterRecord, name: str, index: int) -> list[str]:
                  str(rec.state_dir), "--kubeconfig", str(rec.kubeconfig))
 
 
-def _loaded(state_dir: Path) -> ClusterRecord:
+def _node_record(state_dir: Path, name: str, what: str) -> ClusterRecord:
+    """The running cluster's record, checked to have node `name`."""
+    _need_root(what)
     rec = ClusterRecord.load(state_dir)
     if rec is None or "control" not in rec.running():
         raise KnetError(f"no cluster is running in {state_dir}; start one with 'knet up'")
+    if name not in rec.procs or name == "control":
+        raise KnetError(f"node {name}: no such node in this cluster; nodes: "
+                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
     return rec
 
 
 def stop_agent(state_dir: Path, name: str) -> None:
     """Stop one node's agent (its containers keep running, as when a kubelet dies)."""
-    _need_root("node stop")
-    rec = _loaded(state_dir)
-    if name not in rec.procs:
-        raise KnetError(f"node {name}: no such node in this cluster; nodes: "
-                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
+    rec = _node_record(state_dir, name, "node stop")
     if not procs.stop(rec.procs[name], grace=10.0):
         raise KnetError(f"node {name}: its agent is not running; start it with "
                         f"'knet node start {name}'")
@@ -131,11 +132,7 @@ def stop_agent(state_dir: Path, name: str) -> None:
 
 def start_agent(state_dir: Path, name: str) -> None:
     """Start a stopped node's agent again; it adopts the pods still running there."""
-    _need_root("node start")
-    rec = _loaded(state_dir)
-    if name not in rec.procs:
-        raise KnetError(f"node {name}: no such node in this cluster; nodes: "
-                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
+    rec = _node_record(state_dir, name, "node start")
     if rec.procs[name].alive():
         raise KnetError(f"node {name}: its agent is already running (pid {rec.procs[name].pid})")
     index = int(name.rsplit("-", 1)[-1])

@@ -14,6 +14,35 @@ from typing import Any
 
 import pytest
 
+# A whoami Deployment with a readiness probe, and a client pod: used by several test files.
+WEB_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: whoami
+        image: knet/whoami
+        ports: [{containerPort: 80, name: http}]
+        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
+"""
+
+
+def client_pod(name: str = "client") -> str:
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  containers:
+  - {{name: c, image: busybox, command: ["sleep", "3600"]}}
+"""
+
 
 class Cluster:
     def __init__(self, state_dir: Path, cache_dir: Path) -> None:
@@ -71,15 +100,16 @@ class Cluster:
         return self.kubectl("exec", pod, "--", *cmd, check=check)
 
 
-def host_state() -> str:
+def host_state(state_dir: Path) -> str:
     """Everything knet could leave behind on the host: namespaces, links, addresses, routes,
-    mounts."""
+    netns mounts and mounts under the cluster's state dir."""
     out = []
     for cmd in (["ip", "netns", "list"], ["ip", "-o", "link"], ["ip", "-o", "addr"],
                 ["ip", "route", "show", "table", "all"]):
         out.append(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    out.append("\n".join(sorted(line for line in Path("/proc/mounts").read_text().splitlines()
-                                if "netns" in line or "knet" in line)))
+    out.append("\n".join(sorted(
+        line for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[2] == "nsfs" or "/run/netns" in line or str(state_dir) in line)))
     return "\n".join(out)
 
 
@@ -87,12 +117,12 @@ def host_state() -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
     c = Cluster(base / "state", base / "kubecache")
-    before = host_state()
+    before = host_state(c.state_dir)
     c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90",
            env={"KNET_NODE_MONITOR_GRACE": "10", "KNET_POD_EVICTION_GRACE": "1"})
     try:
         yield c
     finally:
         c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state() == before, "knet down left something behind"
+        assert host_state(c.state_dir) == before, "knet down left something behind"
         assert not c.state_dir.exists()

@@ -11,31 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Cluster
+from conftest import WEB_DEPLOYMENT, Cluster, client_pod
 
-WEB = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: whoami
-        image: knet/whoami
-        ports: [{containerPort: 80, name: http}]
-        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "3600"]}
-"""
+WEB = WEB_DEPLOYMENT + "---" + client_pod()
 
 
 def _ready(pod: dict) -> bool:

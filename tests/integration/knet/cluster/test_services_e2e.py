@@ -10,24 +10,9 @@ import json
 import time
 import urllib.request
 
-from conftest import Cluster
+from conftest import WEB_DEPLOYMENT, Cluster, client_pod
 
-APP = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: whoami
-        image: knet/whoami
-        ports: [{containerPort: 80, name: http}]
-        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
----
+APP = WEB_DEPLOYMENT + """---
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -59,21 +44,7 @@ spec:
   type: NodePort
   selector: {app: web}
   ports: [{port: 80, targetPort: http, nodePort: 30080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "3600"]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client2}
-spec:
-  containers:
-  - {name: c, image: busybox, command: ["sleep", "3600"]}
-"""
+""" + "---" + client_pod() + "---" + client_pod("client2")
 
 
 def _hostnames(c: Cluster, pod: str, url: str, n: int) -> list[str]:
