@@ -15,6 +15,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
 COPY . /opt/knet
 RUN bash /opt/knet/scripts/install.sh \
     && bash /opt/knet/scripts/container-kubectl.sh \
+    && if [ -x /usr/local/bin/kubectl ] && dpkg -s kubernetes-client >/dev/null 2>&1; then \
+           apt-get purge -y -qq kubernetes-client >/dev/null; fi \
     && apt-get install -y -qq --no-install-recommends less >/dev/null \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && knet --version

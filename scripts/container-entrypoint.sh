@@ -7,9 +7,9 @@ set -euo pipefail
 mkdir -p /run/netns /var/lib/knet
 
 usage() {
-    local kubectl_line="kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}') is installed; knet get/apply/describe/logs/exec/... run it with the cluster's kubeconfig"
+    local kubectl_line="kubectl ($(kubectl version --client 2>/dev/null | head -1)) is installed; knet get/apply/describe/logs/exec/... run it with the cluster's kubeconfig"
     command -v kubectl >/dev/null 2>&1 ||
-        kubectl_line="no kubectl binary in this image (no package for $(uname -m)): mount one at /usr/local/bin/kubectl; the Python 'kubernetes' client is installed"
+        kubectl_line="no kubectl in this image: mount one at /usr/local/bin/kubectl; the Python 'kubernetes' client is installed"
     cat <<USAGE
 knet lab container: Kubernetes networking, emulated for real inside this container.
 

