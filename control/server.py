@@ -131,8 +131,10 @@ async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:
     ip = ipaddress.ip_address(host)
     if ip.is_loopback or ip.is_unspecified:
         return
+    # like kube-apiserver: it writes the slice itself, so the mirroring controller must not
     endpoints = {"apiVersion": "v1", "kind": "Endpoints",
-                 "metadata": {"name": "kubernetes", "namespace": "default"},
+                 "metadata": {"name": "kubernetes", "namespace": "default", "labels": {
+                     "endpointslice.kubernetes.io/skip-mirror": "true"}},
                  "subsets": [{"addresses": [{"ip": host}],
                               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
     await objects.patch("endpoints", "kubernetes", endpoints, patch_type="apply",

@@ -136,3 +136,5 @@ async def test_bootstrap_endpoints_follow_the_listen_address() -> None:
     assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
     ep = await objects.get("endpoints", "kubernetes", namespace="default")
     assert ep["subsets"][0]["ports"][0]["port"] == 7443
+    # the server writes the slice itself: the mirroring controller must leave it alone
+    assert ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"

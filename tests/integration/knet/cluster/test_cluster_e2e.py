@@ -44,6 +44,8 @@ def test_deployment_spreads_over_nodes_with_ips_from_node_cidrs(cluster: Cluster
         cidr = ipaddress.ip_network(nodes[p["spec"]["nodeName"]]["spec"]["podCIDR"])
         assert ipaddress.ip_address(p["status"]["podIP"]) in cidr
         assert p["status"]["phase"] == "Running"
+    slices = cluster.get("endpointslices", "-l", "kubernetes.io/service-name=kubernetes")
+    assert len(slices["items"]) == 1, "the kubernetes Service must have exactly one slice"
 
 
 def test_client_reaches_every_pod_by_ip_across_nodes(cluster: Cluster) -> None:
