@@ -101,10 +101,15 @@ class LabRun:
                     self.report(LabEvent("fail", text, i))
                     return LabResult(ok=False, message=text, skipped=result.skipped)
         finally:
-            self.cleanup()
+            stuck = self.cleanup()
+        if stuck and result.ok:
+            self.report(LabEvent("fail", stuck))
+            return LabResult(ok=False, message=stuck, skipped=result.skipped)
         return result
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> str:
+        """Stop background runs, run the lab's cleanup steps, delete the namespace; returns
+        a problem to report ("" if none): a namespace that does not go away is a bug."""
         for proc in self.background.values():
             if proc.poll() is None:
                 proc.kill()
@@ -114,8 +119,15 @@ class LabRun:
                 self._step(0, step)
             except (StepFailed, KnetError) as exc:
                 log.warning("lab %s: cleanup step failed: %s", self.dir.name, exc)
-        self.kube.in_namespace(None).run("delete", "namespace", self.ns, "--wait=true",
-                                         "--ignore-not-found", timeout=120)
+        try:
+            self.kube.in_namespace(None).run("delete", "namespace", self.ns, "--wait=true",
+                                             "--ignore-not-found", timeout=120)
+        except KnetError:
+            left = self.kube.run("get", "all,endpointslices,configmaps,secrets", "-o", "wide",
+                                 timeout=30)
+            return (f"cleanup: namespace {self.ns} not gone 120s after 'kubectl delete "
+                    f"namespace'; left in it:\n{(left.stdout + left.stderr).strip()[-1500:]}")
+        return ""
 
     def _fresh_namespace(self) -> None:
         top = self.kube.in_namespace(None)
