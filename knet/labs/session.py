@@ -70,9 +70,19 @@ def _knet(*args: str, env: dict[str, str], timeout: float) -> subprocess.Complet
 
 
 def refuse_if_up(state_dir: Path, *, who: str = "a lab") -> None:
+    """A KnetError with the way out if a cluster runs in state_dir (or in the default state
+    dir: knet runs one cluster per host, its bridge and API address are fixed)."""
+    from knet.cluster.state import DEFAULT_STATE_DIR
+
+    for d in dict.fromkeys((state_dir, DEFAULT_STATE_DIR)):
+        _refuse_one(d, who)
+
+
+def _refuse_one(state_dir: Path, who: str) -> None:
     rec = ClusterRecord.load(state_dir)
     if rec is not None and rec.running():
-        way = ("or run the lab in it with --reuse (in the lab's own namespace)"
+        way = (f"or run the lab in it with --reuse{_sd(state_dir)} (in the lab's own "
+               "namespace)"
                if who == "a lab" else f"then run {who} again")
         raise KnetError(f"a cluster is already up in {state_dir}, and {who} brings up its own "
                         "(knet runs one cluster per host): stop it with 'knet down"
