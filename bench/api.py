@@ -1,12 +1,17 @@
 """`python -m bench api`: the API server through HTTP, memory store as the anchor, SQLite beside.
 
 For each store, `knet control --no-controllers` runs as a subprocess (TLS on loopback, as
-users get it) and this process is the client (aiohttp, keep-alive, bearer token): pods
+users get it) and this process is the client (aiohttp, keep-alive, bearer token; 50 clients
+are 50 persistent connections): pods
 created per second one at a time and from 50 concurrent clients, the latency of listing
 1,000 and 10,000 pods, and the delay from a write (HTTP PATCH) to each of 100 HTTP watchers
 receiving the event (median, p99). The server's own CPU time per create is reported too:
-unlike the rates, it does not depend on what else the machine runs. Issue 3's goals on SQLite: >= 2,000 creates/s and a
-median write-to-watcher delay under 10 ms with 100 watchers.
+unlike the rates, it does not depend on what else the machine runs; so is this client's
+CPU per create (on a 2-core machine the client's core caps the rate too). Issue 3's goals on
+SQLite are for the API alone: >= 2,000 creates/s and a median write-to-watcher delay under
+10 ms with 100 watchers. The column `sqlite+controllers` runs the controllers as well (each
+pod create then also wakes the scheduler, which records FailedScheduling: there are no
+nodes), so that their cost is shown, not hidden.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ DESCRIPTION = ("API server over HTTP (memory anchor, sqlite): pod creates/s seq 
                "concurrent, list ms at 1k/10k pods, write->100 HTTP watchers delay")
 
 
+_NAME = "NAME-PLACEHOLDER"
+
+
 def _pod(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"},
@@ -61,17 +69,20 @@ class Server:
 
     def __init__(self, store: str, workdir: Path, *, concurrency: int) -> None:
         self.store, self.workdir, self.concurrency = store, workdir, concurrency
+        self.controllers = store.endswith("+controllers")
+        self.store_kind = store.removesuffix("+controllers")
 
     async def __aenter__(self) -> Server:  # noqa: PYI034
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        url = "memory://" if self.store == "memory" else f"sqlite:///{self.workdir}/state.db"
+        url = "memory://" if self.store_kind == "memory" else f"sqlite:///{self.workdir}/state.db"
         self.log = open(self.workdir / "control.log", "w")  # noqa: SIM115, ASYNC230
         self.proc = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "knet.cli.main", "control", "--state-dir",
-             str(self.workdir), "--listen", f"127.0.0.1:{port}", "--store", url,
-             "--no-controllers"], stdout=self.log, stderr=subprocess.STDOUT)
+             str(self.workdir), "--listen", f"127.0.0.1:{port}", "--store", url]
+            + ([] if self.controllers else ["--no-controllers"]),
+            stdout=self.log, stderr=subprocess.STDOUT)
         config = self.workdir / "kubeconfig"
         deadline = time.monotonic() + 30
         while not config.exists():
@@ -104,7 +115,8 @@ class Server:
     async def request(self, method: str, path: str, *, body: Any = None,
                       ctype: str = "application/json", params: dict[str, str] | None = None,
                       ok: tuple[int, ...] = (200, 201)) -> bytes:
-        data = json.dumps(body).encode() if body is not None else None
+        data = body if isinstance(body, bytes) else (
+            json.dumps(body).encode() if body is not None else None)
         async with self.session.request(method, self.base + path, data=data, params=params,
                                         headers={"Content-Type": ctype}) as resp:
             raw = await resp.read()
@@ -117,9 +129,11 @@ class Server:
 
     async def create_pods(self, ns: str, n: int, *, concurrency: int, start: int = 0) -> float:
         path = f"/api/v1/namespaces/{ns}/pods"
+        # One encoding, the name spliced in: the client's own CPU stays off the figures.
+        template = json.dumps(_pod(_NAME)).encode().split(_NAME.encode())
         return await ops_per_second(
-            lambda i: self.request("POST", path, body=_pod(f"p{start + i:06d}")), n,
-            concurrency=concurrency)
+            lambda i: self.request("POST", path, body=f"p{start + i:06d}".encode().join(
+                template)), n, concurrency=concurrency)
 
     async def watch(self, path: str, rv: str) -> AsyncIterator[dict[str, Any]]:
         params = {"watch": "1", "resourceVersion": rv, "timeoutSeconds": "600"}
@@ -161,10 +175,11 @@ async def run_store(store: str, args: argparse.Namespace) -> dict[str, float]:
             cpu = server.cpu_seconds()
             out["seq"] = await server.create_pods("seq", args.n, concurrency=1)
             out["seq_cpu"] = (server.cpu_seconds() - cpu) / args.n * 1e6
-            cpu = server.cpu_seconds()
+            cpu, mine = server.cpu_seconds(), time.process_time()
             out["conc"] = await server.create_pods("conc", args.n_concurrent,
                                                    concurrency=args.concurrency)
             out["conc_cpu"] = (server.cpu_seconds() - cpu) / args.n_concurrent * 1e6
+            out["client_cpu"] = (time.process_time() - mine) / args.n_concurrent * 1e6
             for size in (1_000, 10_000):
                 ns = f"l{size}"
                 await server.namespace(ns)
@@ -181,6 +196,7 @@ async def _main(args: argparse.Namespace) -> str:
             ("seq_cpu", "  server CPU us per create"),
             ("conc", f"pod creates/s, {args.concurrency} clients"),
             ("conc_cpu", "  server CPU us per create"),
+            ("client_cpu", "  client CPU us per create"),
             ("list1000", "list 1,000 pods ms (median)"),
             ("list10000", "list 10,000 pods ms (median)"),
             ("fan50", f"write->{args.watchers} watchers ms p50"),
@@ -194,8 +210,9 @@ async def _main(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench api", description=DESCRIPTION)
-    p.add_argument("--stores", nargs="+", default=["memory", "sqlite"],
-                   choices=["memory", "sqlite"])
+    p.add_argument("--stores", nargs="+", default=["memory", "sqlite", "sqlite+controllers"],
+                   choices=["memory", "sqlite", "sqlite+controllers", "memory+controllers"],
+                   help="the first is the anchor; +controllers runs knet's controllers too")
     p.add_argument("-n", type=int, default=1000, help="sequential creates")
     p.add_argument("--n-concurrent", type=int, default=3000, help="concurrent creates")
     p.add_argument("--concurrency", type=int, default=50)

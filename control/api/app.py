@@ -1,7 +1,7 @@
 """The aiohttp application factory of knet's Kubernetes-compatible API server.
 
-`create_app(store, settings)` wires the object layer (started in `cleanup_ctx`), the
-middlewares (Status errors outermost, then bearer-token auth), discovery, OpenAPI and the
+`create_app(store, settings)` wires the object layer (started in `cleanup_ctx`), one
+middleware (bearer-token auth, and every failure as a Status), discovery, OpenAPI and the
 REST routes. Streaming handlers register in `app[STREAMS]`; `on_shutdown` cancels them so a
 graceful stop never waits for a watching client.
 """
@@ -19,7 +19,7 @@ from aiohttp import web
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
 from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, STOPPING, STREAMS
-from control.api.middleware import bearer_auth, errors
+from control.api.middleware import guarded
 from control.api.objects import Admit, ObjectService
 from control.store.base import Store
 
@@ -37,7 +37,7 @@ class Settings:
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors, bearer_auth(settings.token)],
+    app = web.Application(middlewares=[guarded(settings.token)],
                           client_max_size=settings.max_body)
     objects = ObjectService(store, admit=settings.admit)
     app[OBJECTS] = objects

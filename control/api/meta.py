@@ -37,7 +37,16 @@ def utcnow() -> datetime:
 def rfc3339(t: datetime, *, plus: float = 0) -> str:
     if plus:
         t = t + timedelta(seconds=plus)
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    global _last_stamp
+    second = (t.year, t.month, t.day, t.hour, t.minute, t.second)
+    if second != _last_stamp[0]:      # one strftime per second, not per write
+        _last_stamp = (second, t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _last_stamp[1]
+
+
+_last_stamp: tuple[tuple[int, ...], str] = ((), "")
 
 
 def resource(plural: str) -> ResourceInfo:

@@ -1,6 +1,7 @@
 """The edge between HTTP and the domain: one middleware turns every failure into a Kubernetes
 `Status` (ApiError subclasses, aiohttp's own 404/405/413, and unexpected exceptions as 500),
-and one checks the bearer token on everything but the health endpoints.
+and checks the bearer token on everything but the health endpoints: `guarded(token)`, one
+layer (every request pays for each middleware layer).
 """
 
 from __future__ import annotations
@@ -52,36 +53,41 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ApiError:
     return err
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        if err.code >= 500:
-            log.error("%s %s: %s", request.method, request.path, err.message)
-        return status_response(err)
-    except web.HTTPException as exc:
+def _failure(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The Status response for `exc`; re-raises what must not become one."""
+    if isinstance(exc, ApiError):
+        if exc.code >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc.message)
+        return status_response(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return status_response(_from_http(exc, request))
-    except ConnectionResetError:
-        raise
-    except Exception as exc:
-        log.exception("%s %s: internal error", request.method, request.path)
-        return status_response(Internal(f"internal error serving {request.method} "
-                                        f"{request.path}: {type(exc).__name__}: {exc}"))
+    if isinstance(exc, ConnectionResetError):
+        raise exc
+    log.error("%s %s: internal error", request.method, request.path, exc_info=exc)
+    return status_response(Internal(f"internal error serving {request.method} "
+                                    f"{request.path}: {type(exc).__name__}: {exc}"))
 
 
-def bearer_auth(token: str) -> Middleware:
+def _check_token(request: web.Request, expected: bytes) -> None:
+    if request.path not in OPEN_PATHS:
+        got = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(got, expected):
+            why = "no bearer token" if not got else "a wrong bearer token"
+            raise Unauthorized(f"Unauthorized: {request.method} {request.path} came with "
+                               f"{why}; use the token from the kubeconfig knet wrote")
+
+
+def guarded(token: str) -> Middleware:
+    """The API's middleware: the bearer token checked, and every failure as a Status."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, expected):
-                why = "no bearer token" if not got else "a wrong bearer token"
-                raise Unauthorized(f"Unauthorized: {request.method} {request.path} came with "
-                                   f"{why}; use the token from the kubeconfig knet wrote")
-        return await handler(request)
-    return auth
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            _check_token(request, expected)
+            return await handler(request)
+        except Exception as exc:  # noqa: BLE001 (_failure re-raises what is no Status)
+            return _failure(request, exc)
+    return guard

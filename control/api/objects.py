@@ -197,13 +197,18 @@ class ObjectService:
     # ---- create --------------------------------------------------------------------------
 
     async def create(self, resource: str, obj: Obj, *, namespace: str | None = None,
-                     dry_run: bool = False) -> Written:
+                     dry_run: bool = False, owned: bool = False) -> Written:
+        """`owned`: nobody else holds `obj` or anything inside it (the HTTP layer parsed it
+        for this call), so admission defaults it in place rather than in a copy."""
         info = meta.resource(resource)
         obj = versions.prepare_create(info, obj, namespace, now=self.now, rng=self.rng)
         name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         if info.namespaced:
             await self._check_namespace(ns)
-        obj, warnings = self.admit(info.plural, obj)
+        if owned and self.admit is default_admit:
+            obj, warnings = default_admit(info.plural, obj, copy=False)
+        else:
+            obj, warnings = self.admit(info.plural, obj)
         alloc = Allocation()
         if info.plural == "services":
             if await self.store.get(self.key(info, name, ns)) is not None:

@@ -153,7 +153,7 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
                                f"collection {t.info.path(t.namespace)} to create")
     w = await objects.create(t.info.plural, body, namespace=t.namespace,
-                             dry_run=_dry_run(request))
+                             dry_run=_dry_run(request), owned=True)
     return _written(request, w)
 
 

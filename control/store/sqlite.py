@@ -1,13 +1,16 @@
 """`SqliteStore`: the embedded default `Store`, one SQLite file in WAL mode.
 
-One connection lives on one dedicated thread (`_sqlite_db.SqliteDb` does the SQL). Callers put
-operations on a queue; the thread takes everything queued at that moment and runs it as one
-transaction (group commit), then hands results and committed events back to the event loop in
-one callback, which updates an in-memory index of current values (so get/list never touch
-the database thread), feeds watchers, and then wakes the writers. So 50 concurrent writers
-cost a handful of commits, and a write is acknowledged only once committed: with the default
+`_sqlite_db.SqliteDb` does the SQL on one connection. Writers queue operations; everything
+queued by the time the event loop gets round to it runs as one transaction (group commit),
+then one delivery updates an in-memory index of current values (so get/list never touch the
+database), feeds watchers, and then wakes the writers. So 50 concurrent writers cost a handful
+of commits, and a write is acknowledged only once committed: with the default
 `synchronous=NORMAL` a process crash loses nothing acknowledged (an OS crash or power loss may
 lose the last transactions; pass `synchronous="FULL"` to rule that out too).
+Key design choice: with NORMAL a commit only appends to the WAL (the `Checkpointer` thread does
+the fsyncs), so batches run on the event loop itself, with no thread hand-offs or GIL
+ping-pong per write; with FULL every commit waits for an fsync, so batches run on a dedicated
+database thread instead and the loop keeps serving meanwhile.
 The file is locked for the store's lifetime: a second process gets a clear error.
 """
 
@@ -62,6 +65,13 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._closed = False
         self._open_error: BaseException | None = None
+        self._pending: _Batch = []                # NORMAL: queued for the next loop turn
+        self._db: SqliteDb | None = None          # NORMAL: the connection, used on the loop
+        self._checkpointer: Checkpointer | None = None
+        if synchronous == "NORMAL":
+            self._db = self._open(synchronous)
+            self._checkpointer = Checkpointer(path)
+            return
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(synchronous, ready),
                                         name=f"sqlite-store {path}", daemon=True)
@@ -122,8 +132,15 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        if self._db is not None:
+            self._flush()                         # what was asked before close still lands
+            db, checkpointer, self._db = self._db, self._checkpointer, None
+            if checkpointer is not None:
+                await asyncio.get_running_loop().run_in_executor(None, checkpointer.stop)
+            db.close()
+        else:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._hub.close()
 
     # -- the loop side -------------------------------------------------------------------------
@@ -136,8 +153,30 @@ class SqliteStore:
         self._check_open()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((fn, fut, loop))
+        if self._db is None:
+            self._queue.put((fn, fut, loop))
+        else:
+            self._pending.append((fn, fut, loop))
+            if len(self._pending) == 1:
+                loop.call_soon(self._flush)
         return await fut
+
+    def _flush(self) -> None:
+        """NORMAL: run what is pending as one transaction (per MAX_BATCH) and deliver it."""
+        batch, self._pending = self._pending, []
+        db = self._db
+        if not batch or db is None:
+            for _, fut, _ in batch:
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"sqlite store {self.path} is closed"))
+            return
+        for start in range(0, len(batch), MAX_BATCH):
+            self._deliver(*self._run_batch(db, batch[start:start + MAX_BATCH]))
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+            if self._checkpointer.wal_too_long:
+                self._checkpointer.wal_too_long = False
+                db.restart_wal()
 
     async def _write(self, fn: Callable[[SqliteDb], tuple[KV, StoreEvent]]) -> KV:
         def op(db: SqliteDb) -> Result:
@@ -165,30 +204,32 @@ class SqliteStore:
 
     # -- the database thread -------------------------------------------------------------------
 
-    def _run(self, synchronous: str, ready: threading.Event) -> None:
-        try:
-            db = SqliteDb(self.path, synchronous=synchronous)
-        except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
-            self._open_error = exc
-            ready.set()
-            return
+    def _open(self, synchronous: str) -> SqliteDb:
+        db = SqliteDb(self.path, synchronous=synchronous)
         try:
             self._index.load(db.current())
             self._rev = db.rev
-        except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
+        except BaseException:
             db.close()
+            raise
+        log.info("%s: opened at revision %d (compacted %d)", self.path, db.rev, db.compacted)
+        return db
+
+    def _run(self, synchronous: str, ready: threading.Event) -> None:
+        try:
+            db = self._open(synchronous)
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the constructor)
             self._open_error = exc
             ready.set()
             return
         ready.set()
-        log.info("%s: opened at revision %d (compacted %d)", self.path, db.rev, db.compacted)
         checkpointer = Checkpointer(self.path)
         try:
             stop = False
             while not stop:
                 batch, stop = self._take_batch()
                 if batch:
-                    self._run_batch(db, batch)
+                    self._post(batch[0][2], *self._run_batch(db, batch))
                     checkpointer.poke()
                     if checkpointer.wal_too_long:
                         checkpointer.wal_too_long = False
@@ -212,7 +253,7 @@ class SqliteStore:
             batch.append(op)
         return batch, False
 
-    def _run_batch(self, db: SqliteDb, batch: _Batch) -> None:
+    def _run_batch(self, db: SqliteDb, batch: _Batch) -> tuple[Events, _Delivery]:
         results: _Delivery = []
         events: list[StoreEvent] = []
         try:
@@ -233,7 +274,7 @@ class SqliteStore:
             db.rollback()
             results = [(fut, False, exc) for _, fut, _ in batch]
             events = []
-        self._post(batch[0][2], events, results)
+        return events, results
 
     def _post(self, loop: asyncio.AbstractEventLoop, events: Events,
               results: _Delivery) -> None:
