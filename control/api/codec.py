@@ -5,13 +5,12 @@ it), the patch type from Content-Type (415 for others), Table negotiation from A
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
-from control.api import protobuf
+from control.api import meta, protobuf
 from control.api.patch import PATCH_TYPES
 from control.errors import BadRequest, UnsupportedMedia
 from control.models.tables import table
@@ -38,11 +37,11 @@ async def read_body(request: web.Request, *, what: str) -> Any:
             return yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             try:
-                return json.loads(raw)
+                return meta.loads(raw)
             except ValueError:
                 raise BadRequest(f"{what}: the YAML body could not be parsed: {exc}") from None
     try:
-        return json.loads(raw)
+        return meta.loads(raw)
     except ValueError as exc:
         # Not JSON: maybe YAML sent without a Content-Type.
         if (ctype in ("application/json", "application/octet-stream", "") or "json" in ctype) \
@@ -71,7 +70,7 @@ def wants_table(request: web.Request) -> bool:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return meta.dumps(obj)
 
 
 def respond(obj: Any, *, status: int = 200, warnings: list[str] | None = None) -> web.Response:

@@ -11,11 +11,11 @@ Objects handed out are fresh dicts (callers may mutate them); admission warnings
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from control.api import meta
 from control.api.objects import ObjectService, Written
 from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
 from control.errors import BadRequest
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def _own(obj: Any) -> Any:
     """A private copy for the object layer, which takes ownership of what it is given."""
-    return json.loads(json.dumps(obj))
+    return meta.loads(meta.dumps(obj))
 
 __all__ = ["LocalClient"]
 

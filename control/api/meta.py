@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from control.errors import ApiError, BadRequest, Conflict, Gone, NotFound
 from control.models import resources
 from control.models.resources import ResourceInfo
@@ -70,27 +72,48 @@ def encode(obj: Obj) -> bytes:
     for key, value in obj.items():
         if key != "metadata":
             out[key] = value
-    return _dumps(out).encode()
+    return dumps(out)
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# What json refuses, orjson must refuse too (it would write datetimes and dataclasses).
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False) writes it,
+    by orjson (10x faster); the json module for what orjson refuses (non-string keys, ints
+    beyond 64 bits), so nothing that encoded before fails now."""
+    try:
+        return orjson.dumps(obj, option=_PASSTHROUGH)
+    except TypeError:
+        return _dumps(obj).encode()
+
+
+def loads(raw: bytes | str) -> Any:
+    """JSON text to Python, by orjson; the json module for what orjson refuses (UTF-16/32
+    bodies, NaN, ints beyond 64 bits), with json's error if neither reads it."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def with_revision(value: bytes, revision: int) -> bytes:
     """The stored JSON of an object with `metadata.resourceVersion` set, by splicing."""
     if value.startswith(_HEAD) and value[13:14] != b"}":
         return b'%s"resourceVersion":"%d",%s' % (_HEAD, revision, value[13:])
-    return _dumps(decode_at(value, revision)).encode()
+    return dumps(decode_at(value, revision))
 
 
 def decode(kv: KV) -> Obj:
-    obj: Obj = json.loads(kv.value)
+    obj: Obj = loads(kv.value)
     obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
     return obj
 
 
 def decode_at(value: bytes, revision: int) -> Obj:
-    obj: Obj = json.loads(value)
+    obj: Obj = loads(value)
     obj["metadata"]["resourceVersion"] = str(revision)
     return obj
 
