@@ -129,8 +129,18 @@ def _ports(errs: FieldErrors, path: str, ports: Any) -> None:
         check_port_protocol(errs, f"{p}.protocol", port.get("protocol", "TCP"))
 
 
+def _plain_var(var: Any) -> bool:
+    """A valid `{name, value}` variable (the common case, checked without building paths)."""
+    if type(var) is not dict or var.get("valueFrom") is not None:
+        return False
+    name = var.get("name")
+    return type(name) is str and name != "" and not names.env_var_name(name)
+
+
 def _env(errs: FieldErrors, path: str, env: Any) -> None:
     for i, var in enumerate(errs.list_of(path, env)):
+        if _plain_var(var):
+            continue
         p = f"{path}[{i}]"
         if not isinstance(var, dict):
             errs.type_error(p, var, "an object")
@@ -205,9 +215,10 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
     resources = c.get("resources")
     if isinstance(resources, dict) and resources.get("limits"):
         errs.warn(f"{path}.resources.limits", "knet does not enforce limits")
-    for key, why in IGNORED_CONTAINER_FIELDS.items():
-        if c.get(key):
-            errs.warn(f"{path}.{key}", why)
+    if not c.keys().isdisjoint(IGNORED_CONTAINER_FIELDS):
+        for key, why in IGNORED_CONTAINER_FIELDS.items():
+            if c.get(key):
+                errs.warn(f"{path}.{key}", why)
 
 
 def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> None:
@@ -326,9 +337,10 @@ def _pod_fields(errs: FieldErrors, spec: Obj, path: str, *, template: bool) -> N
     elif selector is not None:
         errs.type_error(f"{path}.nodeSelector", selector, "a map of labels")
     _tolerations(errs, f"{path}.tolerations", spec.get("tolerations"))
-    for key, why in IGNORED_POD_FIELDS.items():
-        if spec.get(key):
-            errs.warn(f"{path}.{key}", why)
+    if not spec.keys().isdisjoint(IGNORED_POD_FIELDS):
+        for key, why in IGNORED_POD_FIELDS.items():
+            if spec.get(key):
+                errs.warn(f"{path}.{key}", why)
 
 
 def _images_and_mutables(spec: Obj, old_spec: Obj) -> Obj:
