@@ -1,10 +1,11 @@
 """The proxy's configuration side, split from the data path the kube-proxy way.
 
-`ServiceHandler` and `EndpointSliceHandler` are the seams a watch source (informers) calls
-with wire-form dicts (core/v1 Service, discovery.k8s.io/v1 EndpointSlice). `ConfigTracker`
-implements both: it keeps the latest objects, and once both kinds have synced it folds them
-into an immutable table of `ServicePort`s, coalescing bursts of changes (one rebuild at most
-every `delay` seconds, default 50 ms, so a change is applied within 100 ms).
+`ServiceHandler` and `EndpointSliceHandler` (defined in `knet.servicesource`, re-exported
+here) are the seams a watch source (informers) calls with wire-form dicts (core/v1 Service,
+discovery.k8s.io/v1 EndpointSlice). `ConfigTracker` implements both: it keeps the latest
+objects, and once both kinds have synced it folds them into an immutable table of
+`ServicePort`s, coalescing bursts of changes (one rebuild at most every `delay` seconds,
+default 50 ms, so a change is applied within 100 ms).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from knet.proxy.balancer import DEFAULT_AFFINITY_SECONDS, MAX_AFFINITY_SECONDS, Endpoint
+from knet.servicesource import EndpointSliceHandler, ServiceHandler
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +36,6 @@ __all__ = [
     "build_table",
     "service_ports",
 ]
-
-
-class ServiceHandler(Protocol):
-    def on_service_add(self, service: Obj) -> None: ...
-    def on_service_update(self, old: Obj, new: Obj) -> None: ...
-    def on_service_delete(self, service: Obj) -> None: ...
-    def on_service_synced(self) -> None: ...
-
-
-class EndpointSliceHandler(Protocol):
-    def on_endpointslice_add(self, slice_: Obj) -> None: ...
-    def on_endpointslice_update(self, old: Obj, new: Obj) -> None: ...
-    def on_endpointslice_delete(self, slice_: Obj) -> None: ...
-    def on_endpointslice_synced(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

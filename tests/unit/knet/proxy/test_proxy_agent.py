@@ -1,5 +1,6 @@
-"""The informer adapter and the node proxy assembly, with a fake informer that calls the
-handlers the way control.informer.Informer does (adds, then synced, then changes)."""
+"""The node proxy assembly (knet.proxy.agent), with a fake informer that calls the handlers
+the way control.informer.Informer does (adds, then synced, then changes). The informer
+adapter itself is tested in tests/unit/knet/test_servicesource.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 from proxy_testkit import TcpBackend, endpoint_slice, loopback_net, service, tcp_ask, wait_flows
 
 from knet.proxy.agent import DataplaneAddresses, start_node_proxy
-from knet.proxy.config import ConfigTracker, ServiceTable
-from knet.proxy.source import ProxySource
 
 
 class FakeInformer:
@@ -55,44 +54,6 @@ def factory(seed: dict[str, list[dict[str, Any]]]) -> tuple[
         return inf
 
     return make, made
-
-
-async def test_source_routes_both_kinds_to_the_handlers() -> None:
-    tables: list[ServiceTable] = []
-
-    async def apply(t: ServiceTable) -> None:
-        tables.append(t)
-
-    tracker = ConfigTracker(apply=apply)
-    svc = service("web", "10.96.0.20", [{"name": "http", "port": 80}])
-    sl = endpoint_slice("web", [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                        [("10.244.1.2", "web-1")])
-    make, made = factory({"services": [svc], "endpointslices": [sl]})
-    src = ProxySource(object(), tracker, informer=make)
-    src.start()
-    await src.wait_synced(1)
-    await tracker.wait_applied()
-    assert [e.addr for e in tables[-1]["default/web:http"].endpoints] == ["10.244.1.2:8080"]
-    made["endpointslices"].emit("on_delete", sl)
-    await tracker.wait_applied()
-    assert tables[-1]["default/web:http"].endpoints == ()
-    made["services"].emit("on_update", svc, service("web", "10.96.0.21",
-                                                    [{"name": "http", "port": 80}]))
-    await tracker.wait_applied()
-    assert tables[-1]["default/web:http"].cluster_ip == "10.96.0.21"
-    await src.stop()
-    assert made["services"].stopped and made["endpointslices"].stopped
-
-
-async def test_shared_services_informer_is_not_started_or_stopped_by_the_source() -> None:
-    tracker = ConfigTracker(apply=lambda t: asyncio.sleep(0))
-    make, made = factory({})
-    shared = FakeInformer(object(), "services")
-    src = ProxySource(object(), tracker, informer=make, services=shared)
-    src.start()
-    assert not shared.started and made["endpointslices"].started
-    await src.stop()
-    assert not shared.stopped and len(shared.handlers) == 1
 
 
 class FakeDataplane:
