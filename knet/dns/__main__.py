@@ -79,10 +79,10 @@ async def run(args: argparse.Namespace) -> int:
         _load_objects(args.objects, records)
     else:
         from control.client import HttpClient
-        from knet.dns.source import ClusterSource
+        from knet.servicesource import ServiceSource
         client = (HttpClient.from_kubeconfig(args.kubeconfig) if args.kubeconfig
                   else HttpClient(args.server, token=args.token))
-        source = ClusterSource(client, records)
+        source = ServiceSource(client, records)
         source.start()
         await source.wait_synced(args.sync_timeout)
     host, port = _hostport(args.listen, 53)

@@ -17,7 +17,12 @@ from aiohttp import web
 from control.clientbase import Client, Obj
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
-from knet.proxy.source import InformerFactory, InformerLike, ProxySource, _informer_class
+from knet.servicesource import (
+    InformerFactory,
+    InformerLike,
+    ServiceSource,
+    default_informer_factory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ class PodIndex:
 
 
 class NodeProxy:
-    def __init__(self, proxier: Proxier, source: ProxySource, pods: InformerLike | None) -> None:
+    def __init__(self, proxier: Proxier, source: ServiceSource, pods: InformerLike | None) -> None:
         self.proxier, self.source, self.pods = proxier, source, pods
         self.ring = proxier.ring
 
@@ -97,7 +102,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                            **options: Any) -> NodeProxy:
     """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
     http_timeout, flow_ring, ...). `app`, if not yet frozen, gets GET /flows."""
-    factory = informer or _informer_class()
+    factory = informer or default_informer_factory()
     index = PodIndex()
     ring = options.pop("flow_ring", None)
     ring = ring if ring is not None else FlowRing()
@@ -112,7 +117,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
         pods.add_handler(on_add=index.on_add, on_update=index.on_update,
                          on_delete=index.on_delete)
         pods.start()
-    source = ProxySource(client, proxier, informer=factory, services=services)
+    source = ServiceSource(client, proxier, informer=factory, services=services)
     source.start()
     if app is not None:
         if app.frozen:

@@ -1,5 +1,5 @@
 """End to end without root: API objects in an in-memory control plane, the real Informer via
-ClusterSource, the DNS server on loopback; what `dig` users see follows the API."""
+ServiceSource, the DNS server on loopback; what `dig` users see follows the API."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from control.api.objects import ObjectService
 from control.store.memory import MemoryStore
 from knet.dns.records import ClusterRecords
 from knet.dns.server import DnsServer
-from knet.dns.source import ClusterSource
+from knet.servicesource import ServiceSource
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ async def cluster() -> AsyncIterator[tuple[LocalClient, DnsServer]]:
     await objects.create("namespaces", {"metadata": {"name": "default"}})
     client = LocalClient(objects)
     records = ClusterRecords()
-    source = ClusterSource(client, records)
+    source = ServiceSource(client, records)
     source.start()
     await source.wait_synced(5)
     server = DnsServer(records.snapshot, host="127.0.0.1", port=0)
