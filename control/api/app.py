@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -52,9 +53,22 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     return app
 
 
+# The collector runs when tracked allocations minus deallocations pass the threshold. Each
+# request has ~100 dicts and lists alive at once (the parsed body, the object, aiohttp's
+# request) but keeps only a few: at the default 700, concurrent requests trigger collections
+# that promote their in-flight objects and end in full collections (measured: ~50 us of GC per
+# create under 50 clients); at 20,000 a young collection comes every few thousand creates.
+GC_YOUNG_THRESHOLD = 20_000
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[OBJECTS].start()
-    yield
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 async def _stop_streams(app: web.Application) -> None:
