@@ -21,11 +21,7 @@ _spec.loader.exec_module(_mod)
 Cluster: Any = _mod.Cluster
 
 
-def host_state() -> str:
-    """The cluster tests' host_state, minus the rootfs mounts of containers that other runs on
-    this machine make and remove (they propagate into the sandbox and come and go)."""
-    return "\n".join(line for line in _mod.host_state().splitlines()
-                     if "/var/tmp/knet-container-" not in line)
+host_state = _mod.host_state  # the cluster tests' check: netns mounts and the state dir only
 
 
 def _deploy(name: str, replicas: int, node: str | None = None) -> str:
@@ -75,7 +71,7 @@ spec:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     base = tmp_path_factory.mktemp("flows")
     c = Cluster(base / "state", base / "kubecache")
-    before = host_state()
+    before = host_state(c.state_dir)
     c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90")
     try:
         c.kubectl("apply", "-f", "-", input=MANIFESTS)
@@ -90,4 +86,4 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield c
     finally:
         c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state() == before, "knet down left something behind"
+        assert host_state(c.state_dir) == before, "knet down left something behind"
