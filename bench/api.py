@@ -244,7 +244,9 @@ async def run_store(store: str, args: argparse.Namespace) -> dict[str, float]:
                 await server.namespace(ns)
                 await server.create_pods(ns, size, concurrency=args.concurrency)
                 out[f"list{size}"] = await _list_ms(server, ns, repeat=args.list_repeat)
+            cpu = server.cpu_seconds()
             delays = await _fanout(server, watchers=args.watchers, writes=args.writes)
+            out["fan_cpu"] = (server.cpu_seconds() - cpu) / (args.writes + 1) * 1e3
             out["fan50"], out["fan99"] = median(delays), percentile(delays, 99)
     return out
 
@@ -259,7 +261,8 @@ async def _main(args: argparse.Namespace) -> str:
             ("list1000", "list 1,000 pods ms (median)"),
             ("list10000", "list 10,000 pods ms (median)"),
             ("fan50", f"write->{args.watchers} watchers ms p50"),
-            ("fan99", f"write->{args.watchers} watchers ms p99")]
+            ("fan99", f"write->{args.watchers} watchers ms p99"),
+            ("fan_cpu", "  server CPU ms per write (PATCH + fan-out)")]
     metrics = [Metric(label, "", {s: results[s][key] for s in args.stores})
                for key, label in rows]
     return side_by_side(metrics, args.stores, anchor=args.stores[0],

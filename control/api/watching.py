@@ -9,6 +9,7 @@ watch cache does. A revision below the store's compaction raises `Gone`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -40,8 +41,15 @@ class RawEvent:
                                                                              self.revision)
 
     def frame(self) -> bytes:
-        obj = meta.with_revision(self.value, self.revision)
-        return b'{"type":"%s","object":%s}\n' % (self.type.encode(), obj)
+        return _frame(self.type, self.value, self.revision)
+
+
+@functools.lru_cache(maxsize=64)
+def _frame(kind: str, value: bytes, revision: int) -> bytes:
+    """One event's NDJSON line, built once and shared by every watcher that gets it (the
+    stored bytes object is the same for all of them, and caches its own hash)."""
+    obj = meta.with_revision(value, revision)
+    return b'{"type":"%s","object":%s}\n' % (kind.encode(), obj)
 
 
 async def watch(svc: ObjectService, info: ResourceInfo, *, namespace: str | None,
