@@ -1,13 +1,14 @@
 """`python -m bench api`: the API server through HTTP, memory store as the anchor, SQLite beside.
 
 For each store, `knet control --no-controllers` runs as a subprocess (TLS on loopback, as
-users get it) and this process is the client (aiohttp, keep-alive, bearer token; 50 clients
-are 50 persistent connections): pods
-created per second one at a time and from 50 concurrent clients, the latency of listing
-1,000 and 10,000 pods, and the delay from a write (HTTP PATCH) to each of 100 HTTP watchers
-receiving the event (median, p99). The server's own CPU time per create is reported too:
-unlike the rates, it does not depend on what else the machine runs; so is this client's
-CPU per create (on a 2-core machine the client's core caps the rate too). Issue 3's goals on
+users get it) and this process is the client (bearer token, keep-alive; creates and watches
+on light asyncio-stream connections, see `RawClient`; 50 clients are 50 persistent
+connections): pods created per second one at a time and from 50 concurrent clients, the
+latency of listing 1,000 and 10,000 pods, and the delay from a write (HTTP PATCH) to each of
+100 HTTP watchers receiving the event (median, p99). The server's own CPU time per create and
+per fanned-out write is reported too: unlike the rates, it does not depend on what else the
+machine runs; so is this client's CPU per create (on a 2-core machine the client's core caps
+the rate too). Issue 3's goals on
 SQLite are for the API alone: >= 2,000 creates/s and a median write-to-watcher delay under
 10 ms with 100 watchers. The column `sqlite+controllers` runs the controllers as well (each
 pod create then also wakes the scheduler, which records FailedScheduling: there are no
