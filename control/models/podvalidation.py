@@ -49,7 +49,6 @@ IGNORED_CONTAINER_FIELDS = {
     "securityContext": "ignored",
     "volumeDevices": "ignored: knet has no block devices",
     "resizePolicy": "ignored",
-    "lifecycle": "ignored: knet runs no postStart/preStop hooks",
 }
 _SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir"})
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -219,6 +218,8 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
         for key, why in IGNORED_CONTAINER_FIELDS.items():
             if c.get(key):
                 errs.warn(f"{path}.{key}", why)
+    if (c.get("lifecycle") or {}).get("postStart"):
+        errs.warn(f"{path}.lifecycle.postStart", "ignored: knet runs preStop hooks, not postStart")
 
 
 def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> None:

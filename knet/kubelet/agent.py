@@ -23,7 +23,7 @@ from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
 from knet.kubelet import containers as cspec
 from knet.kubelet.context import KubeletOptions, NodeContext
-from knet.kubelet.node import NodeAgent, node_object
+from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
 from knet.kubelet.pods import PodWorker
 from knet.kubelet.server import create_app
 from knet.runtime.base import PodSandbox, Runtime
@@ -37,7 +37,8 @@ class Agent:
     def __init__(self, *, spec: NodeSpec, state_dir: Path, client: Client, dataplane: Dataplane,
                  runtime: Runtime, options: KubeletOptions | None = None,
                  agent_port: int | None = None, run_proxy: bool = True,
-                 service_account: dict[str, str] | None = None) -> None:
+                 service_account: dict[str, str] | None = None,
+                 max_pods: int = DEFAULT_MAX_PODS) -> None:
         self.spec = spec
         self.name = spec.name
         self.state_dir = state_dir
@@ -48,6 +49,7 @@ class Agent:
         self.port = agent_port if agent_port is not None else AGENT_PORT_BASE + spec.index
         self.run_proxy = run_proxy
         self.service_account = service_account or {}
+        self.max_pods = max_pods
         self.workers: dict[str, PodWorker] = {}
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []
@@ -153,7 +155,8 @@ class Agent:
         self.ctx = self.context(info.netns if hasattr(info, "netns") else self.spec.netns)
         node = node_object(self.name, underlay_ip=self.spec.underlay_ip,
                            pod_cidr=self.spec.pod_cidr,
-                           agent_url=f"http://127.0.0.1:{self.port}", netns=self.spec.netns)
+                           agent_url=f"http://127.0.0.1:{self.port}", netns=self.spec.netns,
+                           max_pods=self.max_pods)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
         app = create_app(lambda key: self.workers.get(key), self.runtime)
         if self.run_proxy:

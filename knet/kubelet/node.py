@@ -35,9 +35,15 @@ def _memory_kib() -> int:
     return 8 * 1024 * 1024
 
 
+# Kubernetes' kubelet defaults to 110 pods per node; a knet node's /24 holds 253, and labs
+# and benchmarks put hundreds of pods on two nodes, so knet's default is 250.
+DEFAULT_MAX_PODS = 250
+
+
 def node_object(name: str, *, underlay_ip: str, pod_cidr: str, agent_url: str,
-                netns: str) -> Obj:
-    cap = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki", "pods": "110",
+                netns: str, max_pods: int = DEFAULT_MAX_PODS) -> Obj:
+    cap = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki",
+           "pods": str(max_pods),
            "ephemeral-storage": "10Gi"}
     return {
         "apiVersion": "v1", "kind": "Node",

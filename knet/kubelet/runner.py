@@ -238,9 +238,31 @@ class ContainerRunner:
         return float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
 
     async def stop(self, *, grace: float) -> None:
-        """Stop for good (pod deletion): no restart after this."""
+        """Stop for good (pod deletion): no restart after this. As the kubelet does, the
+        preStop hook runs first, and the grace period covers hook and SIGTERM together."""
         self.stopping = True
         await self._stop_probes()
         if self.handle and self.ctx.runtime.running(self.handle):
             self.ctx.event(self.pod, "Normal", "Killing", f"Stopping container {self.c['name']}")
-            await self.ctx.runtime.stop(self.handle, grace=grace)
+            started = time.monotonic()
+            await self._pre_stop(grace)
+            left = max(grace - (time.monotonic() - started), 0.0)
+            await self.ctx.runtime.stop(self.handle, grace=left)
+
+    async def _pre_stop(self, grace: float) -> None:
+        hook = (self.c.get("lifecycle") or {}).get("preStop")
+        if not hook:
+            return
+        try:
+            if "sleep" in hook:
+                await asyncio.sleep(min(float(hook["sleep"].get("seconds", 0)), grace))
+                return
+            check = make_check({**hook, "timeoutSeconds": grace}, self.c,
+                               netns=self.ctx.node_netns, pod_ip=self.pod_ip,
+                               exec_fn=self._exec)
+            ok, message = await asyncio.wait_for(check(), grace)
+        except (TimeoutError, ValueError) as exc:
+            ok, message = False, str(exc) or f"did not finish within {grace:g}s"
+        if not ok:
+            self.ctx.event(self.pod, "Warning", "FailedPreStopHook",
+                           f"PreStopHook failed: {message}")

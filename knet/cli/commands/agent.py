@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, default=None, help="agent API port (default 10250+i)")
     p.add_argument("--api-host", default="172.18.0.1",
                    help="the API server's address as pods reach it (default 172.18.0.1)")
+    p.add_argument("--max-pods", type=int, default=None,
+                   help="pods this node accepts (default 250; Kubernetes' default is 110)")
     p.add_argument("--no-proxy", action="store_true", help="do not run the node's kube-proxy")
     p.set_defaults(func=_run)
 
@@ -64,7 +66,8 @@ async def _main(args: argparse.Namespace) -> int:
     agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
                   dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
                   runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy,
-                  service_account=service_account_files(args.kubeconfig, args.api_host))
+                  service_account=service_account_files(args.kubeconfig, args.api_host),
+                  **({"max_pods": args.max_pods} if args.max_pods else {}))
     try:
         await agent.run(stop)
     finally:

@@ -201,6 +201,39 @@ def test_pod_deleted_while_being_created_leaves_nothing(cluster: Cluster) -> Non
         d for d in (cluster.state_dir / "pods").glob("*/default_flash_*")], timeout=10)
 
 
+def test_prestop_hook_runs_before_sigterm_within_the_grace(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: hooked}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: c
+    image: knet/whoami
+    lifecycle: {preStop: {sleep: {seconds: 3}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badhook}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: knet/whoami
+    lifecycle: {preStop: {exec: {command: ["sh", "-c", "exit 9"]}}}
+""")
+    cluster.ready_pods("!app", 3)  # client, hooked, badhook
+    t0 = time.monotonic()
+    cluster.kubectl("delete", "pod", "hooked", "--wait=true")
+    took = time.monotonic() - t0
+    assert 3 <= took < 15, took  # the hook's 3 s, then whoami exits at once on SIGTERM
+    cluster.kubectl("delete", "pod", "badhook", "--wait=true")
+    events = cluster.kubectl("get", "events", "--field-selector",
+                             "involvedObject.name=badhook").stdout
+    assert "FailedPreStopHook" in events and "exited with 9" in events
+
+
 def test_tutorial_nginx_and_busybox_unchanged(cluster: Cluster) -> None:
     # kubernetes.io/docs/concepts/workloads/controllers/deployment: nginx-deployment.yaml
     cluster.kubectl("apply", "-f", "-", input="""
