@@ -94,8 +94,10 @@ class RecordedDataplane:
         for cidr, what in await self.kernel.foreign_networks():
             for label, net in nets.items():
                 if net.overlaps(ipaddress.IPv4Network(cidr, strict=False)):
-                    raise UsageError(f"{label} {net} overlaps the host's own {what}; pick another "
-                                     f"range (e.g. knet up --{label.split()[0]}-cidr ...)")
+                    raise UsageError(
+                        f"{label} {net} overlaps the host's own {what}; knet's ranges are fixed "
+                        "in this version: run it in a private network namespace instead "
+                        "('knet sandbox -- knet demo', or the lab container)")
         cfg = HostConfig(underlay_cidr=underlay_cidr, host_ip=host_ip, pod_cidr=pod_cidr,
                          service_cidr=service_cidr)
         prev = self.records.host()
