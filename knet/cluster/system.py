@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from control.clientbase import Client
-from control.errors import AlreadyExists
+from control.errors import AlreadyExists, NotFound
 from knet.cluster.state import ClusterRecord
 from knet.errors import KnetError
 
@@ -67,7 +67,7 @@ async def wait_ready(client: Client, rec: ClusterRecord, deadline: float) -> Non
     while time.monotonic() < deadline:
         try:
             ep = await client.get("endpoints", "kube-dns", namespace="kube-system")
-        except Exception:  # noqa: BLE001 - not there yet
+        except NotFound:  # not made yet
             ep = {}
         if any(s.get("addresses") for s in ep.get("subsets") or []):
             return

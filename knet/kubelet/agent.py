@@ -91,8 +91,10 @@ class Agent:
                            service_account=self.service_account, options=self.options)
 
     # -- pods ----------------------------------------------------------------------------
-    def _on_pod(self, pod: Obj, *_: Obj) -> None:
-        pod = _latest(pod, _)
+    def _on_pod_update(self, _old: Obj, new: Obj) -> None:
+        self._on_pod(new)
+
+    def _on_pod(self, pod: Obj) -> None:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
         w = self.workers.get(key)
         if w is not None and w.uid != pod["metadata"].get("uid"):
@@ -152,7 +154,7 @@ class Agent:
     # -- run -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         info = await self.dataplane.ensure_node(self.spec)
-        self.ctx = self.context(info.netns if hasattr(info, "netns") else self.spec.netns)
+        self.ctx = self.context(info.netns)
         node = node_object(self.name, underlay_ip=self.spec.underlay_ip,
                            pod_cidr=self.spec.pod_cidr,
                            agent_url=f"http://127.0.0.1:{self.port}", netns=self.spec.netns,
@@ -168,7 +170,7 @@ class Agent:
         self.nodes.add_handler(on_add=lambda *_: self._spawn(self._sync_routes()),
                                on_update=lambda *_: self._spawn(self._sync_routes()),
                                on_delete=lambda *_: self._spawn(self._sync_routes()))
-        self.pods.add_handler(on_add=self._on_pod, on_update=self._on_pod,
+        self.pods.add_handler(on_add=self._on_pod, on_update=self._on_pod_update,
                               on_delete=self._on_pod_delete)
         self._informers = [self.services, self.nodes, self.pods]
         for inf in self._informers:
@@ -220,8 +222,3 @@ class Agent:
         if self._runner:
             await self._runner.cleanup()
         await self.dataplane.close()
-
-
-def _latest(pod: Obj, rest: tuple[Obj, ...]) -> Obj:
-    """on_update(old, new) gives the new object last."""
-    return rest[-1] if rest else pod

@@ -21,7 +21,7 @@ from knet.errors import KnetError
 from knet.kubelet import containers as cspec
 from knet.kubelet.context import NodeContext
 from knet.kubelet.runner import ContainerRunner
-from knet.kubelet.status import ContainerView, pod_status, rfc3339
+from knet.kubelet.status import ContainerView, pod_status
 from knet.runtime.base import PodSandbox
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ class PodWorker:
             if not self._deleting():
                 main = asyncio.create_task(self._bring_up())
                 while not main.done() and not self._deleting():
-                    await asyncio.wait({main, asyncio.create_task(self._wake.wait())},
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    woken = asyncio.create_task(self._wake.wait())
+                    await asyncio.wait({main, woken}, return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
                     self._wake.clear()
                 if not main.done():
                     main.cancel()
@@ -241,4 +242,4 @@ def _host_nameserver() -> str:
     return "127.0.0.53"
 
 
-__all__ = ["PodWorker", "pod_dir", "rfc3339"]
+__all__ = ["PodWorker", "pod_dir"]

@@ -40,7 +40,7 @@ class ContainerRunner:
         self.stopping = False
         self.probers: dict[str, Prober] = {}
         self._backoff = 0.0
-        self._kill_reason = ""
+        self._killing: asyncio.Task[int] | None = None
 
     @property
     def key(self) -> str:
@@ -85,8 +85,6 @@ class ContainerRunner:
             await self._stop_probes()
             exit_info = self.ctx.runtime.last_exit(handle)
             reason = exit_info.reason if exit_info else ("Completed" if code == 0 else "Error")
-            if self._kill_reason and not self.stopping:
-                reason = "Error" if code else reason
             self.view.state = {"terminated": {
                 "exitCode": code, "reason": reason, "startedAt": rfc3339(started_at),
                 "finishedAt": rfc3339(time.time()), "containerID": f"knet://{handle.id}",
@@ -159,7 +157,6 @@ class ContainerRunner:
                            f"{self.c['name']} in pod {self.pod['metadata']['name']}")
             self.changed()
             await asyncio.sleep(delay)
-        self._kill_reason = ""
         return not self.stopping
 
     # -- probes -------------------------------------------------------------------------
@@ -206,8 +203,8 @@ class ContainerRunner:
         elif (kind == "liveness" or kind == "startup") and not ok and self.handle:
             self.ctx.event(self.pod, "Normal", "Killing", f"Container {self.c['name']} failed "
                            f"{kind} probe, will be restarted")
-            self._kill_reason = kind
-            asyncio.create_task(self.ctx.runtime.stop(self.handle, grace=self._grace()))
+            self._killing = asyncio.create_task(
+                self.ctx.runtime.stop(self.handle, grace=self._grace()))
         self.changed()
 
     async def _stop_probes(self) -> None:
