@@ -8,9 +8,13 @@ the key, what was expected, and what to do about it.
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING
 
 from control.errors import AlreadyExists, Conflict, Gone, NotFound
 from control.store.base import KV
+
+if TYPE_CHECKING:
+    from control.store._watch import WatchHub
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -92,3 +96,34 @@ class KeyIndex:
                 break
             out.append(data[key])
         return out
+
+
+class IndexedReads:
+    """The reads of a store whose current values live in a `KeyIndex` (memory and SQLite):
+    get, list and current_revision answer from memory; subclasses set `_index`, `_rev` and
+    `_hub` (a `control.store._watch.WatchHub`) and define `_check_open`."""
+
+    _index: KeyIndex
+    _rev: int
+    _hub: WatchHub
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def active_watches(self) -> int:
+        """How many watch streams are open (for tests and metrics)."""
+        return self._hub.count
+
+    async def get(self, key: str) -> KV | None:
+        self._check_open()
+        return self._index.get(key)
+
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int = 0) -> tuple[list[KV], int]:
+        self._check_open()
+        return self._index.list(prefix, start_after, limit), self._rev
+
+    async def current_revision(self) -> int:
+        self._check_open()
+        return self._rev

@@ -7,7 +7,14 @@ automatically beyond `max_history` events; watchers get events through a shared 
 
 from __future__ import annotations
 
-from control.store._common import KeyIndex, already_exists, check_current, compact_too_far, gone
+from control.store._common import (
+    IndexedReads,
+    KeyIndex,
+    already_exists,
+    check_current,
+    compact_too_far,
+    gone,
+)
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
 
@@ -16,7 +23,7 @@ CATCH_UP_PAGE = 1000
 Events = list[StoreEvent]  # (list is a method name in the classes below)
 
 
-class MemoryStore:
+class MemoryStore(IndexedReads):
     """A complete `Store` held in dicts; see `control.store.base.Store` for the contract."""
 
     def __init__(self, *, max_history: int = DEFAULT_MAX_HISTORY,
@@ -32,20 +39,6 @@ class MemoryStore:
     def __repr__(self) -> str:
         return (f"<MemoryStore rev={self._rev} keys={len(self._index)} "
                 f"compacted={self._compacted} watchers={self._hub.count}>")
-
-    @property
-    def active_watches(self) -> int:
-        """How many watch streams are open (for tests and metrics)."""
-        return self._hub.count
-
-    async def get(self, key: str) -> KV | None:
-        self._check_open()
-        return self._index.get(key)
-
-    async def list(self, prefix: str, *, start_after: str | None = None,
-                   limit: int = 0) -> tuple[list[KV], int]:
-        self._check_open()
-        return self._index.list(prefix, start_after, limit), self._rev
 
     async def create(self, key: str, value: bytes) -> KV:
         self._check_open()
@@ -74,10 +67,6 @@ class MemoryStore:
         self._check_open()
         return WatchStream(self._hub, prefix, from_revision=from_revision,
                            catch_up=lambda after: self._catch_up(prefix, after))
-
-    async def current_revision(self) -> int:
-        self._check_open()
-        return self._rev
 
     async def compact(self, revision: int) -> None:
         self._check_open()

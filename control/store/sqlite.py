@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.errors import ApiError
-from control.store._common import KeyIndex
+from control.store._common import IndexedReads, KeyIndex
 from control.store._sqlite_db import Checkpointer, SqliteDb
 from control.store._watch import DEFAULT_MAX_BACKLOG, WatchHub, WatchStream
 from control.store.base import KV, StoreEvent
@@ -43,7 +43,7 @@ MAX_BATCH = 1000
 OPEN_TIMEOUT = 30.0
 
 
-class SqliteStore:
+class SqliteStore(IndexedReads):
     """A complete `Store` on one SQLite file; see `control.store.base.Store` for the contract.
 
     `max_history`: events kept for watch catch-up before automatic compaction. Current
@@ -84,21 +84,7 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"<SqliteStore {self.path} watchers={self._hub.count}>"
 
-    @property
-    def active_watches(self) -> int:
-        """How many watch streams are open (for tests and metrics)."""
-        return self._hub.count
-
     # -- the Store protocol --------------------------------------------------------------------
-
-    async def get(self, key: str) -> KV | None:
-        self._check_open()
-        return self._index.get(key)
-
-    async def list(self, prefix: str, *, start_after: str | None = None,
-                   limit: int = 0) -> tuple[list[KV], int]:
-        self._check_open()
-        return self._index.list(prefix, start_after, limit), self._rev
 
     async def create(self, key: str, value: bytes) -> KV:
         return await self._write(lambda db: db.create(key, bytes(value)))
@@ -117,10 +103,6 @@ class SqliteStore:
                 lambda db: (db.events(prefix, after, CATCH_UP_PAGE), []))
 
         return WatchStream(self._hub, prefix, from_revision=from_revision, catch_up=catch_up)
-
-    async def current_revision(self) -> int:
-        self._check_open()
-        return self._rev
 
     async def compact(self, revision: int) -> None:
         def op(db: SqliteDb) -> Result:
