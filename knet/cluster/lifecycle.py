@@ -19,13 +19,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control.client import HttpClient
 from control.errors import ApiError
 from knet.cluster import procs, system
 from knet.cluster.state import ClusterRecord
 from knet.errors import KnetError
+
+if TYPE_CHECKING:
+    from knet.dataplane.netlink import NetlinkDataplane
 
 Say = Callable[[str], None]
 HOST_IP = "172.18.0.1"
@@ -42,8 +45,8 @@ def _need_root(what: str) -> None:
                         "or in a privileged container")
 
 
-def _dataplane(state_dir: Path):  # type: ignore[no-untyped-def]
-    from knet.dataplane.netlink import NetlinkDataplane
+def _dataplane(state_dir: Path) -> NetlinkDataplane:
+    from knet.dataplane.netlink import NetlinkDataplane  # imported late: pyroute2 is heavy
 
     return NetlinkDataplane(state_dir / "dataplane")
 

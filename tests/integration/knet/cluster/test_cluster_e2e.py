@@ -192,13 +192,20 @@ spec:
                     timeout=60)
 
 
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
 def test_pod_deleted_while_being_created_leaves_nothing(cluster: Cluster) -> None:
-    cluster.kubectl("run", "flash", "--image=knet/whoami")
+    before = _netns()
+    cluster.kubectl("run", "flash", "--image=knet/whoami")  # deleted at once, mid-creation
     cluster.kubectl("delete", "pod", "flash", "--wait=true", timeout=60)
     r = cluster.kubectl("get", "pod", "flash", check=False)
     assert r.returncode != 0 and "NotFound" in r.stderr
     cluster.wait("flash's pod directory to go", lambda: not [
         d for d in (cluster.state_dir / "pods").glob("*/default_flash_*")], timeout=10)
+    cluster.wait("flash's network namespace to go", lambda: _netns() == before, timeout=10)
 
 
 def test_prestop_hook_runs_before_sigterm_within_the_grace(cluster: Cluster) -> None:
