@@ -3,6 +3,7 @@
     ApiError(code, reason)           -> Status{code, reason, message, details}
     ├── BadRequest        400 BadRequest
     ├── Unauthorized      401 Unauthorized
+    ├── Forbidden         403 Forbidden
     ├── NotFound          404 NotFound
     ├── MethodNotAllowed  405 MethodNotAllowed
     ├── AlreadyExists     409 AlreadyExists
@@ -74,6 +75,10 @@ class BadRequest(ApiError):
 
 class Unauthorized(ApiError):
     code, reason = 401, "Unauthorized"
+
+
+class Forbidden(ApiError):
+    code, reason = 403, "Forbidden"
 
 
 class NotFound(ApiError):

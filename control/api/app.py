@@ -1,7 +1,8 @@
 """The aiohttp application factory of knet's Kubernetes-compatible API server.
 
 `create_app(store, settings)` wires the object layer (started in `cleanup_ctx`), one
-middleware (bearer-token auth, and every failure as a Status), discovery, OpenAPI and the
+middleware (authentication and authorization through control.auth, and every failure
+as a Status), discovery, OpenAPI and the
 REST routes. Streaming handlers register in `app[STREAMS]`; `on_shutdown` cancels them so a
 graceful stop never waits for a watching client.
 """
@@ -22,6 +23,9 @@ from control.api.codec import MAX_BODY
 from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, STOPPING, STREAMS
 from control.api.middleware import guarded
 from control.api.objects import Admit, ObjectService
+from control.auth.legacy import AuthenticatedAllowed
+from control.auth.tokens import ADMIN, StaticTokens
+from control.auth.types import Authenticator, Authorizer
 from control.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -31,14 +35,18 @@ __all__ = ["OBJECTS", "Settings", "create_app"]
 
 @dataclass(frozen=True)
 class Settings:
-    token: str
+    token: str                          # the admin's bearer token (user kubernetes-admin)
+    authn: Authenticator | None = None  # None: the admin token only
+    authz: Authorizer | None = None     # None: control.auth.legacy.AuthenticatedAllowed
     max_body: int = MAX_BODY
     admit: Admit | None = None          # None: control.models.validation.admit
     bookmark_interval: float = 30.0     # seconds between BOOKMARKs on watches that allow them
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[guarded(settings.token)],
+    authn = settings.authn or StaticTokens({settings.token: ADMIN})
+    authz = settings.authz or AuthenticatedAllowed()
+    app = web.Application(middlewares=[guarded(authn, authz)],
                           client_max_size=settings.max_body)
     objects = ObjectService(store, admit=settings.admit)
     app[OBJECTS] = objects

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from control.errors import ApiError, BadRequest, Conflict, Gone, NotFound
+from control.errors import ApiError, BadRequest, Conflict, Forbidden, Gone, NotFound  # noqa: F401 (Forbidden re-exported)
 from control.models import resources
 from control.models.resources import ResourceInfo
 from control.store.base import KV
@@ -26,10 +26,6 @@ Obj = dict[str, Any]
 Now = Callable[[], datetime]
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-
-
-class Forbidden(ApiError):
-    code, reason = 403, "Forbidden"
 
 
 def utcnow() -> datetime:
