@@ -14,18 +14,21 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, STOPPING, STREAMS
+from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS
 from control.api.middleware import guarded
 from control.api.objects import Admit, ObjectService
+from control.api.reviews import ReviewHandler
 from control.auth.legacy import AuthenticatedAllowed
 from control.auth.tokens import ADMIN, StaticTokens
 from control.auth.types import Authenticator, Authorizer
+from control.auth.whoami import self_subject_review
 from control.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class Settings:
     max_body: int = MAX_BODY
     admit: Admit | None = None          # None: control.models.validation.admit
     bookmark_interval: float = 30.0     # seconds between BOOKMARKs on watches that allow them
+    reviews: Mapping[str, ReviewHandler] = field(default_factory=dict)  # by plural
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
@@ -51,6 +55,7 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     objects = ObjectService(store, admit=settings.admit)
     app[OBJECTS] = objects
     app[STREAMS] = set()
+    app[REVIEWS] = {"selfsubjectreviews": self_subject_review, **settings.reviews}
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app)

@@ -7,9 +7,12 @@ import asyncio
 from aiohttp import web
 
 from control.api.objects import ObjectService
+from control.api.reviews import ReviewHandler
 
 OBJECTS = web.AppKey("objects", ObjectService)
 # Long-lived streaming handlers (watch, log follow) register here; shutdown cancels them.
 STREAMS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("streams", set)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
+# create-only reviews (TokenReview, SubjectAccessReview, ...) by plural: control.api.reviews
+REVIEWS: web.AppKey[dict[str, ReviewHandler]] = web.AppKey("reviews", dict)

@@ -15,8 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from control.api import codec, meta, nodeproxy
-from control.api.keys import OBJECTS
+from control.api.keys import OBJECTS, REVIEWS
+from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
+from control.api.reviews import ReviewContext, run_review
 from control.api.watch import serve_watch
 from control.errors import BadRequest, MethodNotAllowed, NotFound
 from control.models.resources import ResourceInfo
@@ -58,7 +60,11 @@ def parse_target(group: str, version: str, tail: str) -> Target:
 
 def _target(request: web.Request) -> Target:
     info = request.match_info
-    return parse_target(info.get("group", ""), info["version"], info.get("tail", ""))
+    t = parse_target(info.get("group", ""), info["version"], info.get("tail", ""))
+    if not t.info.stored and request.method != "POST":
+        raise MethodNotAllowed(f"{t.info.plural} only answer POST (create): a "
+                               f"{t.info.kind} is a question, not a stored object")
+    return t
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -138,6 +144,10 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
         return await nodeproxy.forward(request, objects, t.namespace or "default", t.name or "",
                                        t.sub)
     body = await codec.read_body(request, what=f"create {t.info.plural}")
+    if not t.info.stored:
+        ctx = ReviewContext(user=request[USER], objects=objects, namespace=t.namespace)
+        return codec.respond(await run_review(request.app[REVIEWS], t.info, ctx, body),
+                             status=201)
     if t.info.plural == "bindings" or t.sub == "binding":
         name = t.name or (body.get("metadata") or {}).get("name", "") if isinstance(
             body, dict) else ""

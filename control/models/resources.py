@@ -24,6 +24,7 @@ class ResourceInfo:
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     singular: str = field(default="")
+    stored: bool = True  # False: a create-only review answered by control.api.reviews
 
     @property
     def api_version(self) -> str:
@@ -86,6 +87,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Job", "jobs", "batch", "v1", True, (), _ALL, ("status",)),
     ResourceInfo("CronJob", "cronjobs", "batch", "v1", True, ("cj",), _ALL, ("status",)),
     ResourceInfo("Lease", "leases", "coordination.k8s.io", "v1", True),
+    ResourceInfo("SelfSubjectReview", "selfsubjectreviews", "authentication.k8s.io", "v1",
+                 False, verbs=("create",), stored=False),
 )
 
 

@@ -343,3 +343,17 @@ async def test_watch_bookmarks_carry_filtered_progress() -> None:
             other["metadata"]["resourceVersion"]
         assert events[1]["object"]["kind"] == "Pod"
         resp.close()
+
+
+async def test_self_subject_review_is_whoami_and_never_stored(api: TestClient) -> None:
+    path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    r = await api.post(path, json={"apiVersion": "authentication.k8s.io/v1",
+                                   "kind": "SelfSubjectReview"})
+    body = await r.json()
+    assert r.status == 201, body
+    assert body["status"]["userInfo"] == {"username": "kubernetes-admin",
+                                          "groups": ["system:masters", "system:authenticated"]}
+    await status_of(await api.get(path), 405, "MethodNotAllowed")
+    async with TestClient(api.server) as anon:
+        r = await anon.post(path, json={"kind": "SelfSubjectReview"})
+        assert (await r.json())["code"] == 403   # the legacy authorizer: anonymous reads only
