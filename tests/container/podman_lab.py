@@ -1,4 +1,4 @@
-"""A throwaway rootful podman for the container tests (the recipe of shared/CONTAINER.md).
+"""A throwaway rootful podman for the container tests (the recipe of docs/container.md).
 
 Everything lives in one temporary directory (storage, runroot, libpod tmp, containers.conf with
 runc and rlimits the host allows), so removing that directory, after unmounting what podman left

@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md, checked on the source: control never imports knet; only
+"""The import rules of docs/architecture.md, checked on the source: control never imports knet; only
 knet/dataplane imports pyroute2; only knet/flows imports scapy."""
 
 from __future__ import annotations

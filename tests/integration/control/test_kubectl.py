@@ -1,5 +1,5 @@
 """The real kubectl (and the official Python client) against `knet control`, started as a
-subprocess on a free loopback port, one row of shared/KUBECTL.md at a time. Each test uses
+subprocess on a free loopback port, one row of docs/kubectl.md at a time. Each test uses
 its own namespace and a fresh `--cache-dir`, so discovery is really fetched."""
 
 from __future__ import annotations
