@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from control.api import meta
 from control.api.meta import Obj
-from control.errors import BadRequest, Conflict, NotFound
+from control.errors import BadRequest, Conflict, Forbidden, NotFound
 from control.models.resources import ResourceInfo
 from control.store.base import KV
 
@@ -136,7 +136,7 @@ async def remove(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj) -> Ob
 async def _delete_namespace(svc: ObjectService, kv: KV, obj: Obj) -> Obj:
     md, name = obj["metadata"], obj["metadata"]["name"]
     if name in ("default", "kube-system", "kube-public"):
-        raise meta.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be '
+        raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be '
                              "deleted", kind="namespaces", name=name)
     if not md.get("deletionTimestamp"):
         md["deletionTimestamp"] = meta.rfc3339(svc.now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -15,4 +16,4 @@ STREAMS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("streams", set)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
 # create-only reviews (TokenReview, SubjectAccessReview, ...) by plural: control.api.reviews
-REVIEWS: web.AppKey[dict[str, ReviewHandler]] = web.AppKey("reviews", dict)
+REVIEWS: web.AppKey[Mapping[str, ReviewHandler]] = web.AppKey("reviews", Mapping)

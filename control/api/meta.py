@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from control.errors import ApiError, BadRequest, Conflict, Forbidden, Gone, NotFound  # noqa: F401 (Forbidden re-exported)
+from control.errors import BadRequest, Conflict, Gone, NotFound
 from control.models import resources
 from control.models.resources import ResourceInfo
 from control.store.base import KV

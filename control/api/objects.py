@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control.api import deletion, meta, subresources, versions, watching
-from control.api.meta import Forbidden, Obj
+from control.api.meta import Obj
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
-from control.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from control.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
 from control.models.validation import admit as default_admit

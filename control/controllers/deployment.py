@@ -14,6 +14,7 @@ from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers import rollout as ro
 from control.controllers.base import Controller, Requeue
+from control.controllers.claims import ControllerRefManager
 from control.controllers.deployment_status import compute_status, deadline_left
 from control.controllers.events import EventRecorder
 from control.controllers.util import controller_ref, deep, is_terminating, meta, owner_ref
@@ -39,6 +40,8 @@ class DeploymentController(Controller):
         self.replicasets = replicasets
         self.pods = pods
         self._written: dict[str, Obj] = {}     # RS key -> our last write (fresher than cache)
+        self.refs = ControllerRefManager(client, "replicasets", log=self.log,
+                                         owner_kind="Deployment", on_written=self._remember)
         deployments.add_handler(on_add=self._d_changed, on_delete=self._d_changed,
                                 on_update=lambda old, new: self._d_changed(new))
         replicasets.add_handler(on_add=self._rs_changed, on_delete=self._rs_deleted,
@@ -143,26 +146,13 @@ class DeploymentController(Controller):
         return best
 
     async def _claim(self, d: Obj) -> list[Obj]:
-        dm = meta(d)
         selector = selector_from_spec((d.get("spec") or {}).get("selector"))
-        owned: list[Obj] = []
-        for rs in self.replicasets.list(namespace=dm.get("namespace")):
-            rs = self._refresh(rs) or rs
-            ref = controller_ref(rs)
-            matches = selector.matches(meta(rs).get("labels"))
-            if ref is not None and ref.get("uid") == dm.get("uid"):
-                if matches:
-                    owned.append(rs)
-                elif not is_terminating(rs):
-                    refs = [r for r in meta(rs).get("ownerReferences", [])
-                            if r.get("uid") != dm.get("uid")]
-                    await self._patch_rs(rs, {"metadata": {"ownerReferences": refs}})
-            elif ref is None and matches and not is_terminating(rs):
-                refs = list(meta(rs).get("ownerReferences") or []) + [owner_ref(d)]
-                adopted = await self._patch_rs(rs, {"metadata": {"ownerReferences": refs}})
-                if adopted is not None:
-                    owned.append(adopted)
-        return owned
+        candidates = [self._refresh(rs) or rs
+                      for rs in self.replicasets.list(namespace=meta(d).get("namespace"))]
+        return await self.refs.claim(d, candidates, selector)
+
+    def _remember(self, rs: Obj) -> None:
+        self._written[object_key(rs)] = rs
 
     async def _patch_rs(self, rs: Obj, patch: Obj) -> Obj | None:
         m = meta(rs)

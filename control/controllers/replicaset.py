@@ -16,6 +16,7 @@ from typing import Any
 from control.clientbase import Client, Obj
 from control.clock import Clock, parse_rfc3339
 from control.controllers.base import Controller, Requeue
+from control.controllers.claims import ControllerRefManager
 from control.controllers.events import EventRecorder
 from control.controllers.util import (
     Expectations,
@@ -52,6 +53,7 @@ class ReplicaSetController(Controller):
         self.pods = pods
         self.owners = owners
         self.expect = Expectations(clock=clock)
+        self.refs = ControllerRefManager(client, "pods", log=self.log, owner_kind=kind)
         owners.add_handler(on_add=self._owner_changed, on_delete=self._owner_changed,
                            on_update=lambda old, new: self._owner_changed(new))
         pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
@@ -109,37 +111,8 @@ class ReplicaSetController(Controller):
         self._requeue_for_availability(owner, pods)
 
     async def _claim(self, owner: Obj) -> list[Obj]:
-        om = meta(owner)
-        selector = self.selector(owner)
-        owned: list[Obj] = []
-        for pod in self.pods.list(namespace=om.get("namespace")):
-            ref = controller_ref(pod)
-            matches = selector.matches(meta(pod).get("labels"))
-            if ref is not None and ref.get("uid") == om.get("uid"):
-                if matches:
-                    owned.append(pod)
-                elif not is_terminating(pod):
-                    await self._set_owners(pod, [r for r in meta(pod).get("ownerReferences", [])
-                                                 if r.get("uid") != om.get("uid")], "release")
-            elif (ref is None and matches and not is_terminating(pod)
-                  and not is_terminating(owner) and is_pod_active(pod)):
-                refs = list(meta(pod).get("ownerReferences") or []) + [owner_ref(owner)]
-                adopted = await self._set_owners(pod, refs, "adopt")
-                if adopted is not None:
-                    owned.append(adopted)
-        return owned
-
-    async def _set_owners(self, pod: Obj, refs: list[dict[str, Any]], why: str) -> Obj | None:
-        pm = meta(pod)
-        patch = {"metadata": {"ownerReferences": refs, "uid": pm.get("uid"),
-                              "resourceVersion": pm.get("resourceVersion")}}
-        try:
-            out = await self.client.patch("pods", pm["name"], patch,
-                                          namespace=pm.get("namespace"))
-        except NotFound:
-            return None
-        self.log.info("%s/%s: %s %s pod", pm.get("namespace"), pm["name"], self.kind, why)
-        return out
+        pods = self.pods.list(namespace=meta(owner).get("namespace"))
+        return await self.refs.claim(owner, pods, self.selector(owner), can_adopt=is_pod_active)
 
     async def _create_pods(self, key: str, owner: Obj, count: int) -> None:
         count = min(count, _BURST)
