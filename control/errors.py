@@ -20,7 +20,7 @@ re-raises them naming the object (`pods "web-1" not found`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -115,15 +115,6 @@ class Invalid(ApiError):
 
 class Internal(ApiError):
     code, reason = 500, "InternalError"
-
-
-@dataclass
-class StatusInfo:
-    """A decoded Status from the wire (used by the HTTP client to rebuild the error)."""
-    code: int
-    reason: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 _BY_REASON: dict[str, type[ApiError]] = {

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from control.errors import BadRequest, Conflict, Gone, NotFound
+from control.errors import BadRequest, Conflict, NotFound
 from control.models import resources
 from control.models.resources import ResourceInfo
 from control.store.base import KV
@@ -159,13 +159,3 @@ def read_continue(token: str, prefix: str) -> tuple[int, str]:
         raise BadRequest("continue token belongs to another list; restart the list "
                          "without it")
     return revision, start
-
-
-def gone(revision: int) -> Gone:
-    return Gone(f"too old resource version: {revision}; list again to get a fresh "
-                "resourceVersion")
-
-
-def object_name(obj: Obj) -> str:
-    meta = obj.get("metadata")
-    return str(meta.get("name") or "") if isinstance(meta, dict) else ""

@@ -21,7 +21,6 @@ _DNS1123_SUBDOMAIN = re.compile(
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 _IANA_SVC_NAME = re.compile(r"[-a-z0-9]+\Z")
-_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
 _CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+\Z")
 
@@ -134,7 +133,3 @@ def config_key(value: str) -> tuple[str, ...]:
     elif value in (".", "..") or value.startswith(".."):
         errs.append("must not be '.' or '..' or start with '..'")
     return tuple(errs)
-
-
-def c_identifier(value: str) -> bool:
-    return bool(_C_IDENTIFIER.match(value))

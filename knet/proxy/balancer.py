@@ -139,14 +139,13 @@ class LoadBalancer:
             state.index = index + 1
             return Pick(eps[index], _RR[index] if index < len(_RR) else f"rr#{index}")
         expired = False
-        if state.affinity_seconds is not None:
+        sticky = state.sticky.get(client_ip)
+        if sticky is not None:
             now = self._clock.monotonic()
-            sticky = state.sticky.get(client_ip)
-            if sticky is not None:
-                if now - sticky.last_used <= state.affinity_seconds:
-                    sticky.last_used = now
-                    return Pick(sticky.endpoint, "affinity-hit")
-                expired = True
+            if now - sticky.last_used <= state.affinity_seconds:
+                sticky.last_used = now
+                return Pick(sticky.endpoint, "affinity-hit")
+            expired = True
         index, endpoint = self._round_robin(state, avoid=None)
         self._remember(state, client_ip, endpoint)
         if expired:
