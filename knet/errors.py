@@ -2,11 +2,14 @@
 
     KnetError
     ├── DataplaneError      netlink / namespace failures, translated inside knet.dataplane
-    │   ├── AlreadyExists
-    │   ├── NotFound
+    │   ├── KernelObjectExists   a link, netns or route that must be new exists already
+    │   ├── KernelObjectMissing  a netns, node or link that must exist does not
     │   └── Exhausted       an address pool (pod CIDR) has no free address
     ├── RuntimeError_       container processes (start, exec, stop)
     └── UsageError          bad input from the command line
+
+(The API's AlreadyExists/NotFound are control.errors' and carry HTTP statuses; these name kernel
+objects, so the two never meet in one `except`.)
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ class DataplaneError(KnetError):
     pass
 
 
-class AlreadyExists(DataplaneError):
+class KernelObjectExists(DataplaneError):
     pass
 
 
-class NotFound(DataplaneError):
+class KernelObjectMissing(DataplaneError):
     pass
 
 

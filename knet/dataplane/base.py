@@ -13,7 +13,7 @@ How a kubelet uses it (every call is idempotent and safe to repeat after a crash
     await dp.delete_pod("node-1", "default/web-1")
     await dp.cleanup(); await dp.close()            # remove everything recorded, nothing else
 
-Errors are knet.errors: UsageError (bad name/CIDR), NotFound (e.g. node not ensured),
+Errors are knet.errors: UsageError (bad name/CIDR), KernelObjectMissing (e.g. node not ensured),
 Exhausted (pod CIDR full), DataplaneError (kernel said no, or not root). Each names the
 object and the way out. Values are frozen dataclasses; `repr()` shows real state.
 """

@@ -20,7 +20,7 @@ from knet.dataplane.base import HostConfig, NodeInfo, NodeSpec, PodNet
 from knet.dataplane.ipam import Ipam
 from knet.dataplane.kernel import Kernel
 from knet.dataplane.state import Records
-from knet.errors import NotFound, UsageError
+from knet.errors import KernelObjectMissing, UsageError
 
 __all__ = ["RecordedDataplane"]
 
@@ -59,14 +59,16 @@ class RecordedDataplane:
     def _host(self) -> HostConfig:
         rec = self.records.host()
         if rec is None:
-            raise NotFound("host: knet0 is not set up; call ensure_host() first ('knet up')")
+            raise KernelObjectMissing(
+                "host: knet0 is not set up; call ensure_host() first ('knet up')")
         return rec[0]
 
     def _node(self, name: str) -> NodeInfo:
         names.validate_node_name(name)
         info = self.records.node(name)
         if info is None:
-            raise NotFound(f"node {name}: not set up by this dataplane; ensure_node() it first")
+            raise KernelObjectMissing(
+                f"node {name}: not set up by this dataplane; ensure_node() it first")
         return info
 
     def _ipam(self, node: NodeInfo) -> Ipam:

@@ -14,7 +14,7 @@ from pathlib import Path
 from knet.dataplane import names
 from knet.dataplane.base import NOT_ROOT, HostConfig, NodeInfo, PodNet
 from knet.dataplane.core import RecordedDataplane
-from knet.errors import DataplaneError, NotFound
+from knet.errors import DataplaneError, KernelObjectMissing
 
 __all__ = ["FakeDataplane", "FakeKernel", "SimulatedCrash"]
 
@@ -58,7 +58,8 @@ class FakeKernel:
 
     def _get(self, netns: str) -> FakeNetns:
         if netns not in self.ns:
-            raise NotFound(f"netns {netns}: does not exist; run 'knet down' and 'knet up'")
+            raise KernelObjectMissing(
+                f"netns {netns}: does not exist; run 'knet down' and 'knet up'")
         return self.ns[netns]
 
     def _veth(self, a: tuple[str, str], b: tuple[str, str]) -> None:
@@ -149,7 +150,7 @@ class FakeKernel:
     async def set_address(self, netns: str, ifname: str, ip: str, *, present: bool) -> None:
         link = self._get(netns).links.get(ifname)
         if link is None:
-            raise NotFound(f"netns {netns}: no device {ifname}; ensure the node again")
+            raise KernelObjectMissing(f"netns {netns}: no device {ifname}; ensure the node again")
         (link.addrs.add if present else link.addrs.discard)(ip)
 
     async def addresses(self, netns: str, ifname: str) -> list[str]:

@@ -35,7 +35,7 @@ from knet.dataplane.aioiproute import (
 from knet.dataplane.base import NOT_ROOT, HostConfig, NodeInfo, PodNet
 from knet.dataplane.core import RecordedDataplane
 from knet.dataplane.kernel import RTPROT_KNET, UNREACHABLE_METRIC
-from knet.errors import AlreadyExists, DataplaneError, NotFound
+from knet.errors import DataplaneError, KernelObjectExists, KernelObjectMissing
 
 __all__ = ["NetlinkDataplane", "NetlinkKernel", "has_net_admin"]
 
@@ -67,9 +67,9 @@ def _nl(what: str, *, way_out: str = "run 'knet down' and try again") -> Iterato
             raise DataplaneError(NOT_ROOT) from None
         msg = f"{what}: {os.strerror(code) if code else exc}"
         if code == errno.EEXIST:
-            raise AlreadyExists(f"{msg}; {way_out}") from None
+            raise KernelObjectExists(f"{msg}; {way_out}") from None
         if code in _GONE:
-            raise NotFound(f"{msg}; {way_out}") from None
+            raise KernelObjectMissing(f"{msg}; {way_out}") from None
         raise DataplaneError(f"{msg}; {way_out}") from None
     except PermissionError:
         raise DataplaneError(NOT_ROOT) from None
@@ -113,8 +113,9 @@ class NetlinkKernel:
                 with nsutil.in_netns(netns):
                     ipr.socket  # noqa: B018
             except FileNotFoundError:
-                raise NotFound(f"netns {netns}: does not exist; ensure its node again or run "
-                               "'knet down'") from None
+                raise KernelObjectMissing(
+                    f"netns {netns}: does not exist; ensure its node again or run "
+                    "'knet down'") from None
         await ipr.setup_endpoint()
         return ipr
 
@@ -203,8 +204,8 @@ class NetlinkKernel:
         self._index.pop((node.netns, names.NODE_BRIDGE), None)
         knet0 = await _idx(hostipr, names.HOST_BRIDGE)
         if knet0 is None:
-            raise NotFound(f"{what}: host bridge {names.HOST_BRIDGE} is missing; call "
-                           "ensure_host() again ('knet up')")
+            raise KernelObjectMissing(f"{what}: host bridge {names.HOST_BRIDGE} is missing; call "
+                                      "ensure_host() again ('knet up')")
         with _nl(f"{what}: underlay veth {node.host_ifname} in the host"):
             await self._veth(hostipr, ipr, node.netns, node.host_ifname, knet0,
                              mac=names.pod_mac(node.underlay_ip))
@@ -314,8 +315,9 @@ class NetlinkKernel:
                                  mac=pod.mac)
             eth0 = await _idx(podipr, names.POD_IFNAME)
             if eth0 is None:
-                raise NotFound(f"pod {pod.key}: eth0 is missing in netns {pod.netns}; ensure "
-                               "the pod again")
+                raise KernelObjectMissing(
+                    f"pod {pod.key}: eth0 is missing in netns {pod.netns}; ensure "
+                    "the pod again")
             with _nl(f"pod {pod.key}: eth0 {pod.ip} in netns {pod.netns}"):
                 await podipr.send_batch(self._eth0_msgs(eth0, pod, prefixlen))
         finally:
@@ -352,8 +354,9 @@ class NetlinkKernel:
         if key not in self._index:
             idx = await _idx(ipr, names.NODE_BRIDGE)
             if idx is None:
-                raise NotFound(f"node {node.name}: bridge {names.NODE_BRIDGE} is missing in "
-                               f"netns {node.netns}; ensure the node again")
+                raise KernelObjectMissing(
+                    f"node {node.name}: bridge {names.NODE_BRIDGE} is missing in "
+                    f"netns {node.netns}; ensure the node again")
             self._index[key] = idx
         return self._index[key]
 
@@ -371,7 +374,7 @@ class NetlinkKernel:
         ipr = await self._sock(netns)
         idx = await _idx(ipr, ifname)
         if idx is None:
-            raise NotFound(f"netns {netns}: no device {ifname}; ensure the node again")
+            raise KernelObjectMissing(f"netns {netns}: no device {ifname}; ensure the node again")
         with _nl(f"netns {netns}: address {ip} on {ifname}"):
             if present:
                 await ipr.addr("replace", index=idx, address=ip, prefixlen=32)

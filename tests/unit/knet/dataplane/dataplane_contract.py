@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from knet.dataplane.base import Dataplane, NodeSpec
-from knet.errors import Exhausted, NotFound, UsageError
+from knet.errors import Exhausted, KernelObjectMissing, UsageError
 
 N1, N2 = NodeSpec.default(1), NodeSpec.default(2)
 
@@ -94,7 +94,7 @@ async def test_delete_node_removes_its_pods(dp: Dataplane) -> None:
     await dp.delete_node("node-2")
     await dp.delete_node("node-2")
     assert [n.name for n in await dp.list_nodes()] == ["node-1"]
-    with pytest.raises(NotFound, match="node-2"):
+    with pytest.raises(KernelObjectMissing, match="node-2"):
         await dp.list_pods("node-2")
 
 
@@ -150,14 +150,14 @@ async def test_explicit_ip(dp: Dataplane) -> None:
 
 
 async def test_unknown_node(dp: Dataplane) -> None:
-    with pytest.raises(NotFound, match="node node-7: not set up"):
+    with pytest.raises(KernelObjectMissing, match="node node-7: not set up"):
         await dp.ensure_pod("node-7", "default/a")
 
 
 async def test_node_needs_host_first(make_dp: Callable[[], Dataplane]) -> None:
     d = make_dp()
     try:
-        with pytest.raises(NotFound, match="ensure_host"):
+        with pytest.raises(KernelObjectMissing, match="ensure_host"):
             await d.ensure_node(N1)
     finally:
         await d.close()
@@ -187,7 +187,7 @@ async def test_node_routes_are_level_triggered(dp: Dataplane) -> None:
     await dp.ensure_node_routes("node-1", [N1, N2])
     await dp.ensure_node_routes("node-1", [N1, N2])
     await dp.ensure_node_routes("node-1", [N1])      # node-2 went away: stale route removed
-    with pytest.raises(NotFound):
+    with pytest.raises(KernelObjectMissing):
         await dp.ensure_node_routes("node-8", [N1])
 
 
