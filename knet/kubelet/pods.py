@@ -45,7 +45,11 @@ class PodWorker:
         self.sandbox: PodSandbox | None = None
         self.runners: list[ContainerRunner] = []
         self.init_views: list[ContainerView] = []
-        self.views = [ContainerView(name=c["name"], image=c.get("image", ""))
+        # while init containers run, the app containers wait as PodInitializing (kubelet)
+        waiting = {"waiting": {"reason": "PodInitializing" if pod["spec"].get("initContainers")
+                               else "ContainerCreating"}}
+        self.views = [ContainerView(name=c["name"], image=c.get("image", ""),
+                                    state=dict(waiting))
                       for c in pod["spec"].get("containers") or []]
         self.initialized = not pod["spec"].get("initContainers")
         self.start_time = time.time()

@@ -4,7 +4,7 @@
 Phase, as Kubernetes decides it: Pending until every container has started once; Running while
 any runs or will be restarted; Succeeded when all terminated with 0 and none will restart;
 Failed when all terminated, at least one not 0, and none will restart (restartPolicy Never, or
-OnFailure for the ones that exited 0).
+OnFailure for the ones that exited 0), or when an init container failed and will not be retried.
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ class ContainerView:
         return self.state.get("terminated")
 
 
-def phase(containers: list[ContainerView], *, initialized: bool) -> str:
+def phase(containers: list[ContainerView], *, initialized: bool,
+          init: list[ContainerView] | None = None) -> str:
     if not initialized:
+        # an init container that failed for good (restartPolicy Never) fails the pod
+        if any(c.terminated and c.terminated.get("exitCode") != 0 and not c.will_restart
+               for c in init or []):
+            return "Failed"
         return "Pending"
     if any(c.running for c in containers):
         return "Running"
@@ -100,7 +105,7 @@ def pod_status(*, old: Obj, containers: list[ContainerView], init: list[Containe
         _condition("PodScheduled", True, stamp, old=old_conditions),
     ]
     out: Obj = {
-        "phase": phase(containers, initialized=initialized),
+        "phase": phase(containers, initialized=initialized, init=init),
         "conditions": conditions,
         "hostIP": host_ip, "hostIPs": [{"ip": host_ip}] if host_ip else [],
         "startTime": rfc3339(start_time),

@@ -62,3 +62,12 @@ def test_transition_time_kept_while_status_unchanged() -> None:
                          now=99)
     t3 = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
     assert t3["Ready"] != t1["Ready"]
+
+
+def test_an_init_container_failed_for_good_fails_the_pod() -> None:
+    failed = view("init", {"terminated": {"exitCode": 4, "reason": "Error"}})
+    failed.will_restart = False
+    app = view("app", {"waiting": {"reason": "PodInitializing"}})
+    assert phase([app], initialized=False, init=[failed]) == "Failed"
+    failed.will_restart = True          # OnFailure/Always: the kubelet retries it
+    assert phase([app], initialized=False, init=[failed]) == "Pending"
