@@ -249,7 +249,7 @@ class SqliteStore(IndexedReads):
             return self._transaction(db, batch, isolated=False)
         except _OpFailed:
             db.rollback()
-        except Exception as exc:  # nothing of this batch landed
+        except Exception as exc:  # noqa: BLE001 (nothing of this batch landed)
             return self._failed(db, batch, exc)
         try:
             return self._transaction(db, batch, isolated=True)
