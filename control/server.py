@@ -28,6 +28,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
+from control.api import listen
 from control.api.app import OBJECTS, Settings, create_app
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
@@ -186,8 +187,9 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     store = open_store(config.store)
     app = create_app(store, Settings(token=token))
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=5)
+                           shutdown_timeout=5, **listen.HANDLER_ARGS)
     await runner.setup()
+    servers: list[asyncio.AbstractServer] = []
     try:
         objects = app[OBJECTS]
         await bootstrap(objects, host=config.host, port=config.port)
@@ -196,9 +198,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
                                               if not ipaddress.ip_address(h).is_unspecified]
                                       + ["127.0.0.1"])
         tls = server_context(crt, key)
-        for host in hosts:
-            await web.TCPSite(runner, host, config.port, reuse_address=True,
-                              ssl_context=tls).start()
+        for host in hosts:      # each connection under kube-apiserver's header timeout
+            servers.append(await listen.listen(runner, host, config.port, ssl_context=tls))
         _write_private(state / "kubeconfig",
                        kubeconfig(config.server_url, token, crt.read_bytes()))
         (state / "control.pid").write_text(f"{os.getpid()}\n")
@@ -214,6 +215,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
             task.cancel()
     finally:
         stop.set()
+        for server in servers:
+            server.close()
         await runner.cleanup()
         await store.close()
         with contextlib.suppress(FileNotFoundError):

@@ -1,5 +1,6 @@
 """Request bodies in, responses out: JSON or YAML bodies (a parse error is a 400 that quotes
-it), the patch type from Content-Type (415 for others), Table negotiation from Accept, and
+it; nesting depth and YAML alias expansion are bounded by `control.api.untrusted` before any
+parser can recurse), the patch type from Content-Type (415 for others), Table negotiation from Accept, and
 `Warning: 299` headers for admission warnings.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
-from control.api import meta, protobuf
+from control.api import meta, protobuf, untrusted
 from control.api.patch import PATCH_TYPES
 from control.errors import BadRequest, UnsupportedMedia
 from control.models.tables import table
@@ -32,14 +33,13 @@ async def read_body(request: web.Request, *, what: str) -> Any:
                                "application/json or application/yaml")
     if not raw.strip():
         raise BadRequest(f"{what}: the request body is empty; send a JSON or YAML object")
+    limit = MAX_BODY                           # the body limit applies after YAML expansion
     if ctype in _YAML_TYPES:
         try:
-            return yaml.safe_load(raw)
+            return await untrusted.load_yaml(raw, what=what, max_bytes=limit)
         except yaml.YAMLError as exc:
-            try:
-                return meta.loads(raw)
-            except ValueError:
-                raise BadRequest(f"{what}: the YAML body could not be parsed: {exc}") from None
+            return _json(raw, what, f"the YAML body could not be parsed: {exc}")
+    untrusted.check_json_depth(raw, what=what)
     try:
         return meta.loads(raw)
     except ValueError as exc:
@@ -47,12 +47,21 @@ async def read_body(request: web.Request, *, what: str) -> Any:
         if (ctype in ("application/json", "application/octet-stream", "") or "json" in ctype) \
                 and not raw.lstrip().startswith((b"{", b"[")):
             try:
-                data = yaml.safe_load(raw)
+                data = await untrusted.load_yaml(raw, what=what, max_bytes=limit)
             except yaml.YAMLError:
                 data = None
             if isinstance(data, (dict, list)):
                 return data
         raise BadRequest(f"{what}: the JSON body could not be parsed: {exc}") from None
+
+
+def _json(raw: bytes, what: str, problem: str) -> Any:
+    """A body sent as YAML that YAML cannot read: JSON (within the depth limit), or a 400."""
+    untrusted.check_json_depth(raw, what=what)
+    try:
+        return meta.loads(raw)
+    except ValueError:
+        raise BadRequest(f"{what}: {problem}") from None
 
 
 def patch_type(request: web.Request) -> str:

@@ -14,13 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, meta, nodeproxy
+from control.api import codec, meta, nodeproxy, params
 from control.api.keys import OBJECTS, REVIEWS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
 from control.api.reviews import ReviewContext, run_review
 from control.api.watch import serve_watch
-from control.errors import BadRequest, MethodNotAllowed, NotFound
+from control.errors import MethodNotAllowed, NotFound
 from control.models.resources import ResourceInfo
 
 _NS_SUBRESOURCES = ("status", "finalize")
@@ -72,13 +72,7 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 def _int(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name}={raw!r} must be an integer") from None
+    return params.integer(request, name)
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -98,6 +92,7 @@ def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web
 
 async def handle_get(request: web.Request) -> web.StreamResponse:
     t = _target(request)
+    params.resource_version(request)      # a uint64 for gets, lists and watches, or a 400
     objects = request.app[OBJECTS]
     if t.sub in ("log", "exec", "attach", "portforward", "proxy"):
         return await nodeproxy.forward(request, objects, t.namespace or "default", t.name or "",
@@ -120,7 +115,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
 async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.Response:
     q = request.query
     kwargs = {"namespace": t.namespace, "label_selector": q.get("labelSelector"),
-              "field_selector": q.get("fieldSelector"), "limit": _int(request, "limit") or 0,
+              "field_selector": q.get("fieldSelector"), "limit": params.limit(request),
               "continue_token": q.get("continue")}
     if codec.wants_table(request):
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]

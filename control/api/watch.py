@@ -16,17 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec
+from control.api import codec, params
 from control.api.keys import BOOKMARK_INTERVAL, STOPPING, STREAMS
 from control.api.objects import ObjectService
 from control.api.watching import Progress, RawEvent
-from control.errors import ApiError, BadRequest
+from control.errors import ApiError
 from control.models.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
-
-MAX_TIMEOUT = 3600
-
 
 def _selector(request: web.Request, name: str | None) -> str | None:
     fields = request.query.get("fieldSelector")
@@ -46,14 +43,10 @@ def _frame(event: RawEvent, table_for: str | None, *, first: bool) -> bytes:
 async def serve_watch(request: web.Request, objects: ObjectService, info: ResourceInfo, *,
                       namespace: str | None, name: str | None) -> web.StreamResponse:
     q = request.query
-    raw_timeout = q.get("timeoutSeconds")
-    try:
-        timeout = min(int(raw_timeout), MAX_TIMEOUT) if raw_timeout else MAX_TIMEOUT
-    except ValueError:
-        raise BadRequest(f"timeoutSeconds={raw_timeout!r} must be an integer") from None
+    timeout = params.timeout_seconds(request)
     progress = Progress()
     stream = objects.watch_raw(info.plural, namespace=namespace,
-                               resource_version=q.get("resourceVersion"),
+                               resource_version=params.resource_version(request),
                                label_selector=q.get("labelSelector"),
                                field_selector=_selector(request, name), progress=progress)
     table_for = info.plural if codec.wants_table(request) else None

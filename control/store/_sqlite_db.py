@@ -19,7 +19,9 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from control.store._common import already_exists, check_current, compact_too_far, gone, prefix_end
 from control.store.base import KV, StoreEvent
@@ -49,6 +51,7 @@ _EVENTS_NO_END = ("SELECT l.rev, l.key, l.value, l.create_rev, l.deleted, p.rev,
 
 Events = list[StoreEvent]
 Kvs = list[KV]
+_R = TypeVar("_R")
 
 
 class StoreUnavailable(RuntimeError):
@@ -133,6 +136,20 @@ class SqliteDb:
     def commit(self) -> None:
         self.conn.execute("COMMIT")
 
+    def isolated(self, fn: Callable[[SqliteDb], _R]) -> _R:
+        """fn(self) inside a savepoint: if it raises, what it wrote is undone (and raised)."""
+        rev = self.rev
+        self.conn.execute("SAVEPOINT op")
+        try:
+            out = fn(self)
+        except BaseException:
+            self.conn.execute("ROLLBACK TO op")
+            self.conn.execute("RELEASE op")
+            self.rev = rev
+            raise
+        self.conn.execute("RELEASE op")
+        return out
+
     def rollback(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
@@ -154,6 +171,8 @@ class SqliteDb:
         """Events under prefix with revision > after, oldest first; Gone if compacted."""
         if after < self.compacted:
             raise gone(prefix, after, self.compacted)
+        if after >= self.rev:             # nothing yet (and no SQL for a revision of 2**64)
+            return []
         end = prefix_end(prefix)
         if end is None:
             rows = self.conn.execute(_EVENTS_NO_END, (after, prefix, limit))

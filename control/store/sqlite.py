@@ -11,6 +11,8 @@ Key design choice: with NORMAL a commit only appends to the WAL (the `Checkpoint
 the fsyncs), so batches run on the event loop itself, with no thread hand-offs or GIL
 ping-pong per write; with FULL every commit waits for an fsync, so batches run on a dedicated
 database thread instead and the loop keeps serving meanwhile.
+One operation that fails unexpectedly fails only its own caller: the batch is rolled back and
+run again with a savepoint around each operation (the happy path pays nothing for it).
 The file is locked for the store's lifetime: a second process gets a clear error.
 """
 
@@ -41,6 +43,10 @@ DEFAULT_MAX_HISTORY = 200_000
 CATCH_UP_PAGE = 1000
 MAX_BATCH = 1000
 OPEN_TIMEOUT = 30.0
+
+
+class _OpFailed(Exception):
+    """One operation of a batch failed in a way that may have left a partial write."""
 
 
 class SqliteStore(IndexedReads):
@@ -236,27 +242,51 @@ class SqliteStore(IndexedReads):
         return batch, False
 
     def _run_batch(self, db: SqliteDb, batch: _Batch) -> tuple[Events, _Delivery]:
+        """One transaction for the batch. An operation that fails unexpectedly (mid-write,
+        say) must fail alone: the transaction is rolled back and the batch run again with a
+        savepoint around each operation, so only that caller gets the error."""
+        try:
+            return self._transaction(db, batch, isolated=False)
+        except _OpFailed:
+            db.rollback()
+        except Exception as exc:  # noqa: BLE001 (nothing of this batch landed)
+            return self._failed(db, batch, exc)
+        try:
+            return self._transaction(db, batch, isolated=True)
+        except Exception as exc:  # noqa: BLE001 (every caller gets it)
+            return self._failed(db, batch, exc)
+
+    def _transaction(self, db: SqliteDb, batch: _Batch, *,
+                     isolated: bool) -> tuple[Events, _Delivery]:
         results: _Delivery = []
         events: list[StoreEvent] = []
-        try:
-            db.begin()
-            for fn, fut, _ in batch:
-                try:
+        db.begin()
+        for fn, fut, _ in batch:
+            try:
+                if isolated:
+                    value, evs = db.isolated(fn)
+                else:
                     value, evs = fn(db)
-                except (ApiError, ValueError) as exc:  # refused before writing anything
-                    results.append((fut, False, exc))
-                    continue
-                results.append((fut, True, value))
-                events.extend(evs)
-            if db.rev - db.compacted > self._max_history + self._max_history // 10:
-                db.compact(db.rev - self._max_history)
-            db.commit()
-        except Exception as exc:  # nothing of this batch landed
-            log.exception("%s: transaction of %d operations failed", self.path, len(batch))
-            db.rollback()
-            results = [(fut, False, exc) for _, fut, _ in batch]
-            events = []
+            except (ApiError, ValueError) as exc:  # refused before writing anything
+                results.append((fut, False, exc))
+                continue
+            except Exception as exc:
+                if not isolated:
+                    raise _OpFailed() from exc
+                log.warning("%s: one operation failed alone: %r", self.path, exc)
+                results.append((fut, False, exc))
+                continue
+            results.append((fut, True, value))
+            events.extend(evs)
+        if db.rev - db.compacted > self._max_history + self._max_history // 10:
+            db.compact(db.rev - self._max_history)
+        db.commit()
         return events, results
+
+    def _failed(self, db: SqliteDb, batch: _Batch, exc: Exception) -> tuple[Events, _Delivery]:
+        log.error("%s: transaction of %d operations failed: %r", self.path, len(batch), exc)
+        db.rollback()
+        return [], [(fut, False, exc) for _, fut, _ in batch]
 
     def _post(self, loop: asyncio.AbstractEventLoop, events: Events,
               results: _Delivery) -> None:

@@ -8,6 +8,7 @@ only assert revisions relative to `current_revision()`). Stores also expose `act
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -331,3 +332,24 @@ class StoreContract:
         assert [kv.key for kv in kvs] == ["/u/a", "/u/z", "/u/é", "/u/日本"]
         async with store.watch("/u/é", from_revision=rev0) as it:
             assert [e.kv.key for e in await take(it, 1)] == ["/u/é"]
+
+    async def test_a_watch_from_a_revision_beyond_any_disturbs_no_writer(self,
+                                                                         store: Store) -> None:
+        """A watch from the largest uint64 revision (the API lets it through) reads nothing, and
+        writers committing beside it all succeed (SQLite once failed them all with its
+        catch-up's OverflowError in their group commit)."""
+        it = store.watch("/h/", from_revision=2**64 - 1)
+        reader = asyncio.ensure_future(anext(it))
+        try:
+            created = await asyncio.gather(*(store.create(f"/h/{i}", b"v") for i in range(50)),
+                                           return_exceptions=True)
+            assert [c for c in created if not isinstance(c, KV)] == []
+            await asyncio.sleep(0.2)
+            assert not reader.done() or reader.exception() is not None
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            await it.aclose()                                  # type: ignore[attr-defined]
+        kvs, _ = await store.list("/h/")
+        assert len(kvs) == 50

@@ -13,6 +13,8 @@ import pytest
 from store_contract import StoreContract, take
 
 from control.errors import Gone
+from control.store._sqlite_db import SqliteDb
+from control.store.base import KV
 from control.store.sqlite import SqliteStore
 
 
@@ -108,6 +110,8 @@ async def test_a_second_process_cannot_open_the_same_file(tmp_path: Path) -> Non
 
 CHILD = """
 import asyncio, sys
+from control.store._sqlite_db import SqliteDb
+from control.store.base import KV
 from control.store.sqlite import SqliteStore
 
 async def main() -> None:
@@ -157,3 +161,36 @@ def test_an_unusable_path_is_an_error_naming_it(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(RuntimeError, match=r"junk.db: cannot use it .*knet store file"):
         SqliteStore(str(junk))
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+async def test_one_failing_operation_in_a_group_commit_fails_only_its_caller(
+        tmp_path: Path, synchronous: str) -> None:
+    """An operation that raises after writing (not a refusal: a bug, a driver error) is undone
+    alone; the writers committed in the same transaction all succeed."""
+    s = SqliteStore(str(tmp_path / "knet.db"), synchronous=synchronous)
+    try:
+        def half_written(db: SqliteDb) -> tuple[object, list[object]]:
+            db.create("/b/half", b"partial")
+            raise RuntimeError("boom after a write")
+
+        rev0 = await s.current_revision()
+        results = await asyncio.gather(
+            *(s.create(f"/b/{i}", b"v") for i in range(10)),
+            s._call(half_written),                             # type: ignore[arg-type]
+            *(s.create(f"/b/{i}", b"v") for i in range(10, 20)), return_exceptions=True)
+        assert isinstance(results[10], RuntimeError)
+        good = results[:10] + results[11:]
+        assert [r for r in good if not isinstance(r, KV)] == []
+        assert sorted(r.mod_revision for r in good) == list(range(rev0 + 1, rev0 + 21))  # type: ignore[union-attr]
+        assert await s.get("/b/half") is None
+        kvs, rev = await s.list("/b/")
+        assert len(kvs) == 20 and rev == rev0 + 20
+    finally:
+        await s.close()
+    reopened = SqliteStore(str(tmp_path / "knet.db"))          # and so it is on disk
+    try:
+        assert await reopened.get("/b/half") is None
+        assert len((await reopened.list("/b/"))[0]) == 20
+    finally:
+        await reopened.close()
