@@ -71,62 +71,72 @@ class Response:
     keep: bool
 
 
-class _Fields:
-    """The header fields of one message as llhttp reports them, sorted as they come: the
-    framing ones read, hop-by-hop ones dropped, the rest kept as CRLF-terminated lines."""
+@dataclass(slots=True)
+class _Framing:
+    fields: bytes            # the header lines to forward, CRLF-terminated
+    length: bytes | None     # Content-Length as sent (llhttp checked it: digits, only one)
+    chunked: bool
+    hosts: int
+    expect: bool             # Expect: 100-continue
 
-    __slots__ = ("connection", "expect", "hosts", "length", "lines", "size", "te")
 
-    def __init__(self, size: int) -> None:
-        self.lines: list[bytes] = []
-        self.connection: list[bytes] = []
-        self.hosts = 0
-        self.te: bytes | None = None
-        self.length: bytes | None = None
-        self.expect = False
-        self.size = size
+class _Reader:
+    """What both readers share: header fields as llhttp reports them, sorted as they come
+    (the few that frame the message or are hop-by-hop put aside, the rest kept as lines).
+    One cheap callback per field: the work happens once, at the end of the head."""
 
-    def add(self, name: bytes, value: bytes) -> None:
-        self.size += len(name) + len(value) + 4
-        if self.size > MAX_HEAD:
-            raise Reject(431, f"request head over {MAX_HEAD} bytes")
-        low = name.lower()
-        if low not in _SPECIAL:
-            self.lines.append(b"%s: %s\r\n" % (name, value))
-            return
-        value = value.strip(b" \t")
-        if low == b"content-length":
-            self.length = value
-        elif low == b"transfer-encoding":
-            self.te = value if self.te is None else self.te + b"," + value
-        elif low == b"host":
-            self.hosts += 1
-            self.lines.append(b"%s: %s\r\n" % (name, value))
-        elif low == b"expect":
-            self.expect = value.lower() == b"100-continue"
-        elif low == b"connection":
-            self.connection += [t.strip().lower() for t in value.split(b",")]
+    in_head: bool
+    _lines: list[bytes]
+    _special: list[tuple[bytes, bytes]]
 
-    def forwarded(self) -> bytes:
-        """The kept lines; headers that Connection names are hop-by-hop too (RFC 9110 7.6.1)."""
-        named = {t for t in self.connection if t not in _PLAIN}
-        if named:
-            return b"".join(ln for ln in self.lines
-                            if ln.split(b":", 1)[0].lower() not in named)
-        return b"".join(self.lines)
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_head:  # after the head: trailer fields, dropped
+            low = name.lower()
+            if low in _SPECIAL:
+                self._special.append((low, value.strip(b" \t")))
+                if low != b"host":
+                    return
+            self._lines += (name, b": ", value, b"\r\n")
 
-    def chunked(self, peer: str) -> bool:
-        """Whether the body is chunked; Reject unless `chunked` is the one transfer coding:
-        400 when it is not the last (RFC 9112 6.3), 501 for any other (6.1); 502 from a
-        backend (a response read to the close is not relayed)."""
-        if self.te is None:
-            return False
-        codings = [c.strip().lower() for c in self.te.split(b",")]
-        if codings == [b"chunked"]:
-            return True
-        status = 502 if peer == "backend" else 400 if codings[-1] != b"chunked" else 501
-        raise Reject(status, f"Transfer-Encoding {self.te[:40].decode('latin-1')!r} from "
-                             f"the {peer}: only 'chunked' is supported")
+    def _framing(self, peer: str, extra: int) -> _Framing:
+        """The head's fields for forwarding; Reject (431 or 502) if over MAX_HEAD."""
+        fields = b"".join(self._lines)
+        if len(fields) + extra > MAX_HEAD:
+            raise Reject(431 if peer == "client" else 502,
+                         f"{'request' if peer == 'client' else 'response'} head over "
+                         f"{MAX_HEAD} bytes")
+        length = te = None
+        hosts, expect, named = 0, False, set()
+        for low, value in self._special:
+            if low == b"content-length":
+                length = value
+            elif low == b"transfer-encoding":
+                te = value if te is None else te + b"," + value
+            elif low == b"host":
+                hosts += 1
+            elif low == b"expect":
+                expect = value.lower() == b"100-continue"
+            elif low == b"connection":
+                named |= {t.strip().lower() for t in value.split(b",")} - _PLAIN
+        if named:  # headers that Connection names are hop-by-hop too (RFC 9110 7.6.1)
+            lines = self._lines
+            fields = b"".join(b"".join(lines[i:i + 4]) for i in range(0, len(lines), 4)
+                              if lines[i].lower() not in named)
+        return _Framing(fields, length, _chunked(te, peer), hosts, expect)
+
+
+def _chunked(te: bytes | None, peer: str) -> bool:
+    """Whether the body is chunked; Reject unless `chunked` is the one transfer coding:
+    400 when it is not the last (RFC 9112 6.3), 501 for any other (6.1); 502 from a
+    backend (a response read to the close is not relayed)."""
+    if te is None:
+        return False
+    codings = [c.strip().lower() for c in te.split(b",")]
+    if codings == [b"chunked"]:
+        return True
+    status = 502 if peer == "backend" else 400 if codings[-1] != b"chunked" else 501
+    raise Reject(status, f"Transfer-Encoding {te[:40].decode('latin-1')!r} from the {peer}: "
+                         "only 'chunked' is supported")
 
 
 def _parse_error(exc: Exception, status: int) -> Reject:
@@ -137,7 +147,7 @@ def _parse_error(exc: Exception, status: int) -> Reject:
     return Reject(status, f"malformed HTTP/1.1: {exc}")
 
 
-class RequestReader:
+class RequestReader(_Reader):
     """Client bytes in (`feed`), complete requests out (`ready`, in order). The first error
     is kept in `error` and nothing after it is read; the requests before it still count."""
 
@@ -150,10 +160,12 @@ class RequestReader:
         self.continued = False    # 100 Continue sent for the message being read
         self.expect = False
         self._p = httptools.HttpRequestParser(self)
-        self._f = _Fields(0)
+        self._lines: list[bytes] = []
+        self._special: list[tuple[bytes, bytes]] = []
         self._target = b""
         self._body: list[bytes] = []
         self._size = 0
+        self._f = _Framing(b"", None, False, 0, False)
         self._keep = True
         self._chunked = False
         self._framed = False
@@ -187,26 +199,22 @@ class RequestReader:
 
     def on_message_begin(self) -> None:
         self.began, self.in_head, self.continued = time.monotonic(), True, False
-        self._f, self._body, self._size, self._target = _Fields(0), [], 0, b""
+        self._lines, self._special, self._body, self._size, self._target = [], [], [], 0, b""
         self._raw, self._n = 0, self._n + 1
 
     def on_url(self, url: bytes) -> None:
         self._target += url
-        self._f.size += len(url) + 16
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.in_head:  # after the head: trailer fields, dropped
-            self._f.add(name, value)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        p, f = self._p, self._f
+        p = self._p
+        self._f = f = self._framing("client", len(self._target))
         version = p.get_http_version()
         if version not in _VERSIONS:
             raise Reject(505 if version[0] != "0" else 400, f"HTTP/{version} is not supported")
         if f.hosts != 1 and (f.hosts or version == "1.1"):
             raise Reject(400, "a request needs exactly one Host header (RFC 9112 3.2)")
-        self._chunked = f.chunked("client")
+        self._chunked = f.chunked
         if self._chunked and version == "1.0":
             raise Reject(400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)")
         if f.length is not None and int(f.length) > self.max_body:
@@ -230,13 +238,13 @@ class RequestReader:
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         length = b"Content-Length: %d\r\n" % len(body) if (
             body or f.length is not None or self._chunked) else b""
-        data = b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (method, self._target, f.forwarded(),
+        data = b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (method, self._target, f.fields,
                                                   length, self.extra, body)
         self.ready.append(Request(method, self._target, data, self._keep, method == b"HEAD"))
         self.began, self._target, self._body, self.expect = 0.0, b"", [], False
 
 
-class ResponseReader:
+class ResponseReader(_Reader):
     """Backend bytes in (`feed`); the head comes out as `head` (interim 1xx skipped), the body
     as `body` pieces, framed for the client; `done` once the response is complete, `extra`
     when bytes follow it (the connection is then not reused)."""
@@ -253,9 +261,10 @@ class ResponseReader:
         self.head: Response | None = None
         self.body: list[bytes] = []
         self.done = self.extra = False
-        self._f = _Fields(0)
+        self._lines: list[bytes] = []
+        self._special: list[tuple[bytes, bytes]] = []
         self._reason = b""
-        self._in_head = False
+        self.in_head = False
         self._chunked = False
 
     @property
@@ -267,7 +276,7 @@ class ResponseReader:
         if self._stopped:
             self.extra = True
             return
-        n = self._n if self._in_head else -1
+        n = self._n if self.in_head else -1
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -278,7 +287,7 @@ class ResponseReader:
             if isinstance(exc.__context__, _Done):
                 return
             raise _parse_error(exc, 502) from None
-        if self._in_head and n == self._n:
+        if self.in_head and n == self._n:
             self._raw += len(data)
             if self._raw > MAX_HEAD:
                 self._stopped = True
@@ -288,22 +297,15 @@ class ResponseReader:
         if self.done or self.head is not None:
             self.extra = True  # bytes after the response: it stands, the connection does not
             raise _Done
-        self._in_head, self._f, self._reason = True, _Fields(0), b""
+        self.in_head, self._lines, self._special, self._reason = True, [], [], b""
         self._raw, self._n = 0, self._n + 1
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_head:
-            try:
-                self._f.add(name, value)
-            except Reject:
-                raise Reject(502, f"response head over {MAX_HEAD} bytes") from None
-
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        p, f = self._p, self._f
+        self.in_head = False
+        p = self._p
         status = p.get_status_code()
         if 100 <= status < 200:
             if status == 101:
@@ -311,10 +313,11 @@ class ResponseReader:
             return  # interim (100 Continue): llhttp ends it here; the final head follows
         if p.get_http_version() not in _VERSIONS:
             raise Reject(502, f"the backend answered HTTP/{p.get_http_version()}")
-        chunked = f.chunked("backend")
+        f = self._framing("backend", len(self._reason))
+        chunked = f.chunked
         self._chunked = chunked and not self.head_only
         length = int(f.length) if f.length is not None else None
-        lines = f.forwarded()
+        lines = f.fields
         if f.length is not None and status not in (204, 304):
             lines += b"Content-Length: %s\r\n" % f.length
         elif chunked:

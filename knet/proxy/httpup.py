@@ -75,14 +75,14 @@ class Upstream(asyncio.Protocol):
     def relay(self, sink: asyncio.Transport, prefix: bytes) -> None:
         """Write prefix (the rewritten head) and then the body to sink; on_done at the end."""
         self.sink = sink
-        self.received = len(prefix)
-        sink.write(prefix)
-        self._flush()
+        self.received = 0
+        self._flush(prefix)
 
-    def _flush(self) -> None:
+    def _flush(self, prefix: bytes = b"") -> None:
+        """Write what the reader has for the client, in one write (one send)."""
         r = self.reader
-        if r.body:
-            data = r.body[0] if len(r.body) == 1 else b"".join(r.body)
+        if r.body or prefix:
+            data = prefix + (r.body[0] if len(r.body) == 1 else b"".join(r.body))
             r.body.clear()
             self.received += len(data)
             self.sink.write(data)  # type: ignore[union-attr]
