@@ -130,7 +130,7 @@ def table(rows: list[Row]) -> str:
 
 def ratios(rows: list[Row]) -> str:
     by = {r.name: r for r in rows}
-    knet = by["knet L4"]
+    knet = by.get("knet L4", Row("knet L4"))
     out = ["knet L4 / other (>1: knet ahead)",
            f"{'vs':<22} {'TCP Gbit/s':>10} {'TCP rt/s':>9} {'HTTP req/s':>10} {'UDP rt/s':>9}"]
     for other in ("direct pod IP", "nftables DNAT", "HAProxy tcp", "nginx stream",
@@ -145,7 +145,7 @@ def ratios(rows: list[Row]) -> str:
                    f"{ratio(knet.rps, o.rps):>10} {ratio(knet.udp, o.udp):>9}")
     http = by.get("knet L7 http")
     aio = by.get("aiohttp rev. proxy")
-    direct = by["direct pod IP"].rps
+    direct = by["direct pod IP"].rps if "direct pod IP" in by else None
     if http and http.rps and direct:
         out.append(f"knet L7 http path: {http.rps:,.0f} req/s = "
                    f"{http.rps / direct:.2f}x direct"
@@ -182,16 +182,17 @@ def _median_row(rows: list[Row]) -> Row:
     return out
 
 
-def run(secs: float, rounds: int) -> list[Row]:
+def run(secs: float, rounds: int, only: list[str] | None = None) -> list[Row]:
     """Each round measures every path once, in turn, so slow moments hit all alike."""
+    plan = [p for p in PLAN if not only or p[0] in only]
     build_topology()
     with tempfile.TemporaryDirectory(prefix="knet-bench-proxy-") as tmp:
         world = World(tmp)
         try:
             world.start()
-            results: dict[str, list[Row]] = {name: [] for name, _, _ in PLAN}
+            results: dict[str, list[Row]] = {name: [] for name, _, _ in plan}
             for _ in range(rounds):
-                for name, host, opts in PLAN:
+                for name, host, opts in plan:
                     results[name].append(measure(name, host, secs, **opts))
             return [_median_row(rs) for rs in results.values()]
         finally:
@@ -202,12 +203,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench proxy", description=DESCRIPTION)
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each step")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are shown")
+    parser.add_argument("--only", default="", help="comma-separated path names to measure "
+                        "(e.g. 'direct pod IP,knet L7 http'); default all")
     args = parser.parse_args(argv)
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(only) - {name for name, _, _ in PLAN}
+    if unknown:
+        parser.error(f"--only: unknown path(s) {sorted(unknown)}; "
+                     f"known: {[name for name, _, _ in PLAN]}")
     if os.environ.get("KNET_SANDBOX") != "1":
         cmd = [sys.executable, "-m", "knet.cli.main", "sandbox", "--", sys.executable, "-m",
                "bench.proxy", *argv]
         return subprocess.run(cmd, check=False).returncode
-    rows = run(args.seconds, args.rounds)
+    rows = run(args.seconds, args.rounds, only)
     print(f"one node, client pod -> server pod; medians of {args.rounds} rounds of "
           f"{args.seconds:g} s steps; each proxy with one worker/thread; iperf3, a 1-byte "
           "ping-pong (one connection), wrk -t1 -c32 against nginx in the server pod; "

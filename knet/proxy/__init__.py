@@ -3,7 +3,7 @@
     config.py    ServiceHandler / EndpointSliceHandler, the ServicePort table, ConfigTracker
     balancer.py  LoadBalancer: round-robin + ClientIP affinity, pure, clock passed in
     proxier.py   Proxier (both handlers): table -> listeners + balancers, in the node netns
-    tcp.py       L4 TCP splice;  udp.py  L4 UDP flows;  http.py + httpup.py + httpwire.py  L7
+    tcp.py       L4 TCP splice;  udp.py  L4 UDP flows;  http.py + httpup.py + http1.py  L7
     flows.py     FlowRecord, FlowRing (bounded, followable), flows_routes()/flows_app()
     (knet/servicesource.py feeds the handlers from two informers, for the proxy and DNS)
     agent.py     start_node_proxy(): what the node agent (and `knet proxy`) runs

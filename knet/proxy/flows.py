@@ -24,12 +24,14 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 FORWARDED, REFUSED, ERROR, TIMEOUT = "FORWARDED", "REFUSED", "ERROR", "TIMEOUT"
+REJECTED = "REJECTED"  # the L7 path refused a malformed request (nothing forwarded)
 PodResolver = Callable[[str], "str | None"]
 
 __all__ = [
     "ERROR",
     "FORWARDED",
     "REFUSED",
+    "REJECTED",
     "TIMEOUT",
     "FlowRecord",
     "FlowRing",
@@ -58,7 +60,7 @@ class FlowRecord:
     bytes_sent: int = 0         # client -> endpoint
     bytes_received: int = 0     # endpoint -> client
     duration: float = 0.0       # seconds
-    verdict: str = FORWARDED    # FORWARDED | REFUSED | ERROR | TIMEOUT
+    verdict: str = FORWARDED    # FORWARDED | REFUSED | REJECTED | ERROR | TIMEOUT
     error: str = ""
     method: str = ""
     path: str = ""

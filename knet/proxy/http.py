@@ -18,9 +18,9 @@ import time
 
 from knet.proxy.balancer import NoEndpoints, Pick
 from knet.proxy.config import ServicePort
-from knet.proxy.flows import ERROR, FORWARDED, REFUSED, TIMEOUT, FlowRecord
+from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowRecord
+from knet.proxy.http1 import Request, RequestReader, Response
 from knet.proxy.httpup import Pool, Upstream
-from knet.proxy.httpwire import BadMessage, Chunked, Head, parse_head
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 __all__ = ["HttpListener"]
 
 MAX_BODY = 8 << 20
-_REASONS = {400: b"Bad Request", 413: b"Content Too Large", 502: b"Bad Gateway",
-            503: b"Service Unavailable", 504: b"Gateway Timeout"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+            431: b"Request Header Fields Too Large", 501: b"Not Implemented",
+            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+            505: b"HTTP Version Not Supported"}
 
 
 class _Req:
@@ -47,10 +49,10 @@ class _Req:
         "start",
     )
 
-    def __init__(self, data: bytes, head: Head, rec: FlowRecord) -> None:
-        self.data, self.rec = data, rec
-        self.head_only = head.start[0] == b"HEAD"
-        self.keep = not head.close
+    def __init__(self, request: Request, rec: FlowRecord) -> None:
+        self.data, self.rec = request.data, rec
+        self.head_only = request.head_only
+        self.keep = request.keep
         self.start = time.monotonic()
         self.attempt = 0
         self.pick: Pick | None = None
@@ -60,32 +62,38 @@ class _Req:
 
 class _Client(asyncio.Protocol):
     """One downstream (client) connection: requests handled one at a time, in order, all in
-    callbacks (the `Owner` of the upstream connection in use)."""
+    callbacks (the `Owner` of the upstream connection in use). Between requests the
+    connection has a deadline (`HttpListener.deadlines`): the head must be complete within
+    header_timeout of its first byte (slowloris), a body must keep moving, an idle
+    keep-alive connection is closed after idle_timeout."""
 
     def __init__(self, listener: HttpListener) -> None:
         self.ln = listener
         self.t: asyncio.Transport = None  # type: ignore[assignment]
-        self.buf = bytearray()
+        self.reader: RequestReader = None  # type: ignore[assignment]
         self.req: _Req | None = None
         self.up: Upstream | None = None
-        self.closed = self.eof = self.continued = False
+        self.closed = self.eof = self.served = False
         self.peer: tuple[str, int] = ("?", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername") or ("?", 0)
+        self.reader = RequestReader(b"X-Forwarded-For: %s\r\n" % self.peer[0].encode(),
+                                    max_body=MAX_BODY)
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        self.reader.feed(data)
         if self.req is None:
             self._next()
-        elif len(self.buf) > MAX_BODY + 65536:
-            self.t.pause_reading()
+        elif self.reader.ready or self.reader.error:
+            self.t.pause_reading()  # one request ahead is enough: the rest waits in the kernel
 
     def eof_received(self) -> bool:
         self.eof = True
         if self.req is None:
-            self.t.close()
+            self._close()
         return True
 
     def pause_writing(self) -> None:
@@ -98,53 +106,67 @@ class _Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.ln.deadlines.pop(self, None)
         if self.req is not None:
             if self.up is not None:
                 self.up.close()
             self.req.rec.verdict, self.req.rec.error = ERROR, "client went away"
             self._finish(keep=False)
 
+    def _close(self) -> None:
+        self.ln.deadlines.pop(self, None)
+        self.t.close()
+
     def _next(self) -> None:
-        try:
-            head = parse_head(self.buf, response=False)
-        except BadMessage as exc:
-            self._fail_fast(400, str(exc))
-            return
-        if head is None:
-            return
-        if head.chunked:
-            scan = Chunked()
-            total = head.size + scan.feed(memoryview(self.buf)[head.size:])
-            complete = scan.done
+        """Start the next complete request; else answer a pending error; else wait."""
+        r = self.reader
+        if r.ready:
+            self.ln.deadlines.pop(self, None)
+            self._start(r.ready.popleft())
+        elif r.error is not None:
+            self._reject(r.error.status, REJECTED, r.error.why)
         else:
-            total = head.size + (head.length or 0)
-            complete = len(self.buf) >= total
-        if total - head.size > MAX_BODY:
-            self._fail_fast(413, f"request body over {MAX_BODY} bytes")
-            return
-        if not complete:
-            if head.expect_continue and not self.continued:
-                self.continued = True  # the body is read here, whole: ask for it
+            if r.expect and not r.continued:
+                r.continued = True  # the body is read here, whole: ask for it
                 self.t.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._arm()
+
+    def _arm(self) -> None:
+        r, ln = self.reader, self.ln
+        if r.in_head:
+            ln.deadlines[self] = r.began + ln.header_timeout
+        elif r.reading or not self.served:
+            ln.deadlines[self] = time.monotonic() + ln.header_timeout
+        else:
+            ln.deadlines[self] = time.monotonic() + ln.idle_timeout
+
+    def on_deadline(self) -> None:
+        if self.req is not None or self.closed:
             return
-        self.continued = False
-        body = bytes(self.buf[head.size:total])
-        del self.buf[:total]
-        ip = self.peer[0]
-        lines = b"%s %s HTTP/1.1\r\n%s%sX-Forwarded-For: %s" % (
-            head.start[0], head.start[1], head.fields, b"\r\n" if head.fields else b"",
-            ip.encode())
+        r = self.reader
+        if r.reading:
+            what = "request head" if r.in_head else "request body"
+            self._reject(408, TIMEOUT, f"{what} not complete within {self.ln.header_timeout:g}s")
+        else:
+            self._close()  # idle: nothing to say
+
+    def _reject(self, status: int, verdict: str, why: str) -> None:
+        """Answer 4xx/5xx with Connection: close, forward nothing, record why."""
         rec = new_record(self.ln.ctx, self.ln.sp, "http", self.peer)
-        rec.method, rec.path = head.start[0].decode("latin-1"), head.start[1].decode("latin-1")
-        self.req = req = _Req(lines + b"\r\n\r\n" + body, head, rec)
+        data = _simple(status, why, close=True)
+        rec.status, rec.verdict, rec.error, rec.bytes_received = status, verdict, why, len(data)
+        self.ln.ctx.emit(rec)
+        self.t.write(data)
+        self._close()
+
+    def _start(self, request: Request) -> None:
+        rec = new_record(self.ln.ctx, self.ln.sp, "http", self.peer)
+        rec.method, rec.path = request.method.decode("latin-1"), request.target.decode("latin-1")
+        self.req = req = _Req(request, rec)
+        self.served = True
         rec.bytes_sent = len(req.data)
         self.ln.waiting[self] = req.start + self.ln.timeout
         self._dispatch()
-
-    def _fail_fast(self, status: int, why: str) -> None:
-        self.t.write(_simple(status, why, close=True))
-        self.t.close()
-        self.buf.clear()
 
     def _dispatch(self) -> None:
         """Send the request to the next pick: a pooled connection, or a fresh dial."""
@@ -194,9 +216,13 @@ class _Client(asyncio.Protocol):
         req.attempt += 1
         self._dispatch()
 
-    def on_failed(self, up: Upstream, error: str) -> None:
+    def on_failed(self, up: Upstream, error: str, *, retry: bool = True) -> None:
         req = self.req
         if req is None or up is not self.up:
+            return
+        if not retry:
+            self.up = None
+            self._answer(502, ERROR, error)
             return
         if up.reused and not req.fresh:  # an idle keep-alive connection went stale
             req.fresh = True
@@ -205,10 +231,10 @@ class _Client(asyncio.Protocol):
             return
         self._retry(error)
 
-    def on_head(self, up: Upstream, head: Head) -> None:
+    def on_head(self, up: Upstream, head: Response) -> None:
         req = self.req
         assert req is not None and req.pick is not None
-        status = int(head.start[1])
+        status = head.status
         if status == 503 and req.attempt < self.ln.retries:
             up.close()
             self._retry(f"{req.pick.endpoint.addr}: 503")
@@ -220,18 +246,19 @@ class _Client(asyncio.Protocol):
             status in (204, 304)
         req.keep = req.keep and framed
         ep = req.pick.endpoint
-        prefix = b"HTTP/1.1 %s %s\r\n%s%sx-knet-upstream: %s\r\nConnection: %s\r\n\r\n" % (
-            head.start[1], head.start[2], head.fields, b"\r\n" if head.fields else b"",
-            (ep.pod or ep.addr).encode(), b"keep-alive" if req.keep else b"close")
+        prefix = b"HTTP/1.1 %d %s\r\n%sx-knet-upstream: %s\r\nConnection: %s\r\n\r\n" % (
+            status, head.reason, head.fields, (ep.pod or ep.addr).encode(),
+            b"keep-alive" if req.keep else b"close")
         up.relay(self.t, prefix)
 
-    def on_done(self, up: Upstream, *, reusable: bool, complete: bool) -> None:
+    def on_done(self, up: Upstream, *, reusable: bool, complete: bool,
+                error: str = "") -> None:
         req = self.req
         if req is None or up is not self.up:
             up.close()
             return
         req.rec.bytes_received = up.received
-        req.rec.verdict = FORWARDED
+        req.rec.verdict, req.rec.error = (ERROR, error) if error else (FORWARDED, "")
         if reusable:
             self.ln.pool.give(up)
         else:
@@ -266,12 +293,12 @@ class _Client(asyncio.Protocol):
             self.ln.ctx.emit(req.rec)
         if self.closed:
             return
-        if not keep or self.eof:
-            self.t.close()
+        r = self.reader
+        if not keep or (self.eof and not r.ready and r.error is None):
+            self._close()
             return
         self.t.resume_reading()
-        if self.buf:
-            self._next()
+        self._next()
 
 
 def _fill(rec: FlowRecord, pick: Pick) -> None:
@@ -291,11 +318,14 @@ class HttpListener:
     """The L7 path for one service port on ip:port inside the node's netns."""
 
     def __init__(self, ctx: ProxyContext, sp: ServicePort, *, ip: str, port: int,
-                 retries: int = 2, timeout: float = 15.0) -> None:
+                 retries: int = 2, timeout: float = 15.0, header_timeout: float = 30.0,
+                 idle_timeout: float = 75.0) -> None:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
         self.retries, self.timeout = retries, timeout
+        self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
         self.pool = Pool(ctx.sockets)
         self.waiting: dict[_Client, float] = {}  # client -> deadline of its response head
+        self.deadlines: dict[_Client, float] = {}  # idle client -> deadline of its next step
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -315,7 +345,10 @@ class HttpListener:
         for client in [c for c, deadline in self.waiting.items() if deadline <= now]:
             self.waiting.pop(client, None)
             client.on_timeout()
-        interval = max(0.02, min(0.5, self.timeout / 10))
+        for client in [c for c, deadline in self.deadlines.items() if deadline <= now]:
+            self.deadlines.pop(client, None)
+            client.on_deadline()
+        interval = max(0.02, min(0.5, self.timeout / 10, self.header_timeout / 10))
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
 
     def track(self, task: asyncio.Task[None]) -> None:

@@ -1,9 +1,10 @@
 """The upstream leg of the L7 path: keep-alive HTTP/1.1 connections to endpoints, pooled.
 
 An `Upstream` carries one exchange at a time for an owner (the client side, `http.py`): it
-writes the request, parses the response head and reports it (`on_head`), then relays the
-body to the client's transport byte for byte, finding its end from Content-Length or the
-chunked framing, and reports `on_done`. Everything is a callback on the event loop: no task
+writes the request, reads the response strictly (http1.ResponseReader: a malformed one is a
+502, never relayed), reports the head (`on_head`), then relays the body to the client's
+transport as llhttp delivers it (Content-Length bodies as they are, chunked ones re-chunked)
+and reports `on_done`; bytes after the response make the connection unusable. Everything is a callback on the event loop: no task
 or future per request, which is what makes the path fast. Only a dial runs as a coroutine.
 """
 
@@ -14,7 +15,7 @@ import socket
 from typing import Protocol
 
 from knet.proxy.balancer import Endpoint
-from knet.proxy.httpwire import BadMessage, Chunked, Head, parse_head
+from knet.proxy.http1 import Reject, Response, ResponseReader
 from knet.proxy.sockets import SocketMaker
 
 __all__ = ["Owner", "Pool", "Upstream"]
@@ -23,9 +24,10 @@ IDLE_PER_ENDPOINT = 64
 
 
 class Owner(Protocol):
-    def on_head(self, up: Upstream, head: Head) -> None: ...
-    def on_done(self, up: Upstream, *, reusable: bool, complete: bool) -> None: ...
-    def on_failed(self, up: Upstream, error: str) -> None: ...
+    def on_head(self, up: Upstream, head: Response) -> None: ...
+    def on_done(self, up: Upstream, *, reusable: bool, complete: bool,
+                error: str = "") -> None: ...
+    def on_failed(self, up: Upstream, error: str, *, retry: bool = True) -> None: ...
 
 
 class Upstream(asyncio.Protocol):
@@ -33,15 +35,10 @@ class Upstream(asyncio.Protocol):
         self.pool, self.endpoint = pool, endpoint
         self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
-        self.buf = bytearray()
-        self.head: Head | None = None
+        self.reader = ResponseReader()
         self.sink: asyncio.Transport | None = None
-        self.head_only = False
         self.reused = False
-        self.chunked: Chunked | None = None
-        self.remaining: int | None = None
         self.received = 0
-        self.reusable = True
         self.closed = False
 
     def __repr__(self) -> str:
@@ -51,102 +48,77 @@ class Upstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def begin(self, owner: Owner, data: bytes, *, head_only: bool, reused: bool) -> None:
-        self.owner, self.head, self.sink = owner, None, None
-        self.head_only, self.reused, self.received = head_only, reused, 0
+        self.owner, self.sink = owner, None
+        self.reader.reset()
+        self.reader.head_only, self.reused, self.received = head_only, reused, 0
         self.transport.write(data)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is not None:
-            self._body(data)
-            return
-        owner = self.owner
-        if owner is None or self.head is not None:
+        owner, r = self.owner, self.reader
+        if owner is None:
             self.close()  # bytes nobody asked for: the connection cannot be trusted
             return
-        self.buf += data
-        while True:
-            try:
-                head = parse_head(self.buf, response=True)
-            except BadMessage as exc:
-                self._fail(f"bad response: {exc}")
-                return
-            if head is None:
-                return
-            status = int(head.start[1])
-            if 100 <= status < 200 and status != 101:
-                del self.buf[:head.size]  # interim (100 Continue): the final head follows
-                continue
-            self.head = head
-            owner.on_head(self, head)
+        try:
+            r.feed(data)
+        except Reject as exc:
+            error = f"bad response from {self.endpoint.addr}: {exc.why}"
+            if self.sink is None:
+                self._fail(error, retry=False)  # the request did reach it: no retry
+            else:
+                self._end(reusable=False, complete=False, error=error)
             return
+        if self.sink is not None:
+            self._flush()
+        elif r.head is not None:
+            owner.on_head(self, r.head)  # which calls relay(), or closes this connection
 
     def relay(self, sink: asyncio.Transport, prefix: bytes) -> None:
         """Write prefix (the rewritten head) and then the body to sink; on_done at the end."""
-        head = self.head
-        assert head is not None
-        status = int(head.start[1])
-        if self.head_only or status in (204, 304):
-            self.remaining, self.chunked = 0, None
-        elif head.chunked:
-            self.remaining, self.chunked = None, Chunked()
-        else:
-            self.remaining, self.chunked = head.length, None
-        self.reusable = not head.close
-        body = bytes(self.buf[head.size:])
-        self.buf.clear()
         self.sink = sink
-        self.received = len(prefix)
-        if self.remaining == 0:
-            sink.write(prefix)
-            self._end(reusable=self.reusable and not body)
-            return
-        n = self._take(body)
-        sink.write(prefix + body[:n] if n < len(body) else prefix + body)
-        self._after(n, len(body))
+        self.received = 0
+        self._flush(prefix)
 
-    def _take(self, data: bytes) -> int:
-        """How many bytes of data belong to the body."""
-        if self.chunked is not None:
-            return self.chunked.feed(data)
-        if self.remaining is None:
-            return len(data)
-        n = min(self.remaining, len(data))
-        self.remaining -= n
-        return n
+    def _flush(self, prefix: bytes = b"") -> None:
+        """Write what the reader has for the client, in one write (one send)."""
+        r = self.reader
+        if r.body or prefix:
+            data = prefix + (r.body[0] if len(r.body) == 1 else b"".join(r.body))
+            r.body.clear()
+            self.received += len(data)
+            self.sink.write(data)  # type: ignore[union-attr]
+        if r.done:
+            head = r.head
+            assert head is not None
+            self._end(reusable=head.keep and r.usable and not r.extra, complete=True)
 
-    def _after(self, n: int, got: int) -> None:
-        self.received += n
-        if (self.chunked is not None and self.chunked.done) or self.remaining == 0:
-            self._end(reusable=self.reusable and n == got)
-
-    def _body(self, data: bytes) -> None:
-        n = self._take(data)
-        self.sink.write(data[:n] if n < len(data) else data)  # type: ignore[union-attr]
-        self._after(n, len(data))
-
-    def _end(self, *, reusable: bool) -> None:
+    def _end(self, *, reusable: bool, complete: bool, error: str = "") -> None:
         owner, self.owner, self.sink = self.owner, None, None
+        if not reusable:
+            self.close()
         if owner is not None:
-            owner.on_done(self, reusable=reusable, complete=True)
+            owner.on_done(self, reusable=reusable, complete=complete, error=error)
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, *, retry: bool = True) -> None:
         owner, self.owner = self.owner, None
         self.close()
         if owner is not None:
-            owner.on_failed(self, error)
+            owner.on_failed(self, error, retry=retry)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        owner, self.owner = self.owner, None
+        owner, r = self.owner, self.reader
         if owner is None:
             return
         if self.sink is not None:  # mid-body: whole only if the close delimits the body
-            whole = self.remaining is None and self.chunked is None
-            self.sink = None
-            owner.on_done(self, reusable=False, complete=whole)
+            head = r.head
+            self._flush()
+            if self.owner is not None:
+                whole = head is not None and head.length is None and not head.chunked
+                self._end(reusable=False, complete=whole,
+                          error="" if whole else f"{self.endpoint.addr} closed mid-body")
         else:
-            owner.on_failed(self, f"{self.endpoint.addr} closed the connection"
-                            + (f" ({exc})" if exc else ""))
+            self._fail(f"{self.endpoint.addr} closed the connection"
+                       + (f" ({exc})" if exc else ""))
 
     def close(self) -> None:
         """Close without telling the owner (it is the one asking, or there is none)."""

@@ -217,6 +217,27 @@ spec:
     assert "x-knet-upstream: default/mesh-ok" in hdr.lower()
 
 
+def test_http_mesh_rejects_request_smuggling(cluster: Cluster) -> None:
+    """Two Content-Lengths (the classic CL.CL smuggling) from a pod with nc: a 400 with
+    Connection: close, nothing forwarded (the flow has no endpoint), and curl still works."""
+    start = time.time()
+    raw = (r"POST / HTTP/1.1\r\nHost: mesh\r\nContent-Length: 5\r\nContent-Length: 44\r\n\r\n"
+           r"helloGET /smuggled HTTP/1.1\r\nHost: mesh\r\n\r\n")
+    out = cluster.exec("client", "sh", "-c", f"printf '{raw}' | nc -w 3 mesh 80",
+                       check=False).stdout
+    assert out.startswith("HTTP/1.1 400 Bad Request\r\n"), out
+    assert "Connection: close" in out and "Duplicate Content-Length" in out
+    assert out.count("HTTP/1.1 ") == 1  # the smuggled request got no answer of its own
+    code = cluster.exec("client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-m", "5", "http://mesh/").stdout
+    assert code == "200"
+    time.sleep(0.5)
+    rejected = [f for f in _flows(cluster) if f["service"] == "default/mesh"
+                and f["time"] >= start and f["verdict"] == "REJECTED"]
+    assert len(rejected) == 1 and rejected[0]["status"] == 400
+    assert rejected[0]["endpoint_ip"] == "" and "Content-Length" in rejected[0]["error"]
+
+
 def _flows(cluster: Cluster) -> list[dict]:
     out: list[dict] = []
     for node in cluster.get("nodes")["items"]:
