@@ -3,7 +3,7 @@
 Order of start: open the store, build the app (the object layer rebuilds its allocations),
 create the namespaces every cluster has and the `kubernetes` Service (10.96.0.1:443), start
 listening over TLS (always on loopback, plus the --listen address; see control.api.tls),
-write DIR/kubeconfig (with the server's certificate as its authority), DIR/token
+write DIR/kubeconfig (with the cluster CA, DIR/ca.crt, as its authority), DIR/token
 and DIR/control.pid, then run the controller hooks (`CONTROLLER_HOOKS`, each
 `async fn(client, *, clock, stop)`, imported only if present) on a LocalClient. SIGTERM or
 SIGINT stops the controllers, cancels watch streams and closes the store.
@@ -32,7 +32,10 @@ from control.api import listen
 from control.api.app import OBJECTS, Settings, create_app
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
-from control.api.tls import ensure_certificate, server_context
+from control.api.ca import ClusterCA
+from control.api.nodeproxy import KUBELET_TLS
+from control.api.tls import (ensure_certificate, ensure_client_certificates,
+                             kubelet_client_context, server_context)
 from control.clock import RealClock
 from control.errors import AlreadyExists
 from control.store import open_store
@@ -186,6 +189,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     token = load_token(state)
     store = open_store(config.store)
     app = create_app(store, Settings(token=token))
+    ensure_client_certificates(state)           # makes the cluster CA on first start
+    app[KUBELET_TLS] = kubelet_client_context(state)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=5, **listen.HANDLER_ARGS)
     await runner.setup()
@@ -201,7 +206,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
         for host in hosts:      # each connection under kube-apiserver's header timeout
             servers.append(await listen.listen(runner, host, config.port, ssl_context=tls))
         _write_private(state / "kubeconfig",
-                       kubeconfig(config.server_url, token, crt.read_bytes()))
+                       kubeconfig(config.server_url, token,
+                                  ClusterCA.load(state).cert_pem))
         (state / "control.pid").write_text(f"{os.getpid()}\n")
         log.info("knet control: serving on %s (store %s)", ", ".join(
             f"{h}:{config.port}" for h in hosts), config.store)

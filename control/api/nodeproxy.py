@@ -6,12 +6,18 @@ pod, as the kube-apiserver hands them to the kubelet.
 and query, to that URL: plain GETs are streamed back chunk by chunk (`logs -f`), WebSocket
 upgrades (exec) are relayed frame by frame with the same subprotocol. With no agent URL the
 answer is a 503 Status naming the node.
+
+Kubelets speak HTTPS and authenticate every request: `app[KUBELET_TLS]` (set by
+control.server) trusts only the cluster CA and presents the API server's kubelet client
+certificate (kube-apiserver-kubelet-client, O system:masters), as kube-apiserver's
+--kubelet-certificate-authority / --kubelet-client-certificate do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +28,7 @@ from control.errors import ApiError, BadRequest
 log = logging.getLogger(__name__)
 
 AGENT_URL_ANNOTATION = "knet.io/agent-url"
+KUBELET_TLS = web.AppKey("kubelet_tls", ssl.SSLContext)
 _CONNECT_TIMEOUT = 10.0
 
 
@@ -60,7 +67,9 @@ async def forward(request: web.Request, objects: ObjectService, namespace: str, 
                                  "running?", name=node, kind="nodes")
     target = url + request.path_qs
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    tls = request.app.get(KUBELET_TLS)
+    connector = aiohttp.TCPConnector(ssl=tls if tls is not None else True)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await _relay_websocket(request, session, target)
         return await _relay_http(request, session, target)

@@ -1,70 +1,63 @@
-"""The API server's TLS: a self-signed certificate for the addresses it serves.
+"""The API server's TLS, signed by the cluster CA (control.api.ca).
 
 kubectl (client-go's clientcmd) only sends a kubeconfig's bearer token over TLS, so the
-server speaks HTTPS and the kubeconfig pins this certificate as its own authority
+server speaks HTTPS and the kubeconfig names the cluster CA as its authority
 (`certificate-authority-data`): clients verify the server for real, with no "insecure" flag.
-The key and certificate live in the state dir and are reused while they cover the addresses.
+DIR/tls.crt is the full chain (serving certificate, then the CA), so a client trusting that
+file alone still verifies. At start the control plane also issues what it and knet's host-side
+tools present to kubelets and to the DNS query log: the API server's kubelet client
+(CN kube-apiserver-kubelet-client, O system:masters, as kubeadm) and `knet-flows`.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from control.api.ca import (APISERVER_KUBELET_CLIENT, FLOWS_READER, SYSTEM_MASTERS, ClusterCA,
+                            Identity, client_context)
+from control.api.ca import server_context as _server_context
 
-__all__ = ["ensure_certificate", "server_context"]
+__all__ = ["ensure_certificate", "ensure_client_certificates", "kubelet_client_context",
+           "reader_context", "server_context"]
 
-_VALID_DAYS = 3650
-
-
-def _covers(cert_pem: bytes, hosts: list[str]) -> bool:
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    expires = cert.not_valid_after_utc
-    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
-    return all(h in ips for h in hosts) and expires > soon
+APISERVER = Identity("kube-apiserver")
+KUBELET_CLIENT = Identity(APISERVER_KUBELET_CLIENT, (SYSTEM_MASTERS,))
+# knet's host-side readers (`knet flows`, `knet trace`): root on the host, like the admin
+READER = Identity(FLOWS_READER, (SYSTEM_MASTERS,))
 
 
 def ensure_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
-    """DIR/tls.crt and DIR/tls.key valid for `hosts` (IP addresses) and localhost."""
-    crt, key = state_dir / "tls.crt", state_dir / "tls.key"
-    if crt.exists() and key.exists() and _covers(crt.read_bytes(), hosts):
-        return crt, key
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "knet-apiserver")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-           x509.DNSName("kubernetes.default.svc")]
-    alt += [x509.IPAddress(ipaddress.ip_address(h)) for h in sorted(set(hosts))]
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(private.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=_VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(private, hashes.SHA256()))
-    key_pem = private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return crt, key
+    """DIR/tls.crt (chain) and DIR/tls.key valid for `hosts` (IP addresses) and localhost,
+    signed by the cluster CA (made on first use)."""
+    ca = ClusterCA.ensure(state_dir)
+    return ca.ensure_pair("tls", APISERVER, server=True, ips=hosts, chain=True,
+                          dns=["localhost", "kubernetes", "kubernetes.default",
+                               "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+                          directory=state_dir)
+
+
+def ensure_client_certificates(state_dir: Path) -> None:
+    """The API server's kubelet client and knet's host readers, in DIR/pki."""
+    ca = ClusterCA.ensure(state_dir)
+    ca.ensure_pair("apiserver-kubelet-client", KUBELET_CLIENT, client=True)
+    ca.ensure_pair(FLOWS_READER, READER, client=True)
+
+
+def kubelet_client_context(state_dir: Path) -> ssl.SSLContext:
+    """What the API server uses to reach kubelets: trusts the cluster CA only and presents
+    its kubelet client certificate."""
+    ca = ClusterCA.load(state_dir)
+    crt, key = ca.ensure_pair("apiserver-kubelet-client", KUBELET_CLIENT, client=True)
+    return client_context(ca.cert_path, crt, key)
+
+
+def reader_context(state_dir: Path, *, check_hostname: bool = True) -> ssl.SSLContext:
+    """What knet's host-side tools use to read kubelets' and the DNS pod's flow records."""
+    ca = ClusterCA.load(state_dir)
+    crt, key = ca.ensure_pair(FLOWS_READER, READER, client=True)
+    return client_context(ca.cert_path, crt, key, check_hostname=check_hostname)
 
 
 def server_context(crt: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(crt), str(key))
-    return ctx
+    return _server_context(crt, key)

@@ -96,7 +96,7 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
             say(f"nodes: starting {nodes} agent(s), waiting until Ready")
             await _wait_nodes(client, rec, deadline)
             say("system: kube-dns (10.96.0.10) in kube-system")
-            await system.ensure(client)
+            await system.ensure(client, state_dir=state_dir)
             await system.wait_ready(client, rec, deadline)
         finally:
             await client.close()

@@ -1,14 +1,21 @@
 """The system objects every cluster has after `knet up`: the kube-dns Service (10.96.0.10,
 53/UDP and 53/TCP) and the `coredns` Deployment in kube-system running knet's DNS image.
 (The `kubernetes` Service and the namespaces are made by the control plane itself.)
+
+The DNS pod's query log is served over mutual TLS: `ensure` issues its serving certificate
+from the cluster CA and hands it, with the CA certificate, to that pod only, as the Secret
+kube-system/coredns-flows-tls mounted read-only (0400) at /etc/knet/flows-tls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+from pathlib import Path
 from typing import Any
 
+from control.api.ca import ClusterCA, Identity
 from control.clientbase import Client
 from control.errors import AlreadyExists, NotFound
 from knet.cluster.state import ClusterRecord
@@ -16,6 +23,10 @@ from knet.errors import KnetError
 
 DNS_IP = "10.96.0.10"
 DNS_LABELS = {"k8s-app": "kube-dns"}
+FLOWS_TLS_SECRET = "coredns-flows-tls"
+FLOWS_TLS_DIR = "/etc/knet/flows-tls"
+# the names the query log's certificate answers to (the pod IP is not known in advance)
+FLOWS_SERVER_NAME = "kube-dns.kube-system.svc"
 
 KUBE_DNS_SERVICE: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Service",
@@ -41,20 +52,44 @@ COREDNS_DEPLOYMENT: dict[str, Any] = {
                     "args": ["--kubeconfig",
                              "/var/run/secrets/kubernetes.io/serviceaccount/kubeconfig",
                              "--listen", "0.0.0.0:53", "--log-queries",
-                             "--flows-listen", "0.0.0.0:9153"],
+                             "--flows-listen", "0.0.0.0:9153",
+                             "--flows-tls-dir", FLOWS_TLS_DIR],
+                    "volumeMounts": [{"name": "flows-tls", "mountPath": FLOWS_TLS_DIR,
+                                      "readOnly": True}],
                     "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
                               {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
                               {"name": "flows", "containerPort": 9153, "protocol": "TCP"}],
                     "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 2},
                 }],
+                "volumes": [{"name": "flows-tls", "secret": {"secretName": FLOWS_TLS_SECRET,
+                                                             "defaultMode": 0o400}}],
             },
         },
     },
 }
 
 
-async def ensure(client: Client) -> None:
-    """Create the system objects if missing (idempotent)."""
+def flows_tls_secret(state_dir: Path) -> dict[str, Any]:
+    """The DNS query log's serving certificate and the CA that signs its clients."""
+    ca = ClusterCA.load(state_dir)
+    crt, key = ca.ensure_pair("coredns-flows", Identity("kube-dns"), server=True,
+                              dns=[FLOWS_SERVER_NAME, FLOWS_SERVER_NAME + ".cluster.local"])
+    data = {"tls.crt": crt.read_bytes(), "tls.key": key.read_bytes(), "ca.crt": ca.cert_pem}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": FLOWS_TLS_SECRET, "namespace": "kube-system",
+                         "labels": dict(DNS_LABELS)},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+
+
+async def ensure(client: Client, *, state_dir: Path) -> None:
+    """Create the system objects if missing (idempotent); the query log's Secret is
+    rewritten so that it always matches the cluster CA of `state_dir`."""
+    secret = flows_tls_secret(state_dir)
+    try:
+        await client.create("secrets", secret, namespace="kube-system")
+    except AlreadyExists:
+        await client.patch("secrets", FLOWS_TLS_SECRET, {"data": secret["data"]},
+                           namespace="kube-system")
     for resource, obj in (("services", KUBE_DNS_SERVICE), ("deployments", COREDNS_DEPLOYMENT)):
         try:
             await client.create(resource, obj, namespace="kube-system")

@@ -7,7 +7,8 @@
 It watches Services and EndpointSlices (or serves a fixed file of them), answers once both
 have synced, and exits 0 on SIGTERM/SIGINT. With --log-queries every query is logged as a
 flow record line (what `kubectl logs` of the DNS pod shows); with --flows-listen the query
-log is served as JSON at GET /flows (and /flows?follow=1) for the node agent.
+log is served as JSON at GET /flows (and /flows?follow=1) over mutual TLS (--flows-tls-dir:
+tls.crt, tls.key and the cluster CA's ca.crt, as the kube-system Secret mounts them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sync-timeout", type=float, default=60.0)
     p.add_argument("--log-queries", action="store_true", help="log every query")
     p.add_argument("--flows-listen", help="ADDR:PORT to serve the query log at GET /flows")
+    p.add_argument("--flows-tls-dir", help="directory with tls.crt, tls.key and ca.crt for "
+                   "--flows-listen (clients must present a certificate of that CA)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -72,7 +76,23 @@ async def _log_queries(server: DnsServer) -> None:
         qlog.info("%s", flow)
 
 
+def _flows_tls(directory: str | None) -> ssl.SSLContext:
+    from control.api.ca import server_context
+
+    if not directory:
+        raise ValueError("--flows-listen needs --flows-tls-dir (tls.crt, tls.key, ca.crt): the "
+                         "query log is never served without mutual TLS")
+    d = Path(directory)
+    missing = [f for f in ("tls.crt", "tls.key", "ca.crt") if not (d / f).is_file()]
+    if missing:
+        raise ValueError(f"--flows-tls-dir {d}: {', '.join(missing)} missing; mount the "
+                         "kube-system/coredns-flows-tls Secret there")
+    return server_context(d / "tls.crt", d / "tls.key", client_ca=d / "ca.crt",
+                          require_client=True)
+
+
 async def run(args: argparse.Namespace) -> int:
+    flows_tls = _flows_tls(args.flows_tls_dir) if args.flows_listen else None
     records = ClusterRecords(cluster_domain=args.cluster_domain)
     source, client = None, None
     if args.objects:
@@ -96,10 +116,10 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     follower = loop.create_task(_log_queries(server)) if args.log_queries else None
     flows = None
-    if args.flows_listen:
+    if args.flows_listen and flows_tls is not None:
         from knet.dns.flowsapi import FlowsApi
         fhost, fport = _hostport(args.flows_listen, 9153)
-        flows = FlowsApi(server, host=fhost, port=fport)
+        flows = FlowsApi(server, host=fhost, port=fport, tls=flows_tls)
         await flows.start()
     try:
         await stop.wait()
@@ -124,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
         return uvloop.run(run(args))
-    except TimeoutError as exc:
+    except (TimeoutError, ValueError, ssl.SSLError) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:

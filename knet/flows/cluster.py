@@ -5,13 +5,15 @@ and where each lives in the kernel (netns, interface), with names for addresses.
 dataplane's record files once; everything after that is pure lookups, so the capture and
 trace loops never wait on the network to name a packet. Targets a user types (`pod/NAME`,
 `NS/NAME`, `node-1`, `netns:IFACE`, `svc/NAME:PORT`) are resolved here, with errors that
-say what exists instead.
+say what exists instead. `tls` is how knet's host-side tools reach the kubelets' and the
+DNS pod's flow records: the cluster CA and the `knet-flows` client certificate (mutual TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +93,8 @@ def _split(key: str, default_ns: str) -> str:
 
 class ClusterView:
     def __init__(self, *, nodes: list[NodeView], pods: list[PodView],
-                 services: list[ServiceView]) -> None:
+                 services: list[ServiceView], tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.nodes = {n.name: n for n in nodes}
         self.pods = {p.key: p for p in pods}
         self.services = {s.key: s for s in services}
@@ -136,7 +139,7 @@ class ClusterView:
         services = [_service(o) for o in lists[2].items]
         _attach_endpoints(services, lists[3].items)
         await _attach_dataplane(state_dir, nodes, pods)
-        return cls(nodes=nodes, pods=pods, services=services)
+        return cls(nodes=nodes, pods=pods, services=services, tls=_reader_tls(state_dir))
 
     # --- targets ---------------------------------------------------------------------------
     def pod(self, ref: str, *, namespace: str = "default") -> PodView:
@@ -255,3 +258,15 @@ async def _attach_dataplane(state_dir: Path, nodes: list[NodeView], pods: list[P
                     pod.ip = pod.ip or net.ip
     finally:
         await dp.close()
+
+
+def _reader_tls(state_dir: Path) -> ssl.SSLContext | None:
+    from control.api.ca import CAMissing
+    from control.api.tls import reader_context
+
+    try:
+        return reader_context(state_dir)
+    except (CAMissing, PermissionError) as exc:
+        log.warning("cluster at %s: no client certificate for the flow records (%s); "
+                    "kubelets and the DNS query log will refuse", state_dir, exc)
+        return None

@@ -1,8 +1,9 @@
 """`knet flows`: every node's proxy flow records and the cluster DNS query log, merged in
 time order, filtered, and written one line each (or one JSON object each).
 
-Sources are plain HTTP: each agent's `{knet.io/agent-url}/flows` and each DNS pod's
-`http://POD_IP:9153/flows`. A snapshot fetches them all at once and sorts by time; `follow`
+Sources are HTTPS with mutual TLS (the view's `tls`: cluster CA + the `knet-flows` client
+certificate): each agent's `{knet.io/agent-url}/flows` and each DNS pod's
+`https://POD_IP:9153/flows` (verified as kube-dns.kube-system.svc). A snapshot fetches them all at once and sorts by time; `follow`
 opens every `?follow=1` stream and yields records as they come (per-source order; sources
 interleave as they arrive). A source that cannot be reached is reported, never hidden.
 """
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 DNS_FLOWS_PORT = 9153
+DNS_FLOWS_SERVER_NAME = "kube-dns.kube-system.svc"   # knet.cluster.system.FLOWS_SERVER_NAME
 TIMEOUT = 5.0
 Flow = dict[str, Any]          # a proxy FlowRecord or a DnsFlow as JSON, plus "kind", "source"
 
@@ -45,6 +47,7 @@ class Source:
     name: str                  # node name or DNS pod key
     url: str                   # .../flows
     node: str
+    server_name: str | None = None   # the name the server's certificate must carry
 
 
 def sources(view: ClusterView) -> list[Source]:
@@ -52,8 +55,8 @@ def sources(view: ClusterView) -> list[Source]:
            for n in sorted(view.nodes.values(), key=lambda n: n.name) if n.agent_url]
     for pod in sorted(view.pods.values(), key=lambda p: p.key):
         if pod.labels.get("k8s-app") == "kube-dns" and pod.ip and pod.phase == "Running":
-            out.append(Source("dns", pod.key, f"http://{pod.ip}:{DNS_FLOWS_PORT}/flows",
-                              pod.node))
+            out.append(Source("dns", pod.key, f"https://{pod.ip}:{DNS_FLOWS_PORT}/flows",
+                              pod.node, DNS_FLOWS_SERVER_NAME))
     return out
 
 
@@ -117,11 +120,15 @@ def normalize(raw: dict[str, Any], src: Source, view: ClusterView) -> Flow:
     return f
 
 
+def _connector(view: ClusterView) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(ssl=view.tls if view.tls is not None else True)
+
+
 async def _fetch(session: aiohttp.ClientSession, src: Source, since: float | None,
                  view: ClusterView, errors: list[str]) -> list[Flow]:
     params = {"since": str(since)} if since is not None and src.kind == "proxy" else {}
     try:
-        async with session.get(src.url, params=params,
+        async with session.get(src.url, params=params, server_hostname=src.server_name,
                                timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as resp:
             resp.raise_for_status()
             rows = await resp.json(content_type=None)
@@ -135,7 +142,7 @@ async def _fetch(session: aiohttp.ClientSession, src: Source, since: float | Non
 async def snapshot(view: ClusterView, *, flt: FlowFilter, last: int | None = None,
                    errors: list[str]) -> list[Flow]:
     """Every source's records that pass `flt`, oldest first, the last `last` of them."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=_connector(view)) as session:
         parts = await asyncio.gather(*(_fetch(session, s, flt.since, view, errors)
                                        for s in sources(view)))
     flows = sorted((f for part in parts for f in part if flt(f)), key=lambda f: f["time"])
@@ -146,8 +153,8 @@ async def follow(view: ClusterView, *, flt: FlowFilter,
                  errors: Callable[[str], None]) -> AsyncIterator[Flow]:
     """Records as they happen, from every source, until cancelled."""
     queue: asyncio.Queue[Flow] = asyncio.Queue(maxsize=10_000)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
-                                                                   sock_connect=TIMEOUT)) as s:
+    async with aiohttp.ClientSession(connector=_connector(view), timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=TIMEOUT)) as s:
         tasks = [asyncio.create_task(_stream(s, src, view, queue, errors))
                  for src in sources(view)]
         try:
@@ -164,7 +171,8 @@ async def follow(view: ClusterView, *, flt: FlowFilter,
 async def _stream(session: aiohttp.ClientSession, src: Source, view: ClusterView,
                   queue: asyncio.Queue[Flow], errors: Callable[[str], None]) -> None:
     try:
-        async with session.get(src.url, params={"follow": "1"}) as resp:
+        async with session.get(src.url, params={"follow": "1"},
+                               server_hostname=src.server_name) as resp:
             resp.raise_for_status()
             async for line in resp.content:
                 if line.strip():

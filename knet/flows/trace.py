@@ -212,7 +212,7 @@ def _flow_record(view: ClusterView, client: PodView, answer: Answer) -> dict[str
     deadline = time.monotonic() + FLOW_WAIT
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2, context=view.tls) as resp:
                 rows = json.loads(resp.read())
         except OSError as exc:
             log.warning("%s: flow records unreachable at %s: %s", node.name, url, exc)

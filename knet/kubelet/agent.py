@@ -1,7 +1,9 @@
 """`knet agent --node NAME`: one process per node. It makes the node's network (dataplane),
 registers the Node and keeps its Lease, runs a `PodWorker` per pod bound to it (fed by an
 informer on `spec.nodeName=NAME`), removes what no pod owns any more, keeps host-gw routes to
-the other nodes, runs the node's kube-proxy, and serves logs/exec/flows on loopback.
+the other nodes, runs the node's kube-proxy, and serves logs/exec/flows on loopback over
+HTTPS (knet.kubelet.auth checks every request; the serving certificate is signed by the
+cluster CA in the state dir, which this agent shares with the control plane on one host).
 
 Stopping the agent (SIGTERM) leaves the containers running: the next agent adopts them.
 """
@@ -12,16 +14,19 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import ssl
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from control.api.ca import ClusterCA, Identity, server_context
 from control.clientbase import Client
 from control.errors import NotFound
 from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
 from knet.kubelet import containers as cspec
+from knet.kubelet.auth import KubeletAuth
 from knet.kubelet.context import KubeletOptions, NodeContext
 from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
 from knet.kubelet.pods import PodWorker
@@ -38,7 +43,7 @@ class Agent:
                  runtime: Runtime, options: KubeletOptions | None = None,
                  agent_port: int | None = None, run_proxy: bool = True,
                  service_account: dict[str, str] | None = None,
-                 max_pods: int = DEFAULT_MAX_PODS) -> None:
+                 max_pods: int = DEFAULT_MAX_PODS, auth: KubeletAuth | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.state_dir = state_dir
@@ -50,6 +55,7 @@ class Agent:
         self.run_proxy = run_proxy
         self.service_account = service_account or {}
         self.max_pods = max_pods
+        self.auth = auth or KubeletAuth()
         self.workers: dict[str, PodWorker] = {}
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []
@@ -157,10 +163,10 @@ class Agent:
         self.ctx = self.context(info.netns)
         node = node_object(self.name, underlay_ip=self.spec.underlay_ip,
                            pod_cidr=self.spec.pod_cidr,
-                           agent_url=f"http://127.0.0.1:{self.port}", netns=self.spec.netns,
+                           agent_url=f"https://127.0.0.1:{self.port}", netns=self.spec.netns,
                            max_pods=self.max_pods)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
-        app = create_app(lambda key: self.workers.get(key), self.runtime)
+        app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
         if self.run_proxy:
             await self._start_proxy(self.ctx.node_netns, app)  # mounts /flows on the app
         await self._serve(app)
@@ -193,7 +199,17 @@ class Agent:
     async def _serve(self, app: web.Application) -> None:
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port,
+                          ssl_context=self._tls()).start()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The kubelet's serving certificate (SANs: the addresses it answers on), with client
+        certificates verified against the cluster CA (--client-ca-file)."""
+        ca = ClusterCA.load(self.state_dir)
+        crt, key = ca.ensure_pair(f"kubelet-{self.name}", Identity(
+            f"system:node:{self.name}", ("system:nodes",)), server=True,
+            ips=["127.0.0.1", self.spec.underlay_ip], dns=[self.name, "localhost"])
+        return server_context(crt, key, client_ca=ca.cert_path)
 
     async def _start_proxy(self, netns: str, app: web.Application) -> None:
         try:

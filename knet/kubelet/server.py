@@ -1,6 +1,8 @@
-"""The agent's own HTTP endpoint (loopback): pod logs and exec, served under the same paths
-as the API server's `pods/log` and `pods/exec`, so the API server proxies them verbatim;
-plus `/flows` from the node's proxy when it runs here.
+"""The kubelet API (HTTPS on loopback): pod logs and exec, served under the same paths as the
+API server's `pods/log` and `pods/exec`, so the API server proxies them verbatim; plus
+`/flows` from the node's proxy when it runs here. Every request, whatever route, passes
+knet.kubelet.auth first (client certificate or token, then authorization): nothing that runs
+a command or reads a log answers an anonymous caller.
 
 exec speaks the Kubernetes WebSocket stream protocol (`v5.channel.k8s.io`, `v4` accepted):
 each binary frame starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 status,
@@ -18,6 +20,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from knet.kubelet.auth import KubeletAuth, middleware
 from knet.kubelet.pods import PodWorker
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,9 @@ def _status(message: str, code: int, reason: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
-def create_app(workers: Callable[[str], PodWorker | None], runtime: Any) -> web.Application:
-    app = web.Application()
+def create_app(workers: Callable[[str], PodWorker | None], runtime: Any, *,
+               auth: KubeletAuth) -> web.Application:
+    app = web.Application(middlewares=[middleware(auth)])
 
     def find(request: web.Request) -> tuple[PodWorker, Any]:
         key = f"{request.match_info['namespace']}/{request.match_info['name']}"

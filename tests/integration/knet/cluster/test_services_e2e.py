@@ -12,6 +12,8 @@ import urllib.request
 
 from conftest import WEB_DEPLOYMENT, Cluster, client_pod
 
+from control.api.tls import reader_context
+
 APP = WEB_DEPLOYMENT + """---
 apiVersion: v1
 kind: Service
@@ -242,7 +244,8 @@ def _flows(cluster: Cluster) -> list[dict]:
     out: list[dict] = []
     for node in cluster.get("nodes")["items"]:
         url = node["metadata"]["annotations"]["knet.io/agent-url"]
-        out += json.loads(urllib.request.urlopen(f"{url}/flows", timeout=5).read())
+        out += json.loads(urllib.request.urlopen(f"{url}/flows", timeout=5,
+                                                 context=reader_context(cluster.state_dir)).read())
     return out
 
 

@@ -10,10 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import ssl
+from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from flows_testkit import make_view
 
+from control.api.ca import ClusterCA, Identity, client_context, server_context
+from control.api.tls import reader_context
 from knet.flows import records
 from knet.flows.records import FlowFilter, format_flow
 from knet.proxy.flows import FlowRecord, FlowRing, flows_routes
@@ -29,29 +33,40 @@ def rec(t: float, node: str, port: int, ep: str, pod: str, **kw: Any) -> FlowRec
                       duration=0.0031, **kw)
 
 
-async def _server(app: web.Application) -> TestServer:
+async def _server(app: web.Application, tls: ssl.SSLContext) -> TestServer:
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(ssl=tls)
     return server
 
 
+def _mtls(state: Path, name: str, **names: list[str]) -> ssl.SSLContext:
+    """A serving context of the cluster CA in `state` that requires client certificates."""
+    ca = ClusterCA.ensure(state)
+    crt, key = ca.ensure_pair(name, Identity(name), server=True, **names)
+    return server_context(crt, key, client_ca=ca.cert_path, require_client=True)
+
+
 @pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Any, FlowRing, FlowRing, list[dict[str, Any]]]]:
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Any, FlowRing, FlowRing,
+                                                        list[dict[str, Any]]]]:
     rings = FlowRing(), FlowRing()
     dns_rows: list[dict[str, Any]] = []
     servers = []
     for ring in rings:
         app = web.Application()
         app.add_routes(flows_routes(ring))
-        servers.append(await _server(app))
+        servers.append(await _server(app, _mtls(tmp_path, f"kubelet-{len(servers)}",
+                                                ips=["127.0.0.1"])))
 
     async def dns_flows(request: web.Request) -> web.Response:
         return web.json_response(dns_rows)
 
     dns_app = web.Application()
     dns_app.router.add_get("/flows", dns_flows)
-    servers.append(await _server(dns_app))
+    servers.append(await _server(dns_app, _mtls(tmp_path, "coredns",
+                                                dns=[records.DNS_FLOWS_SERVER_NAME])))
     view = make_view(tuple(str(s.make_url("")).rstrip("/") for s in servers[:2]))  # type: ignore[arg-type]
+    view.tls = reader_context(tmp_path)         # knet-flows, as ClusterView.load makes it
     records.DNS_FLOWS_PORT = servers[2].port  # the DNS pod's port, here on loopback
     view.pods["kube-system/coredns-x"].ip = "127.0.0.1"
     try:
@@ -76,6 +91,17 @@ async def test_snapshot_merges_nodes_and_dns_in_time_order(cluster: Any) -> None
         ("proxy", pytest.approx(0.1)), ("dns", pytest.approx(0.2)), ("proxy", pytest.approx(0.3))]
     assert flows[1]["client_pod"] == "node-1 cni0" and flows[1]["node"] == "node-1"
     assert flows[0]["client_pod"] == "default/client"   # named by the view
+
+
+async def test_without_the_reader_certificate_every_source_refuses(cluster: Any,
+                                                                   tmp_path: Path) -> None:
+    view, ring1, _, dns_rows = cluster
+    ring1.record(rec(0.3, "node-1", 40001, "10.244.1.4", "default/web-a"))
+    dns_rows.append({"time": T0, "client": "10.244.1.1:5353", "qname": "x."})
+    view.tls = client_context(tmp_path / "ca.crt")      # trusts the CA, presents nothing
+    errors: list[str] = []
+    assert await records.snapshot(view, flt=FlowFilter(), errors=errors) == []
+    assert len(errors) == 3 and all("its flows are missing" in e for e in errors)
 
 
 @pytest.mark.parametrize("flt, ports", [

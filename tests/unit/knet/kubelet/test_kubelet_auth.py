@@ -1,0 +1,123 @@
+"""The kubelet API over HTTPS with its real routes: no credentials is 401, a certificate of
+another CA or plain HTTP fails before any route, a cluster-CA certificate outside
+system:masters is 403 in the kubelet's words, and the API server's kubelet client gets
+through (here to the "not running on this node" 404 of an unknown pod)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from control.api.ca import ClusterCA, Identity, client_context, server_context
+from control.api.tls import kubelet_client_context, ensure_client_certificates
+from control.auth.types import UserInfo
+from knet.kubelet.auth import KubeletAuth, MastersOnly, request_attributes
+from knet.kubelet.server import create_app
+
+POD = "/api/v1/namespaces/default/pods/p"
+
+
+class Tokens:
+    """A token authenticator standing in for TokenReview."""
+
+    def __init__(self, users: dict[str, UserInfo]) -> None:
+        self.users = users
+
+    async def authenticate(self, token: str) -> UserInfo | None:
+        return self.users.get(token)
+
+
+@pytest.fixture
+async def kubelet(tmp_path: Path) -> AsyncIterator[str]:
+    ensure_client_certificates(tmp_path)
+    ca = ClusterCA.load(tmp_path)
+    crt, key = ca.ensure_pair("kubelet-node-1", Identity("system:node:node-1"), server=True,
+                              ips=["127.0.0.1"])
+    auth = KubeletAuth(tokens=Tokens({
+        "admin-token": UserInfo("admin", groups=("system:masters",)),
+        "pod-token": UserInfo("system:serviceaccount:default:default")}))
+    runner = web.AppRunner(create_app(lambda _k: None, runtime=None, auth=auth))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0,
+                       ssl_context=server_context(crt, key, client_ca=ca.cert_path))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _get(url: str, tls: ssl.SSLContext | bool, **kw: object) -> tuple[int, str]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s, \
+            s.get(url, **kw) as r:  # type: ignore[arg-type]
+        return r.status, await r.text()
+
+
+async def test_no_credentials_is_401(kubelet: str, tmp_path: Path) -> None:
+    anonymous = client_context(tmp_path / "ca.crt")
+    for path in ("/log", "/exec?command=id"):
+        assert await _get(f"https://{kubelet}{POD}{path}", anonymous) == (401, "Unauthorized")
+
+
+async def test_another_ca_or_plain_http_never_reaches_a_route(kubelet: str,
+                                                              tmp_path: Path) -> None:
+    other = ClusterCA.ensure(tmp_path / "other")
+    crt, key = other.ensure_pair("x", Identity("kube-apiserver-kubelet-client",
+                                               ("system:masters",)), client=True)
+    with pytest.raises(aiohttp.ClientError):
+        await _get(f"https://{kubelet}{POD}/exec?command=id",
+                   client_context(tmp_path / "ca.crt", crt, key))
+    with pytest.raises(aiohttp.ClientError):
+        await _get(f"http://{kubelet}{POD}/exec?command=id", False)
+
+
+async def test_other_users_are_forbidden_in_the_kubelets_words(kubelet: str,
+                                                               tmp_path: Path) -> None:
+    crt, key = ClusterCA.load(tmp_path).ensure_pair("dev", Identity("jane", ("dev",)),
+                                                    client=True)
+    status, text = await _get(f"https://{kubelet}{POD}/exec?command=id",
+                              client_context(tmp_path / "ca.crt", crt, key))
+    assert (status, text) == (403, "Forbidden (user=jane, verb=get, resource=nodes, "
+                                   "subresource=proxy)")
+    status, text = await _get(f"https://{kubelet}{POD}/log",
+                              client_context(tmp_path / "ca.crt"),
+                              headers={"Authorization": "Bearer pod-token"})
+    assert status == 403 and "user=system:serviceaccount:default:default" in text
+
+
+async def test_api_server_client_and_masters_token_get_through(kubelet: str,
+                                                               tmp_path: Path) -> None:
+    status, text = await _get(f"https://{kubelet}{POD}/log", kubelet_client_context(tmp_path))
+    assert status == 404 and "not running on this node" in text
+    status, text = await _get(f"https://{kubelet}{POD}/log", client_context(tmp_path / "ca.crt"),
+                              headers={"Authorization": "Bearer admin-token"})
+    assert status == 404
+    status, _ = await _get(f"https://{kubelet}{POD}/log", client_context(tmp_path / "ca.crt"),
+                           headers={"Authorization": "Bearer unknown"})
+    assert status == 401
+
+
+def test_request_attributes_follow_the_kubelet() -> None:
+    user = UserInfo("u")
+    assert request_attributes(user, "POST", POD + "/exec").verb == "create"
+    assert request_attributes(user, "GET", POD + "/log").subresource == "proxy"
+    assert request_attributes(user, "GET", "/stats/summary").subresource == "stats"
+    assert request_attributes(user, "GET", "/logs/syslog").subresource == "log"
+    assert request_attributes(user, "GET", "/flows").resource == "nodes"
+
+
+async def test_masters_only_until_subject_access_review() -> None:
+    authz = MastersOnly()
+    allowed = await authz.authorize(request_attributes(
+        UserInfo("kube-apiserver-kubelet-client"), "GET", "/"))
+    masters = await authz.authorize(request_attributes(
+        UserInfo("x", groups=("system:masters",)), "GET", "/"))
+    other = await authz.authorize(request_attributes(
+        UserInfo("system:node:node-2", groups=("system:nodes",)), "GET", "/"))
+    assert allowed.allowed and masters.allowed and not other.allowed
