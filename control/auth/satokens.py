@@ -10,6 +10,7 @@ serviceaccount token validator checks. Time comes from a `now` callable so tests
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from control.errors import NotFound, Unauthorized
 
 __all__ = ["ISSUER", "Bound", "ObjectGetter", "ServiceAccountTokens", "TokenIssuer",
            "service_account_user"]
+
+log = logging.getLogger(__name__)
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 SA_PREFIX = "system:serviceaccount:"
@@ -104,7 +107,13 @@ class ServiceAccountTokens:
         self.issuer = issuer
 
     async def authenticate(self, token: str) -> UserInfo | None:
-        found = await self.review(token, self.audiences)
+        """The token's user; None (a 401, whose reason the caller is not told, as
+        kube-apiserver does) for a token that is not valid."""
+        try:
+            found = await self.review(token, self.audiences)
+        except Unauthorized as exc:
+            log.info("service-account token rejected: %s", exc.message)
+            return None
         return None if found is None else found[0]
 
     async def review(self, token: str,
