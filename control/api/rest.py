@@ -107,6 +107,9 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
             return await serve_watch(request, objects, t.info, namespace=t.namespace,
                                      name=t.name)
         return await _list(request, objects, t)
+    if t.sub == "token":
+        raise MethodNotAllowed("serviceaccounts/token only answers POST (a TokenRequest); "
+                               "'kubectl create token NAME' makes one")
     if t.sub == "scale":
         return codec.respond(await objects.get_scale(t.info.plural, t.name,
                                                      namespace=t.namespace))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,9 +124,11 @@ class ProjectedVolumes:
         token_path = path / str(src.get("path") or "token")
         _write(token_path, str(status.get("token", "")), mode)
         now = self.clock()
-        expires = datetime.fromisoformat(str(status["expirationTimestamp"]).replace(
-            "Z", "+00:00")).astimezone(UTC).timestamp()
-        due = now + min(REFRESH_FRACTION * max(0.0, expires - now), MAX_AGE)
+        ttl = (out.get("spec") or {}).get("expirationSeconds")
+        if not isinstance(ttl, int):             # the lifetime the server granted
+            ttl = datetime.fromisoformat(str(status["expirationTimestamp"]).replace(
+                "Z", "+00:00")).astimezone(UTC).timestamp() - time.time()
+        due = now + min(REFRESH_FRACTION * max(0.0, float(ttl)), MAX_AGE)
         self.refresh_at = due if self.refresh_at is None else min(self.refresh_at, due)
         if self.access is not None:
             rel = token_path.relative_to(path)

@@ -86,9 +86,14 @@ def test_pod_mounts_its_own_bound_token_never_the_admins(cluster: Cluster) -> No
     out = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json",
                                      input=json.dumps(review)).stdout)
     assert out["status"]["authenticated"] is True
+    bound = cluster.kubectl("create", "token", "default", "--bound-object-kind", "Pod",
+                            "--bound-object-name", "reader", "--duration", "15m").stdout.strip()
+    who = json.loads(_whoami(cluster, "--token", bound).stdout)["status"]["userInfo"]
+    assert who["extra"]["authentication.kubernetes.io/pod-name"] == ["reader"]
     cluster.kubectl("delete", "pod", "reader", "--grace-period=1")
-    after = _whoami(cluster, "--token", token, check=False)
-    assert after.returncode != 0 and "Unauthorized" in after.stderr
+    for gone in (token, bound):
+        after = _whoami(cluster, "--token", gone, check=False)
+        assert after.returncode != 0 and "Unauthorized" in after.stderr
     out = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json",
                                      input=json.dumps(review)).stdout)
     assert not out["status"].get("authenticated") and out["status"]["error"]
