@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from control.models.resources import ResourceInfo, by_plural
 __all__ = ["PATCH_CONTENT_TYPES", "ApiUnavailable", "HttpClient"]
 
 log = logging.getLogger(__name__)
+TOKEN_FILE_TTL = 60.0       # seconds a token read from a file is used before re-reading it
 
 PATCH_CONTENT_TYPES: dict[str, str] = {
     "merge": "application/merge-patch+json",
@@ -49,9 +51,11 @@ class HttpClient:
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0,
                  watch_timeout: float = 300.0, ssl_context: ssl.SSLContext | bool | None = None,
-                 pool_size: int = 64) -> None:
+                 pool_size: int = 64, token_file: Path | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
+        self._token_file = token_file     # re-read every TOKEN_FILE_TTL s (rotated tokens)
+        self._token_read = -TOKEN_FILE_TTL
         self._timeout = timeout
         self._watch_timeout = watch_timeout
         self._ssl = ssl_context
@@ -65,7 +69,9 @@ class HttpClient:
     def from_kubeconfig(cls, path: str | Path, *, context: str | None = None,
                         timeout: float = 30.0) -> HttpClient:
         """A client for the current (or named) context of a kubeconfig file: server URL,
-        bearer token, certificate authority or insecure-skip-tls-verify."""
+        bearer token (`token`, or `tokenFile`, re-read as client-go does: a projected
+        service-account token is rotated), certificate authority or
+        insecure-skip-tls-verify."""
         doc = yaml.safe_load(Path(path).read_text()) or {}
         ctx_name = context or doc.get("current-context")
         ctx = _named(doc.get("contexts"), ctx_name, "context", path)
@@ -75,7 +81,8 @@ class HttpClient:
         if not server:
             raise BadRequest(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server; "
                              "rewrite it with 'knet up' or set clusters[].cluster.server")
-        return cls(server, token=user.get("token"), timeout=timeout,
+        token_file = Path(user["tokenFile"]) if user.get("tokenFile") else None
+        return cls(server, token=user.get("token"), timeout=timeout, token_file=token_file,
                    ssl_context=_ssl_from_cluster(cluster, Path(path)))
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -83,12 +90,26 @@ class HttpClient:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"Accept": "application/json", "User-Agent": "knet/0.1"}
-            if self._token:
+            if self._token and self._token_file is None:
                 headers["Authorization"] = f"Bearer {self._token}"
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size, ssl=True if self._ssl is None else self._ssl)
             self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         return self._session
+
+    def _auth(self) -> dict[str, str]:
+        """The Authorization header of a token file (the session carries a fixed token)."""
+        if self._token_file is None:
+            return {}
+        now = time.monotonic()
+        if now - self._token_read >= TOKEN_FILE_TTL:
+            try:
+                self._token = self._token_file.read_text().strip()
+                self._token_read = now
+            except OSError as exc:
+                log.warning("token file %s: cannot read it (%s); keeping the last token",
+                            self._token_file, exc)
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def _url(self, info: ResourceInfo, namespace: str | None, name: str | None = None,
              subresource: str | None = None) -> str:
@@ -101,6 +122,7 @@ class HttpClient:
                        body: Any = None, content_type: str = "application/json") -> Obj:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
+        headers.update(self._auth())
         try:
             async with self._get_session().request(
                     method, url, params=params, data=data, headers=headers,
@@ -208,7 +230,8 @@ class HttpClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout,
                                         sock_read=self._watch_timeout + self._timeout)
         try:
-            async with self._get_session().get(url, params=params, timeout=timeout) as resp:
+            async with self._get_session().get(url, params=params, timeout=timeout,
+                                               headers=self._auth()) as resp:
                 if resp.status >= 400:
                     raise _error(resp.status, await resp.read(), "WATCH", url)
                 async for line in _lines(resp.content):

@@ -4,7 +4,9 @@ Order of start: open the store, build the app (the object layer rebuilds its all
 create the namespaces every cluster has and the `kubernetes` Service (10.96.0.1:443), start
 listening over TLS (always on loopback, plus the --listen address; see control.api.tls),
 write DIR/kubeconfig (with the cluster CA, DIR/ca.crt, as its authority), DIR/token
-and DIR/control.pid, then run the controller hooks (`CONTROLLER_HOOKS`, each
+and DIR/control.pid (identities: DIR/tokens.csv, the static token file, and DIR/sa.key, the
+service-account signing key, both 0600; see `settings`), then run the controller hooks
+(`CONTROLLER_HOOKS`, each
 `async fn(client, *, clock, stop)`, imported only if present) on a LocalClient. SIGTERM or
 SIGINT stops the controllers, cancels watch streams and closes the store.
 """
@@ -34,8 +36,12 @@ from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.api.ca import ClusterCA
 from control.api.nodeproxy import KUBELET_TLS
+from control.api.saadmission import ServiceAccountAdmission
 from control.api.tls import (ensure_certificate, ensure_client_certificates,
                              kubelet_client_context, server_context)
+from control.auth.sakey import SigningKey
+from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, ensure_tokens, read_tokens
+from control.auth.tokens import ADMIN, StaticTokens
 from control.clock import RealClock
 from control.errors import AlreadyExists
 from control.store import open_store
@@ -154,6 +160,16 @@ async def bootstrap(objects: ObjectService, *, host: str, port: int) -> None:
                         namespace="default", field_manager="kube-apiserver")
 
 
+def settings(state: Path, token: str) -> Settings:
+    """The API server's identities: the static token file (admin, kube-proxy, and the nodes
+    `knet up` added), the service-account signing key, the ServiceAccount admission plugin."""
+    tokens_path = state / TOKENS_FILE
+    ensure_tokens(tokens_path, [ADMIN, KUBE_PROXY], admin_token=token)
+    static = StaticTokens({**read_tokens(tokens_path), token: ADMIN})
+    return Settings(token=token, authn=static, sa_key=SigningKey.load_or_create(state / "sa.key"),
+                    plugins=(ServiceAccountAdmission(),))
+
+
 async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,
                      stop: asyncio.Event) -> list[asyncio.Task[None]]:
     tasks = []
@@ -188,7 +204,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     state.mkdir(parents=True, exist_ok=True)
     token = load_token(state)
     store = open_store(config.store)
-    app = create_app(store, Settings(token=token))
+    app = create_app(store, settings(state, token))
     ensure_client_certificates(state)           # makes the cluster CA on first start
     app[KUBELET_TLS] = kubelet_client_context(state)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,

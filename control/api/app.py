@@ -20,13 +20,18 @@ from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS
+from control.api.keys import (BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS,
+                              TOKEN_REQUESTS)
 from control.api.middleware import guarded
-from control.api.objects import Admit, ObjectService
+from control.api.objects import Admit, AdmissionPlugin, ObjectService
 from control.api.reviews import ReviewHandler
+from control.api.tokenrequest import TokenRequests
 from control.auth.legacy import AuthenticatedAllowed
+from control.auth.sakey import SigningKey
+from control.auth.satokens import ISSUER, ServiceAccountTokens, TokenIssuer
+from control.auth.tokenreview import token_review
 from control.auth.tokens import ADMIN, StaticTokens
-from control.auth.types import Authenticator, Authorizer
+from control.auth.types import Authenticator, Authorizer, FirstAuthenticator
 from control.auth.whoami import self_subject_review
 from control.store.base import Store
 
@@ -38,23 +43,34 @@ __all__ = ["OBJECTS", "Settings", "create_app"]
 @dataclass(frozen=True)
 class Settings:
     token: str                          # the admin's bearer token (user kubernetes-admin)
-    authn: Authenticator | None = None  # None: the admin token only
+    authn: Authenticator | None = None  # None: the admin token only (service-account
+                                        # tokens are always accepted after it)
     authz: Authorizer | None = None     # None: control.auth.legacy.AuthenticatedAllowed
     max_body: int = MAX_BODY
     admit: Admit | None = None          # None: control.models.validation.admit
     bookmark_interval: float = 30.0     # seconds between BOOKMARKs on watches that allow them
     reviews: Mapping[str, ReviewHandler] = field(default_factory=dict)  # by plural
+    sa_key: SigningKey | None = None    # None: a fresh key, kept in memory only
+    api_audiences: tuple[str, ...] = (ISSUER,)
+    plugins: tuple[AdmissionPlugin, ...] = ()   # e.g. control.api.saadmission
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
-    authn = settings.authn or StaticTokens({settings.token: ADMIN})
+    objects = ObjectService(store, admit=settings.admit, plugins=settings.plugins)
+    static = settings.authn or StaticTokens({settings.token: ADMIN})
+    key = settings.sa_key or SigningKey.generate()
+    audiences = settings.api_audiences
+    accounts = ServiceAccountTokens(key, objects, audiences=audiences, now=objects.now)
     authz = settings.authz or AuthenticatedAllowed()
-    app = web.Application(middlewares=[guarded(authn, authz)],
+    app = web.Application(middlewares=[guarded(FirstAuthenticator([static, accounts]), authz)],
                           client_max_size=settings.max_body)
-    objects = ObjectService(store, admit=settings.admit)
     app[OBJECTS] = objects
     app[STREAMS] = set()
-    app[REVIEWS] = {"selfsubjectreviews": self_subject_review, **settings.reviews}
+    app[REVIEWS] = {"selfsubjectreviews": self_subject_review,
+                    "tokenreviews": token_review(static, accounts, audiences=audiences),
+                    **settings.reviews}
+    app[TOKEN_REQUESTS] = TokenRequests(TokenIssuer(key, now=objects.now),
+                                        audiences=audiences)
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app)

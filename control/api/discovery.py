@@ -34,6 +34,9 @@ def _subresource(info: ResourceInfo, sub: str) -> dict[str, Any]:
         entry.update(kind="PodExecOptions", verbs=["create", "get"])
     elif sub == "binding":
         entry.update(kind="Binding", verbs=["create"])
+    elif sub == "token":
+        entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest",
+                     verbs=["create"])
     elif sub == "eviction":
         entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
     return entry

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from control.api.objects import ObjectService
 from control.api.reviews import ReviewHandler
+from control.api.tokenrequest import TokenRequests
 
 OBJECTS = web.AppKey("objects", ObjectService)
 # Long-lived streaming handlers (watch, log follow) register here; shutdown cancels them.
@@ -17,3 +18,5 @@ STOPPING = web.AppKey("stopping", asyncio.Event)
 BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
 # create-only reviews (TokenReview, SubjectAccessReview, ...) by plural: control.api.reviews
 REVIEWS: web.AppKey[Mapping[str, ReviewHandler]] = web.AppKey("reviews", Mapping)
+# the serviceaccounts/token subresource: control.api.tokenrequest
+TOKEN_REQUESTS = web.AppKey("token_requests", TokenRequests)

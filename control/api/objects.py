@@ -19,7 +19,7 @@ import builtins
 import copy
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ from control.store.base import KV, Store
 log = logging.getLogger(__name__)
 
 Admit = Callable[..., tuple[Obj, list[str]]]
+# mutating admission that needs to read other objects (e.g. the ServiceAccount plugin):
+# `await plugin(objects, plural, obj)` changes a new object in place or raises an ApiError
+AdmissionPlugin = Callable[["ObjectService", str, Obj], Awaitable[None]]
 _Hits = list[tuple[KV, Obj | None]]
 _RETRIES = 8
 _LIST_CHUNK = 500
@@ -52,8 +55,10 @@ class Written:
 
 class ObjectService:
     def __init__(self, store: Store, *, now: meta.Now = meta.utcnow,
-                 admit: Admit | None = None, rng: random.Random | None = None) -> None:
+                 admit: Admit | None = None, rng: random.Random | None = None,
+                 plugins: Sequence[AdmissionPlugin] = ()) -> None:
         self.store = store
+        self.plugins = list(plugins)
         self.now = now
         self.admit = admit or default_admit
         self.rng = rng or random.Random()
@@ -205,6 +210,8 @@ class ObjectService:
         name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         if info.namespaced:
             await self._check_namespace(ns)
+        for plugin in self.plugins:
+            await plugin(self, info.plural, obj)
         if owned and self.admit is default_admit:
             obj, warnings = default_admit(info.plural, obj, copy=False)
         else:

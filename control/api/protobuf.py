@@ -1,5 +1,6 @@
 """Just enough of Kubernetes' protobuf encoding to accept what kubectl's typed generators
-send: `kubectl create namespace|configmap|secret|deployment|service|job|cronjob` post
+send: `kubectl create namespace|configmap|secret|deployment|service|job|cronjob|
+serviceaccount|token` and `kubectl auth whoami` post
 `application/vnd.kubernetes.protobuf` and never fall back to JSON.
 
 The envelope is the magic `k8s\\x00` + a `runtime.Unknown` {typeMeta, raw}; `raw` is the
@@ -77,8 +78,23 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                     6: ("successfulJobsHistoryLimit", "i*"),
                     7: ("failedJobsHistoryLimit", "i*"), 8: ("timeZone", "s")},
     "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "[ObjectReference]"),
+                       3: ("imagePullSecrets", "[LocalObjectReference]"),
+                       4: ("automountServiceAccountToken", "b*")},
+    "ObjectReference": {1: ("kind", "s"), 2: ("namespace", "s"), 3: ("name", "s"),
+                        4: ("uid", "s"), 5: ("apiVersion", "s")},
+    "LocalObjectReference": {1: ("name", "s")},
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec")},
+    "TokenRequestSpec": {1: ("audiences", "[s]"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "i*")},
+    "BoundObjectReference": {1: ("kind", "s"), 2: ("apiVersion", "s"), 3: ("name", "s"),
+                             4: ("uid", "s")},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta")},
+    "TokenReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenReviewSpec")},
+    "TokenReviewSpec": {1: ("token", "s"), 2: ("audiences", "[s]")},
 }
-_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob")
+_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
+          "ServiceAccount", "TokenRequest", "SelfSubjectReview", "TokenReview")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from control.api import codec, meta, nodeproxy, params
-from control.api.keys import OBJECTS, REVIEWS
+from control.api.keys import OBJECTS, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
 from control.api.reviews import ReviewContext, run_review
@@ -102,6 +102,9 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
             return await serve_watch(request, objects, t.info, namespace=t.namespace,
                                      name=t.name)
         return await _list(request, objects, t)
+    if t.sub == "token":
+        raise MethodNotAllowed("serviceaccounts/token only answers POST (a TokenRequest); "
+                               "'kubectl create token NAME' makes one")
     if t.sub == "scale":
         return codec.respond(await objects.get_scale(t.info.plural, t.name,
                                                      namespace=t.namespace))
@@ -148,6 +151,10 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
             body, dict) else ""
         return codec.respond(await objects.bind(name, body, namespace=t.namespace or "default"),
                              status=201)
+    if t.sub == "token":
+        return codec.respond(await request.app[TOKEN_REQUESTS].create(
+            objects, namespace=t.namespace or "default", name=t.name or "", body=body),
+            status=201)
     if t.sub == "eviction":
         opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
         await objects.delete("pods", t.name or "", namespace=t.namespace,

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
-                   "nodelifecycle", "tainteviction", "scheduler")
+                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount")
 
 
 @dataclass
@@ -144,6 +144,7 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.garbagecollector import GC_RESOURCES, GarbageCollector
     from control.controllers.mirroring import EndpointSliceMirroringController
     from control.controllers.namespace import NamespaceController
+    from control.controllers.serviceaccount import ServiceAccountsController
     from control.controllers.nodelifecycle import NodeLifecycleController
     from control.controllers.tainteviction import TaintEvictionController
     from control.scheduler import Scheduler
@@ -169,6 +170,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     if "namespace" in chosen:
         out.append(NamespaceController(client, clock=clock,
                                        namespaces=informers.get("namespaces")))
+    if "serviceaccount" in chosen:
+        out.append(ServiceAccountsController(client, clock=clock,
+                                             namespaces=informers.get("namespaces"),
+                                             accounts=informers.get("serviceaccounts")))
     if "nodelifecycle" in chosen:
         out.append(NodeLifecycleController(
             client, clock=clock, recorder=recorder("node-controller"),

@@ -50,7 +50,7 @@ IGNORED_CONTAINER_FIELDS = {
     "volumeDevices": "ignored: knet has no block devices",
     "resizePolicy": "ignored",
 }
-_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir"})
+_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir", "projected"})
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _RESTART = ("Always", "OnFailure", "Never")

@@ -71,7 +71,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("ConfigMap", "configmaps", "", "v1", True, ("cm",)),
     ResourceInfo("Secret", "secrets", "", "v1", True),
     ResourceInfo("Event", "events", "", "v1", True, ("ev",)),
-    ResourceInfo("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",)),
+    ResourceInfo("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",),
+                 subresources=("token",)),
     ResourceInfo("ReplicationController", "replicationcontrollers", "", "v1", True, ("rc",),
                  _ALL, ("status", "scale")),
     ResourceInfo("Binding", "bindings", "", "v1", True, verbs=("create",)),
@@ -87,6 +88,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Job", "jobs", "batch", "v1", True, (), _ALL, ("status",)),
     ResourceInfo("CronJob", "cronjobs", "batch", "v1", True, ("cj",), _ALL, ("status",)),
     ResourceInfo("Lease", "leases", "coordination.k8s.io", "v1", True),
+    ResourceInfo("TokenReview", "tokenreviews", "authentication.k8s.io", "v1", False,
+                 verbs=("create",), stored=False),
     ResourceInfo("SelfSubjectReview", "selfsubjectreviews", "authentication.k8s.io", "v1",
                  False, verbs=("create",), stored=False),
 )

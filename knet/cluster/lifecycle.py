@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from control.client import HttpClient
 from control.errors import ApiError
-from knet.cluster import procs, system
+from knet.cluster import credentials, procs, system
 from knet.cluster.state import ClusterRecord
 from knet.errors import KnetError
 
@@ -82,6 +82,7 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
             await dp.close()
         say(f"control plane: API server on {HOST_IP}:{API_PORT} and 127.0.0.1:{API_PORT}, "
             f"store {rec.store}")
+        credentials.ensure_node_tokens(state_dir, [f"node-{i}" for i in range(1, nodes + 1)])
         rec.procs["control"] = procs.spawn("control", _knet(
             "control", "--state-dir", str(state_dir), "--listen", f"{HOST_IP}:{API_PORT}",
             "--store", rec.store), log=rec.log("control"))
@@ -109,8 +110,9 @@ async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
 
 
 def _agent_argv(rec: ClusterRecord, name: str, index: int) -> list[str]:
+    kubeconfig = credentials.node_kubeconfig(rec.state_dir, name)   # system:node:NAME
     return _knet("agent", "--node", name, "--index", str(index), "--state-dir",
-                 str(rec.state_dir), "--kubeconfig", str(rec.kubeconfig))
+                 str(rec.state_dir), "--kubeconfig", str(kubeconfig))
 
 
 def _node_record(state_dir: Path, name: str, what: str) -> ClusterRecord:
@@ -215,6 +217,8 @@ async def down(state_dir: Path, *, say: Say = lambda _m: None, keep_logs: bool =
     say("removed the cluster's namespaces, links, addresses and routes")
     for name in ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "control.pid"):
         (state_dir / name).unlink(missing_ok=True)
+    for i in range(1, rec.nodes + 1):
+        credentials.node_kubeconfig_path(state_dir, f"node-{i}").unlink(missing_ok=True)
     for sub in ("pods", "dataplane", "volumes") + (() if keep_logs else ("logs",)):
         shutil.rmtree(state_dir / sub, ignore_errors=True)
     if keep_logs:

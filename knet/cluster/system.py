@@ -1,5 +1,7 @@
 """The system objects every cluster has after `knet up`: the kube-dns Service (10.96.0.10,
-53/UDP and 53/TCP) and the `coredns` Deployment in kube-system running knet's DNS image.
+53/UDP and 53/TCP), the `coredns` ServiceAccount and the `coredns` Deployment in kube-system
+running knet's DNS image as that ServiceAccount (its projected token, through the kubeconfig
+the kubelet writes next to it, is the DNS server's only credential).
 (The `kubernetes` Service and the namespaces are made by the control plane itself.)
 
 The DNS pod's query log is served over mutual TLS: `ensure` issues its serving certificate
@@ -37,6 +39,11 @@ KUBE_DNS_SERVICE: dict[str, Any] = {
         {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
 }
 
+COREDNS_ACCOUNT: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "ServiceAccount",
+    "metadata": {"name": "coredns", "namespace": "kube-system"},
+}
+
 COREDNS_DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "apps/v1", "kind": "Deployment",
     "metadata": {"name": "coredns", "namespace": "kube-system", "labels": DNS_LABELS},
@@ -47,6 +54,7 @@ COREDNS_DEPLOYMENT: dict[str, Any] = {
             "metadata": {"labels": DNS_LABELS},
             "spec": {
                 "dnsPolicy": "Default",
+                "serviceAccountName": "coredns",
                 "containers": [{
                     "name": "coredns", "image": "knet/dns",
                     "args": ["--kubeconfig",
@@ -90,7 +98,8 @@ async def ensure(client: Client, *, state_dir: Path) -> None:
     except AlreadyExists:
         await client.patch("secrets", FLOWS_TLS_SECRET, {"data": secret["data"]},
                            namespace="kube-system")
-    for resource, obj in (("services", KUBE_DNS_SERVICE), ("deployments", COREDNS_DEPLOYMENT)):
+    for resource, obj in (("services", KUBE_DNS_SERVICE), ("serviceaccounts", COREDNS_ACCOUNT),
+                          ("deployments", COREDNS_DEPLOYMENT)):
         try:
             await client.create(resource, obj, namespace="kube-system")
         except AlreadyExists:

@@ -27,6 +27,7 @@ from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
 from knet.kubelet import containers as cspec
 from knet.kubelet.auth import KubeletAuth
+from knet.kubelet.satoken import ApiAccess
 from knet.kubelet.context import KubeletOptions, NodeContext
 from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
 from knet.kubelet.pods import PodWorker
@@ -42,7 +43,7 @@ class Agent:
     def __init__(self, *, spec: NodeSpec, state_dir: Path, client: Client, dataplane: Dataplane,
                  runtime: Runtime, options: KubeletOptions | None = None,
                  agent_port: int | None = None, run_proxy: bool = True,
-                 service_account: dict[str, str] | None = None,
+                 api_access: ApiAccess | None = None,
                  max_pods: int = DEFAULT_MAX_PODS, auth: KubeletAuth | None = None) -> None:
         self.spec = spec
         self.name = spec.name
@@ -53,7 +54,7 @@ class Agent:
         self.options = options or KubeletOptions()
         self.port = agent_port if agent_port is not None else AGENT_PORT_BASE + spec.index
         self.run_proxy = run_proxy
-        self.service_account = service_account or {}
+        self.api_access = api_access
         self.max_pods = max_pods
         self.auth = auth or KubeletAuth()
         self.workers: dict[str, PodWorker] = {}
@@ -94,7 +95,7 @@ class Agent:
                            host_ip=self.spec.underlay_ip, pods_root=self.pods_root,
                            client=self.client, dataplane=self.dataplane, runtime=self.runtime,
                            lookup=self._lookup, service_env=self._service_env, event=self._event,
-                           service_account=self.service_account, options=self.options)
+                           api_access=self.api_access, options=self.options)
 
     # -- pods ----------------------------------------------------------------------------
     def _on_pod_update(self, _old: Obj, new: Obj) -> None:

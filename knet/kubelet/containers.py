@@ -149,30 +149,8 @@ async def materialize_volumes(pod: Obj, pod_dir: Path, *, lookup: Lookup) -> dic
     return out
 
 
-SA_VOLUME = "kube-api-access"
-SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def write_service_account(pod: Obj, pod_dir: Path, files: dict[str, str],
-                          volumes: dict[str, Path]) -> None:
-    """Kubernetes' automounted service account: token, ca.crt and namespace (plus a
-    kubeconfig, knet's addition, so programs need no in-cluster discovery)."""
-    if not files or pod.get("spec", {}).get("automountServiceAccountToken") is False:
-        return
-    path = pod_dir / "volumes" / SA_VOLUME
-    path.mkdir(parents=True, exist_ok=True)
-    for name, content in {**files, "namespace": pod["metadata"]["namespace"]}.items():
-        (path / name).write_text(content)
-        os.chmod(path / name, 0o644)
-    volumes[SA_VOLUME] = path
-
-
 def mounts_for(container: Obj, volumes: dict[str, Path]) -> list[Mount]:
     mounts: list[Mount] = []
-    if SA_VOLUME in volumes and not any(vm.get("mountPath") == SA_PATH
-                                        for vm in container.get("volumeMounts") or []):
-        mounts.append(Mount(host_path=str(volumes[SA_VOLUME]), container_path=SA_PATH,
-                            read_only=True))
     for vm in container.get("volumeMounts") or []:
         host = volumes.get(vm["name"])
         if host is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from control.clientbase import Client
 from knet.dataplane.base import Dataplane
+from knet.kubelet.satoken import ApiAccess
 from knet.runtime.base import Runtime
 
 Obj = dict[str, Any]
@@ -38,6 +39,6 @@ class NodeContext:
     lookup: Callable[[str, str, str], Awaitable[Obj | None]]
     service_env: Callable[[str], dict[str, str]]
     event: Callable[[Obj, str, str, str], None]
-    service_account: dict[str, str] = field(default_factory=dict)  # file name -> content
+    api_access: ApiAccess | None = None   # the API server as pods reach it (URL, CA)
     options: KubeletOptions = field(default_factory=KubeletOptions)
     clock: Callable[[], float] = time.time

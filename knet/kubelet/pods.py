@@ -21,8 +21,11 @@ from knet.errors import KnetError
 from knet.kubelet import containers as cspec
 from knet.kubelet.context import NodeContext
 from knet.kubelet.runner import ContainerRunner
+from knet.kubelet.satoken import ProjectedVolumes
 from knet.kubelet.status import ContainerView, pod_status
 from knet.runtime.base import PodSandbox
+
+TOKEN_RETRY = 10.0          # seconds before another try at a token refresh that failed
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -58,6 +61,7 @@ class PodWorker:
         self._gone = False          # the API object is gone (force-deleted)
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._restore_counts()
 
     def __repr__(self) -> str:
@@ -87,7 +91,7 @@ class PodWorker:
 
     async def shutdown(self) -> None:
         """Agent stopping: leave containers running (they are adopted on restart)."""
-        for task in (self._task, self._publisher):
+        for task in (self._task, self._publisher, self._refresher):
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -160,7 +164,23 @@ class PodWorker:
             host_aliases=[(a["ip"], a.get("hostnames") or []) for a in spec.get("hostAliases") or []])
         self.dir.mkdir(parents=True, exist_ok=True)
         self.volumes = await cspec.materialize_volumes(self.pod, self.dir, lookup=self.ctx.lookup)
-        cspec.write_service_account(self.pod, self.dir, self.ctx.service_account, self.volumes)
+        projected = ProjectedVolumes(self.pod, self.dir, client=self.ctx.client,
+                                     lookup=self.ctx.lookup, access=self.ctx.api_access,
+                                     clock=self.ctx.clock)
+        await projected.write()
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_tokens(projected),
+                                                  name=f"tokens {self.key}")
+
+    async def _refresh_tokens(self, projected: ProjectedVolumes) -> None:
+        """Rewrite the pod's service-account tokens when 80% of their life has passed."""
+        while (delay := projected.refresh_in()) is not None:
+            await asyncio.sleep(delay)
+            try:
+                await projected.write(tokens_only=True)
+            except KnetError as exc:
+                self.ctx.event(self.pod, "Warning", "FailedMount", str(exc))
+                projected.refresh_at = self.ctx.clock() + TOKEN_RETRY
 
     def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False) -> ContainerRunner:
         assert self.sandbox is not None
@@ -201,6 +221,8 @@ class PodWorker:
         await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)
         if self._publisher:
             self._publisher.cancel()
+        if self._refresher:
+            self._refresher.cancel()
         if not self._gone:
             with contextlib.suppress(NotFound, Conflict):
                 await self.ctx.client.delete("pods", self.pod["metadata"]["name"],

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from knet.cluster.state import DEFAULT_STATE_DIR
+from knet.kubelet.satoken import ApiAccess
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,10 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_run)
 
 
-def service_account_files(kubeconfig: Path, api_host: str) -> dict[str, str]:
-    """token, ca.crt and a kubeconfig for pods, from the agent's own kubeconfig, with the
-    server at the API's underlay address (pods cannot reach the host's loopback). knet has
-    one identity; Kubernetes would mint a token per service account."""
+def api_access(kubeconfig: Path, api_host: str) -> ApiAccess:
+    """The API server as pods reach it: the CA of the agent's kubeconfig and the server at
+    the API's underlay address (pods cannot reach the host's loopback). Only that: pods get
+    their own ServiceAccount tokens (knet.kubelet.satoken), never the agent's credential."""
     import base64
     from urllib.parse import urlsplit
 
@@ -37,11 +38,9 @@ def service_account_files(kubeconfig: Path, api_host: str) -> dict[str, str]:
 
     doc = yaml.safe_load(kubeconfig.read_text())
     cluster = doc["clusters"][0]["cluster"]
-    token = doc["users"][0]["user"].get("token", "")
     ca = base64.b64decode(cluster.get("certificate-authority-data", "")).decode()
     url = urlsplit(cluster["server"])
-    cluster["server"] = f"{url.scheme}://{api_host}:{url.port or 443}"
-    return {"token": token, "ca.crt": ca, "kubeconfig": yaml.safe_dump(doc, sort_keys=False)}
+    return ApiAccess(f"{url.scheme}://{api_host}:{url.port or 443}", ca)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -66,7 +65,7 @@ async def _main(args: argparse.Namespace) -> int:
     agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
                   dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
                   runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy,
-                  service_account=service_account_files(args.kubeconfig, args.api_host),
+                  api_access=api_access(args.kubeconfig, args.api_host),
                   **({"max_pods": args.max_pods} if args.max_pods else {}))
     try:
         await agent.run(stop)

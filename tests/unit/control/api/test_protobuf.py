@@ -75,3 +75,30 @@ def test_service_from_kubectl_with_named_target_port() -> None:
     assert obj["spec"] == {"ports": [{"name": "80-http", "protocol": "TCP", "port": 80,
                                       "targetPort": "http", "nodePort": 30080}],
                            "selector": {"app": "s2"}, "type": "NodePort"}
+
+
+def _varint_field(field: int, value: int) -> bytes:
+    out, v = bytearray([field << 3]), value
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def test_service_account_and_token_request() -> None:
+    """The shapes `kubectl create serviceaccount` and `kubectl create token` send."""
+    sa = _len(1, _len(1, b"robot")) + _varint_field(4, 0)          # automount: false (pointer)
+    body = b"k8s\x00" + _len(1, _len(1, b"v1") + _len(2, b"ServiceAccount")) + _len(2, sa)
+    assert decode_object(body) == {"apiVersion": "v1", "kind": "ServiceAccount",
+                                   "metadata": {"name": "robot"},
+                                   "automountServiceAccountToken": False}
+    ref = _len(1, b"Pod") + _len(2, b"v1") + _len(3, b"web")
+    spec = _len(1, b"vault") + _len(3, ref) + _varint_field(4, 1200)
+    tr = _len(1, b"") + _len(2, spec)
+    body = b"k8s\x00" + _len(1, _len(1, b"authentication.k8s.io/v1")
+                             + _len(2, b"TokenRequest")) + _len(2, tr)
+    assert decode_object(body) == {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {},
+        "spec": {"audiences": ["vault"], "expirationSeconds": 1200,
+                 "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web"}}}
