@@ -32,6 +32,7 @@ from control.api.app import OBJECTS, Settings, create_app
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.api.tls import ensure_certificate, server_context
+from control.auth.rbacsetup import NodeRBAC
 from control.clock import RealClock
 from control.errors import AlreadyExists
 from control.store import open_store
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 CONTROLLER_HOOKS = ("control.controllers.manager:run_all",)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBERNETES_IP = "10.96.0.1"
+AUTHZ_MODE_ENV = "KNET_AUTHORIZATION_MODE"
+AUTHZ_MODES = ("Node,RBAC", "Authenticated")
 
 
 @dataclass
@@ -51,6 +54,10 @@ class ServerConfig:
     store_url: str | None = None
     hooks: tuple[str, ...] = CONTROLLER_HOOKS
     extra: dict[str, Any] = field(default_factory=dict)
+    # kube-apiserver's --authorization-mode: "Node,RBAC", or "Authenticated" (any
+    # authenticated user may do anything: knet before RBAC, kept for benchmarks)
+    authorization_mode: str = field(
+        default_factory=lambda: os.environ.get(AUTHZ_MODE_ENV, "Node,RBAC"))
 
     @property
     def store(self) -> str:
@@ -176,6 +183,20 @@ async def _guard(spec: str, coro: Any) -> None:
         log.exception("controllers: %s crashed; the API server keeps serving", spec)
 
 
+def _app(store: Any, token: str, mode: str) -> web.Application:
+    if mode == "Authenticated":
+        log.warning("authorization: every authenticated user may do anything (%s=%s)",
+                    AUTHZ_MODE_ENV, mode)
+        return create_app(store, Settings(token=token))
+    if mode not in ("Node,RBAC", "RBAC,Node"):
+        raise ValueError(f"authorization mode {mode!r} is not one knet has; use one of "
+                         f"{', '.join(AUTHZ_MODES)} ({AUTHZ_MODE_ENV})")
+    authz = NodeRBAC()
+    app = create_app(store, Settings(token=token, **authz.settings()))
+    authz.install(app)
+    return app
+
+
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT when running as the main loop)."""
@@ -184,7 +205,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     state.mkdir(parents=True, exist_ok=True)
     token = load_token(state)
     store = open_store(config.store)
-    app = create_app(store, Settings(token=token))
+    app = _app(store, token, config.authorization_mode)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=5)
     await runner.setup()

@@ -77,8 +77,22 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                     6: ("successfulJobsHistoryLimit", "i*"),
                     7: ("failedJobsHistoryLimit", "i*"), 8: ("timeZone", "s")},
     "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
+    # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|...)
+    "PolicyRule": {1: ("verbs", "[s]"), 2: ("apiGroups", "[s]"), 3: ("resources", "[s]"),
+                   4: ("resourceNames", "[s]"), 5: ("nonResourceURLs", "[s]")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "[LabelSelector]")},
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]"),
+                    3: ("aggregationRule", "AggregationRule")},
+    "Subject": {1: ("kind", "s"), 2: ("apiGroup", "s"), 3: ("name", "s"), 4: ("namespace", "s")},
+    "RoleRef": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                    3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                           3: ("roleRef", "RoleRef")},
 }
-_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob")
+_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
+          "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
