@@ -90,9 +90,30 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                     3: ("roleRef", "RoleRef")},
     "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
                            3: ("roleRef", "RoleRef")},
+    # authorization.k8s.io/v1 reviews (kubectl auth can-i [--list]) and SelfSubjectReview
+    "ResourceAttributes": {1: ("namespace", "s"), 2: ("verb", "s"), 3: ("group", "s"),
+                           4: ("version", "s"), 5: ("resource", "s"), 6: ("subresource", "s"),
+                           7: ("name", "s")},
+    "NonResourceAttributes": {1: ("path", "s"), 2: ("verb", "s")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                2: ("nonResourceAttributes", "NonResourceAttributes"),
+                                3: ("user", "s"), 4: ("groups", "[s]"), 6: ("uid", "s")},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"),
+                                2: ("spec", "SelfSubjectAccessReviewSpec")},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec")},
+    "LocalSubjectAccessReview": {1: ("metadata", "ObjectMeta"),
+                                 2: ("spec", "SubjectAccessReviewSpec")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"),
+                               2: ("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "s")},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta")},
 }
 _KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
-          "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+          "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview",
+          "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectRulesReview",
+          "SelfSubjectReview")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
