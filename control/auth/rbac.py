@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from control.auth.rbacrules import Rule, Subject, rules_of, subjects_of
@@ -21,7 +22,7 @@ from control.auth.types import Attributes, Decision, UserInfo, Verdict
 from control.clientbase import Client
 from control.informer import Informer
 
-__all__ = ["Grant", "PolicyCache", "PolicyFeed", "RBACAuthorizer", "POLICY_RESOURCES"]
+__all__ = ["POLICY_RESOURCES", "Grant", "PolicyCache", "PolicyFeed", "RBACAuthorizer"]
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -53,7 +54,8 @@ class Grant:
     subject: Subject
     rules: tuple[Rule, ...]
 
-    def describe(self) -> str:
+    @cached_property
+    def reason(self) -> str:
         """Upstream's words: `RBAC: allowed by RoleBinding "name/ns" of Role "r" to User "u"`."""
         b, s = self.binding, self.subject
         name = f"{b.name}/{b.namespace}" if b.namespace else b.name
@@ -180,7 +182,7 @@ class RBACAuthorizer:
         for grant in resolved.grants:
             for rule in grant.rules:
                 if rule.allows(attrs):
-                    return Decision(Verdict.ALLOW, grant.describe())
+                    return Decision(Verdict.ALLOW, grant.reason)
         return Decision(Verdict.NO_OPINION, _reason(resolved.errors))
 
     def rules_for(self, user: UserInfo, namespace: str) -> tuple[tuple[Rule, ...], str]:

@@ -16,7 +16,7 @@ _V1 = "rbac.authorization.k8s.io/v1"
 
 
 class PolicyRule(KModel):
-    verbs: list[str] = []
+    verbs: list[str] = Field(default_factory=list)
     api_groups: list[str] | None = None
     resources: list[str] | None = None
     resource_names: list[str] | None = None

@@ -23,7 +23,6 @@ from control.models import names
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
-from control.models.resources import RESOURCES, ResourceInfo
 from control.models.rbacvalidation import (
     RBAC_KINDS,
     rbac_name,
@@ -33,6 +32,7 @@ from control.models.rbacvalidation import (
     validate_role,
     validate_role_binding,
 )
+from control.models.resources import RESOURCES, ResourceInfo
 from control.models.servicevalidation import (
     validate_endpoints,
     validate_endpointslice,

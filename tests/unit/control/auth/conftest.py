@@ -16,7 +16,7 @@ from control.auth.tokens import ADMIN, StaticTokens
 from control.store.memory import MemoryStore
 
 sys.path.insert(0, str(Path(__file__).parent))        # for `import authfixtures`
-from authfixtures import JANE, JANE_TOKEN, NODE_1, NODE_TOKEN, TOKEN  # noqa: E402
+from authfixtures import JANE, JANE_TOKEN, NODE_1, NODE_TOKEN, TOKEN
 
 
 @pytest.fixture

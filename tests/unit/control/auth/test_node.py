@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from authfixtures import NODE_TOKEN
+
 from control.auth.node import NodeAuthorizer, referenced
 from control.auth.types import Attributes, UserInfo, Verdict
 
@@ -127,3 +127,22 @@ def test_referenced_objects_of_a_pod() -> None:
     assert referenced(spec) == {("serviceaccount", "builder"), ("secret", "tls"),
                                 ("persistentvolumeclaim", "data"), ("configmap", "ca"),
                                 ("secret", "tok")}
+
+
+async def test_node_gets_tokens_only_for_its_pods_service_accounts(api: TestClient) -> None:
+    await _setup(api)
+    for sa in ("default", "robot"):
+        assert (await api.post("/api/v1/namespaces/team/serviceaccounts",
+                               json={"metadata": {"name": sa}})).status == 201
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    # web on node-1 runs as "default": authorized (whatever the route then answers)
+    ok = await api.post("/api/v1/namespaces/team/serviceaccounts/default/token",
+                        headers=NODE, json=request)
+    assert ok.status != 403, await ok.text()
+    denied = await api.post("/api/v1/namespaces/team/serviceaccounts/robot/token",
+                            headers=NODE, json=request)
+    assert denied.status == 403
+    assert (await denied.json())["message"].endswith(
+        "no relationship found between node 'node-1' and this object")
+    assert (await api.get("/api/v1/namespaces/team/serviceaccounts/default",
+                          headers=NODE)).status == 200

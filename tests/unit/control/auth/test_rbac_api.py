@@ -42,22 +42,22 @@ async def test_validation_messages(api: TestClient) -> None:
         ("rules[0].verbs", "Required value: verbs must contain at least one value"),
         ("rules[1].apiGroups",
          "Required value: resource rules must supply at least one api group"),
-        ("rules[2].nonResourceURLs", 'Invalid value: []string{"/healthz"}: namespaced rules '
-         "cannot apply to non-resource URLs")]
+        ("rules[2].nonResourceURLs", ('Invalid value: []string{"/healthz"}: namespaced rules '
+         "cannot apply to non-resource URLs"))]
     resp = await api.post(f"{RBAC}/namespaces/team/rolebindings", json={
         "metadata": {"name": "bad"}, "roleRef": {"kind": "Secret", "name": "x"},
         "subjects": [{"kind": "User", "name": "jane"}, {"kind": "Robot", "name": "r"},
                      {"kind": "ServiceAccount", "name": "sa",
                       "apiGroup": "rbac.authorization.k8s.io"}]})
     assert await causes(resp) == [
-        ("roleRef.apiGroup", 'Unsupported value: "": supported values: '
-         '"rbac.authorization.k8s.io"'),
-        ("roleRef.kind", 'Unsupported value: "Secret": supported values: "Role", '
-         '"ClusterRole"'),
-        ("subjects[1].kind", 'Unsupported value: "Robot": supported values: '
-         '"ServiceAccount", "User", "Group"'),
-        ("subjects[2].apiGroup", 'Unsupported value: "rbac.authorization.k8s.io": '
-         'supported values: ""')]
+        ("roleRef.apiGroup", ('Unsupported value: "": supported values: '
+         '"rbac.authorization.k8s.io"')),
+        ("roleRef.kind", ('Unsupported value: "Secret": supported values: "Role", '
+         '"ClusterRole"')),
+        ("subjects[1].kind", ('Unsupported value: "Robot": supported values: '
+         '"ServiceAccount", "User", "Group"')),
+        ("subjects[2].apiGroup", ('Unsupported value: "rbac.authorization.k8s.io": '
+         'supported values: ""'))]
     resp = await api.post(f"{RBAC}/clusterrolebindings", json={
         "metadata": {"name": "bad"}, "roleRef": ref("Role", "x"),
         "subjects": [{"kind": "ServiceAccount", "name": "sa"}]})
@@ -68,8 +68,8 @@ async def test_validation_messages(api: TestClient) -> None:
     ok = await api.post(f"{RBAC}/clusterroles", json={"metadata": {"name": "team:reader"}})
     assert ok.status == 201
     resp = await api.post(f"{RBAC}/clusterroles", json={"metadata": {"name": "a/b"}})
-    assert await causes(resp) == [("metadata.name", "Invalid value: \"a/b\": may not "
-                                   "contain '/'")]
+    assert await causes(resp) == [("metadata.name", ("Invalid value: \"a/b\": may not "
+                                   "contain '/'"))]
 
 
 async def test_role_ref_is_immutable(api: TestClient) -> None:
@@ -80,9 +80,9 @@ async def test_role_ref_is_immutable(api: TestClient) -> None:
     assert resp.status == 201
     resp = await api.patch(f"{path}/rb", json={"roleRef": {"name": "edit"}},
                            headers={"Content-Type": "application/merge-patch+json"})
-    assert await causes(resp) == [("roleRef", 'Invalid value: rbac.RoleRef{APIGroup:'
+    assert await causes(resp) == [("roleRef", ('Invalid value: rbac.RoleRef{APIGroup:'
                                    '"rbac.authorization.k8s.io", Kind:"ClusterRole", '
-                                   'Name:"edit"}: cannot change roleRef')]
+                                   'Name:"edit"}: cannot change roleRef'))]
     resp = await api.patch(f"{path}/rb", json={"subjects": [user("jane"), user("bob")]},
                            headers={"Content-Type": "application/merge-patch+json"})
     assert resp.status == 200
@@ -175,8 +175,8 @@ async def test_access_reviews(api: TestClient) -> None:
     assert body["status"]["allowed"] is True
     resp = await api.post(f"{AUTHZ}/subjectaccessreviews", json={"spec": {
         "resourceAttributes": {"verb": "get", "resource": "pods"}}})
-    assert await causes(resp) == [("spec.user", 'Invalid value: "": at least one of user or '
-                                   "group must be specified")]
+    assert await causes(resp) == [("spec.user", ('Invalid value: "": at least one of user or '
+                                   "group must be specified"))]
     local = {"spec": {"user": "jane", "resourceAttributes": {
         "verb": "get", "resource": "pods", "namespace": "default"}}}
     resp = await api.post(f"{AUTHZ}/namespaces/team/localsubjectaccessreviews", json=local)
