@@ -149,3 +149,20 @@ def test_whoami_impersonated(kubectl: Kubectl) -> None:
     assert rows[0] == ["ATTRIBUTE", "VALUE"]
     assert ["Username", "jane"] in rows
     assert ["Groups", "[devs system:authenticated]"] in rows
+
+
+def test_aggregation_rule_from_kubectl(kubectl: Kubectl) -> None:
+    kubectl("create", "clusterrole", "monitoring",
+            "--aggregation-rule=example.com/aggregate-to-monitoring=true")
+    kubectl("create", "clusterrole", "metrics-reader", "--verb=get", "--resource=pods")
+    kubectl("label", "clusterrole", "metrics-reader",
+            "example.com/aggregate-to-monitoring=true")
+    deadline = time.monotonic() + 1.0
+    while True:
+        rules = kubectl("get", "clusterrole", "monitoring", "-o", "jsonpath={.rules}")
+        if rules or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert rules == '[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]'
+    # the defaults aggregate too: view holds system:aggregate-to-view's rules
+    assert "pods/log" in kubectl("get", "clusterrole", "view", "-o", "jsonpath={.rules}")
