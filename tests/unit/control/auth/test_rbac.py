@@ -10,7 +10,7 @@ import pytest
 
 from control.auth.rbac import PolicyCache, RBACAuthorizer
 from control.auth.rbacrules import Rule, covers
-from control.auth.types import Attributes, UserInfo, Verdict
+from control.auth.types import Attributes, Decision, FirstAuthorizer, UserInfo, Verdict
 
 JANE = UserInfo("jane", groups=("devs", "system:authenticated"))
 SA = UserInfo("system:serviceaccount:team:builder",
@@ -168,3 +168,19 @@ def test_covers() -> None:
                               resourceNames=["a"]))
     assert covers(owned, rule(verbs=["get"], nonResourceURLs=["/apis/apps"]))
     assert not covers(owned, rule(verbs=["get"], nonResourceURLs=["/api"]))
+
+
+async def test_union_keeps_members_reasons_and_adds_none() -> None:
+    cache = PolicyCache()
+    cache.put("clusterrolebindings", binding("b", "ClusterRole", "gone",
+                                             {"kind": "User", "name": "jane"}))
+
+    class Silent:
+        async def authorize(self, attrs: Attributes) -> Decision:
+            return Decision(Verdict.NO_OPINION)
+
+    chain = FirstAuthorizer([Silent(), RBACAuthorizer(cache)])
+    decision = await chain.authorize(res("get", "pods"))
+    assert decision.reason == 'RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found'
+    other = UserInfo("bob")
+    assert (await chain.authorize(res("get", "pods", user=other))).reason == ""

@@ -219,3 +219,39 @@ def test_protobuf_role_and_binding() -> None:
     assert decode_object(body)["subjects"] == [
         {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"}]
     assert decode_object(body)["roleRef"] == ref("Role", "r")
+
+
+async def test_escalation_edges(api: TestClient) -> None:
+    # jane may manage roles cluster-wide (without `escalate`) but holds nothing else
+    assert (await api.post(f"{RBAC}/clusterroles", json={
+        "metadata": {"name": "role-manager"}, "rules": [
+            {"verbs": ["get", "list", "create", "update", "patch", "delete"],
+             "apiGroups": ["rbac.authorization.k8s.io"],
+             "resources": ["clusterroles", "roles"]}]})).status == 201
+    assert (await api.post(f"{RBAC}/clusterrolebindings", json={
+        "metadata": {"name": "jane-roles"}, "roleRef": ref("ClusterRole", "role-manager"),
+        "subjects": [user("jane")]})).status == 201
+    await asyncio.sleep(0.05)
+    # an aggregationRule needs escalation rights
+    resp = await api.post(f"{RBAC}/clusterroles", headers=JANE, json={
+        "metadata": {"name": "agg"}, "aggregationRule": {"clusterRoleSelectors": [
+            {"matchLabels": {"x": "y"}}]}})
+    assert resp.status == 403
+    assert (await resp.json())["message"] == (
+        'clusterroles.rbac.authorization.k8s.io "agg" is forbidden: must have cluster-admin '
+        "privileges to use the aggregationRule")
+    # changing only labels of a role granting more than she holds is fine; its rules are not
+    merge = {**JANE, "Content-Type": "application/merge-patch+json"}
+    assert (await api.patch(f"{RBAC}/clusterroles/view", headers=merge,
+                            json={"metadata": {"labels": {"team": "a"}}})).status == 200
+    resp = await api.patch(f"{RBAC}/clusterroles/system:basic-user", headers=merge,
+                           json={"rules": [{"verbs": ["*"], "apiGroups": ["*"],
+                                            "resources": ["*"]}]})
+    assert resp.status == 403
+    assert "{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}" in \
+        (await resp.json())["message"]
+    resp = await api.post(f"{RBAC}/clusterroles", json={"metadata": {"name": "empty-agg"},
+                                                        "aggregationRule": {}})
+    assert await causes(resp) == [("aggregationRule.clusterRoleSelectors", (
+        "Required value: at least one clusterRoleSelector required if aggregationRule is "
+        "non-nil"))]
