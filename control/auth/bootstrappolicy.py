@@ -1,7 +1,8 @@
 """Kubernetes' default ClusterRoles and ClusterRoleBindings, as kube-apiserver creates them
 (plugin/pkg/auth/authorizer/rbac/bootstrappolicy, testdata/cluster-roles.yaml and
 cluster-role-bindings.yaml), plus the few kubeadm adds that knet's components need
-(kube-proxy's and CoreDNS's service accounts).
+(kube-proxy's and CoreDNS's service accounts), and one of knet's own: its kube-proxy also
+watches pods (to name the pod behind each endpoint in flow records).
 
 Pure data as wire dicts: `cluster_roles()` and `cluster_role_bindings()` build fresh copies
 each call. Roles that knet's API does not serve (storage, certificates, ...) are kept where
@@ -208,6 +209,8 @@ def cluster_roles() -> list[Obj]:
         _role("system:coredns", [
             _r(["list", "watch"], "", ["endpoints", "services", "pods", "namespaces"]),
             _r(["list", "watch"], "discovery.k8s.io", "endpointslices")], labeled=False),
+        # knet's own: its kube-proxy names the pod behind each endpoint in flow records
+        _role("knet:node-proxier-pods", [_r(_READ, "", "pods")], labeled=False),
     ]
 
 
@@ -252,5 +255,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("kubeadm:node-proxier", "system:node-proxier",
                  ("ServiceAccount", "kube-system/kube-proxy"), labeled=False),
         _binding("system:coredns", "system:coredns", ("ServiceAccount", "kube-system/coredns"),
+                 labeled=False),
+        _binding("knet:node-proxier-pods", "knet:node-proxier-pods",
+                 ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
                  labeled=False),
     ]

@@ -106,6 +106,7 @@ def test_who_may_do_what_by_default() -> None:
     assert can(authz, proxy, "watch", "endpointslices", group="discovery.k8s.io")
     assert can(authz, proxy, "list", "services")
     assert not can(authz, proxy, "list", "secrets")
+    assert can(authz, proxy, "watch", "pods")             # knet's proxy names flow endpoints
     dns = UserInfo("system:serviceaccount:kube-system:coredns",
                    groups=("system:serviceaccounts", "system:serviceaccounts:kube-system"))
     assert can(authz, dns, "watch", "endpointslices", group="discovery.k8s.io")
