@@ -203,7 +203,8 @@ def _role(obj: Obj, now: datetime) -> list[Any]:
 
 def _binding(obj: Obj, now: datetime) -> list[Any]:
     """kubectl's printRoleBinding: ROLE is Kind/name; the wide cells list the subjects."""
-    ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+    ref = obj.get("roleRef")
+    ref = ref if isinstance(ref, dict) else {}
     kinds: dict[str, list[str]] = {"User": [], "Group": [], "ServiceAccount": []}
     for s in obj.get("subjects") or []:
         name = s.get("name") or ""
