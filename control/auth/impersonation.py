@@ -37,8 +37,11 @@ _AUTHN = "authentication.k8s.io"
 
 
 def wants_impersonation(headers: Mapping[str, str]) -> bool:
-    """Cheap test for the hot path: any Impersonate-* header at all."""
-    return any(k[:12].lower() == "impersonate-" for k in headers)
+    """Cheap test for the hot path (~1 us): any Impersonate-* header at all."""
+    for key in headers:
+        if key[:1] in "Ii" and key[:12].lower() == "impersonate-":
+            return True
+    return False
 
 
 def _requests(headers: CIMultiDictProxy[str]) -> tuple[str, list[str], str,
