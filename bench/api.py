@@ -12,7 +12,9 @@ the rate too). Issue 3's goals on
 SQLite are for the API alone: >= 2,000 creates/s and a median write-to-watcher delay under
 10 ms with 100 watchers. The column `sqlite+controllers` runs the controllers as well (each
 pod create then also wakes the scheduler, which records FailedScheduling: there are no
-nodes), so that their cost is shown, not hidden.
+nodes), so that their cost is shown, not hidden. Every column authorizes with Node,RBAC (the
+default) except `+rbacoff` ones, which let any authenticated user do anything (knet before
+RBAC): `memory` beside `memory+rbacoff` is what authorization costs (goal: within 10%).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from bench.common import (
     percentile,
     side_by_side,
 )
+from control.server import AUTHZ_MODE_ENV
 
 NAME = "api"
 DESCRIPTION = ("API server over HTTP (memory anchor, sqlite): pod creates/s seq and 50 "
@@ -134,8 +137,9 @@ class Server:
 
     def __init__(self, store: str, workdir: Path, *, concurrency: int) -> None:
         self.store, self.workdir, self.concurrency = store, workdir, concurrency
-        self.controllers = store.endswith("+controllers")
-        self.store_kind = store.removesuffix("+controllers")
+        self.controllers = "+controllers" in store
+        self.rbac = "+rbacoff" not in store
+        self.store_kind = store.split("+")[0]
 
     async def __aenter__(self) -> Server:  # noqa: PYI034
         with socket.socket() as s:
@@ -147,7 +151,8 @@ class Server:
             [sys.executable, "-m", "knet.cli.main", "control", "--state-dir",
              str(self.workdir), "--listen", f"127.0.0.1:{port}", "--store", url]
             + ([] if self.controllers else ["--no-controllers"]),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, AUTHZ_MODE_ENV: "Node,RBAC" if self.rbac else "Authenticated"})
         config = self.workdir / "kubeconfig"
         deadline = time.monotonic() + 30
         while not config.exists():
@@ -273,9 +278,12 @@ async def _main(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench api", description=DESCRIPTION)
-    p.add_argument("--stores", nargs="+", default=["memory", "sqlite", "sqlite+controllers"],
-                   choices=["memory", "sqlite", "sqlite+controllers", "memory+controllers"],
-                   help="the first is the anchor; +controllers runs knet's controllers too")
+    p.add_argument("--stores", nargs="+",
+                   default=["memory", "memory+rbacoff", "sqlite", "sqlite+controllers"],
+                   choices=["memory", "sqlite", "sqlite+controllers", "memory+controllers",
+                            "memory+rbacoff", "sqlite+rbacoff"],
+                   help="the first is the anchor; +controllers runs knet's controllers too; "
+                   "+rbacoff authorizes every authenticated user instead of Node,RBAC")
     p.add_argument("-n", type=int, default=1000, help="sequential creates")
     p.add_argument("--n-concurrent", type=int, default=3000, help="concurrent creates")
     p.add_argument("--concurrency", type=int, default=50)

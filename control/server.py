@@ -14,6 +14,7 @@ SIGINT stops the controllers, cancels watch streams and closes the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import contextlib
 import importlib
@@ -39,6 +40,7 @@ from control.api.nodeproxy import KUBELET_TLS
 from control.api.saadmission import ServiceAccountAdmission
 from control.api.tls import (ensure_certificate, ensure_client_certificates,
                              kubelet_client_context, server_context)
+from control.auth.rbacsetup import NodeRBAC
 from control.auth.sakey import SigningKey
 from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, ensure_tokens, read_tokens
 from control.auth.tokens import ADMIN, StaticTokens
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 CONTROLLER_HOOKS = ("control.controllers.manager:run_all",)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBERNETES_IP = "10.96.0.1"
+AUTHZ_MODE_ENV = "KNET_AUTHORIZATION_MODE"
+AUTHZ_MODES = ("Node,RBAC", "Authenticated")
 
 
 @dataclass
@@ -61,6 +65,10 @@ class ServerConfig:
     store_url: str | None = None
     hooks: tuple[str, ...] = CONTROLLER_HOOKS
     extra: dict[str, Any] = field(default_factory=dict)
+    # kube-apiserver's --authorization-mode: "Node,RBAC", or "Authenticated" (any
+    # authenticated user may do anything: knet before RBAC, kept for benchmarks)
+    authorization_mode: str = field(
+        default_factory=lambda: os.environ.get(AUTHZ_MODE_ENV, "Node,RBAC"))
 
     @property
     def store(self) -> str:
@@ -196,6 +204,21 @@ async def _guard(spec: str, coro: Any) -> None:
         log.exception("controllers: %s crashed; the API server keeps serving", spec)
 
 
+def _app(store: Any, base: Settings, mode: str) -> web.Application:
+    """The API app with `base` (identities) and the authorizers of `mode`."""
+    if mode == "Authenticated":
+        log.warning("authorization: every authenticated user may do anything (%s=%s)",
+                    AUTHZ_MODE_ENV, mode)
+        return create_app(store, base)
+    if mode not in ("Node,RBAC", "RBAC,Node"):
+        raise ValueError(f"authorization mode {mode!r} is not one knet has; use one of "
+                         f"{', '.join(AUTHZ_MODES)} ({AUTHZ_MODE_ENV})")
+    authz = NodeRBAC()
+    app = create_app(store, dataclasses.replace(base, **authz.settings()))
+    authz.install(app)
+    return app
+
+
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT when running as the main loop)."""
@@ -204,7 +227,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     state.mkdir(parents=True, exist_ok=True)
     token = load_token(state)
     store = open_store(config.store)
-    app = create_app(store, settings(state, token))
+    app = _app(store, settings(state, token), config.authorization_mode)
     ensure_client_certificates(state)           # makes the cluster CA on first start
     app[KUBELET_TLS] = kubelet_client_context(state)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,

@@ -1,7 +1,8 @@
 """The edge between HTTP and the domain: one middleware turns every failure into a Kubernetes
 `Status` (ApiError subclasses, aiohttp's own 404/405/413, and unexpected exceptions as 500),
 and authenticates then authorizes every request through the control.auth seam:
-`guarded(authn, authz)`, one layer (every request pays for each middleware layer). No token:
+`guarded(authn, authz)`, one layer (every request pays for each middleware layer), with
+impersonation (Impersonate-* headers, control.auth.impersonation) between the two. No token:
 the anonymous user (kube-apiserver's default), which the authorizer lets read only public
 paths; a token nobody knows: 401; a request the authorizer does not allow: 403 in
 kube-apiserver's words.
@@ -17,6 +18,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from control.auth.escalation import ACTING_USER
+from control.auth.impersonation import impersonate, wants_impersonation
 from control.auth.requestinfo import attributes, forbidden_message
 from control.auth.types import ANONYMOUS, Authenticator, Authorizer, UserInfo
 from control.errors import ApiError, Forbidden, Internal, Unauthorized
@@ -94,15 +97,22 @@ def guarded(authn: Authenticator, authz: Authorizer) -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = None
         try:
             user = await _authenticate(request, authn)
+            if wants_impersonation(request.headers):
+                user = await impersonate(user, request.headers, authz)
             request[USER] = user
             attrs = attributes(user, request.method, request.path, request.query)
             decision = await authz.authorize(attrs)
             if not decision.allowed:
                 raise Forbidden(forbidden_message(attrs, decision.reason),
                                 kind=attrs.resource, name=attrs.name, group=attrs.api_group)
+            token = ACTING_USER.set(user)
             return await handler(request)
         except Exception as exc:  # noqa: BLE001 (_failure re-raises what is no Status)
             return _failure(request, exc)
+        finally:
+            if token is not None:
+                ACTING_USER.reset(token)
     return guard

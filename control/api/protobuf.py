@@ -92,9 +92,42 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta")},
     "TokenReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenReviewSpec")},
     "TokenReviewSpec": {1: ("token", "s"), 2: ("audiences", "[s]")},
+    # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|...)
+    "PolicyRule": {1: ("verbs", "[s]"), 2: ("apiGroups", "[s]"), 3: ("resources", "[s]"),
+                   4: ("resourceNames", "[s]"), 5: ("nonResourceURLs", "[s]")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "[LabelSelector]")},
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]"),
+                    3: ("aggregationRule", "AggregationRule")},
+    "Subject": {1: ("kind", "s"), 2: ("apiGroup", "s"), 3: ("name", "s"), 4: ("namespace", "s")},
+    "RoleRef": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                    3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                           3: ("roleRef", "RoleRef")},
+    # authorization.k8s.io/v1 reviews (kubectl auth can-i [--list]) and SelfSubjectReview
+    "ResourceAttributes": {1: ("namespace", "s"), 2: ("verb", "s"), 3: ("group", "s"),
+                           4: ("version", "s"), 5: ("resource", "s"), 6: ("subresource", "s"),
+                           7: ("name", "s")},
+    "NonResourceAttributes": {1: ("path", "s"), 2: ("verb", "s")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                2: ("nonResourceAttributes", "NonResourceAttributes"),
+                                3: ("user", "s"), 4: ("groups", "[s]"), 6: ("uid", "s")},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"),
+                                2: ("spec", "SelfSubjectAccessReviewSpec")},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec")},
+    "LocalSubjectAccessReview": {1: ("metadata", "ObjectMeta"),
+                                 2: ("spec", "SubjectAccessReviewSpec")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"),
+                               2: ("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "s")},
 }
 _KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
-          "ServiceAccount", "TokenRequest", "SelfSubjectReview", "TokenReview")
+          "ServiceAccount", "TokenRequest", "SelfSubjectReview", "TokenReview",
+          "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview",
+          "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectRulesReview")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:

@@ -113,11 +113,15 @@ class FirstAuthorizer:
         self.members = list(members)
 
     async def authorize(self, attrs: Attributes) -> Decision:
+        reasons = []
         for member in self.members:
             decision = await member.authorize(attrs)
             if decision.verdict is not Verdict.NO_OPINION:
                 return decision
-        return Decision(Verdict.NO_OPINION, "no authorizer allowed it")
+            if decision.reason:
+                reasons.append(decision.reason)
+        # kube-apiserver's union: the members' reasons, nothing when none gave one
+        return Decision(Verdict.NO_OPINION, "\n".join(reasons))
 
 
 class AllowAll:

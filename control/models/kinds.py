@@ -9,6 +9,7 @@ from __future__ import annotations
 from control.models.cluster import ConfigMap, Event, Lease, Namespace, Node, Secret, ServiceAccount
 from control.models.meta import TopLevel
 from control.models.pod import Pod
+from control.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from control.models.service import Endpoints, EndpointSlice, Service
 from control.models.workloads import (
     ControllerRevision,
@@ -30,6 +31,8 @@ MODELS: dict[str, type[TopLevel]] = {
     "replicationcontrollers": ReplicationController, "replicasets": ReplicaSet,
     "deployments": Deployment, "daemonsets": DaemonSet, "statefulsets": StatefulSet,
     "jobs": Job, "cronjobs": CronJob, "controllerrevisions": ControllerRevision,
+    "roles": Role, "clusterroles": ClusterRole, "rolebindings": RoleBinding,
+    "clusterrolebindings": ClusterRoleBinding,
 }
 
 

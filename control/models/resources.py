@@ -60,6 +60,8 @@ class ResourceInfo:
 
 
 _ALL = ("all",)
+_RBAC = "rbac.authorization.k8s.io"
+_AUTHZ = "authorization.k8s.io"
 RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Namespace", "namespaces", "", "v1", False, ("ns",), subresources=("status",),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
@@ -92,6 +94,18 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  verbs=("create",), stored=False),
     ResourceInfo("SelfSubjectReview", "selfsubjectreviews", "authentication.k8s.io", "v1",
                  False, verbs=("create",), stored=False),
+    ResourceInfo("Role", "roles", _RBAC, "v1", True),
+    ResourceInfo("ClusterRole", "clusterroles", _RBAC, "v1", False),
+    ResourceInfo("RoleBinding", "rolebindings", _RBAC, "v1", True),
+    ResourceInfo("ClusterRoleBinding", "clusterrolebindings", _RBAC, "v1", False),
+    ResourceInfo("SubjectAccessReview", "subjectaccessreviews", _AUTHZ, "v1", False,
+                 verbs=("create",), stored=False),
+    ResourceInfo("SelfSubjectAccessReview", "selfsubjectaccessreviews", _AUTHZ, "v1", False,
+                 verbs=("create",), stored=False),
+    ResourceInfo("SelfSubjectRulesReview", "selfsubjectrulesreviews", _AUTHZ, "v1", False,
+                 verbs=("create",), stored=False),
+    ResourceInfo("LocalSubjectAccessReview", "localsubjectaccessreviews", _AUTHZ, "v1", True,
+                 verbs=("create",), stored=False),
 )
 
 

@@ -41,6 +41,13 @@ _RS = [NAME, ("Desired", "integer", 0, "Number of desired pods."),
        ("Ready", "integer", 0, "The number of ready replicas for this replica set."),
        AGE, *_WIDE_WORKLOAD]
 
+_ROLE = [NAME, ("Created At", "date", 0, _AGE_DOC)]
+_BINDING = [NAME, ("Role", "string", 0, ("RoleRef can reference a Role in the current namespace "
+                                         "or a ClusterRole in the global namespace.")),
+            AGE, ("Users", "string", 1, "Users in the roleBinding"),
+            ("Groups", "string", 1, "Groups in the roleBinding"),
+            ("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding")]
+
 _COLUMNS: dict[str, list[Column]] = {
     "pods": [NAME,
              ("Ready", "string", 0, ("The aggregate readiness state of this pod for accepting "
@@ -127,6 +134,8 @@ _COLUMNS: dict[str, list[Column]] = {
                    ("Node Selector", "string", 0, "Nodes the daemon pod must run on."),
                    AGE, *_WIDE_WORKLOAD],
     "serviceaccounts": [NAME, ("Secrets", "integer", 0, "Number of secrets."), AGE],
+    "roles": _ROLE, "clusterroles": _ROLE,
+    "rolebindings": _BINDING, "clusterrolebindings": _BINDING,
     "controllerrevisions": [NAME,
                             ("Controller", "string", 0, "The owner of the revision."),
                             ("Revision", "integer", 0, "The revision number."), AGE],
@@ -186,6 +195,27 @@ def _revision_owner(obj: Obj) -> str:
     return "<none>"
 
 
+def _role(obj: Obj, now: datetime) -> list[Any]:
+    """kubectl's printRole: the creation time as RFC 3339, not an age."""
+    created = p.parse_time(_md(obj, "creationTimestamp"))
+    return [_md(obj, "name"), created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else ""]
+
+
+def _binding(obj: Obj, now: datetime) -> list[Any]:
+    """kubectl's printRoleBinding: ROLE is Kind/name; the wide cells list the subjects."""
+    ref = obj.get("roleRef")
+    ref = ref if isinstance(ref, dict) else {}
+    kinds: dict[str, list[str]] = {"User": [], "Group": [], "ServiceAccount": []}
+    for s in obj.get("subjects") or []:
+        name = s.get("name") or ""
+        if s.get("kind") == "ServiceAccount":
+            name = f"{s.get('namespace') or ''}/{name}"
+        kinds.setdefault(s.get("kind") or "", []).append(name)
+    return [_md(obj, "name"), f"{ref.get('kind')}/{ref.get('name')}", _created(obj, now),
+            ", ".join(kinds["User"]), ", ".join(kinds["Group"]),
+            ", ".join(kinds["ServiceAccount"])]
+
+
 _PRINTERS: dict[str, Printer] = {
     "pods": p.pod_cells, "services": p.service_cells, "deployments": p.deployment_cells,
     "replicasets": p.replicaset_cells, "replicationcontrollers": p.replicaset_cells,
@@ -198,6 +228,8 @@ _PRINTERS: dict[str, Printer] = {
     "serviceaccounts": _simple(lambda o: len(o.get("secrets") or [])),
     "controllerrevisions": _simple(_revision_owner, lambda o: o.get("revision") or 0),
     "statefulsets": _statefulset, "daemonsets": _daemonset,
+    "roles": _role, "clusterroles": _role,
+    "rolebindings": _binding, "clusterrolebindings": _binding,
 }
 
 

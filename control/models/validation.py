@@ -23,6 +23,15 @@ from control.models import names
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
+from control.models.rbacvalidation import (
+    RBAC_KINDS,
+    rbac_name,
+    validate_binding_update,
+    validate_cluster_role,
+    validate_cluster_role_binding,
+    validate_role,
+    validate_role_binding,
+)
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.servicevalidation import (
     validate_endpoints,
@@ -57,7 +66,9 @@ def _metadata(errs: FieldErrors, info: ResourceInfo, obj: Obj) -> str:
                                                                       "an object")
         return ""
     name = md.get("name")
-    check = names.dns1123_label if info.plural in _LABEL_NAMED else names.dns1123_subdomain
+    check: Callable[[str], tuple[str, ...]] = (
+        rbac_name if info.plural in RBAC_KINDS
+        else names.dns1123_label if info.plural in _LABEL_NAMED else names.dns1123_subdomain)
     if name:
         errs.names("metadata.name", name, check)
     elif md.get("generateName"):
@@ -241,12 +252,15 @@ _CHECKS: dict[str, Check] = {
     "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
     "events": _validate_event, "leases": _validate_lease,
+    "roles": validate_role, "clusterroles": validate_cluster_role,
+    "rolebindings": validate_role_binding, "clusterrolebindings": validate_cluster_role_binding,
 }
 _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "pods": validate_pod_update, "services": validate_service_update,
     "deployments": validate_workload_update, "replicasets": validate_workload_update,
     "daemonsets": validate_workload_update, "statefulsets": validate_workload_update,
     "configmaps": _immutable_data_update, "secrets": _immutable_data_update,
+    "rolebindings": validate_binding_update, "clusterrolebindings": validate_binding_update,
 }
 
 
