@@ -55,7 +55,7 @@ class Agent:
         self.run_proxy = run_proxy
         self.service_account = service_account or {}
         self.max_pods = max_pods
-        self.auth = auth or KubeletAuth()
+        self.auth = auth or KubeletAuth.for_node(client, spec.name)
         self.workers: dict[str, PodWorker] = {}
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []
