@@ -29,12 +29,16 @@ import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
 from control.api.app import OBJECTS, Settings, create_app
-from control.api.local import LocalClient
-from control.api.objects import ObjectService
 from control.api.ca import ClusterCA
+from control.api.local import LocalClient
 from control.api.nodeproxy import KUBELET_TLS
-from control.api.tls import (ensure_certificate, ensure_client_certificates,
-                             kubelet_client_context, server_context)
+from control.api.objects import ObjectService
+from control.api.tls import (
+    ensure_certificate,
+    ensure_client_certificates,
+    kubelet_client_context,
+    server_context,
+)
 from control.clock import RealClock
 from control.errors import AlreadyExists
 from control.store import open_store

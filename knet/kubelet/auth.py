@@ -27,8 +27,16 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from control.api.ca import APISERVER_KUBELET_CLIENT, SYSTEM_MASTERS, peer_identity
-from control.auth.types import (AUTHENTICATED, Attributes, Authenticator, Authorizer, Decision,
-                                FirstAuthorizer, UserInfo, Verdict)
+from control.auth.types import (
+    AUTHENTICATED,
+    Attributes,
+    Authenticator,
+    Authorizer,
+    Decision,
+    FirstAuthorizer,
+    UserInfo,
+    Verdict,
+)
 from control.clientbase import Client
 from control.errors import ApiError
 
