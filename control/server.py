@@ -14,9 +14,9 @@ SIGINT stops the controllers, cancels watch streams and closes the store.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import base64
 import contextlib
+import dataclasses
 import importlib
 import ipaddress
 import logging
@@ -33,13 +33,17 @@ from aiohttp import web
 
 from control.api import listen
 from control.api.app import OBJECTS, Settings, create_app
-from control.api.local import LocalClient
-from control.api.objects import ObjectService
 from control.api.ca import ClusterCA
+from control.api.local import LocalClient
 from control.api.nodeproxy import KUBELET_TLS
+from control.api.objects import ObjectService
 from control.api.saadmission import ServiceAccountAdmission
-from control.api.tls import (ensure_certificate, ensure_client_certificates,
-                             kubelet_client_context, server_context)
+from control.api.tls import (
+    ensure_certificate,
+    ensure_client_certificates,
+    kubelet_client_context,
+    server_context,
+)
 from control.auth.rbacsetup import NodeRBAC
 from control.auth.sakey import SigningKey
 from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, ensure_tokens, read_tokens

@@ -26,9 +26,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["APISERVER_KUBELET_CLIENT", "CAMissing", "ClusterCA", "FLOWS_READER", "Identity",
-           "SYSTEM_MASTERS", "client_context", "peer_identity", "server_context",
-           "write_private"]
+__all__ = [
+    "APISERVER_KUBELET_CLIENT",
+    "FLOWS_READER",
+    "SYSTEM_MASTERS",
+    "CAMissing",
+    "ClusterCA",
+    "Identity",
+    "client_context",
+    "peer_identity",
+    "server_context",
+    "write_private",
+]
 
 SYSTEM_MASTERS = "system:masters"
 APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
@@ -103,7 +112,7 @@ class ClusterCA:
                             "('knet control', started by 'knet up') makes it")
         private = serialization.load_pem_private_key(key.read_bytes(), password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"cluster CA: {key} is not an EC private key; remove {crt} and "
+            raise TypeError(f"cluster CA: {key} is not an EC private key; remove {crt} and "
                              f"{key} to make a new CA")
         return cls(x509.load_pem_x509_certificate(crt.read_bytes()), private, state_dir)
 

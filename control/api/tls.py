@@ -14,8 +14,14 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from control.api.ca import (APISERVER_KUBELET_CLIENT, FLOWS_READER, SYSTEM_MASTERS, ClusterCA,
-                            Identity, client_context)
+from control.api.ca import (
+    APISERVER_KUBELET_CLIENT,
+    FLOWS_READER,
+    SYSTEM_MASTERS,
+    ClusterCA,
+    Identity,
+    client_context,
+)
 from control.api.ca import server_context as _server_context
 
 __all__ = ["ensure_certificate", "ensure_client_certificates", "kubelet_client_context",

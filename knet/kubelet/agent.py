@@ -56,7 +56,7 @@ class Agent:
         self.run_proxy = run_proxy
         self.api_access = api_access
         self.max_pods = max_pods
-        self.auth = auth or KubeletAuth()
+        self.auth = auth or KubeletAuth.for_node(client, spec.name)
         self.workers: dict[str, PodWorker] = {}
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []

@@ -10,8 +10,11 @@ HTTP method, resource `nodes`, subresource from the path: everything knet serves
 and authorized by a `control.auth.types.Authorizer`; not allowed: 403 with the kubelet's
 words, `Forbidden (user=..., verb=..., resource=nodes, subresource=proxy)`.
 
-Until SubjectAccessReview exists, `MastersOnly` is the authorizer: the API server's kubelet
-client and the system:masters group are allowed, everyone else is denied.
+`KubeletAuth.for_node` is what the agent runs: x509, then tokens through the API server's
+TokenReview; the API server's kubelet client and group system:masters allowed at once, others
+asked of the API server by SubjectAccessReview (`nodes/proxy` on this node...). While the API
+server does not serve a review, its answer is "no": tokens are refused and only
+system:masters passes (`MastersOnly`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,23 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from control.api.ca import APISERVER_KUBELET_CLIENT, SYSTEM_MASTERS, peer_identity
-from control.auth.types import (AUTHENTICATED, Attributes, Authenticator, Authorizer, Decision,
-                                UserInfo, Verdict)
+from control.auth.types import (
+    AUTHENTICATED,
+    Attributes,
+    Authenticator,
+    Authorizer,
+    Decision,
+    FirstAuthorizer,
+    UserInfo,
+    Verdict,
+)
+from control.clientbase import Client
+from control.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KubeletAuth", "MastersOnly", "middleware", "request_attributes"]
+__all__ = ["KubeletAuth", "MastersOnly", "SubjectAccessReviews", "TokenReviews", "middleware",
+           "request_attributes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,21 +56,84 @@ _SUBRESOURCES = (("/stats", "stats"), ("/metrics", "metrics"), ("/logs/", "log")
 
 
 class MastersOnly:
-    """Allows the API server's kubelet client and group system:masters; denies the rest
-    (the stand-in for the kubelet's SubjectAccessReview webhook)."""
+    """Allows the API server's kubelet client and group system:masters; the rest is denied
+    (or, with `others=NO_OPINION`, left to the next authorizer)."""
+
+    def __init__(self, others: Verdict = Verdict.DENY) -> None:
+        self.others = others
 
     async def authorize(self, attrs: Attributes) -> Decision:
         user = attrs.user
         if SYSTEM_MASTERS in user.groups or user.name == APISERVER_KUBELET_CLIENT:
             return Decision(Verdict.ALLOW)
-        return Decision(Verdict.DENY, f"{user.name} is not allowed to use the kubelet API")
+        return Decision(self.others, f"{user.name} is not allowed to use the kubelet API")
+
+
+class TokenReviews:
+    """Bearer tokens checked by the API server (authentication.k8s.io/v1 TokenReview), as
+    the kubelet's --authentication-token-webhook. Not served (yet): no token is known."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def authenticate(self, token: str) -> UserInfo | None:
+        try:
+            review = await self.client.create("tokenreviews", {
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token}})
+        except (ApiError, KeyError, OSError) as exc:
+            log.info("kubelet API: TokenReview unavailable (%s); the token is refused", exc)
+            return None
+        status = review.get("status") or {}
+        user = status.get("user") or {}
+        if not status.get("authenticated") or not user.get("username"):
+            return None
+        return UserInfo(str(user["username"]), uid=str(user.get("uid", "")),
+                        groups=tuple(user.get("groups") or ()),
+                        extra={k: tuple(v) for k, v in (user.get("extra") or {}).items()})
+
+
+class SubjectAccessReviews:
+    """Each request asked of the API server (authorization.k8s.io/v1 SubjectAccessReview
+    on nodes/SUBRESOURCE of this node), as the kubelet's --authorization-mode=Webhook.
+    Not served (yet), or an error: denied."""
+
+    def __init__(self, client: Client, node: str) -> None:
+        self.client, self.node = client, node
+
+    async def authorize(self, attrs: Attributes) -> Decision:
+        user = attrs.user
+        spec: dict[str, object] = {
+            "user": user.name, "groups": list(user.groups),
+            "resourceAttributes": {"verb": attrs.verb, "resource": "nodes",
+                                   "subresource": attrs.subresource, "name": self.node}}
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.extra:
+            spec["extra"] = {k: list(v) for k, v in user.extra.items()}
+        try:
+            review = await self.client.create("subjectaccessreviews", {
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": spec})
+        except (ApiError, KeyError, OSError) as exc:
+            return Decision(Verdict.DENY, f"SubjectAccessReview unavailable: {exc}")
+        status = review.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return Decision(Verdict.ALLOW if status.get("allowed") else Verdict.DENY, reason)
 
 
 @dataclass
 class KubeletAuth:
     """What the kubelet checks each request with."""
     authz: Authorizer = field(default_factory=MastersOnly)
-    tokens: Authenticator | None = None     # TokenReview-backed when the API server has it
+    tokens: Authenticator | None = None     # None: bearer tokens are refused
+
+    @classmethod
+    def for_node(cls, client: Client, node: str) -> KubeletAuth:
+        """x509 + TokenReview; masters at once, the rest by SubjectAccessReview."""
+        return cls(authz=FirstAuthorizer([MastersOnly(others=Verdict.NO_OPINION),
+                                          SubjectAccessReviews(client, node)]),
+                   tokens=TokenReviews(client))
 
 
 def request_attributes(user: UserInfo, method: str, path: str) -> Attributes:

@@ -81,6 +81,9 @@ def test_an_unprivileged_host_user_gets_nothing_from_any_kubelet(
             anon = _as_nobody("-k", "-o", "-", "-w", "\n%{http_code}", base + path, *WS_HEADERS)
             assert anon.stdout.splitlines()[-1] == "401", anon.stdout
             assert anon.stdout.splitlines()[0] == "Unauthorized"
+            token = _as_nobody("-k", "-o", "-", "-w", "\n%{http_code}", base + path,
+                               "-H", "Authorization: Bearer made-up", *WS_HEADERS)
+            assert token.stdout.splitlines()[-1] == "401", token.stdout
             crt, key = foreign_cert
             other = _as_nobody("-k", "--cert", str(crt), "--key", str(key), "-o", "-", "-w",
                                "\n%{http_code}", base + path, *WS_HEADERS)

@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from control.api.ca import (ClusterCA, CAMissing, Identity, client_context, identity_of,
-                            peer_identity, server_context)
-from control.api.tls import (ensure_certificate, ensure_client_certificates,
-                             kubelet_client_context)
+from control.api.ca import (
+    CAMissing,
+    ClusterCA,
+    Identity,
+    client_context,
+    identity_of,
+    peer_identity,
+    server_context,
+)
+from control.api.tls import ensure_certificate, ensure_client_certificates, kubelet_client_context
 
 
 def test_ca_is_made_once_private_and_reused(tmp_path: Path) -> None:

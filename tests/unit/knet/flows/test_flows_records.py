@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-import ssl
-from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from flows_testkit import make_view

@@ -8,13 +8,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from control.api.ca import ClusterCA, Identity, client_context, server_context
-from control.api.tls import kubelet_client_context, ensure_client_certificates
+from control.api.tls import ensure_client_certificates, kubelet_client_context
 from control.auth.types import UserInfo
 from knet.kubelet.auth import KubeletAuth, MastersOnly, request_attributes
 from knet.kubelet.server import create_app
@@ -83,8 +84,8 @@ async def test_other_users_are_forbidden_in_the_kubelets_words(kubelet: str,
                                                     client=True)
     status, text = await _get(f"https://{kubelet}{POD}/exec?command=id",
                               client_context(tmp_path / "ca.crt", crt, key))
-    assert (status, text) == (403, "Forbidden (user=jane, verb=get, resource=nodes, "
-                                   "subresource=proxy)")
+    assert status == 403
+    assert text == "Forbidden (user=jane, verb=get, resource=nodes, subresource=proxy)"
     status, text = await _get(f"https://{kubelet}{POD}/log",
                               client_context(tmp_path / "ca.crt"),
                               headers={"Authorization": "Bearer pod-token"})
@@ -121,3 +122,83 @@ async def test_masters_only_until_subject_access_review() -> None:
     other = await authz.authorize(request_attributes(
         UserInfo("system:node:node-2", groups=("system:nodes",)), "GET", "/"))
     assert allowed.allowed and masters.allowed and not other.allowed
+
+
+class ReviewingApi:
+    """The API server's side of TokenReview and SubjectAccessReview (a Client's `create`);
+    with `served=False` it answers as today's API server does: unknown resource."""
+
+    def __init__(self, *, served: bool = True, allow: bool = False) -> None:
+        self.served, self.allow = served, allow
+        self.asked: list[dict[str, Any]] = []
+
+    async def create(self, resource: str, obj: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if not self.served:
+            raise KeyError(f"unknown resource {resource!r}")
+        self.asked.append(obj)
+        if resource == "tokenreviews":
+            ok = obj["spec"]["token"] == "sa-token"
+            return {**obj, "status": {"authenticated": ok, "user": {
+                "username": "system:serviceaccount:default:default",
+                "groups": ["system:serviceaccounts", "system:authenticated"]} if ok else {}}}
+        return {**obj, "status": {"allowed": self.allow, "reason": "RBAC says so"}}
+
+
+@pytest.fixture
+async def serve_kubelet(tmp_path: Path) -> AsyncIterator[Any]:
+    runners: list[web.AppRunner] = []
+    ensure_client_certificates(tmp_path)
+    ca = ClusterCA.load(tmp_path)
+    crt, key = ca.ensure_pair("k", Identity("system:node:node-1"), server=True,
+                              ips=["127.0.0.1"])
+
+    async def start(auth: KubeletAuth) -> str:
+        runner = web.AppRunner(create_app(lambda _k: None, runtime=None, auth=auth))
+        runners.append(runner)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0,
+                           ssl_context=server_context(crt, key, client_ca=ca.cert_path))
+        await site.start()
+        return f"https://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        yield start
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+async def test_tokens_and_others_go_to_the_api_servers_reviews(serve_kubelet: Any,
+                                                               tmp_path: Path) -> None:
+    api = ReviewingApi(allow=False)
+    base = await serve_kubelet(KubeletAuth.for_node(api, "node-1"))  # type: ignore[arg-type]
+    anon = client_context(tmp_path / "ca.crt")
+    status, text = await _get(f"{base}{POD}/exec?command=id", anon,
+                              headers={"Authorization": "Bearer sa-token"})
+    assert status == 403
+    assert text == ("Forbidden (user=system:serviceaccount:default:default, verb=get, "
+                    "resource=nodes, subresource=proxy)")
+    sar = api.asked[-1]
+    assert sar["kind"] == "SubjectAccessReview" and sar["spec"]["resourceAttributes"] == {
+        "verb": "get", "resource": "nodes", "subresource": "proxy", "name": "node-1"}
+    assert sar["spec"]["groups"] == ["system:serviceaccounts", "system:authenticated"]
+    assert (await _get(f"{base}{POD}/log", anon, headers={"Authorization": "Bearer bad"}))[0] \
+        == 401
+    api.allow = True
+    status, _ = await _get(f"{base}{POD}/log", anon, headers={"Authorization": "Bearer sa-token"})
+    assert status == 404                                    # allowed: on to the handler
+    asked = len(api.asked)
+    assert (await _get(f"{base}{POD}/log", kubelet_client_context(tmp_path)))[0] == 404
+    assert len(api.asked) == asked                          # the API server's client: no review
+
+
+async def test_without_the_reviews_only_masters_pass(serve_kubelet: Any, tmp_path: Path) -> None:
+    base = await serve_kubelet(KubeletAuth.for_node(ReviewingApi(served=False),  # type: ignore[arg-type]
+                                                    "node-1"))
+    anon = client_context(tmp_path / "ca.crt")
+    assert await _get(f"{base}{POD}/log", anon, headers={"Authorization": "Bearer sa-token"}) \
+        == (401, "Unauthorized")
+    crt, key = ClusterCA.load(tmp_path).ensure_pair("n2", Identity("system:node:node-2",
+                                                                   ("system:nodes",)), client=True)
+    status, text = await _get(f"{base}{POD}/log", client_context(tmp_path / "ca.crt", crt, key))
+    assert status == 403 and "user=system:node:node-2" in text
+    assert (await _get(f"{base}{POD}/log", kubelet_client_context(tmp_path)))[0] == 404
