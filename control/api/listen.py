@@ -106,5 +106,6 @@ async def listen(runner: web.BaseRunner, host: str, port: int, *,
         return HeadDeadline(handler_factory(), head_timeout)
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(protocol, host, port, ssl=ssl_context,
-                                    reuse_address=True)
+    return await loop.create_server(  # the TLS handshake gets no longer than a head
+        protocol, host, port, ssl=ssl_context, reuse_address=True,
+        ssl_handshake_timeout=head_timeout if ssl_context is not None else None)

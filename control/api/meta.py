@@ -152,6 +152,8 @@ def read_continue(token: str, prefix: str) -> tuple[int, str]:
         pad = "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(token + pad))
         revision, start = int(data["rv"]), str(data["start"])
+        if not 0 <= revision < 2**64:                   # a uint64, as any resourceVersion
+            raise ValueError(revision)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise BadRequest(f"continue token {token!r} is not valid: pass the token this "
                          "server returned in metadata.continue, unchanged") from None

@@ -208,25 +208,21 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
 async def handle_delete(request: web.Request) -> web.StreamResponse:
     t = _target(request)
     objects = request.app[OBJECTS]
-    opts: dict[str, Any] = {}
+    body: object = None
     if request.can_read_body:
         raw = await request.read()
         if raw.strip():
             body = await codec.read_body(request, what=f"delete {t.info.plural}")
-            opts = body if isinstance(body, dict) else {}
-    propagation = request.query.get("propagationPolicy") or opts.get("propagationPolicy")
-    grace = _int(request, "gracePeriodSeconds")
-    if grace is None and opts.get("gracePeriodSeconds") is not None:
-        grace = int(opts["gracePeriodSeconds"])
-    pre = opts.get("preconditions") or {}
+    opts = params.delete_options(request, body)
+    propagation, grace = opts.propagation, opts.grace_period
     if t.sub is not None:
         raise MethodNotAllowed(f"DELETE is not allowed on {t.info.plural}/{t.sub}")
     if t.name is None:
         return await _delete_collection(request, objects, t, propagation, grace)
     obj = await objects.delete(t.info.plural, t.name, namespace=t.namespace,
                                propagation=propagation, grace_period=grace,
-                               preconditions_uid=pre.get("uid"),
-                               preconditions_rv=pre.get("resourceVersion"),
+                               preconditions_uid=opts.preconditions_uid,
+                               preconditions_rv=opts.preconditions_rv,
                                dry_run=_dry_run(request))
     return codec.respond(obj)
 

@@ -4,6 +4,7 @@ nothing of it is stored, and the server keeps serving (issue 10, API side)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,3 +204,23 @@ def test_laughs_really_expand_with_a_plain_loader() -> None:
     """The fixture is the real thing: safe_load would build 9**7 strings."""
     x = yaml.safe_load(LAUGHS)["spec"]["x"]
     assert len(json.dumps(x["c"])) * 9 ** 4 > 3 * 1024 * 1024
+
+
+@pytest.mark.parametrize("options,field", [({"gracePeriodSeconds": "abc"}, "gracePeriodSeconds"),
+                                           ({"gracePeriodSeconds": 1e308}, "gracePeriodSeconds"),
+                                           ({"preconditions": "x"}, "preconditions"),
+                                           ({"preconditions": {"uid": 5}}, "uid"),
+                                           ({"propagationPolicy": ["x"]}, "propagationPolicy")])
+async def test_delete_options_of_the_wrong_type_are_a_400(api: TestClient, options: dict,
+                                                          field: str) -> None:
+    assert (await api.post(PODS, json=pod("kept"))).status == 201
+    await refused(await api.delete(f"{PODS}/kept", json=options), 400, "BadRequest",
+                  f"{field}: cannot decode")
+    assert await names(api, PODS) == ["kept"]
+
+
+async def test_a_continue_token_beyond_uint64_is_a_400(api: TestClient) -> None:
+    token = base64.urlsafe_b64encode(json.dumps(
+        {"v": 1, "rv": 10**24, "start": "/registry/pods/default/"}).encode()).decode()
+    await refused(await api.get(f"{PODS}?limit=1&continue={token}"), 400, "BadRequest",
+                  "continue token")

@@ -20,6 +20,7 @@ from control.store.memory import MemoryStore
 
 TOKEN = "s3cret"
 HEAD_TIMEOUT = 1.0
+IDLE_TIMEOUT = 2.0
 
 
 def _client_tls() -> ssl.SSLContext:
@@ -33,7 +34,7 @@ def _client_tls() -> ssl.SSLContext:
 async def port(tmp_path: Path) -> AsyncIterator[int]:
     crt, key = ensure_certificate(tmp_path, ["127.0.0.1"])
     runner = web.AppRunner(create_app(MemoryStore(), Settings(token=TOKEN)),
-                           **listen.HANDLER_ARGS)
+                           **{**listen.HANDLER_ARGS, "keepalive_timeout": IDLE_TIMEOUT})
     await runner.setup()
     server = await listen.listen(runner, "127.0.0.1", 0, ssl_context=server_context(crt, key),
                                  head_timeout=HEAD_TIMEOUT)
@@ -116,3 +117,29 @@ async def test_oversized_header_fields_are_refused(port: int) -> None:
     reply = await _request(port, _get("/version", *many))
     assert reply.split(b" ", 2)[1] in (b"400", b"431"), reply[:200]
     assert (await _request(port, _get("/version"))).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_dripping_second_head_is_cut_off_by_the_idle_timeout(port: int) -> None:
+    """After a first request on a kept-alive connection, a head that never completes leaves
+    the handler idle: aiohttp's keep-alive timeout closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_tls())
+    try:
+        writer.write(_get("/version").replace(b"Connection: close", b"Connection: keep-alive"))
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert first.startswith(b"HTTP/1.1 200 OK")
+        start = time.monotonic()
+        writer.write(b"GET /version HTTP/1.1\r\n")
+        for i in range(40):
+            try:
+                data = await asyncio.wait_for(reader.read(65536), 0.3)
+            except TimeoutError:
+                writer.write(f"X-Slow-{i}: {i}\r\n".encode())
+                continue
+            except (ConnectionError, ssl.SSLError):
+                break
+            if data == b"":
+                break
+        elapsed = time.monotonic() - start
+    finally:
+        writer.close()
+    assert elapsed < IDLE_TIMEOUT + 2, elapsed
