@@ -13,18 +13,16 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import (BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS,
-                              TOKEN_REQUESTS)
+from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS, TOKEN_REQUESTS
 from control.api.middleware import guarded
-from control.api.objects import Admit, AdmissionPlugin, ObjectService
+from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler
 from control.api.tokenrequest import TokenRequests
 from control.auth.legacy import AuthenticatedAllowed
