@@ -20,10 +20,9 @@ from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import (BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS,
-                              TOKEN_REQUESTS)
+from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS, TOKEN_REQUESTS
 from control.api.middleware import guarded
-from control.api.objects import Admit, AdmissionPlugin, ObjectService
+from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler
 from control.api.tokenrequest import TokenRequests
 from control.auth.legacy import AuthenticatedAllowed

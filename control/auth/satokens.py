@@ -192,7 +192,7 @@ class ServiceAccountTokens:
                            f"({ref.get('uid')}): the token has been invalidated")
         deleted = md.get("deletionTimestamp")
         if deleted:
-            when = datetime.fromisoformat(str(deleted).replace("Z", "+00:00")).timestamp()
+            when = datetime.fromisoformat(str(deleted)).timestamp()
             if when < self.now().timestamp() - DELETION_LEEWAY:
                 raise _invalid(f"{what} {name} is being deleted: the token has been "
                                "invalidated")

@@ -144,8 +144,8 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.garbagecollector import GC_RESOURCES, GarbageCollector
     from control.controllers.mirroring import EndpointSliceMirroringController
     from control.controllers.namespace import NamespaceController
-    from control.controllers.serviceaccount import ServiceAccountsController
     from control.controllers.nodelifecycle import NodeLifecycleController
+    from control.controllers.serviceaccount import ServiceAccountsController
     from control.controllers.tainteviction import TaintEvictionController
     from control.scheduler import Scheduler
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from control.clientbase import Client
+from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers.base import Controller
 from control.controllers.util import is_terminating, meta
 from control.errors import AlreadyExists, Forbidden, NotFound
-from control.clientbase import Obj
 from control.informer import Informer
 
 __all__ = ["ServiceAccountsController"]

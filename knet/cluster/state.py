@@ -4,6 +4,9 @@ knet created, so `knet down` removes exactly those.
 
     DIR/cluster.json      the record (written first, updated as things are made)
     DIR/kubeconfig        written by `knet control` once it serves
+    DIR/kubeconfig-NODE   each agent's own kubeconfig (system:node:NODE), written by `knet up`
+    DIR/tokens.csv        the API server's static token file (admin, nodes, kube-proxy), 0600
+    DIR/sa.key            the service-account token signing key, 0600
     DIR/state.db          the SQLite store (default)
     DIR/logs/*.log        one log per process
     DIR/dataplane/        the dataplane's records (namespaces, links, IPAM)

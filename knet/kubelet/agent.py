@@ -27,10 +27,10 @@ from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
 from knet.kubelet import containers as cspec
 from knet.kubelet.auth import KubeletAuth
-from knet.kubelet.satoken import ApiAccess
 from knet.kubelet.context import KubeletOptions, NodeContext
 from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
 from knet.kubelet.pods import PodWorker
+from knet.kubelet.satoken import ApiAccess
 from knet.kubelet.server import create_app
 from knet.runtime.base import PodSandbox, Runtime
 

@@ -25,8 +25,6 @@ from knet.kubelet.satoken import ProjectedVolumes
 from knet.kubelet.status import ContainerView, pod_status
 from knet.runtime.base import PodSandbox
 
-TOKEN_RETRY = 10.0          # seconds before another try at a token refresh that failed
-
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
@@ -169,18 +167,9 @@ class PodWorker:
                                      clock=self.ctx.clock)
         await projected.write()
         if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.create_task(self._refresh_tokens(projected),
-                                                  name=f"tokens {self.key}")
-
-    async def _refresh_tokens(self, projected: ProjectedVolumes) -> None:
-        """Rewrite the pod's service-account tokens when 80% of their life has passed."""
-        while (delay := projected.refresh_in()) is not None:
-            await asyncio.sleep(delay)
-            try:
-                await projected.write(tokens_only=True)
-            except KnetError as exc:
-                self.ctx.event(self.pod, "Warning", "FailedMount", str(exc))
-                projected.refresh_at = self.ctx.clock() + TOKEN_RETRY
+            self._refresher = asyncio.create_task(projected.keep_fresh(
+                on_error=lambda msg: self.ctx.event(self.pod, "Warning", "FailedMount", msg)),
+                name=f"tokens {self.key}")
 
     def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False) -> ContainerRunner:
         assert self.sandbox is not None

@@ -13,6 +13,7 @@ a pod.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -27,13 +28,14 @@ from control.clientbase import Client
 from control.errors import ApiError
 from knet.errors import KnetError
 
-__all__ = ["ApiAccess", "ProjectedVolumes", "SA_PATH"]
+__all__ = ["SA_PATH", "ApiAccess", "ProjectedVolumes"]
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 REFRESH_FRACTION = 0.8
+TOKEN_RETRY = 10.0             # seconds before another try at a refresh that failed
 MAX_AGE = 24 * 3600.0          # the kubelet refreshes tokens older than a day, whatever their TTL
 Lookup = Callable[[str, str, str], Awaitable[Obj | None]]
 
@@ -92,6 +94,18 @@ class ProjectedVolumes:
     def refresh_in(self) -> float | None:
         return None if self.refresh_at is None else max(0.0, self.refresh_at - self.clock())
 
+    async def keep_fresh(self, *, on_error: Callable[[str], None],
+                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Rewrite the tokens whenever they are due (after `write`), until cancelled; a
+        failed refresh is reported and tried again after TOKEN_RETRY seconds."""
+        while (delay := self.refresh_in()) is not None:
+            await sleep(delay)
+            try:
+                await self.write(tokens_only=True)
+            except KnetError as exc:
+                on_error(str(exc))
+                self.refresh_at = self.clock() + TOKEN_RETRY
+
     async def write(self, *, tokens_only: bool = False) -> None:
         """Fill every projected volume; raises KnetError (retry later) if a part fails."""
         self.refresh_at = None
@@ -126,8 +140,8 @@ class ProjectedVolumes:
         now = self.clock()
         ttl = (out.get("spec") or {}).get("expirationSeconds")
         if not isinstance(ttl, int):             # the lifetime the server granted
-            ttl = datetime.fromisoformat(str(status["expirationTimestamp"]).replace(
-                "Z", "+00:00")).astimezone(UTC).timestamp() - time.time()
+            ttl = datetime.fromisoformat(str(status["expirationTimestamp"])).astimezone(
+                UTC).timestamp() - time.time()
         due = now + min(REFRESH_FRACTION * max(0.0, float(ttl)), MAX_AGE)
         self.refresh_at = due if self.refresh_at is None else min(self.refresh_at, due)
         if self.access is not None:

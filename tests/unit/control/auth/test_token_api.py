@@ -174,3 +174,16 @@ async def test_discovery_lists_the_token_subresource_and_reviews(api: TestClient
         "/apis/authentication.k8s.io/v1")).json())["resources"]}
     assert authn["tokenreviews"]["verbs"] == ["create"]
     assert authn["tokenreviews"]["namespaced"] is False
+
+
+async def test_secret_bound_token_dies_with_the_secret(api: TestClient) -> None:
+    secrets = "/api/v1/namespaces/default/secrets"
+    assert (await api.post(secrets, json={"metadata": {"name": "s"}})).status == 201
+    body = await _token(api, boundObjectRef={"kind": "Secret", "apiVersion": "v1", "name": "s"})
+    token = body["status"]["token"]
+    assert (await _whoami(api, token))[0] == 201
+    r = await api.post(f"{SAS}/robot/token", json={"spec": {"boundObjectRef": {
+        "kind": "Secret", "apiVersion": "v1", "name": "s", "uid": "not-its-uid"}}})
+    assert r.status == 409 and "does not match the UID in record" in (await r.json())["message"]
+    assert (await api.delete(f"{secrets}/s")).status == 200
+    assert (await _whoami(api, token))[0] == 401

@@ -4,6 +4,7 @@ tokenFile kubeconfig), the 80% refresh rule, and a client reading the rotated to
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -101,3 +102,46 @@ async def test_token_for_a_missing_service_account_is_a_retryable_error(
                                  access=None)
     with pytest.raises(KnetError, match="cannot get a token for service account robot"):
         await projected.write()
+
+
+class FlakyTokens:
+    """A client whose TokenRequests fail when told to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail = False
+
+    async def create(self, resource: str, obj: dict, *, namespace: str | None = None,
+                     subresource: str | None = None) -> dict:
+        self.calls += 1
+        if self.fail:
+            raise Unauthorized("API server says no")
+        return {"spec": {"expirationSeconds": 1000},
+                "status": {"token": f"t{self.calls}", "expirationTimestamp": "2099-01-01T00:00:00Z"}}
+
+
+async def test_tokens_are_refreshed_at_80_percent_and_retried_after_a_failure(
+        tmp_path: Path) -> None:
+    pod = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+           "spec": {"volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": [
+               {"serviceAccountToken": {"expirationSeconds": 1000, "path": "token"}}]}}]}}
+    client, clock = FlakyTokens(), Clock()
+    projected = ProjectedVolumes(pod, tmp_path, client=client, lookup=_lookup,  # type: ignore[arg-type]
+                                 access=None, clock=clock)
+    await projected.write()
+    token = tmp_path / "volumes" / "kube-api-access-abcde" / "token"
+    slept: list[float] = []
+    errors: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.t += seconds
+        client.fail = len(slept) == 2            # the second refresh fails
+        if len(slept) == 4:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await projected.keep_fresh(on_error=errors.append, sleep=sleep)
+    assert slept == [800.0, 800.0, 10.0, 800.0]
+    assert len(errors) == 1 and "API server says no" in errors[0]
+    assert token.read_text() == "t4"             # t1 written, t2 refresh, t3 failed, t4 retry
