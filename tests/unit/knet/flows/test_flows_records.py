@@ -1,5 +1,6 @@
-"""`knet flows` logic against real HTTP sources: two agents serving the proxy's own FlowRing
-routes and a DNS query log, merged, filtered and formatted."""
+"""`knet flows` logic against real HTTP sources: two kube-proxies serving their own FlowRing
+routes on unix sockets (as `knet proxy --flows-socket` does) and a DNS query log over TCP,
+merged, filtered and formatted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,30 +38,36 @@ async def _server(app: web.Application) -> TestServer:
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Any, FlowRing, FlowRing, list[dict[str, Any]]]]:
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Any, FlowRing, FlowRing,
+                                                         list[dict[str, Any]]]]:
     rings = FlowRing(), FlowRing()
     dns_rows: list[dict[str, Any]] = []
-    servers = []
-    for ring in rings:
+    runners, sockets = [], []
+    for i, ring in enumerate(rings, 1):
         app = web.Application()
         app.add_routes(flows_routes(ring))
-        servers.append(await _server(app))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        sockets.append(str(tmp_path / f"node-{i}.sock"))
+        await web.UnixSite(runner, sockets[-1]).start()
+        runners.append(runner)
 
     async def dns_flows(request: web.Request) -> web.Response:
         return web.json_response(dns_rows)
 
     dns_app = web.Application()
     dns_app.router.add_get("/flows", dns_flows)
-    servers.append(await _server(dns_app))
-    view = make_view(tuple(str(s.make_url("")).rstrip("/") for s in servers[:2]))  # type: ignore[arg-type]
-    records.DNS_FLOWS_PORT = servers[2].port  # the DNS pod's port, here on loopback
+    dns = await _server(dns_app)
+    view = make_view((sockets[0], sockets[1]))
+    records.DNS_FLOWS_PORT = dns.port  # the DNS pod's port, here on loopback
     view.pods["kube-system/coredns-x"].ip = "127.0.0.1"
     try:
         yield view, rings[0], rings[1], dns_rows
     finally:
         records.DNS_FLOWS_PORT = 9153
-        for s in servers:
-            await s.close()
+        await dns.close()
+        for runner in runners:
+            await runner.cleanup()
 
 
 async def test_snapshot_merges_nodes_and_dns_in_time_order(cluster: Any) -> None:
@@ -101,12 +109,13 @@ async def test_last_n_and_unreachable_source_reported(cluster: Any) -> None:
     view, ring1, _, _ = cluster
     for i in range(5):
         ring1.record(rec(i, "node-1", 100 + i, "10.244.1.4", "default/web-a"))
-    view.nodes["node-2"].agent_url = "http://127.0.0.1:1"
+    view.nodes["node-2"].flows_socket = "/nonexistent/node-2.sock"
     errors: list[str] = []
     flows = await records.snapshot(view, flt=FlowFilter(), last=2, errors=errors)
     assert [f["client_port"] for f in flows] == [103, 104]
-    assert len(errors) == 1 and errors[0].startswith("proxy node-2: http://127.0.0.1:1/flows "
-                                                     "unreachable")
+    assert len(errors) == 1 and errors[0].startswith(
+        "proxy node-2: unix:/nonexistent/node-2.sock unreachable")
+    assert "knet status" in errors[0]
 
 
 async def test_follow_yields_new_records_from_every_node(cluster: Any) -> None:
