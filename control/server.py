@@ -5,7 +5,8 @@ create the namespaces every cluster has and the `kubernetes` Service (10.96.0.1:
 listening over TLS (always on loopback, plus the --listen address; see control.api.tls),
 write DIR/kubeconfig (with the server's certificate as its authority), DIR/token
 and DIR/control.pid, then run the controller hooks (`CONTROLLER_HOOKS`, each
-`async fn(client, *, clock, stop)`, imported only if present) on a LocalClient. SIGTERM or
+`async fn(client, *, clock, stop)`, imported only if present) on a LocalClient, each restarted
+with back-off if it crashes (control.controllers.supervisor). SIGTERM or
 SIGINT stops the controllers, cancels watch streams and closes the store.
 """
 
@@ -32,7 +33,9 @@ from control.api.app import OBJECTS, Settings, create_app
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.api.tls import ensure_certificate, server_context
-from control.clock import RealClock
+from control.clock import Clock, RealClock
+from control.controllers.events import EventRecorder
+from control.controllers.supervisor import Backoff, Supervisor
 from control.errors import AlreadyExists
 from control.store import open_store
 
@@ -161,19 +164,20 @@ async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,
             log.warning("controllers: hook %s not available (%s); running the API server "
                         "without it", spec, exc)
             continue
-        tasks.append(asyncio.create_task(_guard(spec, func(client, clock=RealClock(),
-                                                           stop=stop)), name=spec))
+        tasks.append(asyncio.create_task(_guard(spec, func, client, stop), name=spec))
         log.info("controllers: started %s", spec)
     return tasks
 
 
-async def _guard(spec: str, coro: Any) -> None:
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("controllers: %s crashed; the API server keeps serving", spec)
+async def _guard(spec: str, func: Any, client: LocalClient, stop: asyncio.Event, *,
+                 clock: Clock | None = None, backoff: Backoff | None = None) -> None:
+    """Run the hook until stop; when it crashes, log the traceback, record a Warning Event
+    and run it again with back-off (1 s doubling to 60 s) while the API server keeps serving."""
+    clock = clock or RealClock()
+    recorder = EventRecorder(client, component="kube-controller-manager", clock=clock)
+    supervisor = Supervisor(clock=clock, stop=stop, recorder=recorder,
+                            backoff=backoff or Backoff())
+    await supervisor.run(spec, lambda: func(client, clock=clock, stop=stop))
 
 
 async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,

@@ -103,7 +103,7 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
             f"store {rec.store}")
         components.start_control(rec)
         say(f"nodes: starting {rec.nodes} agent(s) and kube-proxies, waiting until Ready")
-        await _bring_up(rec, rec.node_names(), deadline)
+        await _bring_up(rec, components.expected_roles(rec)[1:], deadline)
     except BaseException:
         say(f"start failed: undoing what was made (logs kept in {state_dir / 'logs'}; "
             "'knet down' removes them)")
@@ -115,12 +115,14 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
 async def _bring_up(rec: ClusterRecord, roles: list[str], deadline: float) -> None:
     """Wait for the API, start the agents and proxies among roles (agents first: a proxy needs
     its node's netns), wait until every node is Ready, then make sure kube-dns is."""
-    client = await _wait_api(rec, deadline)
+    pending = {r for r in roles if r != "control"}   # dead until started below
+    client = await _wait_api(rec, deadline, pending)
     try:
         for name in rec.node_names():
             if name in roles:
                 components.start_agent(rec, name)
-        await _wait_nodes(client, rec, deadline)
+                pending.discard(name)
+        await _wait_nodes(client, rec, deadline, pending)
         for name in rec.node_names():
             if proxy_role(name) in roles:
                 components.start_proxy(rec, name)
@@ -189,9 +191,9 @@ def start_agent(state_dir: Path, name: str) -> None:
     components.start_agent(rec, name)
 
 
-async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:
+async def _wait_api(rec: ClusterRecord, deadline: float, pending: set[str]) -> HttpClient:
     while time.monotonic() < deadline:
-        _check_procs(rec)
+        _check_procs(rec, pending)
         if rec.kubeconfig.exists():
             client = HttpClient.from_kubeconfig(rec.kubeconfig)
             try:
@@ -203,9 +205,10 @@ async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:
     raise KnetError(f"the API server did not come up in time; see {rec.log('control')}")
 
 
-def _check_procs(rec: ClusterRecord) -> None:
+def _check_procs(rec: ClusterRecord, pending: set[str]) -> None:
+    """Raise if a recorded process (other than those still to be started) is gone."""
     for role, p in rec.procs.items():
-        if not p.alive():
+        if role not in pending and not p.alive():
             tail = _tail(Path(p.log))
             raise KnetError(f"{role} exited while starting; see {p.log}" + (f": {tail}" if tail else ""))
 
@@ -218,11 +221,12 @@ def _tail(path: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float) -> None:
+async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float,
+                      pending: set[str]) -> None:
     want = set(rec.node_names())
     ready: set[str] = set()
     while time.monotonic() < deadline:
-        _check_procs(rec)
+        _check_procs(rec, pending)
         nodes = (await client.list("nodes")).items
         ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
         if want <= ready:
