@@ -83,8 +83,10 @@ def _alive(pid: int) -> bool:
 
 def _client_lines(c: Cluster) -> list[tuple[float, str]]:
     """The client pod's log (once its node's agent serves it again)."""
-    r = c.wait("kubectl logs client", lambda: (lambda r: r if r.returncode == 0 else None)(
-        c.kubectl("logs", "client", check=False)), timeout=30)
+    def logs() -> subprocess.CompletedProcess[str] | None:
+        r = c.kubectl("logs", "client", check=False)
+        return r if r.returncode == 0 else None
+    r = c.wait("kubectl logs client", logs, timeout=30)
     out = []
     for line in r.stdout.splitlines():
         t, _, rest = line.partition(" ")

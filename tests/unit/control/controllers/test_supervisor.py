@@ -6,6 +6,7 @@ others never stopped; the API server's hooks are supervised the same way."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -59,7 +60,7 @@ async def test_crashing_controller_restarted_with_growing_backoff_and_an_event(
         await _until(clock, lambda: len(attempts) == 4)
     assert sup.delays["deployment"] == [1.0, 2.0, 4.0] and sup.restarts["deployment"] == 3
     # the waits really happened on the clock: 1 s, then 2 s, then 4 s
-    assert [b - a for a, b in zip(attempts, attempts[1:], strict=False)] == \
+    assert [b - a for a, b in itertools.pairwise(attempts)] == \
         pytest.approx([1.0, 2.0, 4.0], abs=0.5)
     crash_logs = [r for r in caplog.records if "deployment crashed" in r.getMessage()]
     assert len(crash_logs) == 3 and all(r.exc_info for r in crash_logs)
@@ -169,7 +170,7 @@ async def test_server_hook_that_crashes_is_run_again(client: LocalClient,
 
     task = asyncio.create_task(_guard("test:hook", hook, client, stop, clock=clock))
     await _until(clock, lambda: len(calls) == 3)
-    assert [e["message"] for e in await _crash_events(client)][0].startswith(
+    assert next(e["message"] for e in await _crash_events(client)).startswith(
         "controller test:hook crashed (OSError: informers could not sync)")
     stop.set()
     await asyncio.wait_for(task, 2)
