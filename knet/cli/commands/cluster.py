@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("node", help="stop or start one node's agent (node failure drills)",
                        description="'knet node stop NAME' stops the node's agent the way a "
-                       "kubelet dies: its containers keep running, its Lease stops being "
-                       "renewed, and the control plane marks it NotReady and reschedules its "
-                       "pods. 'knet node start NAME' brings the agent back; it adopts what "
-                       "still runs.")
+                       "kubelet dies: its containers and the node's kube-proxy keep running, "
+                       "its Lease stops being renewed, and the control plane marks it NotReady "
+                       "and reschedules its pods. 'knet node start NAME' brings the agent back; "
+                       "it adopts what still runs.")
     p.add_argument("action", choices=["stop", "start"])
     p.add_argument("name", help="node name, e.g. node-2")
     _state_arg(p)

@@ -86,7 +86,8 @@ async def _main(args: argparse.Namespace) -> int:
     if args.flows_port or args.flows_socket:
         app = web.Application()
         app.add_routes(flows_routes(ring))
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
+                               shutdown_timeout=2)
         await runner.setup()
         if args.flows_port:
             await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from flows_testkit import make_view
 
 from knet.flows import records
+from knet.flows.cluster import proxy_flows
 from knet.flows.records import FlowFilter, format_flow
 from knet.proxy.flows import FlowRecord, FlowRing, flows_routes
 
@@ -46,7 +47,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Any, FlowRing, FlowRing
     for i, ring in enumerate(rings, 1):
         app = web.Application()
         app.add_routes(flows_routes(ring))
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await runner.setup()
         sockets.append(str(tmp_path / f"node-{i}.sock"))
         await web.UnixSite(runner, sockets[-1]).start()
@@ -153,3 +154,15 @@ def test_one_line_form() -> None:
     assert format_flow(refused).endswith("-> svc default/web:80 REFUSED tcp bytes 70/400 3.1ms "
                                          "(no endpoints) [node-1]")
     assert json.loads(json.dumps(f))["endpoint_pod"] == "default/web-b"
+
+
+async def test_proxy_flows_reads_one_node_socket_as_trace_does(cluster: Any) -> None:
+    view, ring1, ring2, _ = cluster
+    ring1.record(rec(0, "node-1", 1, "10.244.1.4", "default/web-a"))
+    ring1.record(rec(5, "node-1", 2, "10.244.1.4", "default/web-a"))
+    ring2.record(rec(6, "node-2", 3, "10.244.2.2", "default/web-b"))
+    rows = await asyncio.to_thread(proxy_flows, view.nodes["node-1"], since=T0 + 1)
+    assert [r["client_port"] for r in rows] == [2]
+    view.nodes["node-2"].flows_socket = "/nonexistent/node-2.sock"
+    with pytest.raises(OSError):
+        await asyncio.to_thread(proxy_flows, view.nodes["node-2"])
