@@ -47,6 +47,7 @@ LEGACY_FILES = ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "state
 class UpResult:
     rec: ClusterRecord
     restarted: list[str] = field(default_factory=list)   # roles brought back
+    adopted: list[str] = field(default_factory=list)     # running, now recorded
     fresh: bool = True                                     # a new cluster was made
 
 
@@ -146,9 +147,11 @@ async def _repair(rec: ClusterRecord, *, nodes: int | None, store: str | None, t
         return UpResult(rec, fresh=False)
     deadline = time.monotonic() + timeout
     await _ensure_host(rec.state_dir)
+    adopted = []
     if "control" in dead:
         dead.remove("control")
         if components.adopt_control(rec):
+            adopted.append("control")
             say(f"control plane: adopted the running knet control (pid "
                 f"{rec.procs['control'].pid}) into the record")
         else:
@@ -159,7 +162,7 @@ async def _repair(rec: ClusterRecord, *, nodes: int | None, store: str | None, t
         if role != "control":
             say(f"restarting the {components.describe(role)}")
     await _bring_up(rec, dead, deadline)
-    return UpResult(rec, restarted=dead, fresh=False)
+    return UpResult(rec, restarted=dead, adopted=adopted, fresh=False)
 
 
 def _node_record(state_dir: Path, name: str, what: str) -> ClusterRecord:

@@ -61,6 +61,10 @@ def _up(args: argparse.Namespace) -> int:
                                    timeout=args.timeout,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
+    if res.adopted and not res.restarted:
+        print(f"cluster up: {', '.join(res.adopted)} adopted into the record; API at "
+              f"{rec.server}")
+        return 0
     if not res.fresh and not res.restarted:
         print(f"cluster already up in {args.state_dir}: {rec.nodes} node(s), every component "
               f"running, API at {rec.server}; nothing to do")

@@ -148,6 +148,25 @@ def test_up_on_a_live_cluster_says_already_up(avail: Cluster) -> None:
                       check=False).returncode != 0
 
 
+def test_proxy_killed_status_names_it_and_up_restarts_only_it(avail: Cluster) -> None:
+    procs = _record(avail)["procs"]
+    os.kill(procs["kube-proxy-node-1"]["pid"], signal.SIGKILL)
+    st = _status(avail)
+    assert st.returncode != 0 and "DEAD: kube-proxy-node-1" in st.stdout, st.stdout
+    assert "DEAD: node-1:" not in st.stdout
+    up = avail.knet("up", "--state-dir", str(avail.state_dir))
+    assert "restarted kube-proxy-node-1; API" in up.stdout, up.stdout
+    after = _record(avail)["procs"]
+    assert after["kube-proxy-node-1"]["pid"] != procs["kube-proxy-node-1"]["pid"]
+    assert {r: p["pid"] for r, p in after.items() if r != "kube-proxy-node-1"} == \
+        {r: p["pid"] for r, p in procs.items() if r != "kube-proxy-node-1"}
+    started = time.time()
+
+    def fresh_ok() -> bool:
+        return any(t > started and r == "http=200 dns=ok" for t, r in _client_lines(avail))
+    avail.wait("the client's requests succeeding through the new proxy", fresh_ok, timeout=30)
+
+
 def test_control_plane_killed_up_brings_it_back_on_the_same_store(avail: Cluster) -> None:
     before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["podIP"])
               for p in avail.get("pods")["items"]}
