@@ -83,6 +83,7 @@ def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None)
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:
     role = proxy_role(name)
+    proxy_socket(rec.state_dir, name).unlink(missing_ok=True)  # a killed proxy's: not a sign
     rec.procs[role] = procs.spawn(role, proxy_argv(rec, name), log=rec.log(role))
     rec.save()
 

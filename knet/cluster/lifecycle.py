@@ -28,7 +28,7 @@ from control.client import HttpClient
 from control.errors import ApiError
 from knet.cluster import components, procs, system
 from knet.cluster.components import API_PORT, HOST_IP
-from knet.cluster.state import RECORD, ClusterRecord, proxy_role
+from knet.cluster.state import RECORD, ClusterRecord, proxy_role, proxy_socket
 from knet.cluster.status import node_ready, status
 from knet.errors import KnetError
 
@@ -124,9 +124,10 @@ async def _bring_up(rec: ClusterRecord, roles: list[str], deadline: float) -> No
                 components.start_agent(rec, name)
                 pending.discard(name)
         await _wait_nodes(client, rec, deadline, pending)
-        for name in rec.node_names():
-            if proxy_role(name) in roles:
-                components.start_proxy(rec, name)
+        proxies = [name for name in rec.node_names() if proxy_role(name) in roles]
+        for name in proxies:
+            components.start_proxy(rec, name)
+        await _wait_proxies(rec, proxies, deadline)
         await system.ensure(client)
         await system.wait_ready(client, rec, deadline)
     finally:
@@ -206,6 +207,18 @@ async def _wait_api(rec: ClusterRecord, deadline: float, pending: set[str]) -> H
                 await client.close()
         await asyncio.sleep(0.1)
     raise KnetError(f"the API server did not come up in time; see {rec.log('control')}")
+
+
+async def _wait_proxies(rec: ClusterRecord, nodes: list[str], deadline: float) -> None:
+    """Until each started kube-proxy serves its flows socket (it is up and watching)."""
+    waiting = set(nodes)
+    while waiting and time.monotonic() < deadline:
+        _check_procs(rec, set())
+        waiting = {n for n in waiting if not proxy_socket(rec.state_dir, n).exists()}
+        await asyncio.sleep(0.1)
+    if waiting:
+        raise KnetError(f"kube-proxy of {', '.join(sorted(waiting))} did not start in time; see "
+                        + ", ".join(str(rec.log(proxy_role(n))) for n in sorted(waiting)))
 
 
 def _check_procs(rec: ClusterRecord, pending: set[str]) -> None:

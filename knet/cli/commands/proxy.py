@@ -83,21 +83,21 @@ async def _main(args: argparse.Namespace) -> int:
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
     runner = None
-    if args.flows_port or args.flows_socket:
-        app = web.Application()
-        app.add_routes(flows_routes(ring))
-        runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
-                               shutdown_timeout=2)
-        await runner.setup()
-        if args.flows_port:
-            await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
-        if args.flows_socket:
-            await _serve_unix(runner, args.flows_socket)
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
         http_retries=args.http_retries, http_timeout=args.http_timeout)
     try:
+        if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
+            app = web.Application()
+            app.add_routes(flows_routes(ring))
+            runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
+                                   shutdown_timeout=2)
+            await runner.setup()
+            if args.flows_port:
+                await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
+            if args.flows_socket:
+                await _serve_unix(runner, args.flows_socket)
         await stop.wait()
     finally:
         await proxy.stop()
