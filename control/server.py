@@ -6,8 +6,8 @@ listening over TLS (always on loopback, plus the --listen address; see control.a
 write DIR/kubeconfig (with the cluster CA, DIR/ca.crt, as its authority), DIR/token
 and DIR/control.pid (identities: DIR/tokens.csv, the static token file, and DIR/sa.key, the
 service-account signing key, both 0600; see `settings`), then run the controller hooks
-(`CONTROLLER_HOOKS`, each
-`async fn(client, *, clock, stop)`, imported only if present) on a LocalClient. SIGTERM or
+(`CONTROLLER_HOOKS`, each `async fn(client, *, clock, stop)`, imported only if present) on a
+LocalClient, each restarted with back-off if it crashes (control.controllers.supervisor). SIGTERM or
 SIGINT stops the controllers, cancels watch streams and closes the store.
 """
 
@@ -48,7 +48,9 @@ from control.auth.rbacsetup import NodeRBAC
 from control.auth.sakey import SigningKey
 from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, ensure_tokens, read_tokens
 from control.auth.tokens import ADMIN, StaticTokens
-from control.clock import RealClock
+from control.clock import Clock, RealClock
+from control.controllers.events import EventRecorder
+from control.controllers.supervisor import Backoff, Supervisor
 from control.errors import AlreadyExists
 from control.store import open_store
 
@@ -193,19 +195,20 @@ async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,
             log.warning("controllers: hook %s not available (%s); running the API server "
                         "without it", spec, exc)
             continue
-        tasks.append(asyncio.create_task(_guard(spec, func(client, clock=RealClock(),
-                                                           stop=stop)), name=spec))
+        tasks.append(asyncio.create_task(_guard(spec, func, client, stop), name=spec))
         log.info("controllers: started %s", spec)
     return tasks
 
 
-async def _guard(spec: str, coro: Any) -> None:
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("controllers: %s crashed; the API server keeps serving", spec)
+async def _guard(spec: str, func: Any, client: LocalClient, stop: asyncio.Event, *,
+                 clock: Clock | None = None, backoff: Backoff | None = None) -> None:
+    """Run the hook until stop; when it crashes, log the traceback, record a Warning Event
+    and run it again with back-off (1 s doubling to 60 s) while the API server keeps serving."""
+    clock = clock or RealClock()
+    recorder = EventRecorder(client, component="kube-controller-manager", clock=clock)
+    supervisor = Supervisor(clock=clock, stop=stop, recorder=recorder,
+                            backoff=backoff or Backoff())
+    await supervisor.run(spec, lambda: func(client, clock=clock, stop=stop))
 
 
 def _app(store: Any, base: Settings, mode: str) -> web.Application:

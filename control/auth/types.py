@@ -13,8 +13,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-__all__ = ["ALLOW_ALL", "ANONYMOUS", "Attributes", "Authenticator", "Authorizer", "Decision",
-           "Verdict", "UserInfo", "AllowAll", "FirstAuthenticator", "FirstAuthorizer"]
+__all__ = [
+    "ALLOW_ALL",
+    "ANONYMOUS",
+    "AllowAll",
+    "Attributes",
+    "Authenticator",
+    "Authorizer",
+    "Decision",
+    "FirstAuthenticator",
+    "FirstAuthorizer",
+    "UserInfo",
+    "Verdict",
+]
 
 # Well-known users and groups (k8s.io/apiserver/pkg/authentication/user)
 SYSTEM_MASTERS = "system:masters"

@@ -16,23 +16,32 @@ How `knet control` (control/server.py) runs it, once the API is serving:
 seconds; KNET_CONTROLLERS: comma-separated subset). `ControllerOptions.controllers` picks
 controllers by name (tests use it). run_all raises only if an informer cannot sync within
 `sync_timeout`.
+
+Each controller runs as its own supervised task (control/controllers/supervisor.py): one that
+crashes is logged with its traceback, reported as a Warning Event `ControllerCrashed`, and
+built again and restarted with back-off, while the others keep running. A rebuilt controller
+gets every cached object replayed by the shared informers (a full resync, as after a
+controller-manager restart); the crashed one's handlers are detached first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from control.clientbase import Client
+from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers.events import EventRecorder
+from control.controllers.supervisor import Backoff, Supervisor
 from control.informer import Informer
 
-__all__ = ["ALL_CONTROLLERS", "ControllerOptions", "InformerFactory", "build", "run_all"]
+__all__ = ["ALL_CONTROLLERS", "ControllerOptions", "InformerFactory", "build", "build_one",
+           "run_all"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ class ControllerOptions:
     node_monitor_period: float = 1.0
     workers: int = 2
     sync_timeout: float = 30.0
+    restart: Backoff = field(default_factory=Backoff)   # a crashed controller's back-off
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -80,18 +90,92 @@ class Runnable(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
+class _Fns:
+    def __init__(self, **fns: Callable[..., Any] | None) -> None:
+        self.fns = fns
+
+
+class _Gate:
+    """One controller's handler on a shared informer, until the controller is retired."""
+
+    def __init__(self, owner: str, target: Any) -> None:
+        self.owner, self.target = owner, target
+
+    def _call(self, method: str, *args: Any) -> Any:
+        t = self.target
+        if t is None:
+            return None
+        fn = t.fns.get(method) if isinstance(t, _Fns) else getattr(t, method, None)
+        return fn(*args) if fn is not None else None
+
+    def on_add(self, obj: Obj) -> Any:
+        return self._call("on_add", obj)
+
+    def on_update(self, old: Obj, new: Obj) -> Any:
+        return self._call("on_update", old, new)
+
+    def on_delete(self, obj: Obj) -> Any:
+        return self._call("on_delete", obj)
+
+    def on_synced(self) -> Any:
+        return self._call("on_synced")
+
+
+class _SharedInformer(Informer):
+    """An Informer whose handlers are tagged with the controller that added them, so that a
+    crashed controller's handlers can be detached before it is built again."""
+
+    def __init__(self, factory: InformerFactory, resource: str, *,
+                 namespace: str | None) -> None:
+        super().__init__(factory.client, resource, namespace=namespace)
+        self._factory = factory
+        self._gates: list[_Gate] = []
+
+    def add_handler(self, handler: Any = None, *, on_add: Callable[[Obj], Any] | None = None,
+                    on_update: Callable[[Obj, Obj], Any] | None = None,
+                    on_delete: Callable[[Obj], Any] | None = None,
+                    on_synced: Callable[[], Any] | None = None) -> None:
+        target = handler if handler is not None else _Fns(
+            on_add=on_add, on_update=on_update, on_delete=on_delete, on_synced=on_synced)
+        gate = _Gate(self._factory.owner, target)
+        self._gates.append(gate)
+        super().add_handler(gate)
+
+    def retire(self, owner: str) -> None:
+        for gate in [g for g in self._gates if g.owner == owner]:
+            gate.target = None
+            self._gates.remove(gate)
+            with contextlib.suppress(ValueError):
+                self._handlers.remove(gate)
+
+
 class InformerFactory:
     """One shared Informer per (resource, namespace); all started together."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._informers: dict[tuple[str, str | None], Informer] = {}
+        self._informers: dict[tuple[str, str | None], _SharedInformer] = {}
+        self.owner = ""     # the controller being built: its handlers are tagged with it
 
     def get(self, resource: str, *, namespace: str | None = None) -> Informer:
         key = (resource, namespace)
         if key not in self._informers:
-            self._informers[key] = Informer(self.client, resource, namespace=namespace)
+            self._informers[key] = _SharedInformer(self, resource, namespace=namespace)
         return self._informers[key]
+
+    @contextlib.contextmanager
+    def building(self, owner: str) -> Iterator[None]:
+        """Tag the handlers added meanwhile with `owner` (see retire)."""
+        self.owner = owner
+        try:
+            yield
+        finally:
+            self.owner = ""
+
+    def retire(self, owner: str) -> None:
+        """Detach every handler `owner` added: its events go nowhere from now on."""
+        for inf in self._informers.values():
+            inf.retire(owner)
 
     def all(self) -> list[Informer]:
         return list(self._informers.values())
@@ -190,17 +274,44 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
     return out
 
 
+def build_one(client: Client, name: str, *, clock: Clock, informers: InformerFactory,
+              options: ControllerOptions) -> list[Runnable]:
+    """The controller chosen by `name` (one of ALL_CONTROLLERS), its handlers tagged."""
+    with informers.building(name):
+        return build(client, clock=clock, informers=informers,
+                     options=replace(options, controllers=(name,)))
+
+
 async def run_all(client: Client, *, clock: Clock, stop: asyncio.Event,
                   options: ControllerOptions | None = None) -> None:
-    """Run every chosen controller (and the scheduler) until `stop` is set."""
+    """Run every chosen controller (and the scheduler) until `stop` is set; one that crashes
+    is restarted with back-off (see module docstring)."""
     options = options or ControllerOptions.from_env()
     informers = InformerFactory(client)
-    runnables = build(client, clock=clock, informers=informers, options=options)
+    first = {name: build_one(client, name, clock=clock, informers=informers, options=options)
+             for name in options.controllers}
+    supervisor = Supervisor(clock=clock, stop=stop, backoff=options.restart,
+                            recorder=EventRecorder(client, component="kube-controller-manager",
+                                                   clock=clock))
+
+    def starter(name: str) -> Callable[[], Any]:
+        async def start() -> None:
+            runnables = first.pop(name, None)
+            if runnables is None:   # a restart: a fresh controller on the shared informers
+                informers.retire(name)
+                runnables = build_one(client, name, clock=clock, informers=informers,
+                                      options=options)
+            if not runnables:
+                await stop.wait()
+            await asyncio.gather(*(r.run(stop) for r in runnables))
+        return start
+
     try:
         await informers.start_and_sync(options.sync_timeout)
-        log.info("controllers: %s running", ", ".join(r.name for r in runnables))
-        tasks = [asyncio.create_task(r.run(stop), name=f"controller-{r.name}")
-                 for r in runnables]
+        log.info("controllers: %s running", ", ".join(options.controllers))
+        tasks = [asyncio.create_task(supervisor.run(name, starter(name)),
+                                     name=f"controller-{name}")
+                 for name in options.controllers]
         try:
             await stop.wait()
         finally:

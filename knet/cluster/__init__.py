@@ -1,3 +1,4 @@
-"""A knet cluster on this host: its state directory, the processes it runs (one control plane,
-one agent per node) and the lifecycle commands `knet up`, `knet down`, `knet status`.
+"""A knet cluster on this host: its state directory, the processes it runs (one control plane;
+per node an agent and a kube-proxy) and the lifecycle commands `knet up`, `knet down`,
+`knet status`.
 """

@@ -1,13 +1,16 @@
-"""`knet up` / `knet down` / `knet status`: bring a cluster to life on this host, and remove
-exactly what was made.
+"""`knet up` / `knet down`: bring a cluster to life on this host, bring back what died, and
+remove exactly what was made.
 
-up: record first, then make: host network (dataplane), the control plane process, one agent
-per node, wait until every node is Ready, then the system objects (kube-dns). Each process and
-each directory is written into cluster.json as soon as it exists, so a failed or interrupted
-`up` is undone by `down` like a finished one.
-down: stop agents and the control plane (by recorded pid + start time), kill the containers
-the runtime recorded, remove the dataplane's recorded kernel objects, then the files and
-directories `up` made. Nothing is found by name pattern.
+up (fresh): record first, then make: host network (dataplane), the control plane, one agent
+per node, wait until every node is Ready, one kube-proxy per node, then the system objects
+(kube-dns). Each process is written into cluster.json as soon as it exists, and the record
+remembers what the state dir held before, so a failed or interrupted `up` is undone by `down`
+like a finished one.
+up (on a recorded cluster): restart exactly the recorded components that are dead (control
+plane on the same store, agents, kube-proxies) and say which; "already up" if none is.
+down: stop agents, proxies and the control plane (by recorded pid + start time), kill the
+containers the runtime recorded, remove the dataplane's recorded kernel objects, then every
+entry of the state dir that was not there before `up`. Nothing is found by name pattern.
 """
 
 from __future__ import annotations
@@ -15,28 +18,37 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from control.client import HttpClient
 from control.errors import ApiError
-from knet.cluster import credentials, procs, system
-from knet.cluster.state import ClusterRecord
+from knet.cluster import components, credentials, procs, system
+from knet.cluster.components import API_PORT, HOST_IP
+from knet.cluster.state import RECORD, ClusterRecord, proxy_role, proxy_socket
+from knet.cluster.status import node_ready, status
 from knet.errors import KnetError
 
 if TYPE_CHECKING:
     from knet.dataplane.netlink import NetlinkDataplane
 
+__all__ = ["UpResult", "down", "start_agent", "status", "stop_agent", "up"]
+
 Say = Callable[[str], None]
-HOST_IP = "172.18.0.1"
-API_PORT = 6443
+LEGACY_FILES = ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "state.db.lock",
+                "control.pid", "token", "tls.crt", "tls.key", "pods", "dataplane", "volumes",
+                "logs", "proxy", RECORD)
 
 
-def _knet(*args: str) -> list[str]:
-    return [sys.executable, "-m", "knet.cli.main", "-v", *args]
+@dataclass
+class UpResult:
+    rec: ClusterRecord
+    restarted: list[str] = field(default_factory=list)   # roles brought back
+    adopted: list[str] = field(default_factory=list)     # running, now recorded
+    fresh: bool = True                                     # a new cluster was made
 
 
 def _need_root(what: str) -> None:
@@ -51,68 +63,108 @@ def _dataplane(state_dir: Path) -> NetlinkDataplane:
     return NetlinkDataplane(state_dir / "dataplane")
 
 
-async def up(state_dir: Path, *, nodes: int = 2, store: str | None = None,
-             timeout: float = 90.0,
-             say: Say = lambda _m: None) -> ClusterRecord:
-    """Bring up a cluster of `nodes` nodes and return its record."""
+async def _ensure_host(state_dir: Path) -> None:
+    dp = _dataplane(state_dir)
+    try:
+        await dp.ensure_host()
+    finally:
+        await dp.close()
+
+
+async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
+             timeout: float = 90.0, say: Say = lambda _m: None) -> UpResult:
+    """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
+    the one recorded in state_dir."""
     _need_root("up")
-    if not 1 <= nodes <= 50:
+    if nodes is not None and not 1 <= nodes <= 50:
         raise KnetError(f"--nodes {nodes}: knet runs 1 to 50 nodes on one host")
     old = ClusterRecord.load(state_dir)
-    if old and old.running():
-        raise KnetError(f"a cluster is already up in {state_dir} "
-                        f"({', '.join(sorted(old.running()))}); use it, or run 'knet down' first")
+    if old and old.procs:
+        return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say)
+    found: list[str] | None = None
     if old:
         say(f"cleaning up what a previous cluster left in {state_dir}")
+        found = old.found
         await down(state_dir)
-    rec = ClusterRecord(state_dir=state_dir, nodes=nodes,
+    rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
                         server=f"https://{HOST_IP}:{API_PORT}")
-    if not state_dir.exists():
-        state_dir.mkdir(parents=True)
+    if state_dir.exists():
+        rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
+    else:
+        state_dir.mkdir(parents=True, mode=0o700)
         rec.made_dirs.append(str(state_dir))
+        rec.found = []
     rec.save()
     deadline = time.monotonic() + timeout
     try:
         say("host network: bridge knet0 (172.18.0.1/16), routes to pods and services")
-        dp = _dataplane(state_dir)
-        try:
-            await dp.ensure_host()
-        finally:
-            await dp.close()
+        await _ensure_host(state_dir)
         say(f"control plane: API server on {HOST_IP}:{API_PORT} and 127.0.0.1:{API_PORT}, "
             f"store {rec.store}")
-        credentials.ensure_node_tokens(state_dir, [f"node-{i}" for i in range(1, nodes + 1)])
-        rec.procs["control"] = procs.spawn("control", _knet(
-            "control", "--state-dir", str(state_dir), "--listen", f"{HOST_IP}:{API_PORT}",
-            "--store", rec.store), log=rec.log("control"))
-        rec.save()
-        client = await _wait_api(rec, deadline)
-        try:
-            for i in range(1, nodes + 1):
-                name = f"node-{i}"
-                rec.procs[name] = procs.spawn(name, _agent_argv(rec, name, i),
-                                              log=rec.log(f"agent-{name}"))
-                rec.save()
-            say(f"nodes: starting {nodes} agent(s), waiting until Ready")
-            await _wait_nodes(client, rec, deadline)
-            say("system: kube-dns (10.96.0.10) in kube-system")
-            await system.ensure(client, state_dir=state_dir)
-            await system.wait_ready(client, rec, deadline)
-        finally:
-            await client.close()
+        credentials.ensure_node_tokens(state_dir, rec.node_names())
+        components.start_control(rec)
+        say(f"nodes: starting {rec.nodes} agent(s) and kube-proxies, waiting until Ready")
+        await _bring_up(rec, components.expected_roles(rec)[1:], deadline)
     except BaseException:
         say(f"start failed: undoing what was made (logs kept in {state_dir / 'logs'}; "
             "'knet down' removes them)")
         await down(state_dir, keep_logs=True)
         raise
-    return rec
+    return UpResult(rec)
 
 
-def _agent_argv(rec: ClusterRecord, name: str, index: int) -> list[str]:
-    kubeconfig = credentials.node_kubeconfig(rec.state_dir, name)   # system:node:NAME
-    return _knet("agent", "--node", name, "--index", str(index), "--state-dir",
-                 str(rec.state_dir), "--kubeconfig", str(kubeconfig))
+async def _bring_up(rec: ClusterRecord, roles: list[str], deadline: float) -> None:
+    """Wait for the API, start the agents and proxies among roles (agents first: a proxy needs
+    its node's netns), wait until every node is Ready, then make sure kube-dns is."""
+    pending = {r for r in roles if r != "control"}   # dead until started below
+    client = await _wait_api(rec, deadline, pending)
+    try:
+        for name in rec.node_names():
+            if name in roles:
+                components.start_agent(rec, name)
+                pending.discard(name)
+        await _wait_nodes(client, rec, deadline, pending)
+        proxies = [name for name in rec.node_names() if proxy_role(name) in roles]
+        for name in proxies:
+            components.start_proxy(rec, name)
+        await _wait_proxies(rec, proxies, deadline)
+        await system.ensure(client, state_dir=rec.state_dir)
+        await system.wait_ready(client, rec, deadline)
+    finally:
+        await client.close()
+
+
+async def _repair(rec: ClusterRecord, *, nodes: int | None, store: str | None, timeout: float,
+                  say: Say) -> UpResult:
+    if nodes is not None and nodes != rec.nodes:
+        raise KnetError(f"a cluster of {rec.nodes} node(s) is recorded in {rec.state_dir}; "
+                        f"--nodes {nodes} needs a new one: run 'knet down' first")
+    if store is not None and store != rec.store:
+        raise KnetError(f"the cluster in {rec.state_dir} runs on store {rec.store}; "
+                        f"--store {store} needs a new one: run 'knet down' first")
+    dead = [r for r in components.expected_roles(rec)
+            if r not in rec.procs or not rec.procs[r].alive()]
+    if not dead:
+        return UpResult(rec, fresh=False)
+    deadline = time.monotonic() + timeout
+    await _ensure_host(rec.state_dir)
+    adopted = []
+    if "control" in dead:
+        dead.remove("control")
+        if components.adopt_control(rec):
+            adopted.append("control")
+            say(f"control plane: adopted the running knet control (pid "
+                f"{rec.procs['control'].pid}) into the record")
+        else:
+            say(f"restarting the control plane on store {rec.store}")
+            components.start_control(rec)
+            dead.insert(0, "control")
+    for role in dead:
+        if role != "control":
+            say(f"restarting the {components.describe(role)}")
+    await _bring_up(rec, dead, deadline)
+    return UpResult(rec, restarted=dead, adopted=adopted, fresh=False)
 
 
 def _node_record(state_dir: Path, name: str, what: str) -> ClusterRecord:
@@ -121,16 +173,17 @@ def _node_record(state_dir: Path, name: str, what: str) -> ClusterRecord:
     rec = ClusterRecord.load(state_dir)
     if rec is None or "control" not in rec.running():
         raise KnetError(f"no cluster is running in {state_dir}; start one with 'knet up'")
-    if name not in rec.procs or name == "control":
+    if name not in rec.node_names():
         raise KnetError(f"node {name}: no such node in this cluster; nodes: "
-                        + ", ".join(sorted(r for r in rec.procs if r != "control")))
+                        + ", ".join(rec.node_names()))
     return rec
 
 
 def stop_agent(state_dir: Path, name: str) -> None:
-    """Stop one node's agent (its containers keep running, as when a kubelet dies)."""
+    """Stop one node's agent (its containers and its kube-proxy keep running, as when a
+    kubelet dies)."""
     rec = _node_record(state_dir, name, "node stop")
-    if not procs.stop(rec.procs[name], grace=10.0):
+    if name not in rec.procs or not procs.stop(rec.procs[name], grace=10.0):
         raise KnetError(f"node {name}: its agent is not running; start it with "
                         f"'knet node start {name}'")
 
@@ -138,17 +191,14 @@ def stop_agent(state_dir: Path, name: str) -> None:
 def start_agent(state_dir: Path, name: str) -> None:
     """Start a stopped node's agent again; it adopts the pods still running there."""
     rec = _node_record(state_dir, name, "node start")
-    if rec.procs[name].alive():
+    if name in rec.procs and rec.procs[name].alive():
         raise KnetError(f"node {name}: its agent is already running (pid {rec.procs[name].pid})")
-    index = int(name.rsplit("-", 1)[-1])
-    rec.procs[name] = procs.spawn(name, _agent_argv(rec, name, index),
-                                  log=rec.log(f"agent-{name}"))
-    rec.save()
+    components.start_agent(rec, name)
 
 
-async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:
+async def _wait_api(rec: ClusterRecord, deadline: float, pending: set[str]) -> HttpClient:
     while time.monotonic() < deadline:
-        _check_procs(rec)
+        _check_procs(rec, pending)
         if rec.kubeconfig.exists():
             client = HttpClient.from_kubeconfig(rec.kubeconfig)
             try:
@@ -160,9 +210,22 @@ async def _wait_api(rec: ClusterRecord, deadline: float) -> HttpClient:
     raise KnetError(f"the API server did not come up in time; see {rec.log('control')}")
 
 
-def _check_procs(rec: ClusterRecord) -> None:
+async def _wait_proxies(rec: ClusterRecord, nodes: list[str], deadline: float) -> None:
+    """Until each started kube-proxy serves its flows socket (it is up and watching)."""
+    waiting = set(nodes)
+    while waiting and time.monotonic() < deadline:
+        _check_procs(rec, set())
+        waiting = {n for n in waiting if not proxy_socket(rec.state_dir, n).exists()}
+        await asyncio.sleep(0.1)
+    if waiting:
+        raise KnetError(f"kube-proxy of {', '.join(sorted(waiting))} did not start in time; see "
+                        + ", ".join(str(rec.log(proxy_role(n))) for n in sorted(waiting)))
+
+
+def _check_procs(rec: ClusterRecord, pending: set[str]) -> None:
+    """Raise if a recorded process (other than those still to be started) is gone."""
     for role, p in rec.procs.items():
-        if not p.alive():
+        if role not in pending and not p.alive():
             tail = _tail(Path(p.log))
             raise KnetError(f"{role} exited while starting; see {p.log}" + (f": {tail}" if tail else ""))
 
@@ -175,25 +238,19 @@ def _tail(path: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float) -> None:
-    want = {f"node-{i}" for i in range(1, rec.nodes + 1)}
+async def _wait_nodes(client: HttpClient, rec: ClusterRecord, deadline: float,
+                      pending: set[str]) -> None:
+    want = set(rec.node_names())
     ready: set[str] = set()
     while time.monotonic() < deadline:
-        _check_procs(rec)
+        _check_procs(rec, pending)
         nodes = (await client.list("nodes")).items
-        ready = {n["metadata"]["name"] for n in nodes if _node_ready(n)}
+        ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
         if want <= ready:
             return
         await asyncio.sleep(0.2)
     raise KnetError(f"nodes not Ready in time: {', '.join(sorted(want - ready))}; "
                     f"see the agent logs in {rec.state_dir / 'logs'}")
-
-
-def _node_ready(node: dict[str, Any]) -> bool:
-    for c in node.get("status", {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
 
 
 async def down(state_dir: Path, *, say: Say = lambda _m: None, keep_logs: bool = False) -> bool:
@@ -203,7 +260,9 @@ async def down(state_dir: Path, *, say: Say = lambda _m: None, keep_logs: bool =
     rec = ClusterRecord.load(state_dir)
     if rec is None:
         return False
-    for role in sorted(rec.procs, key=lambda r: r == "control"):  # agents first
+    if "control" not in rec.running():
+        components.adopt_control(rec)   # a hand-started `knet control` on this state dir
+    for role in sorted(rec.procs, key=lambda r: r == "control"):  # nodes first
         if procs.stop(rec.procs[role], grace=10.0):
             say(f"stopped {role} (pid {rec.procs[role].pid})")
     removed = await _remove_pods(state_dir / "pods")
@@ -215,20 +274,33 @@ async def down(state_dir: Path, *, say: Say = lambda _m: None, keep_logs: bool =
     finally:
         await dp.close()
     say("removed the cluster's namespaces, links, addresses and routes")
-    for name in ("kubeconfig", "state.db", "state.db-wal", "state.db-shm", "control.pid"):
-        (state_dir / name).unlink(missing_ok=True)
-    for i in range(1, rec.nodes + 1):
-        credentials.node_kubeconfig_path(state_dir, f"node-{i}").unlink(missing_ok=True)
-    for sub in ("pods", "dataplane", "volumes") + (() if keep_logs else ("logs",)):
-        shutil.rmtree(state_dir / sub, ignore_errors=True)
+    _remove_files(rec, keep_logs=keep_logs, say=say)
+    return True
+
+
+def _remove_files(rec: ClusterRecord, *, keep_logs: bool, say: Say) -> None:
+    """Every state dir entry knet added since `up` (per the record), then the dirs it made."""
+    state_dir = rec.state_dir
+    made = rec.made_entries() if rec.found is not None else \
+        [n for n in LEGACY_FILES if (state_dir / n).exists() or (state_dir / n).is_symlink()]
+    keep = {"logs", RECORD} if keep_logs else set()
+    gone = [n for n in made if n not in keep]
+    for name in gone:
+        path = state_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     if keep_logs:
         rec.procs = {}
         rec.save()
-        return True
-    rec.path.unlink(missing_ok=True)
+        return
+    if gone and str(state_dir) not in rec.made_dirs:
+        say(f"removed from {state_dir}: {', '.join(gone)}")
+        if rec.found:
+            say(f"kept what {state_dir} held before 'knet up': {', '.join(rec.found)}")
     for d in reversed(rec.made_dirs):
         shutil.rmtree(d, ignore_errors=True)
-    return True
 
 
 async def _remove_pods(root: Path) -> int:
@@ -251,29 +323,3 @@ async def _remove_pods(root: Path) -> int:
     finally:
         await runtime.close()
     return count
-
-
-async def status(state_dir: Path) -> dict[str, Any]:
-    """What is up: processes (alive or not), nodes and their readiness, pods per node."""
-    rec = ClusterRecord.load(state_dir)
-    if rec is None:
-        return {"up": False, "state_dir": str(state_dir)}
-    out: dict[str, Any] = {
-        "up": bool(rec.running()), "state_dir": str(state_dir), "server": rec.server,
-        "kubeconfig": str(rec.kubeconfig),
-        "processes": {r: {"pid": p.pid, "alive": p.alive()} for r, p in rec.procs.items()},
-    }
-    if rec.procs.get("control") and rec.procs["control"].alive() and rec.kubeconfig.exists():
-        client = HttpClient.from_kubeconfig(rec.kubeconfig)
-        try:
-            nodes = (await client.list("nodes")).items
-            pods = (await client.list("pods")).items
-            out["nodes"] = {
-                n["metadata"]["name"]: {
-                    "ready": _node_ready(n),
-                    "pods": sum(1 for p in pods if p.get("spec", {}).get("nodeName")
-                                == n["metadata"]["name"])}
-                for n in nodes}
-        finally:
-            await client.close()
-    return out

@@ -62,6 +62,22 @@ def spawn(role: str, argv: list[str], *, log: Path, env: dict[str, str] | None =
     return ProcRecord(role=role, pid=proc.pid, started=started, log=str(log))
 
 
+def adopt(role: str, pid: int, *, log: Path, argv_has: tuple[str, ...]) -> ProcRecord | None:
+    """A record for a running process knet did not start itself (e.g. a `knet control`
+    started by hand), if pid lives and its command line holds every string in argv_has."""
+    started = start_time(pid)
+    if started is None:
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    words = {a.decode(errors="replace") for a in argv}
+    if not all(any(want == w or w.endswith(want) for w in words) for want in argv_has):
+        return None
+    return ProcRecord(role=role, pid=pid, started=started, log=str(log))
+
+
 def _reap(pid: int) -> None:
     """Collect pid's exit status if it is our child (else the kernel's init does)."""
     try:

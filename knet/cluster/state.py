@@ -1,16 +1,19 @@
 """The state directory of a cluster (default /var/lib/knet) and the record of what `knet up`
-made in it: `cluster.json` names every process (pid + start time) and every file or directory
-knet created, so `knet down` removes exactly those.
+made in it: `cluster.json` names every process (pid + start time) and what the directory held
+before `up` (`found`), so `knet down` removes exactly what knet added there, whoever in knet
+made it (control plane, agents, proxies, labs), and leaves what was there before.
 
-    DIR/cluster.json      the record (written first, updated as things are made)
-    DIR/kubeconfig        written by `knet control` once it serves
-    DIR/kubeconfig-NODE   each agent's own kubeconfig (system:node:NODE), written by `knet up`
-    DIR/tokens.csv        the API server's static token file (admin, nodes, kube-proxy), 0600
-    DIR/sa.key            the service-account token signing key, 0600
-    DIR/state.db          the SQLite store (default)
-    DIR/logs/*.log        one log per process
-    DIR/dataplane/        the dataplane's records (namespaces, links, IPAM)
-    DIR/pods/             the runtime's pod directories
+    DIR/cluster.json          the record (written first, updated as things are made)
+    DIR/kubeconfig, token     written by `knet control` once it serves; tls.crt, tls.key, ca.*
+    DIR/kubeconfig-NODE       each agent's own kubeconfig (system:node:NODE), written by `knet up`
+    DIR/kubeconfig-kube-proxy the kube-proxies' kubeconfig (system:kube-proxy)
+    DIR/tokens.csv            the API server's static token file (admin, nodes, kube-proxy), 0600
+    DIR/sa.key                the service-account token signing key, 0600
+    DIR/state.db              the SQLite store (default)
+    DIR/logs/*.log            one log per process
+    DIR/dataplane/            the dataplane's records (namespaces, links, IPAM)
+    DIR/pods/                 the runtime's pod directories
+    DIR/proxy/NODE.sock       each node's kube-proxy flow records (GET /flows), dir 0700
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ from typing import Any
 from knet.cluster.procs import ProcRecord
 
 DEFAULT_STATE_DIR = Path(os.environ.get("KNET_STATE_DIR", "/var/lib/knet"))
+RECORD = "cluster.json"
+
+
+def proxy_role(node: str) -> str:
+    """The record's name of a node's kube-proxy process (its agent is recorded as `node`)."""
+    return f"kube-proxy-{node}"
+
+
+def proxy_socket(state_dir: Path, node: str) -> Path:
+    """Where node's kube-proxy serves its flow records (HTTP over a unix socket)."""
+    return state_dir / "proxy" / f"{node}.sock"
 
 
 @dataclass
@@ -34,10 +48,11 @@ class ClusterRecord:
     server: str = ""
     procs: dict[str, ProcRecord] = field(default_factory=dict)
     made_dirs: list[str] = field(default_factory=list)
+    found: list[str] | None = None   # the state dir's entries before `up` (None: it was made)
 
     @property
     def path(self) -> Path:
-        return self.state_dir / "cluster.json"
+        return self.state_dir / RECORD
 
     @property
     def kubeconfig(self) -> Path:
@@ -46,22 +61,39 @@ class ClusterRecord:
     def log(self, role: str) -> Path:
         return self.state_dir / "logs" / f"{role}.log"
 
+    def node_names(self) -> list[str]:
+        return [f"node-{i}" for i in range(1, self.nodes + 1)]
+
     def running(self) -> dict[str, ProcRecord]:
         return {role: p for role, p in self.procs.items() if p.alive()}
+
+    def dead(self) -> dict[str, ProcRecord]:
+        return {role: p for role, p in self.procs.items() if not p.alive()}
+
+    def made_entries(self) -> list[str]:
+        """Names in the state dir that knet added since `up` (the record itself last)."""
+        if not self.state_dir.is_dir():
+            return []
+        found = set(self.found or ())
+        names = sorted(p.name for p in self.state_dir.iterdir()
+                       if p.name not in found and p.name != RECORD)
+        return names + ([RECORD] if self.path.exists() and RECORD not in found else [])
 
     def save(self) -> None:
         data: dict[str, Any] = {
             "nodes": self.nodes, "store": self.store, "server": self.server,
             "procs": {r: p.to_dict() for r, p in self.procs.items()},
-            "made_dirs": self.made_dirs,
+            "made_dirs": self.made_dirs, "found": self.found,
         }
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp = self.path.with_name(RECORD + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2))
         os.replace(tmp, self.path)
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterRecord | None:
-        path = state_dir / "cluster.json"
+        path = state_dir / RECORD
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
@@ -69,7 +101,9 @@ class ClusterRecord:
         except (json.JSONDecodeError, OSError) as exc:
             raise ValueError(f"{path}: unreadable cluster record ({exc}); "
                              f"remove it by hand if no knet process is running") from None
+        found = raw.get("found")
         return cls(state_dir=state_dir, nodes=int(raw.get("nodes", 0)),
                    store=str(raw.get("store", "")), server=str(raw.get("server", "")),
                    procs={r: ProcRecord.from_dict(p) for r, p in raw.get("procs", {}).items()},
-                   made_dirs=list(raw.get("made_dirs", [])))
+                   made_dirs=list(raw.get("made_dirs", [])),
+                   found=None if found is None else [str(n) for n in found])

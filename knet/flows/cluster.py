@@ -5,15 +5,21 @@ and where each lives in the kernel (netns, interface), with names for addresses.
 dataplane's record files once; everything after that is pure lookups, so the capture and
 trace loops never wait on the network to name a packet. Targets a user types (`pod/NAME`,
 `NS/NAME`, `node-1`, `netns:IFACE`, `svc/NAME:PORT`) are resolved here, with errors that
-say what exists instead. `tls` is how knet's host-side tools reach the kubelets' and the
-DNS pod's flow records: the cluster CA and the `knet-flows` client certificate (mutual TLS).
+say what exists instead. Each node's kube-proxy serves its flow records over a unix socket
+in the state dir (`NodeView.flows_socket`); `proxy_flows` reads them synchronously. `tls` is
+how knet's host-side tools reach the DNS pod's flow records (and the kubelets): the cluster CA
+and the `knet-flows` client certificate (mutual TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
+import socket
 import ssl
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +28,8 @@ from knet.errors import KnetError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClusterView", "Iface", "NodeView", "PodView", "ServiceView", "TargetError"]
+__all__ = ["ClusterView", "Iface", "NodeView", "PodView", "ServiceView", "TargetError",
+           "proxy_flows"]
 
 
 class TargetError(KnetError):
@@ -48,6 +55,7 @@ class NodeView:
     ip: str
     pod_cidr: str
     gateway: str = ""
+    flows_socket: str = ""  # the node's kube-proxy serves GET /flows here (unix socket)
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.ip} {self.pod_cidr}>"
@@ -134,7 +142,11 @@ class ClusterView:
                             "('knet status')") from None
         finally:
             await client.close()
+        from knet.cluster.state import proxy_socket
+
         nodes = [_node(o) for o in lists[0].items]
+        for n in nodes:
+            n.flows_socket = str(proxy_socket(state_dir, n.name))
         pods = [_pod(o) for o in lists[1].items]
         services = [_service(o) for o in lists[2].items]
         _attach_endpoints(services, lists[3].items)
@@ -270,3 +282,40 @@ def _reader_tls(state_dir: Path) -> ssl.SSLContext | None:
         log.warning("cluster at %s: no client certificate for the flow records (%s); "
                     "kubelets and the DNS query log will refuse", state_dir, exc)
         return None
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def proxy_flows(node: NodeView, *, since: float | None = None,
+                timeout: float = 2.0) -> list[dict[str, object]]:
+    """The flow records of node's kube-proxy (GET /flows on its unix socket), oldest first.
+    Raises OSError when the proxy cannot be reached."""
+    if not node.flows_socket:
+        raise OSError(f"node {node.name}: no kube-proxy flows socket known")
+    query = "?" + urllib.parse.urlencode({"since": str(since)}) if since is not None else ""
+    conn = _UnixHTTPConnection(node.flows_socket, timeout)
+    try:
+        conn.request("GET", "/flows" + query)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise OSError(f"node {node.name}: kube-proxy answered {resp.status} "
+                          f"{body[:200]!r}")
+    finally:
+        conn.close()
+    rows = json.loads(body)
+    return [dict(r) for r in rows]

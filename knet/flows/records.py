@@ -1,9 +1,10 @@
 """`knet flows`: every node's proxy flow records and the cluster DNS query log, merged in
 time order, filtered, and written one line each (or one JSON object each).
 
-Sources are HTTPS with mutual TLS (the view's `tls`: cluster CA + the `knet-flows` client
-certificate): each agent's `{knet.io/agent-url}/flows` and each DNS pod's
-`https://POD_IP:9153/flows` (verified as kube-dns.kube-system.svc). A snapshot fetches them all at once and sorts by time; `follow`
+Sources: each node's kube-proxy process at GET /flows on its unix socket in the state dir
+(`DIR/proxy/NODE.sock`, plain HTTP: only root on the host reaches it) and each DNS pod's
+`https://POD_IP:9153/flows` over mutual TLS (the view's `tls`: cluster CA + the `knet-flows`
+client certificate; verified as kube-dns.kube-system.svc). A snapshot fetches them all at once and sorts by time; `follow`
 opens every `?follow=1` stream and yields records as they come (per-source order; sources
 interleave as they arrive). A source that cannot be reached is reported, never hidden.
 """
@@ -48,11 +49,16 @@ class Source:
     url: str                   # .../flows
     node: str
     server_name: str | None = None   # the name the server's certificate must carry
+    socket: str = ""           # a unix socket to send the request to (the proxy's)
+
+    @property
+    def where(self) -> str:
+        return f"unix:{self.socket}" if self.socket else self.url
 
 
 def sources(view: ClusterView) -> list[Source]:
-    out = [Source("proxy", n.name, n.agent_url.rstrip("/") + "/flows", n.name)
-           for n in sorted(view.nodes.values(), key=lambda n: n.name) if n.agent_url]
+    out = [Source("proxy", n.name, "http://localhost/flows", n.name, socket=n.flows_socket)
+           for n in sorted(view.nodes.values(), key=lambda n: n.name) if n.flows_socket]
     for pod in sorted(view.pods.values(), key=lambda p: p.key):
         if pod.labels.get("k8s-app") == "kube-dns" and pod.ip and pod.phase == "Running":
             out.append(Source("dns", pod.key, f"https://{pod.ip}:{DNS_FLOWS_PORT}/flows",
@@ -120,21 +126,29 @@ def normalize(raw: dict[str, Any], src: Source, view: ClusterView) -> Flow:
     return f
 
 
-def _connector(view: ClusterView) -> aiohttp.TCPConnector:
-    return aiohttp.TCPConnector(ssl=view.tls if view.tls is not None else True)
+def _session(src: Source, view: ClusterView, **kw: Any) -> aiohttp.ClientSession:
+    conn: aiohttp.BaseConnector = (
+        aiohttp.UnixConnector(path=src.socket) if src.socket
+        else aiohttp.TCPConnector(ssl=view.tls if view.tls is not None else True))
+    return aiohttp.ClientSession(connector=conn, **kw)
 
 
-async def _fetch(session: aiohttp.ClientSession, src: Source, since: float | None,
-                 view: ClusterView, errors: list[str]) -> list[Flow]:
+def _hint(src: Source) -> str:
+    return " (is its kube-proxy running? see 'knet status')" if src.socket else ""
+
+
+async def _fetch(src: Source, since: float | None, view: ClusterView,
+                 errors: list[str]) -> list[Flow]:
     params = {"since": str(since)} if since is not None and src.kind == "proxy" else {}
     try:
-        async with session.get(src.url, params=params, server_hostname=src.server_name,
-                               timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as resp:
+        async with _session(src, view) as session, session.get(
+                src.url, params=params, server_hostname=src.server_name,
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as resp:
             resp.raise_for_status()
             rows = await resp.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        errors.append(f"{src.kind} {src.name}: {src.url} unreachable ({type(exc).__name__}: "
-                      f"{exc}); its flows are missing")
+        errors.append(f"{src.kind} {src.name}: {src.where} unreachable ({type(exc).__name__}: "
+                      f"{exc}); its flows are missing{_hint(src)}")
         return []
     return [normalize(r, src, view) for r in rows]
 
@@ -142,9 +156,7 @@ async def _fetch(session: aiohttp.ClientSession, src: Source, since: float | Non
 async def snapshot(view: ClusterView, *, flt: FlowFilter, last: int | None = None,
                    errors: list[str]) -> list[Flow]:
     """Every source's records that pass `flt`, oldest first, the last `last` of them."""
-    async with aiohttp.ClientSession(connector=_connector(view)) as session:
-        parts = await asyncio.gather(*(_fetch(session, s, flt.since, view, errors)
-                                       for s in sources(view)))
+    parts = await asyncio.gather(*(_fetch(s, flt.since, view, errors) for s in sources(view)))
     flows = sorted((f for part in parts for f in part if flt(f)), key=lambda f: f["time"])
     return flows[-last:] if last else flows
 
@@ -153,32 +165,30 @@ async def follow(view: ClusterView, *, flt: FlowFilter,
                  errors: Callable[[str], None]) -> AsyncIterator[Flow]:
     """Records as they happen, from every source, until cancelled."""
     queue: asyncio.Queue[Flow] = asyncio.Queue(maxsize=10_000)
-    async with aiohttp.ClientSession(connector=_connector(view), timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=TIMEOUT)) as s:
-        tasks = [asyncio.create_task(_stream(s, src, view, queue, errors))
-                 for src in sources(view)]
-        try:
-            while True:
-                f = await queue.get()
-                if flt(f):
-                    yield f
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _stream(session: aiohttp.ClientSession, src: Source, view: ClusterView,
-                  queue: asyncio.Queue[Flow], errors: Callable[[str], None]) -> None:
+    tasks = [asyncio.create_task(_stream(src, view, queue, errors)) for src in sources(view)]
     try:
-        async with session.get(src.url, params={"follow": "1"},
-                               server_hostname=src.server_name) as resp:
+        while True:
+            f = await queue.get()
+            if flt(f):
+                yield f
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _stream(src: Source, view: ClusterView, queue: asyncio.Queue[Flow],
+                  errors: Callable[[str], None]) -> None:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT)
+    try:
+        async with _session(src, view, timeout=timeout) as session, session.get(
+                src.url, params={"follow": "1"}, server_hostname=src.server_name) as resp:
             resp.raise_for_status()
             async for line in resp.content:
                 if line.strip():
                     await queue.put(normalize(json.loads(line), src, view))
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        errors(f"{src.kind} {src.name}: follow stream of {src.url} ended ({exc})")
+        errors(f"{src.kind} {src.name}: follow stream of {src.where} ended ({exc}){_hint(src)}")
 
 
 # --- the one-line form ----------------------------------------------------------------------

@@ -13,17 +13,22 @@ broken path breaks.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from knet.flows.bpf import compile_filter
 from knet.flows.capture import Frame, RawCapture
-from knet.flows.cluster import ClusterView, Iface, PodView, ServiceView, TargetError
+from knet.flows.cluster import (
+    ClusterView,
+    Iface,
+    PodView,
+    ServiceView,
+    TargetError,
+    proxy_flows,
+)
 from knet.flows.decode import Packet, dissect
 from knet.flows.pcap import PcapWriter
 from knet.flows.probe import (
@@ -205,17 +210,16 @@ def _start(ifaces: dict[str, Iface], bpf: str) -> dict[str, _Cap]:
 
 def _flow_record(view: ClusterView, client: PodView, answer: Answer) -> dict[str, object] | None:
     node = view.nodes.get(client.node)
-    if node is None or not node.agent_url:
+    if node is None or not node.flows_socket:
         return None
     since = answer.started_ns / 1e9 - 1
-    url = f"{node.agent_url.rstrip('/')}/flows?since={since}"
     deadline = time.monotonic() + FLOW_WAIT
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2, context=view.tls) as resp:
-                rows = json.loads(resp.read())
-        except OSError as exc:
-            log.warning("%s: flow records unreachable at %s: %s", node.name, url, exc)
+            rows = proxy_flows(node, since=since, timeout=2)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: kube-proxy flow records unreachable at %s: %s", node.name,
+                        node.flows_socket, exc)
             return None
         for r in rows:
             if r.get("client_ip") == client.ip and r.get("client_port") == answer.local[1]:

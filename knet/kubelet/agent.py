@@ -1,9 +1,10 @@
 """`knet agent --node NAME`: one process per node. It makes the node's network (dataplane),
 registers the Node and keeps its Lease, runs a `PodWorker` per pod bound to it (fed by an
 informer on `spec.nodeName=NAME`), removes what no pod owns any more, keeps host-gw routes to
-the other nodes, runs the node's kube-proxy, and serves logs/exec/flows on loopback over
-HTTPS (knet.kubelet.auth checks every request; the serving certificate is signed by the
-cluster CA in the state dir, which this agent shares with the control plane on one host).
+the other nodes, and serves logs/exec on loopback over HTTPS (knet.kubelet.auth checks every
+request; the serving certificate is signed by the cluster CA in the state dir, which this agent
+shares with the control plane on one host). The node's kube-proxy is a process of its own
+(`knet proxy`), as in Kubernetes: when the agent dies, Services and DNS keep working.
 
 Stopping the agent (SIGTERM) leaves the containers running: the next agent adopts them.
 """
@@ -11,7 +12,6 @@ Stopping the agent (SIGTERM) leaves the containers running: the next agent adopt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import ssl
@@ -42,7 +42,7 @@ AGENT_PORT_BASE = 10250
 class Agent:
     def __init__(self, *, spec: NodeSpec, state_dir: Path, client: Client, dataplane: Dataplane,
                  runtime: Runtime, options: KubeletOptions | None = None,
-                 agent_port: int | None = None, run_proxy: bool = True,
+                 agent_port: int | None = None,
                  api_access: ApiAccess | None = None,
                  max_pods: int = DEFAULT_MAX_PODS, auth: KubeletAuth | None = None) -> None:
         self.spec = spec
@@ -53,7 +53,6 @@ class Agent:
         self.runtime = runtime
         self.options = options or KubeletOptions()
         self.port = agent_port if agent_port is not None else AGENT_PORT_BASE + spec.index
-        self.run_proxy = run_proxy
         self.api_access = api_access
         self.max_pods = max_pods
         self.auth = auth or KubeletAuth.for_node(client, spec.name)
@@ -62,7 +61,6 @@ class Agent:
         self._informers: list[Informer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
-        self._proxy: Any = None
         self.services = Informer(client, "services")
         self.nodes = Informer(client, "nodes")
         self.pods = Informer(client, "pods", field_selector=f"spec.nodeName={spec.name}")
@@ -168,8 +166,6 @@ class Agent:
                            max_pods=self.max_pods)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
         app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
-        if self.run_proxy:
-            await self._start_proxy(self.ctx.node_netns, app)  # mounts /flows on the app
         await self._serve(app)
         node_agent = NodeAgent(self.client, node)
         await node_agent.register()
@@ -212,22 +208,7 @@ class Agent:
             ips=["127.0.0.1", self.spec.underlay_ip], dns=[self.name, "localhost"])
         return server_context(crt, key, client_ca=ca.cert_path)
 
-    async def _start_proxy(self, netns: str, app: web.Application) -> None:
-        try:
-            from knet.proxy.agent import start_node_proxy
-        except ImportError:
-            log.warning("node %s: knet.proxy.agent is not available; Services are not served",
-                        self.name)
-            return
-        self._proxy = await start_node_proxy(
-            client=self.client, node_name=self.name, netns=netns,
-            node_ips=[self.spec.underlay_ip], dataplane=self.dataplane,
-            services=self.services, app=app)
-
     async def shutdown(self, node_agent: NodeAgent | None = None) -> None:
-        if self._proxy is not None:
-            with contextlib.suppress(Exception):
-                await self._proxy.stop()
         for inf in self._informers:
             await inf.stop()
         for w in list(self.workers.values()):

@@ -1,9 +1,11 @@
-"""The node's proxy as the agent (or `knet proxy`) runs it: Proxier + its watch source +
-the flow ring + the pod-name resolver, started and stopped as one `NodeProxy`.
+"""The node's proxy as `knet proxy` runs it (its own process per node, beside the agent, so
+that a dead kubelet never stops Service traffic): Proxier + its watch source + the flow ring +
+the pod-name resolver, started and stopped as one `NodeProxy`.
 
-`start_node_proxy(...)` is the one call the kubelet's agent makes. ClusterIPs are asked of
-the dataplane (`add_service_ip(node, ip)`) through `DataplaneAddresses`; client pod names in
-flow records come from a Pods informer (pod IP -> namespace/name).
+`start_node_proxy(...)` is the one call the process entry (knet/cli/commands/proxy.py) makes.
+ClusterIPs are asked of the dataplane (`add_service_ip(node, ip)`) through
+`DataplaneAddresses`; client pod names in flow records come from a Pods informer (pod IP ->
+namespace/name). The caller serves the ring's GET /flows (`NodeProxy.flows_routes()`).
 """
 
 from __future__ import annotations
@@ -97,11 +99,11 @@ class NodeProxy:
 
 async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                            node_ips: Iterable[str] = (), dataplane: ServiceIPDataplane | None = None,
-                           services: InformerLike | None = None, app: web.Application | None = None,
+                           services: InformerLike | None = None,
                            informer: InformerFactory | None = None, resolve_pods: bool = True,
                            **options: Any) -> NodeProxy:
     """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
-    http_timeout, flow_ring, ...). `app`, if not yet frozen, gets GET /flows."""
+    http_timeout, flow_ring, ...)."""
     factory = informer or default_informer_factory()
     index = PodIndex()
     ring = options.pop("flow_ring", None)
@@ -119,13 +121,6 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
         pods.start()
     source = ServiceSource(client, proxier, informer=factory, services=services)
     source.start()
-    if app is not None:
-        if app.frozen:
-            log.warning("node %s: the agent app is already running; mount "
-                        "knet.proxy.flows.flows_app(ring) before starting it to serve /flows",
-                        node_name)
-        else:
-            app.add_routes(flows_routes(ring))
     log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
              ", ".join(node_ips) or "none")
     return NodeProxy(proxier, source, pods)

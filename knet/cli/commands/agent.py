@@ -1,4 +1,5 @@
-"""`knet agent --node NAME`: the node agent (kubelet + proxy), normally started by `knet up`."""
+"""`knet agent --node NAME`: the node agent (the kubelet), normally started by `knet up`; the
+node's kube-proxy is a separate process (`knet proxy`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the API server's address as pods reach it (default 172.18.0.1)")
     p.add_argument("--max-pods", type=int, default=None,
                    help="pods this node accepts (default 250; Kubernetes' default is 110)")
-    p.add_argument("--no-proxy", action="store_true", help="do not run the node's kube-proxy")
     p.set_defaults(func=_run)
 
 
@@ -64,7 +64,7 @@ async def _main(args: argparse.Namespace) -> int:
     spec = NodeSpec.default(args.index, name=args.node)
     agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
                   dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
-                  runtime=ProcessRuntime(), agent_port=args.port, run_proxy=not args.no_proxy,
+                  runtime=ProcessRuntime(), agent_port=args.port,
                   api_access=api_access(args.kubeconfig, args.api_host),
                   **({"max_pods": args.max_pods} if args.max_pods else {}))
     try:

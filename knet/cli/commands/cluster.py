@@ -17,10 +17,12 @@ def _state_arg(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("up", help="start a cluster: control plane + N node agents",
-                       description="Start the control plane and one agent per node in the "
-                       "background, wait until every node is Ready, and write a kubeconfig.")
-    p.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    p = sub.add_parser("up", help="start a cluster (or restart its dead components)",
+                       description="Start the control plane and, per node, an agent and a "
+                       "kube-proxy in the background, wait until every node is Ready, and "
+                       "write a kubeconfig. On a cluster that is already recorded, restart "
+                       "exactly the components that died (same store, same files).")
+    p.add_argument("--nodes", type=int, default=None, help="number of nodes (default 2)")
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
@@ -38,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("node", help="stop or start one node's agent (node failure drills)",
                        description="'knet node stop NAME' stops the node's agent the way a "
-                       "kubelet dies: its containers keep running, its Lease stops being "
-                       "renewed, and the control plane marks it NotReady and reschedules its "
-                       "pods. 'knet node start NAME' brings the agent back; it adopts what "
-                       "still runs.")
+                       "kubelet dies: its containers and the node's kube-proxy keep running, "
+                       "its Lease stops being renewed, and the control plane marks it NotReady "
+                       "and reschedules its pods. 'knet node start NAME' brings the agent back; "
+                       "it adopts what still runs.")
     p.add_argument("action", choices=["stop", "start"])
     p.add_argument("name", help="node name, e.g. node-2")
     _state_arg(p)
@@ -55,9 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
-    rec = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
+    res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
                                    timeout=args.timeout,
                                    say=lambda m: print(f"  {m}", flush=True)))
+    rec = res.rec
+    if res.adopted and not res.restarted:
+        print(f"cluster up: {', '.join(res.adopted)} adopted into the record; API at "
+              f"{rec.server}")
+        return 0
+    if not res.fresh and not res.restarted:
+        print(f"cluster already up in {args.state_dir}: {rec.nodes} node(s), every component "
+              f"running, API at {rec.server}; nothing to do")
+        return 0
+    if res.restarted:
+        print(f"cluster up again: restarted {', '.join(res.restarted)}; API at {rec.server}")
+        return 0
     print(f"cluster up: {rec.nodes} node(s), API at {rec.server}")
     print("use it with:")
     print(f"  export KUBECONFIG={rec.kubeconfig}")
@@ -73,6 +87,8 @@ def _down(args: argparse.Namespace) -> int:
         print(f"no cluster in {args.state_dir}: nothing to do")
         return 0
     print("cluster down: every process, namespace, link and file it made is gone")
+    if args.state_dir.exists():
+        print(f"  {args.state_dir} is as it was before 'knet up'")
     return 0
 
 
@@ -82,15 +98,23 @@ def _status(args: argparse.Namespace) -> int:
     st = asyncio.run(lifecycle.status(args.state_dir))
     if args.output == "json":
         print(json.dumps(st, indent=2))
-        return 0 if st["up"] else 1
-    if not st["up"]:
-        print(f"no cluster running in {args.state_dir}")
+        return 0 if st["healthy"] else 1
+    if "processes" not in st:
+        print(f"no cluster in {args.state_dir}; start one with 'knet up'")
         return 1
     print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}")
     for role, p in st["processes"].items():
-        print(f"  {role:<10} pid {p['pid']:<8} {'running' if p['alive'] else 'DEAD'}")
+        pid = "-" if p["pid"] is None else p["pid"]
+        print(f"  {role:<18} pid {pid:<8} {'running' if p['alive'] else 'DEAD':<8} {p['what']}")
     for name, n in (st.get("nodes") or {}).items():
         print(f"  node {name:<8} {'Ready' if n['ready'] else 'NotReady':<9} {n['pods']} pod(s)")
+    if st.get("api_error"):
+        print(f"the API server did not answer: {st['api_error']}")
+    if st["dead"]:
+        for role, what in st["dead"].items():
+            print(f"DEAD: {role}: the {what} is not running; see its log, then run "
+                  f"'knet up --state-dir {args.state_dir}' to restart it")
+        return 1
     return 0
 
 

@@ -1,13 +1,17 @@
-"""`knet proxy --node NAME`: the node's userspace kube-proxy on its own (the agent normally
-runs it). Watches Services and EndpointSlices over the API and serves them in the node's
-netns; ClusterIPs are put on the node's service device through the dataplane's records
-(`--state-dir`), or must already be there (`--no-addresses`)."""
+"""`knet proxy --node NAME`: the node's userspace kube-proxy, its own process per node (`knet up`
+starts one next to each agent, as kube-proxy runs beside the kubelet). Watches Services and
+EndpointSlices over the API and serves them in the node's netns; ClusterIPs are put on the
+node's service device through the dataplane's records (`--state-dir`), or must already be
+there (`--no-addresses`). Flow records are served at GET /flows over a unix socket
+(`--flows-socket`, in a 0700 directory, mode 0600: only root on the host reaches it, no
+credential needed) and/or on loopback TCP (`--flows-port`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -38,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--http-timeout", type=float, default=15.0, metavar="SECONDS")
     p.add_argument("--flows-port", type=int, default=0,
                    help="serve GET /flows on 127.0.0.1:PORT (0: off)")
+    p.add_argument("--flows-socket", type=Path, default=None, metavar="PATH",
+                   help="serve GET /flows on this unix socket (its directory is made 0700)")
     p.set_defaults(func=_run)
 
 
@@ -77,23 +83,45 @@ async def _main(args: argparse.Namespace) -> int:
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
     runner = None
-    if args.flows_port:
-        app = web.Application()
-        app.add_routes(flows_routes(ring))
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
         http_retries=args.http_retries, http_timeout=args.http_timeout)
     try:
+        if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
+            app = web.Application()
+            app.add_routes(flows_routes(ring))
+            runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
+                                   shutdown_timeout=2)
+            await runner.setup()
+            if args.flows_port:
+                await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
+            if args.flows_socket:
+                await _serve_unix(runner, args.flows_socket)
         await stop.wait()
     finally:
         await proxy.stop()
         if runner is not None:
             await runner.cleanup()
+        if args.flows_socket:
+            args.flows_socket.unlink(missing_ok=True)
         if dataplane is not None:
             await dataplane.close()
         await client.close()  # type: ignore[attr-defined]
     return 0
+
+
+async def _serve_unix(runner: object, path: Path) -> None:
+    """GET /flows on a unix socket at path: its directory 0700 (made if missing), the socket
+    0600; a stale socket from a killed proxy is replaced."""
+    from aiohttp import web
+
+    if len(str(path).encode()) > 107:
+        raise UsageError(f"knet proxy: --flows-socket {path} is longer than a unix socket path "
+                         "may be (107 bytes); use a shorter --state-dir")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    path.unlink(missing_ok=True)
+    await web.UnixSite(runner, str(path)).start()  # type: ignore[arg-type]
+    os.chmod(path, 0o600)
+    log.info("flows: serving GET /flows on unix socket %s", path)

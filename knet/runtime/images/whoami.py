@@ -14,7 +14,6 @@ import sys
 from knet.runtime.images._http import HttpServer, Request, Response, UsageError, goflags, run
 from knet.runtime.images._loop import Loop
 
-
 _NODE = os.environ.get("NODE_NAME", "")
 
 

@@ -6,13 +6,12 @@ layer's retries, and the flow records that explain each choice."""
 from __future__ import annotations
 
 import collections
-import json
 import time
 import urllib.request
 
 from conftest import WEB_DEPLOYMENT, Cluster, client_pod
 
-from control.api.tls import reader_context
+from knet.flows.cluster import NodeView, proxy_flows
 
 APP = WEB_DEPLOYMENT + """---
 apiVersion: v1
@@ -242,11 +241,12 @@ def test_http_mesh_rejects_request_smuggling(cluster: Cluster) -> None:
 
 
 def _flows(cluster: Cluster) -> list[dict]:
+    """Every node's kube-proxy flow records, from its unix socket in the state dir."""
     out: list[dict] = []
     for node in cluster.get("nodes")["items"]:
-        url = node["metadata"]["annotations"]["knet.io/agent-url"]
-        out += json.loads(urllib.request.urlopen(f"{url}/flows", timeout=5,
-                                                 context=reader_context(cluster.state_dir)).read())
+        name = node["metadata"]["name"]
+        sock = cluster.state_dir / "proxy" / f"{name}.sock"
+        out += proxy_flows(NodeView(name, "", "", "", "", flows_socket=str(sock)), timeout=5)
     return out
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from knet.flows.cluster import ClusterView, NodeView, PodView, ServiceView
 
 
-def make_view(agent_urls: tuple[str, str] = ("http://127.0.0.1:1", "http://127.0.0.1:2"),
+def make_view(flows_sockets: tuple[str, str] = ("/nonexistent/1.sock", "/nonexistent/2.sock"),
               dns_ip: str = "10.244.1.2") -> ClusterView:
-    nodes = [NodeView("node-1", "knet-node-1", agent_urls[0], "172.18.0.2", "10.244.1.0/24",
-                      "10.244.1.1"),
-             NodeView("node-2", "knet-node-2", agent_urls[1], "172.18.0.3", "10.244.2.0/24",
-                      "10.244.2.1")]
+    nodes = [NodeView("node-1", "knet-node-1", "http://127.0.0.1:10251", "172.18.0.2",
+                      "10.244.1.0/24", "10.244.1.1", flows_socket=flows_sockets[0]),
+             NodeView("node-2", "knet-node-2", "http://127.0.0.1:10252", "172.18.0.3",
+                      "10.244.2.0/24", "10.244.2.1", flows_socket=flows_sockets[1])]
     pods = [PodView("default/client", "10.244.1.3", "node-1", {}, "knet-p-c", "knc", "Running"),
             PodView("default/web-a", "10.244.1.4", "node-1", {"app": "web"}, "knet-p-a", "kna",
                     "Running"),

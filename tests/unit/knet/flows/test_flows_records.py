@@ -1,5 +1,6 @@
-"""`knet flows` logic against real HTTP sources: two agents serving the proxy's own FlowRing
-routes and a DNS query log, merged, filtered and formatted."""
+"""`knet flows` logic against real HTTP sources: two kube-proxies serving their own FlowRing
+routes on unix sockets (as `knet proxy --flows-socket` does) and a DNS query log over TCP,
+merged, filtered and formatted."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from flows_testkit import make_view
 from control.api.ca import ClusterCA, Identity, client_context, server_context
 from control.api.tls import reader_context
 from knet.flows import records
+from knet.flows.cluster import proxy_flows
 from knet.flows.records import FlowFilter, format_flow
 from knet.proxy.flows import FlowRecord, FlowRing, flows_routes
 
@@ -48,33 +50,36 @@ def _mtls(state: Path, name: str, **names: list[str]) -> ssl.SSLContext:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Any, FlowRing, FlowRing,
-                                                        list[dict[str, Any]]]]:
+                                                         list[dict[str, Any]]]]:
     rings = FlowRing(), FlowRing()
     dns_rows: list[dict[str, Any]] = []
-    servers = []
-    for ring in rings:
+    runners, sockets = [], []
+    for i, ring in enumerate(rings, 1):
         app = web.Application()
         app.add_routes(flows_routes(ring))
-        servers.append(await _server(app, _mtls(tmp_path, f"kubelet-{len(servers)}",
-                                                ips=["127.0.0.1"])))
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+        await runner.setup()
+        sockets.append(str(tmp_path / f"node-{i}.sock"))
+        await web.UnixSite(runner, sockets[-1]).start()
+        runners.append(runner)
 
     async def dns_flows(request: web.Request) -> web.Response:
         return web.json_response(dns_rows)
 
     dns_app = web.Application()
     dns_app.router.add_get("/flows", dns_flows)
-    servers.append(await _server(dns_app, _mtls(tmp_path, "coredns",
-                                                dns=[records.DNS_FLOWS_SERVER_NAME])))
-    view = make_view(tuple(str(s.make_url("")).rstrip("/") for s in servers[:2]))  # type: ignore[arg-type]
+    dns = await _server(dns_app, _mtls(tmp_path, "coredns", dns=[records.DNS_FLOWS_SERVER_NAME]))
+    view = make_view((sockets[0], sockets[1]))
     view.tls = reader_context(tmp_path)         # knet-flows, as ClusterView.load makes it
-    records.DNS_FLOWS_PORT = servers[2].port  # the DNS pod's port, here on loopback
+    records.DNS_FLOWS_PORT = dns.port  # the DNS pod's port, here on loopback
     view.pods["kube-system/coredns-x"].ip = "127.0.0.1"
     try:
         yield view, rings[0], rings[1], dns_rows
     finally:
         records.DNS_FLOWS_PORT = 9153
-        for s in servers:
-            await s.close()
+        await dns.close()
+        for runner in runners:
+            await runner.cleanup()
 
 
 async def test_snapshot_merges_nodes_and_dns_in_time_order(cluster: Any) -> None:
@@ -93,15 +98,19 @@ async def test_snapshot_merges_nodes_and_dns_in_time_order(cluster: Any) -> None
     assert flows[0]["client_pod"] == "default/client"   # named by the view
 
 
-async def test_without_the_reader_certificate_every_source_refuses(cluster: Any,
-                                                                   tmp_path: Path) -> None:
+async def test_without_the_reader_certificate_the_dns_log_refuses(cluster: Any,
+                                                                  tmp_path: Path) -> None:
+    """The DNS query log answers only a client certificate of the cluster CA; the proxies'
+    unix sockets (0600, in the 0700 state dir) need none."""
     view, ring1, _, dns_rows = cluster
     ring1.record(rec(0.3, "node-1", 40001, "10.244.1.4", "default/web-a"))
     dns_rows.append({"time": T0, "client": "10.244.1.1:5353", "qname": "x."})
     view.tls = client_context(tmp_path / "ca.crt")      # trusts the CA, presents nothing
     errors: list[str] = []
-    assert await records.snapshot(view, flt=FlowFilter(), errors=errors) == []
-    assert len(errors) == 3 and all("its flows are missing" in e for e in errors)
+    flows = await records.snapshot(view, flt=FlowFilter(), errors=errors)
+    assert [f["kind"] for f in flows] == ["proxy"]
+    assert len(errors) == 1 and errors[0].startswith("dns ") and \
+        "its flows are missing" in errors[0]
 
 
 @pytest.mark.parametrize("flt, ports", [
@@ -127,12 +136,13 @@ async def test_last_n_and_unreachable_source_reported(cluster: Any) -> None:
     view, ring1, _, _ = cluster
     for i in range(5):
         ring1.record(rec(i, "node-1", 100 + i, "10.244.1.4", "default/web-a"))
-    view.nodes["node-2"].agent_url = "http://127.0.0.1:1"
+    view.nodes["node-2"].flows_socket = "/nonexistent/node-2.sock"
     errors: list[str] = []
     flows = await records.snapshot(view, flt=FlowFilter(), last=2, errors=errors)
     assert [f["client_port"] for f in flows] == [103, 104]
-    assert len(errors) == 1 and errors[0].startswith("proxy node-2: http://127.0.0.1:1/flows "
-                                                     "unreachable")
+    assert len(errors) == 1 and errors[0].startswith(
+        "proxy node-2: unix:/nonexistent/node-2.sock unreachable")
+    assert "knet status" in errors[0]
 
 
 async def test_follow_yields_new_records_from_every_node(cluster: Any) -> None:
@@ -170,3 +180,15 @@ def test_one_line_form() -> None:
     assert format_flow(refused).endswith("-> svc default/web:80 REFUSED tcp bytes 70/400 3.1ms "
                                          "(no endpoints) [node-1]")
     assert json.loads(json.dumps(f))["endpoint_pod"] == "default/web-b"
+
+
+async def test_proxy_flows_reads_one_node_socket_as_trace_does(cluster: Any) -> None:
+    view, ring1, ring2, _ = cluster
+    ring1.record(rec(0, "node-1", 1, "10.244.1.4", "default/web-a"))
+    ring1.record(rec(5, "node-1", 2, "10.244.1.4", "default/web-a"))
+    ring2.record(rec(6, "node-2", 3, "10.244.2.2", "default/web-b"))
+    rows = await asyncio.to_thread(proxy_flows, view.nodes["node-1"], since=T0 + 1)
+    assert [r["client_port"] for r in rows] == [2]
+    view.nodes["node-2"].flows_socket = "/nonexistent/node-2.sock"
+    with pytest.raises(OSError):
+        await asyncio.to_thread(proxy_flows, view.nodes["node-2"])
