@@ -125,6 +125,16 @@ class _Reader:
         return _Framing(fields, length, _chunked(te, peer), hosts, expect)
 
 
+def _strict(parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
+    """Every llhttp leniency off, said out loud (the default today; a default may change)."""
+    parser.set_dangerous_leniencies(
+        lenient_headers=False, lenient_chunked_length=False, lenient_keep_alive=False,
+        lenient_transfer_encoding=False, lenient_version=False,
+        lenient_data_after_close=False, lenient_optional_lf_after_cr=False,
+        lenient_optional_cr_before_lf=False, lenient_optional_crlf_after_chunk=False,
+        lenient_spaces_after_chunk_size=False)
+
+
 def _chunked(te: bytes | None, peer: str) -> bool:
     """Whether the body is chunked; Reject unless `chunked` is the one transfer coding:
     400 when it is not the last (RFC 9112 6.3), 501 for any other (6.1); 502 from a
@@ -160,6 +170,7 @@ class RequestReader(_Reader):
         self.continued = False    # 100 Continue sent for the message being read
         self.expect = False
         self._p = httptools.HttpRequestParser(self)
+        _strict(self._p)
         self._lines: list[bytes] = []
         self._special: list[tuple[bytes, bytes]] = []
         self._target = b""
@@ -251,6 +262,7 @@ class ResponseReader(_Reader):
 
     def __init__(self) -> None:
         self._p = httptools.HttpResponseParser(self)
+        _strict(self._p)
         self.head_only = False
         self.reset()
         self._stopped = False
