@@ -6,8 +6,10 @@ ClientIP affinity), retried on another endpoint after a connect failure or a 503
 configurable), bounded by a per-request timeout to the response head (504 when it passes),
 and answered with `x-knet-upstream: <pod>`. Upstream connections are kept alive in a pool
 per endpoint (httpup.py). The exchange runs in callbacks, no task per request. Request
-bodies are read whole (up to 8 MiB, so a retry can resend them);
-response bodies stream through byte for byte with back-pressure. One flow record each.
+bodies are read whole (up to 8 MiB, so a retry can resend them); response bodies stream
+with back-pressure. Parsing is strict, both ways (http1.py, on llhttp): a malformed request
+gets a short 4xx/5xx with Connection: close and a REJECTED flow, and no byte of it is
+forwarded; a head must arrive within header_timeout (slowloris). One flow record each.
 """
 
 from __future__ import annotations
