@@ -82,7 +82,7 @@ class _Client(asyncio.Protocol):
         self.t = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername") or ("?", 0)
         self.reader = RequestReader(b"X-Forwarded-For: %s\r\n" % self.peer[0].encode(),
-                                    max_body=MAX_BODY)
+                                    max_body=MAX_BODY, host=self.ln.host)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -325,6 +325,7 @@ class HttpListener:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
         self.retries, self.timeout = retries, timeout
         self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
+        self.host = f"{ip}:{port}".encode()  # for HTTP/1.0 requests without a Host
         self.pool = Pool(ctx.sockets)
         self.waiting: dict[_Client, float] = {}  # client -> deadline of its response head
         self.deadlines: dict[_Client, float] = {}  # idle client -> deadline of its next step

@@ -163,8 +163,11 @@ class RequestReader(_Reader):
     """Client bytes in (`feed`), complete requests out (`ready`, in order). The first error
     is kept in `error` and nothing after it is read; the requests before it still count."""
 
-    def __init__(self, extra: bytes, *, max_body: int) -> None:
+    def __init__(self, extra: bytes, *, max_body: int, host: bytes = b"") -> None:
+        """extra: header lines added to each request; host: the Host value for an HTTP/1.0
+        request without one (it goes on as HTTP/1.1, where Host is required)."""
         self.extra, self.max_body = extra, max_body
+        self.host = b"Host: %s\r\n" % host if host else b""
         self.ready: deque[Request] = deque()
         self.error: Reject | None = None
         self.began = 0.0          # monotonic start of the message being read (0: none)
@@ -251,8 +254,9 @@ class RequestReader(_Reader):
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         length = b"Content-Length: %d\r\n" % len(body) if (
             body or f.length is not None or self._chunked) else b""
-        data = b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (method, self._target, f.fields,
-                                                  length, self.extra, body)
+        data = b"%s %s HTTP/1.1\r\n%s%s%s%s\r\n%s" % (
+            method, self._target, f.fields, b"" if f.hosts else self.host, length, self.extra,
+            body)
         self.ready.append(Request(method, self._target, data, self._keep, method == b"HEAD"))
         self.began, self._target, self._body, self.expect = 0.0, b"", [], False
 
