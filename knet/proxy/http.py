@@ -6,8 +6,10 @@ ClientIP affinity), retried on another endpoint after a connect failure or a 503
 configurable), bounded by a per-request timeout to the response head (504 when it passes),
 and answered with `x-knet-upstream: <pod>`. Upstream connections are kept alive in a pool
 per endpoint (httpup.py). The exchange runs in callbacks, no task per request. Request
-bodies are read whole (up to 8 MiB, so a retry can resend them);
-response bodies stream through byte for byte with back-pressure. One flow record each.
+bodies are read whole (up to 8 MiB, so a retry can resend them); response bodies stream
+with back-pressure. Parsing is strict, both ways (http1.py, on llhttp): a malformed request
+gets a short 4xx/5xx with Connection: close and a REJECTED flow, and no byte of it is
+forwarded; a head must arrive within header_timeout (slowloris). One flow record each.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class _Client(asyncio.Protocol):
         self.t = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername") or ("?", 0)
         self.reader = RequestReader(b"X-Forwarded-For: %s\r\n" % self.peer[0].encode(),
-                                    max_body=MAX_BODY)
+                                    max_body=MAX_BODY, host=self.ln.host)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -323,6 +325,7 @@ class HttpListener:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
         self.retries, self.timeout = retries, timeout
         self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
+        self.host = f"{ip}:{port}".encode()  # for HTTP/1.0 requests without a Host
         self.pool = Pool(ctx.sockets)
         self.waiting: dict[_Client, float] = {}  # client -> deadline of its response head
         self.deadlines: dict[_Client, float] = {}  # idle client -> deadline of its next step

@@ -7,8 +7,10 @@ what a proxy needs and llhttp leaves out: HTTP/1.x only, one Host, `chunked` as 
 transfer coding, size limits, hop-by-hop removal. Any error is a `Reject` (status + why) and
 ends the connection. Bodies come out decoded and are framed again on the way out (requests
 with Content-Length, chunked responses re-chunked), so what the next hop reads is what this
-parser read: no second interpretation of the bytes can exist. The measured cost is in
-bench/proxy.py's L7 row (see http.py's docstring).
+parser read: no second interpretation of the bytes can exist. Cost, measured against the
+hand-written regex parser it replaced (same session, alternating runs, 2 shared cores):
+`bench proxy --only 'knet L7 http'` medians 7,467 vs 7,249 req/s; proxy CPU per request
+on loopback (wrk -c32, 8 runs each) median 82 vs 80 us. The C parser holds the speed.
 """
 
 from __future__ import annotations
@@ -116,13 +118,23 @@ class _Reader:
                 hosts += 1
             elif low == b"expect":
                 expect = value.lower() == b"100-continue"
-            elif low == b"connection":
+            elif low == b"connection" and value.lower() not in _PLAIN:
                 named |= {t.strip().lower() for t in value.split(b",")} - _PLAIN
         if named:  # headers that Connection names are hop-by-hop too (RFC 9110 7.6.1)
             lines = self._lines
             fields = b"".join(b"".join(lines[i:i + 4]) for i in range(0, len(lines), 4)
                               if lines[i].lower() not in named)
         return _Framing(fields, length, _chunked(te, peer), hosts, expect)
+
+
+def _strict(parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
+    """Every llhttp leniency off, said out loud (the default today; a default may change)."""
+    parser.set_dangerous_leniencies(
+        lenient_headers=False, lenient_chunked_length=False, lenient_keep_alive=False,
+        lenient_transfer_encoding=False, lenient_version=False,
+        lenient_data_after_close=False, lenient_optional_lf_after_cr=False,
+        lenient_optional_cr_before_lf=False, lenient_optional_crlf_after_chunk=False,
+        lenient_spaces_after_chunk_size=False)
 
 
 def _chunked(te: bytes | None, peer: str) -> bool:
@@ -151,8 +163,11 @@ class RequestReader(_Reader):
     """Client bytes in (`feed`), complete requests out (`ready`, in order). The first error
     is kept in `error` and nothing after it is read; the requests before it still count."""
 
-    def __init__(self, extra: bytes, *, max_body: int) -> None:
+    def __init__(self, extra: bytes, *, max_body: int, host: bytes = b"") -> None:
+        """extra: header lines added to each request; host: the Host value for an HTTP/1.0
+        request without one (it goes on as HTTP/1.1, where Host is required)."""
         self.extra, self.max_body = extra, max_body
+        self.host = b"Host: %s\r\n" % host if host else b""
         self.ready: deque[Request] = deque()
         self.error: Reject | None = None
         self.began = 0.0          # monotonic start of the message being read (0: none)
@@ -160,6 +175,7 @@ class RequestReader(_Reader):
         self.continued = False    # 100 Continue sent for the message being read
         self.expect = False
         self._p = httptools.HttpRequestParser(self)
+        _strict(self._p)
         self._lines: list[bytes] = []
         self._special: list[tuple[bytes, bytes]] = []
         self._target = b""
@@ -238,8 +254,9 @@ class RequestReader(_Reader):
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         length = b"Content-Length: %d\r\n" % len(body) if (
             body or f.length is not None or self._chunked) else b""
-        data = b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (method, self._target, f.fields,
-                                                  length, self.extra, body)
+        data = b"%s %s HTTP/1.1\r\n%s%s%s%s\r\n%s" % (
+            method, self._target, f.fields, b"" if f.hosts else self.host, length, self.extra,
+            body)
         self.ready.append(Request(method, self._target, data, self._keep, method == b"HEAD"))
         self.began, self._target, self._body, self.expect = 0.0, b"", [], False
 
@@ -251,6 +268,7 @@ class ResponseReader(_Reader):
 
     def __init__(self) -> None:
         self._p = httptools.HttpResponseParser(self)
+        _strict(self._p)
         self.head_only = False
         self.reset()
         self._stopped = False

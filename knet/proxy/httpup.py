@@ -4,8 +4,9 @@ An `Upstream` carries one exchange at a time for an owner (the client side, `htt
 writes the request, reads the response strictly (http1.ResponseReader: a malformed one is a
 502, never relayed), reports the head (`on_head`), then relays the body to the client's
 transport as llhttp delivers it (Content-Length bodies as they are, chunked ones re-chunked)
-and reports `on_done`; bytes after the response make the connection unusable. Everything is a callback on the event loop: no task
-or future per request, which is what makes the path fast. Only a dial runs as a coroutine.
+and reports `on_done`; bytes after the response make the connection unusable. All of it
+runs in callbacks on the event loop: no task or future per request, which is what makes
+the path fast. Only a dial runs as a coroutine.
 """
 
 from __future__ import annotations

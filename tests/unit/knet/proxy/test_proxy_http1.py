@@ -54,6 +54,19 @@ def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
                         + XFF + b"\r\n")
 
 
+def test_http10_without_host_gets_one() -> None:
+    r = RequestReader(XFF, max_body=100, host=b"10.96.0.5:80")
+    r.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\nHost: a\r\n\r\n")
+    assert [q.data for q in r.ready] == [
+        b"GET / HTTP/1.1\r\nHost: 10.96.0.5:80\r\n" + XFF + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n" + XFF + b"\r\n"]
+
+
+def test_nothing_read_after_connection_close() -> None:
+    r = read(b"GET / HTTP/1.0\r\n\r\nGET /2 HTTP/1.0\r\n\r\n")
+    assert len(r.ready) == 1 and r.error is not None and r.error.status == 400
+
+
 def test_keep_alive_per_version_and_connection() -> None:
     assert not read(b"GET / HTTP/1.0\r\n\r\n").ready[0].keep
     assert read(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").ready[0].keep

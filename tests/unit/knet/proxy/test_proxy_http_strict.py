@@ -25,12 +25,13 @@ from knet.proxy.proxier import Proxier
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 PAUSE = b"<pause>"
+CLOSE = b"<close>"
 
 
 class Recorder(TcpBackend):
     """A backend that records every byte it gets and answers each request head with `reply`
     (one canned response per b"\\r\\n\\r\\n" seen: enough for body-less requests); a
-    PAUSE in the reply is a 0.1 s wait between two writes."""
+    PAUSE in the reply is a 0.1 s wait between two writes, a CLOSE at its end a close."""
 
     def __init__(self, ip: str, reply: bytes = OK) -> None:
         super().__init__("recorder", ip)
@@ -48,7 +49,9 @@ class Recorder(TcpBackend):
                         if i:
                             await w.drain()
                             await asyncio.sleep(0.1)
-                        w.write(part)
+                        w.write(part.removesuffix(CLOSE))
+                    if self.reply.endswith(CLOSE):
+                        return
                 seen = heads
                 await w.drain()
         except ConnectionError:
@@ -252,6 +255,20 @@ async def test_malformed_response_is_a_502(reply: bytes, why: str) -> None:
         assert b"ok" not in out.partition(b"\r\n\r\n")[2][-3:]
         [flow] = await wait_flows(w.proxier.ring, 1)
         assert (flow.verdict, flow.status) == ("ERROR", 502) and why in flow.error, flow.error
+    finally:
+        await w.proxier.stop()
+        await w.backend.stop()
+
+
+async def test_response_delimited_by_the_close_is_relayed_whole() -> None:
+    w = await make_world(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil" + PAUSE + b" the end" + CLOSE)
+    try:
+        out = await w.exchange(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n") and body == b"until the end"
+        assert b"Connection: close" in head
+        [flow] = await wait_flows(w.proxier.ring, 1)
+        assert (flow.verdict, flow.status, flow.error) == ("FORWARDED", 200, "")
     finally:
         await w.proxier.stop()
         await w.backend.stop()
