@@ -187,11 +187,12 @@ async def test_liveness_failure_restarts_the_container(harness: Harness) -> None
     task.cancel()
 
 
-async def test_stop_runs_no_restart(harness: Harness) -> None:
-    r = harness.runner(sh("app", "trap 'exit 0' TERM; while :; do sleep 0.1; done"),
-                       restart="Always")
+async def test_stop_runs_no_restart(harness: Harness, tmp_path: Path) -> None:
+    armed = tmp_path / "armed"
+    r = harness.runner(sh("app", f"trap 'exit 0' TERM; touch {armed}; "
+                                 "while :; do sleep 0.1; done"), restart="Always")
     task = asyncio.create_task(r.run(adopt=False))
-    await until(lambda: r.view.running)
+    await until(lambda: r.view.running and armed.exists())   # the trap is set
     await r.stop(grace=5)
     code = await asyncio.wait_for(task, 10)
     assert code == 0 and r.view.restart_count == 0 and r.view.will_restart is False
