@@ -245,9 +245,10 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
         objects = app[OBJECTS]
         await bootstrap(objects, host=config.host, port=config.port)
         hosts = listen_hosts(config.host)
+        # in-cluster clients reach it as https://10.96.0.1 (KUBERNETES_SERVICE_HOST)
         crt, key = ensure_certificate(state, [h for h in hosts
                                               if not ipaddress.ip_address(h).is_unspecified]
-                                      + ["127.0.0.1"])
+                                      + ["127.0.0.1", KUBERNETES_IP])
         tls = server_context(crt, key)
         for host in hosts:      # each connection under kube-apiserver's header timeout
             servers.append(await listen.listen(runner, host, config.port, ssl_context=tls))

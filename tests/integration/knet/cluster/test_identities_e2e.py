@@ -86,6 +86,16 @@ def test_pod_mounts_its_own_bound_token_never_the_admins(cluster: Cluster) -> No
     out = json.loads(cluster.kubectl("create", "-f", "-", "-o", "json",
                                      input=json.dumps(review)).stdout)
     assert out["status"]["authenticated"] is True
+    # "Accessing the Kubernetes API from a Pod": the mounted CA verifies kubernetes.default.svc
+    api = (f"curl -sS --cacert {SA_DIR}/ca.crt -H \"Authorization: Bearer $(cat {SA_DIR}/token)\" "
+           "https://kubernetes.default.svc")
+    versions = json.loads(cluster.exec("reader", "sh", "-c", f"{api}/api").stdout)
+    assert versions["kind"] == "APIVersions" and versions["versions"] == ["v1"]
+    denied = json.loads(cluster.exec("reader", "sh", "-c",
+                                     f"{api}/api/v1/namespaces/kube-system/pods").stdout)
+    assert denied["code"] == 403 and denied["message"] == (
+        'pods is forbidden: User "system:serviceaccount:default:default" cannot list resource '
+        '"pods" in API group "" in the namespace "kube-system"')
     bound = cluster.kubectl("create", "token", "default", "--bound-object-kind", "Pod",
                             "--bound-object-name", "reader", "--duration", "15m").stdout.strip()
     who = json.loads(_whoami(cluster, "--token", bound).stdout)["status"]["userInfo"]
