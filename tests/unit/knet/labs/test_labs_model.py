@@ -73,6 +73,7 @@ def test_every_shipped_lab_is_complete(entry) -> None:  # type: ignore[no-untype
     assert any(s.expect for s in lab.steps), "a lab without expectations cannot fail"
 
 
-def test_the_catalog_has_the_seventeen_topics() -> None:
+def test_the_catalog_is_numbered_without_gaps() -> None:
     numbers = [e.number for e in catalog()]
-    assert numbers == [f"{i:02d}" for i in range(1, 18)]
+    assert len(numbers) >= 18
+    assert numbers == [f"{i:02d}" for i in range(1, len(numbers) + 1)]
