@@ -338,6 +338,8 @@ class ObjectService:
         if value == kv.value:
             return Written(old, warnings)
         if deletion.should_finish(info, old, new):
+            if dry_run:
+                return Written(new, warnings)
             return Written(await deletion.remove(self, info, kv, new), warnings)
         alloc = (self.services.on_update(new, old) if info.plural == "services"
                  else Allocation())

@@ -156,7 +156,8 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
     if t.sub == "eviction":
         opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
         await objects.delete("pods", t.name or "", namespace=t.namespace,
-                             grace_period=opts.get("gracePeriodSeconds"))
+                             grace_period=opts.get("gracePeriodSeconds"),
+                             dry_run=_dry_run(request) or bool(opts.get("dryRun")))
         return codec.respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
                               "status": "Success", "code": 201}, status=201)
     if t.name is not None:
@@ -217,20 +218,22 @@ async def handle_delete(request: web.Request) -> web.StreamResponse:
     if grace is None and opts.get("gracePeriodSeconds") is not None:
         grace = int(opts["gracePeriodSeconds"])
     pre = opts.get("preconditions") or {}
+    dry_run = _dry_run(request) or bool(opts.get("dryRun"))   # kubectl sends it in the body
     if t.sub is not None:
         raise MethodNotAllowed(f"DELETE is not allowed on {t.info.plural}/{t.sub}")
     if t.name is None:
-        return await _delete_collection(request, objects, t, propagation, grace)
+        return await _delete_collection(request, objects, t, propagation, grace, dry_run)
     obj = await objects.delete(t.info.plural, t.name, namespace=t.namespace,
                                propagation=propagation, grace_period=grace,
                                preconditions_uid=pre.get("uid"),
                                preconditions_rv=pre.get("resourceVersion"),
-                               dry_run=_dry_run(request))
+                               dry_run=dry_run)
     return codec.respond(obj)
 
 
 async def _delete_collection(request: web.Request, objects: ObjectService, t: Target,
-                             propagation: str | None, grace: int | None) -> web.Response:
+                             propagation: str | None, grace: int | None,
+                             dry_run: bool) -> web.Response:
     result = await objects.list(t.info.plural, namespace=t.namespace,
                                 label_selector=request.query.get("labelSelector"),
                                 field_selector=request.query.get("fieldSelector"))
@@ -240,7 +243,8 @@ async def _delete_collection(request: web.Request, objects: ObjectService, t: Ta
         try:
             deleted.append(await objects.delete(t.info.plural, md["name"],
                                                 namespace=md.get("namespace"),
-                                                propagation=propagation, grace_period=grace))
+                                                propagation=propagation, grace_period=grace,
+                                                dry_run=dry_run))
         except NotFound:
             pass
     return codec.respond({"kind": t.info.list_kind, "apiVersion": t.info.api_version,

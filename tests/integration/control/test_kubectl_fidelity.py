@@ -44,3 +44,20 @@ def test_describe_exposed_service_shows_endpoints(kubectl: Kubectl) -> None:
     assert out.returncode == 0 and "panic" not in out.stderr, out.stderr
     endpoints = next(line for line in out.stdout.splitlines() if line.startswith("Endpoints:"))
     assert endpoints.count(":80") == 2, out.stdout
+
+
+def test_delete_dry_run_server_changes_nothing(kubectl: Kubectl) -> None:
+    kubectl("create", "configmap", "cfg", "--from-literal=a=1")
+    kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2")
+    kubectl.eventually(lambda: len(kubectl.json("get", "pods", "-l", "app=web")["items"]) == 2,
+                       what="two pods of web")
+    out = kubectl("delete", "cm", "cfg", "--dry-run=server")
+    assert out.strip() == 'configmap "cfg" deleted (server dry run)'
+    kubectl("delete", "deployment", "web", "--dry-run=server", "--cascade=foreground")
+    kubectl("delete", "pods", "--all", "--dry-run=server")
+    assert kubectl.json("get", "cm", "cfg")["data"] == {"a": "1"}
+    web = kubectl.json("get", "deployment", "web")
+    assert "deletionTimestamp" not in web["metadata"] and "finalizers" not in web["metadata"]
+    assert len(kubectl.json("get", "rs", "-l", "app=web")["items"]) == 1
+    pods = kubectl.json("get", "pods", "-l", "app=web")["items"]
+    assert len(pods) == 2 and not any("deletionTimestamp" in p["metadata"] for p in pods)
