@@ -329,31 +329,43 @@ class ObjectService:
             raise meta.conflict(info, name)
         new = versions.merge_update(info, old, new, subresource=subresource)
         warnings: list[str] = []
+        alloc = Allocation()
         if subresource is None:
             if info.plural == "services":
                 self.services.drop_type_dependent(new, old)
             new, warnings = self.admit(info.plural, new, old=old)
             versions.bump_generation(old, new)
+            if info.plural == "services":        # before encoding: it fills in nodePorts
+                alloc = self.services.on_update(new, old)
+        try:
+            return await self._write_next(info, kv, old, new, warnings, alloc, dry_run)
+        except BaseException:
+            self.services.rollback(alloc)
+            raise
+
+    async def _write_next(self, info: ResourceInfo, kv: KV, old: Obj, new: Obj,
+                          warnings: list[str], alloc: Allocation, dry_run: bool) -> Written:
+        """The compare-and-swap write of write_update; what `alloc` took is given back
+        unless the new version is durably stored."""
         value = meta.encode(new)
         if value == kv.value:
+            self.services.rollback(alloc)
             return Written(old, warnings)
         if deletion.should_finish(info, old, new):
+            self.services.rollback(alloc)
             if dry_run:
                 return Written(new, warnings)
             return Written(await deletion.remove(self, info, kv, new), warnings)
-        alloc = (self.services.on_update(new, old) if info.plural == "services"
-                 else Allocation())
         if dry_run:                       # as it would be, at the revision it was read
             self.services.rollback(alloc)
             new["metadata"]["resourceVersion"] = str(kv.mod_revision)
             return Written(new, warnings)
+        name = old["metadata"]["name"]
         try:
             out = await self.store.update(kv.key, value, expected_revision=kv.mod_revision)
         except NotFound:
-            self.services.rollback(alloc)
             raise meta.not_found(info, name) from None
         except Conflict:
-            self.services.rollback(alloc)
             raise meta.conflict(info, name) from None
         self.services.commit(alloc)
         new["metadata"]["resourceVersion"] = str(out.mod_revision)

@@ -53,13 +53,14 @@ def _dicts(value: Any) -> list[Obj]:
 
 
 def _image_pull_policy(image: Any) -> str:
+    """Always for the tag `latest` (also implied by no tag and no digest), else
+    IfNotPresent: SetDefaults_Container's reading of parsers.ParseImageName."""
     if not isinstance(image, str):
         return "IfNotPresent"
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
-    tag = last.split(":", 1)[1] if ":" in last else ""
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
+    name, digest, _ = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ("" if digest else "latest")
+    return "Always" if tag == "latest" else "IfNotPresent"
 
 
 def _default_probe(probe: Obj) -> None:
@@ -71,12 +72,12 @@ def _default_probe(probe: Obj) -> None:
         http.setdefault("scheme", "HTTP")
 
 
-def _default_container(c: Obj) -> None:
+def _default_container(c: Obj, *, pod: bool) -> None:
     c.setdefault("imagePullPolicy", _image_pull_policy(c.get("image")))
     c.setdefault("terminationMessagePath", "/dev/termination-log")
     c.setdefault("terminationMessagePolicy", "File")
     res = _dict(c, "resources")
-    if res is not None and isinstance(res.get("limits"), dict):
+    if pod and res is not None and isinstance(res.get("limits"), dict):
         requests = _dict(res, "requests")
         if requests is not None:
             for k, v in res["limits"].items():
@@ -96,19 +97,31 @@ def _default_volume(v: Obj) -> None:
     sources = [k for k in v if k != "name"]
     if not sources:
         v["emptyDir"] = {}
-    for key in ("configMap", "secret"):
+    for key in ("configMap", "secret", "downwardAPI", "projected"):
         if isinstance(v.get(key), dict):
             v[key].setdefault("defaultMode", 420)
+    if isinstance(v.get("hostPath"), dict):
+        v["hostPath"].setdefault("type", "")
+    projected = v.get("projected")
+    for source in _dicts(projected.get("sources") if isinstance(projected, dict) else None):
+        token = source.get("serviceAccountToken")
+        if isinstance(token, dict):
+            token.setdefault("expirationSeconds", 3600)
 
 
-def default_pod_spec(spec: Obj) -> None:
+def default_pod_spec(spec: Obj, *, pod: bool = True) -> None:
+    """SetDefaults_PodSpec (pods and templates alike); `pod`: also what SetDefaults_Pod adds
+    to pods only (enableServiceLinks, requests from limits), never to templates."""
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("enableServiceLinks", True)
+    if spec.get("securityContext") is None:
+        spec["securityContext"] = {}
+    if pod:
+        spec.setdefault("enableServiceLinks", True)
     for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
-        _default_container(c)
+        _default_container(c, pod=pod)
     for v in _dicts(spec.get("volumes")):
         _default_volume(v)
 
@@ -144,7 +157,7 @@ def _default_pod(obj: Obj, old: Obj | None) -> None:
 def _default_template(spec: Obj) -> None:
     template = spec.get("template")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
-        default_pod_spec(template["spec"])
+        default_pod_spec(template["spec"], pod=False)
 
 
 def _default_template_only(obj: Obj, old: Obj | None) -> None:
@@ -199,26 +212,51 @@ def _labels_of(template: Any) -> Any:
 
 
 def _default_service(obj: Obj, old: Obj | None) -> None:
+    """SetDefaults_Service, the IP families the registry fills in for a single-stack IPv4
+    cluster, and the status every Service has (`loadBalancer: {}`)."""
     spec = _dict(obj, "spec")
     if spec is None:
         return
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    if spec["type"] != "ExternalName":
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-    if spec["type"] in ("NodePort", "LoadBalancer"):
-        spec.setdefault("externalTrafficPolicy", "Cluster")
-    if spec["sessionAffinity"] == "ClientIP":
-        cfg = _dict(spec, "sessionAffinityConfig")
-        client = _dict(cfg, "clientIP") if cfg is not None else None
-        if client is not None:
-            client.setdefault("timeoutSeconds", 10800)
+    if not spec.get("type"):
+        spec["type"] = "ClusterIP"
+    kind = spec["type"]
+    if not spec.get("sessionAffinity"):
+        spec["sessionAffinity"] = "None"
+    _default_affinity(spec)
     for port in _dicts(spec.get("ports")):
         port.setdefault("protocol", "TCP")
-        if "targetPort" not in port and "port" in port:
+        if port.get("targetPort") in (None, 0, "") and "port" in port:
             port["targetPort"] = port["port"]
+    if kind in ("NodePort", "LoadBalancer") or spec.get("externalIPs"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    if kind in ("ClusterIP", "NodePort", "LoadBalancer"):
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if kind == "LoadBalancer":
+        spec.setdefault("allocateLoadBalancerNodePorts", True)
     if old is not None:
         _keep_allocated(spec, old.get("spec") or {})
+    if kind != "ExternalName":
+        headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
+        spec.setdefault("ipFamilyPolicy",
+                        "RequireDualStack" if headless_selectorless else "SingleStack")
+        spec.setdefault("ipFamilies", ["IPv4"])
+    status = _dict(obj, "status")
+    if status is not None and status.get("loadBalancer") is None:
+        status["loadBalancer"] = {}
+
+
+def _default_affinity(spec: Obj) -> None:
+    """None clears sessionAffinityConfig; ClientIP without a timeout gets 10800 s."""
+    if spec["sessionAffinity"] == "None":
+        spec.pop("sessionAffinityConfig", None)
+    elif spec["sessionAffinity"] == "ClientIP":
+        cfg = spec.get("sessionAffinityConfig")
+        client = cfg.get("clientIP") if isinstance(cfg, dict) else None
+        if cfg is not None and not isinstance(cfg, dict) or \
+                client is not None and not isinstance(client, dict):
+            return                                   # malformed: validation says so
+        if client is None or client.get("timeoutSeconds") is None:
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
 
 
 def _keep_allocated(spec: Obj, old_spec: Obj) -> None:

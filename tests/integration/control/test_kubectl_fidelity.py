@@ -61,3 +61,39 @@ def test_delete_dry_run_server_changes_nothing(kubectl: Kubectl) -> None:
     assert len(kubectl.json("get", "rs", "-l", "app=web")["items"]) == 1
     pods = kubectl.json("get", "pods", "-l", "app=web")["items"]
     assert len(pods) == 2 and not any("deletionTimestamp" in p["metadata"] for p in pods)
+
+
+SERVICE = """apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 3}}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def test_lab07_affinity_patch_and_service_type_changes(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", "-", input=SERVICE)
+    kubectl("patch", "svc", "web", "-p", '{"spec":{"sessionAffinity":"None"}}')
+    spec = kubectl.json("get", "svc", "web")["spec"]
+    assert spec["sessionAffinity"] == "None" and "sessionAffinityConfig" not in spec
+    kubectl("patch", "svc", "web", "-p", '{"spec":{"type":"NodePort"}}')
+    port = kubectl.json("get", "svc", "web")["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= port <= 32767
+    assert f"80:{port}/TCP" in kubectl("get", "svc", "web")
+    dup = kubectl.run("create", "service", "nodeport", "other", "--tcp=80",
+                      f"--node-port={port}", check=False)
+    assert dup.returncode == 1 and (f"spec.ports[0].nodePort: Invalid value: {port}: provided "
+                                    "port is already allocated") in dup.stderr
+    out = kubectl.run("create", "service", "nodeport", "far", "--tcp=80", "--node-port=40000",
+                      check=False)
+    assert out.returncode == 1 and (
+        "spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid "
+        "range. The range of valid ports is 30000-32767") in out.stderr
+    kubectl("patch", "svc", "web", "-p", '{"spec":{"type":"ClusterIP"}}')
+    spec = kubectl.json("get", "svc", "web")["spec"]
+    assert "nodePort" not in spec["ports"][0] and "externalTrafficPolicy" not in spec
+    kubectl("create", "service", "nodeport", "other", "--tcp=80", f"--node-port={port}")
+    assert kubectl.json("get", "svc", "web")["status"] == {"loadBalancer": {}}
