@@ -30,6 +30,7 @@ from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, NotFound
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
+from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
 from control.models.validation import admit as default_admit
 from control.store.base import KV, Store
 
@@ -67,18 +68,36 @@ class ObjectService:
         return f"<ObjectService {self.store!r}>"
 
     async def start(self) -> None:
-        """Rebuild in-memory state (Service allocations, terminating namespaces)."""
+        """Rebuild in-memory state (Service allocations, terminating namespaces), and bring
+        objects stored by an older knet up to today's defaults."""
         kvs, _ = await self.store.list("/registry/services/")
         for kv in kvs:
-            self.services.mark(meta.decode(kv))
+            obj = meta.decode(kv)
+            self.services.mark(obj)
+            if (obj.get("status") or {}).get("loadBalancer") is None:
+                await self._upgrade(kv, obj, "services")
         kvs, _ = await self.store.list("/registry/namespaces/")
         for kv in kvs:
             ns = meta.decode(kv)
+            name = ns["metadata"]["name"]
+            if (ns["metadata"].get("labels") or {}).get(NAMESPACE_NAME_LABEL) != name:
+                await self._upgrade(kv, ns, "namespaces")
             self.namespaces.add(ns["metadata"]["name"])
             if ns["metadata"].get("deletionTimestamp"):
                 self.terminating.add(ns["metadata"]["name"])
         for name in sorted(self.terminating):
             await deletion.drain_namespace(self, name)
+
+    async def _upgrade(self, kv: KV, obj: Obj, resource: str) -> None:
+        """Store obj with the defaults it lacks (label, status); a concurrent writer wins."""
+        if resource == "namespaces":
+            obj["metadata"].setdefault("labels", {})[NAMESPACE_NAME_LABEL] = \
+                obj["metadata"]["name"]
+        default_status(resource, obj)
+        try:
+            await self.store.update(kv.key, meta.encode(obj), expected_revision=kv.mod_revision)
+        except (Conflict, NotFound):
+            pass
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -337,6 +356,8 @@ class ObjectService:
             versions.bump_generation(old, new)
             if info.plural == "services":        # before encoding: it fills in nodePorts
                 alloc = self.services.on_update(new, old)
+        elif subresource == "status":
+            default_status(info.plural, new)
         try:
             return await self._write_next(info, kv, old, new, warnings, alloc, dry_run)
         except BaseException:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_defaults", "copy_json", "default_pod_spec"]
+__all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
+           "default_status"]
 
 Obj = dict[str, Any]
 
@@ -240,9 +241,7 @@ def _default_service(obj: Obj, old: Obj | None) -> None:
         spec.setdefault("ipFamilyPolicy",
                         "RequireDualStack" if headless_selectorless else "SingleStack")
         spec.setdefault("ipFamilies", ["IPv4"])
-    status = _dict(obj, "status")
-    if status is not None and status.get("loadBalancer") is None:
-        status["loadBalancer"] = {}
+    default_status("services", obj)
 
 
 def _default_affinity(spec: Obj) -> None:
@@ -290,13 +289,37 @@ def _default_endpointslice(obj: Obj, old: Obj | None) -> None:
     _default_endpoint_ports(obj.get("ports"))
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
 def _default_namespace(obj: Obj, old: Obj | None) -> None:
+    """SetDefaults_Namespace: the `kubernetes.io/metadata.name` label, set to the name on
+    every write (a user cannot change or remove it)."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and md.get("name") and isinstance(md["name"], str):
+        labels = md.get("labels")
+        if labels is None:
+            labels = md["labels"] = {}
+        if isinstance(labels, dict):
+            labels[NAMESPACE_NAME_LABEL] = md["name"]
     spec = _dict(obj, "spec")
     if spec is not None and old is None:
         spec.setdefault("finalizers", ["kubernetes"])
+    default_status("namespaces", obj)
+
+
+def default_status(resource: str, obj: Obj) -> None:
+    """The status defaults, also applied to writes of the status subresource: a namespace's
+    phase, a Service's (always present) `loadBalancer`."""
+    if resource not in ("namespaces", "services"):
+        return
     status = _dict(obj, "status")
-    if status is not None:
+    if status is None:
+        return
+    if resource == "namespaces":
         status.setdefault("phase", "Active")
+    elif status.get("loadBalancer") is None:
+        status["loadBalancer"] = {}
 
 
 def _default_secret(obj: Obj, old: Obj | None) -> None:

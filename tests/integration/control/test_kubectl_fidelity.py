@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 from simnodes import SimNodes, start_control
-from test_kubectl_rollout import Kubectl
+from test_kubectl_rollout import Kubectl as RolloutKubectl
+
+
+class Kubectl(RolloutKubectl):
+    def __init__(self, kubeconfig: Path, cache: Path, namespace: str) -> None:
+        super().__init__(kubeconfig, cache, namespace)
+        self.namespace = namespace
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +103,14 @@ def test_lab07_affinity_patch_and_service_type_changes(kubectl: Kubectl) -> None
     assert "nodePort" not in spec["ports"][0] and "externalTrafficPolicy" not in spec
     kubectl("create", "service", "nodeport", "other", "--tcp=80", f"--node-port={port}")
     assert kubectl.json("get", "svc", "web")["status"] == {"loadBalancer": {}}
+
+
+def test_namespaces_carry_their_name_label(kubectl: Kubectl) -> None:
+    ns = kubectl.namespace
+    assert kubectl("get", "ns", "-l", f"kubernetes.io/metadata.name={ns}", "-o",
+                   "name").split() == [f"namespace/{ns}"]
+    kubectl("label", "ns", ns, "kubernetes.io/metadata.name=other", "--overwrite")
+    labels = kubectl.json("get", "ns", ns)["metadata"]["labels"]
+    assert labels["kubernetes.io/metadata.name"] == ns
+    assert "kubernetes.io/metadata.name=default" in kubectl("get", "ns", "default",
+                                                            "--show-labels")
