@@ -89,7 +89,9 @@ def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
         plural = _target(request).info.plural
-        return codec.respond(codec.table_of(plural, [w.object]), status=status,
+        return codec.respond(codec.table_of(plural, [w.object],
+                                            include=codec.include_object(request)),
+                             status=status,
                              warnings=w.warnings)
     if w.raw is not None and sub is None:
         return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
@@ -112,7 +114,8 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
                                                      namespace=t.namespace))
     if codec.wants_table(request) and t.sub is None:
         obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
-        return codec.respond(codec.table_of(t.info.plural, [obj]))
+        return codec.respond(codec.table_of(t.info.plural, [obj],
+                                            include=codec.include_object(request)))
     return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
                                                    namespace=t.namespace))
 
@@ -126,7 +129,8 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]
         return codec.respond(codec.table_of(t.info.plural, result.items,
                                             resource_version=result.resource_version,
-                                            continue_token=result.continue_token))
+                                            continue_token=result.continue_token,
+                                            include=codec.include_object(request)))
     items, rv, token = await objects.list_raw(t.info.plural, **kwargs)  # type: ignore[arg-type]
     md: dict[str, Any] = {"resourceVersion": rv}
     if token:

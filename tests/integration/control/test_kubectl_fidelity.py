@@ -5,6 +5,7 @@ outside metadata, namespace labels. Fresh --cache-dir per test."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +115,15 @@ def test_namespaces_carry_their_name_label(kubectl: Kubectl) -> None:
     assert labels["kubernetes.io/metadata.name"] == ns
     assert "kubernetes.io/metadata.name=default" in kubectl("get", "ns", "default",
                                                             "--show-labels")
+
+
+def test_get_sort_by_a_field_outside_metadata(kubectl: Kubectl) -> None:
+    for name in ("first", "second"):
+        kubectl("run", name, "--image=nginx")
+        kubectl.eventually(lambda n=name: kubectl.json("get", "pod", n).get("status", {})
+                           .get("startTime"), what=f"{name} running")
+        time.sleep(1.1)                   # startTime has a resolution of one second
+    table = kubectl("get", "pods", "--sort-by=.status.startTime")      # a Table request
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["first", "second"]
+    wide = kubectl("get", "pods", "-o", "wide", "--sort-by=.spec.containers[0].image")
+    assert "No resources found" not in wide and len(wide.splitlines()) == 3
