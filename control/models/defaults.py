@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from control.models import networking
+
 __all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
            "default_status"]
 
@@ -332,7 +334,7 @@ _BY_RESOURCE = {
     "services": _default_service, "endpoints": _default_endpoints,
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
     "secrets": _default_secret, "daemonsets": _default_template_only,
-    "statefulsets": _default_template_only,
+    "statefulsets": _default_template_only, **networking.DEFAULTS,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from control.models.cluster import ConfigMap, Event, Lease, Namespace, Node, Secret, ServiceAccount
 from control.models.meta import TopLevel
+from control.models.networkmodels import Ingress, IngressClass, NetworkPolicy, PodDisruptionBudget
 from control.models.pod import Pod
 from control.models.service import Endpoints, EndpointSlice, Service
 from control.models.workloads import (
@@ -30,6 +31,8 @@ MODELS: dict[str, type[TopLevel]] = {
     "replicationcontrollers": ReplicationController, "replicasets": ReplicaSet,
     "deployments": Deployment, "daemonsets": DaemonSet, "statefulsets": StatefulSet,
     "jobs": Job, "cronjobs": CronJob, "controllerrevisions": ControllerRevision,
+    "ingresses": Ingress, "ingressclasses": IngressClass, "networkpolicies": NetworkPolicy,
+    "poddisruptionbudgets": PodDisruptionBudget,
 }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from control.models import networking
 from control.models import printers as p
 
 __all__ = ["Column", "columns", "table"]
@@ -131,6 +132,7 @@ _COLUMNS: dict[str, list[Column]] = {
     "controllerrevisions": [NAME,
                             ("Controller", "string", 0, "The owner of the revision."),
                             ("Revision", "integer", 0, "The revision number."), AGE],
+    **networking.COLUMNS,
 }
 
 
@@ -198,7 +200,7 @@ _PRINTERS: dict[str, Printer] = {
     "leases": _simple(lambda o: _spec(o).get("holderIdentity") or ""),
     "serviceaccounts": _simple(lambda o: len(o.get("secrets") or [])),
     "controllerrevisions": _simple(_revision_owner, lambda o: o.get("revision") or 0),
-    "statefulsets": _statefulset, "daemonsets": _daemonset,
+    "statefulsets": _statefulset, "daemonsets": _daemonset, **networking.PRINTERS,
 }
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.errors import BadRequest
-from control.models import names
+from control.models import names, networking
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
@@ -240,7 +240,7 @@ _CHECKS: dict[str, Check] = {
     "replicationcontrollers": validate_replication_controller,
     "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
-    "events": _validate_event, "leases": _validate_lease,
+    "events": _validate_event, "leases": _validate_lease, **networking.CHECKS,
 }
 _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "pods": validate_pod_update, "services": validate_service_update,

@@ -127,3 +127,42 @@ def test_get_sort_by_a_field_outside_metadata(kubectl: Kubectl) -> None:
     assert [line.split()[0] for line in table.splitlines()[1:]] == ["first", "second"]
     wide = kubectl("get", "pods", "-o", "wide", "--sort-by=.spec.containers[0].image")
     assert "No resources found" not in wide and len(wide.splitlines()) == 3
+
+
+NETPOL = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: NAME}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{ipBlock: {cidr: CIDR}}]
+"""
+
+
+def test_ingress_pdb_and_networkpolicy_kinds(kubectl: Kubectl) -> None:
+    """kubectl create ingress / pdb send protobuf; apply validates against OpenAPI."""
+    kubectl("create", "ingress", "web", "--class=nginx", "--rule=foo.com/*=web:80",
+            "--rule=bar.com/api=api:http,tls=sec")
+    ing = kubectl.json("get", "ing", "web")
+    rules = ing["spec"]["rules"]
+    assert rules[0]["http"]["paths"][0] == {"path": "/", "pathType": "Prefix", "backend": {
+        "service": {"name": "web", "port": {"number": 80}}}}
+    assert rules[1]["http"]["paths"][0]["backend"]["service"]["port"] == {"name": "http"}
+    assert ing["spec"]["tls"] == [{"hosts": ["bar.com"], "secretName": "sec"}]
+    kubectl("create", "pdb", "web", "--selector=app=web", "--min-available=50%")
+    table = kubectl("get", "ing,pdb").splitlines()
+    assert table[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    assert table[1].split()[:4] == ["ingress.networking.k8s.io/web", "nginx",
+                                    "foo.com,bar.com", "80,"]
+    assert "MIN AVAILABLE" in table[3] and table[4].split()[1:4] == ["50%", "N/A", "0"]
+    kubectl("apply", "-f", "-", input=NETPOL.replace("NAME", "np").replace("CIDR",
+                                                                          "10.0.0.0/8"))
+    assert kubectl("get", "netpol", "-o", "name").split() == [
+        "networkpolicy.networking.k8s.io/np"]
+    bad = kubectl.run("apply", "-f", "-", check=False,
+                      input=NETPOL.replace("NAME", "bad").replace("CIDR", "10.0.0.0/33"))
+    assert bad.returncode == 1 and ('spec.ingress[0].from[0].ipBlock.cidr: Invalid value: '
+                                    '"10.0.0.0/33": must be a valid CIDR value') in bad.stderr
+    resources = kubectl("api-resources")
+    for short in ("ing ", "netpol ", "pdb "):
+        assert short in resources
