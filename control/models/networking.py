@@ -18,7 +18,7 @@ from control.models import names
 from control.models import printers as p
 from control.models.fielderrors import FieldErrors
 
-__all__ = ["CHECKS", "COLUMNS", "DEFAULTS", "PRINTERS"]
+__all__ = ["CHECKS", "COLUMNS", "DEFAULTS", "NOT_ENFORCED", "PRINTERS"]
 
 Obj = dict[str, Any]
 Column = tuple[str, str, int, str]
@@ -267,6 +267,16 @@ def _validate_pdb(errs: FieldErrors, obj: Obj) -> None:
                                                                 "AlwaysAllow"))
     errs.map_of("spec.selector", spec.get("selector"))
 
+
+# The warning a create of each kind gets while knet stores it but does not act on it.
+NOT_ENFORCED = {
+    "networkpolicies": "stored and served, but knet does not enforce NetworkPolicies yet: "
+                       "traffic is not filtered",
+    "ingresses": "stored and served, but knet runs no ingress controller yet: nothing "
+                 "routes this Ingress",
+    "poddisruptionbudgets": "stored and served, but evictions do not consult "
+                            "PodDisruptionBudgets yet",
+}
 
 CHECKS = {"networkpolicies": _validate_networkpolicy, "ingresses": _validate_ingress,
           "ingressclasses": _validate_ingressclass, "poddisruptionbudgets": _validate_pdb}

@@ -278,5 +278,7 @@ def admit(resource: str, obj: Obj, *, old: Obj | None = None,
     if old is None and resource in _NOT_RUN:
         errs.warn("spec", f"stored and served, but knet runs no controller for "
                   f"{_NOT_RUN[resource]}: no pods will be created for it")
+    if old is None and resource in networking.NOT_ENFORCED:
+        errs.warn("spec", networking.NOT_ENFORCED[resource])
     errs.raise_if_any(kind=info.kind, group=info.group, name=name)
     return obj, errs.warnings
