@@ -28,9 +28,9 @@ from control.api.meta import Forbidden, Obj
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
-from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
 from control.models.validation import admit as default_admit
 from control.store.base import KV, Store
 
@@ -365,7 +365,8 @@ class ObjectService:
             raise
 
     async def _write_next(self, info: ResourceInfo, kv: KV, old: Obj, new: Obj,
-                          warnings: list[str], alloc: Allocation, dry_run: bool) -> Written:
+                          warnings: builtins.list[str], alloc: Allocation,
+                          dry_run: bool) -> Written:
         """The compare-and-swap write of write_update; what `alloc` took is given back
         unless the new version is durably stored."""
         value = meta.encode(new)

@@ -78,7 +78,8 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                     7: ("failedJobsHistoryLimit", "i*"), 8: ("timeZone", "s")},
     "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
 }
-_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob")
+_KINDS: tuple[str, ...] = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job",
+                          "CronJob")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:

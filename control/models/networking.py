@@ -23,8 +23,8 @@ __all__ = ["CHECKS", "COLUMNS", "DEFAULTS", "NOT_ENFORCED", "PRINTERS"]
 Obj = dict[str, Any]
 Column = tuple[str, str, int, str]
 _NAME: Column = ("Name", "string", 0, "Name must be unique within a namespace.")
-_AGE: Column = ("Age", "string", 0, "CreationTimestamp is a timestamp representing the "
-                "server time when this object was created.")
+_AGE: Column = ("Age", "string", 0, ("CreationTimestamp is a timestamp representing the "
+                "server time when this object was created."))
 _CIDR_EXAMPLE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 _PATH_TYPES = ("Exact", "Prefix", "ImplementationSpecific")
 
@@ -286,28 +286,28 @@ CHECKS = {"networkpolicies": _validate_networkpolicy, "ingresses": _validate_ing
 
 COLUMNS: dict[str, list[Column]] = {
     "ingresses": [_NAME,
-                  ("Class", "string", 0, "The name of the IngressClass resource for this "
-                   "Ingress."),
-                  ("Hosts", "string", 0, "Hosts that incoming requests are matched against "
-                   "before the ingress rule"),
-                  ("Address", "string", 0, "Address is a list containing ingress points for "
-                   "the load-balancer"),
+                  ("Class", "string", 0, ("The name of the IngressClass resource for this "
+                   "Ingress.")),
+                  ("Hosts", "string", 0, ("Hosts that incoming requests are matched against "
+                   "before the ingress rule")),
+                  ("Address", "string", 0, ("Address is a list containing ingress points for "
+                   "the load-balancer")),
                   ("Ports", "string", 0, "Ports of TLS configurations that open"), _AGE],
     "ingressclasses": [_NAME,
-                       ("Controller", "string", 0, "Controller that is responsible for "
-                        "handling this class"),
-                       ("Parameters", "string", 0, "A reference to a resource with additional "
-                        "parameters"), _AGE],
+                       ("Controller", "string", 0, ("Controller that is responsible for "
+                        "handling this class")),
+                       ("Parameters", "string", 0, ("A reference to a resource with additional "
+                        "parameters")), _AGE],
     "networkpolicies": [_NAME,
-                        ("Pod-Selector", "string", 0, "Selects the pods to which this "
-                         "NetworkPolicy object applies."), _AGE],
+                        ("Pod-Selector", "string", 0, ("Selects the pods to which this "
+                         "NetworkPolicy object applies.")), _AGE],
     "poddisruptionbudgets": [_NAME,
-                             ("Min Available", "string", 0, "The minimum number of pods that "
-                              "must be available."),
-                             ("Max Unavailable", "string", 0, "The maximum number of pods "
-                              "that may be unavailable."),
-                             ("Allowed Disruptions", "integer", 0, "Calculated number of "
-                              "pods that may be disrupted at this time."), _AGE],
+                             ("Min Available", "string", 0, ("The minimum number of pods that "
+                              "must be available.")),
+                             ("Max Unavailable", "string", 0, ("The maximum number of pods "
+                              "that may be unavailable.")),
+                             ("Allowed Disruptions", "integer", 0, ("Calculated number of "
+                              "pods that may be disrupted at this time.")), _AGE],
 }
 
 
@@ -318,7 +318,7 @@ def _name_age(obj: Obj, now: datetime) -> tuple[Any, str]:
 
 def _ingress_cells(obj: Obj, now: datetime) -> list[Any]:
     spec = _spec(obj)
-    hosts = [r.get("host") for r in _dicts(spec.get("rules")) if r.get("host")]
+    hosts = [str(r["host"]) for r in _dicts(spec.get("rules")) if r.get("host")]
     shown = ",".join(hosts[:3]) + (f" + {len(hosts) - 3} more..." if len(hosts) > 3 else "")
     lb = p.dig(obj, "status", "loadBalancer", "ingress") or []
     address = ",".join(str(i.get("ip") or i.get("hostname") or "") for i in _dicts(lb))
