@@ -185,7 +185,8 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
     if t.sub == "finalize":
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
         return _written(request, await objects.patch(
-            "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge"))
+            "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge",
+            dry_run=_dry_run(request)))
     if t.sub not in (None, "status"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,

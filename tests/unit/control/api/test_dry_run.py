@@ -115,3 +115,12 @@ async def test_create_and_patch_dry_run_hold_no_node_port(api: TestClient) -> No
     body["metadata"]["name"] = "t"
     body["spec"]["ports"][0]["nodePort"] = 30081
     assert (await api.post(svcs, json=body)).status == 201      # nor was the patched one
+
+
+async def test_namespace_finalize_dry_run_keeps_the_finalizers(api: TestClient) -> None:
+    ns = await (await api.get("/api/v1/namespaces/team")).json()
+    ns["spec"]["finalizers"] = []
+    r = await api.put("/api/v1/namespaces/team/finalize", json=ns, params={"dryRun": "All"})
+    assert r.status == 200 and (await r.json())["spec"]["finalizers"] == []
+    got = await (await api.get("/api/v1/namespaces/team")).json()
+    assert got["spec"]["finalizers"] == ["kubernetes"]
