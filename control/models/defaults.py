@@ -163,11 +163,6 @@ def _default_template(spec: Obj) -> None:
         default_pod_spec(template["spec"], pod=False)
 
 
-def _default_template_only(obj: Obj, old: Obj | None) -> None:
-    if isinstance(obj.get("spec"), dict):
-        _default_template(obj["spec"])
-
-
 def _default_deployment(obj: Obj, old: Obj | None) -> None:
     spec = _dict(obj, "spec")
     if spec is None:
@@ -175,15 +170,80 @@ def _default_deployment(obj: Obj, old: Obj | None) -> None:
     spec.setdefault("replicas", 1)
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
-    strategy = _dict(spec, "strategy")
-    if strategy is not None:
-        strategy.setdefault("type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate":
-            rolling = _dict(strategy, "rollingUpdate")
-            if rolling is not None:
-                rolling.setdefault("maxUnavailable", "25%")
-                rolling.setdefault("maxSurge", "25%")
+    _default_strategy(spec, "strategy", maxUnavailable="25%", maxSurge="25%")
     _default_template(spec)
+
+
+def _default_strategy(spec: Obj, key: str, **rolling: Any) -> None:
+    """type RollingUpdate, and its rollingUpdate parameters when that is the type."""
+    strategy = _dict(spec, key)
+    if strategy is None:
+        return
+    strategy.setdefault("type", "RollingUpdate")
+    params = _dict(strategy, "rollingUpdate") if strategy["type"] == "RollingUpdate" else None
+    if params is not None:
+        for name, value in rolling.items():
+            params.setdefault(name, value)
+
+
+def _default_daemonset(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _default_strategy(spec, "updateStrategy", maxUnavailable=1, maxSurge=0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_template(spec)
+
+
+def _default_statefulset(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_strategy(spec, "updateStrategy", partition=0)
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    if retention is not None:
+        retention.setdefault("whenDeleted", "Retain")
+        retention.setdefault("whenScaled", "Retain")
+    _default_template(spec)
+
+
+def _default_job_spec(spec: Obj) -> None:
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy",
+                    "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+    _default_template(spec)
+
+
+def _default_job(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _default_job_spec(spec)
+    labels = _labels_of(spec.get("template"))
+    md = obj.get("metadata")
+    if isinstance(labels, dict) and labels and isinstance(md, dict) and not md.get("labels"):
+        md["labels"] = dict(labels)
+
+
+def _default_cronjob(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    template = spec.get("jobTemplate")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        _default_template(template["spec"])
 
 
 def _default_replicaset(obj: Obj, old: Obj | None) -> None:
@@ -333,8 +393,9 @@ _BY_RESOURCE = {
     "replicasets": _default_replicaset, "replicationcontrollers": _default_rc,
     "services": _default_service, "endpoints": _default_endpoints,
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
-    "secrets": _default_secret, "daemonsets": _default_template_only,
-    "statefulsets": _default_template_only, **networking.DEFAULTS,
+    "secrets": _default_secret, "daemonsets": _default_daemonset,
+    "statefulsets": _default_statefulset, "jobs": _default_job, "cronjobs": _default_cronjob,
+    **networking.DEFAULTS,
 }
 
 

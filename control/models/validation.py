@@ -229,6 +229,21 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
             errs.int_range("spec.leaseTransitions", spec["leaseTransitions"], 0)
 
 
+def _validate_job(errs: FieldErrors, obj: Obj) -> None:
+    """kube-apiserver's one rule for a Job's pods knet checks: they are never restarted in
+    place (its template's restartPolicy, defaulted to Always when left out, is refused)."""
+    spec = obj.get("spec")
+    if obj.get("kind") == "CronJob" and isinstance(spec, dict):
+        spec, path = (spec.get("jobTemplate") or {}).get("spec"), "spec.jobTemplate.spec"
+    else:
+        path = "spec"
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    if isinstance(pod, dict):
+        errs.one_of(f"{path}.template.spec.restartPolicy", pod.get("restartPolicy"),
+                    ("OnFailure", "Never"))
+
+
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
 _NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
             "cronjobs": "CronJobs"}
@@ -240,7 +255,8 @@ _CHECKS: dict[str, Check] = {
     "replicationcontrollers": validate_replication_controller,
     "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
-    "events": _validate_event, "leases": _validate_lease, **networking.CHECKS,
+    "events": _validate_event, "leases": _validate_lease, "jobs": _validate_job,
+    "cronjobs": _validate_job, **networking.CHECKS,
 }
 _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "pods": validate_pod_update, "services": validate_service_update,

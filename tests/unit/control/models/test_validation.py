@@ -100,6 +100,48 @@ def test_pod_spec_defaults_as_kube_apiserver_shows_them() -> None:
     assert "requests" not in template["containers"][0]["resources"]
 
 
+def test_workload_defaults_as_apps_and_batch_v1_set_them() -> None:
+    tpl = {"metadata": {"labels": {"app": "w"}},
+           "spec": {"containers": [{"name": "c", "image": "x:1"}], "restartPolicy": "Never"}}
+    ds = admit("daemonsets", {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                              "metadata": {"name": "d", "namespace": "default"},
+                              "spec": {"selector": {"matchLabels": {"app": "w"}},
+                                       "template": {**tpl, "spec": {
+                                           "containers": tpl["spec"]["containers"]}}}})[0]
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {
+        "maxUnavailable": 1, "maxSurge": 0}} and ds["spec"]["revisionHistoryLimit"] == 10
+    sts = admit("statefulsets", {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                 "metadata": {"name": "s", "namespace": "default"},
+                                 "spec": {"selector": {"matchLabels": {"app": "w"}},
+                                          "serviceName": "s", "template": {
+                                              **tpl, "spec": {"containers": tpl["spec"][
+                                                  "containers"]}}}})[0]["spec"]
+    assert (sts["replicas"], sts["podManagementPolicy"], sts["updateStrategy"]) == (
+        1, "OrderedReady", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                           "whenScaled": "Retain"}
+    job = admit("jobs", {"apiVersion": "batch/v1", "kind": "Job",
+                         "metadata": {"name": "j", "namespace": "default"},
+                         "spec": {"template": tpl}})[0]
+    spec = job["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["backoffLimit"],
+            spec["completionMode"], spec["suspend"], spec["podReplacementPolicy"]) == (
+        1, 1, 6, "NonIndexed", False, "TerminatingOrFailed")
+    assert job["metadata"]["labels"] == {"app": "w"}
+    cj = admit("cronjobs", {"apiVersion": "batch/v1", "kind": "CronJob",
+                            "metadata": {"name": "c", "namespace": "default"},
+                            "spec": {"schedule": "* * * * *",
+                                     "jobTemplate": {"spec": {"template": tpl}}}})[0]["spec"]
+    assert (cj["concurrencyPolicy"], cj["suspend"], cj["successfulJobsHistoryLimit"],
+            cj["failedJobsHistoryLimit"]) == ("Allow", False, 3, 1)
+    always = {"apiVersion": "batch/v1", "kind": "Job",
+              "metadata": {"name": "j", "namespace": "default"},
+              "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    err = invalid("jobs", always)
+    assert str(err).endswith('spec.template.spec.restartPolicy: Unsupported value: "Always": '
+                             'supported values: "OnFailure", "Never"')
+
+
 def test_admit_does_not_touch_its_input_and_keeps_unknown_fields() -> None:
     p = pod(futureField={"x": [1, 2]})
     p["metadata"]["someNewMeta"] = "kept"
