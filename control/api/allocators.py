@@ -13,6 +13,7 @@ import ipaddress
 import random
 
 from control.errors import Cause, Invalid
+from control.models.fielderrors import show
 
 __all__ = ["NODE_PORT_RANGE", "SERVICE_CIDR", "IPAllocator", "PortAllocator"]
 
@@ -22,9 +23,9 @@ RESERVED_IPS = ("10.96.0.1", "10.96.0.10")
 
 
 def _invalid(name: str, field: str, value: object, message: str) -> Invalid:
-    text = f'Service "{name}" is invalid: {field}: Invalid value: {value!r}: {message}'
-    return Invalid(text, kind="Service", name=name,
-                   causes=[Cause(field=field, message=f"Invalid value: {value!r}: {message}")])
+    body = f"Invalid value: {show(value)}: {message}"
+    return Invalid(f'Service "{name}" is invalid: {field}: {body}', kind="Service", name=name,
+                   causes=[Cause(field=field, message=body, reason="FieldValueInvalid")])
 
 
 class IPAllocator:

@@ -95,11 +95,26 @@ def respond_raw(body: bytes, *, status: int = 200,
     return resp
 
 
+_INCLUDE = ("None", "Metadata", "Object")
+
+
+def include_object(request: web.Request) -> str:
+    """The `includeObject` query parameter of a Table request (kubectl sends Object for
+    `--sort-by`); Metadata when absent."""
+    value = request.query.get("includeObject") or "Metadata"
+    if value not in _INCLUDE:
+        raise BadRequest("Unable to convert to Table as requested: includeObject: Unsupported "
+                         f'value: "{value}": supported values: "Metadata", "None", "Object"')
+    return value
+
+
 def table_of(resource: str, objs: list[dict[str, Any]], *, resource_version: str = "",
-             continue_token: str = "", include_columns: bool = True) -> dict[str, Any]:
+             continue_token: str = "", include_columns: bool = True,
+             include: str = "Metadata") -> dict[str, Any]:
     md: dict[str, Any] = {}
     if resource_version:
         md["resourceVersion"] = resource_version
     if continue_token:
         md["continue"] = continue_token
-    return table(resource, objs, list_meta=md, include_columns=include_columns)
+    return table(resource, objs, list_meta=md, include_columns=include_columns,
+                 include=include)

@@ -10,7 +10,9 @@
   `deletionGracePeriodSeconds = grace`; its kubelet finishes with a grace-0 delete. Unbound or
   finished pods, and `gracePeriodSeconds=0`, go at once;
 - a namespace turns `Terminating`; this module deletes everything in it (the same calls a
-  user would make) and removes the namespace as soon as it is empty. A restart resumes.
+  user would make) and removes the namespace as soon as it is empty. A restart resumes;
+- a dry run (`dryRun=All`, in the query or the DeleteOptions body) answers what the delete
+  would return and writes nothing, cascades included.
 """
 
 from __future__ import annotations
@@ -52,19 +54,41 @@ async def delete(svc: ObjectService, info: ResourceInfo, name: str, *, namespace
             raise Conflict(f"Precondition failed: ResourceVersion in precondition: "
                            f"{preconditions_rv}, ResourceVersion in object meta: "
                            f"{md.get('resourceVersion')}", kind=info.plural, name=name)
-        if dry_run:
-            return obj
         try:
             if info.plural == "namespaces":
-                return await _delete_namespace(svc, kv, obj)
-            return await _delete_one(svc, info, kv, obj, propagation, grace_period)
+                return await _delete_namespace(svc, kv, obj, dry_run=dry_run)
+            return await _delete_one(svc, info, kv, obj, propagation, grace_period,
+                                     dry_run=dry_run)
         except Conflict:
             continue
     raise meta.conflict(info, name)
 
 
 async def _delete_one(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj,
-                      propagation: str | None, grace_period: int | None) -> Obj:
+                      propagation: str | None, grace_period: int | None, *,
+                      dry_run: bool) -> Obj:
+    """Remove obj now, or mark it (deletionTimestamp, finalizers). A dry run answers the
+    same object and writes nothing."""
+    step = _mark(svc, info, obj, propagation, grace_period)
+    if dry_run or step == _GOING:
+        return obj
+    if step == _REMOVE:
+        return await remove(svc, info, kv, obj)
+    md = obj["metadata"]
+    out = await svc.store.update(kv.key, meta.encode(obj), expected_revision=kv.mod_revision)
+    md["resourceVersion"] = str(out.mod_revision)
+    log.info("%s/%s: marked for deletion (grace %ss, finalizers %s)", info.plural,
+             md["name"], md["deletionGracePeriodSeconds"], md.get("finalizers"))
+    return obj
+
+
+_REMOVE, _GOING, _MARKED = "remove", "going", "marked"
+
+
+def _mark(svc: ObjectService, info: ResourceInfo, obj: Obj, propagation: str | None,
+          grace_period: int | None) -> str:
+    """What a delete does to obj, in memory: _REMOVE (nothing holds it), _GOING (already
+    being deleted, no sooner) or _MARKED (deletionTimestamp, grace and finalizers set)."""
     md = obj["metadata"]
     grace = _grace(info, obj, grace_period)
     finalizers = list(md.get("finalizers") or [])
@@ -74,20 +98,16 @@ async def _delete_one(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj,
         elif propagation == "Orphan" and ORPHAN not in finalizers:
             finalizers.append(ORPHAN)
     if not finalizers and grace == 0:
-        return await remove(svc, info, kv, obj)
+        return _REMOVE
     old_grace = md.get("deletionGracePeriodSeconds")
     if md.get("deletionTimestamp") and old_grace is not None and grace >= old_grace:
-        return obj                                   # already going, no sooner
+        return _GOING
     md["deletionTimestamp"] = meta.rfc3339(svc.now(), plus=grace)
     md["deletionGracePeriodSeconds"] = grace
     md["generation"] = int(md.get("generation") or 1) + 1
     if finalizers:
         md["finalizers"] = finalizers
-    out = await svc.store.update(kv.key, meta.encode(obj), expected_revision=kv.mod_revision)
-    md["resourceVersion"] = str(out.mod_revision)
-    log.info("%s/%s: marked for deletion (grace %ss, finalizers %s)", info.plural,
-             md["name"], grace, finalizers)
-    return obj
+    return _MARKED
 
 
 def _grace(info: ResourceInfo, obj: Obj, grace_period: int | None) -> int:
@@ -133,7 +153,7 @@ async def remove(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj) -> Ob
     return obj
 
 
-async def _delete_namespace(svc: ObjectService, kv: KV, obj: Obj) -> Obj:
+async def _delete_namespace(svc: ObjectService, kv: KV, obj: Obj, *, dry_run: bool) -> Obj:
     md, name = obj["metadata"], obj["metadata"]["name"]
     if name in ("default", "kube-system", "kube-public"):
         raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be '
@@ -142,9 +162,13 @@ async def _delete_namespace(svc: ObjectService, kv: KV, obj: Obj) -> Obj:
         md["deletionTimestamp"] = meta.rfc3339(svc.now())
         md["deletionGracePeriodSeconds"] = 0
         obj["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
+        if dry_run:
+            return obj
         out = await svc.store.update(kv.key, meta.encode(obj), expected_revision=kv.mod_revision)
         md["resourceVersion"] = str(out.mod_revision)
         log.info("namespaces/%s: terminating", name)
+    elif dry_run:
+        return obj
     svc.terminating.add(name)
     await drain_namespace(svc, name)
     try:

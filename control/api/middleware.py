@@ -36,24 +36,50 @@ _HTTP_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: 
                  422: "Invalid", 429: "TooManyRequests", 503: "ServiceUnavailable"}
 
 
-def status_response(err: ApiError) -> web.Response:
-    body = json.dumps(err.status()).encode()
-    resp = web.Response(body=body, status=err.code, content_type="application/json")
+# Status fields in the order of the Go struct, which is the order kube-apiserver writes them.
+_STATUS_ORDER = ("kind", "apiVersion", "metadata", "status", "message", "reason", "details",
+                 "code")
+# What Go's encoding/json escapes inside strings that Python's json leaves alone.
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+               ("\u2029", "\\u2029"))
+
+
+def go_json(obj: Any) -> bytes:
+    """JSON as kube-apiserver writes it (Go's json.Encoder): compact, UTF-8, HTML characters
+    escaped, one trailing newline. Clients that compare error bodies see the same bytes."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text.encode() + b"\n"
+
+
+def status_response(err: ApiError, *, empty_details: bool = False) -> web.Response:
+    """The Status for err, byte for byte as kube-apiserver encodes one: fields in Go's
+    order, empty ones left out (omitempty), `details: {}` where Kubernetes' generic errors
+    carry empty details (an unknown path)."""
+    status = err.status()
+    if empty_details:
+        status.setdefault("details", {})
+    ordered = {key: status[key] for key in _STATUS_ORDER
+               if key in status and (status[key] not in ("", None) or key == "metadata")}
+    resp = web.Response(body=go_json(ordered), status=err.code,
+                        content_type="application/json")
     if err.retry_after is not None:
         resp.headers["Retry-After"] = str(err.retry_after)
     return resp
 
 
 def _from_http(exc: web.HTTPException, request: web.Request) -> ApiError:
+    """aiohttp's own errors (no route, wrong method, body too large) in kube-apiserver's
+    words for the same cases."""
     code = exc.status
     if code == 404:
-        message = (f"the server could not find the requested resource: {request.method} "
-                   f"{request.path}")
+        message = "the server could not find the requested resource"
     elif code == 405:
-        message = f"the server does not allow {request.method} on {request.path}"
+        message = "the server does not allow this method on the requested resource"
     elif code == 413:
-        message = (f"the request body is too large ({request.content_length or '?'} bytes); "
-                   f"the limit is {request.app._client_max_size} bytes")
+        message = f"Request entity too large: limit is {request.app._client_max_size}"
     else:
         message = exc.text or exc.reason
     err = ApiError(message)
@@ -71,7 +97,7 @@ def _failure(request: web.Request, exc: Exception) -> web.StreamResponse:
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        return status_response(_from_http(exc, request))
+        return status_response(_from_http(exc, request), empty_details=exc.status in (404, 405))
     if isinstance(exc, ConnectionResetError):
         raise exc
     log.error("%s %s: internal error", request.method, request.path, exc_info=exc)

@@ -28,6 +28,7 @@ from control.api.meta import Obj
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
+from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
 from control.models.resources import RESOURCES, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
 from control.models.validation import admit as default_admit
@@ -72,18 +73,36 @@ class ObjectService:
         return f"<ObjectService {self.store!r}>"
 
     async def start(self) -> None:
-        """Rebuild in-memory state (Service allocations, terminating namespaces)."""
+        """Rebuild in-memory state (Service allocations, terminating namespaces), and bring
+        objects stored by an older knet up to today's defaults."""
         kvs, _ = await self.store.list("/registry/services/")
         for kv in kvs:
-            self.services.mark(meta.decode(kv))
+            obj = meta.decode(kv)
+            self.services.mark(obj)
+            if (obj.get("status") or {}).get("loadBalancer") is None:
+                await self._upgrade(kv, obj, "services")
         kvs, _ = await self.store.list("/registry/namespaces/")
         for kv in kvs:
             ns = meta.decode(kv)
+            name = ns["metadata"]["name"]
+            if (ns["metadata"].get("labels") or {}).get(NAMESPACE_NAME_LABEL) != name:
+                await self._upgrade(kv, ns, "namespaces")
             self.namespaces.add(ns["metadata"]["name"])
             if ns["metadata"].get("deletionTimestamp"):
                 self.terminating.add(ns["metadata"]["name"])
         for name in sorted(self.terminating):
             await deletion.drain_namespace(self, name)
+
+    async def _upgrade(self, kv: KV, obj: Obj, resource: str) -> None:
+        """Store obj with the defaults it lacks (label, status); a concurrent writer wins."""
+        if resource == "namespaces":
+            obj["metadata"].setdefault("labels", {})[NAMESPACE_NAME_LABEL] = \
+                obj["metadata"]["name"]
+        default_status(resource, obj)
+        try:
+            await self.store.update(kv.key, meta.encode(obj), expected_revision=kv.mod_revision)
+        except (Conflict, NotFound):
+            pass
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -336,29 +355,46 @@ class ObjectService:
             raise meta.conflict(info, name)
         new = versions.merge_update(info, old, new, subresource=subresource)
         warnings: list[str] = []
+        alloc = Allocation()
         if subresource is None:
             if info.plural == "services":
                 self.services.drop_type_dependent(new, old)
             new, warnings = self.admit(info.plural, new, old=old)
             versions.bump_generation(old, new)
+            if info.plural == "services":        # before encoding: it fills in nodePorts
+                alloc = self.services.on_update(new, old)
+        elif subresource == "status":
+            default_status(info.plural, new)
+        try:
+            return await self._write_next(info, kv, old, new, warnings, alloc, dry_run)
+        except BaseException:
+            self.services.rollback(alloc)
+            raise
+
+    async def _write_next(self, info: ResourceInfo, kv: KV, old: Obj, new: Obj,
+                          warnings: builtins.list[str], alloc: Allocation,
+                          dry_run: bool) -> Written:
+        """The compare-and-swap write of write_update; what `alloc` took is given back
+        unless the new version is durably stored."""
         value = meta.encode(new)
         if value == kv.value:
+            self.services.rollback(alloc)
             return Written(old, warnings)
         if deletion.should_finish(info, old, new):
+            self.services.rollback(alloc)
+            if dry_run:
+                return Written(new, warnings)
             return Written(await deletion.remove(self, info, kv, new), warnings)
-        alloc = (self.services.on_update(new, old) if info.plural == "services"
-                 else Allocation())
         if dry_run:                       # as it would be, at the revision it was read
             self.services.rollback(alloc)
             new["metadata"]["resourceVersion"] = str(kv.mod_revision)
             return Written(new, warnings)
+        name = old["metadata"]["name"]
         try:
             out = await self.store.update(kv.key, value, expected_revision=kv.mod_revision)
         except NotFound:
-            self.services.rollback(alloc)
             raise meta.not_found(info, name) from None
         except Conflict:
-            self.services.rollback(alloc)
             raise meta.conflict(info, name) from None
         self.services.commit(alloc)
         new["metadata"]["resourceVersion"] = str(out.mod_revision)

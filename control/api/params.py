@@ -88,7 +88,8 @@ def delete_options(request: web.Request, body: object) -> DeleteOptions:
     pre = _typed(opts, "preconditions", dict) if opts.get("preconditions") else {}
     uid = _typed(pre, "uid", str) if pre.get("uid") is not None else None
     rv = _typed(pre, "resourceVersion", str) if pre.get("resourceVersion") is not None else None
-    return DeleteOptions(grace, propagation, uid, rv)
+    dry_run = bool(_typed(opts, "dryRun", list)) if opts.get("dryRun") else False  # kubectl's
+    return DeleteOptions(grace, propagation, uid, rv, dry_run)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class DeleteOptions:
     propagation: str | None
     preconditions_uid: str | None
     preconditions_rv: str | None
+    dry_run: bool = False           # DeleteOptions.dryRun (["All"]), as kubectl sends it
 
 
 def _typed(opts: dict[str, Any], name: str, kind: type[_T]) -> _T:
@@ -108,4 +110,5 @@ def _typed(opts: dict[str, Any], name: str, kind: type[_T]) -> _T:
     return value
 
 
-_GO_TYPES: dict[type, str] = {int: "int64", str: "string", dict: "Preconditions"}
+_GO_TYPES: dict[type, str] = {int: "int64", str: "string", dict: "Preconditions",
+                              list: "[]string"}

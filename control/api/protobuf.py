@@ -124,10 +124,11 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                                2: ("spec", "SelfSubjectRulesReviewSpec")},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "s")},
 }
-_KINDS = ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
-          "ServiceAccount", "TokenRequest", "SelfSubjectReview", "TokenReview",
-          "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview",
-          "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectRulesReview")
+_KINDS: tuple[str, ...] = (
+    "Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "CronJob",
+    "ServiceAccount", "TokenRequest", "SelfSubjectReview", "TokenReview",
+    "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "SelfSubjectAccessReview",
+    "SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectRulesReview")
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -165,6 +166,29 @@ def _fields(buf: bytes) -> Fields:
             raise BadRequest(f"protobuf body uses unsupported wire type {wire}")
         out.append((num, wire, value))
     return out
+
+# `kubectl create ingress` and `kubectl create pdb` (apifix): networking.k8s.io/v1 and
+# policy/v1 field numbers from k8s.io/api's generated.proto; "" marks an inline struct.
+_SCHEMAS.update({
+    "Ingress": {1: ("metadata", "ObjectMeta"), 2: ("spec", "IngressSpec")},
+    "IngressSpec": {1: ("defaultBackend", "IngressBackend"), 2: ("tls", "[IngressTLS]"),
+                    3: ("rules", "[IngressRule]"), 4: ("ingressClassName", "s")},
+    "IngressBackend": {3: ("resource", "TypedLocalObjectReference"),
+                       4: ("service", "IngressServiceBackend")},
+    "TypedLocalObjectReference": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
+    "IngressServiceBackend": {1: ("name", "s"), 2: ("port", "ServiceBackendPort")},
+    "ServiceBackendPort": {1: ("name", "s"), 2: ("number", "i")},
+    "IngressTLS": {1: ("hosts", "[s]"), 2: ("secretName", "s")},
+    "IngressRule": {1: ("host", "s"), 2: ("", "IngressRuleValue")},
+    "IngressRuleValue": {1: ("http", "HTTPIngressRuleValue")},
+    "HTTPIngressRuleValue": {1: ("paths", "[HTTPIngressPath]")},
+    "HTTPIngressPath": {1: ("path", "s"), 2: ("backend", "IngressBackend"),
+                        3: ("pathType", "s")},
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PDBSpec")},
+    "PDBSpec": {1: ("minAvailable", "ios"), 2: ("selector", "LabelSelector"),
+                3: ("maxUnavailable", "ios"), 4: ("unhealthyPodEvictionPolicy", "s")},
+})
+_KINDS += ("Ingress", "PodDisruptionBudget")
 
 
 def _signed(value: int) -> int:
@@ -210,6 +234,9 @@ def _message(name: str, buf: bytes) -> dict[str, Any]:
             item = _scalar(kind, value)
             if item in ("", 0, False) and not kind.endswith("*") and kind != "ios":
                 continue                      # Go's zero value: unset, as JSON omits it
+            if not key:                       # an embedded struct, inline in JSON
+                out.update(item)
+                continue
             out[key] = item
     return out
 

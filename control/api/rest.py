@@ -83,7 +83,9 @@ def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
         plural = _target(request).info.plural
-        return codec.respond(codec.table_of(plural, [w.object]), status=status,
+        return codec.respond(codec.table_of(plural, [w.object],
+                                            include=codec.include_object(request)),
+                             status=status,
                              warnings=w.warnings)
     if w.raw is not None and sub is None:
         return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
@@ -110,7 +112,8 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
                                                      namespace=t.namespace))
     if codec.wants_table(request) and t.sub is None:
         obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
-        return codec.respond(codec.table_of(t.info.plural, [obj]))
+        return codec.respond(codec.table_of(t.info.plural, [obj],
+                                            include=codec.include_object(request)))
     return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
                                                    namespace=t.namespace))
 
@@ -124,7 +127,8 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]
         return codec.respond(codec.table_of(t.info.plural, result.items,
                                             resource_version=result.resource_version,
-                                            continue_token=result.continue_token))
+                                            continue_token=result.continue_token,
+                                            include=codec.include_object(request)))
     items, rv, token = await objects.list_raw(t.info.plural, **kwargs)  # type: ignore[arg-type]
     md: dict[str, Any] = {"resourceVersion": rv}
     if token:
@@ -158,7 +162,8 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
     if t.sub == "eviction":
         opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
         await objects.delete("pods", t.name or "", namespace=t.namespace,
-                             grace_period=opts.get("gracePeriodSeconds"))
+                             grace_period=opts.get("gracePeriodSeconds"),
+                             dry_run=_dry_run(request) or bool(opts.get("dryRun")))
         return codec.respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
                               "status": "Success", "code": 201}, status=201)
     if t.name is not None:
@@ -182,7 +187,8 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
     if t.sub == "finalize":
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
         return _written(request, await objects.patch(
-            "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge"))
+            "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge",
+            dry_run=_dry_run(request)))
     if t.sub not in (None, "status"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
@@ -215,20 +221,22 @@ async def handle_delete(request: web.Request) -> web.StreamResponse:
             body = await codec.read_body(request, what=f"delete {t.info.plural}")
     opts = params.delete_options(request, body)
     propagation, grace = opts.propagation, opts.grace_period
+    dry_run = _dry_run(request) or opts.dry_run
     if t.sub is not None:
         raise MethodNotAllowed(f"DELETE is not allowed on {t.info.plural}/{t.sub}")
     if t.name is None:
-        return await _delete_collection(request, objects, t, propagation, grace)
+        return await _delete_collection(request, objects, t, propagation, grace, dry_run)
     obj = await objects.delete(t.info.plural, t.name, namespace=t.namespace,
                                propagation=propagation, grace_period=grace,
                                preconditions_uid=opts.preconditions_uid,
                                preconditions_rv=opts.preconditions_rv,
-                               dry_run=_dry_run(request))
+                               dry_run=dry_run)
     return codec.respond(obj)
 
 
 async def _delete_collection(request: web.Request, objects: ObjectService, t: Target,
-                             propagation: str | None, grace: int | None) -> web.Response:
+                             propagation: str | None, grace: int | None,
+                             dry_run: bool) -> web.Response:
     result = await objects.list(t.info.plural, namespace=t.namespace,
                                 label_selector=request.query.get("labelSelector"),
                                 field_selector=request.query.get("fieldSelector"))
@@ -238,7 +246,8 @@ async def _delete_collection(request: web.Request, objects: ObjectService, t: Ta
         try:
             deleted.append(await objects.delete(t.info.plural, md["name"],
                                                 namespace=md.get("namespace"),
-                                                propagation=propagation, grace_period=grace))
+                                                propagation=propagation, grace_period=grace,
+                                                dry_run=dry_run))
         except NotFound:
             pass
     return codec.respond({"kind": t.info.list_kind, "apiVersion": t.info.api_version,

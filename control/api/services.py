@@ -26,6 +26,14 @@ class Allocation:
     free_ports: list[int] = field(default_factory=list)
 
 
+def _node_ports(ports: Any) -> set[Any]:
+    return {p["nodePort"] for p in ports or [] if isinstance(p, dict) and p.get("nodePort")}
+
+
+def _externally_accessible(spec: Obj) -> bool:
+    return spec.get("type") in _NODE_PORT_TYPES or bool(spec.get("externalIPs"))
+
+
 class ServiceAllocator:
     def __init__(self, *, ips: IPAllocator | None = None,
                  ports: PortAllocator | None = None) -> None:
@@ -57,21 +65,45 @@ class ServiceAllocator:
             self.ports.release(port)
 
     def rollback(self, alloc: Allocation) -> None:
+        """Give back what alloc took (once: a second rollback is a no-op)."""
         for ip in alloc.ips:
             self.ips.release(ip)
         for port in alloc.ports:
             self.ports.release(port)
+        alloc.ips.clear()
+        alloc.ports.clear()
 
     @staticmethod
     def drop_type_dependent(svc: Obj, old: Obj) -> None:
-        """Before admission of an update: a type change clears what the new type forbids
-        (nodePorts when leaving NodePort/LoadBalancer), as Kubernetes' strategy does."""
-        spec, old_spec = svc.get("spec") or {}, old.get("spec") or {}
-        if spec.get("type") == old_spec.get("type") or spec.get("type") in _NODE_PORT_TYPES:
+        """Before admission of an update: a type change clears what the new type does not
+        use, where the user left it as it was (kube-apiserver's dropTypeDependentFields):
+        clusterIP(s) and IP families leaving for ExternalName, nodePorts leaving
+        NodePort/LoadBalancer (freed when the write lands), externalTrafficPolicy when no
+        longer externally accessible, the load-balancer fields and status."""
+        spec, old_spec = svc.get("spec"), old.get("spec") or {}
+        if not isinstance(spec, dict) or not isinstance(old_spec, dict):
             return
-        for port in spec.get("ports") or []:
-            if isinstance(port, dict):
+        kind, old_kind = spec.get("type") or "ClusterIP", old_spec.get("type") or "ClusterIP"
+        if old_kind != "ExternalName" and kind == "ExternalName":
+            for keys in (("clusterIP", "clusterIPs"), ("ipFamilies",), ("ipFamilyPolicy",)):
+                if all(spec.get(k) == old_spec.get(k) for k in keys):
+                    for k in keys:
+                        spec.pop(k, None)
+        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        if old_kind in _NODE_PORT_TYPES and kind not in _NODE_PORT_TYPES \
+                and _node_ports(ports) <= _node_ports(old_spec.get("ports")):
+            for port in ports:
                 port.pop("nodePort", None)
+        if old_kind == "LoadBalancer" and kind != "LoadBalancer":
+            for key in ("healthCheckNodePort", "allocateLoadBalancerNodePorts",
+                        "loadBalancerClass"):
+                if spec.get(key) == old_spec.get(key):
+                    spec.pop(key, None)
+        if _externally_accessible(old_spec) and not _externally_accessible(spec) \
+                and spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+            spec.pop("externalTrafficPolicy", None)
+        if kind != "LoadBalancer" and isinstance(svc.get("status"), dict):
+            svc["status"]["loadBalancer"] = {}
 
     def on_create(self, svc: Obj) -> Allocation:
         alloc = Allocation()
@@ -88,7 +120,9 @@ class ServiceAllocator:
         spec, old_spec = svc.setdefault("spec", {}), old.get("spec") or {}
         name = svc["metadata"]["name"]
         old_ip = old_spec.get("clusterIP")
-        if not spec.get("clusterIP") and old_ip:
+        if spec.get("type") == "ExternalName":
+            pass                                           # its clusterIP is freed below
+        elif not spec.get("clusterIP") and old_ip:
             spec["clusterIP"] = old_ip
             spec["clusterIPs"] = list(old_spec.get("clusterIPs") or [old_ip])
         elif old_ip and spec.get("clusterIP") != old_ip and spec.get("type") != "ExternalName":

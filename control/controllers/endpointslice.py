@@ -19,7 +19,6 @@ from control.controllers.endpoints import (
     PortTuple,
     ServicePods,
     _ip_key,
-    _port,
     address_of,
     resolve_ports,
     service_labels,
@@ -29,12 +28,22 @@ from control.errors import NotFound
 from control.informer import Informer
 
 __all__ = ["MANAGED_BY_LABEL", "MANAGER", "SERVICE_NAME_LABEL", "EndpointSliceController",
-           "SliceWriter", "slices_of"]
+           "SliceWriter", "slice_port", "slices_of"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGER = "endpointslice-controller.k8s.io"
 MAX_ENDPOINTS = 100
+
+
+def slice_port(p: tuple[str, int, str, str]) -> dict[str, Any]:
+    """One port of a slice. `name` is always there, "" for an unnamed Service port: the
+    EndpointSlice controller writes a non-nil name, and `kubectl describe svc` dereferences
+    it (a slice port without a name makes kubectl panic)."""
+    out: dict[str, Any] = {"name": p[0], "port": p[1], "protocol": p[2]}
+    if p[3]:
+        out["appProtocol"] = p[3]
+    return out
 
 
 class EndpointSliceController(Controller):
@@ -72,7 +81,7 @@ class EndpointSliceController(Controller):
         for ports, eps in sorted(groups.items()):
             eps.sort(key=lambda e: _ip_key(e["addresses"][0]))
             for i in range(0, len(eps), MAX_ENDPOINTS):
-                out.append(([_port(p) for p in ports], eps[i:i + MAX_ENDPOINTS]))
+                out.append(([slice_port(p) for p in ports], eps[i:i + MAX_ENDPOINTS]))
         if not out:
             out.append(([], []))            # an empty placeholder slice, like Kubernetes
         return out

@@ -51,6 +51,7 @@ def mirrored(endpoints: Obj) -> list[tuple[list[Obj], list[Obj]]]:
         ports = [{k: p[k] for k in ("name", "port", "protocol", "appProtocol") if p.get(k)}
                  for p in subset.get("ports") or []]
         for p in ports:
+            p.setdefault("name", "")        # never absent: kubectl describe dereferences it
             p.setdefault("protocol", "TCP")
         key = repr(sorted(sorted(p.items()) for p in ports))
         eps = groups.setdefault(key, (ports, []))[1]

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_defaults", "copy_json", "default_pod_spec"]
+from control.models import networking
+
+__all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
+           "default_status"]
 
 Obj = dict[str, Any]
 
@@ -53,13 +56,14 @@ def _dicts(value: Any) -> list[Obj]:
 
 
 def _image_pull_policy(image: Any) -> str:
+    """Always for the tag `latest` (also implied by no tag and no digest), else
+    IfNotPresent: SetDefaults_Container's reading of parsers.ParseImageName."""
     if not isinstance(image, str):
         return "IfNotPresent"
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
-    tag = last.split(":", 1)[1] if ":" in last else ""
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
+    name, digest, _ = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ("" if digest else "latest")
+    return "Always" if tag == "latest" else "IfNotPresent"
 
 
 def _default_probe(probe: Obj) -> None:
@@ -71,12 +75,12 @@ def _default_probe(probe: Obj) -> None:
         http.setdefault("scheme", "HTTP")
 
 
-def _default_container(c: Obj) -> None:
+def _default_container(c: Obj, *, pod: bool) -> None:
     c.setdefault("imagePullPolicy", _image_pull_policy(c.get("image")))
     c.setdefault("terminationMessagePath", "/dev/termination-log")
     c.setdefault("terminationMessagePolicy", "File")
     res = _dict(c, "resources")
-    if res is not None and isinstance(res.get("limits"), dict):
+    if pod and res is not None and isinstance(res.get("limits"), dict):
         requests = _dict(res, "requests")
         if requests is not None:
             for k, v in res["limits"].items():
@@ -96,19 +100,31 @@ def _default_volume(v: Obj) -> None:
     sources = [k for k in v if k != "name"]
     if not sources:
         v["emptyDir"] = {}
-    for key in ("configMap", "secret"):
+    for key in ("configMap", "secret", "downwardAPI", "projected"):
         if isinstance(v.get(key), dict):
             v[key].setdefault("defaultMode", 420)
+    if isinstance(v.get("hostPath"), dict):
+        v["hostPath"].setdefault("type", "")
+    projected = v.get("projected")
+    for source in _dicts(projected.get("sources") if isinstance(projected, dict) else None):
+        token = source.get("serviceAccountToken")
+        if isinstance(token, dict):
+            token.setdefault("expirationSeconds", 3600)
 
 
-def default_pod_spec(spec: Obj) -> None:
+def default_pod_spec(spec: Obj, *, pod: bool = True) -> None:
+    """SetDefaults_PodSpec (pods and templates alike); `pod`: also what SetDefaults_Pod adds
+    to pods only (enableServiceLinks, requests from limits), never to templates."""
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("enableServiceLinks", True)
+    if spec.get("securityContext") is None:
+        spec["securityContext"] = {}
+    if pod:
+        spec.setdefault("enableServiceLinks", True)
     for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
-        _default_container(c)
+        _default_container(c, pod=pod)
     for v in _dicts(spec.get("volumes")):
         _default_volume(v)
 
@@ -144,12 +160,7 @@ def _default_pod(obj: Obj, old: Obj | None) -> None:
 def _default_template(spec: Obj) -> None:
     template = spec.get("template")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
-        default_pod_spec(template["spec"])
-
-
-def _default_template_only(obj: Obj, old: Obj | None) -> None:
-    if isinstance(obj.get("spec"), dict):
-        _default_template(obj["spec"])
+        default_pod_spec(template["spec"], pod=False)
 
 
 def _default_deployment(obj: Obj, old: Obj | None) -> None:
@@ -159,15 +170,80 @@ def _default_deployment(obj: Obj, old: Obj | None) -> None:
     spec.setdefault("replicas", 1)
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
-    strategy = _dict(spec, "strategy")
-    if strategy is not None:
-        strategy.setdefault("type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate":
-            rolling = _dict(strategy, "rollingUpdate")
-            if rolling is not None:
-                rolling.setdefault("maxUnavailable", "25%")
-                rolling.setdefault("maxSurge", "25%")
+    _default_strategy(spec, "strategy", maxUnavailable="25%", maxSurge="25%")
     _default_template(spec)
+
+
+def _default_strategy(spec: Obj, key: str, **rolling: Any) -> None:
+    """type RollingUpdate, and its rollingUpdate parameters when that is the type."""
+    strategy = _dict(spec, key)
+    if strategy is None:
+        return
+    strategy.setdefault("type", "RollingUpdate")
+    params = _dict(strategy, "rollingUpdate") if strategy["type"] == "RollingUpdate" else None
+    if params is not None:
+        for name, value in rolling.items():
+            params.setdefault(name, value)
+
+
+def _default_daemonset(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _default_strategy(spec, "updateStrategy", maxUnavailable=1, maxSurge=0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_template(spec)
+
+
+def _default_statefulset(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_strategy(spec, "updateStrategy", partition=0)
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    if retention is not None:
+        retention.setdefault("whenDeleted", "Retain")
+        retention.setdefault("whenScaled", "Retain")
+    _default_template(spec)
+
+
+def _default_job_spec(spec: Obj) -> None:
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy",
+                    "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+    _default_template(spec)
+
+
+def _default_job(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _default_job_spec(spec)
+    labels = _labels_of(spec.get("template"))
+    md = obj.get("metadata")
+    if isinstance(labels, dict) and labels and isinstance(md, dict) and not md.get("labels"):
+        md["labels"] = dict(labels)
+
+
+def _default_cronjob(obj: Obj, old: Obj | None) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    template = spec.get("jobTemplate")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        _default_template(template["spec"])
 
 
 def _default_replicaset(obj: Obj, old: Obj | None) -> None:
@@ -199,26 +275,49 @@ def _labels_of(template: Any) -> Any:
 
 
 def _default_service(obj: Obj, old: Obj | None) -> None:
+    """SetDefaults_Service, the IP families the registry fills in for a single-stack IPv4
+    cluster, and the status every Service has (`loadBalancer: {}`)."""
     spec = _dict(obj, "spec")
     if spec is None:
         return
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    if spec["type"] != "ExternalName":
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-    if spec["type"] in ("NodePort", "LoadBalancer"):
-        spec.setdefault("externalTrafficPolicy", "Cluster")
-    if spec["sessionAffinity"] == "ClientIP":
-        cfg = _dict(spec, "sessionAffinityConfig")
-        client = _dict(cfg, "clientIP") if cfg is not None else None
-        if client is not None:
-            client.setdefault("timeoutSeconds", 10800)
+    if not spec.get("type"):
+        spec["type"] = "ClusterIP"
+    kind = spec["type"]
+    if not spec.get("sessionAffinity"):
+        spec["sessionAffinity"] = "None"
+    _default_affinity(spec)
     for port in _dicts(spec.get("ports")):
         port.setdefault("protocol", "TCP")
-        if "targetPort" not in port and "port" in port:
+        if port.get("targetPort") in (None, 0, "") and "port" in port:
             port["targetPort"] = port["port"]
+    if kind in ("NodePort", "LoadBalancer") or spec.get("externalIPs"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    if kind in ("ClusterIP", "NodePort", "LoadBalancer"):
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if kind == "LoadBalancer":
+        spec.setdefault("allocateLoadBalancerNodePorts", True)
     if old is not None:
         _keep_allocated(spec, old.get("spec") or {})
+    if kind != "ExternalName":
+        headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
+        spec.setdefault("ipFamilyPolicy",
+                        "RequireDualStack" if headless_selectorless else "SingleStack")
+        spec.setdefault("ipFamilies", ["IPv4"])
+    default_status("services", obj)
+
+
+def _default_affinity(spec: Obj) -> None:
+    """None clears sessionAffinityConfig; ClientIP without a timeout gets 10800 s."""
+    if spec["sessionAffinity"] == "None":
+        spec.pop("sessionAffinityConfig", None)
+    elif spec["sessionAffinity"] == "ClientIP":
+        cfg = spec.get("sessionAffinityConfig")
+        client = cfg.get("clientIP") if isinstance(cfg, dict) else None
+        if cfg is not None and not isinstance(cfg, dict) or \
+                client is not None and not isinstance(client, dict):
+            return                                   # malformed: validation says so
+        if client is None or client.get("timeoutSeconds") is None:
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
 
 
 def _keep_allocated(spec: Obj, old_spec: Obj) -> None:
@@ -252,13 +351,37 @@ def _default_endpointslice(obj: Obj, old: Obj | None) -> None:
     _default_endpoint_ports(obj.get("ports"))
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
 def _default_namespace(obj: Obj, old: Obj | None) -> None:
+    """SetDefaults_Namespace: the `kubernetes.io/metadata.name` label, set to the name on
+    every write (a user cannot change or remove it)."""
+    md = obj.get("metadata")
+    if isinstance(md, dict) and md.get("name") and isinstance(md["name"], str):
+        labels = md.get("labels")
+        if labels is None:
+            labels = md["labels"] = {}
+        if isinstance(labels, dict):
+            labels[NAMESPACE_NAME_LABEL] = md["name"]
     spec = _dict(obj, "spec")
     if spec is not None and old is None:
         spec.setdefault("finalizers", ["kubernetes"])
+    default_status("namespaces", obj)
+
+
+def default_status(resource: str, obj: Obj) -> None:
+    """The status defaults, also applied to writes of the status subresource: a namespace's
+    phase, a Service's (always present) `loadBalancer`."""
+    if resource not in ("namespaces", "services"):
+        return
     status = _dict(obj, "status")
-    if status is not None:
+    if status is None:
+        return
+    if resource == "namespaces":
         status.setdefault("phase", "Active")
+    elif status.get("loadBalancer") is None:
+        status["loadBalancer"] = {}
 
 
 def _default_secret(obj: Obj, old: Obj | None) -> None:
@@ -270,8 +393,9 @@ _BY_RESOURCE = {
     "replicasets": _default_replicaset, "replicationcontrollers": _default_rc,
     "services": _default_service, "endpoints": _default_endpoints,
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
-    "secrets": _default_secret, "daemonsets": _default_template_only,
-    "statefulsets": _default_template_only,
+    "secrets": _default_secret, "daemonsets": _default_daemonset,
+    "statefulsets": _default_statefulset, "jobs": _default_job, "cronjobs": _default_cronjob,
+    **networking.DEFAULTS,
 }
 
 

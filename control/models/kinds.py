@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from control.models.cluster import ConfigMap, Event, Lease, Namespace, Node, Secret, ServiceAccount
 from control.models.meta import TopLevel
+from control.models.networkmodels import Ingress, IngressClass, NetworkPolicy, PodDisruptionBudget
 from control.models.pod import Pod
 from control.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from control.models.service import Endpoints, EndpointSlice, Service
@@ -33,6 +34,8 @@ MODELS: dict[str, type[TopLevel]] = {
     "jobs": Job, "cronjobs": CronJob, "controllerrevisions": ControllerRevision,
     "roles": Role, "clusterroles": ClusterRole, "rolebindings": RoleBinding,
     "clusterrolebindings": ClusterRoleBinding,
+    "ingresses": Ingress, "ingressclasses": IngressClass, "networkpolicies": NetworkPolicy,
+    "poddisruptionbudgets": PodDisruptionBudget,
 }
 
 

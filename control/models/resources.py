@@ -108,6 +108,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  verbs=("create",), stored=False),
 )
 
+# networking.k8s.io and policy kinds, stored and served (apifix; behaviour comes later)
+RESOURCES += (
+    ResourceInfo("Ingress", "ingresses", "networking.k8s.io", "v1", True, ("ing",),
+                 subresources=("status",)),
+    ResourceInfo("IngressClass", "ingressclasses", "networking.k8s.io", "v1", False),
+    ResourceInfo("NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True,
+                 ("netpol",)),
+    ResourceInfo("PodDisruptionBudget", "poddisruptionbudgets", "policy", "v1", True,
+                 ("pdb",), subresources=("status",)),
+)
+
 
 def by_plural(plural: str) -> ResourceInfo:
     for r in RESOURCES:

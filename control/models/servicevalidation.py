@@ -3,9 +3,10 @@
 Port ranges, port names (required when there are several, DNS-1123 labels as Kubernetes
 checks Service and endpoint port names (`80-80` is fine; container ports use IANA_SVC_NAME),
 unique), protocol
-TCP/UDP (SCTP is refused: knet's proxy does not speak it), nodePort within 30000-32767 (the
-range only: allocation and duplicates across Services are the API server's), clusterIP
-syntax, session affinity, and what must not change on update (clusterIP).
+TCP/UDP (SCTP is refused: knet's proxy does not speak it), nodePort a port number (its range
+and duplicates across Services are the allocator's, as in kube-apiserver), clusterIP syntax,
+IP families (single-stack IPv4), session affinity, and what must not change on update
+(clusterIP).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from control.models.workloadvalidation import validate_labels
 
 __all__ = [
     "IGNORED_SERVICE_FIELDS",
-    "NODE_PORT_RANGE",
     "validate_endpoints",
     "validate_endpointslice",
     "validate_service",
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
-NODE_PORT_RANGE = (30000, 32767)
 _TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 IGNORED_SERVICE_FIELDS = {
     "loadBalancerSourceRanges": "ignored: knet has no external load balancer",
@@ -101,8 +100,8 @@ def _one_service_port(errs: FieldErrors, p: str, port: Obj, kind: str, *, multi:
     if node_port:
         if kind not in ("NodePort", "LoadBalancer"):
             errs.forbidden(f"{p}.nodePort", f"may not be used when `type` is '{kind}'")
-        else:
-            errs.int_range(f"{p}.nodePort", node_port, *NODE_PORT_RANGE)
+        else:                                # the range is the allocator's to check
+            errs.int_range(f"{p}.nodePort", node_port, 1, 65535)
     app = port.get("appProtocol")
     if app:
         errs.names(f"{p}.appProtocol", app, names.qualified_name)
@@ -149,6 +148,22 @@ def _affinity(errs: FieldErrors, spec: Obj) -> None:
         errs.int_range("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout, 1, 86400)
 
 
+def _ip_families(errs: FieldErrors, spec: Obj, kind: str) -> None:
+    """knet's Service CIDR is single-stack IPv4."""
+    policy = spec.get("ipFamilyPolicy")
+    if kind == "ExternalName" or policy is None:
+        return
+    if errs.one_of("spec.ipFamilyPolicy", policy,
+                   ("SingleStack", "PreferDualStack", "RequireDualStack")):
+        headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
+        if policy == "RequireDualStack" and not headless_selectorless:
+            errs.invalid("spec.ipFamilyPolicy", policy,
+                         "this cluster is not configured for dual-stack services")
+    for i, family in enumerate(errs.list_of("spec.ipFamilies", spec.get("ipFamilies"))):
+        if errs.one_of(f"spec.ipFamilies[{i}]", family, ("IPv4", "IPv6")) and family != "IPv4":
+            errs.invalid(f"spec.ipFamilies[{i}]", family, "not configured on this cluster")
+
+
 def validate_service(errs: FieldErrors, obj: Obj) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
@@ -164,6 +179,11 @@ def validate_service(errs: FieldErrors, obj: Obj) -> None:
     for key in ("externalTrafficPolicy", "internalTrafficPolicy"):
         if spec.get(key) is not None:
             errs.one_of(f"spec.{key}", spec[key], ("Cluster", "Local"))
+    if spec.get("externalTrafficPolicy") and kind not in ("NodePort", "LoadBalancer") \
+            and not spec.get("externalIPs"):
+        errs.invalid("spec.externalTrafficPolicy", spec["externalTrafficPolicy"],
+                     "may only be set for externally-accessible services")
+    _ip_families(errs, spec, kind)
     if kind == "LoadBalancer":
         errs.warn("spec.type", "LoadBalancer: knet allocates a ClusterIP and NodePorts but "
                   "provisions no external load balancer")

@@ -3,8 +3,9 @@
     table("pods", objs)  ->  {"kind": "Table", "columnDefinitions": [...], "rows": [...]}
 
 Columns are Kubernetes' own, wide ones with priority 1 (kubectl shows them with `-o wide`);
-every row carries its object as PartialObjectMetadata unless `include_object=False`
-(kubectl's `-A` NAMESPACE column and `--sort-by` need it). A resource without printer gets
+every row carries its object as kube-apiserver's `includeObject` says: PartialObjectMetadata
+by default ("Metadata": kubectl's `-A` NAMESPACE column needs it), the whole object for
+"Object" (`kubectl get --sort-by` on any field outside metadata), none for "None". A resource without printer gets
 NAME and AGE. Cells come from control.models.printers.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from control.models import networking
 from control.models import printers as p
 
 __all__ = ["Column", "columns", "table"]
@@ -139,6 +141,7 @@ _COLUMNS: dict[str, list[Column]] = {
     "controllerrevisions": [NAME,
                             ("Controller", "string", 0, "The owner of the revision."),
                             ("Revision", "integer", 0, "The revision number."), AGE],
+    **networking.COLUMNS,
 }
 
 
@@ -227,7 +230,7 @@ _PRINTERS: dict[str, Printer] = {
     "leases": _simple(lambda o: _spec(o).get("holderIdentity") or ""),
     "serviceaccounts": _simple(lambda o: len(o.get("secrets") or [])),
     "controllerrevisions": _simple(_revision_owner, lambda o: o.get("revision") or 0),
-    "statefulsets": _statefulset, "daemonsets": _daemonset,
+    "statefulsets": _statefulset, "daemonsets": _daemonset, **networking.PRINTERS,
     "roles": _role, "clusterroles": _role,
     "rolebindings": _binding, "clusterrolebindings": _binding,
 }
@@ -240,8 +243,7 @@ def columns(resource: str) -> list[Obj]:
              "description": doc, "priority": prio} for name, kind, prio, doc in cols]
 
 
-def _row(resource: str, printer: Printer, obj: Obj, now: datetime,
-         include_object: bool) -> Obj:
+def _row(resource: str, printer: Printer, obj: Obj, now: datetime, include: str) -> Obj:
     try:
         cells = printer(obj, now)
     except (TypeError, AttributeError, ValueError, KeyError) as exc:
@@ -256,7 +258,9 @@ def _row(resource: str, printer: Printer, obj: Obj, now: datetime,
         conditions = p.pod_row_conditions(obj)
         if conditions:
             row["conditions"] = conditions
-    if include_object:
+    if include == "Object":
+        row["object"] = obj
+    elif include != "None":
         md = obj.get("metadata") if isinstance(obj, dict) else None
         row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                          "metadata": md if isinstance(md, dict) else {}}
@@ -264,10 +268,12 @@ def _row(resource: str, printer: Printer, obj: Obj, now: datetime,
 
 
 def table(resource: str, objs: list[Obj], *, now: datetime | None = None,
-          include_object: bool = True, include_columns: bool = True,
+          include: str = "Metadata", include_columns: bool = True,
           list_meta: Obj | None = None) -> Obj:
     """A meta.k8s.io/v1 Table of `objs` (wire dicts of `resource`, a plural).
 
+    `include`: what each row's `object` is, as the includeObject query parameter says
+    ("None", "Metadata" or "Object").
     `include_columns=False` leaves columnDefinitions empty (watch events after the first);
     `list_meta` becomes the Table's metadata (resourceVersion, continue)."""
     now = now or datetime.now(UTC)
@@ -275,4 +281,4 @@ def table(resource: str, objs: list[Obj], *, now: datetime | None = None,
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": dict(list_meta or {}),
             "columnDefinitions": columns(resource) if include_columns else [],
-            "rows": [_row(resource, printer, o, now, include_object) for o in objs]}
+            "rows": [_row(resource, printer, o, now, include) for o in objs]}

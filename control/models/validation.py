@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.errors import BadRequest
-from control.models import names
+from control.models import names, networking
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
@@ -240,6 +240,21 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
             errs.int_range("spec.leaseTransitions", spec["leaseTransitions"], 0)
 
 
+def _validate_job(errs: FieldErrors, obj: Obj) -> None:
+    """kube-apiserver's one rule for a Job's pods knet checks: they are never restarted in
+    place (its template's restartPolicy, defaulted to Always when left out, is refused)."""
+    spec = obj.get("spec")
+    if obj.get("kind") == "CronJob" and isinstance(spec, dict):
+        spec, path = (spec.get("jobTemplate") or {}).get("spec"), "spec.jobTemplate.spec"
+    else:
+        path = "spec"
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    if isinstance(pod, dict):
+        errs.one_of(f"{path}.template.spec.restartPolicy", pod.get("restartPolicy"),
+                    ("OnFailure", "Never"))
+
+
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
 _NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
             "cronjobs": "CronJobs"}
@@ -251,7 +266,8 @@ _CHECKS: dict[str, Check] = {
     "replicationcontrollers": validate_replication_controller,
     "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
-    "events": _validate_event, "leases": _validate_lease,
+    "events": _validate_event, "leases": _validate_lease, "jobs": _validate_job,
+    "cronjobs": _validate_job, **networking.CHECKS,
     "roles": validate_role, "clusterroles": validate_cluster_role,
     "rolebindings": validate_role_binding, "clusterrolebindings": validate_cluster_role_binding,
 }
@@ -292,5 +308,7 @@ def admit(resource: str, obj: Obj, *, old: Obj | None = None,
     if old is None and resource in _NOT_RUN:
         errs.warn("spec", f"stored and served, but knet runs no controller for "
                   f"{_NOT_RUN[resource]}: no pods will be created for it")
+    if old is None and resource in networking.NOT_ENFORCED:
+        errs.warn("spec", networking.NOT_ENFORCED[resource])
     errs.raise_if_any(kind=info.kind, group=info.group, name=name)
     return obj, errs.warnings

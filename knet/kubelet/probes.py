@@ -3,8 +3,11 @@ initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failure
 Kubernetes defines them. Network probes connect from the node's netns to the pod IP, like a
 kubelet on the node; exec probes run the command in the container through the runtime.
 
-A `Prober` owns one probe's loop and calls `on_change(result, message)` only when the
-result flips (after the thresholds), so the pod worker is woken only for real changes.
+A `Prober` owns one probe's loop and calls `on_change(kind, result, message)` only when the
+result flips (after the thresholds), so the pod worker is woken only for real changes: a
+probe that has not passed yet (readiness, startup) fails only after failureThreshold
+failures in a row (a startup probe thus allows failureThreshold x periodSeconds); its first
+failure before that is only reported, through `on_report(kind, message)`.
 """
 
 from __future__ import annotations
@@ -135,11 +138,14 @@ class Prober:
     startup, True for liveness) and flips after successThreshold / failureThreshold."""
 
     def __init__(self, kind: str, probe: dict[str, Any], check: Check, *,
-                 on_change: Callable[[str, bool, str], None], initial: bool) -> None:
+                 on_change: Callable[[str, bool, str], None], initial: bool,
+                 on_report: Callable[[str, str], None] | None = None) -> None:
         self.kind = kind
         self.check = check
         self.on_change = on_change
+        self.on_report = on_report
         self.result = initial
+        self.failed = False               # failureThreshold failures in a row, reported
         self.message = ""
         self.delay = float(probe.get("initialDelaySeconds", 0))
         self.period = max(float(probe.get("periodSeconds", 10)), 0.1)
@@ -167,15 +173,17 @@ class Prober:
             ok, message = await self.check()
             if ok:
                 successes, failures = successes + 1, 0
+                self.failed = False
                 if not self.result and successes >= self.success_threshold:
                     self._flip(True, "")
             else:
                 successes, failures = 0, failures + 1
                 self.message = message
-                if self.result and failures >= self.failure_threshold:
+                if failures >= self.failure_threshold and not self.failed:
+                    self.failed = True
                     self._flip(False, message)
-                elif not self.result and failures == 1:
-                    self.on_change(self.kind, False, message)  # report why it is not passing
+                elif failures == 1 and not self.result and self.on_report is not None:
+                    self.on_report(self.kind, message)    # why it is not passing (yet)
             await asyncio.sleep(self.period)
 
     def _flip(self, result: bool, message: str) -> None:

@@ -186,9 +186,16 @@ class ContainerRunner:
         except ValueError as exc:
             self.ctx.event(self.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe: {exc}")
             return
-        p = Prober(kind, probe, check, on_change=self._probe_changed, initial=initial)
+        p = Prober(kind, probe, check, on_change=self._probe_changed, initial=initial,
+                   on_report=self._probe_failing)
         self.probers[kind] = p
         p.start()
+
+    def _probe_failing(self, kind: str, message: str) -> None:
+        """A probe that has not passed yet failed once: an event, nothing killed."""
+        self.ctx.event(self.pod, "Warning", "Unhealthy",
+                       f"{kind.capitalize()} probe failed: {message}")
+        self.changed()
 
     def _probe_changed(self, kind: str, ok: bool, message: str) -> None:
         if not ok and message:

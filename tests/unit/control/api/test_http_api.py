@@ -273,6 +273,26 @@ async def test_table_responses(api: TestClient) -> None:
     resp.close()
 
 
+async def test_table_rows_carry_what_include_object_asks(api: TestClient) -> None:
+    """kubectl --sort-by on a field outside metadata asks includeObject=Object: rows must
+    carry the whole object (with only metadata kubectl printed "No resources found")."""
+    await api.post(PODS, json=pod("a"))
+    whole = await (await api.get(PODS, params={"includeObject": "Object"},
+                                 headers=TABLE)).json()
+    obj = whole["rows"][0]["object"]
+    assert (obj["kind"], obj["apiVersion"]) == ("Pod", "v1")
+    assert obj["status"]["phase"] == "Pending" and obj["spec"]["containers"]
+    one = await (await api.get(f"{PODS}/a", params={"includeObject": "Object"},
+                               headers=TABLE)).json()
+    assert one["rows"][0]["object"]["kind"] == "Pod"
+    bare = await (await api.get(PODS, params={"includeObject": "None"}, headers=TABLE)).json()
+    assert "object" not in bare["rows"][0]
+    meta = await (await api.get(PODS, headers=TABLE)).json()
+    assert meta["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    await status_of(await api.get(PODS, params={"includeObject": "All"}, headers=TABLE),
+                    400, "BadRequest")
+
+
 async def test_dry_run_collection_delete_eviction_finalize(api: TestClient) -> None:
     r = await api.post(PODS, json=pod("dry"), params={"dryRun": "All"})
     assert r.status == 201 and (await r.json())["metadata"]["name"] == "dry"

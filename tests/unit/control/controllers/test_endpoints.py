@@ -186,3 +186,28 @@ async def test_selectorless_endpoints_are_mirrored_into_slices(harness: Controll
 
 async def _no_slices(h: ControllerHarness, name: str) -> bool:
     return not await slices(h, name)
+
+
+async def test_unnamed_service_port_gives_slice_ports_an_empty_name(
+        harness: ControllerHarness) -> None:
+    """`kubectl expose` makes unnamed ports; kubectl describe svc dereferences each slice
+    port's name, so the controllers must write `name: ""` (kubectl panicked without it)."""
+    await harness.start("endpointslice", "endpointslicemirroring")
+    body = svc(target=8080)
+    del body["spec"]["ports"][0]["name"]
+    await harness.client.create("services", body)
+    await harness.mark_pod(await harness.client.create("pods", pod("a")), node="node-1",
+                           ip="10.244.1.7")
+    ext = svc("ext")
+    del ext["spec"]["selector"]
+    await harness.client.create("services", ext)
+    await harness.client.create("endpoints", {
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]})
+
+    async def both():
+        web, mirror = await slices(harness), await slices(harness, "ext")
+        return web and web[0].get("endpoints") and mirror and (web[0], mirror[0])
+    web, mirror = await harness.eventually(both, what="controller and mirrored slices")
+    assert web["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+    assert mirror["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]

@@ -74,11 +74,18 @@ async def test_defaults_warnings_and_table(run: Any) -> None:
 
 async def test_service_errors_name_each_port_field(run: Any) -> None:
     svc = manifest("Service", type="NodePort", selector={"app": "web"},
-                   ports=[{"name": "a", "port": 80, "nodePort": 80},
+                   ports=[{"name": "a", "port": 80, "nodePort": 70000},
                           {"name": "b", "port": 9, "protocol": "SCTP"}])
     result = await run("create", "-f", "-", stdin=svc)
     assert result.code == 1
-    assert "spec.ports[0].nodePort: Invalid value: 80: must be between 30000 and 32767" \
+    assert "spec.ports[0].nodePort: Invalid value: 70000: must be between 1 and 65535" \
         in result.err
     assert "spec.ports[1].protocol" in result.err and "SCTP is not supported by knet" \
         in result.err
+    # the range is the allocator's, checked once the Service is otherwise valid
+    svc = manifest("Service", type="NodePort", selector={"app": "web"},
+                   ports=[{"name": "a", "port": 80, "nodePort": 80}])
+    result = await run("create", "-f", "-", stdin=svc)
+    assert result.code == 1
+    assert ('spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid '
+            "range. The range of valid ports is 30000-32767") in result.err

@@ -61,7 +61,7 @@ def test_table_shape_is_what_kubectl_expects() -> None:
                             "<none>", "<none>"]
     assert row["object"] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                              "metadata": pod["metadata"]}
-    bare = table("pods", [pod], now=NOW, include_object=False, include_columns=False,
+    bare = table("pods", [pod], now=NOW, include="None", include_columns=False,
                  list_meta={"resourceVersion": "42"})
     assert "object" not in bare["rows"][0] and bare["columnDefinitions"] == []
     assert bare["metadata"] == {"resourceVersion": "42"}

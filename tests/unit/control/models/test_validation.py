@@ -71,6 +71,77 @@ def test_pod_defaults() -> None:
     assert warnings == []
 
 
+def test_pod_spec_defaults_as_kube_apiserver_shows_them() -> None:
+    """SetDefaults_PodSpec on pods and templates; SetDefaults_Pod's extras on pods only."""
+    limits = {"limits": {"cpu": "1"}}
+    images = ["nginx", "nginx:latest", "nginx:1.27", "nginx@sha256:ab", "nginx:latest@sha256:ab",
+              "registry:5000/app", "registry:5000/app:v2"]
+    containers = [{"name": f"c{i}", "image": image, "resources": dict(limits)}
+                  for i, image in enumerate(images)]
+    volumes = [{"name": "d", "downwardAPI": {"items": []}},
+               {"name": "p", "projected": {"sources": [{"serviceAccountToken": {
+                   "path": "token"}}]}},
+               {"name": "h", "hostPath": {"path": "/tmp"}}]
+    out, _ = admit("pods", pod(containers=containers, volumes=volumes))
+    spec = out["spec"]
+    assert spec["securityContext"] == {} and spec["enableServiceLinks"] is True
+    assert spec["schedulerName"] == "default-scheduler"
+    assert [c["imagePullPolicy"] for c in spec["containers"]] == [
+        "Always", "Always", "IfNotPresent", "IfNotPresent", "Always", "Always", "IfNotPresent"]
+    assert spec["containers"][0]["resources"]["requests"] == {"cpu": "1"}
+    d, p, h = spec["volumes"]
+    assert d["downwardAPI"]["defaultMode"] == 420 and p["projected"]["defaultMode"] == 420
+    assert p["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] == 3600
+    assert h["hostPath"]["type"] == ""
+    tpl = deployment()
+    tpl["spec"]["template"]["spec"]["containers"][0]["resources"] = dict(limits)
+    template = admit("deployments", tpl)[0]["spec"]["template"]["spec"]
+    assert template["securityContext"] == {} and "enableServiceLinks" not in template
+    assert "requests" not in template["containers"][0]["resources"]
+
+
+def test_workload_defaults_as_apps_and_batch_v1_set_them() -> None:
+    tpl = {"metadata": {"labels": {"app": "w"}},
+           "spec": {"containers": [{"name": "c", "image": "x:1"}], "restartPolicy": "Never"}}
+    ds = admit("daemonsets", {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                              "metadata": {"name": "d", "namespace": "default"},
+                              "spec": {"selector": {"matchLabels": {"app": "w"}},
+                                       "template": {**tpl, "spec": {
+                                           "containers": tpl["spec"]["containers"]}}}})[0]
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {
+        "maxUnavailable": 1, "maxSurge": 0}} and ds["spec"]["revisionHistoryLimit"] == 10
+    sts = admit("statefulsets", {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                 "metadata": {"name": "s", "namespace": "default"},
+                                 "spec": {"selector": {"matchLabels": {"app": "w"}},
+                                          "serviceName": "s", "template": {
+                                              **tpl, "spec": {"containers": tpl["spec"][
+                                                  "containers"]}}}})[0]["spec"]
+    assert (sts["replicas"], sts["podManagementPolicy"], sts["updateStrategy"]) == (
+        1, "OrderedReady", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                           "whenScaled": "Retain"}
+    job = admit("jobs", {"apiVersion": "batch/v1", "kind": "Job",
+                         "metadata": {"name": "j", "namespace": "default"},
+                         "spec": {"template": tpl}})[0]
+    spec = job["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["backoffLimit"],
+            spec["completionMode"], spec["suspend"], spec["podReplacementPolicy"]) == (
+        1, 1, 6, "NonIndexed", False, "TerminatingOrFailed")
+    assert job["metadata"]["labels"] == {"app": "w"}
+    cj = admit("cronjobs", {"apiVersion": "batch/v1", "kind": "CronJob",
+                            "metadata": {"name": "c", "namespace": "default"},
+                            "spec": {"schedule": "* * * * *",
+                                     "jobTemplate": {"spec": {"template": tpl}}}})[0]["spec"]
+    assert (cj["concurrencyPolicy"], cj["suspend"], cj["successfulJobsHistoryLimit"],
+            cj["failedJobsHistoryLimit"]) == ("Allow", False, 3, 1)
+    always = {"apiVersion": "batch/v1", "kind": "Job",
+              "metadata": {"name": "j", "namespace": "default"},
+              "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    err = invalid("jobs", always)
+    assert str(err).endswith('spec.template.spec.restartPolicy: Unsupported value: "Always": '
+                             'supported values: "OnFailure", "Never"')
+
+
 def test_admit_does_not_touch_its_input_and_keeps_unknown_fields() -> None:
     p = pod(futureField={"x": [1, 2]})
     p["metadata"]["someNewMeta"] = "kept"
@@ -258,9 +329,9 @@ def test_pod_without_containers_and_bad_metadata() -> None:
 
 @pytest.mark.parametrize("spec,field,reason", [
     ({"ports": [{"port": 0, "targetPort": 8080}]}, "spec.ports[0].port", "FieldValueInvalid"),
-    ({"ports": [{"port": 80, "targetPort": 0}]}, "spec.ports[0].targetPort",
+    ({"ports": [{"port": 80, "targetPort": 70000}]}, "spec.ports[0].targetPort",
      "FieldValueInvalid"),
-    ({"ports": [{"port": 80, "nodePort": 80}], "type": "NodePort"}, "spec.ports[0].nodePort",
+    ({"ports": [{"port": 80, "nodePort": 70000}], "type": "NodePort"}, "spec.ports[0].nodePort",
      "FieldValueInvalid"),
     ({"ports": [{"port": 80, "nodePort": 30080}]}, "spec.ports[0].nodePort",
      "FieldValueForbidden"),
