@@ -249,7 +249,10 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
         pump.step(IDLE_FLUSH_S if pump.pending() else None)
         if select.select([pidfd], [], [], 0)[0]:
             break
-    records.kill_container(pid, mnt_ns)  # while the leader is a zombie: its pid is not reused
+    # while the leader is a zombie (its pid is not reused). Its own PID namespace died with
+    # its init (the kernel killed the rest); a shared one did not: its mount namespace
+    # then names what is left
+    records.kill_container(pid, "" if spec.get("pid_init") else mnt_ns)
     _, status = os.waitpid(pid, 0)
     _kill_orphans(pid)
     code = os.waitstatus_to_exitcode(status)

@@ -122,6 +122,10 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
             _read_only(in_root(root, step[1]), root)
         elif op == "mask":
             _mask(in_root(root, step[1]), step[2], step[3])
+        elif op == "mknod":
+            dst = in_root(root, step[1])
+            os.mknod(dst, 0o20666, os.makedev(step[2], step[3]))  # S_IFCHR | 0666
+            os.chmod(dst, 0o666)  # whatever the umask
         elif op == "symlink":
             dst = in_root(root, os.path.dirname(step[2])) + "/" + os.path.basename(step[2])
             if not os.path.lexists(dst):
