@@ -5,9 +5,9 @@ setpriv ... -- ARGV` (util-linux), so it sees what the container sees: its netwo
 file system, its processes, its hostname and working directory; setpriv gives it the
 container's user and capabilities and dies-with-nsenter (nsenter forks to enter the PID
 namespace, so killing the session kills nsenter and its child with it). A tiny `sh` first
-moves itself into the container's cgroups, so the container's limits cover exec'd commands. With a
-tty it runs under `setsid --ctty` on the slave side of a new pty: stdout then carries the
-merged output, and resize sets the window size as `kubectl exec -it` does on SIGWINCH.
+moves itself into the container's cgroups, so the container's limits cover exec'd commands.
+With a tty it runs under `setsid --ctty` on the slave side of a new pty of the container's own
+devpts (`container_pty`, so `tty` names its /dev/pts/N): stdout then carries the merged output, and resize sets the window size as `kubectl exec -it` does on SIGWINCH.
 """
 
 from __future__ import annotations
@@ -151,6 +151,23 @@ def enter_command(pid: int, argv: Sequence[str], *, user: tuple[int, int] = (-1,
     return ["sh", "-c", f'{join} && exec "$@"', "sh", *cmd]
 
 
+TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+
+
+def container_pty(pid: int) -> tuple[int, int]:
+    """A pty of the container's own devpts (its /dev/pts/N, so `tty` names it inside):
+    the master opened through /proc/PID/root, the slave with TIOCGPTPEER (no path lookup
+    in the host's view)."""
+    master = os.open(f"/proc/{pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
 async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: bool,
                      tty: bool, enter: bool = True, user: tuple[int, int] = (-1, -1),
                      caps: Sequence[int] | None = None, cgroup_dirs: Sequence[str] = ()
@@ -166,7 +183,7 @@ async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: b
             *cmd, env=env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return PipeSession(proc)
-    master, slave = os.openpty()
+    master, slave = container_pty(pid) if enter else os.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
             "setsid", "--ctty", *cmd, env={"TERM": "xterm", **env},

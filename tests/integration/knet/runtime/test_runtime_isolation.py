@@ -185,3 +185,14 @@ async def test_share_process_namespace(tmp_path: Path, netns: str) -> None:
     finally:
         await rt.remove(sb)
         await rt.close()
+
+
+async def test_exec_tty_is_a_pty_of_the_containers_devpts(rt: ProcessRuntime,
+                                                          sandbox: PodSandbox) -> None:
+    await rt.start(sandbox, ContainerSpec(name="app", argv=["sleep", "1000"]))
+    s = await rt.exec(sandbox, ["sh", "-c", "tty; ls /dev/pts"], container="app", stdin=False,
+                      tty=True)
+    out, _ = await read_all(s)
+    lines = out.decode().replace("\r\n", "\n").split()
+    assert await s.wait() == 0
+    assert lines[0].startswith("/dev/pts/") and lines[0][len("/dev/pts/"):] in lines[1:]
