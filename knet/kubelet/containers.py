@@ -233,7 +233,7 @@ def security(pod: Obj, container: Obj) -> dict[str, Any]:
             "cap_drop": tuple(capabilities.get("drop") or ())}
 
 
-def limits(container: Obj) -> dict[str, int | None]:
+def limits(container: Obj) -> dict[str, Any]:
     """resources.limits as bytes of memory and millicores of CPU (None: no limit)."""
     lim = (container.get("resources") or {}).get("limits") or {}
     try:

@@ -93,6 +93,15 @@ class Cgroups:
         return dirs
 
 
+    def remove_parents(self) -> None:
+        """Remove knet's parent dir in each hierarchy if no leaf is left in it."""
+        for root in set(self.mounts.values()):
+            try:
+                os.rmdir(os.path.join(root, PARENT))
+            except OSError:
+                pass  # other containers' leaves are still there, or it is gone
+
+
 def _controllers(v2: str) -> list[str]:
     try:
         return _read(os.path.join(v2, "cgroup.controllers")).split()

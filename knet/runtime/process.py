@@ -23,7 +23,11 @@ namespace (its own, with a small init as pid 1, or with shareProcessNamespace th
 by a pause process, the hidden container `.pause`), the pod's IPC namespace (bind-mounted
 at pod_dir/ipc by `unshare --ipc=FILE`), cgroups with its limits (cgroups.py) and Docker's
 default capabilities (caps.py). This runtime builds the plan and the cgroups; the shim
-carries them out (shimns.py).
+carries them out (shimns.py). What it costs (same bench, same load, before -> after): one at a
+time 12-18 -> 19-34 ms, 50 at once 5-8 -> 10-14 ms. The root takes ~40 mount calls (~5 ms;
+the overlay itself ~3); the rest is latency, not CPU: moving a process into a v1 cgroup waits
+for an RCU grace period (6-20 ms when no other move happened just before), so the shim moves
+the container while it builds its root, and concurrent starts share the wait.
 """
 
 from __future__ import annotations
@@ -330,6 +334,7 @@ class ProcessRuntime:
             for n in layout.attempts(sandbox.pod_dir, name):
                 self.cleanup_instance(layout.instance(sandbox.pod_dir, name, n))
         self._pod_locks.pop(sandbox.key, None)
+        self._cgroups.remove_parents()
         remove_pod_files(sandbox.pod_dir)
         log.info("%s: removed containers and files", sandbox.key)
 

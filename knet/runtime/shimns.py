@@ -187,6 +187,8 @@ def init(workload: int, report_r: int, report_w: int) -> None:
 
     for name in FORWARDED:
         signal.signal(getattr(signal, name), forward)
+    with open("/proc/self/comm", "w") as f:  # `ps -o comm` / `top` show what it is
+        f.write("knet-init")
     chunks = []
     while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or its failure
         chunks.append(chunk)
