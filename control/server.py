@@ -116,6 +116,21 @@ def load_token(state_dir: Path) -> str:
     return token
 
 
+PRIVATE_FILES = ("token", "kubeconfig", "tls.key", "state.db", "state.db-wal", "state.db-shm",
+                 "state.db.lock")
+
+
+def make_private(state_dir: Path) -> None:
+    """State dir 0700, its secrets and database files 0600: also those an older knet made
+    readable by everyone."""
+    os.chmod(state_dir, 0o700)
+    for name in PRIVATE_FILES:
+        try:
+            os.chmod(state_dir / name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _write_private(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -231,7 +246,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     """Run until `stop` is set (or SIGTERM/SIGINT when running as the main loop)."""
     stop = stop or asyncio.Event()
     state = config.state_dir
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private(state)
     token = load_token(state)
     store = open_store(config.store)
     app = _app(store, settings(state, token), config.authorization_mode)
@@ -291,6 +307,8 @@ async def _wait_for_stop(stop: asyncio.Event) -> None:
 
 
 def run(config: ServerConfig, *, on_ready: Callable[[str], None] | None = None) -> None:
-    """Entry point: serve on uvloop until SIGTERM."""
+    """Entry point: serve on uvloop until SIGTERM. Files made from here on are private."""
     import uvloop
+
+    os.umask(0o077)
     uvloop.run(serve(config, on_ready=on_ready))

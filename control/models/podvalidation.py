@@ -28,10 +28,8 @@ IGNORED_POD_FIELDS = {
     "affinity": "ignored by knet's scheduler",
     "topologySpreadConstraints": "ignored by knet's scheduler (it spreads replicas of one "
                                  "owner across nodes)",
-    "securityContext": "ignored",
-    "hostPID": "ignored: knet pods always have their own PID view",
-    "hostIPC": "ignored",
-    "shareProcessNamespace": "ignored",
+    "hostPID": "ignored: knet pods always have their own PID namespace",
+    "hostIPC": "ignored: knet pods always have their own IPC namespace",
     "imagePullSecrets": "ignored: knet images are built in",
     "runtimeClassName": "ignored",
     "priorityClassName": "ignored: knet does not preempt",
@@ -46,10 +44,13 @@ IGNORED_POD_FIELDS = {
     "readinessGates": "ignored: knet's kubelet computes Ready from the containers only",
 }
 IGNORED_CONTAINER_FIELDS = {
-    "securityContext": "ignored",
     "volumeDevices": "ignored: knet has no block devices",
     "resizePolicy": "ignored",
 }
+# securityContext fields the runtime acts on (the others are kept and warned about)
+_POD_SECURITY = frozenset({"runAsUser", "runAsGroup", "runAsNonRoot"})
+_CONTAINER_SECURITY = _POD_SECURITY | {"privileged", "readOnlyRootFilesystem", "capabilities"}
+_LIMITS = frozenset({"cpu", "memory"})
 _SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir", "projected"})
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -195,6 +196,12 @@ def _unique_label(errs: FieldErrors, path: str, name: Any, seen: set[str]) -> No
         seen.add(name)
 
 
+def _security_warnings(errs: FieldErrors, path: str, sc: Any, known: frozenset[str]) -> None:
+    if isinstance(sc, dict):
+        for key in sorted(k for k, v in sc.items() if k not in known and v is not None):
+            errs.warn(f"{path}.{key}", "ignored by knet's runtime")
+
+
 def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
                seen: set[str]) -> None:
     if not isinstance(c, dict):
@@ -212,8 +219,12 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
             _probe(errs, f"{path}.{key}", c[key], key)
     _mounts(errs, f"{path}.volumeMounts", c.get("volumeMounts"), volumes)
     resources = c.get("resources")
-    if isinstance(resources, dict) and resources.get("limits"):
-        errs.warn(f"{path}.resources.limits", "knet does not enforce limits")
+    if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
+        for key in sorted(set(resources["limits"]) - _LIMITS):
+            errs.warn(f"{path}.resources.limits.{key}", "not enforced: knet enforces the cpu "
+                      "and memory limits only")
+    _security_warnings(errs, f"{path}.securityContext", c.get("securityContext"),
+                       _CONTAINER_SECURITY)
     if not c.keys().isdisjoint(IGNORED_CONTAINER_FIELDS):
         for key, why in IGNORED_CONTAINER_FIELDS.items():
             if c.get(key):
@@ -338,6 +349,8 @@ def _pod_fields(errs: FieldErrors, spec: Obj, path: str, *, template: bool) -> N
     elif selector is not None:
         errs.type_error(f"{path}.nodeSelector", selector, "a map of labels")
     _tolerations(errs, f"{path}.tolerations", spec.get("tolerations"))
+    _security_warnings(errs, f"{path}.securityContext", spec.get("securityContext"),
+                       _POD_SECURITY)
     if not spec.keys().isdisjoint(IGNORED_POD_FIELDS):
         for key, why in IGNORED_POD_FIELDS.items():
             if spec.get(key):

@@ -62,6 +62,17 @@ class StoreLocked(StoreUnavailable):
     """Another process holds the database file."""
 
 
+def private_files(path: str) -> None:
+    """The database 0600 before SQLite opens it (its -wal and -shm files take the mode of
+    the database), and those of an older knet made so too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def lock_file(path: str) -> int:
     """Hold `path.lock` (flock) for the store's lifetime; StoreLocked if another process does.
     A separate file, because closing any other descriptor of the database itself would drop
@@ -85,6 +96,7 @@ class SqliteDb:
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._lock = lock_file(path)
+            private_files(path)
         except OSError as exc:
             raise StoreUnavailable(f"sqlite store {path}: cannot open it ({exc}); check that "
                                    f"its directory is writable or pick another") from exc

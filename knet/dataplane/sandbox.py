@@ -1,7 +1,7 @@
 """`knet sandbox -- CMD`: run CMD in a throwaway world.
 
 A fresh network, mount and PID namespace: its own /run/netns and /var/lib/knet (tmpfs),
-a fresh /proc and /sys, only `lo` (up). A tiny init (pid 1) runs CMD, reaps orphans and
+a fresh /proc and /sys (with the host's /sys/fs/cgroup bound back in), only `lo` (up). A tiny init (pid 1) runs CMD, reaps orphans and
 forwards signals; when CMD exits, the kernel kills whatever is left in the PID namespace and
 the namespaces vanish with every netns, link, address and route made inside. Nothing made
 inside is visible outside, and no packet can leave: there is no link to anywhere.
@@ -26,7 +26,15 @@ class SandboxError(Exception):
 def _setup_world() -> None:
     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
     nsutil.mount("proc", "/proc", "proc", nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC)
+    cgroup = os.open("/sys/fs/cgroup", os.O_PATH | os.O_DIRECTORY)  # kept across the new /sys
     nsutil.mount("sysfs", "/sys", "sysfs", nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC)
+    try:  # the host's cgroup hierarchies, so that container limits work in the sandbox too
+        nsutil.mount(f"/proc/self/fd/{cgroup}", "/sys/fs/cgroup", None,
+                     nsutil.MS_BIND | nsutil.MS_REC)
+    except OSError:
+        pass  # no cgroups here: containers run without limits
+    finally:
+        os.close(cgroup)
     for d in PRIVATE_DIRS:
         os.makedirs(d, exist_ok=True)
         nsutil.mount("tmpfs", d, "tmpfs", nsutil.MS_NOSUID | nsutil.MS_NODEV, "mode=0755")

@@ -3,6 +3,9 @@ catalog, the environment (value, configMapKeyRef, secretKeyRef, fieldRef, envFro
 Kubernetes service variables), and volumes (emptyDir, configMap, secret) as files in the pod
 directory, bind-mounted where the container asks.
 
+The securityContext (pod level, the container's winning field by field) and
+resources.limits become the spec's user, capabilities, privileges and cgroup limits.
+
 Errors are `ConfigError(reason, message)` with the Kubernetes waiting reason the kubelet
 shows (CreateContainerConfigError, ErrImagePull).
 """
@@ -16,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from control.scheduler import parse_quantity
 from knet.runtime.base import ContainerSpec, Mount
 
 Obj = dict[str, Any]
@@ -175,6 +179,49 @@ def resolve_argv(container: Obj, env: dict[str, str]) -> list[str]:
     return [expand(a, env) for a in argv]
 
 
+def _pod_ref(pod: Obj) -> str:
+    meta = pod["metadata"]
+    return f"{meta['name']}_{meta['namespace']}({meta.get('uid', '')})"
+
+
+def security(pod: Obj, container: Obj) -> dict[str, Any]:
+    """The ContainerSpec fields of the securityContext; refuses runAsNonRoot with root as
+    the kubelet does (every built-in image runs as root: it has no USER)."""
+    psc = pod.get("spec", {}).get("securityContext") or {}
+    csc = container.get("securityContext") or {}
+
+    def pick(field: str) -> Any:
+        return csc[field] if csc.get(field) is not None else psc.get(field)
+
+    uid, gid = pick("runAsUser"), pick("runAsGroup")
+    if pick("runAsNonRoot"):
+        where = f"(pod: {_pod_ref(pod)!r}, container: {container['name']})".replace("'", '"')
+        if uid is not None and int(uid) == 0:
+            raise ConfigError("CreateContainerConfigError",
+                              f"container's runAsUser breaks non-root policy {where}")
+        if uid is None:
+            raise ConfigError("CreateContainerConfigError",
+                              f"container has runAsNonRoot and image will run as root {where}")
+    capabilities = csc.get("capabilities") or {}
+    return {"run_as_user": None if uid is None else int(uid),
+            "run_as_group": None if gid is None else int(gid),
+            "privileged": bool(csc.get("privileged")),
+            "read_only_root": bool(csc.get("readOnlyRootFilesystem")),
+            "cap_add": tuple(capabilities.get("add") or ()),
+            "cap_drop": tuple(capabilities.get("drop") or ())}
+
+
+def limits(container: Obj) -> dict[str, Any]:
+    """resources.limits as bytes of memory and millicores of CPU (None: no limit)."""
+    lim = (container.get("resources") or {}).get("limits") or {}
+    try:
+        memory = int(parse_quantity(lim["memory"])) if "memory" in lim else None
+        cpu = int(parse_quantity(lim["cpu"]) * 1000) if "cpu" in lim else None
+    except ValueError as exc:
+        raise ConfigError("CreateContainerConfigError", f"resources.limits: {exc}") from None
+    return {"memory_limit": memory, "cpu_limit_millis": cpu}
+
+
 async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name: str,
                          pod_ip: str, host_ip: str, service_env: dict[str, str],
                          volumes: dict[str, Path]) -> ContainerSpec:
@@ -183,7 +230,8 @@ async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name:
     env.setdefault("HOSTNAME", pod.get("spec", {}).get("hostname") or pod["metadata"]["name"])
     return ContainerSpec(name=container["name"], argv=resolve_argv(container, env), env=env,
                          workdir=container.get("workingDir"),
-                         mounts=mounts_for(container, volumes))
+                         mounts=mounts_for(container, volumes),
+                         **security(pod, container), **limits(container))
 
 
 def service_env(services: list[Obj], namespace: str) -> dict[str, str]:

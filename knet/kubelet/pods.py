@@ -158,7 +158,7 @@ class PodWorker:
         self.sandbox = PodSandbox.for_pod(
             meta["namespace"], meta["name"], netns=net.netns, pod_ip=net.ip, pod_dir=self.dir,
             hostname=spec.get("hostname") or None, subdomain=spec.get("subdomain") or None,
-            nameserver=nameserver,
+            nameserver=nameserver, share_pid=bool(spec.get("shareProcessNamespace")),
             host_aliases=[(a["ip"], a.get("hostnames") or []) for a in spec.get("hostAliases") or []])
         self.dir.mkdir(parents=True, exist_ok=True)
         self.volumes = await cspec.materialize_volumes(self.pod, self.dir, lookup=self.ctx.lookup)

@@ -90,14 +90,17 @@ class PodSandbox:
     pod_dir: Path
     resolv_conf: str
     hosts: str
+    share_pid: bool = False    # spec.shareProcessNamespace: one PID namespace for the pod
 
     @classmethod
     def for_pod(cls, namespace: str, name: str, *, netns: str, pod_ip: str, pod_dir: Path,
                 hostname: str | None = None, subdomain: str | None = None,
                 nameserver: str = CLUSTER_DNS, cluster_domain: str = CLUSTER_DOMAIN,
-                host_aliases: Sequence[tuple[str, Sequence[str]]] = ()) -> PodSandbox:
+                host_aliases: Sequence[tuple[str, Sequence[str]]] = (),
+                share_pid: bool = False) -> PodSandbox:
         host = hostname or name
         return cls(key=f"{namespace}/{name}", netns=netns, hostname=host, pod_dir=pod_dir,
+                   share_pid=share_pid,
                    resolv_conf=build_resolv_conf(namespace, nameserver=nameserver,
                                                  cluster_domain=cluster_domain),
                    hosts=build_hosts(pod_ip, host, namespace=namespace, subdomain=subdomain,
@@ -116,8 +119,10 @@ class Mount:
 @dataclass(frozen=True)
 class ContainerSpec:
     """What to run. `env` is the whole environment; PATH, HOSTNAME and HOME get defaults
-    (as a container runtime gives them) when missing. run_as_user/run_as_group are
-    securityContext.runAsUser/runAsGroup (default: root, the agent's user)."""
+    (as a container runtime gives them) when missing. The rest is the container's
+    securityContext (run_as_user/run_as_group default to root; capabilities are Docker's
+    default set plus `cap_add` minus `cap_drop`, names as in Kubernetes: NET_ADMIN, ALL)
+    and resources.limits (memory in bytes, cpu in millicores; None: unlimited)."""
 
     name: str
     argv: list[str]
@@ -126,6 +131,12 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     run_as_user: int | None = None
     run_as_group: int | None = None
+    privileged: bool = False
+    read_only_root: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    memory_limit: int | None = None
+    cpu_limit_millis: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,7 @@ class ContainerExit:
 
     exit_code: int
     finished_at: float
-    reason: str          # Completed | Error | StartError
+    reason: str          # Completed | Error | OOMKilled | StartError
     message: str = ""
 
 

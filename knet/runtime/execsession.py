@@ -1,10 +1,13 @@
 """`exec` sessions: a command in a running container's namespaces, over pipes or a pty.
 
-The command is started as `nsenter --target PID --net --mount --uts --wd -- ARGV` (util-linux,
-which execs in place: the session's pid is the command's), so it sees what the container sees:
-its network, its /etc/resolv.conf and /etc/hosts, its hostname and working directory. With a
-tty it runs under `setsid --ctty` on the slave side of a new pty: stdout then carries the
-merged output, and resize sets the window size as `kubectl exec -it` does on SIGWINCH.
+The command is started as `nsenter --target PID --net --mount --uts --ipc --pid --wd --
+setpriv ... -- ARGV` (util-linux), so it sees what the container sees: its network, its root
+file system, its processes, its hostname and working directory; setpriv gives it the
+container's user and capabilities and dies-with-nsenter (nsenter forks to enter the PID
+namespace, so killing the session kills nsenter and its child with it). A tiny `sh` first
+moves itself into the container's cgroups, so the container's limits cover exec'd commands.
+With a tty it runs under `setsid --ctty` on the slave side of a new pty of the container's own
+devpts (`container_pty`, so `tty` names its /dev/pts/N): stdout then carries the merged output, and resize sets the window size as `kubectl exec -it` does on SIGWINCH.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shlex
 import signal
 import struct
 import termios
+from collections.abc import Sequence
+
+from knet.runtime.caps import setpriv_arg
 
 from knet.runtime.watch import readable
 
@@ -125,17 +132,50 @@ class PtySession:
             self._master = -1
 
 
+def enter_command(pid: int, argv: Sequence[str], *, user: tuple[int, int] = (-1, -1),
+                  caps: Sequence[int] | None = None, cgroup_dirs: Sequence[str] = ()
+                  ) -> list[str]:
+    """The command line that runs argv in container process `pid`'s namespaces, as its
+    (uid, gid) when set (>= 0), with only the capabilities `caps` (None: all)."""
+    priv = ["setpriv", "--pdeathsig=KILL"]
+    priv += [f"--bounding-set={setpriv_arg(caps)}"] if caps is not None else []
+    priv += [f"--regid={user[1]}"] if user[1] >= 0 else []
+    priv += [f"--reuid={user[0]}"] if user[0] >= 0 else []
+    priv += ["--clear-groups"] if user[0] >= 0 or user[1] >= 0 else []
+    cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--ipc", "--pid",
+           "--wd", "--", *priv, "--", *argv]
+    if not cgroup_dirs:
+        return cmd
+    join = " && ".join(f"echo 0 > {shlex.quote(os.path.join(d, 'cgroup.procs'))}"
+                       for d in cgroup_dirs)
+    return ["sh", "-c", f'{join} && exec "$@"', "sh", *cmd]
+
+
+TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+
+
+def container_pty(pid: int) -> tuple[int, int]:
+    """A pty of the container's own devpts (its /dev/pts/N, so `tty` names it inside):
+    the master opened through /proc/PID/root, the slave with TIOCGPTPEER (no path lookup
+    in the host's view)."""
+    master = os.open(f"/proc/{pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
 async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: bool,
-                     tty: bool, enter: bool = True,
-                     user: tuple[int, int] = (-1, -1)) -> PipeSession | PtySession:
-    """Start argv beside container process `pid` (in its namespaces if `enter`; else only
-    in its working directory, for the unprivileged runtime), as the container's (uid, gid)
-    when they are set (>= 0)."""
+                     tty: bool, enter: bool = True, user: tuple[int, int] = (-1, -1),
+                     caps: Sequence[int] | None = None, cgroup_dirs: Sequence[str] = ()
+                     ) -> PipeSession | PtySession:
+    """Start argv beside container process `pid` (in its namespaces if `enter`, see
+    `enter_command`; else only in its working directory, for the unprivileged runtime)."""
     if enter:
-        ids = [f"--setuid={user[0]}"] if user[0] >= 0 else []
-        ids += [f"--setgid={user[1]}"] if user[1] >= 0 else []
-        cmd = ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--wd", *ids, "--",
-               *argv]
+        cmd = enter_command(pid, argv, user=user, caps=caps, cgroup_dirs=cgroup_dirs)
     else:
         cmd = ["env", "-C", os.readlink(f"/proc/{pid}/cwd"), "--", *argv]
     if not tty:
@@ -143,7 +183,7 @@ async def spawn_exec(pid: int, argv: list[str], *, env: dict[str, str], stdin: b
             *cmd, env=env, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return PipeSession(proc)
-    master, slave = os.openpty()
+    master, slave = container_pty(pid) if enter else os.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
             "setsid", "--ctty", *cmd, env={"TERM": "xterm", **env},

@@ -3,11 +3,14 @@
     pod_dir/resolv.conf, pod_dir/hosts     bind-mounted over /etc/* in every container
     pod_dir/mountpoints                    mount points the runtime had to create
     pod_dir/containers/NAME/N.{spec,state,exit,log}   one container instance N (0, 1, ...)
+    pod_dir/containers/NAME/N.root/{upper,work,merged} its root file system (rootfs.py)
+    pod_dir/ipc                            the pod's IPC namespace (an nsfs bind mount)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,3 +65,4 @@ def prune(pod_dir: Path, name: str, *, keep_from: int) -> None:
             inst = instance(pod_dir, name, n)
             for p in (*inst[1:], inst.log.with_name(inst.log.name + ".1")):
                 p.unlink(missing_ok=True)
+            shutil.rmtree(inst.log.with_suffix(".root"), ignore_errors=True)

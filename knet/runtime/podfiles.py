@@ -1,14 +1,16 @@
 """The files a pod's containers need on the host side, made before a start, removed after.
 
 resolv.conf, hosts and hostname are written in place (same inode) so that running containers, which
-bind-mount them, see an update. Containers share the host's root file system, so a volume's
-mount point that does not exist has to be created on it: each one created is recorded in
-`pod_dir/mountpoints` and removed with the pod (only if still empty; a path another pod
-also uses is the known limit of sharing one root).
+bind-mount them, see an update. Volume mount points are made inside each container's own root
+(rootfs.py), never on the host; `pod_dir/mountpoints` is only read to clean up after older
+versions, which made them on the host. The pod's IPC namespace is kept by a bind mount of it
+at `pod_dir/ipc` (`unshare --ipc=FILE`, as `ip netns` keeps a netns), unmounted with the pod.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 from knet.runtime import layout
 from knet.runtime.base import ContainerSpec, ContainerStartError, PodSandbox
 
-MADE_FILES = ("resolv.conf", "hosts", "hostname", "mountpoints", "containers")
+MADE_FILES = ("resolv.conf", "hosts", "hostname", "mountpoints", "containers", "ipc")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -29,23 +31,35 @@ def _write_if_changed(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _ensure_mountpoint(pod_dir: Path, host_path: str, target: str) -> None:
-    if os.path.lexists(target):
+async def ensure_ipc_namespace(pod_dir: Path) -> None:
+    """Make the pod's IPC namespace at pod_dir/ipc unless it is there (idempotent)."""
+    path = pod_dir / "ipc"
+    if _is_mount(path):
         return
-    made: list[str] = []
-    parent = os.path.dirname(target)
-    while parent and not os.path.exists(parent):
-        made.append(parent)
-        parent = os.path.dirname(parent)
-    for d in reversed(made):
-        os.mkdir(d)
-    if os.path.isdir(host_path):
-        os.mkdir(target)
-    else:
-        open(target, "x").close()
-    with open(pod_dir / "mountpoints", "a") as f:
-        f.writelines(p + "\n" for p in [*reversed(made), target])
+    path.touch()
+    proc = await asyncio.create_subprocess_exec(
+        "unshare", f"--ipc={path}", "true", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ContainerStartError(f"pod dir {pod_dir}: cannot make the pod's IPC namespace: "
+                                  f"{err.decode(errors='replace').strip()}",
+                                  reason="CreateContainerError")
 
+
+def _is_mount(path: Path) -> bool:
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except FileNotFoundError:
+        return False
+
+
+def _unmount_ipc(pod_dir: Path) -> None:
+    path = pod_dir / "ipc"
+    if _is_mount(path):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.umount2(str(path).encode(), 2) != 0:  # MNT_DETACH
+            raise OSError(ctypes.get_errno(), f"umount {path}")
 
 def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec, *, namespaces: bool) -> None:
     """Check what the container needs and make its files; errors are CreateContainerError."""
@@ -68,8 +82,6 @@ def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec, *, namespaces: boo
     _write_if_changed(sandbox.pod_dir / "resolv.conf", sandbox.resolv_conf)
     _write_if_changed(sandbox.pod_dir / "hosts", sandbox.hosts)
     _write_if_changed(sandbox.pod_dir / "hostname", sandbox.hostname + "\n")
-    for m in spec.mounts:
-        _ensure_mountpoint(sandbox.pod_dir, m.host_path, os.path.normpath(m.container_path))
 
 
 def _remove_mountpoints(pod_dir: Path) -> None:
@@ -90,6 +102,7 @@ def _remove_mountpoints(pod_dir: Path) -> None:
 def remove_pod_files(pod_dir: Path) -> None:
     """Delete what prepare_pod_dir and the shims made; pod_dir itself if then empty."""
     _remove_mountpoints(pod_dir)
+    _unmount_ipc(pod_dir)
     for name in MADE_FILES:
         p = pod_dir / name
         if p.is_dir():

@@ -2,10 +2,11 @@
 
 Forked by the fork server (`python -S -I shim.py --server`, see `serve` and launcher.py) into
 a new session, stdout = a status pipe to the agent (`shim.py SPEC` runs one directly, for
-debugging). It forks the container, which enters the pod's netns, unshares mount + UTS
-namespaces, makes / private, bind-mounts the pod's resolv.conf, hosts, hostname and the volumes, sets
-the hostname, starts its own session (so its pid is its process group) and execs the
-command. The shim then frames the container's stdout/stderr into CRI log lines, and when
+debugging). It enters the container's PID namespace (a new one, or the pod's shared one)
+and forks the container, which joins its cgroups, enters the pod's netns and IPC namespace,
+builds its own root file system and pivots into it (shimns.py, rootfs.py), starts its own
+session (so its pid is its process group), forks the command under a small init when it is
+pid 1, drops capabilities and execs. The shim then frames the container's stdout/stderr into CRI log lines, and when
 the container exits it kills what is left of it (its group and every process in its mount
 namespace), writes the exit record and exits. Like containerd's shim, it is what lets a
 container keep logging and have its exit code recorded while the agent restarts.
@@ -16,7 +17,6 @@ pages.
 from __future__ import annotations
 
 import _signal as signal  # type: ignore[import-not-found]  # `signal` imports enum: +10 ms
-import ctypes
 import errno
 import marshal
 import os
@@ -26,38 +26,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from knet.runtime import crilog, records
+from knet.runtime import cgroups, crilog, records, shimns
 
 TYPE_CHECKING = False  # typing itself costs the shim ~5 ms: mypy alone takes this branch
 if TYPE_CHECKING:
     from typing import Any
 
-# libc by hand rather than knet.dataplane.nsutil: its ctypes.util.find_library pulls in
-# subprocess and costs the shim ~25 ms at every container start.
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWNET = 0x00020000, 0x04000000, 0x40000000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _call(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(src: str, dst: str, flags: int) -> None:
-    _call(_libc.mount(src.encode(), dst.encode(), None, ctypes.c_ulong(flags), None),
-          f"mount {src} on {dst}")
-
+# libc by hand (shimns.py) rather than knet.dataplane.nsutil: its ctypes.util.find_library
+# pulls in subprocess and costs the shim ~25 ms at every container start.
 IDLE_FLUSH_S = 0.3
 DRAIN_S = 2.0
-
-
-def _bind(src: str, dst: str, *, read_only: bool) -> None:
-    _mount(src, dst, MS_BIND | MS_REC)
-    if read_only:
-        _mount("none", dst, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
 
 def _exec_message(argv0: str, exc: OSError) -> tuple[int, str]:
@@ -68,24 +46,6 @@ def _exec_message(argv0: str, exc: OSError) -> tuple[int, str]:
     if exc.errno == errno.EACCES:
         return 126, f'exec: "{argv0}": permission denied'
     return 128, f'exec: "{argv0}": {os.strerror(exc.errno or 0)}'
-
-
-def _enter(spec: dict[str, Any]) -> None:
-    if not spec["namespaces"]:
-        return  # an unprivileged runtime: the caller's namespaces as they are
-    fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
-    _call(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
-    os.close(fd)
-    _call(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare mount+uts")
-    _mount("none", "/", MS_REC | MS_PRIVATE)
-    _bind(spec["resolv"], "/etc/resolv.conf", read_only=False)
-    _bind(spec["hosts"], "/etc/hosts", read_only=False)
-    if os.path.exists("/etc/hostname"):
-        _bind(spec["hostname_file"], "/etc/hostname", read_only=False)
-    for src, dst, ro in spec["mounts"]:
-        _bind(src, dst, read_only=ro)
-    name = spec["hostname"].encode()
-    _call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
 
 
 def _execvpe(argv: list[str], env: dict[str, str]) -> None:
@@ -104,22 +64,71 @@ def _execvpe(argv: list[str], env: dict[str, str]) -> None:
     raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
 
 
-def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
-    """In the forked child: become the container. Never returns."""
-    stage = "setup"
+def _failed(stage: list[str], spec: dict[str, Any], exc: BaseException,
+            report_w: int) -> None:
+    if isinstance(exc, OSError):
+        code, msg = (_exec_message(spec["argv"][0], exc) if stage[0] == "exec"
+                     else (128, f"{stage[0]}: {exc.strerror or exc}"
+                                + (f" ({exc.filename})" if exc.filename else "")))
+    else:
+        code, msg = 128, f"{stage[0]}: {exc!r}"
+    os.write(report_w, f"{code}\t{msg}".encode())
+    os._exit(code)
+
+
+def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: int) -> None:
+    """In the forked child: set up the container; as its init (own PID namespace) fork
+    the workload, else become it. Never returns."""
+    stage = ["setup"]
     try:
-        stage = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
-        _enter(spec)
+        if spec["namespaces"]:
+            stage[0] = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
+            shimns.enter(spec)
         os.setsid()
+        if spec["workdir"]:
+            stage[0] = f"chdir to workingDir {spec['workdir']}"
+            os.chdir(spec["workdir"])
+        stage[0] = "join the container's cgroups"
+        if os.read(go_r, 1) != b"1":  # the shim moved us into them meanwhile (see main)
+            os._exit(128)
+        os.close(go_r)
+        if spec.get("pid_init"):
+            stage[0] = "start the container's init"
+            r2, w2 = os.pipe2(os.O_CLOEXEC)
+            workload = os.fork()
+            if workload == 0:
+                os.close(r2)
+                os.setsid()
+                _become(spec, out_w, err_w, w2)
+            os.close(w2)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+            shimns.init(workload, r2, report_w)
+        _become(spec, out_w, err_w, report_w)
+    except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
+        _failed(stage, spec, exc, report_w)
+    finally:
+        os._exit(128)
+
+
+def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
+    """Drop privileges and exec the container's command. Never returns."""
+    stage = ["drop capabilities"]
+    try:
+        if spec.get("caps") is not None:
+            shimns.drop_caps(spec["caps"], spec["cap_last"])
         if spec["uid"] >= 0 or spec["gid"] >= 0:
-            stage = f"switch to user {spec['uid']} group {spec['gid']}"
+            stage[0] = f"switch to user {spec['uid']} group {spec['gid']}"
             os.setgroups([])
             if spec["gid"] >= 0:
                 os.setgid(spec["gid"])
             if spec["uid"] >= 0:
                 os.setuid(spec["uid"])
         if spec["workdir"]:
-            stage = f"chdir to workingDir {spec['workdir']}"
+            stage[0] = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -128,16 +137,10 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        stage = "exec"
+        stage[0] = "exec"
         _execvpe(spec["argv"], spec["env"])
-    except OSError as exc:
-        code, msg = (_exec_message(spec["argv"][0], exc) if stage == "exec"
-                     else (128, f"{stage}: {exc.strerror or exc}"
-                                + (f" ({exc.filename})" if exc.filename else "")))
-        os.write(report_w, f"{code}\t{msg}".encode())
-        os._exit(code)
-    except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
-        os.write(report_w, f"128\t{stage}: {exc!r}".encode())
+    except BaseException as exc:  # noqa: BLE001
+        _failed(stage, spec, exc, report_w)
     finally:
         os._exit(128)
 
@@ -210,7 +213,9 @@ def _report(text: str) -> None:
 
 
 def _fail(spec: dict[str, Any], log_fd: int, pid: int, report: bytes) -> int:
-    os.waitpid(pid, 0)
+    if pid:
+        os.waitpid(pid, 0)
+    cgroups.remove(spec.get("cgroups") or ())
     code_s, msg = report.decode(errors="replace").split("\t", 1)
     line = f'knet: failed to start container "{spec["name"]}": {msg}'.encode()
     ts = crilog.format_time(time.time_ns())
@@ -244,7 +249,10 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
         pump.step(IDLE_FLUSH_S if pump.pending() else None)
         if select.select([pidfd], [], [], 0)[0]:
             break
-    records.kill_container(pid, mnt_ns)  # while the leader is a zombie: its pid is not reused
+    # while the leader is a zombie (its pid is not reused). Its own PID namespace died with
+    # its init (the kernel killed the rest); a shared one did not: its mount namespace
+    # then names what is left
+    records.kill_container(pid, "" if spec.get("pid_init") else mnt_ns)
     _, status = os.waitpid(pid, 0)
     _kill_orphans(pid)
     code = os.waitstatus_to_exitcode(status)
@@ -255,9 +263,12 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     deadline = time.monotonic() + DRAIN_S
     while pump.framers and time.monotonic() < deadline:  # output still in the pipes
         pump.step(max(0.0, deadline - time.monotonic()))
+    reason = "Completed" if code == 0 else "Error"
+    if code and spec.get("cgroups") and cgroups.oom_kills(spec["cgroups"]):
+        reason = "OOMKilled"
     records.write_record(spec["exit"], {
-        "code": str(code), "finished_at": repr(time.time()),
-        "reason": "Completed" if code == 0 else "Error", "message": ""})
+        "code": str(code), "finished_at": repr(time.time()), "reason": reason, "message": ""})
+    cgroups.remove(spec.get("cgroups") or ())  # its root (N.root) goes with its files
     return 0
 
 
@@ -302,24 +313,52 @@ def _kill_orphans(pgid: int) -> None:
 
 def main(spec_path: str) -> int:
     _report(f"pid\t{os.getpid()}\n")
-    _call(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    shimns.set_subreaper()
     with open(spec_path, "rb") as f:
         spec: dict[str, Any] = marshal.load(f)
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    if spec.get("pid_ns"):
+        try:
+            shimns.enter_pid_namespace(spec)
+        except OSError as exc:
+            return _fail(spec, log_fd, 0, f"128\tset up the PID namespace: {exc}".encode())
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
-        _child(spec, out_w, err_w, report_w)
-    for fd in (out_w, err_w, report_w):
+        os.close(go_w)
+        _child(spec, out_w, err_w, report_w, go_r)
+    for fd in (out_w, err_w, report_w, go_r):
         os.close(fd)
+    if not _join_cgroups(spec, pid, go_w):
+        return _fail(spec, log_fd, pid, b"128\tjoin the container's cgroups: " +
+                     f"{spec.get('cgroups')}: cannot write cgroup.procs".encode())
     chunks = []
     while chunk := os.read(report_r, 4096):
         chunks.append(chunk)
     if chunks:
         return _fail(spec, log_fd, pid, b"".join(chunks))
     return _supervise(spec, pid, log_fd, out_r, err_r)
+
+
+def _join_cgroups(spec: dict[str, Any], pid: int, go_w: int) -> bool:
+    """Move the child into its cgroups while it builds its root, then let it go on. (A
+    move into a v1 hierarchy waits for an RCU grace period, 10-20 ms: in parallel, not in
+    line.) False, with the child killed, if that failed."""
+    try:
+        cgroups.join(spec.get("cgroups") or (), pid=pid)
+    except OSError:
+        os.kill(pid, records.SIGKILL)
+        os.close(go_w)
+        return False
+    try:
+        os.write(go_w, b"1")
+    except BrokenPipeError:
+        pass  # it failed before; its report says why
+    os.close(go_w)
+    return True
 
 
 def _reap_children() -> None:

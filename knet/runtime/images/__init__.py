@@ -70,8 +70,8 @@ class Image:
         return self.refs[0]
 
     def entrypoint(self, python: str) -> list[str]:
-        if self.python_module:
-            return [python, "-m", self.python_module]
+        if self.python_module:  # this knet, whatever the container's working directory
+            return [python, "-P", _LAUNCHER, "-m", self.python_module]
         if self.program:
             return [python, "-S", "-I", _LAUNCHER, self.program]
         return []

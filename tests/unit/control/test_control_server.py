@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
+import stat
 from pathlib import Path
 
 import aiohttp
@@ -138,3 +140,29 @@ async def test_bootstrap_endpoints_follow_the_listen_address() -> None:
     assert ep["subsets"][0]["ports"][0]["port"] == 7443
     # the server writes the slice itself: the mirroring controller must leave it alone
     assert ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+
+
+async def test_state_dir_and_its_secrets_are_private(tmp_path: Path) -> None:
+    """Finding: token, state.db, -wal and -shm were 0644 in a 0755 state dir (an older knet
+    made them so, and a restart reused them): now the dir is 0700 and they are 0600."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    for name in ("token", "state.db-wal", "state.db-shm"):
+        (state / name).write_text("x" if name != "token" else "old-token\n")
+        os.chmod(state / name, 0o644)
+    config = ServerConfig(state_dir=state, port=_port(), store_url=f"sqlite:///{state}/state.db",
+                          hooks=())
+    stop = asyncio.Event()
+    ready: list[str] = []
+    task = asyncio.create_task(serve(config, stop=stop, on_ready=ready.append))
+    while not ready:
+        assert not task.done(), task
+        await asyncio.sleep(0.02)
+    try:
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        for name in ("token", "kubeconfig", "tls.key", "state.db", "state.db-wal",
+                     "state.db-shm"):
+            assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

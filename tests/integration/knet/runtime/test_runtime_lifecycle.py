@@ -7,7 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from runtime_contract import SLEEPER, read_all, until_logged
+from runtime_contract import SLEEPER, host_pid, read_all, until_logged
 
 from knet.runtime import records
 from knet.runtime.base import ContainerSpec, Mount, PodSandbox
@@ -45,9 +45,9 @@ async def test_remove_leaves_nothing_behind(sandbox: PodSandbox, tmp_path: Path)
     s = await rt.exec(sandbox, ["sh", "-c", "echo in; exec sleep 1000"], container="b",
                       stdin=False, tty=False)
     assert await asyncio.wait_for(s.read_stdout(), timeout=20) == b"in\n"
-    daemon = int((await until_logged(rt, a, "daemon")).split()[1])
+    daemon = host_pid(a.pid, int((await until_logged(rt, a, "daemon")).split()[1]))
     assert rt.running(a) and rt.running(b) and records.alive(daemon, records.proc_stat(daemon)[1])
-    assert Path("/knet-rt-test-remove").is_dir()
+    assert not Path("/knet-rt-test-remove").exists()  # made in the container's root only
     await rt.remove(sandbox)
     await asyncio.wait_for(s.wait(), timeout=10)  # the exec'd sleep died with its container
     await rt.close()

@@ -41,7 +41,8 @@ def manifest(kind: str, **spec: Any) -> str:
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "web", "image": "knet/whoami",
-                                     "securityContext": {"runAsUser": 1000}}]}}
+                                     "securityContext": {"runAsUser": 1000,
+                                                         "procMount": "Default"}}]}}
 
 
 async def test_selector_mismatch_is_refused_naming_the_field(run: Any) -> None:
@@ -59,12 +60,13 @@ async def test_defaults_warnings_and_table(run: Any) -> None:
                     template=TEMPLATE)
     result = await run("apply", "-f", "-", stdin=good)
     assert result.code == 0, result.err
-    assert "Warning: spec.template.spec.containers[0].securityContext: ignored" in result.err
+    assert ("Warning: spec.template.spec.containers[0].securityContext.procMount: ignored by "
+            "knet's runtime") in result.err
     got = json.loads((await run("get", "deploy", "web", "-n", "default", "-o", "json")).out)
     assert got["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%",
                                                         "maxUnavailable": "25%"}
     assert got["spec"]["template"]["spec"]["containers"][0]["securityContext"] == {
-        "runAsUser": 1000}
+        "runAsUser": 1000, "procMount": "Default"}
     rows = (await run("get", "deploy", "-n", "default", "-o", "wide")).rows
     assert rows[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS",
                        "IMAGES", "SELECTOR"]

@@ -396,19 +396,22 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     d = deployment()
     tpl = d["spec"]["template"]["spec"]
     tpl["affinity"] = {"nodeAffinity": {"x": 1}}
-    tpl["containers"][0]["securityContext"] = {"runAsUser": 1000}
-    tpl["containers"][0]["resources"] = {"limits": {"memory": "64Mi"}}
+    tpl["containers"][0]["securityContext"] = {"runAsUser": 1000, "seccompProfile": {"x": 1}}
+    tpl["containers"][0]["resources"] = {"limits": {"memory": "64Mi", "nvidia.com/gpu": "1"}}
     tpl["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]
     out, warnings = admit("deployments", d)
     assert sorted(warnings) == sorted([
         "spec.template.spec.affinity: ignored by knet's scheduler",
-        "spec.template.spec.containers[0].securityContext: ignored",
-        "spec.template.spec.containers[0].resources.limits: knet does not enforce limits",
+        "spec.template.spec.containers[0].securityContext.seccompProfile: ignored by knet's "
+        "runtime",
+        "spec.template.spec.containers[0].resources.limits.nvidia.com/gpu: not enforced: knet "
+        "enforces the cpu and memory limits only",
         ("spec.template.spec.volumes[0].persistentVolumeClaim: volume type not supported by "
         "knet: mounted as an empty directory")])
     out_tpl = out["spec"]["template"]["spec"]
     assert out_tpl["affinity"] == {"nodeAffinity": {"x": 1}}
-    assert out_tpl["containers"][0]["securityContext"] == {"runAsUser": 1000}
+    assert out_tpl["containers"][0]["securityContext"] == {"runAsUser": 1000,
+                                                           "seccompProfile": {"x": 1}}
     p = pod(hostNetwork=True, volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}])
     p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
     p["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["x"]}},

@@ -194,3 +194,18 @@ async def test_one_failing_operation_in_a_group_commit_fails_only_its_caller(
         assert len((await reopened.list("/b/"))[0]) == 20
     finally:
         await reopened.close()
+
+
+async def test_database_files_are_private(tmp_path: Path) -> None:
+    """state.db and its -wal and -shm files are 0600 whatever the umask (finding: 0644)."""
+    old = os.umask(0o022)
+    try:
+        s = SqliteStore(str(tmp_path / "state.db"))
+        await s.create("/r/a", b"1")
+        names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("state.db"))
+        assert {"state.db", "state.db-wal", "state.db-shm"} <= set(names)
+        for name in names:
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+        await s.close()
+    finally:
+        os.umask(old)

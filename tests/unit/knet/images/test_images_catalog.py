@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
 from knet.runtime.images import ImageNotFound, lookup, normalize, resolve
 
 PY = sys.executable
+LAUNCH = str(Path(__file__).resolve().parents[4] / "knet" / "runtime" / "images" / "launch.py")
 
 
 @pytest.mark.parametrize("ref", ["nginx", "nginx:1.25", "docker.io/library/nginx:latest",
@@ -67,8 +69,8 @@ def test_whoami_dns_and_aliases() -> None:
     assert resolve("knet/whoami", None, None, python=PY)[4:] == ["whoami"]
     assert resolve("traefik/whoami:v1.10", None, None, python=PY)[4:] == ["whoami"]
     assert resolve("registry.k8s.io/coredns/coredns:v1.11.1", None, ["--listen", ":53"],
-                   python=PY) == [PY, "-m", "knet.dns", "--listen", ":53"]
-    assert resolve("knet/dns", None, None, python=PY) == [PY, "-m", "knet.dns"]
+                   python=PY) == [PY, "-P", LAUNCH, "-m", "knet.dns", "--listen", ":53"]
+    assert resolve("knet/dns", None, None, python=PY) == [PY, "-P", LAUNCH, "-m", "knet.dns"]
     assert resolve("registry.k8s.io/pause:3.9", None, None, python=PY)[4:] == ["pause"]
 
 

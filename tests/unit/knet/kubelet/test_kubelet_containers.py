@@ -89,3 +89,39 @@ def test_service_env_like_docker_links() -> None:
     env = c.service_env(svcs, "default")
     assert env == {"MY_WEB_SERVICE_HOST": "10.96.0.20", "MY_WEB_SERVICE_PORT": "80",
                    "MY_WEB_SERVICE_PORT_HTTP": "80"}
+
+
+SC_POD = {"metadata": {"name": "web", "namespace": "default", "uid": "u-1"}, "spec": {}}
+
+
+def test_security_context_container_wins_field_by_field() -> None:
+    pod = {**SC_POD, "spec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 3000}}}
+    ctr = {"name": "app", "securityContext": {
+        "runAsUser": 2000, "readOnlyRootFilesystem": True,
+        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}}
+    assert c.security(pod, ctr) == {
+        "run_as_user": 2000, "run_as_group": 3000, "privileged": False, "read_only_root": True,
+        "cap_add": ("NET_ADMIN",), "cap_drop": ("ALL",)}
+    assert c.security(SC_POD, {"name": "app"})["run_as_user"] is None
+
+
+def test_run_as_non_root_refuses_root_as_the_kubelet_does() -> None:
+    pod = {**SC_POD, "spec": {"securityContext": {"runAsNonRoot": True}}}
+    with pytest.raises(c.ConfigError) as info:
+        c.security(pod, {"name": "app"})
+    assert info.value.reason == "CreateContainerConfigError"
+    assert info.value.message == ("container has runAsNonRoot and image will run as root "
+                                  '(pod: "web_default(u-1)", container: app)')
+    with pytest.raises(c.ConfigError, match="container's runAsUser breaks non-root policy"):
+        c.security(pod, {"name": "app", "securityContext": {"runAsUser": 0}})
+    assert c.security(pod, {"name": "app", "securityContext": {"runAsUser": 1000}})[
+        "run_as_user"] == 1000
+
+
+def test_limits_in_bytes_and_millicores() -> None:
+    assert c.limits({"resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}}) == {
+        "memory_limit": 64 * 2**20, "cpu_limit_millis": 250}
+    assert c.limits({"resources": {"requests": {"memory": "1Gi"}}}) == {
+        "memory_limit": None, "cpu_limit_millis": None}
+    with pytest.raises(c.ConfigError, match="not valid"):
+        c.limits({"resources": {"limits": {"memory": "lots"}}})

@@ -68,6 +68,25 @@ async def read_all(s: ExecSession) -> tuple[bytes, bytes]:
     return b"".join(out), b"".join(err)
 
 
+def host_pid(container_pid: int, nspid: int) -> int:
+    """The host's pid of process `nspid` as seen in the PID namespace of `container_pid`
+    (a host pid); nspid itself when that container shares the caller's PID namespace."""
+    ns = os.readlink(f"/proc/{container_pid}/ns/pid")
+    if ns == os.readlink("/proc/self/ns/pid"):
+        return nspid
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                line = next(ln for ln in f if ln.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(line.split()[-1]) == nspid:
+            return int(entry)
+    raise AssertionError(f"no process {nspid} in the PID namespace of {container_pid}")
+
+
 def gone(pid: int) -> bool:
     st = records.proc_stat(pid)
     return st is None or st[0] == "Z"
@@ -262,8 +281,9 @@ async def test_adopt_after_agent_restart(make_rt: MakeRt, sandbox: PodSandbox,
                                          tmp_path: Path) -> None:
     flag = tmp_path / "go"
     first = make_rt()
-    h = await first.start(sandbox, ContainerSpec(name="app", argv=[
-        "sh", "-c", f"echo one; while [ ! -e {flag} ]; do sleep 0.05; done; echo two; exit 7"]))
+    h = await first.start(sandbox, ContainerSpec(name="app", argv=[  # the flag: in its own /tmp
+        "sh", "-c", f"mkdir -p {tmp_path}; echo one; while [ ! -e {flag} ]; do sleep 0.05; "
+        "done; echo two; exit 7"]))
     worker = await first.start(sandbox, ContainerSpec(name="worker", argv=SLEEPER))
     await first.close()  # the agent goes away; the containers do not
     assert first.running(h)
@@ -273,7 +293,9 @@ async def test_adopt_after_agent_restart(make_rt: MakeRt, sandbox: PodSandbox,
         adopted = second.adopt(sandbox, "app")
         assert adopted is not None and adopted.pid == h.pid and adopted.attempt == 0
         assert second.adopt(sandbox, "nope") is None
-        flag.touch()
+        touch = await second.exec(sandbox, ["touch", str(flag)], container="app", stdin=False,
+                                  tty=False)
+        assert await asyncio.wait_for(touch.wait(), timeout=20) == 0
         assert await asyncio.wait_for(second.wait(adopted), timeout=20) == 7  # real exit code
         log = b"".join([c async for c in second.read_logs(adopted, follow=True)])
         assert log == b"one\ntwo\n"  # logged across the restart, follow ends at the exit
@@ -309,7 +331,7 @@ async def test_remove_kills_everything_and_deletes_its_files(make_rt: MakeRt,
     a = await rt.start(sandbox, ContainerSpec(name="a", argv=[
         "sh", "-c", "setsid sleep 1000 & echo daemon $!; exec sleep 1000"]))
     b = await rt.start(sandbox, ContainerSpec(name="b", argv=SLEEPER))
-    daemon = int((await until_logged(rt, a, "daemon")).split()[1])
+    daemon = host_pid(a.pid, int((await until_logged(rt, a, "daemon")).split()[1]))
     assert not gone(daemon)  # it left the container's process group
     pids = [a.pid, b.pid, a.shim_pid, b.shim_pid, daemon]
     await rt.remove(sandbox)

@@ -1,0 +1,206 @@
+"""The container side of the shim: namespaces, the root file system, an init, privileges.
+
+Runs in the shim's forked child (see shim.py). `enter` joins the pod's netns and IPC
+namespace, unshares mount + UTS, runs the rootfs plan (rootfs.py: overlay root, fresh /proc,
+/sys, /dev, /tmp, masks, the pod's files and volumes) and pivots into it. With a PID
+namespace of its own, the child is its pid 1: `init` forks the container's process, forwards
+signals to its process group and exits with its status (the kernel then kills what is left,
+as it does when a container's init ends), so SIGTERM stops a `sleep` at once, as before
+PID namespaces. `become` drops capabilities from the bounding set and switches user.
+Stdlib-only and import-light, like the shim.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # type: ignore[import-not-found]
+import ctypes
+import errno
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 24, 36
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def call(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def mount(src: str, dst: str, flags: int, fstype: str = "", data: str = "") -> None:
+    call(_libc.mount(src.encode(), dst.encode(), fstype.encode() if fstype else None,
+                     ctypes.c_ulong(flags), data.encode() if data else None),
+         f"mount {src} on {dst}")
+
+
+def set_subreaper() -> None:
+    """Orphans of the container reparent to the caller (the shim), which kills them."""
+    call(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def in_root(root: str, path: str) -> str:
+    """`path` of the container as a host path under `root`, its symlinks resolved inside
+    the root (an absolute link restarts at `root`; `..` stops there)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    cur, hops = root, 0
+    while parts:
+        p = parts.pop(0)
+        if p == "..":
+            cur = cur if cur == root else os.path.dirname(cur)
+            continue
+        nxt = f"{cur}/{p}"
+        if os.path.islink(nxt):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(nxt)
+            cur = root if target.startswith("/") else cur
+            parts = [q for q in target.split("/") if q not in ("", ".")] + parts
+            continue
+        cur = nxt
+    return cur
+
+
+def _make(dst: str, kind: str) -> None:
+    if kind == "d":
+        os.makedirs(dst, exist_ok=True)
+    elif kind == "f" and not os.path.lexists(dst):
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT, 0o644))
+
+
+def _remount_ro(dst: str) -> None:
+    keep = os.statvfs(dst).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("none", dst, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+
+
+def _read_only(dst: str, root: str) -> None:
+    if not os.path.lexists(dst):
+        return  # e.g. a /proc file this kernel lacks
+    if dst != root and not os.path.ismount(dst):
+        mount(dst, dst, MS_BIND | MS_REC)
+    _remount_ro(dst)
+
+
+def _mask(dst: str, writable: int, mode: str) -> None:
+    if os.path.isdir(dst):
+        mount("tmpfs", dst, MS_NOSUID | MS_NODEV | (0 if writable else MS_RDONLY), "tmpfs",
+              f"mode={mode}")
+    elif os.path.lexists(dst):
+        mount("/dev/null", dst, MS_BIND)
+        if not writable:
+            _remount_ro(dst)
+
+
+def run_plan(plan: list[tuple[Any, ...]]) -> None:
+    """Carry out a rootfs plan (see rootfs.py for the steps)."""
+    root = "/"
+    for step in plan:
+        op = step[0]
+        if op == "overlay":
+            root, upper, work = step[1:]
+            for d in (root, upper, work):
+                os.makedirs(d, exist_ok=True)
+            mount("overlay", root, 0, "overlay", f"lowerdir=/,upperdir={upper},workdir={work}")
+        elif op == "mount":
+            src, path, fstype, flags, data, make = step[1:]
+            dst = in_root(root, path)
+            _make(dst, make)
+            mount(src, dst, flags, fstype, data)
+        elif op == "ro":
+            _read_only(in_root(root, step[1]), root)
+        elif op == "mask":
+            _mask(in_root(root, step[1]), step[2], step[3])
+        elif op == "mknod":
+            dst = in_root(root, step[1])
+            os.mknod(dst, 0o20666, os.makedev(step[2], step[3]))  # S_IFCHR | 0666
+            os.chmod(dst, 0o666)  # whatever the umask
+        elif op == "symlink":
+            dst = in_root(root, os.path.dirname(step[2])) + "/" + os.path.basename(step[2])
+            if not os.path.lexists(dst):
+                os.symlink(step[1], dst)
+        elif op == "pivot":
+            os.chdir(step[1])
+            call(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
+            call(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
+            os.chdir("/")
+
+
+def enter(spec: dict[str, Any]) -> None:
+    """Join the pod's namespaces, make new mount + UTS ones, build the root and enter it."""
+    fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
+    call(_libc.setns(fd, CLONE_NEWNET), f"setns {spec['netns']}")
+    os.close(fd)
+    flags = CLONE_NEWNS | CLONE_NEWUTS
+    if spec.get("ipcns"):
+        fd = os.open(spec["ipcns"], os.O_RDONLY)
+        call(_libc.setns(fd, CLONE_NEWIPC), f"setns the pod's IPC namespace {spec['ipcns']}")
+        os.close(fd)
+    else:
+        flags |= CLONE_NEWIPC
+    call(_libc.unshare(flags), "unshare mount+uts")
+    mount("none", "/", MS_REC | MS_PRIVATE)
+    run_plan(spec["plan"])
+    name = spec["hostname"].encode()
+    call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
+
+
+def enter_pid_namespace(spec: dict[str, Any]) -> None:
+    """In the shim, before it forks the container: the next child is in a new PID namespace
+    (its pid 1) or, with spec pidns, in the pod's shared one."""
+    if spec.get("pidns"):
+        fd = os.open(spec["pidns"], os.O_RDONLY)
+        call(_libc.setns(fd, CLONE_NEWPID), f"setns the pod's PID namespace {spec['pidns']}")
+        os.close(fd)
+    else:
+        call(_libc.unshare(CLONE_NEWPID), "unshare pid")
+
+
+def drop_caps(keep: list[int], last: int) -> None:
+    """Take every capability not in `keep` out of the bounding set (exec then gives a root
+    process exactly `keep`; a non-root one none, as in Docker)."""
+    kept = set(keep)
+    for cap in range(last + 1):
+        if cap not in kept:
+            call(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+
+
+def init(workload: int, report_r: int, report_w: int) -> None:
+    """pid 1 of the container's PID namespace: pass the workload's start report on, forward
+    signals to its process group, reap orphans, exit with its status. Never returns."""
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.killpg(workload, signum)
+        except OSError:
+            pass
+
+    for name in FORWARDED:
+        signal.signal(getattr(signal, name), forward)
+    with open("/proc/self/comm", "w") as f:  # `ps -o comm` / `top` show what it is
+        f.write("knet-init")
+    chunks = []
+    while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or its failure
+        chunks.append(chunk)
+    if chunks:
+        os.write(report_w, b"".join(chunks))
+    os.close(report_w)
+    os.close(report_r)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == workload:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code)
