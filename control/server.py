@@ -31,6 +31,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
+from control.addresses import API_PORT, KUBERNETES_IP
 from control.api import listen
 from control.api.app import OBJECTS, Settings, create_app
 from control.api.ca import ClusterCA
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 CONTROLLER_HOOKS = ("control.controllers.manager:run_all",)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-KUBERNETES_IP = "10.96.0.1"
 AUTHZ_MODE_ENV = "KNET_AUTHORIZATION_MODE"
 AUTHZ_MODES = ("Node,RBAC", "Authenticated")
 
@@ -67,7 +67,7 @@ AUTHZ_MODES = ("Node,RBAC", "Authenticated")
 class ServerConfig:
     state_dir: Path
     host: str = "127.0.0.1"
-    port: int = 6443
+    port: int = API_PORT
     store_url: str | None = None
     hooks: tuple[str, ...] = CONTROLLER_HOOKS
     extra: dict[str, Any] = field(default_factory=dict)

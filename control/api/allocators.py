@@ -12,14 +12,13 @@ from __future__ import annotations
 import ipaddress
 import random
 
+from control.addresses import CLUSTER_DNS_IP, KUBERNETES_IP, NODE_PORT_RANGE, SERVICE_CIDR
 from control.errors import Cause, Invalid
 from control.models.fielderrors import show
 
 __all__ = ["NODE_PORT_RANGE", "SERVICE_CIDR", "IPAllocator", "PortAllocator"]
 
-SERVICE_CIDR = "10.96.0.0/12"
-NODE_PORT_RANGE = (30000, 32767)
-RESERVED_IPS = ("10.96.0.1", "10.96.0.10")
+RESERVED_IPS = (KUBERNETES_IP, CLUSTER_DNS_IP)
 
 
 def _invalid(name: str, field: str, value: object, message: str) -> Invalid:

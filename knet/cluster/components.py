@@ -14,12 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from control.addresses import API_PORT, HOST_IP
 from knet.cluster import credentials, procs
 from knet.cluster.state import ClusterRecord, proxy_role, proxy_socket
 from knet.dataplane.base import NodeSpec
-
-HOST_IP = "172.18.0.1"
-API_PORT = 6443
 
 
 def knet_argv(*args: str) -> list[str]:

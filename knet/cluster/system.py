@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from control.addresses import CLUSTER_DNS_IP
 from control.api.ca import ClusterCA, Identity
 from control.clientbase import Client
 from control.errors import AlreadyExists, NotFound
 from knet.cluster.state import ClusterRecord
 from knet.errors import KnetError
 
-DNS_IP = "10.96.0.10"
+DNS_IP = CLUSTER_DNS_IP
 DNS_LABELS = {"k8s-app": "kube-dns"}
 FLOWS_TLS_SECRET = "coredns-flows-tls"
 FLOWS_TLS_DIR = "/etc/knet/flows-tls"

@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from control.addresses import HOST_IP, POD_CIDR, SERVICE_CIDR, UNDERLAY_CIDR
 from knet.dataplane import names
 from knet.errors import UsageError
 
@@ -53,7 +54,7 @@ class NodeSpec:
 
     @classmethod
     def default(cls, index: int, *, name: str | None = None,
-                underlay_cidr: str = "172.18.0.0/16", pod_cidr: str = "10.244.0.0/16",
+                underlay_cidr: str = UNDERLAY_CIDR, pod_cidr: str = POD_CIDR,
                 pod_prefixlen: int = 24) -> NodeSpec:
         """Defaults for node i: node-i, 172.18.0.(i+1), 10.244.i.0/24 (gateway 10.244.i.1)."""
         if index < 1:
@@ -97,10 +98,10 @@ class NodeSpec:
 class HostConfig:
     """The host side (recorded by ensure_host)."""
 
-    underlay_cidr: str = "172.18.0.0/16"
-    host_ip: str = "172.18.0.1"
-    pod_cidr: str = "10.244.0.0/16"
-    service_cidr: str = "10.96.0.0/12"
+    underlay_cidr: str = UNDERLAY_CIDR
+    host_ip: str = HOST_IP
+    pod_cidr: str = POD_CIDR
+    service_cidr: str = SERVICE_CIDR
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,9 @@ class Dataplane(Protocol):
     """Builds nodes and pods out of network namespaces. `ensure_*` is idempotent, `delete_*`
     is a no-op when the object is gone, `cleanup` removes exactly what was recorded."""
 
-    async def ensure_host(self, *, underlay_cidr: str = "172.18.0.0/16",
-                          host_ip: str = "172.18.0.1", pod_cidr: str = "10.244.0.0/16",
-                          service_cidr: str = "10.96.0.0/12") -> HostConfig: ...
+    async def ensure_host(self, *, underlay_cidr: str = UNDERLAY_CIDR,
+                          host_ip: str = HOST_IP, pod_cidr: str = POD_CIDR,
+                          service_cidr: str = SERVICE_CIDR) -> HostConfig: ...
 
     async def ensure_node(self, spec: NodeSpec) -> NodeInfo: ...
 

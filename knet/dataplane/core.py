@@ -15,6 +15,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
+from control.addresses import HOST_IP, POD_CIDR, SERVICE_CIDR, UNDERLAY_CIDR
 from knet.dataplane import names
 from knet.dataplane.base import HostConfig, NodeInfo, NodeSpec, PodNet
 from knet.dataplane.ipam import Ipam
@@ -79,9 +80,9 @@ class RecordedDataplane:
             ipam.refresh()
         return ipam
 
-    async def ensure_host(self, *, underlay_cidr: str = "172.18.0.0/16",
-                          host_ip: str = "172.18.0.1", pod_cidr: str = "10.244.0.0/16",
-                          service_cidr: str = "10.96.0.0/12") -> HostConfig:
+    async def ensure_host(self, *, underlay_cidr: str = UNDERLAY_CIDR,
+                          host_ip: str = HOST_IP, pod_cidr: str = POD_CIDR,
+                          service_cidr: str = SERVICE_CIDR) -> HostConfig:
         nets = {"underlay CIDR": _net(underlay_cidr, "underlay CIDR"),
                 "pod CIDR": _net(pod_cidr, "pod CIDR"),
                 "service CIDR": _net(service_cidr, "service CIDR")}

@@ -16,6 +16,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from control.addresses import CLUSTER_DNS_IP
 from knet.dataplane.nsutil import in_netns
 
 __all__ = ["Answer", "DnsAnswer", "dns_lookup", "search_names", "tcp_request", "udp_request"]
@@ -143,7 +144,7 @@ def search_names(name: str, namespace: str) -> list[str]:
     return tried + [name + "."] if name.count(".") < 5 else [name + "."] + tried
 
 
-def dns_lookup(netns: str, name: str, *, namespace: str, server: str = "10.96.0.10",
+def dns_lookup(netns: str, name: str, *, namespace: str, server: str = CLUSTER_DNS_IP,
                port: int = 53) -> DnsAnswer:
     """Resolve `name` as the pod would (search path), over UDP to the cluster DNS."""
     last = DnsAnswer(name, "no answer", [], server, 0.0)

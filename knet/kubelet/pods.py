@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from control.addresses import CLUSTER_DNS_IP
 from control.errors import ApiError, Conflict, NotFound
 from knet.errors import KnetError
 from knet.kubelet import containers as cspec
@@ -152,7 +153,7 @@ class PodWorker:
         net = await self.ctx.dataplane.ensure_pod(self.ctx.node_name, self.key)
         self.pod_ip = net.ip
         spec, meta = self.pod["spec"], self.pod["metadata"]
-        nameserver = "10.96.0.10"
+        nameserver = CLUSTER_DNS_IP
         if spec.get("dnsPolicy") == "Default":
             nameserver = _host_nameserver()
         self.sandbox = PodSandbox.for_pod(

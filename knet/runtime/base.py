@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from control.addresses import CLUSTER_DNS_IP, CLUSTER_DOMAIN
 from knet.errors import RuntimeError_
 
-CLUSTER_DNS = "10.96.0.10"
-CLUSTER_DOMAIN = "cluster.local"
+CLUSTER_DNS = CLUSTER_DNS_IP
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _HOSTS_HEADER = (

@@ -32,7 +32,7 @@ class UnknownCapability(ValueError):
 
 def _norm(name: str) -> str:
     n = name.strip().upper()
-    n = n[4:] if n.startswith("CAP_") else n
+    n = n.removeprefix("CAP_")
     if n != "ALL" and n not in NAMES:
         raise UnknownCapability(f"unknown capability {name!r}; use names such as NET_ADMIN, "
                                 "SYS_TIME or ALL")

@@ -22,7 +22,6 @@ import termios
 from collections.abc import Sequence
 
 from knet.runtime.caps import setpriv_arg
-
 from knet.runtime.watch import readable
 
 

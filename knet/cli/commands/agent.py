@@ -8,6 +8,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from control.addresses import HOST_IP
 from knet.cluster.state import DEFAULT_STATE_DIR
 from knet.kubelet.satoken import ApiAccess
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kubeconfig", type=Path, required=True)
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.add_argument("--port", type=int, default=None, help="agent API port (default 10250+i)")
-    p.add_argument("--api-host", default="172.18.0.1",
+    p.add_argument("--api-host", default=HOST_IP,
                    help="the API server's address as pods reach it (default 172.18.0.1)")
     p.add_argument("--max-pods", type=int, default=None,
                    help="pods this node accepts (default 250; Kubernetes' default is 110)")
