@@ -36,7 +36,7 @@ def attributes(user: UserInfo, method: str, path: str,
         namespace, rest = rest[1], rest[2:]
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
-    sub = "/".join(rest[2:])
+    sub = rest[2] if len(rest) > 2 else ""      # services/NAME/proxy/a/b: subresource proxy
     if resource == "namespaces" and name and not namespace:
         namespace = name             # a namespace is its own namespace (RequestInfoFactory)
     verb = _verb(method, name, query)

@@ -1,8 +1,14 @@
 """Pods' streams as users drive them on a real cluster: "Get a Shell to a Running Container"
 with kubectl exec (piped stdin) and the official Python client's exec with stdin (text
-frames, `write_stdin` / `update` / `read_stdout`)."""
+frames, `write_stdin` / `update` / `read_stdout`); "Use Port Forwarding to Access
+Applications in a Cluster" with kubectl port-forward to a pod, a Service and a Deployment, and
+the Python client's portforward."""
 
 from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 from conftest import WEB_DEPLOYMENT, Cluster, client_pod
@@ -55,3 +61,131 @@ def test_python_client_exec_with_stdin(cluster: Cluster, workload: str) -> None:
                  command=["cat", "/etc/hostname"], stderr=True, stdin=False, stdout=True,
                  tty=False)
     assert out.strip() == "client"
+
+
+# -- "Use Port Forwarding to Access Applications in a Cluster" (whoami instead of redis) ----
+
+WEB_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8080, targetPort: http}]
+"""
+
+
+@contextlib.contextmanager
+def port_forward(cluster: Cluster, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`kubectl port-forward ARGS` until its 'Forwarding from' line, stopped at the end."""
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "--cache-dir",
+                             str(cluster.cache_dir), "port-forward", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Forwarding from 127.0.0.1:"), (line, proc.poll())
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _curl(port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-s", "--max-time", "10", f"http://127.0.0.1:{port}/"],
+                          capture_output=True, text=True, timeout=20, check=False)
+
+
+def test_kubectl_port_forward_pod_service_deployment(cluster: Cluster, workload: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=WEB_SERVICE)
+    pods = {p["metadata"]["name"] for p in cluster.get("pods", "-l", "app=web")["items"]}
+    with port_forward(cluster, f"pod/{workload}", "18080:80") as proc:
+        for _ in range(3):          # one kubectl, several connections (SPDY streams)
+            r = _curl(18080)
+            assert f"Hostname: {workload}" in r.stdout, r
+        assert proc.poll() is None
+    for target, port in (("svc/web", "18081:8080"), ("deploy/web", "18082:80")):
+        with port_forward(cluster, target, port) as proc:
+            out = _curl(int(port.split(":")[0])).stdout
+            assert any(f"Hostname: {p}" in out for p in pods), (target, out)
+
+
+def test_port_forward_to_a_closed_port_reports_kubes_error(cluster: Cluster,
+                                                           workload: str) -> None:
+    with port_forward(cluster, f"pod/{workload}", "18083:81") as proc:
+        r = _curl(18083)
+        assert r.stdout == ""
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "error forwarding port 81 to pod" in err, err
+    assert ("failed to connect to localhost:81 inside namespace" in err
+            and "dial tcp4 127.0.0.1:81: connect: connection refused" in err), err
+
+
+def test_python_client_port_forward(cluster: Cluster, workload: str) -> None:
+    from kubernetes import client, config
+    from kubernetes.stream import portforward
+    api = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    pf = portforward(api.connect_get_namespaced_pod_portforward, workload, "default",
+                     ports="80")
+    sock = pf.socket(80)
+    sock.setblocking(True)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200") and f"Hostname: {workload}".encode() in data
+    assert pf.error(80) is None
+
+
+# -- "Access Services Running on Clusters": kubectl proxy and the proxy subresources ---------
+
+def test_proxy_subresources_through_kubectl_proxy(cluster: Cluster, workload: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=WEB_SERVICE)
+    pods = {p["metadata"]["name"]: p for p in cluster.get("pods", "-l", "app=web")["items"]}
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "--cache-dir",
+                             str(cluster.cache_dir), "proxy", "--port=18001"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("Starting to serve on 127.0.0.1:18001")
+        base = "http://127.0.0.1:18001/api/v1/namespaces/default"
+        for path in ("services/web:http/proxy/", "services/web:8080/proxy/x?y=1",
+                     "services/http:web:http/proxy/"):
+            r = subprocess.run(["curl", "-s", "--max-time", "10", f"{base}/{path}"],
+                               capture_output=True, text=True, timeout=20, check=False)
+            assert any(f"Hostname: {p}" in r.stdout for p in pods), (path, r.stdout)
+        r = subprocess.run(["curl", "-s", "--max-time", "10",
+                            f"{base}/pods/{workload}:80/proxy/hello"],
+                           capture_output=True, text=True, timeout=20, check=False)
+        assert f"Hostname: {workload}" in r.stdout and "GET /hello" in r.stdout, r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # nodes/NAME/proxy reaches the kubelet API: the pod's log read from its node's kubelet
+    node = pods[workload]["spec"]["nodeName"]
+    log = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/api/v1/namespaces/"
+                          f"default/pods/{workload}/log").stdout
+    assert "whoami: listening on :80" in log
+    # an empty port name matches no named Service port, as in kube
+    r = cluster.kubectl("get", "--raw", "/api/v1/namespaces/default/services/web/proxy/",
+                        check=False)
+    assert 'no endpoints available for service \\"web\\"' in r.stderr or \
+        'no endpoints available for service "web"' in r.stderr, r.stderr
+
+
+def test_proxy_subresources_are_authorized_by_rbac(cluster: Cluster, workload: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=WEB_SERVICE)
+    who = "system:serviceaccount:default:default"
+    path = "/api/v1/namespaces/default/services/web:http/proxy/"
+    r = cluster.kubectl("get", "--raw", path, f"--as={who}", check=False)
+    assert r.returncode != 0
+    assert (f'services "web:http" is forbidden: User "{who}" cannot get resource '
+            '"services/proxy" in API group "" in the namespace "default"') in r.stderr
+    cluster.kubectl("create", "role", "svc-proxy", "--verb=get", "--resource=services/proxy")
+    cluster.kubectl("create", "rolebinding", "svc-proxy", "--role=svc-proxy",
+                    "--serviceaccount=default:default")
+    out = cluster.wait("the binding to take effect", lambda: cluster.kubectl(
+        "get", "--raw", path, f"--as={who}", check=False).stdout)
+    assert "Hostname: web-" in out
