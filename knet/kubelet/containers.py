@@ -183,7 +183,10 @@ async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name:
     env.setdefault("HOSTNAME", pod.get("spec", {}).get("hostname") or pod["metadata"]["name"])
     return ContainerSpec(name=container["name"], argv=resolve_argv(container, env), env=env,
                          workdir=container.get("workingDir"),
-                         mounts=mounts_for(container, volumes))
+                         mounts=mounts_for(container, volumes),
+                         stdin=bool(container.get("stdin")),
+                         stdin_once=bool(container.get("stdinOnce")),
+                         tty=bool(container.get("tty")))
 
 
 def service_env(services: list[Obj], namespace: str) -> dict[str, str]:

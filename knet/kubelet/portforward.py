@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -231,16 +232,15 @@ async def _channels(ws: web.WebSocketResponse, ports: list[int], dial: Dial) -> 
                 w.write(data)
                 await w.drain()
 
-    reader = asyncio.ensure_future(inp())
-    pods = asyncio.ensure_future(asyncio.gather(*tasks))
+    both: list[asyncio.Future[Any]] = [asyncio.ensure_future(inp()), asyncio.gather(*tasks)]
     try:    # until every pod connection ends, or the client goes away
-        await asyncio.wait([reader, pods], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in writers.values():
             _close(w)
-        for t in (reader, pods, *tasks):
+        for t in (*both, *tasks):
             t.cancel()
-        await asyncio.gather(reader, pods, return_exceptions=True)
+        await asyncio.gather(*both, return_exceptions=True)
 
 
 async def serve(request: web.Request, dial: Dial) -> web.StreamResponse:

@@ -7,7 +7,8 @@ a command or reads a log answers an anonymous caller.
 exec speaks the Kubernetes WebSocket stream protocols (knet.kubelet.channels: `v5`, `v4`,
 base64; binary frames from kubectl, text frames from the Python client): each frame starts
 with a channel (0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize, 255 close); the final Status
-goes on channel 3. portforward is knet.kubelet.portforward (SPDY for kubectl, channel pairs for
+goes on channel 3. attach is knet.kubelet.attach;
+portforward is knet.kubelet.portforward (SPDY for kubectl, channel pairs for
 the Python client).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from knet.kubelet import channels, portforward
+from knet.kubelet import attach, channels, portforward
 from knet.kubelet.auth import KubeletAuth, middleware
 from knet.kubelet.pods import PodWorker
 
@@ -120,6 +121,18 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any, *,
         w, _ = find(request)
         return await portforward.serve(request, dialer(w.sandbox))
 
+    async def attach_(request: web.Request) -> web.StreamResponse:
+        w, runner = find(request)
+        if runner.handle is None:
+            return _status(f'container {runner.c["name"]} in pod {w.key} is waiting to start',
+                           400, "BadRequest")
+        if request.query.get("tty") == "true" and not runner.c.get("tty"):
+            return _status(f"Unable to use a TTY - container {runner.c['name']} did not "
+                           "allocate one", 400, "BadRequest")
+        return await attach.serve(request, runtime, runner.handle, runner.c, w.key)
+
+    app.router.add_get(PODS + "/attach", attach_)
+    app.router.add_post(PODS + "/attach", attach_)
     app.router.add_get(PODS + "/portforward", portforward_)
     app.router.add_post(PODS + "/portforward", portforward_)
     app.router.add_get(PODS + "/log", logs)

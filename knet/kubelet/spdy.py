@@ -26,7 +26,7 @@ MAX_FRAME = 1 << 24
 def _dictionary() -> bytes:
     """The SPDY/3 header compression dictionary (draft 3, section 2.6.10.1): length-prefixed
     common header names and values, then a run of status codes, dates and media types."""
-    words = ("options head post put delete trace accept accept-charset accept-encoding "
+    words = ("options head post put delete trace accept accept-charset accept-encoding "  # noqa: SIM905
              "accept-language accept-ranges age allow authorization cache-control connection "
              "content-base content-encoding content-language content-length content-location "
              "content-md5 content-range content-type date etag expect expires from host "
@@ -34,8 +34,9 @@ def _dictionary() -> bytes:
              "last-modified location max-forwards pragma proxy-authenticate "
              "proxy-authorization range referer retry-after server te trailer "
              "transfer-encoding upgrade user-agent vary via warning www-authenticate method "
-             "get status").split() + ["200 OK"] + ["version", "HTTP/1.1", "url", "public",
-                                                   "set-cookie", "keep-alive", "origin"]
+             "get status").split()
+    words += ["200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive",
+              "origin"]
     head = b"".join(struct.pack(">I", len(w)) + w.encode() for w in words)
     tail = ("100101201202205206300302303304305306307402405406407408409410411412413414415416"
             "417502504505203 Non-Authoritative Information204 No Content301 Moved "

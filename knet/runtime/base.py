@@ -126,6 +126,9 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     run_as_user: int | None = None
     run_as_group: int | None = None
+    stdin: bool = False          # the shim keeps a stdin (or, with tty, a terminal) to attach
+    stdin_once: bool = False
+    tty: bool = False
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def _execvpe(argv: list[str], env: dict[str, str]) -> None:
     raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
 
 
-def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
+def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int,
+           con: Any = None) -> None:
     """In the forked child: become the container. Never returns."""
     stage = "setup"
     try:
@@ -125,6 +126,8 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
+        if con is not None:  # stdin: true / tty: true (knet.runtime.console)
+            sys.modules["knet.runtime.console"].child(con)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -309,9 +312,15 @@ def main(spec_path: str) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    con = None
+    if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
+        from knet.runtime import console
+        con = console.prepare(spec)
     pid = os.fork()
     if pid == 0:
-        _child(spec, out_w, err_w, report_w)
+        _child(spec, out_w, err_w, report_w, con)
+    if con is not None:
+        console.start(con, out_w)
     for fd in (out_w, err_w, report_w):
         os.close(fd)
     chunks = []

@@ -189,3 +189,38 @@ def test_proxy_subresources_are_authorized_by_rbac(cluster: Cluster, workload: s
     out = cluster.wait("the binding to take effect", lambda: cluster.kubectl(
         "get", "--raw", path, f"--as={who}", check=False).stdout)
     assert "Hostname: web-" in out
+
+
+# -- attach and `kubectl run -i --rm` ----------------------------------------------------------
+
+def test_kubectl_run_interactive_and_rm(cluster: Cluster, workload: str) -> None:
+    r = cluster.kubectl("run", "-i", "--rm", "bb", "--image=busybox", "--restart=Never",
+                        "--", "sh", input="echo hello from $(hostname)\nexit 0\n",
+                        timeout=90)
+    assert "hello from bb" in r.stdout, (r.stdout, r.stderr)
+    assert 'pod "bb" deleted' in r.stdout + r.stderr
+    cluster.wait("bb gone", lambda: cluster.kubectl("get", "pod", "bb",
+                                                    check=False).returncode != 0)
+
+
+def test_kubectl_attach_to_a_stdin_pod(cluster: Cluster, workload: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: console}
+spec:
+  containers:
+  - {name: sh, image: busybox, command: ["sh"], stdin: true, tty: true}
+""")
+    cluster.wait("console running", lambda: cluster.get("pod", "console")["status"].get(
+        "phase") == "Running")
+    import time
+    time.sleep(3)          # sh waits on its terminal: no restarts, no CrashLoopBackOff
+    pod = cluster.get("pod", "console")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    r = cluster.kubectl("attach", "-i", "console", input="echo attached to $(hostname); exit\n",
+                        check=False, timeout=30)
+    assert "attached to console" in r.stdout, (r.stdout, r.stderr)
+    # kubectl's own words when -t is asked of a container without a terminal
+    r = cluster.kubectl("attach", "-it", "client", check=False, timeout=30)
+    assert "Unable to use a TTY" in r.stderr, r.stderr

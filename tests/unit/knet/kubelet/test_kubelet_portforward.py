@@ -49,7 +49,8 @@ async def kubelet() -> AsyncIterator[str]:
     worker = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
                              pod={"spec": {"containers": [{"name": "c"}]}},
                              runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
-    app = create_app(lambda k: worker if k == "default/p" else None, None,
+    app = create_app(lambda k: worker if k == "default/p" else None,  # type: ignore[arg-type,return-value]
+                     None,
                      auth=KubeletAuth(tokens=Tokens()),
                      dialer=lambda sb: netns_dialer(None, sb.netns))
     runner = web.AppRunner(app)
@@ -76,7 +77,9 @@ async def _kubectl(url: str, port: int, payload: bytes) -> dict[int, bytes]:
             + c.data(1, b"", fin=True)
             + c.syn_stream(3, {"streamtype": "data", "port": str(port), "requestid": "0"})
             + c.data(3, payload, fin=True) + c.ping(7))
-    parser, got, replies, fins = spdy.Parser(), {}, set(), set()
+    parser, got = spdy.Parser(), {}
+    replies: set[int] = set()
+    fins: set[int] = set()
     parser._inflate = zlib.decompressobj()            # our replies carry no dictionary
     async with aiohttp.ClientSession() as s, s.ws_connect(
             url, protocols=("SPDY/3.1+portforward.k8s.io",), headers=ADMIN) as ws:

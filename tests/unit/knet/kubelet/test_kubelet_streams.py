@@ -46,7 +46,8 @@ async def kubelet() -> AsyncIterator[str]:
     worker = SimpleNamespace(key="default/p", sandbox=object(),
                              pod={"spec": {"containers": [{"name": "c"}]}},
                              runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
-    app = create_app(lambda k: worker if k == "default/p" else None, Runtime(),
+    app = create_app(lambda k: worker if k == "default/p" else None,  # type: ignore[arg-type,return-value]
+                     Runtime(),
                      auth=KubeletAuth(tokens=Tokens()))
     runner = web.AppRunner(app)
     await runner.setup()
