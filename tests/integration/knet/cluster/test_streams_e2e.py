@@ -129,10 +129,13 @@ def test_python_client_port_forward(cluster: Cluster, workload: str) -> None:
     pf = portforward(api.connect_get_namespaced_pod_portforward, workload, "default",
                      ports="80")
     sock = pf.socket(80)
-    sock.setblocking(True)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    sock.settimeout(10)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     data = b""
-    while chunk := sock.recv(65536):
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+            data.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]):
+        chunk = sock.recv(65536)
+        assert chunk, data
         data += chunk
     sock.close()
     assert data.startswith(b"HTTP/1.1 200") and f"Hostname: {workload}".encode() in data
