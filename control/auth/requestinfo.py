@@ -16,6 +16,9 @@ from control.auth.types import Attributes, UserInfo
 __all__ = ["attributes", "forbidden_message"]
 
 _NS_SUBRESOURCES = ("status", "finalize")
+# a WebSocket GET to these runs commands or opens connections: authorized as create, so that
+# a read-only role (get on pods/exec) does not open a shell
+_CONNECT_AS_CREATE = ("exec", "attach", "portforward")
 _READ = {"GET": "get", "HEAD": "get"}
 _WRITE = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -40,6 +43,8 @@ def attributes(user: UserInfo, method: str, path: str,
     if resource == "namespaces" and name and not namespace:
         namespace = name             # a namespace is its own namespace (RequestInfoFactory)
     verb = _verb(method, name, query)
+    if verb == "get" and not group and resource == "pods" and sub in _CONNECT_AS_CREATE:
+        verb = "create"   # kube 1.31+ (AuthorizePodWebsocketUpgradeCreatePermission)
     return Attributes(user=user, verb=verb, api_group=group, api_version=version,
                       resource=resource, subresource=sub, namespace=namespace, name=name,
                       path=path)

@@ -227,3 +227,15 @@ spec:
     # kubectl's own words when -t is asked of a container without a terminal
     r = cluster.kubectl("attach", "-it", "client", check=False, timeout=30)
     assert "Unable to use a TTY" in r.stderr, r.stderr
+
+
+def test_a_read_only_exec_grant_opens_no_shell(cluster: Cluster, workload: str) -> None:
+    """kube 1.31+: a WebSocket exec needs create on pods/exec; get alone is refused."""
+    who = "system:serviceaccount:default:default"
+    cluster.kubectl("create", "role", "exec-get", "--verb=get", "--resource=pods,pods/exec")
+    cluster.kubectl("create", "rolebinding", "exec-get", "--role=exec-get",
+                    "--serviceaccount=default:default")
+    r = cluster.wait("the refusal", lambda: cluster.kubectl(
+        "exec", f"--as={who}", "client", "--", "id", check=False).stderr)
+    assert (f'pods "client" is forbidden: User "{who}" cannot create resource "pods/exec" '
+            'in API group "" in the namespace "default"') in r, r
