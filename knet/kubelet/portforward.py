@@ -202,15 +202,17 @@ class SpdyForwarder:
 # -- the Python client: channel pairs --------------------------------------------------------
 
 async def _channels(ws: web.WebSocketResponse, ports: list[int], dial: Dial) -> None:
-    writers: dict[int, asyncio.StreamWriter] = {}
+    conns: list[asyncio.Future[asyncio.StreamWriter | None]] = [
+        asyncio.get_running_loop().create_future() for _ in ports]
 
     async def one(i: int, port: int) -> None:
         try:
             reader, writer = await dial(port)
         except ForwardError as exc:
+            conns[i].set_result(None)
             await ws.send_bytes(bytes([2 * i + 1]) + str(exc).encode())
             return
-        writers[i] = writer
+        conns[i].set_result(writer)
         try:
             await _pod_to_client(reader, lambda b: ws.send_bytes(bytes([2 * i]) + b))
         finally:
@@ -227,8 +229,10 @@ async def _channels(ws: web.WebSocketResponse, ports: list[int], dial: Dial) -> 
             if msg.type != WSMsgType.BINARY or not msg.data:
                 continue
             ch, data = msg.data[0], msg.data[1:]
-            w = writers.get(ch // 2)
-            if ch % 2 == 0 and w is not None and data:
+            if ch % 2 or ch // 2 >= len(ports) or not data:
+                continue
+            w = await conns[ch // 2]       # data sent before the dial completes waits for it
+            if w is not None and not w.is_closing():
                 w.write(data)
                 await w.drain()
 
@@ -236,8 +240,9 @@ async def _channels(ws: web.WebSocketResponse, ports: list[int], dial: Dial) -> 
     try:    # until every pod connection ends, or the client goes away
         await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for w in writers.values():
-            _close(w)
+        for c in conns:
+            if c.done() and c.result() is not None:
+                _close(c.result())
         for t in (*both, *tasks):
             t.cancel()
         await asyncio.gather(*both, return_exceptions=True)
