@@ -10,6 +10,7 @@ import socket
 import zlib
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -154,3 +155,32 @@ def test_spdy_dictionary_and_codec() -> None:
     assert (frames[2].type, frames[2].stream, frames[2].data) == (0, 5, b"abc")
     with pytest.raises(spdy.SpdyError):
         list(spdy.Parser().feed(b"\x80\x02\x00\x01\x00\x00\x00\x00"))
+
+
+async def test_data_sent_before_the_pod_connection_is_up_is_kept(echo_port: int) -> None:
+    """The Python client writes as soon as the socket opens: a slow dial must not drop it."""
+    base = netns_dialer(None, "knet-p-x")
+
+    async def slow(port: int) -> Any:
+        await asyncio.sleep(0.3)
+        return await base(port)
+
+    worker = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
+                             pod={"spec": {"containers": [{"name": "c"}]}},
+                             runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
+    app = create_app(lambda k: worker,  # type: ignore[arg-type,return-value]
+                     None, auth=KubeletAuth(tokens=Tokens()), dialer=lambda sb: slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                f"http://127.0.0.1:{port}{POD}/portforward?ports={echo_port}",
+                protocols=("v4.channel.k8s.io",), headers=ADMIN) as ws:
+            await ws.send_bytes(b"\x00early\n")
+            frames = [(await ws.receive(timeout=5)).data for _ in range(3)]
+            assert frames[2] == b"\x00echo:early\n"
+    finally:
+        await runner.cleanup()
