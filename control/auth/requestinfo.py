@@ -62,13 +62,17 @@ def _verb(method: str, name: str, query: Mapping[str, str]) -> str:
 
 def forbidden_message(attrs: Attributes, reason: str = "") -> str:
     """kube-apiserver's words: `pods is forbidden: User "u" cannot create resource "pods"
-    in API group "" in the namespace "kube-system"`."""
+    in API group "" in the namespace "kube-system"`; `pods "x" is forbidden: ... cannot create
+    resource "pods/exec" ...` for a subresource."""
     who = f'User "{attrs.user.name}"'
     if not attrs.resource_request:
         msg = f'forbidden: {who} cannot {attrs.verb} path "{attrs.path}"'
     else:
         resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
-        subject = f'{resource} "{attrs.name}"' if attrs.name else resource
+        # the subject is the GroupResource without the subresource: `pods "x"` for pods/exec,
+        # `deployments.apps "web"` (apierrors.NewForbidden)
+        qualified = attrs.resource + (f".{attrs.api_group}" if attrs.api_group else "")
+        subject = f'{qualified} "{attrs.name}"' if attrs.name else qualified
         msg = (f'{subject} is forbidden: {who} cannot {attrs.verb} resource "{resource}" '
                f'in API group "{attrs.api_group}"')
         msg += (f' in the namespace "{attrs.namespace}"' if attrs.namespace

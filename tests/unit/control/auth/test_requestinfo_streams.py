@@ -24,3 +24,15 @@ def test_stream_gets_are_creates() -> None:
         assert attributes(U, "POST", f"{NS}/pods/p/{sub}", {}).verb == "create"
     assert attributes(U, "GET", f"{NS}/pods/p/log", {}).verb == "get"
     assert attributes(U, "GET", f"{NS}/pods/p/proxy/x", {}).verb == "get"
+
+
+def test_forbidden_messages_name_the_group_resource() -> None:
+    from control.auth.requestinfo import forbidden_message
+    a = attributes(U, "GET", "/api/v1/namespaces/default/pods/client/exec", {})
+    assert forbidden_message(a) == (
+        'pods "client" is forbidden: User "jane" cannot create resource "pods/exec" in API '
+        'group "" in the namespace "default"')
+    a = attributes(U, "GET", "/apis/apps/v1/namespaces/default/deployments/web", {})
+    assert forbidden_message(a).startswith('deployments.apps "web" is forbidden: User "jane" '
+                                           'cannot get resource "deployments" in API group '
+                                           '"apps"')
