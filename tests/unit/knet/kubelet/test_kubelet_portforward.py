@@ -14,9 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from control.auth.types import UserInfo
 from knet.kubelet import spdy
 from knet.kubelet.auth import KubeletAuth
 from knet.kubelet.portforward import netns_dialer
@@ -24,11 +22,9 @@ from knet.kubelet.server import create_app
 
 POD = "/api/v1/namespaces/default/pods/p"
 ADMIN = {"Authorization": "Bearer admin-token"}
-
-
-class Tokens:
-    async def authenticate(self, token: str) -> UserInfo | None:
-        return UserInfo("admin", groups=("system:masters",)) if token == "admin-token" else None
+WORKER = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
+                         pod={"spec": {"containers": [{"name": "c"}]}},
+                         runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
 
 
 @pytest.fixture
@@ -46,23 +42,11 @@ async def echo_port() -> AsyncIterator[int]:
 
 
 @pytest.fixture
-async def kubelet() -> AsyncIterator[str]:
-    worker = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
-                             pod={"spec": {"containers": [{"name": "c"}]}},
-                             runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
-    app = create_app(lambda k: worker if k == "default/p" else None,  # type: ignore[arg-type,return-value]
-                     None,
-                     auth=KubeletAuth(tokens=Tokens()),
-                     dialer=lambda sb: netns_dialer(None, sb.netns))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}{POD}/portforward"
-    finally:
-        await runner.cleanup()
+async def kubelet(admin_auth: KubeletAuth, serve_kubelet: Any) -> AsyncIterator[str]:
+    app = create_app(lambda k: WORKER if k == "default/p" else None,  # type: ignore[arg-type,return-value]
+                     None, auth=admin_auth, dialer=lambda sb: netns_dialer(None, sb.netns))
+    async with serve_kubelet(app) as url:
+        yield f"{url}{POD}/portforward"
 
 
 def _free_port() -> int:
@@ -157,7 +141,8 @@ def test_spdy_dictionary_and_codec() -> None:
         list(spdy.Parser().feed(b"\x80\x02\x00\x01\x00\x00\x00\x00"))
 
 
-async def test_data_sent_before_the_pod_connection_is_up_is_kept(echo_port: int) -> None:
+async def test_data_sent_before_the_pod_connection_is_up_is_kept(
+        echo_port: int, admin_auth: KubeletAuth, serve_kubelet: Any) -> None:
     """The Python client writes as soon as the socket opens: a slow dial must not drop it."""
     base = netns_dialer(None, "knet-p-x")
 
@@ -165,22 +150,11 @@ async def test_data_sent_before_the_pod_connection_is_up_is_kept(echo_port: int)
         await asyncio.sleep(0.3)
         return await base(port)
 
-    worker = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
-                             pod={"spec": {"containers": [{"name": "c"}]}},
-                             runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
-    app = create_app(lambda k: worker,  # type: ignore[arg-type,return-value]
-                     None, auth=KubeletAuth(tokens=Tokens()), dialer=lambda sb: slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as s, s.ws_connect(
-                f"http://127.0.0.1:{port}{POD}/portforward?ports={echo_port}",
-                protocols=("v4.channel.k8s.io",), headers=ADMIN) as ws:
-            await ws.send_bytes(b"\x00early\n")
-            frames = [(await ws.receive(timeout=5)).data for _ in range(3)]
-            assert frames[2] == b"\x00echo:early\n"
-    finally:
-        await runner.cleanup()
+    app = create_app(lambda k: WORKER,  # type: ignore[arg-type,return-value]
+                     None, auth=admin_auth, dialer=lambda sb: slow)
+    async with serve_kubelet(app) as url, aiohttp.ClientSession() as s, s.ws_connect(
+            f"{url}{POD}/portforward?ports={echo_port}", protocols=("v4.channel.k8s.io",),
+            headers=ADMIN) as ws:
+        await ws.send_bytes(b"\x00early\n")
+        frames = [(await ws.receive(timeout=5)).data for _ in range(3)]
+        assert frames[2] == b"\x00echo:early\n"

@@ -13,9 +13,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from control.auth.types import UserInfo
 from knet.kubelet import channels
 from knet.kubelet.auth import KubeletAuth
 from knet.kubelet.server import create_app
@@ -23,11 +21,6 @@ from knet.runtime.execsession import PipeSession
 
 POD = "/api/v1/namespaces/default/pods/p"
 ADMIN = {"Authorization": "Bearer admin-token"}
-
-
-class Tokens:
-    async def authenticate(self, token: str) -> UserInfo | None:
-        return UserInfo("admin", groups=("system:masters",)) if token == "admin-token" else None
 
 
 class Runtime:
@@ -42,22 +35,14 @@ class Runtime:
 
 
 @pytest.fixture
-async def kubelet() -> AsyncIterator[str]:
+async def kubelet(admin_auth: KubeletAuth, serve_kubelet: Any) -> AsyncIterator[str]:
     worker = SimpleNamespace(key="default/p", sandbox=object(),
                              pod={"spec": {"containers": [{"name": "c"}]}},
                              runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
     app = create_app(lambda k: worker if k == "default/p" else None,  # type: ignore[arg-type,return-value]
-                     Runtime(),
-                     auth=KubeletAuth(tokens=Tokens()))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+                     Runtime(), auth=admin_auth)
+    async with serve_kubelet(app) as url:
+        yield url
 
 
 async def _session(url: str, protocol: str, send: list[bytes | str]) -> dict[int, bytes]:
