@@ -7,7 +7,9 @@ the Python client's portforward."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -217,7 +219,6 @@ spec:
 """)
     cluster.wait("console running", lambda: cluster.get("pod", "console")["status"].get(
         "phase") == "Running")
-    import time
     time.sleep(3)          # sh waits on its terminal: no restarts, no CrashLoopBackOff
     pod = cluster.get("pod", "console")
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
@@ -247,3 +248,34 @@ def test_a_read_only_exec_grant_opens_no_shell(cluster: Cluster, workload: str) 
         "exec", f"--as={who}", "client", "--", "id", check=False).stderr)
     assert (f'pods "client" is forbidden: User "{who}" cannot create resource "pods/exec" '
             'in API group "" in the namespace "default"') in r, r
+
+
+def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None:
+    """The finding: `kubectl run -it --rm bb --image=busybox -- sh` from a real terminal (util-linux
+    `script` gives kubectl a pty): a prompt, a command, exit, the pod deleted."""
+    kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
+               "run -it --rm bbt --image=busybox --restart=Never -- sh")
+    proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    out = b""
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        deadline = time.monotonic() + 60
+        sent = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            out += proc.stdout.read() or b""
+            if not sent and (b"#" in out or b"command prompt" in out):
+                time.sleep(1)
+                proc.stdin.write(b"echo tty says $(tty)\rexit\r")
+                proc.stdin.flush()
+                sent = True
+        proc.wait(timeout=30)
+        out += proc.stdout.read() or b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode(errors="replace")
+    assert "tty says /dev/pts/" in text, text
+    assert 'pod "bbt" deleted' in text, text
