@@ -37,6 +37,7 @@ from control.api.app import OBJECTS, Settings, create_app
 from control.api.ca import ClusterCA
 from control.api.local import LocalClient
 from control.api.nodeproxy import KUBELET_TLS
+from control.api.proxysub import POD_NETWORK
 from control.api.objects import ObjectService
 from control.api.saadmission import ServiceAccountAdmission
 from control.api.tls import (
@@ -71,6 +72,9 @@ class ServerConfig:
     store_url: str | None = None
     hooks: tuple[str, ...] = CONTROLLER_HOOKS
     extra: dict[str, Any] = field(default_factory=dict)
+    # how the proxy subresources reach pod IPs (control.api.proxysub.PodNetwork); None: from
+    # where the API server runs
+    pod_network: Any = None
     # kube-apiserver's --authorization-mode: "Node,RBAC", or "Authenticated" (any
     # authenticated user may do anything: knet before RBAC, kept for benchmarks)
     authorization_mode: str = field(
@@ -253,6 +257,8 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
     app = _app(store, settings(state, token), config.authorization_mode)
     ensure_client_certificates(state)           # makes the cluster CA on first start
     app[KUBELET_TLS] = kubelet_client_context(state)
+    if config.pod_network is not None:
+        app[POD_NETWORK] = config.pod_network
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=5, **listen.HANDLER_ARGS)
     await runner.setup()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.api import discovery, openapi, rest
+from control.api import discovery, openapi, proxysub, rest
 from control.api.codec import MAX_BODY
 from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS, TOKEN_REQUESTS
 from control.api.middleware import guarded
@@ -74,6 +74,7 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app)
     openapi.build_routes(app)
+    proxysub.add_routes(app, OBJECTS)
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_stop_streams)

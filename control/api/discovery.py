@@ -30,8 +30,14 @@ def _subresource(info: ResourceInfo, sub: str) -> dict[str, Any]:
         entry.update(group="autoscaling", version="v1", kind="Scale")
     elif sub == "log":
         entry.update(kind="Pod", verbs=["get"])
-    elif sub == "exec":
-        entry.update(kind="PodExecOptions", verbs=["create", "get"])
+    elif sub in ("exec", "attach", "portforward"):
+        kind = {"exec": "PodExecOptions", "attach": "PodAttachOptions",
+                "portforward": "PodPortForwardOptions"}[sub]
+        entry.update(kind=kind, verbs=["create", "get"])
+    elif sub == "proxy":
+        kind = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions",
+                "nodes": "NodeProxyOptions"}.get(info.plural, info.kind)
+        entry.update(kind=kind, verbs=["create", "delete", "get", "patch", "update"])
     elif sub == "binding":
         entry.update(kind="Binding", verbs=["create"])
     elif sub == "token":

@@ -16,6 +16,9 @@ from control.auth.types import Attributes, UserInfo
 __all__ = ["attributes", "forbidden_message"]
 
 _NS_SUBRESOURCES = ("status", "finalize")
+# a WebSocket GET to these runs commands or opens connections: authorized as create, so that
+# a read-only role (get on pods/exec) does not open a shell
+_CONNECT_AS_CREATE = ("exec", "attach", "portforward")
 _READ = {"GET": "get", "HEAD": "get"}
 _WRITE = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
@@ -36,10 +39,12 @@ def attributes(user: UserInfo, method: str, path: str,
         namespace, rest = rest[1], rest[2:]
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
-    sub = "/".join(rest[2:])
+    sub = rest[2] if len(rest) > 2 else ""      # services/NAME/proxy/a/b: subresource proxy
     if resource == "namespaces" and name and not namespace:
         namespace = name             # a namespace is its own namespace (RequestInfoFactory)
     verb = _verb(method, name, query)
+    if verb == "get" and not group and resource == "pods" and sub in _CONNECT_AS_CREATE:
+        verb = "create"   # kube 1.31+ (AuthorizePodWebsocketUpgradeCreatePermission)
     return Attributes(user=user, verb=verb, api_group=group, api_version=version,
                       resource=resource, subresource=sub, namespace=namespace, name=name,
                       path=path)
@@ -57,13 +62,17 @@ def _verb(method: str, name: str, query: Mapping[str, str]) -> str:
 
 def forbidden_message(attrs: Attributes, reason: str = "") -> str:
     """kube-apiserver's words: `pods is forbidden: User "u" cannot create resource "pods"
-    in API group "" in the namespace "kube-system"`."""
+    in API group "" in the namespace "kube-system"`; `pods "x" is forbidden: ... cannot create
+    resource "pods/exec" ...` for a subresource."""
     who = f'User "{attrs.user.name}"'
     if not attrs.resource_request:
         msg = f'forbidden: {who} cannot {attrs.verb} path "{attrs.path}"'
     else:
         resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
-        subject = f'{resource} "{attrs.name}"' if attrs.name else resource
+        # the subject is the GroupResource without the subresource: `pods "x"` for pods/exec,
+        # `deployments.apps "web"` (apierrors.NewForbidden)
+        qualified = attrs.resource + (f".{attrs.api_group}" if attrs.api_group else "")
+        subject = f'{qualified} "{attrs.name}"' if attrs.name else qualified
         msg = (f'{subject} is forbidden: {who} cannot {attrs.verb} resource "{resource}" '
                f'in API group "{attrs.api_group}"')
         msg += (f' in the namespace "{attrs.namespace}"' if attrs.namespace

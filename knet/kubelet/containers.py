@@ -231,6 +231,9 @@ async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name:
     return ContainerSpec(name=container["name"], argv=resolve_argv(container, env), env=env,
                          workdir=container.get("workingDir"),
                          mounts=mounts_for(container, volumes),
+                         stdin=bool(container.get("stdin")),
+                         stdin_once=bool(container.get("stdinOnce")),
+                         tty=bool(container.get("tty")),
                          **security(pod, container), **limits(container))
 
 

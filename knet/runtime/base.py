@@ -137,6 +137,9 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ()
     memory_limit: int | None = None
     cpu_limit_millis: int | None = None
+    stdin: bool = False          # the shim keeps a stdin (or, with tty, a terminal) to attach
+    stdin_once: bool = False
+    tty: bool = False
 
 
 @dataclass(frozen=True)

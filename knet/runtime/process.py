@@ -187,7 +187,8 @@ class ProcessRuntime:
                 "workdir": spec.workdir or "",
                 "mounts": [(m.host_path, m.container_path, m.read_only) for m in spec.mounts],
                 "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log),
-                "log_max_bytes": self._log_max_bytes}
+                "log_max_bytes": self._log_max_bytes, "stdin": spec.stdin,
+                "stdin_once": spec.stdin_once, "tty": spec.tty}
 
     def _isolation(self, sandbox: PodSandbox, spec: ContainerSpec, inst: layout.Instance, *,
                    pidns: str) -> dict[str, object]:

@@ -76,7 +76,8 @@ def _failed(stage: list[str], spec: dict[str, Any], exc: BaseException,
     os._exit(code)
 
 
-def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: int) -> None:
+def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: int,
+           con: Any = None) -> None:
     """In the forked child: set up the container; as its init (own PID namespace) fork
     the workload, else become it. Never returns."""
     stage = ["setup"]
@@ -99,22 +100,26 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
             if workload == 0:
                 os.close(r2)
                 os.setsid()
-                _become(spec, out_w, err_w, w2)
+                _become(spec, out_w, err_w, w2, con)
             os.close(w2)
+            if con is not None:  # the init must not hold the workload's stdin open
+                os.close(con.child_fd)
+                os.close(con.parent_fd)
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             for fd in (null, out_w, err_w):
                 os.close(fd)
             shimns.init(workload, r2, report_w)
-        _become(spec, out_w, err_w, report_w)
+        _become(spec, out_w, err_w, report_w, con)
     except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
         _failed(stage, spec, exc, report_w)
     finally:
         os._exit(128)
 
 
-def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
+def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int,
+            con: Any = None) -> None:
     """Drop privileges and exec the container's command. Never returns."""
     stage = ["drop capabilities"]
     try:
@@ -134,6 +139,8 @@ def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
+        if con is not None:  # stdin: true / tty: true (knet.runtime.console)
+            sys.modules["knet.runtime.console"].child(con)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -325,11 +332,17 @@ def main(spec_path: str) -> int:
             shimns.enter_pid_namespace(spec)
         except OSError as exc:
             return _fail(spec, log_fd, 0, f"128\tset up the PID namespace: {exc}".encode())
+    con = None
+    if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
+        from knet.runtime import console
+        con = console.prepare(spec)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(go_w)
-        _child(spec, out_w, err_w, report_w, go_r)
+        _child(spec, out_w, err_w, report_w, go_r, con)
+    if con is not None:
+        console.start(con, out_w)
     for fd in (out_w, err_w, report_w, go_r):
         os.close(fd)
     if not _join_cgroups(spec, pid, go_w):

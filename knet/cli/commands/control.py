@@ -30,13 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _run(args: argparse.Namespace) -> int:
     from control import server
+    from knet.dataplane.nodesockets import NodeNetnsSockets
 
     try:
         host, port = server.parse_listen(args.listen)
     except ValueError as exc:
         raise KnetError(str(exc)) from None
     config = server.ServerConfig(state_dir=args.state_dir, host=host, port=port,
-                                 store_url=args.store,
+                                 store_url=args.store, pod_network=NodeNetnsSockets(),
                                  hooks=() if args.no_controllers else server.CONTROLLER_HOOKS)
 
     def ready(url: str) -> None:

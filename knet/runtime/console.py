@@ -1,0 +1,158 @@
+"""A container's stdin (`stdin: true`) or terminal (`tty: true`), kept by its shim for attach.
+
+The shim makes a pipe (or a pty) before forking the container and keeps the writing end (or
+the master), so `sh` with `stdin: true` waits for input instead of exiting on /dev/null. It
+listens on a unix socket next to the instance's log (`N.attach`, 0600, root only), where each
+attach client sends frames: a type byte (0 stdin, 4 resize as JSON {"Width","Height"}, 255
+close stdin), a 4-byte length, the payload. With `stdinOnce` the stdin closes when the first
+client closes it or leaves, as the kubelet does; without, it stays open for the next client. A terminal's output is copied into the stdout pipe the
+shim already frames into the CRI log; attach clients read it from the log.
+
+Shim side (`prepare`, `child`, `start`) uses the stdlib only, threads via `_thread`, to keep
+the shim light; `connect` is the agent's side.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DATA, RESIZE, CLOSE = 0, 4, 255
+
+
+def socket_path(log_path: str) -> str:
+    return log_path[:-4] + ".attach" if log_path.endswith(".log") else log_path + ".attach"
+
+
+class Console:
+    def __init__(self, tty: bool, child_fd: int, parent_fd: int, path: str, once: bool) -> None:
+        self.tty, self.child_fd, self.parent_fd = tty, child_fd, parent_fd
+        self.path, self.once, self.closed = path, once, False
+
+
+def prepare(spec: dict[str, Any]) -> Console | None:
+    """Before the fork: the pipe or pty, when the container asked for stdin or a tty."""
+    if not spec.get("stdin") and not spec.get("tty"):
+        return None
+    if spec.get("tty"):
+        parent, child = os.openpty()
+    else:
+        child, parent = os.pipe()
+    return Console(bool(spec.get("tty")), child, parent, socket_path(spec["log"]),
+                   bool(spec.get("stdin_once")))
+
+
+def child(con: Console) -> None:
+    """In the container (after setsid): stdin (and with a tty, stdout/stderr and the
+    controlling terminal) from the console."""
+    os.dup2(con.child_fd, 0)
+    if con.tty:
+        import fcntl
+        import termios
+
+        os.dup2(con.child_fd, 1)
+        os.dup2(con.child_fd, 2)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def start(con: Console, out_w: int) -> None:
+    """In the shim after the fork: serve attach clients; copy a terminal's output to out_w."""
+    import _thread
+    import socket
+
+    os.close(con.child_fd)
+    with_out = os.dup(out_w) if con.tty else -1
+    try:
+        os.unlink(con.path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dir_fd = os.open(os.path.dirname(con.path), os.O_RDONLY)
+    old = os.umask(0o177)
+    try:  # through /proc/self/fd: the state dir may be longer than a sun_path allows
+        listener.bind(f"/proc/self/fd/{dir_fd}/{os.path.basename(con.path)}")
+    finally:
+        os.umask(old)
+        os.close(dir_fd)
+    listener.listen(4)
+    if con.tty:
+        _thread.start_new_thread(_copy_out, (con.parent_fd, with_out))
+    _thread.start_new_thread(_serve, (con, listener))
+
+
+def _copy_out(master: int, out_w: int) -> None:
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:       # EIO: the terminal's last user has gone
+            data = b""
+        if not data:
+            os.close(out_w)
+            return
+        os.write(out_w, data)
+
+
+def _serve(con: Console, listener: Any) -> None:
+    while not con.closed:
+        conn, _ = listener.accept()
+        try:
+            _client(con, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        if con.once:
+            _close_stdin(con)
+
+
+def _client(con: Console, conn: Any) -> None:
+    import json
+
+    f = conn.makefile("rb")
+    while head := f.read(5):
+        if len(head) < 5:
+            return
+        payload = f.read(int.from_bytes(head[1:5], "big"))
+        if head[0] == DATA and not con.closed:
+            os.write(con.parent_fd, payload)
+        elif head[0] == RESIZE and con.tty:
+            import fcntl
+            import struct
+            import termios
+
+            size = json.loads(payload or b"{}")
+            fcntl.ioctl(con.parent_fd, termios.TIOCSWINSZ, struct.pack(
+                "HHHH", int(size.get("Height", 24)), int(size.get("Width", 80)), 0, 0))
+        elif head[0] == CLOSE and con.once:     # without stdinOnce, stdin outlives clients
+            _close_stdin(con)
+
+
+def _close_stdin(con: Console) -> None:
+    if con.closed:
+        return
+    if con.tty:
+        os.write(con.parent_fd, b"\x04")     # end of input on a terminal is ^D
+        return
+    con.closed = True
+    os.close(con.parent_fd)
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind]) + len(payload).to_bytes(4, "big") + payload
+
+
+async def connect(log_path: str) -> Any:
+    """The agent's side: (reader, writer) to a running instance's console, or
+    FileNotFoundError when the container has no stdin or tty."""
+    import asyncio
+
+    path = socket_path(log_path)
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        return await asyncio.open_unix_connection(
+            f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}")
+    finally:
+        os.close(dir_fd)
