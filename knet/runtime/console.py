@@ -59,11 +59,12 @@ def child(con: Console) -> None:
 
 
 def start(con: Console, out_w: int) -> None:
-    """In the shim after the fork: serve attach clients; copy a terminal's output to out_w."""
+    """In the shim, before it enters the container's PID namespace (a process that did
+    unshare(CLONE_NEWPID) can no longer start threads) and before the fork: serve attach
+    clients; copy a terminal's output to out_w. `forked` follows the fork."""
     import _thread
     import socket
 
-    os.close(con.child_fd)
     with_out = os.dup(out_w) if con.tty else -1
     try:
         os.unlink(con.path)
@@ -81,6 +82,11 @@ def start(con: Console, out_w: int) -> None:
     if con.tty:
         _thread.start_new_thread(_copy_out, (con.parent_fd, with_out))
     _thread.start_new_thread(_serve, (con, listener))
+
+
+def forked(con: Console) -> None:
+    """In the shim after the fork: the container's end belongs to the container alone."""
+    os.close(con.child_fd)
 
 
 def _copy_out(master: int, out_w: int) -> None:

@@ -327,22 +327,23 @@ def main(spec_path: str) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    con = None
+    if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
+        from knet.runtime import console
+        con = console.prepare(spec)
+        console.start(con, out_w)      # threads: before unshare(CLONE_NEWPID) forbids them
     if spec.get("pid_ns"):
         try:
             shimns.enter_pid_namespace(spec)
         except OSError as exc:
             return _fail(spec, log_fd, 0, f"128\tset up the PID namespace: {exc}".encode())
-    con = None
-    if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
-        from knet.runtime import console
-        con = console.prepare(spec)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(go_w)
         _child(spec, out_w, err_w, report_w, go_r, con)
     if con is not None:
-        console.start(con, out_w)
+        console.forked(con)
     for fd in (out_w, err_w, report_w, go_r):
         os.close(fd)
     if not _join_cgroups(spec, pid, go_w):
