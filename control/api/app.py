@@ -20,7 +20,7 @@ from aiohttp import web
 
 from control.api import discovery, openapi, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import (BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS,
+from control.api.keys import (BOOKMARK_INTERVAL, OBJECTS, OPENAPI, REVIEWS, STOPPING, STREAMS,
                               TOKEN_REQUESTS)
 from control.api.middleware import guarded
 from control.api.objects import Admit, AdmissionPlugin, ObjectService
@@ -74,7 +74,7 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app)
-    openapi.build_routes(app)
+    app[OPENAPI] = openapi.build_routes(app)
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_stop_streams)

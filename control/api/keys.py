@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from control.api.objects import ObjectService
+from control.api.openapi import OpenAPI
 from control.api.reviews import ReviewHandler
 from control.api.tokenrequest import TokenRequests
 
@@ -20,3 +21,5 @@ BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
 REVIEWS: web.AppKey[Mapping[str, ReviewHandler]] = web.AppKey("reviews", Mapping)
 # the serviceaccounts/token subresource: control.api.tokenrequest
 TOKEN_REQUESTS = web.AppKey("token_requests", TokenRequests)
+# the OpenAPI documents and the upstream definitions field validation walks: control.api.openapi
+OPENAPI = web.AppKey("openapi", OpenAPI)

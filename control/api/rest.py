@@ -9,13 +9,14 @@ method calls the object layer. Query parameters keep their Kubernetes names.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, meta, nodeproxy, params
-from control.api.keys import OBJECTS, REVIEWS, TOKEN_REQUESTS
+from control.api import codec, fieldcheck, meta, nodeproxy, params
+from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
 from control.api.reviews import ReviewContext, run_review
@@ -79,7 +80,20 @@ def _dry_run(request: web.Request) -> bool:
     return bool(request.query.getall("dryRun", []))
 
 
-def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web.Response:
+async def _fields(request: web.Request, t: Target, body: Any,
+                  patch_type: str | None = None) -> list[str]:
+    """Unknown and duplicate fields (control.api.fieldcheck): warnings, or a 400 if Strict."""
+    mode = fieldcheck.mode_of(request.query)
+    defs = await request.app[OPENAPI].definitions()
+    return fieldcheck.check(defs, t.info, body, await request.read(), request.content_type,
+                            mode=mode, patch_type=patch_type, name=t.name or "",
+                            namespace=t.namespace)
+
+
+def _written(request: web.Request, w: Written, *, sub: str | None = None,
+             warnings: list[str] | None = None) -> web.Response:
+    if warnings:
+        w = dataclasses.replace(w, warnings=[*warnings, *w.warnings])
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
         plural = _target(request).info.plural
@@ -164,9 +178,10 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
     if t.name is not None:
         raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
                                f"collection {t.info.path(t.namespace)} to create")
+    warnings = await _fields(request, t, body)
     w = await objects.create(t.info.plural, body, namespace=t.namespace,
                              dry_run=_dry_run(request), owned=True)
-    return _written(request, w)
+    return _written(request, w, warnings=warnings)
 
 
 async def handle_put(request: web.Request) -> web.StreamResponse:
@@ -185,9 +200,10 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
             "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge"))
     if t.sub not in (None, "status"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
+    warnings = await _fields(request, t, body)
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
                              subresource=t.sub, dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub)
+    return _written(request, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_patch(request: web.Request) -> web.StreamResponse:
@@ -198,11 +214,12 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
     kind = codec.patch_type(request)
     body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
+    warnings = [] if t.sub == "scale" else await _fields(request, t, body, kind)
     w = await request.app[OBJECTS].patch(
         t.info.plural, t.name, body, patch_type=kind, namespace=t.namespace,
         subresource=t.sub, field_manager=request.query.get("fieldManager"),
         force=_flag(request, "force"), dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub)
+    return _written(request, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_delete(request: web.Request) -> web.StreamResponse:
