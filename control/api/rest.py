@@ -21,8 +21,8 @@ from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
 from control.api.reviews import ReviewContext, run_review
 from control.api.watch import serve_watch
-from control.errors import MethodNotAllowed, NotFound
-from control.models.resources import ResourceInfo
+from control.errors import MethodNotAllowed, NotFound, UnsupportedMedia
+from control.models.resources import Registry, ResourceInfo
 
 _NS_SUBRESOURCES = ("status", "finalize")
 
@@ -35,7 +35,8 @@ class Target:
     sub: str | None
 
 
-def parse_target(group: str, version: str, tail: str) -> Target:
+def parse_target(group: str, version: str, tail: str,
+                 registry: Registry | None = None) -> Target:
     parts = [p for p in tail.split("/") if p] if tail else []
     namespace = None
     if (len(parts) >= 3 and parts[0] == "namespaces"
@@ -44,7 +45,10 @@ def parse_target(group: str, version: str, tail: str) -> Target:
     if not parts or len(parts) > 3:
         raise NotFound(f"the server could not find the requested resource "
                        f"({group}/{version}/{tail})")
-    info = meta.resource(parts[0])
+    try:
+        info = (registry or Registry()).by_plural(parts[0])
+    except KeyError:
+        info = meta.resource(parts[0])
     if info.group != group or info.version != version:
         raise NotFound(f"the server could not find the requested resource: {info.plural} "
                        f"are served under {info.path()}")
@@ -61,7 +65,8 @@ def parse_target(group: str, version: str, tail: str) -> Target:
 
 def _target(request: web.Request) -> Target:
     info = request.match_info
-    t = parse_target(info.get("group", ""), info["version"], info.get("tail", ""))
+    t = parse_target(info.get("group", ""), info["version"], info.get("tail", ""),
+                     request.app[OBJECTS].registry)
     if not t.info.stored and request.method != "POST":
         raise MethodNotAllowed(f"{t.info.plural} only answer POST (create): a "
                                f"{t.info.kind} is a question, not a stored object")
@@ -213,6 +218,10 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
     if t.sub not in (None, "status", "scale"):
         raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
     kind = codec.patch_type(request)
+    if t.info.custom and kind == "strategic":
+        raise UnsupportedMedia("the body of the request was in an unknown format - accepted "
+                               "media types include: application/json-patch+json, "
+                               "application/merge-patch+json, application/apply-patch+yaml")
     body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
     warnings = [] if t.sub == "scale" else await _fields(request, t, body, kind)
     w = await request.app[OBJECTS].patch(
