@@ -75,7 +75,8 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
     discovery.build_routes(app, objects.registry)
-    app[OPENAPI] = openapi.build_routes(app, openapi.OpenAPI(objects.registry.all))
+    app[OPENAPI] = openapi.build_routes(app, openapi.OpenAPI(
+        objects.registry.all, custom=objects.registry.custom_schema))
     app[CRDS] = crd.CRDs(objects, on_change=app[OPENAPI].invalidate)
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)

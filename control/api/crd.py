@@ -123,6 +123,7 @@ class CustomKind:
     def __init__(self, schema: Obj | None) -> None:
         self.schema = schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         self.validator = jsonschema.Draft4Validator(_openapi_to_jsonschema(self.schema))
+        self.field_tree: Any = None          # control.api.fieldcheck's, built on first use
 
     def __call__(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> tuple[Obj, list[str]]:
         if not isinstance(obj, dict):

@@ -113,16 +113,19 @@ def _split(path: str) -> list[str]:
 
 def check(defs: Definitions, info: ResourceInfo, body: Any, raw: bytes, content_type: str,
           *, mode: str, patch_type: str | None = None, name: str = "",
-          namespace: str | None = None) -> list[str]:
+          namespace: str | None = None, tree: FieldTree | None = None) -> list[str]:
     """The warnings to send; raises BadRequest in Strict mode. Drops unknown fields."""
-    schema = defs.name_of(info.group, info.version, info.kind)
-    if schema is None or not isinstance(body, dict) or patch_type == "json":
+    if tree is None:
+        schema = defs.name_of(info.group, info.version, info.kind)
+        if schema is None:
+            return []
+        tree = defs.tree(schema)
+    if not isinstance(body, dict) or patch_type == "json":
         return []
     if mode == "Ignore" and patch_type != "apply":
-        _drop_unknown(defs.tree(schema), body)
+        _drop_unknown(tree, body)
         return []
     walk = _Walk(patch=patch_type in ("merge", "strategic"))
-    tree = defs.tree(schema)
     if content_type in _JSON_TYPES and raw.lstrip().startswith(b"{"):
         walk.pairs(json.loads(raw, object_pairs_hook=list), tree, "")
     else:
@@ -147,6 +150,17 @@ def check(defs: Definitions, info: ResourceInfo, body: Any, raw: bytes, content_
         raise BadRequest(f'{info.kind} in version "{info.version}" cannot be handled as a '
                          f"{info.kind}: strict decoding error: " + ", ".join(found))
     return found
+
+
+def custom_tree(defs: Definitions, schema: dict[str, Any]) -> FieldTree:
+    """The field tree of a CRD's openAPIV3Schema (type meta and ObjectMeta added)."""
+    tree = defs.compile(schema)
+    if tree.fields is None:
+        return tree
+    meta = defs.name_of("meta.k8s.io", "v1", "ObjectMeta") or \
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    return FieldTree(fields={"apiVersion": FieldTree(leaf=True), "kind": FieldTree(leaf=True),
+                             "metadata": defs.tree(meta), **tree.fields})
 
 
 def _drop_unknown(tree: FieldTree, node: Any) -> None:

@@ -55,8 +55,11 @@ class OpenAPI:
     """The documents for a set of resources, built once and cached as bytes."""
 
     def __init__(self, resources: Callable[[], Iterable[ResourceInfo]],
-                 load: Callable[[], Definitions] = Definitions.load) -> None:
+                 load: Callable[[], Definitions] = Definitions.load,
+                 custom: Callable[[ResourceInfo], dict[str, Any] | None] | None = None
+                 ) -> None:
         self._resources = resources
+        self._custom = custom or (lambda info: None)
         self._load = load
         self._defs: Definitions | None = None
         self._lock = asyncio.Lock()
@@ -84,7 +87,7 @@ class OpenAPI:
     async def v3(self) -> tuple[Doc, dict[str, Doc]]:
         defs = await self.definitions()
         if self._v3 is None or self._root is None:
-            docs = {_gv_path(g, v): Doc.of(gv_document(defs, infos))
+            docs = {_gv_path(g, v): Doc.of(gv_document(defs, infos, self._custom))
                     for (g, v), infos in self._by_gv().items()}
             root = {"paths": {path: {"serverRelativeURL":
                                      f"/openapi/v3/{path}?hash={doc.etag.strip(chr(34))}"}
@@ -99,8 +102,10 @@ class OpenAPI:
             paths: dict[str, Any] = {}
             for info in infos:
                 paths.update(_paths(info, _QUERY_V2))
+            definitions = defs.closure(_roots(defs, infos))
+            definitions.update(_custom_schemas(infos, self._custom))
             self._v2 = Doc.of({"swagger": "2.0", "info": _INFO, "paths": paths,
-                               "definitions": defs.closure(_roots(defs, infos))}, v2=True)
+                               "definitions": definitions}, v2=True)
         return self._v2
 
 
@@ -139,12 +144,37 @@ def _paths(info: ResourceInfo, query: list[dict[str, Any]]) -> dict[str, Any]:
     return paths
 
 
-def gv_document(defs: Definitions, infos: list[ResourceInfo]) -> dict[str, Any]:
+def _custom_schemas(infos: Iterable[ResourceInfo],
+                    custom: Callable[[ResourceInfo], dict[str, Any] | None]
+                    ) -> dict[str, Any]:
+    """The openAPIV3Schema of each CRD-defined kind, named as kube-apiserver names it
+    (`com.example.stable.v1.CronTab`), with the type meta and ObjectMeta added."""
+    out: dict[str, Any] = {}
+    for info in infos:
+        schema = custom(info) if info.custom else None
+        if schema is None:
+            continue
+        name = ".".join(reversed(info.group.split("."))) + f".{info.version}.{info.kind}"
+        props = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                 "metadata": {"allOf": [{"$ref": REF_V3 + _META + "ObjectMeta"}]},
+                 **(schema.get("properties") or {})}
+        out[name] = {**schema, "type": "object", "properties": props,
+                     "x-kubernetes-group-version-kind": [
+                         {"group": info.group, "version": info.version, "kind": info.kind}]}
+    return out
+
+
+def gv_document(defs: Definitions, infos: list[ResourceInfo],
+                custom: Callable[[ResourceInfo], dict[str, Any] | None] = lambda i: None
+                ) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for info in infos:
         paths.update(_paths(info, _QUERY_V3))
+    schemas = defs.closure(_roots(defs, infos) + ([_META + "ObjectMeta"] if any(
+        i.custom for i in infos) else []))
+    schemas.update(_custom_schemas(infos, custom))
     return {"openapi": "3.0.0", "info": _INFO, "paths": paths,
-            "components": {"schemas": defs.closure(_roots(defs, infos))}}
+            "components": {"schemas": schemas}}
 
 
 def _respond(request: web.Request, doc: Doc, *, immutable: bool = False) -> web.Response:

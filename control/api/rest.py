@@ -90,9 +90,16 @@ async def _fields(request: web.Request, t: Target, body: Any,
     """Unknown and duplicate fields (control.api.fieldcheck): warnings, or a 400 if Strict."""
     mode = fieldcheck.mode_of(request.query)
     defs = await request.app[OPENAPI].definitions()
+    tree = None
+    if t.info.custom:
+        kind = request.app[OBJECTS].registry.custom_admit(t.info)
+        tree = getattr(kind, "field_tree", None)
+        if tree is None and kind is not None:
+            tree = kind.field_tree = fieldcheck.custom_tree(        # type: ignore[attr-defined]
+                defs, kind.schema)                                   # type: ignore[attr-defined]
     return fieldcheck.check(defs, t.info, body, await request.read(), request.content_type,
                             mode=mode, patch_type=patch_type, name=t.name or "",
-                            namespace=t.namespace)
+                            namespace=t.namespace, tree=tree)
 
 
 def _written(request: web.Request, w: Written, *, sub: str | None = None,

@@ -130,6 +130,10 @@ class Definitions:
             tree.fields, tree.values, tree.leaf = built.fields, built.values, built.leaf
         return tree
 
+    def compile(self, s: dict[str, Any]) -> FieldTree:
+        """The field tree of an anonymous schema (a CRD's openAPIV3Schema)."""
+        return self._compile(s)
+
     def _compile(self, s: dict[str, Any]) -> FieldTree:
         for sub in s.get("allOf") or ():
             if "$ref" in sub:

@@ -175,6 +175,10 @@ class Registry:
                 return admit
         return None
 
+    def custom_schema(self, info: ResourceInfo) -> dict[str, Any] | None:
+        """The openAPIV3Schema of a CRD-defined kind (served in /openapi for kubectl)."""
+        return getattr(self.custom_admit(info), "schema", None)
+
     def _reindex(self) -> None:
         self._by_plural = {r.plural: r for r in self.all()}
         self.generation += 1

@@ -78,6 +78,18 @@ async def test_the_crontab_task(api: TestClient) -> None:
     assert got["spec"] == {"cronSpec": "* * * * */5", "image": "my-awesome-cron-image",
                            "replicas": 1}
     assert got["kind"] == "CronTab" and got["apiVersion"] == "stable.example.com/v1"
+    r = await api.post(CTS + "?fieldValidation=Strict",
+                       json=crontab("strict", cronSpec="* * * * */5", someRandomField=42))
+    assert (await r.json())["message"] == (
+        'CronTab in version "v1" cannot be handled as a CronTab: strict decoding error: '
+        'unknown field "spec.someRandomField"')
+    # served in OpenAPI (kubectl explain)
+    root = await (await api.get("/openapi/v3")).json()
+    doc = await (await api.get(root["paths"]["apis/stable.example.com/v1"][
+        "serverRelativeURL"])).json()
+    schema = doc["components"]["schemas"]["com.example.stable.v1.CronTab"]
+    assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec"}
+    assert "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" in doc["components"]["schemas"]
     # validation in kube-apiserver's words
     r = await api.post(CTS, json=crontab("my-bad", cronSpec="* * * *", image="i", replicas=15))
     body = await r.json()
