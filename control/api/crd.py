@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import copy
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from control.api import meta
 from control.errors import ApiError, BadRequest
-from control.models import names
+from control.models import names, printers
 from control.models.fielderrors import FieldErrors
 from control.models.resources import ResourceInfo
 from control.store.base import StoreEvent
@@ -120,7 +121,9 @@ def _path(parts: Any) -> str:
 class CustomKind:
     """The admission of one custom kind: prune, default, validate."""
 
-    def __init__(self, schema: Obj | None) -> None:
+    def __init__(self, schema: Obj | None, columns: list[Obj] | None = None) -> None:
+        self.columns = columns or [{"name": "Age", "type": "date",
+                                    "jsonPath": ".metadata.creationTimestamp"}]
         self.schema = schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         self.validator = jsonschema.Draft4Validator(_openapi_to_jsonschema(self.schema))
         self.field_tree: Any = None          # control.api.fieldcheck's, built on first use
@@ -226,6 +229,47 @@ def _default(s: Obj, node: Any) -> None:
             _default(s["items"], item)
 
 
+def _jsonpath(obj: Any, path: str) -> Any:
+    """A column's simple JSONPath (`.spec.cronSpec`, `.status.conditions[0].type`)."""
+    node = obj
+    for part in path.strip().strip("{}").lstrip(".").replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]"):
+            i = part[1:-1]
+            node = node[int(i)] if isinstance(node, list) and i.isdigit() and \
+                int(i) < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def table(kind: CustomKind, objs: list[Obj], *, list_meta: Obj | None = None,
+          include_columns: bool = True, now: datetime | None = None) -> Obj:
+    """The Table of custom objects: Name, then the CRD's additionalPrinterColumns (dates as
+    ages), as kube-apiserver's CRD table convertor does."""
+    now = now or datetime.now(UTC)
+    cols = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
+             "description": "Name must be unique within a namespace."}]
+    cols += [{"name": c.get("name", ""), "type": c.get("type", "string"),
+              "format": c.get("format", ""), "description": c.get("description", ""),
+              "priority": c.get("priority", 0)} for c in kind.columns]
+    rows = []
+    for obj in objs:
+        cells: list[Any] = [(obj.get("metadata") or {}).get("name")]
+        for c in kind.columns:
+            value = _jsonpath(obj, c.get("jsonPath", ""))
+            cells.append(printers.age(value, now) if c.get("type") == "date"
+                         and value is not None else value)
+        rows.append({"cells": cells, "object": {
+            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata") or {}}})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": dict(list_meta or {}),
+            "columnDefinitions": cols if include_columns else [], "rows": rows}
+
+
 def _conditions(now: str, accepted: bool, why: str) -> list[Obj]:
     status = "True" if accepted else "False"
     return [{"type": "NamesAccepted", "status": status, "lastTransitionTime": now,
@@ -279,7 +323,8 @@ class CRDs:
         if not taken:
             version = storage_version(crd) or {}
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
-            registry.set_custom(name, info, CustomKind(schema))
+            registry.set_custom(name, info, CustomKind(
+                schema, version.get("additionalPrinterColumns")))
             if self.on_change:
                 self.on_change()
         status = crd.get("status") or {}

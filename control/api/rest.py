@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, fieldcheck, meta, nodeproxy, params
+from control.api import codec, crd, fieldcheck, meta, nodeproxy, params
 from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
@@ -102,14 +102,25 @@ async def _fields(request: web.Request, t: Target, body: Any,
                             namespace=t.namespace, tree=tree)
 
 
+def _table(request: web.Request, info: ResourceInfo, objs: list[Any], *,
+           resource_version: str = "", continue_token: str = "") -> dict[str, Any]:
+    kind = request.app[OBJECTS].registry.custom_admit(info) if info.custom else None
+    if isinstance(kind, crd.CustomKind):
+        md = {"resourceVersion": resource_version} if resource_version else {}
+        if continue_token:
+            md["continue"] = continue_token
+        return crd.table(kind, objs, list_meta=md)
+    return codec.table_of(info.plural, objs, resource_version=resource_version,
+                          continue_token=continue_token)
+
+
 def _written(request: web.Request, w: Written, *, sub: str | None = None,
              warnings: list[str] | None = None) -> web.Response:
     if warnings:
         w = dataclasses.replace(w, warnings=[*warnings, *w.warnings])
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
-        plural = _target(request).info.plural
-        return codec.respond(codec.table_of(plural, [w.object]), status=status,
+        return codec.respond(_table(request, _target(request).info, [w.object]), status=status,
                              warnings=w.warnings)
     if w.raw is not None and sub is None:
         return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
@@ -136,7 +147,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
                                                      namespace=t.namespace))
     if codec.wants_table(request) and t.sub is None:
         obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
-        return codec.respond(codec.table_of(t.info.plural, [obj]))
+        return codec.respond(_table(request, t.info, [obj]))
     return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
                                                    namespace=t.namespace))
 
@@ -148,9 +159,9 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
               "continue_token": q.get("continue")}
     if codec.wants_table(request):
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]
-        return codec.respond(codec.table_of(t.info.plural, result.items,
-                                            resource_version=result.resource_version,
-                                            continue_token=result.continue_token))
+        return codec.respond(_table(request, t.info, result.items,
+                                    resource_version=result.resource_version,
+                                    continue_token=result.continue_token))
     items, rv, token = await objects.list_raw(t.info.plural, **kwargs)  # type: ignore[arg-type]
     md: dict[str, Any] = {"resourceVersion": rv}
     if token:

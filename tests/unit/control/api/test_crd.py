@@ -29,7 +29,12 @@ CRONTAB = {
                          "cronSpec": {"type": "string", "pattern": PATTERN},
                          "image": {"type": "string"},
                          "replicas": {"type": "integer", "minimum": 1, "maximum": 10,
-                                      "default": 1}}}}}}}]}}
+                                      "default": 1}}}}}},
+                 "additionalPrinterColumns": [
+                     {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                     {"name": "Age", "type": "date",
+                      "jsonPath": ".metadata.creationTimestamp"}]}]}}
 
 
 def crontab(name: str, **spec: object) -> dict:
@@ -90,6 +95,13 @@ async def test_the_crontab_task(api: TestClient) -> None:
     schema = doc["components"]["schemas"]["com.example.stable.v1.CronTab"]
     assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec"}
     assert "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" in doc["components"]["schemas"]
+    # additionalPrinterColumns
+    table = await (await api.get(CTS, headers={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Spec", "Replicas", "Age"]
+    row = next(r for r in table["rows"] if r["cells"][0] == "my-new-cron-object")
+    assert row["cells"][1:3] == ["* * * * */5", 1] and row["cells"][3].endswith("s")
+    assert row["object"]["metadata"]["name"] == "my-new-cron-object"
     # validation in kube-apiserver's words
     r = await api.post(CTS, json=crontab("my-bad", cronSpec="* * * *", image="i", replicas=15))
     body = await r.json()
