@@ -154,3 +154,34 @@ async def test_a_crd_named_wrong_or_taking_a_builtin_plural(api: TestClient) -> 
     assert conds["NamesAccepted"]["status"] == "False"
     assert conds["Established"]["status"] == "False"
     assert (await api.get("/apis/stable.example.com/v1/namespaces/default/pods")).status == 404
+
+
+async def test_status_subresource_and_namespace_deletion_take_custom_objects(
+        api: TestClient) -> None:
+    crd = {**CRONTAB, "spec": {**CRONTAB["spec"], "versions": [{
+        **CRONTAB["spec"]["versions"][0], "subresources": {"status": {}},
+        "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}}
+    assert (await api.post(CRDS, json=crd)).status == 201
+    await _established(api, "crontabs.stable.example.com")
+    rl = await (await api.get("/apis/stable.example.com/v1")).json()
+    assert "crontabs/status" in [r["name"] for r in rl["resources"]]
+    assert (await api.post("/api/v1/namespaces", json={"metadata": {"name": "team"}})).status \
+        == 201
+    team = "/apis/stable.example.com/v1/namespaces/team/crontabs"
+    r = await api.post(team, json=crontab("c", anything={"kept": True}))
+    assert r.status == 201 and (await r.json())["spec"] == {"anything": {"kept": True}}
+    r = await api.patch(team + "/c/status", json={"status": {"phase": "Ready"}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status == 200 and (await r.json())["status"] == {"phase": "Ready"}
+    r = await api.patch(team + "/c", json={"status": {"phase": "Lost"}, "spec": {"a": 1}},
+                        headers={"Content-Type": "application/merge-patch+json"})
+    body = await r.json()
+    assert body["status"] == {"phase": "Ready"} and body["spec"]["a"] == 1
+    assert (await api.delete("/api/v1/namespaces/team")).status == 200
+    for _ in range(100):
+        if (await api.get(team + "/c")).status == 404:
+            break
+        await asyncio.sleep(0.02)
+    assert (await api.get(team + "/c")).status == 404
