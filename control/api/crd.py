@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from control.api import meta
 from control.errors import ApiError, BadRequest
@@ -306,7 +306,7 @@ class CRDs:
             async for ev in events:
                 try:
                     await self._event(ev, meta.decode(ev.kv))
-                except Exception:                   # noqa: BLE001 - keep watching
+                except Exception:                   # keep watching
                     log.exception("customresourcedefinition %s", ev.kv.key)
 
     async def _event(self, ev: StoreEvent, crd: Obj) -> None:

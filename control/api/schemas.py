@@ -47,10 +47,10 @@ def _convert(s: Any) -> Any:
             if kinds:
                 out["type"] = kinds[0]
         elif key == "oneOf" and all(isinstance(v, dict) and set(v) == {"type"} for v in value):
-            kinds = {t for v in value for t in (v["type"] if isinstance(v["type"], list)
-                                               else [v["type"]])}
+            alternatives = {t for v in value for t in (
+                v["type"] if isinstance(v["type"], list) else [v["type"]])}
             out["type"] = "string"
-            if "integer" in kinds:
+            if "integer" in alternatives:
                 out["format"] = "int-or-string"
         elif key == "properties":
             out[key] = {name: _convert(sub) for name, sub in value.items()}

@@ -24,7 +24,7 @@ UNKNOWN = ('unknown field "metadata.lables", unknown field "spec.replica", '
            'unknown field "spec.template.spec.containers[0].prots"')
 
 
-def test_explain_a_field_and_a_kind_recursively(kubectl: Kubectl) -> None:
+def test_explain_a_field_and_a_kind_recursively(kubectl: Kubectl) -> None:  # noqa: F811
     out = kubectl("explain", "deployment.spec.replicas")
     assert "KIND:       Deployment" in out and "FIELD: replicas <integer>" in out
     assert "Number of desired pods." in out
@@ -35,7 +35,7 @@ def test_explain_a_field_and_a_kind_recursively(kubectl: Kubectl) -> None:
     assert "Number or name of the port to access on the pods" in out
 
 
-def test_misspelt_fields_are_refused_warned_or_dropped(kubectl: Kubectl,
+def test_misspelt_fields_are_refused_warned_or_dropped(kubectl: Kubectl,  # noqa: F811
                                                        tmp_path: Path) -> None:
     path = tmp_path / "web.yaml"
     path.write_text(MISSPELT)
@@ -113,7 +113,7 @@ spec:
 """
 
 
-def test_the_crontab_task_from_the_docs(kubectl: Kubectl, tmp_path: Path) -> None:
+def test_the_crontab_task_from_the_docs(kubectl: Kubectl) -> None:  # noqa: F811
     """Kubernetes' task "Extend the Kubernetes API with CustomResourceDefinitions"."""
     kubectl("apply", "-f", "-", input=CRD)
     kubectl("wait", "--for=condition=Established", "--timeout=10s",
