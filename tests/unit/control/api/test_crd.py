@@ -5,6 +5,7 @@ defaulted and validated in kube-apiserver's words; deleting the CRD deletes its 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -102,6 +103,14 @@ async def test_the_crontab_task(api: TestClient) -> None:
     row = next(r for r in table["rows"] if r["cells"][0] == "my-new-cron-object")
     assert row["cells"][1:3] == ["* * * * */5", 1] and row["cells"][3].endswith("s")
     assert row["object"]["metadata"]["name"] == "my-new-cron-object"
+    resp = await api.get(CTS, params={"watch": "true", "resourceVersion": "0"},
+                         headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+    event = json.loads(await resp.content.readline())
+    resp.close()
+    assert event["type"] == "ADDED"
+    assert [c["name"] for c in event["object"]["columnDefinitions"]] == [
+        "Name", "Spec", "Replicas", "Age"]
+    assert event["object"]["rows"][0]["cells"][1:3] == ["* * * * */5", 1]
     # validation in kube-apiserver's words
     r = await api.post(CTS, json=crontab("my-bad", cronSpec="* * * *", image="i", replicas=15))
     body = await r.json()
