@@ -198,6 +198,9 @@ class Server:
 
     async def namespace(self, name: str) -> None:
         await self.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+        # without controllers nobody makes the default ServiceAccount pods are admitted with
+        await self.request("POST", f"/api/v1/namespaces/{name}/serviceaccounts",
+                           body={"metadata": {"name": "default"}}, ok=(201, 409))
 
     async def create_pods(self, ns: str, n: int, *, concurrency: int, start: int = 0) -> float:
         path = f"/api/v1/namespaces/{ns}/pods"

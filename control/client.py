@@ -23,7 +23,7 @@ import aiohttp
 import yaml  # type: ignore[import-untyped]
 
 from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
-from control.errors import ApiError, BadRequest, from_status
+from control.errors import ApiError, BadRequest, NotFound, from_status
 from control.models.resources import ResourceInfo, by_plural
 
 __all__ = ["PATCH_CONTENT_TYPES", "ApiUnavailable", "HttpClient"]
@@ -61,9 +61,36 @@ class HttpClient:
         self._ssl = ssl_context
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._custom: dict[str, ResourceInfo] = {}   # plurals of CRD kinds: discover()
 
     def __repr__(self) -> str:
         return f"<HttpClient {self.base_url}>"
+
+    def _info(self, resource: str) -> ResourceInfo:
+        custom = self._custom.get(resource)
+        if custom is not None:
+            return custom
+        try:
+            return by_plural(resource)
+        except KeyError:
+            raise NotFound(f"unknown resource {resource!r}: a built-in plural, or a custom "
+                           "one made known first with 'await client.discover(group, version, "
+                           "plural)'") from None
+
+    async def discover(self, group: str, version: str, plural: str) -> ResourceInfo:
+        """Learn a CustomResourceDefinition's kind from discovery (/apis/GROUP/VERSION), so
+        that `plural` can be used with every method afterwards."""
+        doc = await self._request("GET", f"{self.base_url}/apis/{group}/{version}")
+        for r in doc.get("resources") or []:
+            if r.get("name") == plural:
+                info = ResourceInfo(r.get("kind", ""), plural, group, version,
+                                    bool(r.get("namespaced")), tuple(r.get("shortNames") or ()),
+                                    tuple(r.get("categories") or ()),
+                                    singular=r.get("singularName") or "", custom=True)
+                self._custom[plural] = info
+                return info
+        raise NotFound(f"{group}/{version} serves no resource {plural!r}; is its "
+                       "CustomResourceDefinition established ('kubectl get crd')?")
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path, *, context: str | None = None,
@@ -142,14 +169,14 @@ class HttpClient:
 
     async def get(self, resource: str, name: str, *, namespace: str | None = None,
                   subresource: str | None = None) -> Obj:
-        info = by_plural(resource)
+        info = self._info(resource)
         obj = await self._request("GET", self._url(info, namespace, name, subresource))
         return obj if subresource not in (None, "status") else _with_kind(obj, info)
 
     async def list(self, resource: str, *, namespace: str | None = None,
                    label_selector: str | None = None, field_selector: str | None = None,
                    limit: int = 0, continue_token: str | None = None) -> ObjectList:
-        info = by_plural(resource)
+        info = self._info(resource)
         params = _selector_params(label_selector, field_selector)
         if limit:
             params["limit"] = str(limit)
@@ -163,7 +190,7 @@ class HttpClient:
 
     async def create(self, resource: str, obj: Obj, *, namespace: str | None = None,
                      subresource: str | None = None) -> Obj:
-        info = by_plural(resource)
+        info = self._info(resource)
         meta = obj.get("metadata") or {}
         ns = namespace or meta.get("namespace") or ("default" if info.namespaced else None)
         if subresource:
@@ -174,7 +201,7 @@ class HttpClient:
         return out if subresource else _with_kind(out, info)
 
     async def update(self, resource: str, obj: Obj, *, subresource: str | None = None) -> Obj:
-        info = by_plural(resource)
+        info = self._info(resource)
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or ("default" if info.namespaced else None)
         url = self._url(info, ns, meta.get("name"), subresource)
@@ -185,7 +212,7 @@ class HttpClient:
                     patch_type: PatchType = "merge", namespace: str | None = None,
                     subresource: str | None = None, field_manager: str | None = None,
                     force: bool = False) -> Obj:
-        info = by_plural(resource)
+        info = self._info(resource)
         params: dict[str, str] = {}
         if field_manager:
             params["fieldManager"] = field_manager
@@ -202,7 +229,7 @@ class HttpClient:
     async def delete(self, resource: str, name: str, *, namespace: str | None = None,
                      propagation: str | None = None, grace_period: int | None = None,
                      preconditions_uid: str | None = None) -> Obj:
-        info = by_plural(resource)
+        info = self._info(resource)
         opts: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if propagation:
             opts["propagationPolicy"] = propagation
@@ -216,7 +243,7 @@ class HttpClient:
     def watch(self, resource: str, *, namespace: str | None = None,
               resource_version: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
-        info = by_plural(resource)
+        info = self._info(resource)
         params = _selector_params(label_selector, field_selector)
         params["watch"] = "true"
         params["allowWatchBookmarks"] = "true"

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.api import discovery, openapi, proxysub, rest
+from control.api import crd, discovery, openapi, proxysub, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import BOOKMARK_INTERVAL, OBJECTS, REVIEWS, STOPPING, STREAMS, TOKEN_REQUESTS
+from control.api.keys import (BOOKMARK_INTERVAL, CRDS, OBJECTS, OPENAPI, REVIEWS, STOPPING,
+                              STREAMS, TOKEN_REQUESTS)
 from control.api.middleware import guarded
 from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler
@@ -55,7 +56,8 @@ class Settings:
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
-    objects = ObjectService(store, admit=settings.admit, plugins=settings.plugins)
+    objects = ObjectService(store, admit=settings.admit,
+                            plugins=(*settings.plugins, crd.admission))
     static = settings.authn or StaticTokens({settings.token: ADMIN})
     key = settings.sa_key or SigningKey.generate()
     audiences = settings.api_audiences
@@ -72,8 +74,10 @@ def create_app(store: Store, settings: Settings) -> web.Application:
                                         audiences=audiences)
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
-    discovery.build_routes(app)
-    openapi.build_routes(app)
+    discovery.build_routes(app, objects.registry)
+    app[OPENAPI] = openapi.build_routes(app, openapi.OpenAPI(
+        objects.registry.all, custom=objects.registry.custom_schema))
+    app[CRDS] = crd.CRDs(objects, on_change=app[OPENAPI].invalidate)
     proxysub.add_routes(app, OBJECTS)
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
@@ -91,12 +95,14 @@ GC_YOUNG_THRESHOLD = 20_000
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[OBJECTS].start()
+    await app[CRDS].start()
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
     try:
         yield
     finally:
         gc.set_threshold(*before)
+        await app[CRDS].stop()
 
 
 async def _stop_streams(app: web.Application) -> None:

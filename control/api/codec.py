@@ -90,7 +90,7 @@ def respond_raw(body: bytes, *, status: int = 200,
                 warnings: list[str] | None = None) -> web.Response:
     resp = web.Response(body=body, status=status, content_type="application/json")
     for warning in warnings or ():
-        text = warning.replace('"', "'").replace("\n", " ")
+        text = warning.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
         resp.headers.add("Warning", f'299 - "{text}"')
     return resp
 

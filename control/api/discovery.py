@@ -4,17 +4,19 @@
 
 kubectl asks for aggregated discovery (apidiscovery.k8s.io/v2) first; answering with plain
 `application/json` makes client-go fall back to these legacy documents, which it accepts.
-All documents are built once from `control.models.resources` at app creation.
+The documents are built from the server's `Registry` (built-ins and CRD kinds) and rebuilt
+only when its generation changes (a CustomResourceDefinition came or went).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from control.api import codec
-from control.models.resources import RESOURCES, ResourceInfo, groups
+from control.models.resources import RESOURCES, Registry, ResourceInfo
 
 VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "gitCommit": "knet",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
@@ -48,9 +50,10 @@ def _subresource(info: ResourceInfo, sub: str) -> dict[str, Any]:
     return entry
 
 
-def resource_list(group: str, version: str) -> dict[str, Any]:
+def resource_list(group: str, version: str,
+                  infos: tuple[ResourceInfo, ...] = RESOURCES) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
-    for info in RESOURCES:
+    for info in infos:
         if info.group != group or info.version != version:
             continue
         entry: dict[str, Any] = {"name": info.plural, "singularName": info.singular_name,
@@ -75,25 +78,53 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": vs, "preferredVersion": vs[0]}
 
 
-def build_routes(app: web.Application) -> None:
-    all_groups = groups()
+@dataclass
+class _Docs:
+    generation: int
+    api: bytes
+    apis: bytes
+    named: dict[str, dict[str, Any]]
+    lists: dict[tuple[str, str], bytes]
+
+
+def _build(registry: Registry) -> _Docs:
+    all_groups = registry.groups()
+    infos = registry.all()
     api = codec.dumps({"kind": "APIVersions", "versions": all_groups.get("", ["v1"]),
                        "serverAddressByClientCIDRs": [
                            {"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
     named = {g: _group(g, vs) for g, vs in all_groups.items() if g}
     apis = codec.dumps({"kind": "APIGroupList", "apiVersion": "v1",
                         "groups": list(named.values())})
-    lists = {(g, v): codec.dumps(resource_list(g, v))
+    lists = {(g, v): codec.dumps(resource_list(g, v, infos))
              for g, vs in all_groups.items() for v in vs}
+    return _Docs(registry.generation, api, apis, named, lists)
+
+
+def build_routes(app: web.Application, registry: Registry | None = None) -> None:
+    reg = registry or Registry()
+    cache = [_build(reg)]
     version = codec.dumps(VERSION)
+
+    def docs() -> _Docs:
+        if cache[0].generation != reg.generation:
+            cache[0] = _build(reg)
+        return cache[0]
 
     def static(body: bytes) -> Any:
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=body, content_type="application/json")
         return handler
 
+    async def api(request: web.Request) -> web.Response:
+        return web.Response(body=docs().api, content_type="application/json")
+
+    async def apis(request: web.Request) -> web.Response:
+        return web.Response(body=docs().apis, content_type="application/json")
+
     async def group_doc(request: web.Request) -> web.Response:
         group = request.match_info["group"]
+        named = docs().named
         if group not in named:
             raise web.HTTPNotFound()
         doc = {"kind": "APIGroup", "apiVersion": "v1", **named[group]}
@@ -101,6 +132,7 @@ def build_routes(app: web.Application) -> None:
 
     async def version_doc(request: web.Request) -> web.Response:
         key = (request.match_info.get("group", ""), request.match_info["version"])
+        lists = docs().lists
         if key not in lists:
             raise web.HTTPNotFound()
         return web.Response(body=lists[key], content_type="application/json")
@@ -108,10 +140,10 @@ def build_routes(app: web.Application) -> None:
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app.router.add_get("/api", static(api), allow_head=False)
-    app.router.add_get("/api/", static(api), allow_head=False)
-    app.router.add_get("/apis", static(apis), allow_head=False)
-    app.router.add_get("/apis/", static(apis), allow_head=False)
+    app.router.add_get("/api", api, allow_head=False)
+    app.router.add_get("/api/", api, allow_head=False)
+    app.router.add_get("/apis", apis, allow_head=False)
+    app.router.add_get("/apis/", apis, allow_head=False)
     app.router.add_get("/version", static(version), allow_head=False)
     app.router.add_get("/version/", static(version), allow_head=False)
     app.router.add_get("/api/{version}", version_doc, allow_head=False)

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from control.api.crd import CRDs
 from control.api.objects import ObjectService
+from control.api.openapi import OpenAPI
 from control.api.reviews import ReviewHandler
 from control.api.tokenrequest import TokenRequests
 
@@ -20,3 +22,7 @@ BOOKMARK_INTERVAL = web.AppKey("bookmark_interval", float)
 REVIEWS: web.AppKey[Mapping[str, ReviewHandler]] = web.AppKey("reviews", Mapping)
 # the serviceaccounts/token subresource: control.api.tokenrequest
 TOKEN_REQUESTS = web.AppKey("token_requests", TokenRequests)
+# the OpenAPI documents and the upstream definitions field validation walks: control.api.openapi
+OPENAPI = web.AppKey("openapi", OpenAPI)
+# the CustomResourceDefinitions the server serves: control.api.crd
+CRDS = web.AppKey("crds", CRDs)

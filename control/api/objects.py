@@ -29,7 +29,7 @@ from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
 from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
-from control.models.resources import RESOURCES, ResourceInfo
+from control.models.resources import Registry, ResourceInfo
 from control.models.selectors import parse_field_selector, parse_label_selector
 from control.models.validation import admit as default_admit
 from control.store.base import KV, Store
@@ -57,8 +57,10 @@ class Written:
 class ObjectService:
     def __init__(self, store: Store, *, now: meta.Now = meta.utcnow,
                  admit: Admit | None = None, rng: random.Random | None = None,
-                 plugins: Sequence[AdmissionPlugin] = ()) -> None:
+                 plugins: Sequence[AdmissionPlugin] = (),
+                 registry: Registry | None = None) -> None:
         self.store = store
+        self.registry = registry or Registry()     # built-ins + CRD kinds (control.api.crd)
         self.plugins = list(plugins)
         self.now = now
         self.admit = admit or default_admit
@@ -71,6 +73,20 @@ class ObjectService:
 
     def __repr__(self) -> str:
         return f"<ObjectService {self.store!r}>"
+
+    def resource(self, plural: str) -> ResourceInfo:
+        try:
+            return self.registry.by_plural(plural)
+        except KeyError:
+            return meta.resource(plural)           # the NotFound in kube-apiserver's words
+
+    def _admit(self, info: ResourceInfo, obj: Obj, old: Obj | None = None
+               ) -> tuple[Obj, list[str]]:
+        custom = self.registry.custom_admit(info) if info.custom else None
+        if custom is not None:
+            return custom(info, obj, old)
+        return self.admit(info.plural, obj, old=old) if old is not None else \
+            self.admit(info.plural, obj)
 
     async def start(self) -> None:
         """Rebuild in-memory state (Service allocations, terminating namespaces), and bring
@@ -107,7 +123,7 @@ class ObjectService:
     # ---- reads ---------------------------------------------------------------------------
 
     async def get(self, resource: str, name: str, *, namespace: str | None = None) -> Obj:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         kv = await self.store.get(self.key(info, name, namespace))
         if kv is None:
             raise meta.not_found(info, name)
@@ -115,7 +131,7 @@ class ObjectService:
 
     async def get_raw(self, resource: str, name: str, *, namespace: str | None = None) -> bytes:
         """`get` as JSON text, without a decode/encode round trip."""
-        info = meta.resource(resource)
+        info = self.resource(resource)
         kv = await self.get_kv(info, name, namespace)
         return meta.with_revision(kv.value, kv.mod_revision)
 
@@ -128,7 +144,7 @@ class ObjectService:
     async def list(self, resource: str, *, namespace: str | None = None,
                    label_selector: str | None = None, field_selector: str | None = None,
                    limit: int = 0, continue_token: str | None = None) -> ObjectList:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
                                             limit, continue_token)
         items = [obj if obj is not None else meta.decode(kv) for kv, obj in hits]
@@ -139,7 +155,7 @@ class ObjectService:
                        limit: int = 0, continue_token: str | None = None
                        ) -> tuple[builtins.list[bytes], str, str]:
         """Like `list`, but each item is its JSON text (no decode/encode round trip)."""
-        info = meta.resource(resource)
+        info = self.resource(resource)
         hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
                                             limit, continue_token)
         return [meta.with_revision(kv.value, kv.mod_revision) for kv, _ in hits], str(rev), token
@@ -200,7 +216,7 @@ class ObjectService:
     def watch(self, resource: str, *, namespace: str | None = None,
               resource_version: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         match = self.matcher(info, label_selector, field_selector)
         meta.parse_revision(resource_version)             # a bad one fails before streaming
         return watching.watch(self, info, namespace=namespace, match=match,
@@ -212,7 +228,7 @@ class ObjectService:
                   progress: watching.Progress | None = None) -> AsyncIterator[watching.RawEvent]:
         """`watch` with events in stored form (for the HTTP stream); `progress` follows the
         revision seen so far."""
-        info = meta.resource(resource)
+        info = self.resource(resource)
         match = self.matcher(info, label_selector, field_selector)
         meta.parse_revision(resource_version)
         return watching.watch_raw(self, info, namespace=namespace, match=match,
@@ -224,17 +240,17 @@ class ObjectService:
                      dry_run: bool = False, owned: bool = False) -> Written:
         """`owned`: nobody else holds `obj` or anything inside it (the HTTP layer parsed it
         for this call), so admission defaults it in place rather than in a copy."""
-        info = meta.resource(resource)
+        info = self.resource(resource)
         obj = versions.prepare_create(info, obj, namespace, now=self.now, rng=self.rng)
         name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         if info.namespaced:
             await self._check_namespace(ns)
         for plugin in self.plugins:
             await plugin(self, info.plural, obj)
-        if owned and self.admit is default_admit:
+        if owned and self.admit is default_admit and not info.custom:
             obj, warnings = default_admit(info.plural, obj, copy=False)
         else:
-            obj, warnings = self.admit(info.plural, obj)
+            obj, warnings = self._admit(info, obj)
         alloc = Allocation()
         if info.plural == "services":
             if await self.store.get(self.key(info, name, ns)) is not None:
@@ -280,7 +296,7 @@ class ObjectService:
     async def update(self, resource: str, obj: Obj, *, name: str | None = None,
                      namespace: str | None = None, subresource: str | None = None,
                      dry_run: bool = False) -> Written:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
             raise BadRequest(f"the body of a {info.kind} update must be an object with "
                              "metadata")
@@ -311,7 +327,7 @@ class ObjectService:
                     namespace: str | None = None, subresource: str | None = None,
                     field_manager: str | None = None, force: bool = False,
                     dry_run: bool = False) -> Written:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         if info.namespaced and not namespace:
             namespace = "default"
         for _ in range(_RETRIES):
@@ -359,7 +375,7 @@ class ObjectService:
         if subresource is None:
             if info.plural == "services":
                 self.services.drop_type_dependent(new, old)
-            new, warnings = self.admit(info.plural, new, old=old)
+            new, warnings = self._admit(info, new, old)
             versions.bump_generation(old, new)
             if info.plural == "services":        # before encoding: it fills in nodePorts
                 alloc = self.services.on_update(new, old)
@@ -406,7 +422,7 @@ class ObjectService:
                      propagation: str | None = None, grace_period: int | None = None,
                      preconditions_uid: str | None = None,
                      preconditions_rv: str | None = None, dry_run: bool = False) -> Obj:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         if info.namespaced and not namespace:
             namespace = "default"
         return await deletion.delete(self, info, name, namespace=namespace,
@@ -415,13 +431,13 @@ class ObjectService:
                                      preconditions_rv=preconditions_rv, dry_run=dry_run)
 
     async def get_scale(self, resource: str, name: str, *, namespace: str | None) -> Obj:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         return subresources.scale_of(info, meta.decode(await self.get_kv(info, name,
                                                                           namespace)))
 
     async def update_scale(self, resource: str, name: str, scale: Obj, *,
                            namespace: str | None, dry_run: bool = False) -> Written:
-        info = meta.resource(resource)
+        info = self.resource(resource)
         return await subresources.update_scale(self, info, name, scale, namespace=namespace,
                                                dry_run=dry_run)
 
@@ -434,6 +450,5 @@ class ObjectService:
             namespace = "default"
         return info.key(name, namespace)
 
-    @staticmethod
-    def namespaced_resources() -> builtins.list[ResourceInfo]:
-        return [r for r in RESOURCES if r.namespaced and r.plural != "bindings"]
+    def namespaced_resources(self) -> builtins.list[ResourceInfo]:
+        return [r for r in self.registry.all() if r.namespaced and r.plural != "bindings"]

@@ -9,19 +9,20 @@ method calls the object layer. Query parameters keep their Kubernetes names.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, meta, nodeproxy, params
-from control.api.keys import OBJECTS, REVIEWS, TOKEN_REQUESTS
+from control.api import codec, crd, fieldcheck, meta, nodeproxy, params
+from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
 from control.api.reviews import ReviewContext, run_review
 from control.api.watch import serve_watch
-from control.errors import MethodNotAllowed, NotFound
-from control.models.resources import ResourceInfo
+from control.errors import MethodNotAllowed, NotFound, UnsupportedMedia
+from control.models.resources import Registry, ResourceInfo
 
 _NS_SUBRESOURCES = ("status", "finalize")
 
@@ -34,7 +35,8 @@ class Target:
     sub: str | None
 
 
-def parse_target(group: str, version: str, tail: str) -> Target:
+def parse_target(group: str, version: str, tail: str,
+                 registry: Registry | None = None) -> Target:
     parts = [p for p in tail.split("/") if p] if tail else []
     namespace = None
     if (len(parts) >= 3 and parts[0] == "namespaces"
@@ -43,7 +45,10 @@ def parse_target(group: str, version: str, tail: str) -> Target:
     if not parts or len(parts) > 3:
         raise NotFound(f"the server could not find the requested resource "
                        f"({group}/{version}/{tail})")
-    info = meta.resource(parts[0])
+    try:
+        info = (registry or Registry()).by_plural(parts[0])
+    except KeyError:
+        info = meta.resource(parts[0])
     if info.group != group or info.version != version:
         raise NotFound(f"the server could not find the requested resource: {info.plural} "
                        f"are served under {info.path()}")
@@ -60,7 +65,8 @@ def parse_target(group: str, version: str, tail: str) -> Target:
 
 def _target(request: web.Request) -> Target:
     info = request.match_info
-    t = parse_target(info.get("group", ""), info["version"], info.get("tail", ""))
+    t = parse_target(info.get("group", ""), info["version"], info.get("tail", ""),
+                     request.app[OBJECTS].registry)
     if not t.info.stored and request.method != "POST":
         raise MethodNotAllowed(f"{t.info.plural} only answer POST (create): a "
                                f"{t.info.kind} is a question, not a stored object")
@@ -79,13 +85,42 @@ def _dry_run(request: web.Request) -> bool:
     return bool(request.query.getall("dryRun", []))
 
 
-def _written(request: web.Request, w: Written, *, sub: str | None = None) -> web.Response:
+async def _fields(request: web.Request, t: Target, body: Any,
+                  patch_type: str | None = None) -> list[str]:
+    """Unknown and duplicate fields (control.api.fieldcheck): warnings, or a 400 if Strict."""
+    mode = fieldcheck.mode_of(request.query)
+    defs = await request.app[OPENAPI].definitions()
+    tree = None
+    if t.info.custom:
+        kind = request.app[OBJECTS].registry.custom_admit(t.info)
+        tree = getattr(kind, "field_tree", None)
+        if tree is None and kind is not None:
+            tree = kind.field_tree = fieldcheck.custom_tree(        # type: ignore[attr-defined]
+                defs, kind.schema)                                   # type: ignore[attr-defined]
+    return fieldcheck.check(defs, t.info, body, await request.read(), request.content_type,
+                            mode=mode, patch_type=patch_type, name=t.name or "",
+                            namespace=t.namespace, tree=tree)
+
+
+def _table(request: web.Request, info: ResourceInfo, objs: list[Any], *,
+           resource_version: str = "", continue_token: str = "") -> dict[str, Any]:
+    kind = request.app[OBJECTS].registry.custom_admit(info) if info.custom else None
+    if isinstance(kind, crd.CustomKind):
+        md = {"resourceVersion": resource_version} if resource_version else {}
+        if continue_token:
+            md["continue"] = continue_token
+        return crd.table(kind, objs, list_meta=md)
+    return codec.table_of(info.plural, objs, resource_version=resource_version,
+                          continue_token=continue_token, include=codec.include_object(request))
+
+
+def _written(request: web.Request, w: Written, *, sub: str | None = None,
+             warnings: list[str] | None = None) -> web.Response:
+    if warnings:
+        w = dataclasses.replace(w, warnings=[*warnings, *w.warnings])
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
-        plural = _target(request).info.plural
-        return codec.respond(codec.table_of(plural, [w.object],
-                                            include=codec.include_object(request)),
-                             status=status,
+        return codec.respond(_table(request, _target(request).info, [w.object]), status=status,
                              warnings=w.warnings)
     if w.raw is not None and sub is None:
         return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
@@ -112,8 +147,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
                                                      namespace=t.namespace))
     if codec.wants_table(request) and t.sub is None:
         obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
-        return codec.respond(codec.table_of(t.info.plural, [obj],
-                                            include=codec.include_object(request)))
+        return codec.respond(_table(request, t.info, [obj]))
     return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
                                                    namespace=t.namespace))
 
@@ -125,10 +159,9 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
               "continue_token": q.get("continue")}
     if codec.wants_table(request):
         result = await objects.list(t.info.plural, **kwargs)      # type: ignore[arg-type]
-        return codec.respond(codec.table_of(t.info.plural, result.items,
-                                            resource_version=result.resource_version,
-                                            continue_token=result.continue_token,
-                                            include=codec.include_object(request)))
+        return codec.respond(_table(request, t.info, result.items,
+                                    resource_version=result.resource_version,
+                                    continue_token=result.continue_token))
     items, rv, token = await objects.list_raw(t.info.plural, **kwargs)  # type: ignore[arg-type]
     md: dict[str, Any] = {"resourceVersion": rv}
     if token:
@@ -169,9 +202,10 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
     if t.name is not None:
         raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
                                f"collection {t.info.path(t.namespace)} to create")
+    warnings = await _fields(request, t, body)
     w = await objects.create(t.info.plural, body, namespace=t.namespace,
                              dry_run=_dry_run(request), owned=True)
-    return _written(request, w)
+    return _written(request, w, warnings=warnings)
 
 
 async def handle_put(request: web.Request) -> web.StreamResponse:
@@ -191,9 +225,10 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
             dry_run=_dry_run(request)))
     if t.sub not in (None, "status"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
+    warnings = await _fields(request, t, body)
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
                              subresource=t.sub, dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub)
+    return _written(request, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_patch(request: web.Request) -> web.StreamResponse:
@@ -203,12 +238,17 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
     if t.sub not in (None, "status", "scale"):
         raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
     kind = codec.patch_type(request)
+    if t.info.custom and kind == "strategic":
+        raise UnsupportedMedia("the body of the request was in an unknown format - accepted "
+                               "media types include: application/json-patch+json, "
+                               "application/merge-patch+json, application/apply-patch+yaml")
     body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
+    warnings = [] if t.sub == "scale" else await _fields(request, t, body, kind)
     w = await request.app[OBJECTS].patch(
         t.info.plural, t.name, body, patch_type=kind, namespace=t.namespace,
         subresource=t.sub, field_manager=request.query.get("fieldManager"),
         force=_flag(request, "force"), dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub)
+    return _written(request, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_delete(request: web.Request) -> web.StreamResponse:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, params
+from control.api import codec, crd, params
 from control.api.keys import BOOKMARK_INTERVAL, STOPPING, STREAMS
 from control.api.objects import ObjectService
 from control.api.watching import Progress, RawEvent
@@ -33,10 +34,21 @@ def _selector(request: web.Request, name: str | None) -> str | None:
     return fields
 
 
-def _frame(event: RawEvent, table_for: str | None, *, first: bool) -> bytes:
+Tabler = Callable[[list[Any], bool], dict[str, Any]]
+
+
+def _tabler(objects: ObjectService, info: ResourceInfo) -> Tabler:
+    """One-row Tables of the kind: its printer, or a CRD's additionalPrinterColumns."""
+    kind = objects.registry.custom_admit(info) if info.custom else None
+    if isinstance(kind, crd.CustomKind):
+        return lambda objs, first: crd.table(kind, objs, include_columns=first)
+    return lambda objs, first: codec.table_of(info.plural, objs, include_columns=first)
+
+
+def _frame(event: RawEvent, table_for: Tabler | None, *, first: bool) -> bytes:
     if table_for is None:
         return event.frame()
-    table = codec.table_of(table_for, [event.object()], include_columns=first)
+    table = table_for([event.object()], first)
     return codec.dumps({"type": event.type, "object": table}) + b"\n"
 
 
@@ -49,7 +61,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
                                resource_version=params.resource_version(request),
                                label_selector=q.get("labelSelector"),
                                field_selector=_selector(request, name), progress=progress)
-    table_for = info.plural if codec.wants_table(request) else None
+    table_for = _tabler(objects, info) if codec.wants_table(request) else None
     resp = web.StreamResponse(headers={"Content-Type": "application/json",
                                        "Cache-Control": "no-cache"})
     resp.enable_chunked_encoding()
@@ -95,7 +107,7 @@ async def _bookmarks(resp: web.StreamResponse, info: ResourceInfo, progress: Pro
                 await resp.write(codec.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
-async def _pump(resp: web.StreamResponse, stream: Any, table_for: str | None) -> None:
+async def _pump(resp: web.StreamResponse, stream: Any, table_for: Tabler | None) -> None:
     try:
         first = True
         async for event in stream:

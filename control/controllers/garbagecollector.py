@@ -14,6 +14,7 @@ owner exist" and "who depends on it".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from control.clientbase import Client, Obj
@@ -22,11 +23,12 @@ from control.controllers.base import Controller, Requeue
 from control.controllers.util import is_terminating, meta
 from control.errors import NotFound
 from control.informer import Informer, object_key
-from control.models.resources import by_kind
+from control.models.resources import ResourceInfo, by_kind
 
 __all__ = ["FOREGROUND", "GC_RESOURCES", "ORPHAN", "GarbageCollector"]
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
+UNWATCHED_RECHECK = 2.0     # seconds between checks of owners of unwatched kinds
 GC_RESOURCES = ("pods", "replicasets", "deployments", "replicationcontrollers", "services",
                 "endpointslices", "configmaps", "secrets", "jobs", "cronjobs", "daemonsets",
                 "statefulsets", "controllerrevisions", "leases", "nodes")
@@ -36,8 +38,10 @@ class GarbageCollector(Controller):
     name = "garbagecollector"
 
     def __init__(self, client: Client, *, clock: Clock, informers: dict[str, Informer],
-                 workers: int = 2) -> None:
+                 workers: int = 2,
+                 kinds: Callable[[str, str | None], ResourceInfo] = by_kind) -> None:
         super().__init__(client, clock=clock, workers=workers)
+        self.kinds = kinds          # the server's registry: owners may be CRD kinds
         self.informers = informers
         self._by_uid: dict[str, tuple[str, str]] = {}
         self._dependents: dict[str, set[tuple[str, str]]] = {}
@@ -105,7 +109,7 @@ class GarbageCollector(Controller):
         if uid in self._by_uid:
             return True
         try:
-            info = by_kind(ref.get("kind", ""), ref.get("apiVersion"))
+            info = self.kinds(ref.get("kind", ""), ref.get("apiVersion"))
         except KeyError:
             return True                      # a kind we do not serve: leave it alone
         try:
@@ -120,6 +124,10 @@ class GarbageCollector(Controller):
         refs = m.get("ownerReferences") or []
         alive = [r for r in refs if await self._owner_exists(r, m.get("namespace"))]
         if len(alive) == len(refs):
+            if any(r.get("uid") not in self._by_uid for r in refs):
+                # an owner no informer here watches (a custom object): no event will say it
+                # went, so look again later
+                raise Requeue(UNWATCHED_RECHECK)
             return
         if not alive:
             if is_terminating(obj):

@@ -249,8 +249,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
             client, clock=clock, services=services, endpoints=informers.get("endpoints"),
             slices=informers.get("endpointslices")))
     if "garbagecollector" in chosen:
+        registry = getattr(getattr(client, "objects", None), "registry", None)  # LocalClient
         out.append(GarbageCollector(client, clock=clock, workers=options.workers,
-                                    informers={r: informers.get(r) for r in GC_RESOURCES}))
+                                    informers={r: informers.get(r) for r in GC_RESOURCES},
+                                    **({"kinds": registry.by_kind} if registry else {})))
     if "namespace" in chosen:
         out.append(NamespaceController(client, clock=clock,
                                        namespaces=informers.get("namespaces")))

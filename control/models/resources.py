@@ -7,7 +7,9 @@ Storage keys: `/registry/<plural>/<namespace>/<name>` for namespaced resources a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -25,6 +27,7 @@ class ResourceInfo:
     verbs: tuple[str, ...] = ALL_VERBS
     singular: str = field(default="")
     stored: bool = True  # False: a create-only review answered by control.api.reviews
+    custom: bool = False  # defined by a CustomResourceDefinition (control.api.crd)
 
     @property
     def api_version(self) -> str:
@@ -107,6 +110,9 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  verbs=("create",), stored=False),
     ResourceInfo("LocalSubjectAccessReview", "localsubjectaccessreviews", _AUTHZ, "v1", True,
                  verbs=("create",), stored=False),
+    ResourceInfo("CustomResourceDefinition", "customresourcedefinitions",
+                 "apiextensions.k8s.io", "v1", False, ("crd", "crds"), ("api-extensions",),
+                 ("status",)),
 )
 
 # networking.k8s.io and policy kinds, stored and served (apifix; behaviour comes later)
@@ -145,3 +151,73 @@ def groups() -> dict[str, list[str]]:
         if r.version not in versions:
             versions.append(r.version)
     return out
+
+
+CustomAdmit = Callable[["ResourceInfo", dict[str, Any], "dict[str, Any] | None"],
+                       tuple[dict[str, Any], list[str]]]
+
+
+class Registry:
+    """The resources one API server serves: the built-ins above plus the kinds its
+    CustomResourceDefinitions define (`control.api.crd` keeps those up to date from the store).
+    One per ObjectService, not a module global, so servers in one process never share CRDs;
+    the module functions above answer for the built-ins only. `generation` grows on each
+    change so discovery and OpenAPI know when to rebuild."""
+
+    def __init__(self, builtins: Iterable[ResourceInfo] = RESOURCES) -> None:
+        self._builtins = tuple(builtins)
+        self._custom: dict[str, tuple[ResourceInfo, CustomAdmit]] = {}   # by CRD name
+        self._by_plural = {r.plural: r for r in self._builtins}
+        self.generation = 0
+
+    def all(self) -> tuple[ResourceInfo, ...]:
+        return self._builtins + tuple(info for info, _ in self._custom.values())
+
+    def set_custom(self, crd: str, info: ResourceInfo, admit: CustomAdmit) -> None:
+        self._custom[crd] = (info, admit)
+        self._reindex()
+
+    def remove_custom(self, crd: str) -> None:
+        if self._custom.pop(crd, None) is not None:
+            self._reindex()
+
+    def custom_admit(self, info: ResourceInfo) -> CustomAdmit | None:
+        for known, admit in self._custom.values():
+            if known.plural == info.plural:
+                return admit
+        return None
+
+    def custom_schema(self, info: ResourceInfo) -> dict[str, Any] | None:
+        """The openAPIV3Schema of a CRD-defined kind (served in /openapi for kubectl)."""
+        return getattr(self.custom_admit(info), "schema", None)
+
+    def _reindex(self) -> None:
+        self._by_plural = {r.plural: r for r in self.all()}
+        self.generation += 1
+
+    def taken(self, plural: str, crd: str) -> bool:
+        """Is `plural` served already by a built-in or by another CRD than `crd`?"""
+        info = self._by_plural.get(plural)
+        return info is not None and not (info.custom and self._custom.get(crd, (None,))[0]
+                                         == info)
+
+    def by_plural(self, plural: str) -> ResourceInfo:
+        info = self._by_plural.get(plural)
+        if info is None:
+            raise KeyError(f"unknown resource {plural!r}")
+        return info
+
+    def by_kind(self, kind: str, api_version: str | None = None) -> ResourceInfo:
+        for r in self.all():
+            if r.kind == kind and (api_version is None or r.api_version == api_version):
+                return r
+        where = f" in {api_version}" if api_version else ""
+        raise KeyError(f"unknown kind {kind!r}{where}")
+
+    def groups(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in self.all():
+            versions = out.setdefault(r.group, [])
+            if r.version not in versions:
+                versions.append(r.version)
+        return out

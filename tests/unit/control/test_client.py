@@ -279,3 +279,37 @@ async def test_filtered_informer_sees_objects_enter_and_leave(side: Side) -> Non
         assert inf.keys() == [] and seen[-1] == ("delete", "p")
     finally:
         await inf.stop()
+
+
+async def test_custom_resources_by_group_version_plural(side: Side) -> None:
+    c = side.client
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "kind": "Widget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "subresources": {"status": {}}, "schema": {
+                                      "openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    await c.create("customresourcedefinitions", crd)
+    for _ in range(100):
+        got = await c.get("customresourcedefinitions", "widgets.example.com")
+        if any(x["type"] == "Established" and x["status"] == "True"
+               for x in got.get("status", {}).get("conditions", [])):
+            break
+        await asyncio.sleep(0.02)
+    if isinstance(c, HttpClient):
+        with pytest.raises(NotFound, match="discover"):
+            await c.get("widgets", "w", namespace="default")
+        info = await c.discover("example.com", "v1", "widgets")
+        assert info.kind == "Widget" and info.namespaced
+    made = await c.create("widgets", {"apiVersion": "example.com/v1", "kind": "Widget",
+                                      "metadata": {"name": "w"}, "spec": {"size": 1}},
+                          namespace="default")
+    assert made["kind"] == "Widget" and made["metadata"]["namespace"] == "default"
+    patched = await c.patch("widgets", "w", {"spec": {"size": 2}}, namespace="default")
+    assert patched["spec"]["size"] == 2
+    assert [o["metadata"]["name"] for o in (await c.list("widgets")).items] == ["w"]
+    await c.delete("widgets", "w", namespace="default")
+    with pytest.raises(NotFound):
+        await c.get("widgets", "w", namespace="default")

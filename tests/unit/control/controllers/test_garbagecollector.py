@@ -109,3 +109,24 @@ async def test_fresh_owner_not_in_cache_is_not_mistaken_for_gone(
     await harness.settle(30)
     for i in range(5):
         assert await exists(harness, "configmaps", f"d{i}") is not None
+
+
+async def test_an_owner_of_a_custom_kind_takes_its_dependents(harness: ControllerHarness) -> None:
+    from control.api.crd import CustomKind
+    from control.models.resources import ResourceInfo
+    registry = harness.client.objects.registry
+    registry.set_custom("widgets.example.com", ResourceInfo(
+        "Widget", "widgets", "example.com", "v1", True, custom=True), CustomKind(None))
+    await harness.start("garbagecollector")
+    owner = await harness.client.create("widgets", {
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+        namespace="default")
+    await harness.client.create("configmaps", cm("child", [owner]))
+    await harness.client.create("configmaps", cm("orphan-free"))
+    await harness.client.delete("widgets", "w", namespace="default")
+
+    async def collected() -> bool:
+        await harness.clock.advance(3.0)       # the re-check of an unwatched owner
+        return await exists(harness, "configmaps", "child") is None
+    await harness.eventually(collected, what="the Widget's ConfigMap collected")
+    assert await exists(harness, "configmaps", "orphan-free") is not None
