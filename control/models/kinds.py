@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from control.models.cluster import ConfigMap, Event, Lease, Namespace, Node, Secret, ServiceAccount
+from control.models.meshkinds import MESH_MODELS
 from control.models.meta import TopLevel
 from control.models.pod import Pod
 from control.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
@@ -34,6 +35,8 @@ MODELS: dict[str, type[TopLevel]] = {
     "roles": Role, "clusterroles": ClusterRole, "rolebindings": RoleBinding,
     "clusterrolebindings": ClusterRoleBinding,
 }
+
+MODELS.update(MESH_MODELS)  # the mesh kinds (control/models/meshkinds.py)
 
 
 def model_for(resource: str) -> type[TopLevel]:
