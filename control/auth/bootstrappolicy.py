@@ -211,6 +211,13 @@ def cluster_roles() -> list[Obj]:
             _r(["list", "watch"], "discovery.k8s.io", "endpointslices")], labeled=False),
         # knet's own: its kube-proxy names the pod behind each endpoint in flow records
         _role("knet:node-proxier-pods", [_r(_READ, "", "pods")], labeled=False),
+        # knet's own: the node proxy is the mesh's data plane (ztunnel + waypoint in one) and
+        # reads the routing kinds and namespace labels (ambient enrollment), as Istio's do
+        _role("knet:node-proxier-mesh", [
+            _r(_READ, "", "namespaces"),
+            _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
+            _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"])],
+            labeled=False),
     ]
 
 
@@ -257,6 +264,9 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:coredns", "system:coredns", ("ServiceAccount", "kube-system/coredns"),
                  labeled=False),
         _binding("knet:node-proxier-pods", "knet:node-proxier-pods",
+                 ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
+                 labeled=False),
+        _binding("knet:node-proxier-mesh", "knet:node-proxier-mesh",
                  ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
                  labeled=False),
     ]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from control.clientbase import Client, Obj
+from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
 from knet.servicesource import (
@@ -118,6 +119,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                          on_delete=index.on_delete)
         pods.start()
     source = ServiceSource(client, proxier, informer=factory, services=services)
+    source.add_companion(attach_mesh(client, proxier, factory))  # the mesh (knet/mesh)
     source.start()
     if app is not None:
         if app.frozen:

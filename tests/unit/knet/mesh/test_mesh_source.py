@@ -1,0 +1,87 @@
+"""The node proxy's mesh source on the real informers over an in-memory control plane:
+mesh objects are admitted by the API (422 for an invalid one), and a change reaches the
+route table the listeners read within a second, swapped whole."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from meshkit import backend_of, service, services, virtualservice
+
+from control.api.local import LocalClient
+from control.api.objects import ObjectService
+from control.errors import Invalid
+from control.store.memory import MemoryStore
+from knet.mesh.source import MeshSource, MeshState
+from knet.mesh.types import RouteTable
+from knet.proxy.config import ServiceTable
+
+NS = "shop"
+KEY = f"{NS}/cart:p80"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[LocalClient]:
+    store = MemoryStore()
+    objects = ObjectService(store)
+    await objects.start()
+    for ns in ("default", NS):
+        await objects.create("namespaces", {"metadata": {"name": ns}})
+    c = LocalClient(objects)
+    yield c
+    await c.close()
+    await store.close()
+
+
+class Owner:
+    def __init__(self, table: ServiceTable) -> None:
+        self.table = table
+
+
+async def changed(state: MeshState, old: RouteTable, timeout: float = 1.0) -> float:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while state.table is old:
+        assert loop.time() - t0 < timeout, "the route table did not change within a second"
+        await asyncio.sleep(0.01)
+    return loop.time() - t0
+
+
+async def test_changes_reach_the_table_within_a_second(client: LocalClient) -> None:
+    owner = Owner(services(service("cart", ns=NS), service("cart-v2", ns=NS, ip="10.96.0.44")))
+    state = MeshState()
+    source = MeshSource(client, owner, state)
+    source.start()
+    try:
+        await source.wait_synced(5)
+        await changed(state, RouteTable({}, {}))
+        assert backend_of(state.table, KEY) == f"{NS}/cart:80"
+        vs: dict[str, Any] = virtualservice("cart", ["cart"], [
+            {"route": [{"destination": {"host": "cart-v2"}}]}], ns=NS)
+        before = state.table
+        created = await client.create("virtualservices", vs, namespace=NS)
+        await changed(state, before)
+        assert backend_of(state.table, KEY) == f"{NS}/cart-v2:80"
+        before = state.table
+        await client.delete("virtualservices", "cart", namespace=NS)
+        await changed(state, before)
+        assert backend_of(state.table, KEY) == f"{NS}/cart:80"
+        assert created["kind"] == "VirtualService"
+        # a new Service table from the proxier is picked up too
+        before = state.table
+        owner.table = services(service("cart", ns=NS, ports=(80,)))
+        await changed(state, before)
+        assert sorted(state.table.ports) == [KEY]
+    finally:
+        await source.stop()
+
+
+async def test_the_api_refuses_an_invalid_route(client: LocalClient) -> None:
+    vs = virtualservice("cart", ["cart"], [{"route": [{"destination": {"host": "cart"},
+                                                       "weight": -5}]}], ns=NS)
+    with pytest.raises(Invalid) as exc:
+        await client.create("virtualservices", vs, namespace=NS)
+    assert [c.field for c in exc.value.causes] == ["spec.http[0].route[0].weight"]
