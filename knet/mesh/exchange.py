@@ -102,6 +102,19 @@ class Exchange:
         if ejected:
             self.ejections.append(ejected)
 
+    def mirror(self) -> tuple[Endpoint, bytes] | None:
+        """Where and what to mirror this time (the route's mirror and percentage): the
+        request with `-shadow` appended to its Host, as Envoy sends it."""
+        m = self.route.mirror
+        if m is None or m.backend.status or self.lb.rng() * 100 >= m.percent:
+            return None
+        got = self.lb.pick(m.backend, client_ip=self.client_ip)
+        if got is None:
+            return None
+        host = self.headers.get("host", "").split(":")[0] or m.backend.service.split("/")[1]
+        return got[0], edit_request(self.data, target=None, ops=HeaderOps(),
+                                    authority=f"{host}-shadow")
+
     def release(self) -> None:
         """The request ended mid-try (the client left): free the slot, judge no one."""
         ep, self.current = self.current, None

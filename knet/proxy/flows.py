@@ -75,6 +75,7 @@ class FlowRecord:
     fault: str = ""
     retry_reasons: list[str] = field(default_factory=list)
     ejections: list[str] = field(default_factory=list)
+    mirrored: str = ""          # the endpoint a copy of the request went to (mesh mirror)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

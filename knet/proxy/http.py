@@ -23,7 +23,7 @@ from knet.proxy.balancer import NoEndpoints, Pick
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowRecord
 from knet.proxy.http1 import Request, RequestReader, Response
-from knet.proxy.httpup import Pool, Upstream
+from knet.proxy.httpup import Pool, Upstream, shadow
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,11 @@ class _Client(asyncio.Protocol):
         timeout = mx.timeout if mx is not None and mx.timeout else self.ln.timeout
         req.deadline = time.monotonic() + timeout
         self.ln.waiting[self] = req.deadline
+        shadowed = mx.mirror() if mx is not None else None
+        if shadowed is not None:
+            req.rec.mirrored = shadowed[0].pod or shadowed[0].addr
+            self.ln.track(asyncio.get_running_loop().create_task(
+                shadow(self.ln.ctx.sockets, *shadowed)))
         self._dispatch()
 
     async def _delayed(self, req: _Req) -> None:

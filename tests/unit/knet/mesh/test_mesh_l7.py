@@ -252,3 +252,22 @@ async def test_connection_pool_overflow_is_503(mesh: MeshMaker,
     assert statuses == [200, 503, 503]
     assert {r[1] for r in results if r[0] == 503} == {
         "upstream connect error or disconnect/reset before headers. reset reason: overflow"}
+
+
+async def test_mirror_sends_a_shadow_copy_and_the_client_never_sees_it(
+        mesh: MeshMaker, session: aiohttp.ClientSession) -> None:
+    m = await mesh([("v1-a", 200, 0), ("v2-shadow", 503, 0)])
+    m.route(virtualservices=[vs({"route": [to("v1")],
+                                 "mirror": {"host": "reviews", "subset": "v2"},
+                                 "mirrorPercentage": {"value": 100}})],
+            destinationrules=[subsets()])
+    for _ in range(5):
+        st, body, _ = await get(session, m.url + "/m")
+        assert (st, body.split()[0]) == (200, "v1-a")
+    for _ in range(100):
+        if m.pods[1].hits == 5:
+            break
+        await asyncio.sleep(0.02)
+    assert m.pods[1].hits == 5
+    flows = await wait_flows(m.proxier.ring, 5)
+    assert {f.mirrored for f in flows} == {"default/v2-shadow"}
