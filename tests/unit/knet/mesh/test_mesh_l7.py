@@ -271,3 +271,18 @@ async def test_mirror_sends_a_shadow_copy_and_the_client_never_sees_it(
     assert m.pods[1].hits == 5
     flows = await wait_flows(m.proxier.ring, 5)
     assert {f.mirrored for f in flows} == {"default/v2-shadow"}
+
+
+async def test_per_try_timeout_retries_on_another_endpoint(
+        mesh: MeshMaker, session: aiohttp.ClientSession) -> None:
+    m = await mesh([("v1-slow", 200, 2.0), ("v1-fast", 200, 0)], rng=lambda: 0.0)
+    m.route(virtualservices=[vs({"route": [to("v1")], "timeout": "3s", "retries": {
+        "attempts": 1, "perTryTimeout": "200ms", "retryOn": "5xx,connect-failure"}})],
+        destinationrules=[subsets({"loadBalancer": {"simple": "RANDOM"}})])
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    st, body, _ = await get(session, m.url + "/")
+    assert (st, body.split()[0]) == (200, "v1-fast")
+    assert loop.time() - t0 < 1.5
+    (flow,) = await wait_flows(m.proxier.ring, 1)
+    assert flow.retry_reasons == [f"per-try timeout at {m.pods[0].ip}:{m.pods[0].port}"]
