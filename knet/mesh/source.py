@@ -28,13 +28,13 @@ from knet.mesh.lb import MeshBalancer
 from knet.mesh.table import compile_table
 from knet.mesh.types import RouteTable
 from knet.proxy.balancer import Clock, SystemClock
-from knet.proxy.config import ServiceTable
+from knet.proxy.config import ServicePort, ServiceTable
 from knet.proxy.tcp import ProxyContext
 from knet.servicesource import InformerFactory, InformerLike, default_informer_factory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MESH_RESOURCES", "MeshSource", "MeshState", "attach_mesh"]
+__all__ = ["MESH_RESOURCES", "MeshSource", "MeshState", "attach_mesh", "relisten", "wants_l7"]
 
 MESH_RESOURCES: dict[str, type[TopLevel] | None] = {
     "httproutes": HTTPRoute, "virtualservices": VirtualService,
@@ -68,13 +68,48 @@ class _HasContext(ServiceTableOwner, Protocol):
     def ctx(self) -> ProxyContext: ...
 
 
-def attach_mesh(client: Client, proxier: _HasContext,
+class Relistener(Protocol):
+    """The proxier's side of enrollment: its listeners by (protocol, ip, port), and the
+    handler call that makes it reconcile them again (reopening what is missing)."""
+    listeners: dict[tuple[str, str, int], Any]
+
+    def on_service_synced(self) -> None: ...
+
+
+def wants_l7(state: MeshState, sp: ServicePort) -> bool:
+    """Does this port go through the L7 path: appProtocol http, or meshed by the table."""
+    return sp.is_http or sp.key in state.table.ports
+
+
+async def relisten(proxier: Relistener, state: MeshState) -> int:
+    """Enrollment changed a port's path (L4 <-> L7): close its listeners so the proxier
+    reopens them as the right kind. Returns how many were closed."""
+    from knet.proxy.http import HttpListener  # the proxy's kinds; a cycle at import time
+
+    stale = [(lk, ln) for lk, ln in proxier.listeners.items() if lk[0] == "TCP"
+             and isinstance(ln, HttpListener) != wants_l7(state, ln.sp)]
+    for lk, _ in stale:
+        del proxier.listeners[lk]
+    for lk, ln in stale:
+        log.info("mesh: %s %s:%d now goes through the %s path", ln.sp.key, lk[1], lk[2],
+                 "L7" if wants_l7(state, ln.sp) else "L4")
+        await ln.close()
+    if stale:
+        proxier.on_service_synced()  # a public nudge: reconcile listeners again
+    return len(stale)
+
+
+class _Proxier(_HasContext, Relistener, Protocol):
+    """What the mesh needs of knet.proxy.proxier.Proxier."""
+
+
+def attach_mesh(client: Client, proxier: _Proxier,
                 informer: InformerFactory | None = None) -> MeshSource:
     """The node proxy's hook: a MeshState for the proxier's L7 listeners and the source
     that keeps it current (start/stop it with the ServiceSource: `add_companion`)."""
     state = MeshState()
     proxier.ctx.mesh = state
-    return MeshSource(client, proxier, state, informer=informer)
+    return MeshSource(client, proxier, state, informer=informer, relistener=proxier)
 
 
 def _key(obj: Obj) -> str:
@@ -84,9 +119,11 @@ def _key(obj: Obj) -> str:
 
 class MeshSource:
     def __init__(self, client: Client, owner: ServiceTableOwner, state: MeshState, *,
-                 informer: InformerFactory | None = None, period: float = 0.25) -> None:
+                 informer: InformerFactory | None = None, period: float = 0.25,
+                 relistener: Relistener | None = None) -> None:
         factory = informer or default_informer_factory()
         self.owner, self.state, self.period = owner, state, period
+        self.relistener = relistener
         self.objects: dict[str, dict[str, Any]] = {r: {} for r in MESH_RESOURCES}
         self.informers: dict[str, InformerLike] = {}
         for resource in MESH_RESOURCES:
@@ -147,6 +184,8 @@ class MeshSource:
             if self._dirty or self.owner.table is not self._built_from:
                 try:
                     self.rebuild()
+                    if self.relistener is not None:
+                        await relisten(self.relistener, self.state)
                 except Exception:  # one bad object must not stop the mesh
                     log.exception("mesh: rebuilding the route table failed; the old one stays")
                     self._dirty = False

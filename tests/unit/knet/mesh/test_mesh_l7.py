@@ -17,11 +17,12 @@ import pytest
 from aiohttp import web
 from proxy_testkit import endpoint_slice, loopback_net, service, start_proxier, wait_flows  # type: ignore[import-not-found]
 
-from knet.mesh.source import MeshState
+from knet.mesh.source import MeshState, relisten
 from knet.mesh.table import compile_table
 from knet.proxy.proxier import Proxier
 
 KEY = "default/reviews:http"
+CLOSE = {"Connection": "close"}
 
 
 class Pod:
@@ -286,3 +287,36 @@ async def test_per_try_timeout_retries_on_another_endpoint(
     assert loop.time() - t0 < 1.5
     (flow,) = await wait_flows(m.proxier.ring, 1)
     assert flow.retry_reasons == [f"per-try timeout at {m.pods[0].ip}:{m.pods[0].port}"]
+
+
+async def test_ambient_enrollment_moves_a_plain_port_to_the_l7_path(
+        session: aiohttp.ClientSession) -> None:
+    net = loopback_net()
+    pod = await Pod("v1-a", f"{net}10").start()
+    objs: list[dict[str, Any]] = [service("reviews", f"{net}1", [
+        {"name": "http", "port": 80, "targetPort": 9080}])]  # no appProtocol
+    objs.append(endpoint_slice("reviews", [{"name": "http", "port": pod.port,
+                                            "protocol": "TCP"}], [(pod.ip, "v1-a")]))
+    proxier = await start_proxier(objs)
+    # new connections take the new path; one already spliced carries on (closed here)
+    state = MeshState()
+    proxier.ctx.mesh = state
+    try:
+        st, _, headers = await get(session, f"http://{net}1/", headers=CLOSE)
+        assert st == 200 and "x-knet-upstream" not in headers  # L4: bytes spliced
+        state.table = compile_table(proxier.table, namespace_labels={
+            "default": {"istio.io/dataplane-mode": "ambient"}})
+        assert await relisten(proxier, state) == 1
+        await proxier.wait_applied()
+        st, _, headers = await get(session, f"http://{net}1/", headers=CLOSE)
+        assert (st, headers["x-knet-upstream"]) == (200, "default/v1-a")
+        (flow,) = [f for f in proxier.ring.records() if f.protocol == "http"]
+        assert flow.route == "default"
+        state.table = compile_table(proxier.table)  # the label is gone: back to L4
+        assert await relisten(proxier, state) == 1
+        await proxier.wait_applied()
+        st, _, headers = await get(session, f"http://{net}1/", headers=CLOSE)
+        assert st == 200 and "x-knet-upstream" not in headers
+    finally:
+        await proxier.stop()
+        await pod.stop()
