@@ -216,7 +216,9 @@ def cluster_roles() -> list[Obj]:
         _role("knet:node-proxier-mesh", [
             _r(_READ, "", "namespaces"),
             _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
-            _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"])],
+            _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"]),
+            _r(["patch", "update"], "gateway.networking.k8s.io", "httproutes/status"),
+            _r(["patch", "update"], "networking.istio.io", "virtualservices/status")],
             labeled=False),
     ]
 

@@ -25,6 +25,7 @@ from control.models.meshgateway import HTTPRoute, ReferenceGrant
 from control.models.meshistio import DestinationRule, VirtualService
 from control.models.meta import TopLevel
 from knet.mesh.lb import MeshBalancer
+from knet.mesh.status import publish_status
 from knet.mesh.table import compile_table
 from knet.mesh.types import RouteTable
 from knet.proxy.balancer import Clock, SystemClock
@@ -124,6 +125,7 @@ class MeshSource:
         factory = informer or default_informer_factory()
         self.owner, self.state, self.period = owner, state, period
         self.relistener = relistener
+        self.client, self.write_status = client, True
         self.objects: dict[str, dict[str, Any]] = {r: {} for r in MESH_RESOURCES}
         self.informers: dict[str, InformerLike] = {}
         for resource in MESH_RESOURCES:
@@ -183,9 +185,11 @@ class MeshSource:
         while True:
             if self._dirty or self.owner.table is not self._built_from:
                 try:
-                    self.rebuild()
+                    table = self.rebuild()
                     if self.relistener is not None:
                         await relisten(self.relistener, self.state)
+                    if self.write_status:
+                        await publish_status(self.client, table.status, self.objects)
                 except Exception:  # one bad object must not stop the mesh
                     log.exception("mesh: rebuilding the route table failed; the old one stays")
                     self._dirty = False

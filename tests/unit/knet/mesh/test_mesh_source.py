@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from meshkit import backend_of, service, services, virtualservice
+from meshkit import backend_of, httproute, service, services, virtualservice
 
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
@@ -85,3 +85,37 @@ async def test_the_api_refuses_an_invalid_route(client: LocalClient) -> None:
     with pytest.raises(Invalid) as exc:
         await client.create("virtualservices", vs, namespace=NS)
     assert [c.field for c in exc.value.causes] == ["spec.http[0].route[0].weight"]
+
+
+async def test_route_status_is_written_back_once(client: LocalClient) -> None:
+    owner = Owner(services(service("cart", ns=NS)))
+    state = MeshState()
+    source = MeshSource(client, owner, state)
+    source.start()
+    try:
+        await source.wait_synced(5)
+        await client.create("httproutes", httproute("split", [{"backendRefs": [
+            {"name": "cart", "port": 80}, {"name": "gone", "port": 80}]}], parent="cart",
+            ns=NS), namespace=NS)
+
+        async def parents() -> list[dict[str, Any]]:
+            for _ in range(100):
+                obj = await client.get("httproutes", "split", namespace=NS)
+                if (obj.get("status") or {}).get("parents"):
+                    return list(obj["status"]["parents"])
+                await asyncio.sleep(0.02)
+            raise AssertionError("no status written within 2 s")
+
+        (parent,) = await parents()
+        conds = {c["type"]: c for c in parent["conditions"]}
+        assert parent["parentRef"]["name"] == "cart" and parent["controllerName"]
+        assert (conds["Accepted"]["status"], conds["ResolvedRefs"]["reason"]) == (
+            "True", "BackendNotFound")
+        assert conds["ResolvedRefs"]["lastTransitionTime"]
+        rv = (await client.get("httproutes", "split", namespace=NS))["metadata"][
+            "resourceVersion"]
+        await asyncio.sleep(0.6)  # rebuilt since (its own write was an event): no rewrite
+        assert (await client.get("httproutes", "split", namespace=NS))["metadata"][
+            "resourceVersion"] == rv
+    finally:
+        await source.stop()
