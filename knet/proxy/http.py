@@ -8,6 +8,9 @@ and answered with `x-knet-upstream: <pod>`. Upstream connections are kept alive 
 per endpoint (httpup.py). The exchange runs in callbacks, no task per request. Request
 bodies are read whole (up to 8 MiB, so a retry can resend them);
 response bodies stream through byte for byte with back-pressure. One flow record each.
+A meshed port (in the proxier's `ctx.mesh` table: ambient namespace or appProtocol http)
+takes its decisions from knet/mesh instead (`exchange.plan`: route, weighted backend, LB,
+retries on another endpoint, per-try/route timeouts, faults, header ops, rewrite, mirror).
 """
 
 from __future__ import annotations
