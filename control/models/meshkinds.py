@@ -139,6 +139,9 @@ def check_mesh(resource: str, errs: FieldErrors, obj: Obj) -> None:
             _cause(errs, err, obj)
         return
     _unknown(errs, parsed, "")
+    if resource in ("gateways", "gatewayclasses"):
+        errs.warn("spec", "stored and served, but knet's mesh has no gateway (north-south) "
+                  "yet: only HTTPRoutes whose parentRefs name a Service take effect")
 
 
 def _checker(resource: str) -> Any:

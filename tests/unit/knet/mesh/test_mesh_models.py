@@ -161,3 +161,14 @@ def test_vs_model_reads_istio_names() -> None:
     r = vs.spec.http[0]
     assert r.retries is not None and r.retries.per_try_timeout == "2s"
     assert r.mirror_percentage is not None and r.mirror_percentage.value == 10
+
+
+def test_gateways_are_stored_with_a_warning() -> None:
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "gw", "namespace": "default"},
+          "spec": {"gatewayClassName": "knet", "listeners": [
+              {"name": "http", "port": 80, "protocol": "HTTP"}]}}
+    _, warnings = admit("gateways", gw)
+    assert warnings and "no gateway" in warnings[0]
+    gw["spec"] = {"gatewayClassName": "knet", "listeners": []}
+    assert list(_causes("gateways", gw)) == ["spec.listeners"]
