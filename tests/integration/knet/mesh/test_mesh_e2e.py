@@ -127,8 +127,25 @@ def apply(c: Cluster, yaml: str) -> None:
 
 
 def wait_answers(c: Cluster, url: str, want: set[str], *headers: str) -> None:
-    c.wait(f"{url} answers {want}", lambda: set(curl_many(c, 6, url, *headers)) == want,
-           timeout=30, every=0.5)
+    seen: list[list[str]] = []
+
+    def cond() -> bool:
+        seen.append(curl_many(c, 6, url, *headers))
+        return set(seen[-1]) == want
+    try:
+        c.wait(f"{url} answers {want}", cond, timeout=30, every=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; answers: {seen[-3:]}; flows:\n{_flows(c)}; "
+                             f"routes:\n{c.kubectl('get', 'httproutes,vs', '-A', '-o', 'yaml').stdout[-3000:]}") from None
+
+
+def _flows(c: Cluster) -> str:
+    """The last flows of the namespace and the agents' mesh log lines (for a failure)."""
+    flows = c.knet("flows", "--state-dir", str(c.state_dir), "--namespace", NS,
+                   "--last", "8", "-o", "json", check=False).stdout[-4000:]
+    logs = [line for f in sorted((c.state_dir / "logs").glob("*")) if f.is_file()
+            for line in f.read_text(errors="replace").splitlines() if "mesh" in line]
+    return flows + "\nlogs:\n" + "\n".join(logs[-20:])
 
 
 def test_traffic_shifting_80_20_with_an_httproute(mesh: Cluster) -> None:
