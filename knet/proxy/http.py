@@ -1,5 +1,9 @@
 """The L7 "mesh" path for ports with `appProtocol: http`: a lean HTTP/1.1 reverse proxy.
 
+A meshed port (in the proxier's `ctx.mesh` table: ambient namespace or appProtocol http)
+takes its decisions from knet/mesh (`exchange.plan`: route, weighted backend, LB, retries
+on another endpoint, per-try/route timeouts, faults, header ops, rewrite, mirror).
+
 Both legs are `asyncio.Protocol`s on uvloop (aiohttp's client was the cost: a plain aiohttp
 reverse proxy did 3,600 req/s here). Each request is balanced on its own (round-robin or
 ClientIP affinity), retried on another endpoint after a connect failure or a 503 (count
@@ -8,9 +12,6 @@ and answered with `x-knet-upstream: <pod>`. Upstream connections are kept alive 
 per endpoint (httpup.py). The exchange runs in callbacks, no task per request. Request
 bodies are read whole (up to 8 MiB, so a retry can resend them);
 response bodies stream through byte for byte with back-pressure. One flow record each.
-A meshed port (in the proxier's `ctx.mesh` table: ambient namespace or appProtocol http)
-takes its decisions from knet/mesh instead (`exchange.plan`: route, weighted backend, LB,
-retries on another endpoint, per-try/route timeouts, faults, header ops, rewrite, mirror).
 """
 
 from __future__ import annotations
