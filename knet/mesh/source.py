@@ -53,9 +53,17 @@ class MeshState:
         self.table = RouteTable({}, {})
         self.lb = MeshBalancer(clock=clock or SystemClock(), rng=self.rng)
         self.rebuilt_at = 0.0
+        self.refresh: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<MeshState {len(self.table.ports)} meshed ports {self.lb!r}>"
+
+    def current(self) -> RouteTable:
+        """The table for the next request: rebuilt first if the proxier's Service table
+        changed since (so a meshed request never uses older endpoints than an L4 one)."""
+        if self.refresh is not None:
+            self.refresh()
+        return self.table
 
 
 class ServiceTableOwner(Protocol):
@@ -126,6 +134,7 @@ class MeshSource:
         self.owner, self.state, self.period = owner, state, period
         self.relistener = relistener
         self.client, self.write_status = client, True
+        state.refresh = self.refresh_if_stale
         self.objects: dict[str, dict[str, Any]] = {r: {} for r in MESH_RESOURCES}
         self.informers: dict[str, InformerLike] = {}
         for resource in MESH_RESOURCES:
@@ -169,6 +178,14 @@ class MeshSource:
             self._dirty = True
         return on_delete
 
+    def refresh_if_stale(self) -> None:
+        if self.owner.table is not self._built_from:
+            try:
+                self.rebuild()
+            except Exception:  # keep serving with the old table
+                log.exception("mesh: rebuilding the route table failed; the old one stays")
+                self._built_from = self.owner.table
+
     def rebuild(self) -> RouteTable:
         services = self.owner.table
         o = self.objects
@@ -182,17 +199,20 @@ class MeshSource:
         return table
 
     async def _loop(self) -> None:
+        written: RouteTable | None = None
         while True:
-            if self._dirty or self.owner.table is not self._built_from:
-                try:
-                    table = self.rebuild()
-                    if self.relistener is not None:
-                        await relisten(self.relistener, self.state)
-                    if self.write_status:
-                        await publish_status(self.client, table.status, self.objects)
-                except Exception:  # one bad object must not stop the mesh
-                    log.exception("mesh: rebuilding the route table failed; the old one stays")
-                    self._dirty = False
+            try:
+                if self._dirty or self.owner.table is not self._built_from:
+                    self.rebuild()
+                table = self.state.table  # may also be rebuilt by a request (current())
+                if self.relistener is not None:  # cheap: a pass over the listeners
+                    await relisten(self.relistener, self.state)
+                if self.write_status and table is not written:
+                    await publish_status(self.client, table.status, self.objects)
+                    written = table
+            except Exception:  # one bad object must not stop the mesh
+                log.exception("mesh: rebuilding the route table failed; the old one stays")
+                self._dirty = False
             await asyncio.sleep(self.period)
 
     def start(self) -> None:

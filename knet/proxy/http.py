@@ -182,7 +182,7 @@ class _Client(asyncio.Protocol):
         mesh = self.ln.ctx.mesh
         if mesh is not None:
             client = self.ln.ctx.ring.resolver(self.peer[0]) if self.ln.ctx.ring.resolver else None
-            got = plan(mesh.table, self.ln.sp.key, method=rec.method, target=rec.path,
+            got = plan(mesh.current(), self.ln.sp.key, method=rec.method, target=rec.path,
                        data=req.data, client_ip=self.peer[0],
                        client_ns=client.partition("/")[0] if client else None,
                        lb=mesh.lb, rng=mesh.rng)

@@ -119,3 +119,16 @@ async def test_route_status_is_written_back_once(client: LocalClient) -> None:
             "resourceVersion"] == rv
     finally:
         await source.stop()
+
+
+async def test_a_request_never_sees_older_endpoints_than_the_proxier(
+        client: LocalClient) -> None:
+    owner = Owner(services(service("cart", ns=NS, pods=1)))
+    state = MeshState()
+    source = MeshSource(client, owner, state, period=3600)  # the loop will not run again
+    source.rebuild()
+    (route,) = state.current().ports[KEY].routes
+    assert len(route.backends[0].endpoints) == 1
+    owner.table = services(service("cart", ns=NS, pods=3))  # the proxier applied a change
+    (route,) = state.current().ports[KEY].routes
+    assert len(route.backends[0].endpoints) == 3
