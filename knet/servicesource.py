@@ -21,6 +21,7 @@ from control.clientbase import Client, Obj
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Companion",
     "EndpointSliceHandler",
     "InformerFactory",
     "InformerLike",
@@ -65,6 +66,13 @@ class InformerLike(Protocol):
 InformerFactory = Callable[[Client, str], InformerLike]
 
 
+class Companion(Protocol):
+    """Another watch-fed part started and stopped with the source (the mesh's sources)."""
+    def start(self) -> None: ...
+    async def wait_synced(self, timeout: float = 30.0) -> None: ...
+    async def stop(self) -> None: ...
+
+
 def default_informer_factory() -> InformerFactory:
     """`control.informer.Informer`, imported only when no factory is given."""
     from control.informer import Informer
@@ -82,6 +90,7 @@ class ServiceSource:
                  services: InformerLike | None = None) -> None:
         factory = informer or default_informer_factory()
         self._own_services = services is None
+        self.companions: list[Companion] = []
         self.services = services if services is not None else factory(client, "services")
         self.endpointslices = factory(client, "endpointslices")
         h = handlers
@@ -95,6 +104,10 @@ class ServiceSource:
         owner = "own" if self._own_services else "shared"
         return f"<ServiceSource services={owner}>"
 
+    def add_companion(self, companion: Companion) -> None:
+        """Start, wait for and stop `companion` with this source (add before `start()`)."""
+        self.companions.append(companion)
+
     def _owned(self) -> list[InformerLike]:
         own = [self.services] if self._own_services else []
         return [*own, self.endpointslices]
@@ -103,17 +116,20 @@ class ServiceSource:
         """Starts the informers this source made (each owns one task; `stop()` ends them)."""
         for inf in self._owned():
             inf.start()
+        for c in self.companions:
+            c.start()
 
     async def wait_synced(self, timeout: float = 30.0) -> None:
         """Returns once both informers have delivered their first list; TimeoutError (naming
         the resource) after `timeout` seconds."""
         await asyncio.gather(self.services.wait_synced(timeout),
-                             self.endpointslices.wait_synced(timeout))
+                             self.endpointslices.wait_synced(timeout),
+                             *(c.wait_synced(timeout) for c in self.companions))
 
     async def stop(self) -> None:
         """Stops the informers this source made (never a shared Services informer); one
         failing to stop does not keep the other running."""
-        owned = self._owned()
+        owned: list[InformerLike | Companion] = [*self._owned(), *self.companions]
         results = await asyncio.gather(*(inf.stop() for inf in owned), return_exceptions=True)
         for inf, res in zip(owned, results, strict=True):
             if isinstance(res, BaseException):

@@ -211,6 +211,15 @@ def cluster_roles() -> list[Obj]:
             _r(["list", "watch"], "discovery.k8s.io", "endpointslices")], labeled=False),
         # knet's own: its kube-proxy names the pod behind each endpoint in flow records
         _role("knet:node-proxier-pods", [_r(_READ, "", "pods")], labeled=False),
+        # knet's own: the node proxy is the mesh's data plane (ztunnel + waypoint in one) and
+        # reads the routing kinds and namespace labels (ambient enrollment), as Istio's do
+        _role("knet:node-proxier-mesh", [
+            _r(_READ, "", "namespaces"),
+            _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
+            _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"]),
+            _r(["patch", "update"], "gateway.networking.k8s.io", "httproutes/status"),
+            _r(["patch", "update"], "networking.istio.io", "virtualservices/status")],
+            labeled=False),
     ]
 
 
@@ -259,4 +268,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("knet:node-proxier-pods", "knet:node-proxier-pods",
                  ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
                  labeled=False),
+        # the node proxy runs in the agent (identity system:node:NAME) or as `knet proxy`
+        _binding("knet:node-proxier-mesh", "knet:node-proxier-mesh",
+                 ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
+                 ("Group", "system:nodes"), labeled=False),
     ]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from control.models.cluster import ConfigMap, Event, Lease, Namespace, Node, Secret, ServiceAccount
+from control.models.meshkinds import MESH_MODELS
 from control.models.meta import TopLevel
 from control.models.networkmodels import Ingress, IngressClass, NetworkPolicy, PodDisruptionBudget
 from control.models.pod import Pod
@@ -37,6 +38,8 @@ MODELS: dict[str, type[TopLevel]] = {
     "ingresses": Ingress, "ingressclasses": IngressClass, "networkpolicies": NetworkPolicy,
     "poddisruptionbudgets": PodDisruptionBudget,
 }
+
+MODELS.update(MESH_MODELS)  # the mesh kinds (control/models/meshkinds.py)
 
 
 def model_for(resource: str) -> type[TopLevel]:

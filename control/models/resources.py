@@ -127,6 +127,25 @@ RESOURCES += (
 )
 
 
+# -- mesh kinds (issue 15), served built-in until CRDs serve them; validated by
+# control/models/meshkinds.py (one block: move it to CRDs as a whole) ----------------------
+_GW, _ISTIO = "gateway.networking.k8s.io", "networking.istio.io"
+RESOURCES += (
+    ResourceInfo("GatewayClass", "gatewayclasses", _GW, "v1", False, ("gc",),
+                 ("gateway-api",), ("status",)),
+    ResourceInfo("Gateway", "gateways", _GW, "v1", True, ("gtw",), ("gateway-api",),
+                 ("status",)),
+    ResourceInfo("HTTPRoute", "httproutes", _GW, "v1", True, (), ("gateway-api",),
+                 ("status",)),
+    ResourceInfo("ReferenceGrant", "referencegrants", _GW, "v1", True, ("refgrant",),
+                 ("gateway-api",)),
+    ResourceInfo("VirtualService", "virtualservices", _ISTIO, "v1", True, ("vs",),
+                 ("istio-io", "networking-istio-io"), ("status",)),
+    ResourceInfo("DestinationRule", "destinationrules", _ISTIO, "v1", True, ("dr",),
+                 ("istio-io", "networking-istio-io"), ("status",)),
+)
+
+
 def by_plural(plural: str) -> ResourceInfo:
     for r in RESOURCES:
         if r.plural == plural:

@@ -18,6 +18,7 @@ from typing import Any
 
 from control.models import networking
 from control.models import printers as p
+from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
 
@@ -234,6 +235,9 @@ _PRINTERS: dict[str, Printer] = {
     "roles": _role, "clusterroles": _role,
     "rolebindings": _binding, "clusterrolebindings": _binding,
 }
+
+_COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
+_PRINTERS.update(MESH_PRINTERS)
 
 
 def columns(resource: str) -> list[Obj]:

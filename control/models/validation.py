@@ -22,6 +22,7 @@ from control.errors import BadRequest
 from control.models import names, networking
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
+from control.models.meshkinds import MESH_CHECKS
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
 from control.models.rbacvalidation import (
     RBAC_KINDS,
@@ -279,6 +280,7 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "rolebindings": validate_binding_update, "clusterrolebindings": validate_binding_update,
 }
 
+_CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
 
 def admit(resource: str, obj: Obj, *, old: Obj | None = None,
           copy: bool = True) -> tuple[Obj, list[str]]:

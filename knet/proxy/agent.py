@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from control.clientbase import Client, Obj
+from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
 from knet.servicesource import (
@@ -120,6 +121,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                          on_delete=index.on_delete)
         pods.start()
     source = ServiceSource(client, proxier, informer=factory, services=services)
+    source.add_companion(attach_mesh(client, proxier, factory))  # the mesh (knet/mesh)
     source.start()
     log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
              ", ".join(node_ips) or "none")

@@ -16,7 +16,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -67,6 +67,15 @@ class FlowRecord:
     status: int = 0
     latency: float = 0.0        # seconds to the response head
     retries: int = 0
+    # the mesh's decisions (knet/mesh): the route and match taken, the weight bucket
+    # ("1:ns/svc:80/v2 20/100"), each retry and why, the fault injected, ejections caused
+    route: str = ""
+    match: str = ""
+    bucket: str = ""
+    fault: str = ""
+    retry_reasons: list[str] = field(default_factory=list)
+    ejections: list[str] = field(default_factory=list)
+    mirrored: str = ""          # the endpoint a copy of the request went to (mesh mirror)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

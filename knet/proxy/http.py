@@ -1,5 +1,9 @@
 """The L7 "mesh" path for ports with `appProtocol: http`: a lean HTTP/1.1 reverse proxy.
 
+A meshed port (in the proxier's `ctx.mesh` table: ambient namespace or appProtocol http)
+takes its decisions from knet/mesh (`exchange.plan`: route, weighted backend, LB, retries
+on another endpoint, per-try/route timeouts, faults, header ops, rewrite, mirror).
+
 Both legs are `asyncio.Protocol`s on uvloop (aiohttp's client was the cost: a plain aiohttp
 reverse proxy did 3,600 req/s here). Each request is balanced on its own (round-robin or
 ClientIP affinity), retried on another endpoint after a connect failure or a 503 (count
@@ -17,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from http import HTTPStatus
 
+from knet.mesh.exchange import ABORT_BODY, TIMEOUT_BODY, Answer, Exchange, plan
+from knet.mesh.wire import edit_fields
 from knet.proxy.balancer import NoEndpoints, Pick
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowRecord
 from knet.proxy.http1 import Request, RequestReader, Response
-from knet.proxy.httpup import Pool, Upstream
+from knet.proxy.httpup import Pool, Upstream, shadow
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -42,13 +49,17 @@ class _Req:
     __slots__ = (
         "attempt",
         "data",
+        "deadline",
         "error",
         "fresh",
         "head_only",
         "keep",
+        "method",
+        "mx",
         "pick",
         "rec",
         "start",
+        "target",
     )
 
     def __init__(self, request: Request, rec: FlowRecord) -> None:
@@ -60,6 +71,9 @@ class _Req:
         self.pick: Pick | None = None
         self.fresh = False  # a stale pooled connection was replaced by a fresh dial
         self.error = ""
+        self.method, self.target = request.method, request.target
+        self.mx: Exchange | None = None  # the mesh's plan for this request, if meshed
+        self.deadline = 0.0  # the whole request's deadline (a try may end sooner)
 
 
 class _Client(asyncio.Protocol):
@@ -167,22 +181,72 @@ class _Client(asyncio.Protocol):
         self.req = req = _Req(request, rec)
         self.served = True
         rec.bytes_sent = len(req.data)
-        self.ln.waiting[self] = req.start + self.ln.timeout
+        mesh = self.ln.ctx.mesh
+        if mesh is not None:
+            client = self.ln.ctx.ring.resolver(self.peer[0]) if self.ln.ctx.ring.resolver else None
+            got = plan(mesh.current(), self.ln.sp.key, method=rec.method, target=rec.path,
+                       data=req.data, client_ip=self.peer[0],
+                       client_ns=client.partition("/")[0] if client else None,
+                       lb=mesh.lb, rng=mesh.rng)
+            if isinstance(got, Answer):
+                got.annotate(rec)
+                self._answer(got.status, REFUSED if got.status < 500 or got.fault else ERROR,
+                             got.why, body=got.body)
+                return
+            if got is not None:
+                req.mx = got
+                req.data = got.data
+                got.annotate(rec)
+                if got.delay:
+                    self.ln.track(asyncio.get_running_loop().create_task(self._delayed(req)))
+                    return
+        self._go(req)
+
+    def _go(self, req: _Req) -> None:
+        """Arm the request's deadline and send it (or answer an injected abort)."""
+        mx = req.mx
+        if mx is not None and mx.abort:
+            mx.annotate(req.rec)
+            self._answer(mx.abort, REFUSED, "fault injected after the delay",
+                         body=ABORT_BODY)
+            return
+        timeout = mx.timeout if mx is not None and mx.timeout else self.ln.timeout
+        req.deadline = time.monotonic() + timeout
+        self.ln.waiting[self] = req.deadline
+        shadowed = mx.mirror() if mx is not None else None
+        if shadowed is not None:
+            req.rec.mirrored = shadowed[0].pod or shadowed[0].addr
+            self.ln.track(asyncio.get_running_loop().create_task(
+                shadow(self.ln.ctx.sockets, *shadowed)))
         self._dispatch()
+
+    async def _delayed(self, req: _Req) -> None:
+        assert req.mx is not None
+        await asyncio.sleep(req.mx.delay)
+        if self.req is req and not self.closed:
+            self._go(req)
 
     def _dispatch(self) -> None:
         """Send the request to the next pick: a pooled connection, or a fresh dial."""
         req, ln = self.req, self.ln
         assert req is not None
-        try:
-            if req.pick is None:
-                req.pick = ln.ctx.balancer.next_endpoint(ln.sp.key, self.peer[0])
-            else:
-                req.pick = ln.ctx.balancer.report_failure(ln.sp.key, self.peer[0],
-                                                          req.pick.endpoint)
-        except NoEndpoints:
-            self._answer(503, REFUSED, f"service {ln.sp.service} has no ready endpoints")
-            return
+        if req.mx is not None:
+            pick = req.mx.next_endpoint()
+            if pick is None:
+                self._answer(503, REFUSED, f"{req.mx.backend.name} has no ready endpoints",
+                             body="no healthy upstream")
+                return
+            req.pick = pick
+            per_try = req.mx.per_try_timeout
+            if per_try:
+                ln.waiting[self] = min(req.deadline, time.monotonic() + per_try)
+        else:
+            try:
+                self._balance(req)
+            except NoEndpoints:
+                self._answer(503, REFUSED, f"service {ln.sp.service} has no ready endpoints")
+                return
+        assert req.pick is not None
         _fill(req.rec, req.pick)
         req.rec.retries = req.attempt
         up = ln.pool.take(req.pick.endpoint)
@@ -191,6 +255,15 @@ class _Client(asyncio.Protocol):
             up.begin(self, req.data, head_only=req.head_only, reused=True)
         else:
             ln.track(asyncio.get_running_loop().create_task(self._dial(req)))
+
+    def _balance(self, req: _Req) -> None:
+        """The service balancer's pick (not meshed); NoEndpoints when there is none."""
+        ln = self.ln
+        if req.pick is None:
+            req.pick = ln.ctx.balancer.next_endpoint(ln.sp.key, self.peer[0])
+        else:
+            req.pick = ln.ctx.balancer.report_failure(ln.sp.key, self.peer[0],
+                                                      req.pick.endpoint)
 
     async def _dial(self, req: _Req) -> None:
         assert req.pick is not None
@@ -211,6 +284,18 @@ class _Client(asyncio.Protocol):
         assert req is not None
         req.error = error
         self.up = None
+        mx = req.mx
+        if mx is not None:  # the route's retry policy, on another endpoint
+            mx.finish(None)
+            if not mx.retry_reason(None, error):
+                mx.annotate(req.rec)
+                self._answer(503, ERROR, f"no answer after {req.attempt + 1} tries; last "
+                             f"{error}", body="upstream connect error or disconnect/reset "
+                             "before headers. reset reason: connection failure")
+                return
+            req.attempt += 1
+            self._dispatch()
+            return
         if req.attempt >= self.ln.retries:
             self._answer(502, ERROR, f"no endpoint answered after {req.attempt + 1} tries; "
                          f"last {error}")
@@ -237,7 +322,20 @@ class _Client(asyncio.Protocol):
         req = self.req
         assert req is not None and req.pick is not None
         status = head.status
-        if status == 503 and req.attempt < self.ln.retries:
+        mx = req.mx
+        fields = head.fields
+        if mx is not None:
+            mx.finish(status)
+            if mx.retry_reason(status, req.pick.endpoint.pod or req.pick.endpoint.addr):
+                up.close()
+                self.up = None
+                req.attempt += 1
+                mx.annotate(req.rec)
+                self._dispatch()
+                return
+            mx.annotate(req.rec)
+            fields = edit_fields(fields, mx.response_ops)
+        elif status == 503 and req.attempt < self.ln.retries:
             up.close()
             self._retry(f"{req.pick.endpoint.addr}: 503")
             return
@@ -249,7 +347,7 @@ class _Client(asyncio.Protocol):
         req.keep = req.keep and framed
         ep = req.pick.endpoint
         prefix = b"HTTP/1.1 %d %s\r\n%sx-knet-upstream: %s\r\nConnection: %s\r\n\r\n" % (
-            status, head.reason, head.fields, (ep.pod or ep.addr).encode(),
+            status, head.reason, fields, (ep.pod or ep.addr).encode(),
             b"keep-alive" if req.keep else b"close")
         up.relay(self.t, prefix)
 
@@ -273,15 +371,32 @@ class _Client(asyncio.Protocol):
             return
         if self.up is not None:
             self.up.close()
+            self.up = None
         where = req.pick.endpoint.addr if req.pick else "any endpoint"
+        mx = req.mx
+        if mx is not None:
+            now = time.monotonic()
+            mx.finish(None)
+            if now < req.deadline and mx.retry_reason(None, f"per-try timeout at {where}"):
+                req.attempt += 1
+                self.ln.waiting[self] = req.deadline
+                self._dispatch()
+                return
+            mx.annotate(req.rec)
+            timeout = mx.timeout or self.ln.timeout
+            self._answer(504, TIMEOUT, f"no response from {where} within {timeout:g}s",
+                         body=TIMEOUT_BODY)
+            return
         self._answer(504, TIMEOUT, f"no response from {where} within {self.ln.timeout:g}s")
 
-    def _answer(self, status: int, verdict: str, why: str) -> None:
+    def _answer(self, status: int, verdict: str, why: str, *, body: str | None = None) -> None:
+        """Answer the request ourselves; `body` is the exact text (Envoy's words for mesh
+        answers), else the status and why."""
         req = self.req
         assert req is not None
         rec = req.rec
         rec.status, rec.verdict, rec.error = status, verdict, why
-        data = _simple(status, why, close=not req.keep)
+        data = _simple(status, why, close=not req.keep, body=body)
         rec.bytes_received = len(data)
         if not self.closed:
             self.t.write(data)
@@ -290,6 +405,8 @@ class _Client(asyncio.Protocol):
     def _finish(self, *, keep: bool) -> None:
         req, self.req, self.up = self.req, None, None
         self.ln.waiting.pop(self, None)
+        if req is not None and req.mx is not None:
+            req.mx.release()
         if req is not None:
             req.rec.duration = time.monotonic() - req.start
             self.ln.ctx.emit(req.rec)
@@ -308,12 +425,21 @@ def _fill(rec: FlowRecord, pick: Pick) -> None:
     rec.endpoint_pod, rec.reason = pick.endpoint.pod, pick.reason
 
 
-def _simple(status: int, why: str, *, close: bool) -> bytes:
-    body = f"{status} {_REASONS[status].decode()}: {why}\n".encode()
+def _reason(status: int) -> bytes:
+    if status in _REASONS:
+        return _REASONS[status]
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+def _simple(status: int, why: str, *, close: bool, body: str | None = None) -> bytes:
+    reason = _reason(status)
+    text = (body if body is not None else f"{status} {reason.decode()}: {why}\n").encode()
     return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: %d\r\nx-knet-upstream: none\r\nConnection: %s\r\n\r\n"
-            % (status, _REASONS[status], len(body), b"close" if close else b"keep-alive")
-            ) + body
+            % (status, reason, len(text), b"close" if close else b"keep-alive")) + text
 
 
 class HttpListener:

@@ -19,7 +19,7 @@ from knet.proxy.balancer import Endpoint
 from knet.proxy.http1 import Reject, Response, ResponseReader
 from knet.proxy.sockets import SocketMaker
 
-__all__ = ["Owner", "Pool", "Upstream"]
+__all__ = ["Owner", "Pool", "Upstream", "shadow"]
 
 IDLE_PER_ENDPOINT = 64
 
@@ -168,3 +168,19 @@ class Pool:
             for up in conns:
                 up.close()
         self.idle.clear()
+
+
+async def shadow(sockets: SocketMaker, ep: Endpoint, data: bytes, *,
+                 timeout: float = 5.0) -> None:
+    """A mirrored request (the mesh's `mirror`): sent to ep, its answer read and dropped,
+    fire-and-forget; any failure only ends it (the client never waits on a mirror)."""
+    loop = asyncio.get_running_loop()
+    sock = sockets.new()
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (ep.ip, ep.port)), timeout)
+        await asyncio.wait_for(loop.sock_sendall(sock, data), timeout)
+        await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        sock.close()

@@ -122,7 +122,7 @@ class Proxier(ConfigTracker):
         ln: Listener
         if protocol == "UDP":
             ln = UdpListener(self.ctx, sp, ip=ip, port=port, idle_timeout=self.udp_idle_timeout)
-        elif sp.is_http:
+        elif sp.is_http or (self.ctx.mesh is not None and sp.key in self.ctx.mesh.table.ports):
             ln = HttpListener(self.ctx, sp, ip=ip, port=port, retries=self.http_retries,
                               timeout=self.http_timeout)
         else:

@@ -15,11 +15,15 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from knet.proxy.balancer import DIAL_BACKOFF, DIAL_TRIES, LoadBalancer, NoEndpoints, Pick
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, TIMEOUT, FlowRecord, FlowRing
 from knet.proxy.sockets import SocketMaker, set_rst_on_close
+
+if TYPE_CHECKING:
+    from knet.mesh.source import MeshState
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class ProxyContext:
         default_factory=lambda: tuple(DIAL_BACKOFF * 2 ** i for i in range(DIAL_TRIES)))
     half_close_timeout: float = 10.0
     record: bool = True  # benchmarks turn the flow recorder off to measure its cost
+    mesh: MeshState | None = None  # the mesh's route table and balancer (knet/mesh), if any
 
     def emit(self, rec: FlowRecord) -> None:
         if self.record:
