@@ -145,10 +145,9 @@ async def remove(svc: ObjectService, info: ResourceInfo, kv: KV, obj: Obj) -> Ob
     if info.plural == "services":
         svc.services.release(obj)
     if info.plural == "namespaces":
-        svc.terminating.discard(obj["metadata"]["name"])
-        svc.namespaces.discard(obj["metadata"]["name"])
+        svc.namespaces.gone(obj["metadata"]["name"])
     ns = obj["metadata"].get("namespace")
-    if ns and ns in svc.terminating:
+    if ns and svc.namespaces.is_terminating(ns):
         await finish_namespace(svc, ns)
     return obj
 
@@ -169,7 +168,7 @@ async def _delete_namespace(svc: ObjectService, kv: KV, obj: Obj, *, dry_run: bo
         log.info("namespaces/%s: terminating", name)
     elif dry_run:
         return obj
-    svc.terminating.add(name)
+    svc.namespaces.terminating(name)
     await drain_namespace(svc, name)
     try:
         return await svc.get("namespaces", name)
@@ -201,8 +200,7 @@ async def finish_namespace(svc: ObjectService, namespace: str) -> None:
     for _ in range(_RETRIES):
         kv = await svc.store.get(key)
         if kv is None:
-            svc.terminating.discard(namespace)
-            svc.namespaces.discard(namespace)
+            svc.namespaces.gone(namespace)
             return
         obj = meta.decode(kv)
         if obj["metadata"].get("finalizers"):
@@ -211,7 +209,6 @@ async def finish_namespace(svc: ObjectService, namespace: str) -> None:
             await svc.store.delete(key, expected_revision=kv.mod_revision)
         except (Conflict, NotFound):
             continue
-        svc.terminating.discard(namespace)
-        svc.namespaces.discard(namespace)
+        svc.namespaces.gone(namespace)
         log.info("namespaces/%s: empty, removed", namespace)
         return

@@ -25,6 +25,7 @@ from typing import Any
 
 from control.api import deletion, meta, subresources, versions, watching
 from control.api.meta import Obj
+from control.api.namespacestate import NamespaceStates
 from control.api.services import Allocation, ServiceAllocator
 from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
@@ -66,10 +67,9 @@ class ObjectService:
         self.admit = admit or default_admit
         self.rng = rng or random.Random()
         self.services = ServiceAllocator()
-        self.terminating: set[str] = set()      # namespaces being emptied
-        # Namespaces known to exist: every write goes through this object, so a create need
-        # not ask the store (an unknown name is still looked up there before a 404).
-        self.namespaces: set[str] = set()
+        # namespaces known to exist and being emptied: every write goes through this
+        # object, so a create need not ask the store
+        self.namespaces = NamespaceStates()
 
     def __repr__(self) -> str:
         return f"<ObjectService {self.store!r}>"
@@ -103,10 +103,10 @@ class ObjectService:
             name = ns["metadata"]["name"]
             if (ns["metadata"].get("labels") or {}).get(NAMESPACE_NAME_LABEL) != name:
                 await self._upgrade(kv, ns, "namespaces")
-            self.namespaces.add(ns["metadata"]["name"])
+            self.namespaces.created(name)
             if ns["metadata"].get("deletionTimestamp"):
-                self.terminating.add(ns["metadata"]["name"])
-        for name in sorted(self.terminating):
+                self.namespaces.terminating(name)
+        for name in self.namespaces.all_terminating():
             await deletion.drain_namespace(self, name)
 
     async def _upgrade(self, kv: KV, obj: Obj, resource: str) -> None:
@@ -270,7 +270,7 @@ class ObjectService:
             raise
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         if info.plural == "namespaces":
-            self.namespaces.add(name)
+            self.namespaces.created(name)
         log.debug("%s/%s: created at revision %d", info.plural, name, kv.mod_revision)
         return Written(obj, warnings, created=True, raw=meta.with_revision(value,
                                                                             kv.mod_revision))
@@ -281,10 +281,10 @@ class ObjectService:
                              name=name, group=info.group)
 
     async def _check_namespace(self, namespace: str) -> None:
-        if namespace in self.terminating:
+        if self.namespaces.is_terminating(namespace):
             raise Forbidden(f"unable to create new content in namespace {namespace} because "
                             "it is being terminated", kind="namespaces", name=namespace)
-        if namespace in self.namespaces:
+        if self.namespaces.is_known(namespace):
             return
         if await self.store.get(f"/registry/namespaces/{namespace}") is None:
             raise NotFound(f'namespaces "{namespace}" not found; create it first with '

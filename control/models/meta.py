@@ -1,4 +1,6 @@
-"""The base of every API model and the metadata types all kinds share.
+"""The base of knet's pydantic API models (the mesh kinds, control/models/mesh*.py: objects
+that enter from users, where typed validation with field paths is worth its cost; the core
+kinds take the fast dict path of control.models.validation instead).
 
 `KModel` fixes the wire contract once: snake_case attributes in Python, Kubernetes'
 camelCase on the wire (`pod_ip` <-> `podIP`), either accepted on input, and unknown fields
@@ -9,24 +11,11 @@ Timestamps stay RFC 3339 strings: knet never does arithmetic on them in the mode
 
 from __future__ import annotations
 
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = [
-    "Condition",
-    "IntOrString",
-    "KModel",
-    "LabelSelector",
-    "LabelSelectorRequirement",
-    "ListMeta",
-    "ObjectMeta",
-    "ObjectReference",
-    "OwnerReference",
-    "Quantity",
-    "TopLevel",
-    "wire_alias",
-]
+__all__ = ["KModel", "ObjectMeta", "OwnerReference", "TopLevel", "wire_alias"]
 
 # Words Kubernetes spells in capitals inside a camelCase name (podIP, clusterIPs, podCIDR).
 _CAPS = {"ip": "IP", "ips": "IPs", "cidr": "CIDR", "cidrs": "CIDRs", "id": "ID",
@@ -37,12 +26,6 @@ def wire_alias(name: str) -> str:
     """`cluster_ips` -> `clusterIPs`; a trailing `_` (Python keywords) is dropped."""
     first, *rest = name.rstrip("_").split("_")
     return first + "".join(_CAPS.get(w, w[:1].upper() + w[1:]) for w in rest)
-
-
-IntOrString = int | str
-Quantity = int | float | str
-
-M = TypeVar("M", bound="KModel")
 
 
 class KModel(BaseModel):
@@ -90,44 +73,12 @@ class ObjectMeta(KModel):
         return None
 
 
-class ListMeta(KModel):
-    resource_version: str | None = None
-    continue_: str | None = None
-    remaining_item_count: int | None = None
 
 
-class LabelSelectorRequirement(KModel):
-    key: str
-    operator: str
-    values: list[str] | None = None
 
 
-class LabelSelector(KModel):
-    match_labels: dict[str, str] | None = None
-    match_expressions: list[LabelSelectorRequirement] | None = None
 
 
-class ObjectReference(KModel):
-    kind: str | None = None
-    namespace: str | None = None
-    name: str | None = None
-    uid: str | None = None
-    api_version: str | None = None
-    resource_version: str | None = None
-    field_path: str | None = None
-
-
-class Condition(KModel):
-    """The common shape of status conditions (pods, nodes, deployments, ...)."""
-    type: str
-    status: str
-    reason: str | None = None
-    message: str | None = None
-    last_transition_time: str | None = None
-    last_update_time: str | None = None
-    last_probe_time: str | None = None
-    last_heartbeat_time: str | None = None
-    observed_generation: int | None = None
 
 
 class TopLevel(KModel):

@@ -65,10 +65,14 @@ def start_control(state: Path, *, extra_args: tuple[str, ...] = (),
                                      + (state / "control.log").read_text())
             time.sleep(0.1)
         yield kubeconfig
+        assert proc.poll() is None, "knet control died:\n" + (state / "control.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            code = proc.wait(timeout=20)
+            # a clean SIGTERM shutdown exits 0 (checked only when the block itself succeeded)
+            if sys.exc_info()[0] is None:
+                assert code == 0, f"knet control exited {code}:\n" + (state / "control.log").read_text()
         finally:
             if proc.poll() is None:
                 proc.kill()

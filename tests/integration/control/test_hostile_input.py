@@ -6,17 +6,14 @@ succeeds meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 import yaml
+from simnodes import start_control
 
 from control.api.listen import HEAD_TIMEOUT
 
@@ -54,38 +51,12 @@ HOSTILE = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     state = tmp_path_factory.mktemp("control")
-    port = _free_port()
-    log = open(state / "control.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen([sys.executable, "-m", "knet.cli.main", "-v", "control",
-                             "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    kubeconfig = state / "kubeconfig"
-    deadline = time.monotonic() + 20
-    while not kubeconfig.exists():
-        assert proc.poll() is None, (state / "control.log").read_text()
-        assert time.monotonic() < deadline, "knet control did not write its kubeconfig"
-        time.sleep(0.1)
-    token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
-    try:
-        yield f"https://127.0.0.1:{port}", token
-        assert proc.poll() is None, "knet control died: " + (state / "control.log").read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=15) == 0, (state / "control.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
+    with start_control(state) as kubeconfig:
+        cluster = yaml.safe_load(kubeconfig.read_text())
+        yield cluster["clusters"][0]["cluster"]["server"], cluster["users"][0]["user"]["token"]
 
 
 def _tls() -> ssl.SSLContext:

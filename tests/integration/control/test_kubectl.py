@@ -6,50 +6,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from simnodes import start_control
 
 KUBECTL = "/usr/bin/kubectl"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     state = tmp_path_factory.mktemp("control")
-    port = _free_port()
-    log = open(state / "control.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen([sys.executable, "-m", "knet.cli.main", "-v", "control",
-                             "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    kubeconfig = state / "kubeconfig"
-    deadline = time.monotonic() + 20
-    while not kubeconfig.exists():
-        assert proc.poll() is None, (state / "control.log").read_text()
-        assert time.monotonic() < deadline, "knet control did not write its kubeconfig"
-        time.sleep(0.1)
-    try:
+    with start_control(state):
         yield state
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=15) == 0, (state / "control.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
 
 
 class Kubectl:

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from control.errors import BadRequest, Invalid
-from control.models.pod import Pod
 from control.models.validation import admit, copy_json
-from control.models.workloads import Deployment
 
 Obj = dict[str, Any]
 
@@ -150,8 +148,7 @@ def test_admit_does_not_touch_its_input_and_keeps_unknown_fields() -> None:
     assert p == before
     assert out["spec"]["futureField"] == {"x": [1, 2]}
     assert out["metadata"]["someNewMeta"] == "kept"
-    typed = Pod.model_validate(out)
-    assert typed.spec.restart_policy == "Always" and typed.to_wire() == out
+    assert out["spec"]["restartPolicy"] == "Always"
 
 
 def test_defaulting_is_idempotent() -> None:
@@ -191,9 +188,6 @@ def test_deployment_defaults() -> None:
     assert spec["template"]["spec"]["restartPolicy"] == "Always"
     assert spec["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
     assert "tolerations" not in spec["template"]["spec"]      # admission adds those to pods
-    d = Deployment.model_validate(out)
-    assert d.spec.strategy and d.spec.strategy.rolling_update
-    assert d.spec.strategy.rolling_update.max_surge == "25%"
     recreate, _ = admit("deployments", deployment(strategy={"type": "Recreate"}))
     assert recreate["spec"]["strategy"] == {"type": "Recreate"}
 

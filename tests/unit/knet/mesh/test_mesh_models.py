@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from control.errors import Invalid
-from control.models.kinds import model_for
+from control.models.meshkinds import MESH_MODELS
 from control.models.meshgateway import HTTPRoute, parse_duration
 from control.models.meshistio import VirtualService
 from control.models.resources import by_kind, by_plural
@@ -47,7 +47,7 @@ def test_served_kinds_and_short_names() -> None:
     assert by_plural("gatewayclasses").namespaced is False
     assert {by_plural(p).group for p in ("gateways", "referencegrants", "httproutes")} == {
         "gateway.networking.k8s.io"}
-    assert model_for("httproutes") is HTTPRoute
+    assert MESH_MODELS["httproutes"] is HTTPRoute
 
 
 def test_virtualservice_causes_name_the_field() -> None:
