@@ -67,6 +67,9 @@ def http_check(*, netns: str | None, host: str, port: int, path: str, timeout: f
     request = (f"GET {path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\n"
                f"Accept: */*\r\nConnection: close\r\n{extra}\r\n").encode()
 
+    # Only the status line is read: the verdict depends on the code alone (200-399), as the
+    # kubelet's. Not the proxy's strict parser (knet/proxy/http1.py): nothing read here is
+    # forwarded anywhere, so no second interpretation of the bytes can do harm.
     async def check() -> tuple[bool, str]:
         if scheme.upper() == "HTTPS":
             return False, "HTTPS probes are not supported by knet; use HTTP or tcpSocket"

@@ -176,6 +176,9 @@ class _Conn:
         self.process()
 
     def parse(self) -> Request | None:
+        # Not the proxy's strict llhttp parser (knet/proxy/http1.py): an image is an end
+        # server that forwards nothing, so leniency cannot smuggle; and importing httptools
+        # would cost every container start (see _loop.py). The proxy in front is strict.
         end = self.buf.find(b"\r\n\r\n")
         if end < 0:
             if len(self.buf) > MAX_HEAD:
