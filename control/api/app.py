@@ -20,8 +20,16 @@ from aiohttp import web
 
 from control.api import crd, discovery, openapi, proxysub, rest
 from control.api.codec import MAX_BODY
-from control.api.keys import (BOOKMARK_INTERVAL, CRDS, OBJECTS, OPENAPI, REVIEWS, STOPPING,
-                              STREAMS, TOKEN_REQUESTS)
+from control.api.keys import (
+    BOOKMARK_INTERVAL,
+    CRDS,
+    OBJECTS,
+    OPENAPI,
+    REVIEWS,
+    STOPPING,
+    STREAMS,
+    TOKEN_REQUESTS,
+)
 from control.api.middleware import guarded
 from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler

@@ -7,7 +7,9 @@ then know the kind) and gets `NamesAccepted` and `Established` conditions; a del
 its objects with it. Custom objects are admitted by `CustomKind`: unknown fields pruned,
 `default:`s applied, then validated against `openAPIV3Schema` with the `jsonschema` package,
 each failure worded as kube-apiserver's (`spec.cronSpec: Invalid value: "x": spec.cronSpec in
-body should match '^...$'`). One served version (the storage one) for now.
+body should match '^...$'`). Several served versions share the stored objects with
+conversion `None` (control.api.conversion): only apiVersion differs, each version's schema
+validates what is written through it. The scale subresource follows the CRD's JSON paths.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ import asyncio
 import contextlib
 import copy
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import jsonschema  # type: ignore[import-untyped]
 
 from control.api import meta
-from control.errors import ApiError, BadRequest
-from control.models import names, printers
+from control.errors import ApiError, BadRequest, Cause
+from control.models import names
 from control.models.fielderrors import FieldErrors
 from control.models.resources import ResourceInfo
 from control.store.base import StoreEvent
@@ -48,11 +49,17 @@ def info_of(crd: Obj) -> ResourceInfo:
     nm = spec.get("names") or {}
     version = storage_version(crd) or {}
     subs = (version.get("subresources") or {})
+    scale = subs.get("scale") if isinstance(subs.get("scale"), dict) else None
+    others = tuple(v.get("name", "") for v in spec.get("versions") or ()
+                   if v.get("served", True) and v.get("name") != version.get("name"))
     return ResourceInfo(
         nm.get("kind", ""), nm.get("plural", ""), spec.get("group", ""), version.get("name", ""),
         spec.get("scope", "Namespaced") == "Namespaced", tuple(nm.get("shortNames") or ()),
-        tuple(nm.get("categories") or ()), tuple(s for s in ("status",) if s in subs),
-        singular=nm.get("singular") or nm.get("kind", "").lower(), custom=True)
+        tuple(nm.get("categories") or ()), tuple(s for s in ("status", "scale") if s in subs),
+        singular=nm.get("singular") or nm.get("kind", "").lower(), custom=True,
+        served_versions=others,
+        scale_paths=(scale.get("specReplicasPath", ""), scale.get("statusReplicasPath", ""),
+                     scale.get("labelSelectorPath") or "") if scale else None)
 
 
 async def admission(objects: ObjectService, plural: str, obj: Obj) -> None:
@@ -121,12 +128,15 @@ def _path(parts: Any) -> str:
 class CustomKind:
     """The admission of one custom kind: prune, default, validate."""
 
-    def __init__(self, schema: Obj | None, columns: list[Obj] | None = None) -> None:
+    def __init__(self, schema: Obj | None, columns: list[Obj] | None = None,
+                 subresources: Obj | None = None) -> None:
+        self.subresources = tuple(s for s in ("status", "scale") if s in (subresources or {}))
         self.columns = columns or [{"name": "Age", "type": "date",
                                     "jsonPath": ".metadata.creationTimestamp"}]
         self.schema = schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         self.validator = jsonschema.Draft4Validator(_openapi_to_jsonschema(self.schema))
         self.field_tree: Any = None          # control.api.fieldcheck's, built on first use
+        self.by_version: dict[str, CustomKind] = {}   # every version's, on the storage one's
 
     def __call__(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> tuple[Obj, list[str]]:
         if not isinstance(obj, dict):
@@ -142,6 +152,7 @@ class CustomKind:
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
         for e in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
             _cause(errs, e)
+        _list_types(self.schema, obj, "", errs)
         errs.raise_if_any(kind=info.kind, group=info.group, name=name)
         return obj, []
 
@@ -170,6 +181,45 @@ def _cause(errs: FieldErrors, e: jsonschema.ValidationError) -> None:
             "minItems": f"should have at least {value} items",
         }.get(str(v), e.message)
     errs.invalid(path, e.instance, f"{path} in body {detail}")
+
+
+def _list_types(s: Any, node: Any, path: str, errs: FieldErrors) -> None:
+    """`x-kubernetes-list-type: set | map` (with `x-kubernetes-list-map-keys`): no two items
+    alike, as kube-apiserver's structural validation says (`Duplicate value: ...`)."""
+    if not isinstance(s, dict):
+        return
+    if isinstance(node, dict):
+        props = s.get("properties") or {}
+        extra = s.get("additionalProperties")
+        for key, value in node.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                _list_types(sub, value, f"{path}.{key}" if path else key, errs)
+        return
+    if not isinstance(node, list):
+        return
+    kind, seen = s.get("x-kubernetes-list-type"), set()
+    keys = s.get("x-kubernetes-list-map-keys") or []
+    for i, item in enumerate(node):
+        if kind == "map" and isinstance(item, dict) and keys:
+            ident = tuple(repr(item.get(k)) for k in keys)
+            if ident in seen:
+                shown = ",".join(f'"{k}":{_go(item.get(k))}' for k in keys if k in item)
+                errs.causes.append(Cause(f"{path}[{i}]", "Duplicate value: map[string]"
+                                         f"interface {{}}{{{shown}}}", "FieldValueDuplicate"))
+            seen.add(ident)
+        elif kind == "set":
+            ident = (repr(item),)
+            if ident in seen:
+                errs.duplicate(f"{path}[{i}]", item)
+            seen.add(ident)
+        _list_types(s.get("items"), item, f"{path}[{i}]", errs)
+
+
+def _go(value: Any) -> str:
+    """A scalar as Go's %#v prints it inside a map (strings quoted)."""
+    return f'"{value}"' if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
 
 
 def _first(value: Any) -> str:
@@ -229,47 +279,6 @@ def _default(s: Obj, node: Any) -> None:
             _default(s["items"], item)
 
 
-def _jsonpath(obj: Any, path: str) -> Any:
-    """A column's simple JSONPath (`.spec.cronSpec`, `.status.conditions[0].type`)."""
-    node = obj
-    for part in path.strip().strip("{}").lstrip(".").replace("[", ".[").split("."):
-        if not part:
-            continue
-        if part.startswith("[") and part.endswith("]"):
-            i = part[1:-1]
-            node = node[int(i)] if isinstance(node, list) and i.isdigit() and \
-                int(i) < len(node) else None
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return None
-    return node
-
-
-def table(kind: CustomKind, objs: list[Obj], *, list_meta: Obj | None = None,
-          include_columns: bool = True, now: datetime | None = None) -> Obj:
-    """The Table of custom objects: Name, then the CRD's additionalPrinterColumns (dates as
-    ages), as kube-apiserver's CRD table convertor does."""
-    now = now or datetime.now(UTC)
-    cols = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-             "description": "Name must be unique within a namespace."}]
-    cols += [{"name": c.get("name", ""), "type": c.get("type", "string"),
-              "format": c.get("format", ""), "description": c.get("description", ""),
-              "priority": c.get("priority", 0)} for c in kind.columns]
-    rows = []
-    for obj in objs:
-        cells: list[Any] = [(obj.get("metadata") or {}).get("name")]
-        for c in kind.columns:
-            value = _jsonpath(obj, c.get("jsonPath", ""))
-            cells.append(printers.age(value, now) if c.get("type") == "date"
-                         and value is not None else value)
-        rows.append({"cells": cells, "object": {
-            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata") or {}}})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": dict(list_meta or {}),
-            "columnDefinitions": cols if include_columns else [], "rows": rows}
-
-
 def _conditions(now: str, accepted: bool, why: str) -> list[Obj]:
     status = "True" if accepted else "False"
     return [{"type": "NamesAccepted", "status": status, "lastTransitionTime": now,
@@ -321,10 +330,13 @@ class CRDs:
         registry = self.objects.registry
         taken = registry.taken(info.plural, name)
         if not taken:
-            version = storage_version(crd) or {}
-            schema = (version.get("schema") or {}).get("openAPIV3Schema")
-            registry.set_custom(name, info, CustomKind(
-                schema, version.get("additionalPrinterColumns")))
+            kinds = {v.get("name", ""): CustomKind((v.get("schema") or {}).get("openAPIV3Schema"),
+                                                   v.get("additionalPrinterColumns"),
+                                                   v.get("subresources"))
+                     for v in (crd.get("spec") or {}).get("versions") or ()}
+            kind = kinds[info.version]
+            kind.by_version = kinds
+            registry.set_custom(name, info, kind)
             if self.on_change:
                 self.on_change()
         status = crd.get("status") or {}

@@ -89,7 +89,7 @@ class _Docs:
 
 def _build(registry: Registry) -> _Docs:
     all_groups = registry.groups()
-    infos = registry.all()
+    infos = registry.views()
     api = codec.dumps({"kind": "APIVersions", "versions": all_groups.get("", ["v1"]),
                        "serverAddressByClientCIDRs": [
                            {"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})

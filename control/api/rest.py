@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, crd, fieldcheck, meta, nodeproxy, params
+from control.api import codec, crd, crdtable, fieldcheck, meta, nodeproxy, params
+from control.api.conversion import Converter
 from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
@@ -29,10 +30,11 @@ _NS_SUBRESOURCES = ("status", "finalize")
 
 @dataclass(frozen=True)
 class Target:
-    info: ResourceInfo
+    info: ResourceInfo        # as the URL names it: a view when its version is not the stored one
     namespace: str | None
     name: str | None
     sub: str | None
+    conv: Converter | None = None
 
 
 def parse_target(group: str, version: str, tail: str,
@@ -45,11 +47,13 @@ def parse_target(group: str, version: str, tail: str,
     if not parts or len(parts) > 3:
         raise NotFound(f"the server could not find the requested resource "
                        f"({group}/{version}/{tail})")
+    registry = registry or Registry()
     try:
-        info = (registry or Registry()).by_plural(parts[0])
+        info = registry.by_plural(parts[0])
     except KeyError:
         info = meta.resource(parts[0])
-    if info.group != group or info.version != version:
+    view = registry.view(info, version) if info.group == group else None
+    if view is None:
         raise NotFound(f"the server could not find the requested resource: {info.plural} "
                        f"are served under {info.path()}")
     if namespace is not None and not info.namespaced:
@@ -60,7 +64,7 @@ def parse_target(group: str, version: str, tail: str,
     if sub is not None and sub not in allowed:
         raise NotFound(f'{info.plural} "{name}" has no subresource {sub!r}; it has: '
                        + (", ".join(allowed) or "none"))
-    return Target(info, namespace, name, sub)
+    return Target(view, namespace, name, sub, Converter(registry, view))
 
 
 def _target(request: web.Request) -> Target:
@@ -93,10 +97,10 @@ async def _fields(request: web.Request, t: Target, body: Any,
     tree = None
     if t.info.custom:
         kind = request.app[OBJECTS].registry.custom_admit(t.info)
+        kind = getattr(kind, "by_version", {}).get(t.info.version, kind)
         tree = getattr(kind, "field_tree", None)
         if tree is None and kind is not None:
-            tree = kind.field_tree = fieldcheck.custom_tree(        # type: ignore[attr-defined]
-                defs, kind.schema)                                   # type: ignore[attr-defined]
+            tree = kind.field_tree = fieldcheck.custom_tree(defs, kind.schema)
     return fieldcheck.check(defs, t.info, body, await request.read(), request.content_type,
                             mode=mode, patch_type=patch_type, name=t.name or "",
                             namespace=t.namespace, tree=tree)
@@ -109,22 +113,25 @@ def _table(request: web.Request, info: ResourceInfo, objs: list[Any], *,
         md = {"resourceVersion": resource_version} if resource_version else {}
         if continue_token:
             md["continue"] = continue_token
-        return crd.table(kind, objs, list_meta=md)
+        return crdtable.table(kind, objs, list_meta=md)
     return codec.table_of(info.plural, objs, resource_version=resource_version,
                           continue_token=continue_token, include=codec.include_object(request))
 
 
-def _written(request: web.Request, w: Written, *, sub: str | None = None,
+def _written(request: web.Request, t: Target, w: Written, *, sub: str | None = None,
              warnings: list[str] | None = None) -> web.Response:
     if warnings:
         w = dataclasses.replace(w, warnings=[*warnings, *w.warnings])
     status = 201 if w.created else 200
     if codec.wants_table(request) and sub is None:
-        return codec.respond(_table(request, _target(request).info, [w.object]), status=status,
+        return codec.respond(_table(request, t.info, [w.object]), status=status,
                              warnings=w.warnings)
+    conv = t.conv
     if w.raw is not None and sub is None:
-        return codec.respond_raw(w.raw, status=status, warnings=w.warnings)
-    return codec.respond(w.object, status=status, warnings=w.warnings)
+        raw = conv.outgoing_raw(w.raw) if conv else w.raw
+        return codec.respond_raw(raw, status=status, warnings=w.warnings)
+    obj = conv.outgoing(w.object) if conv and sub != "scale" else w.object
+    return codec.respond(obj, status=status, warnings=w.warnings)
 
 
 async def handle_get(request: web.Request) -> web.StreamResponse:
@@ -137,7 +144,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     if t.name is None or _flag(request, "watch"):
         if _flag(request, "watch"):
             return await serve_watch(request, objects, t.info, namespace=t.namespace,
-                                     name=t.name)
+                                     name=t.name, conv=t.conv)
         return await _list(request, objects, t)
     if t.sub == "token":
         raise MethodNotAllowed("serviceaccounts/token only answers POST (a TokenRequest); "
@@ -148,8 +155,8 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     if codec.wants_table(request) and t.sub is None:
         obj = await objects.get(t.info.plural, t.name, namespace=t.namespace)
         return codec.respond(_table(request, t.info, [obj]))
-    return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
-                                                   namespace=t.namespace))
+    raw = await objects.get_raw(t.info.plural, t.name, namespace=t.namespace)
+    return codec.respond_raw(t.conv.outgoing_raw(raw) if t.conv else raw)
 
 
 async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.Response:
@@ -163,6 +170,8 @@ async def _list(request: web.Request, objects: ObjectService, t: Target) -> web.
                                     resource_version=result.resource_version,
                                     continue_token=result.continue_token))
     items, rv, token = await objects.list_raw(t.info.plural, **kwargs)  # type: ignore[arg-type]
+    if t.conv and t.conv.active:
+        items = [t.conv.outgoing_raw(item) for item in items]
     md: dict[str, Any] = {"resourceVersion": rv}
     if token:
         md["continue"] = token
@@ -203,9 +212,11 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
         raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
                                f"collection {t.info.path(t.namespace)} to create")
     warnings = await _fields(request, t, body)
+    if t.conv:
+        body = t.conv.incoming(body, admit=True)
     w = await objects.create(t.info.plural, body, namespace=t.namespace,
                              dry_run=_dry_run(request), owned=True)
-    return _written(request, w, warnings=warnings)
+    return _written(request, t, w, warnings=warnings)
 
 
 async def handle_put(request: web.Request) -> web.StreamResponse:
@@ -215,20 +226,22 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
     objects = request.app[OBJECTS]
     body = await codec.read_body(request, what=f"update {t.info.plural}/{t.name}")
     if t.sub == "scale":
-        return _written(request, await objects.update_scale(
+        return _written(request, t, await objects.update_scale(
             t.info.plural, t.name, body, namespace=t.namespace, dry_run=_dry_run(request)),
             sub="scale")
     if t.sub == "finalize":
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
-        return _written(request, await objects.patch(
+        return _written(request, t, await objects.patch(
             "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge",
             dry_run=_dry_run(request)))
     if t.sub not in (None, "status"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
     warnings = await _fields(request, t, body)
+    if t.conv:
+        body = t.conv.incoming(body, admit=t.sub is None)
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
                              subresource=t.sub, dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub, warnings=warnings)
+    return _written(request, t, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_patch(request: web.Request) -> web.StreamResponse:
@@ -244,11 +257,13 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
                                "application/merge-patch+json, application/apply-patch+yaml")
     body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
     warnings = [] if t.sub == "scale" else await _fields(request, t, body, kind)
+    if t.conv and t.sub != "scale":
+        body = t.conv.incoming(body, admit=False)
     w = await request.app[OBJECTS].patch(
         t.info.plural, t.name, body, patch_type=kind, namespace=t.namespace,
         subresource=t.sub, field_manager=request.query.get("fieldManager"),
         force=_flag(request, "force"), dry_run=_dry_run(request))
-    return _written(request, w, sub=t.sub, warnings=warnings)
+    return _written(request, t, w, sub=t.sub, warnings=warnings)
 
 
 async def handle_delete(request: web.Request) -> web.StreamResponse:
@@ -271,7 +286,7 @@ async def handle_delete(request: web.Request) -> web.StreamResponse:
                                preconditions_uid=opts.preconditions_uid,
                                preconditions_rv=opts.preconditions_rv,
                                dry_run=dry_run)
-    return codec.respond(obj)
+    return codec.respond(t.conv.outgoing(obj) if t.conv else obj)
 
 
 async def _delete_collection(request: web.Request, objects: ObjectService, t: Target,
@@ -290,9 +305,10 @@ async def _delete_collection(request: web.Request, objects: ObjectService, t: Ta
                                                 dry_run=dry_run))
         except NotFound:
             pass
+    conv = t.conv
     return codec.respond({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
                           "metadata": {"resourceVersion": result.resource_version},
-                          "items": deleted})
+                          "items": [conv.outgoing(o) for o in deleted] if conv else deleted})
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,7 +1,7 @@
 """The `scale` and `binding` subresources.
 
 Scale is a view (autoscaling/v1 `Scale`) of a workload's `spec.replicas`, `status.replicas`
-and selector (as a string); writing it writes the workload's `spec.replicas`, bumping its
+and selector (as a string) — for a custom kind, of the paths its CRD names; writing it writes the workload's `spec.replicas`, bumping its
 generation like any spec change. Binding sets a pending pod's `spec.nodeName` (409 if it is
 already bound) and marks it `PodScheduled`.
 """
@@ -26,20 +26,43 @@ _RETRIES = 8
 
 
 def _check_scalable(info: ResourceInfo) -> None:
-    if info.plural not in SCALABLE:
+    if info.plural not in SCALABLE and info.scale_paths is None:
         raise NotFound(f"{info.plural} have no scale subresource; scalable resources are "
                        + ", ".join(SCALABLE))
+
+
+def _at(obj: Any, path: str) -> Any:
+    """The value at a CRD scale path like `.spec.replicas` (None when absent)."""
+    for part in path.lstrip(".").split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def _set_at(obj: Obj, path: str, value: Any) -> None:
+    *parents, last = path.lstrip(".").split(".")
+    for part in parents:
+        obj = obj.setdefault(part, {})
+    obj[last] = value
 
 
 def scale_of(info: ResourceInfo, obj: Obj) -> Obj:
     _check_scalable(info)
     md, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    scale_md = {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                   "creationTimestamp") if k in md}
+    if info.scale_paths is not None:       # a custom kind: the CRD's paths (kube's scale.go)
+        spec_path, status_path, selector_path = info.scale_paths
+        out: Obj = {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_md,
+                    "spec": {"replicas": int(_at(obj, spec_path) or 0)},
+                    "status": {"replicas": int(_at(obj, status_path) or 0)}}
+        selector = _at(obj, selector_path) if selector_path else None
+        if selector:
+            out["status"]["selector"] = str(selector)
+        return out
     if info.plural == "replicationcontrollers":
         selector = str(selector_from_labels(spec.get("selector") or {}))
     else:
         selector = str(selector_from_spec(spec.get("selector") or {}))
-    scale_md = {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                   "creationTimestamp") if k in md}
     return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_md,
             "spec": {"replicas": int(spec.get("replicas", 1))},
             "status": {"replicas": int(status.get("replicas") or 0), "selector": selector}}
@@ -60,7 +83,7 @@ def _replicas(scale: Any) -> int:
 async def _write_replicas(svc: ObjectService, info: ResourceInfo, kv: KV, current: Obj,
                           replicas: int, dry_run: bool) -> Written:
     new = copy.deepcopy(current)
-    new.setdefault("spec", {})["replicas"] = replicas
+    _set_at(new, info.scale_paths[0] if info.scale_paths else ".spec.replicas", replicas)
     written = await svc.write_update(info, kv, current, new, subresource=None, dry_run=dry_run)
     written.object = scale_of(info, written.object)
     return written

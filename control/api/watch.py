@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, crd, params
+from control.api import codec, crd, crdtable, params
+from control.api.conversion import Converter
 from control.api.keys import BOOKMARK_INTERVAL, STOPPING, STREAMS
 from control.api.objects import ObjectService
 from control.api.watching import Progress, RawEvent
@@ -41,19 +42,24 @@ def _tabler(objects: ObjectService, info: ResourceInfo) -> Tabler:
     """One-row Tables of the kind: its printer, or a CRD's additionalPrinterColumns."""
     kind = objects.registry.custom_admit(info) if info.custom else None
     if isinstance(kind, crd.CustomKind):
-        return lambda objs, first: crd.table(kind, objs, include_columns=first)
+        return lambda objs, first: crdtable.table(kind, objs, include_columns=first)
     return lambda objs, first: codec.table_of(info.plural, objs, include_columns=first)
 
 
-def _frame(event: RawEvent, table_for: Tabler | None, *, first: bool) -> bytes:
+def _frame(event: RawEvent, table_for: Tabler | None, *, first: bool,
+           conv: Converter | None = None) -> bytes:
     if table_for is None:
+        if conv is not None and conv.active:
+            obj = conv.outgoing(event.object())
+            return codec.dumps({"type": event.type, "object": obj}) + b"\n"
         return event.frame()
     table = table_for([event.object()], first)
     return codec.dumps({"type": event.type, "object": table}) + b"\n"
 
 
 async def serve_watch(request: web.Request, objects: ObjectService, info: ResourceInfo, *,
-                      namespace: str | None, name: str | None) -> web.StreamResponse:
+                      namespace: str | None, name: str | None,
+                      conv: Converter | None = None) -> web.StreamResponse:
     q = request.query
     timeout = params.timeout_seconds(request)
     progress = Progress()
@@ -77,7 +83,7 @@ async def serve_watch(request: web.Request, objects: ObjectService, info: Resour
                                                        request.app[BOOKMARK_INTERVAL]))
         with contextlib.suppress(asyncio.TimeoutError, ConnectionResetError):
             async with asyncio.timeout(timeout):
-                await _pump(resp, stream, table_for)
+                await _pump(resp, stream, table_for, conv)
     except asyncio.CancelledError:
         if not request.app[STOPPING].is_set():
             raise
@@ -107,11 +113,12 @@ async def _bookmarks(resp: web.StreamResponse, info: ResourceInfo, progress: Pro
                 await resp.write(codec.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
 
-async def _pump(resp: web.StreamResponse, stream: Any, table_for: Tabler | None) -> None:
+async def _pump(resp: web.StreamResponse, stream: Any, table_for: Tabler | None,
+                conv: Converter | None = None) -> None:
     try:
         first = True
         async for event in stream:
-            await resp.write(_frame(event, table_for, first=first))
+            await resp.write(_frame(event, table_for, first=first, conv=conv))
             first = False
     except ApiError as err:                 # Gone: too old resourceVersion
         await resp.write(codec.dumps({"type": "ERROR", "object": err.status()}) + b"\n")

@@ -7,8 +7,9 @@ Storage keys: `/registry/<plural>/<namespace>/<name>` for namespaced resources a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -28,6 +29,12 @@ class ResourceInfo:
     singular: str = field(default="")
     stored: bool = True  # False: a create-only review answered by control.api.reviews
     custom: bool = False  # defined by a CustomResourceDefinition (control.api.crd)
+    # more versions serving the same objects (conversion None: only apiVersion differs);
+    # `version` is the one objects are stored in
+    served_versions: tuple[str, ...] = ()
+    # the scale subresource of a custom kind: (specReplicasPath, statusReplicasPath,
+    # labelSelectorPath), JSON paths like ".spec.replicas"
+    scale_paths: tuple[str, str, str] | None = None
 
     @property
     def api_version(self) -> str:
@@ -172,6 +179,19 @@ def groups() -> dict[str, list[str]]:
     return out
 
 
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Kubernetes' version order as a sort key: GA, then beta, then alpha, higher numbers
+    first (v2 > v1 > v1beta2 > v1beta1 > v1alpha1), then other names alphabetically."""
+    m = _KUBE_VERSION.match(version)
+    if not m:
+        return (3, 0, 0, version)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0), "")
+
+
 CustomAdmit = Callable[["ResourceInfo", dict[str, Any], "dict[str, Any] | None"],
                        tuple[dict[str, Any], list[str]]]
 
@@ -233,10 +253,37 @@ class Registry:
         where = f" in {api_version}" if api_version else ""
         raise KeyError(f"unknown kind {kind!r}{where}")
 
-    def groups(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
+    def views(self) -> tuple[ResourceInfo, ...]:
+        """Every (resource, served version): `all()` plus one view per extra served version."""
+        out: list[ResourceInfo] = []
         for r in self.all():
+            out.append(r)
+            out.extend(self._view(r, v) for v in r.served_versions)
+        return tuple(out)
+
+    def view(self, info: ResourceInfo, version: str) -> ResourceInfo | None:
+        """`info` as served in `version` (itself for its storage version), or None."""
+        if version == info.version:
+            return info
+        if version in info.served_versions:
+            return self._view(info, version)
+        return None
+
+    def _view(self, info: ResourceInfo, version: str) -> ResourceInfo:
+        # a CRD version declares its own subresources (the CustomKind of that version knows)
+        own = getattr(self.custom_admit(info), "by_version", {}).get(version)
+        subs = getattr(own, "subresources", info.subresources)
+        return replace(info, version=version, served_versions=(), subresources=subs,
+                       scale_paths=info.scale_paths if "scale" in subs else None)
+
+    def groups(self) -> dict[str, list[str]]:
+        """group -> served versions, the preferred (by Kubernetes' version priority) first."""
+        out: dict[str, list[str]] = {}
+        for r in self.views():
             versions = out.setdefault(r.group, [])
             if r.version not in versions:
                 versions.append(r.version)
+        for group, versions in out.items():
+            if group:            # the built-in groups keep their order; CRDs' v1 before v1beta1
+                versions.sort(key=version_priority)
         return out

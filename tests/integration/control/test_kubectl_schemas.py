@@ -140,3 +140,32 @@ def test_the_crontab_task_from_the_docs(kubectl: Kubectl) -> None:  # noqa: F811
     kubectl("delete", "crd", "crontabs.stable.example.com")
     gone = kubectl.run("get", "crontabs.stable.example.com", check=False)
     assert gone.returncode != 0
+
+
+SCALED_CRD = CRD.replace("crontabs", "scaletabs").replace("crontab", "scaletab").replace(
+    "CronTab", "ScaleTab").replace("- ct", "- st").replace("""      additionalPrinterColumns:""",
+                                                           """      subresources:
+        status: {}
+        scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+      additionalPrinterColumns:""").replace("""  scope: Namespaced""", """    - name: v1beta1
+      served: true
+      storage: false
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+  scope: Namespaced""")
+
+
+def test_kubectl_scale_and_a_second_version_of_a_custom_kind(kubectl: Kubectl) -> None:  # noqa: F811
+    """`kubectl scale` through the CRD's scale subresource, and the same object read through
+    another served version (`kubectl get scaletabs.v1beta1.stable.example.com`)."""
+    kubectl("apply", "-f", "-", input=SCALED_CRD)
+    kubectl("wait", "--for=condition=Established", "--timeout=10s",
+            "crd/scaletabs.stable.example.com")
+    kubectl("apply", "-f", "-", input=CRONTAB.replace("CronTab", "ScaleTab").replace(
+        "  someRandomField: 42\n", "  replicas: 2\n"))
+    assert "scaled" in kubectl("scale", "scaletab", "my-new-cron-object", "--replicas=5")
+    assert kubectl.json("get", "st", "my-new-cron-object")["spec"]["replicas"] == 5
+    beta = kubectl.json("get", "scaletabs.v1beta1.stable.example.com", "my-new-cron-object")
+    assert beta["apiVersion"] == "stable.example.com/v1beta1"
+    assert beta["spec"]["replicas"] == 5
+    kubectl("delete", "crd", "scaletabs.stable.example.com")
