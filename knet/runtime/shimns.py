@@ -103,6 +103,26 @@ def _mask(dst: str, writable: int, mode: str) -> None:
             _remount_ro(dst)
 
 
+def _overlay_root(root: str, upper: str, work: str) -> None:
+    """The overlay root. Its upper dir cannot be on an overlayfs (EINVAL), which is where the
+    state dir is when knet itself runs in a Docker or Podman container: then the instance
+    dir gets a tmpfs first, private to this mount namespace and gone with it (what the
+    container writes lives in memory there, as with any tmpfs)."""
+    for d in (root, upper, work):
+        os.makedirs(d, exist_ok=True)
+    data = f"lowerdir=/,upperdir={upper},workdir={work}"
+    try:
+        mount("overlay", root, 0, "overlay", data)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        instance = os.path.dirname(upper)
+        mount("tmpfs", instance, 0, "tmpfs", "mode=700")
+        for d in (root, upper, work):
+            os.makedirs(d, exist_ok=True)
+        mount("overlay", root, 0, "overlay", data)
+
+
 def run_plan(plan: list[tuple[Any, ...]]) -> None:
     """Carry out a rootfs plan (see rootfs.py for the steps)."""
     root = "/"
@@ -110,9 +130,7 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
         op = step[0]
         if op == "overlay":
             root, upper, work = step[1:]
-            for d in (root, upper, work):
-                os.makedirs(d, exist_ok=True)
-            mount("overlay", root, 0, "overlay", f"lowerdir=/,upperdir={upper},workdir={work}")
+            _overlay_root(root, upper, work)
         elif op == "mount":
             src, path, fstype, flags, data, make = step[1:]
             dst = in_root(root, path)

@@ -61,6 +61,8 @@ BROKEN = [
     ("12", ["type=ClusterIP"], "output does not match /^3[0-2]\\d{3}$/"),
     ("16", ["app_protocol=tcp"], "0 value(s), expected 12"),
     ("17", ["message=goodbye"], "output does not contain 'hello from a ConfigMap'"),
+    ("19", ["dataplane=none"], "step 11 (client: ... does not match /^\\s*(1[6-9]\\d) v1$/"),
+    ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,36 @@ async def test_exec_tty_is_a_pty_of_the_containers_devpts(rt: ProcessRuntime,
     lines = out.decode().replace("\r\n", "\n").split()
     assert await s.wait() == 0
     assert lines[0].startswith("/dev/pts/") and lines[0][len("/dev/pts/"):] in lines[1:]
+
+
+@pytest.fixture
+def overlay_pod_dir(tmp_path: Path) -> Iterator[Path]:
+    """A pod dir on an overlayfs: where the state dir is when knet runs inside a Docker or
+    Podman container (whose root is an overlay)."""
+    base = tmp_path / "ovl"
+    for d in ("lower", "upper", "work", "merged"):
+        (base / d).mkdir(parents=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={base / 'lower'},upperdir={base / 'upper'},"
+                    f"workdir={base / 'work'}", str(base / "merged")], check=True)
+    try:
+        yield base / "merged" / "pod"
+    finally:
+        subprocess.run(["umount", "-l", str(base / "merged")], check=False)
+
+
+async def test_a_container_starts_when_the_state_dir_is_on_an_overlayfs(
+        netns: str, overlay_pod_dir: Path) -> None:
+    """An overlay's upper dir cannot be on an overlayfs: inside the lab container every pod
+    failed with 'mount overlay on .../merged: Invalid argument' (kube-dns never Ready)."""
+    sandbox = PodSandbox.for_pod("default", "ovl-1", netns=netns, pod_ip="10.244.1.6",
+                                 pod_dir=overlay_pod_dir)
+    runtime = ProcessRuntime()
+    try:
+        code, out = await run(runtime, sandbox, "app", [
+            "sh", "-c", "echo written > /etc/knet-ovl; cat /etc/knet-ovl"])
+        assert (code, out) == (0, "written\n"), out
+        assert not Path("/etc/knet-ovl").exists()
+    finally:
+        await runtime.remove(sandbox)
+        await runtime.close()
