@@ -155,7 +155,7 @@ SCALED_CRD = CRD.replace("crontabs", "scaletabs").replace("crontab", "scaletab")
   scope: Namespaced""")
 
 
-def test_kubectl_scale_and_a_second_version_of_a_custom_kind(kubectl: Kubectl) -> None:  # noqa: F811
+def test_custom_kind_scale_and_versions(kubectl: Kubectl) -> None:  # noqa: F811
     """`kubectl scale` through the CRD's scale subresource, and the same object read through
     another served version (`kubectl get scaletabs.v1beta1.stable.example.com`)."""
     kubectl("apply", "-f", "-", input=SCALED_CRD)
