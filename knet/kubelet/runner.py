@@ -26,7 +26,8 @@ Obj = dict[str, Any]
 class ContainerRunner:
     def __init__(self, ctx: NodeContext, pod: Obj, container: Obj, sandbox: PodSandbox, *,
                  pod_ip: str, volumes: dict[str, Any], view: ContainerView,
-                 changed: Callable[[], None], is_init: bool = False) -> None:
+                 changed: Callable[[], None], is_init: bool = False,
+                 is_ephemeral: bool = False) -> None:
         self.ctx = ctx
         self.pod = pod
         self.c = container
@@ -36,6 +37,7 @@ class ContainerRunner:
         self.view = view
         self.changed = changed
         self.is_init = is_init
+        self.is_ephemeral = is_ephemeral       # never restarted, may join a target's PIDs
         self.handle: ContainerHandle | None = None
         self.stopping = False
         self.probers: dict[str, Prober] = {}
@@ -47,6 +49,8 @@ class ContainerRunner:
         return f"{self.sandbox.key}/{self.c['name']}"
 
     def _policy_restarts(self, code: int) -> bool:
+        if self.is_ephemeral:
+            return False
         if self.is_init:
             return code != 0 and self.pod["spec"].get("restartPolicy", "Always") != "Never"
         policy = self.pod["spec"].get("restartPolicy", "Always")

@@ -140,6 +140,8 @@ class ContainerSpec:
     stdin: bool = False          # the shim keeps a stdin (or, with tty, a terminal) to attach
     stdin_once: bool = False
     tty: bool = False
+    pid_target: str | None = None  # join this running container's PID namespace (kubectl
+    #                                debug --target: an ephemeral container sees its processes)
 
 
 @dataclass(frozen=True)

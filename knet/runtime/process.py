@@ -105,9 +105,22 @@ class ProcessRuntime:
         if self._namespaces:
             async with self._pod_locks.setdefault(sandbox.key, asyncio.Lock()):
                 await ensure_ipc_namespace(sandbox.pod_dir)
-                if sandbox.share_pid:
+                if spec.pid_target:
+                    pidns = self._target_pidns(sandbox, spec)
+                elif sandbox.share_pid:
                     pidns = await self._ensure_pause(sandbox)
         return await self._start(sandbox, spec, pidns=pidns)
+
+    def _target_pidns(self, sandbox: PodSandbox, spec: ContainerSpec) -> str:
+        """The PID namespace of the running container `spec.pid_target` (kubectl debug
+        --target), or a start error naming it."""
+        h = self._current(sandbox, spec.pid_target or "")
+        if h is None:
+            raise ContainerStartError(
+                f"pod {sandbox.key}: container {spec.name!r}: its target container "
+                f"{spec.pid_target!r} is not running, so there is no PID namespace to join",
+                reason="CreateContainerError")
+        return f"/proc/{h.pid}/ns/pid"
 
     async def _ensure_pause(self, sandbox: PodSandbox) -> str:
         """The pod's shared PID namespace, held by its pause process (started if needed)."""
