@@ -1,0 +1,77 @@
+""""Debug Running Pods" with the real kubectl 1.32: an ephemeral container with `kubectl debug
+-i --target` that sees the target's processes, its status in ephemeralContainerStatuses, a
+debug copy with `--copy-to --share-processes` (kubectl posts that Pod as protobuf), and the
+bad input: a pod that is gone (the 404 names it, through the official Python client too)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Cluster
+
+APP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: app}
+spec:
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "exec sleep 3601"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def app(cluster: Cluster) -> str:
+    cluster.kubectl("apply", "-f", "-", input=APP)
+    cluster.wait("app running", lambda: cluster.get("pod", "app")["status"].get(
+        "phase") == "Running")
+    return "app"
+
+
+def test_debug_with_target_sees_the_targets_processes(cluster: Cluster, app: str) -> None:
+    r = cluster.kubectl("debug", "-i", app, "--image=busybox", "--target=main", "-c", "dbg",
+                        "--", "sh", input="ps -o args; echo in $(hostname); exit 0\n",
+                        timeout=90, check=False)
+    assert "sleep 3601" in r.stdout, (r.stdout, r.stderr)
+    assert "in app" in r.stdout
+    def ended() -> dict | None:
+        st = cluster.get("pod", app)["status"].get("ephemeralContainerStatuses") or []
+        return st[0] if st and "terminated" in st[0]["state"] else None
+    st = cluster.wait("the debugger's status", ended)
+    assert st["name"] == "dbg" and st["state"]["terminated"]["exitCode"] == 0
+    pod = cluster.get("pod", app)
+    assert pod["spec"]["ephemeralContainers"][0]["targetContainerName"] == "main"
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0   # the app untouched
+    # its log stays readable, as kubectl logs -c shows it
+    assert "in app" in cluster.kubectl("logs", app, "-c", "dbg").stdout
+    # a second debugger with the same name: kube-apiserver's words
+    r = cluster.kubectl("debug", app, "--image=busybox", "-c", "dbg", check=False)
+    assert r.returncode != 0
+    assert 'spec.ephemeralContainers[1].name: Duplicate value: "dbg"' in r.stderr, r.stderr
+
+
+def test_debug_copy_with_shared_processes(cluster: Cluster, app: str) -> None:
+    r = cluster.kubectl("debug", app, "-i", "--copy-to=app-debug", "--image=busybox",
+                        "--share-processes", "-c", "dbg", "--", "sh",
+                        input="sleep 1; ps -o args; exit 0\n", timeout=90, check=False)
+    assert "sleep 3601" in r.stdout, (r.stdout, r.stderr)
+    copy = cluster.get("pod", "app-debug")
+    assert copy["spec"]["shareProcessNamespace"] is True
+    assert [c["name"] for c in copy["spec"]["containers"]] == ["main", "dbg"]
+    cluster.kubectl("delete", "pod", "app-debug", "--wait=false")
+
+
+def test_an_ephemeral_container_for_a_pod_that_is_gone(cluster: Cluster) -> None:
+    r = cluster.kubectl("debug", "gone", "--image=busybox", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().endswith('Error from server (NotFound): pods "gone" not found'), \
+        r.stderr
+    from kubernetes import client, config
+    api = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    with pytest.raises(client.ApiException) as err:
+        api.patch_namespaced_pod_ephemeralcontainers(
+            "gone", "default", {"spec": {"ephemeralContainers": [
+                {"name": "dbg", "image": "busybox"}]}})
+    assert err.value.status == 404
+    import json
+    body = json.loads(err.value.body)
+    assert body["message"] == 'pods "gone" not found'
+    assert body["details"] == {"name": "gone", "kind": "pods"}
