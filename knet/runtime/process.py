@@ -364,9 +364,10 @@ class ProcessRuntime:
 
     def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
                   tail_lines: int | None = None, timestamps: bool = False,
-                  previous: bool = False) -> AsyncIterator[bytes]:
-        """The log as `kubectl logs` prints it. Raises RuntimeError_ at once (before any
-        iteration) when `previous` names no earlier instance."""
+                  previous: bool = False, since_ns: int | None = None,
+                  limit_bytes: int | None = None) -> AsyncIterator[bytes]:
+        """The log as `kubectl logs` prints it (knet.runtime.logs.read_log). Raises
+        RuntimeError_ at once (before any iteration) when `previous` names no earlier one."""
         inst = layout.instance_of_log(target.log_path if isinstance(target, ContainerHandle)
                                       else Path(target))
         if previous:
@@ -381,7 +382,7 @@ class ProcessRuntime:
             return inst.exit.exists() or not records.alive(*shim)
 
         return read_log(inst.log, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
-                        done=done)
+                        done=done, since_ns=since_ns, limit_bytes=limit_bytes)
 
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool, env: Mapping[str, str] | None = None) -> ExecSession:
