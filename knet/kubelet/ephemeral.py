@@ -27,7 +27,8 @@ __all__ = ["EphemeralContainers"]
 
 class EphemeralContainers:
     """The ephemeral containers of one pod worker. `make_runner(container, view)` builds a
-    runner in the pod's sandbox (the worker's own factory, with `ephemeral=True`)."""
+    runner in the pod's sandbox (the worker's own factory, with `ephemeral=True`, which also
+    lists it among the pod's runners, so logs, attach and deletion find it)."""
 
     def __init__(self, key: str, make_runner: Callable[[Obj, ContainerView], Any],
                  changed: Callable[[], None]) -> None:
@@ -75,13 +76,9 @@ class EphemeralContainers:
     def statuses(self) -> list[Obj]:
         return [v.to_status() for v in self.views]
 
-    async def stop(self, *, grace: float) -> None:
-        """Pod deletion: stop them for good."""
-        await asyncio.gather(*(r.stop(grace=grace) for r in self.runners))
-        await self.cancel()
-
     async def cancel(self) -> None:
-        """Agent stopping: stop watching, leave the containers running (adopted later)."""
+        """Stop watching them: after the pod worker stopped their runners (deletion), or
+        at agent exit (they keep running and are adopted later)."""
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -150,11 +150,12 @@ class PodWorker:
             return
         self.initialized = True
         adopt = bool(self.pod.get("status", {}).get("containerStatuses"))
-        self.runners = [self._runner(c, view) for c, view in
-                        zip(self.pod["spec"]["containers"], self.views)]
+        apps = [self._runner(c, view) for c, view in
+                zip(self.pod["spec"]["containers"], self.views)]
+        self.runners = list(apps)
         self._app_started = True
-        self.ephemeral.sync(self.pod)
-        await asyncio.gather(*(r.run(adopt=adopt) for r in self.runners))
+        self.ephemeral.sync(self.pod)       # their runners join self.runners, not `apps`
+        await asyncio.gather(*(r.run(adopt=adopt) for r in apps))
         self._mark()
 
     async def _make_sandbox(self) -> None:
@@ -188,12 +189,14 @@ class PodWorker:
                                is_init=is_init, is_ephemeral=ephemeral)
 
     def _ephemeral_runner(self, c: Obj, view: ContainerView) -> ContainerRunner:
-        return self._runner(c, view, ephemeral=True)
+        """One more runner of the running pod: logs, attach, exec and deletion find it."""
+        runner = self._runner(c, view, ephemeral=True)
+        self.runners.append(runner)
+        return runner
 
     def find_runner(self, name: str) -> ContainerRunner | None:
         """The runner of the container (app, init or ephemeral) called `name`."""
-        return next((r for r in [*self.runners, *self.ephemeral.runners]
-                     if r.c["name"] == name), None)
+        return next((r for r in self.runners if r.c["name"] == name), None)
 
     async def _run_init_containers(self) -> bool:
         inits = self.pod["spec"].get("initContainers") or []
@@ -217,8 +220,8 @@ class PodWorker:
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
         if grace is None:
             grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
-        await asyncio.gather(*(r.stop(grace=float(grace)) for r in self.runners),
-                             self.ephemeral.stop(grace=float(grace)))
+        await asyncio.gather(*(r.stop(grace=float(grace)) for r in self.runners))
+        await self.ephemeral.cancel()
         sandbox = self.sandbox or PodSandbox.for_pod(
             self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
             pod_ip=self.pod_ip, pod_dir=self.dir)

@@ -66,9 +66,8 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any, *,
                 content_type="application/json")
         # like the kubelet: no container named means the pod's first container
         want = request.query.get("container") or w.pod["spec"]["containers"][0]["name"]
-        runners = [*w.runners, *w.ephemeral.runners]      # ephemeral: kubectl debug
-        names = [r.c["name"] for r in runners]
-        runner = next((r for r in runners if r.c["name"] == want), None)
+        names = [r.c["name"] for r in w.runners]          # ephemeral ones included
+        runner = next((r for r in w.runners if r.c["name"] == want), None)
         if runner is None:
             raise web.HTTPBadRequest(text=json.dumps({
                 "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,

@@ -24,8 +24,7 @@ POD = "/api/v1/namespaces/default/pods/p"
 ADMIN = {"Authorization": "Bearer admin-token"}
 WORKER = SimpleNamespace(key="default/p", sandbox=SimpleNamespace(netns="knet-p-x"),
                          pod={"spec": {"containers": [{"name": "c"}]}},
-                         runners=[SimpleNamespace(c={"name": "c"}, handle=None)],
-                         ephemeral=SimpleNamespace(runners=[]))
+                         runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
 
 
 @pytest.fixture

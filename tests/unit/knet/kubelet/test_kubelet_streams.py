@@ -38,8 +38,7 @@ class Runtime:
 async def kubelet(admin_auth: KubeletAuth, serve_kubelet: Any) -> AsyncIterator[str]:
     worker = SimpleNamespace(key="default/p", sandbox=object(),
                              pod={"spec": {"containers": [{"name": "c"}]}},
-                             runners=[SimpleNamespace(c={"name": "c"}, handle=None)],
-                             ephemeral=SimpleNamespace(runners=[]))
+                             runners=[SimpleNamespace(c={"name": "c"}, handle=None)])
     app = create_app(lambda k: worker if k == "default/p" else None,  # type: ignore[arg-type,return-value]
                      Runtime(), auth=admin_auth)
     async with serve_kubelet(app) as url:
