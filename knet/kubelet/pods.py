@@ -86,6 +86,10 @@ class PodWorker:
         self.pod = pod
         if self._app_started and not self._deleting():
             self.ephemeral.sync(pod)
+            for c in pod["spec"].get("containers") or []:   # `kubectl set image`
+                runner = self.find_runner(c["name"])
+                if runner is not None and not runner.is_ephemeral:
+                    runner.redefine(c)
         self._wake.set()
 
     def gone(self) -> None:

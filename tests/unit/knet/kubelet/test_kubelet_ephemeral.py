@@ -49,3 +49,23 @@ async def test_an_ephemeral_container_runs_once_in_the_running_pod(node: NodeCon
     assert again["status"]["ephemeralContainerStatuses"][0]["restartCount"] == 0
     assert len(worker.ephemeral.runners) == 1
     await worker.shutdown()
+
+
+async def test_a_patched_image_restarts_that_container(node: NodeContext) -> None:  # noqa: F811
+    pod = await make_pod(node, {"containers": [{**sh("app", "sleep 30"), "image": "busybox:1.36"},
+                                               sh("side", "sleep 30")]})
+    worker = PodWorker(node, pod)
+    worker.start()
+    await stored_until(node, lambda p: p.get("status", {}).get("phase") == "Running")
+    await node.client.patch("pods", "p", {"spec": {"containers": [
+        {"name": "app", "image": "busybox:1.37"}]}}, patch_type="strategic", namespace="default")
+    worker.update(await node.client.get("pods", "p", namespace="default"))
+
+    def restarted(p: dict) -> bool:
+        st = {s["name"]: s for s in (p.get("status") or {}).get("containerStatuses") or []}
+        return st["app"]["restartCount"] == 1 and "running" in st["app"]["state"]
+    done = await stored_until(node, restarted)
+    st = {s["name"]: s for s in done["status"]["containerStatuses"]}
+    assert st["app"]["image"] == "busybox:1.37"
+    assert st["side"]["restartCount"] == 0                 # the other one untouched
+    await worker.shutdown()
