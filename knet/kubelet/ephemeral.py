@@ -45,6 +45,7 @@ class EphemeralContainers:
     def sync(self, pod: Obj) -> None:
         """Start the ephemeral containers of `pod` that this worker has not seen yet."""
         known = {v.name for v in self.views}
+        before = len(self.views)
         old = {s["name"]: s for s in (pod.get("status") or {}).get(
             "ephemeralContainerStatuses") or []}
         for c in (pod.get("spec") or {}).get("ephemeralContainers") or []:
@@ -65,7 +66,8 @@ class EphemeralContainers:
                                        name=f"ephemeral {self.key}/{name}")
             self._tasks.add(task)
             task.add_done_callback(self._done)
-        self.changed()
+        if len(self.views) != before:       # only news wake the status publisher
+            self.changed()
 
     def _done(self, task: asyncio.Task[int]) -> None:
         self._tasks.discard(task)
