@@ -136,6 +136,16 @@ async def test_a_pod_update_may_not_add_them(api: TestClient) -> None:
     assert r.status == 422
 
 
+async def test_a_pod_create_may_not_carry_them(api: TestClient) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "early"},
+           "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                    "ephemeralContainers": [debugger()]}}
+    r = await api.post(PODS, json=pod)
+    assert r.status == 422
+    assert (await r.json())["message"] == ('Pod "early" is invalid: spec.ephemeralContainers: '
+                                           "Forbidden: cannot be set on create")
+
+
 async def test_discovery_lists_the_subresource(api: TestClient) -> None:
     resources = (await (await api.get("/api/v1")).json())["resources"]
     entry = next(r for r in resources if r["name"] == "pods/ephemeralcontainers")
