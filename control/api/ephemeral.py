@@ -85,7 +85,7 @@ def validate_ephemeral(pod: Obj, old: Obj) -> None:
     items = errs.list_of(path, spec.get("ephemeralContainers"))
     others = {c.get("name") for group in ("containers", "initContainers")
               for c in spec.get(group) or [] if isinstance(c, dict)}
-    volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    volumes = {str(v.get("name")) for v in spec.get("volumes") or [] if isinstance(v, dict)}
     all_names = {n for n in others if isinstance(n, str)}
     for i, ec in enumerate(items):
         _check_one(errs, f"{path}[{i}]", ec, all_names=all_names,

@@ -63,6 +63,10 @@ def serving_status(frame: bytes) -> int:
     return 0
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def _exchange(sock: socket.socket, host: str, port: int, service: str,
                     deadline: float) -> tuple[int | None, int | None, str]:
     """(serving status, grpc-status, grpc-message) of one Check call."""
@@ -92,7 +96,7 @@ async def _exchange(sock: socket.socket, host: str, port: int, service: str,
                 data += event.data
                 conn.acknowledge_received_data(event.flow_controlled_length, stream)
             elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                headers = dict(event.headers)
+                headers = {_text(k): _text(v) for k, v in event.headers or []}
                 if "grpc-status" in headers:
                     status = int(headers["grpc-status"])
                     message = headers.get("grpc-message", "")
