@@ -1,4 +1,7 @@
-"""A gRPC health server for the probe tests (grpcio is not installed: HTTP/2 by `h2`).
+"""A gRPC health server for the probe tests, stdlib only (it runs in pods under the host's
+system python, which has neither grpcio nor h2): just enough HTTP/2 to answer
+grpc.health.v1.Health/Check, with HPACK literals on the way out and the request's header
+block skipped (only its DATA, the HealthCheckRequest, matters).
 
     python3 grpc_health_server.py PORT [SERVICE=STATUS ...]
 
@@ -10,54 +13,87 @@ grpc-status 5 (NotFound), as grpc-go's health server answers.
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 import threading
 
-import h2.config
-import h2.connection
-import h2.events
-
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, SETTINGS, PING = 0, 1, 4, 6
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
 _CODE = {"SERVING": 1, "NOT_SERVING": 2}
 
 
-def _service(frame: bytes) -> str:
-    body = frame[5:]
-    return body[2:2 + body[1]].decode() if body[:1] == b"\x0a" else ""
+def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+def literal(name: str, value: str) -> bytes:
+    """HPACK literal header field without indexing, new name, no Huffman."""
+    n, v = name.encode(), value.encode()
+    assert len(n) < 127 and len(v) < 127
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def headers(stream: int, fields: list[tuple[str, str]], *, end: bool) -> bytes:
+    block = b"".join(b"\x88" if f == (":status", "200") else literal(*f) for f in fields)
+    return frame(HEADERS, END_HEADERS | (END_STREAM if end else 0), stream, block)
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return out
+
+
+def _service(body: bytes) -> str:
+    msg = body[5:]
+    return msg[2:2 + msg[1]].decode() if msg[:1] == b"\x0a" else ""
+
+
+def answer(stream: int, table: dict[str, str], service: str) -> bytes:
+    head = [(":status", "200"), ("content-type", "application/grpc")]
+    if table.get("") == "UNIMPLEMENTED":
+        return headers(stream, [*head, ("grpc-status", "12"),
+                                ("grpc-message", "unknown service grpc.health.v1.Health")],
+                       end=True)
+    if service not in table:
+        return headers(stream, [*head, ("grpc-status", "5"),
+                                ("grpc-message", "unknown service")], end=True)
+    body = b"\x08" + bytes([_CODE[table[service]]])
+    return (headers(stream, head, end=False)
+            + frame(DATA, 0, stream, b"\x00" + struct.pack(">I", len(body)) + body)
+            + headers(stream, [("grpc-status", "0")], end=True))
 
 
 def serve_connection(sock: socket.socket, table: dict[str, str]) -> None:
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
-                                                                header_encoding="utf-8"))
-    conn.initiate_connection()
-    sock.sendall(conn.data_to_send())
-    bodies: dict[int, bytes] = {}
-    while data := sock.recv(65536):
-        for ev in conn.receive_data(data):
-            if isinstance(ev, h2.events.DataReceived):
-                bodies[ev.stream_id] = bodies.get(ev.stream_id, b"") + ev.data
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            elif isinstance(ev, h2.events.StreamEnded):
-                _answer(conn, ev.stream_id, table, _service(bodies.pop(ev.stream_id, b"")))
-        sock.sendall(conn.data_to_send())
-    sock.close()
-
-
-def _answer(conn: h2.connection.H2Connection, stream: int, table: dict[str, str],
-            service: str) -> None:
-    head = [(":status", "200"), ("content-type", "application/grpc")]
-    state = table.get("")
-    if state == "UNIMPLEMENTED":
-        conn.send_headers(stream, [*head, ("grpc-status", "12"), ("grpc-message",
-                          "unknown service grpc.health.v1.Health")], end_stream=True)
-        return
-    if service not in table:
-        conn.send_headers(stream, [*head, ("grpc-status", "5"),
-                                   ("grpc-message", "unknown service")], end_stream=True)
-        return
-    conn.send_headers(stream, head)
-    body = b"\x08" + bytes([_CODE[table[service]]])
-    conn.send_data(stream, b"\x00" + len(body).to_bytes(4, "big") + body)
-    conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+    try:
+        if _read(sock, len(PREFACE)) != PREFACE:
+            return
+        sock.sendall(frame(SETTINGS, 0, 0))
+        bodies: dict[int, bytes] = {}
+        while True:
+            head = _read(sock, 9)
+            length = struct.unpack(">I", b"\x00" + head[:3])[0]
+            kind, flags, stream = head[3], head[4], struct.unpack(">I", head[5:])[0] & 0x7FFFFFFF
+            payload = _read(sock, length)
+            if kind == SETTINGS and not flags & ACK:
+                sock.sendall(frame(SETTINGS, ACK, 0))
+            elif kind == PING and not flags & ACK:
+                sock.sendall(frame(PING, ACK, 0, payload))
+            elif kind in (HEADERS, DATA):
+                if kind == DATA:
+                    bodies[stream] = bodies.get(stream, b"") + payload
+                if flags & END_STREAM:
+                    sock.sendall(answer(stream, table, _service(bodies.pop(stream, b""))))
+    except (EOFError, OSError):
+        pass
+    finally:
+        sock.close()
 
 
 def main(argv: list[str]) -> None:
