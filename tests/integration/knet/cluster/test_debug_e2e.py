@@ -66,7 +66,8 @@ def test_debug_it_with_a_terminal(cluster: Cluster, app: str) -> None:
             out += proc.stdout.read() or b""
             if not sent and (b"#" in out or b"command prompt" in out):
                 time.sleep(1)
-                proc.stdin.write(b"ps -o pid,args; echo processes listed; exit\r")
+                # -e: procps' ps lists only the processes of its own terminal without it
+                proc.stdin.write(b"ps -e -o pid,args; echo processes listed; exit\r")
                 proc.stdin.flush()
                 sent = True
         proc.wait(timeout=30)
