@@ -107,3 +107,17 @@ def test_an_ephemeral_container_for_a_pod_that_is_gone(cluster: Cluster) -> None
     body = json.loads(err.value.body)
     assert body["message"] == 'pods "gone" not found'
     assert body["details"] == {"name": "gone", "kind": "pods"}
+
+
+def test_debug_node_runs_a_pod_on_that_node(cluster: Cluster) -> None:
+    """`kubectl debug node/NAME -i`: the pod (posted as protobuf) runs on that node and is
+    attached; what knet does not model of it (host namespaces, hostPath) is said in
+    warnings, not dropped."""
+    r = cluster.kubectl("debug", "node/node-2", "-i", "--image=busybox", "--", "sh",
+                        input="echo on the node; exit 0\n", timeout=90, check=False)
+    assert "on the node" in r.stdout, (r.stdout, r.stderr)
+    assert "Warning: spec.hostNetwork: not supported by knet" in r.stderr, r.stderr
+    pods = [p for p in cluster.get("pods")["items"]
+            if p["metadata"]["name"].startswith("node-debugger-node-2-")]
+    assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "node-2"
+    assert pods[0]["spec"]["volumes"][0]["hostPath"]["path"] == "/"
