@@ -70,3 +70,40 @@ async def test_debug_of_a_pod_that_is_gone(run: Any) -> None:  # noqa: F811
     assert r.code == 1
     assert r.err.strip().endswith('\nError from server (NotFound): pods "gone" not found')
     assert "panic" not in r.err
+
+
+RICH = {"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "rich", "namespace": "default", "labels": {"a": "b"}},
+        "spec": {"containers": [{
+            "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+            "ports": [{"containerPort": 80, "name": "http"}],
+            "livenessProbe": {"httpGet": {"path": "/h", "port": "http"}, "periodSeconds": 3},
+            "readinessProbe": {"grpc": {"port": 9000, "service": "x"}},
+            "lifecycle": {"postStart": {"exec": {"command": ["true"]}},
+                          "preStop": {"sleep": {"seconds": 2}}},
+            "securityContext": {"runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]},
+                                "privileged": False},
+            "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+            "envFrom": [{"configMapRef": {"name": "cm", "optional": True}}],
+            "env": [{"name": "A", "value": "1"}, {"name": "S", "valueFrom": {"secretKeyRef": {
+                "name": "s", "key": "k", "optional": True}}}],
+            "volumeMounts": [{"name": "d", "mountPath": "/d", "readOnly": True}]}],
+            "volumes": [{"name": "d", "emptyDir": {}}],
+            "securityContext": {"runAsNonRoot": False, "fsGroup": 2000},
+            "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["x"]}],
+            "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": False}}
+
+
+async def test_a_protobuf_copy_keeps_the_whole_spec(run: Any) -> None:  # noqa: F811
+    """Probes (gRPC too), hooks, security contexts, limits, env sources, host aliases and
+    Go pointers set to their zero value (`terminationGracePeriodSeconds: 0`) survive."""
+    assert (await run("apply", "-f", "-", stdin=json.dumps(RICH))).code == 0
+    r = await run("debug", "rich", "--image=busybox", "--copy-to=rich2", "--keep-liveness",
+                  "--keep-readiness", "--keep-labels", "-c", "dbg")
+    assert r.code == 0, r.err
+    original, copy = (await pod(run, "rich"))["spec"], (await pod(run, "rich2"))["spec"]
+    assert [c["name"] for c in copy.pop("containers")] == ["c", "dbg"]
+    original.pop("containers")
+    assert copy == original
+    assert (await pod(run, "rich2"))["spec"]["containers"][0] == \
+        (await pod(run, "rich"))["spec"]["containers"][0]
