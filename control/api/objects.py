@@ -312,6 +312,10 @@ class ObjectService:
             raise BadRequest(f"the namespace of the provided object ({md['namespace']}) does "
                              f"not match the namespace sent on the request ({namespace})")
         versions.check_kind(info, obj)
+        if subresource == ephemeral.SUB and info.plural == "pods":
+            return await ephemeral.update_ephemeral(self, name, obj,
+                                                    namespace=namespace or "default",
+                                                    dry_run=dry_run)
         strict = bool(md.get("resourceVersion"))
         for _ in range(_RETRIES):
             kv = await self.get_kv(info, name, namespace)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control.api import codec, crd, ephemeral, fieldcheck, meta, nodeproxy, params
+from control.api import codec, crd, fieldcheck, meta, nodeproxy, params
 from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
@@ -142,7 +142,7 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     if t.sub == "token":
         raise MethodNotAllowed("serviceaccounts/token only answers POST (a TokenRequest); "
                                "'kubectl create token NAME' makes one")
-    if t.sub == ephemeral.SUB:          # the Pod itself, as kube-apiserver answers
+    if t.sub == "ephemeralcontainers":  # the Pod itself, as kube-apiserver answers
         return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
                                                        namespace=t.namespace))
     if t.sub == "scale":
@@ -221,16 +221,12 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
         return _written(request, await objects.update_scale(
             t.info.plural, t.name, body, namespace=t.namespace, dry_run=_dry_run(request)),
             sub="scale")
-    if t.sub == ephemeral.SUB:
-        return _written(request, await ephemeral.update_ephemeral(
-            objects, t.name, body, namespace=t.namespace or "default",
-            dry_run=_dry_run(request)), sub=t.sub)
     if t.sub == "finalize":
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
         return _written(request, await objects.patch(
             "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge",
             dry_run=_dry_run(request)))
-    if t.sub not in (None, "status"):
+    if t.sub not in (None, "status", "ephemeralcontainers"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
     warnings = await _fields(request, t, body)
     w = await objects.update(t.info.plural, body, name=t.name, namespace=t.namespace,
@@ -242,7 +238,7 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
     t = _target(request)
     if t.name is None:
         raise MethodNotAllowed(f"PATCH needs an object name: {t.info.path(t.namespace)}/NAME")
-    if t.sub not in (None, "status", "scale", ephemeral.SUB):
+    if t.sub not in (None, "status", "scale", "ephemeralcontainers"):
         raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
     kind = codec.patch_type(request)
     if t.info.custom and kind == "strategic":
@@ -250,7 +246,7 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
                                "media types include: application/json-patch+json, "
                                "application/merge-patch+json, application/apply-patch+yaml")
     body = await codec.read_body(request, what=f"patch {t.info.plural}/{t.name}")
-    warnings = [] if t.sub in ("scale", ephemeral.SUB) else await _fields(request, t, body, kind)
+    warnings = [] if t.sub == "scale" else await _fields(request, t, body, kind)
     w = await request.app[OBJECTS].patch(
         t.info.plural, t.name, body, patch_type=kind, namespace=t.namespace,
         subresource=t.sub, field_manager=request.query.get("fieldManager"),
