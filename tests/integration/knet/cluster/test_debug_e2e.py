@@ -121,3 +121,23 @@ def test_debug_node_runs_a_pod_on_that_node(cluster: Cluster) -> None:
             if p["metadata"]["name"].startswith("node-debugger-node-2-")]
     assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "node-2"
     assert pods[0]["spec"]["volumes"][0]["hostPath"]["path"] == "/"
+
+
+def test_attach_with_stdin_to_a_container_without_stdin(cluster: Cluster) -> None:
+    """Bad input: `kubectl attach -i` to a container that kept no stdin. As with containerd,
+    the input goes nowhere and the output still comes, until the container ends."""
+    cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox, command: ["sh", "-c", "sleep 6; echo hello from chatty; sleep 1"]}
+""")
+    cluster.wait("chatty running", lambda: cluster.get("pod", "chatty")["status"].get(
+        "phase") == "Running")
+    r = cluster.kubectl("attach", "-i", "chatty", input="echo this goes nowhere\n",
+                        timeout=60, check=False)
+    assert "hello from chatty" in r.stdout, (r.stdout, r.stderr)
+    assert "goes nowhere" not in r.stdout
