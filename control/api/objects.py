@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.api import deletion, meta, subresources, versions, watching
+from control.api import deletion, ephemeral, meta, subresources, versions, watching
 from control.api.meta import Obj
 from control.api.namespacestate import NamespaceStates
 from control.api.services import Allocation, ServiceAllocator
@@ -312,6 +312,10 @@ class ObjectService:
             raise BadRequest(f"the namespace of the provided object ({md['namespace']}) does "
                              f"not match the namespace sent on the request ({namespace})")
         versions.check_kind(info, obj)
+        if subresource == ephemeral.SUB and info.plural == "pods":
+            return await ephemeral.update_ephemeral(self, name, obj,
+                                                    namespace=namespace or "default",
+                                                    dry_run=dry_run)
         strict = bool(md.get("resourceVersion"))
         for _ in range(_RETRIES):
             kv = await self.get_kv(info, name, namespace)
@@ -342,6 +346,10 @@ class ObjectService:
                     return await subresources.patch_scale(self, info, kv, current, body,
                                                           patch_type=patch_type,
                                                           dry_run=dry_run)
+                if subresource == ephemeral.SUB and info.plural == "pods":
+                    return await ephemeral.patch_ephemeral(self, kv, current, body,
+                                                           patch_type=patch_type,
+                                                           dry_run=dry_run)
                 new = versions.apply_patch(patch_type, meta.decode(kv), body)  # old stays intact
                 return await self.write_update(info, kv, current, new,
                                                subresource=subresource, dry_run=dry_run)

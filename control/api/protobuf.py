@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from control.api.protobuf_pod import POD_SCHEMAS
 from control.errors import BadRequest, UnsupportedMedia
 
 __all__ = ["MAGIC", "decode_object"]
@@ -189,6 +190,8 @@ _SCHEMAS.update({
                 3: ("maxUnavailable", "ios"), 4: ("unhealthyPodEvictionPolicy", "s")},
 })
 _KINDS += ("Ingress", "PodDisruptionBudget")
+_SCHEMAS.update(POD_SCHEMAS)            # kubectl debug --copy-to and node/NAME
+_KINDS += ("Pod",)
 
 
 def _signed(value: int) -> int:

@@ -149,6 +149,9 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     if t.sub == "token":
         raise MethodNotAllowed("serviceaccounts/token only answers POST (a TokenRequest); "
                                "'kubectl create token NAME' makes one")
+    if t.sub == "ephemeralcontainers":  # the Pod itself, as kube-apiserver answers
+        return codec.respond_raw(await objects.get_raw(t.info.plural, t.name,
+                                                       namespace=t.namespace))
     if t.sub == "scale":
         return codec.respond(await objects.get_scale(t.info.plural, t.name,
                                                      namespace=t.namespace))
@@ -234,7 +237,7 @@ async def handle_put(request: web.Request) -> web.StreamResponse:
         return _written(request, t, await objects.patch(
             "namespaces", t.name, {"spec": {"finalizers": finalizers}}, patch_type="merge",
             dry_run=_dry_run(request)))
-    if t.sub not in (None, "status"):
+    if t.sub not in (None, "status", "ephemeralcontainers"):
         raise MethodNotAllowed(f"PUT is not allowed on {t.info.plural}/{t.sub}")
     warnings = await _fields(request, t, body)
     if t.conv:
@@ -248,7 +251,7 @@ async def handle_patch(request: web.Request) -> web.StreamResponse:
     t = _target(request)
     if t.name is None:
         raise MethodNotAllowed(f"PATCH needs an object name: {t.info.path(t.namespace)}/NAME")
-    if t.sub not in (None, "status", "scale"):
+    if t.sub not in (None, "status", "scale", "ephemeralcontainers"):
         raise MethodNotAllowed(f"PATCH is not allowed on {t.info.plural}/{t.sub}")
     kind = codec.patch_type(request)
     if t.info.custom and kind == "strategic":

@@ -229,8 +229,6 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
         for key, why in IGNORED_CONTAINER_FIELDS.items():
             if c.get(key):
                 errs.warn(f"{path}.{key}", why)
-    if (c.get("lifecycle") or {}).get("postStart"):
-        errs.warn(f"{path}.lifecycle.postStart", "ignored: knet runs preStop hooks, not postStart")
 
 
 def _mounts(errs: FieldErrors, path: str, mounts: Any, volumes: set[str]) -> None:

@@ -78,7 +78,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Node", "nodes", "", "v1", False, ("no",), subresources=("status", "proxy")),
     ResourceInfo("Pod", "pods", "", "v1", True, ("po",), _ALL,
                  ("status", "log", "exec", "attach", "portforward", "proxy", "binding",
-                  "eviction")),
+                  "eviction", "ephemeralcontainers")),
     ResourceInfo("Service", "services", "", "v1", True, ("svc",), _ALL, ("status", "proxy")),
     ResourceInfo("Endpoints", "endpoints", "", "v1", True, ("ep",), singular="endpoints"),
     ResourceInfo("ConfigMap", "configmaps", "", "v1", True, ("cm",)),

@@ -307,6 +307,9 @@ def admit(resource: str, obj: Obj, *, old: Obj | None = None,
     update_check = _UPDATE_CHECKS.get(resource) if old is not None else None
     if update_check is not None and old is not None:
         update_check(errs, obj, old)
+    if old is None and resource == "pods" and isinstance(obj.get("spec"), dict) \
+            and obj["spec"].get("ephemeralContainers"):        # only pods/ephemeralcontainers
+        errs.forbidden("spec.ephemeralContainers", "cannot be set on create")
     if old is None and resource in _NOT_RUN:
         errs.warn("spec", f"stored and served, but knet runs no controller for "
                   f"{_NOT_RUN[resource]}: no pods will be created for it")

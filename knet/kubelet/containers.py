@@ -234,6 +234,7 @@ async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name:
                          stdin=bool(container.get("stdin")),
                          stdin_once=bool(container.get("stdinOnce")),
                          tty=bool(container.get("tty")),
+                         pid_target=container.get("targetContainerName") or None,
                          **security(pod, container), **limits(container))
 
 

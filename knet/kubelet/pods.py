@@ -21,6 +21,7 @@ from control.errors import ApiError, Conflict, NotFound
 from knet.errors import KnetError
 from knet.kubelet import containers as cspec
 from knet.kubelet.context import NodeContext
+from knet.kubelet.ephemeral import EphemeralContainers
 from knet.kubelet.runner import ContainerRunner
 from knet.kubelet.satoken import ProjectedVolumes
 from knet.kubelet.status import ContainerView, pod_status
@@ -61,6 +62,8 @@ class PodWorker:
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self.ephemeral = EphemeralContainers(self.key, self._ephemeral_runner, self._mark)
+        self._app_started = False     # ephemeral containers join a pod that runs
         self._restore_counts()
 
     def __repr__(self) -> str:
@@ -81,6 +84,12 @@ class PodWorker:
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        if self._app_started and not self._deleting():
+            self.ephemeral.sync(pod)
+            for c in pod["spec"].get("containers") or []:   # `kubectl set image`
+                runner = self.find_runner(c["name"])
+                if runner is not None and not runner.is_ephemeral:
+                    runner.redefine(c)
         self._wake.set()
 
     def gone(self) -> None:
@@ -90,6 +99,7 @@ class PodWorker:
 
     async def shutdown(self) -> None:
         """Agent stopping: leave containers running (they are adopted on restart)."""
+        await self.ephemeral.cancel()
         for task in (self._task, self._publisher, self._refresher):
             if task:
                 task.cancel()
@@ -144,9 +154,12 @@ class PodWorker:
             return
         self.initialized = True
         adopt = bool(self.pod.get("status", {}).get("containerStatuses"))
-        self.runners = [self._runner(c, view) for c, view in
-                        zip(self.pod["spec"]["containers"], self.views)]
-        await asyncio.gather(*(r.run(adopt=adopt) for r in self.runners))
+        apps = [self._runner(c, view) for c, view in
+                zip(self.pod["spec"]["containers"], self.views)]
+        self.runners = list(apps)
+        self._app_started = True
+        self.ephemeral.sync(self.pod)       # their runners join self.runners, not `apps`
+        await asyncio.gather(*(r.run(adopt=adopt) for r in apps))
         self._mark()
 
     async def _make_sandbox(self) -> None:
@@ -172,11 +185,22 @@ class PodWorker:
                 on_error=lambda msg: self.ctx.event(self.pod, "Warning", "FailedMount", msg)),
                 name=f"tokens {self.key}")
 
-    def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False) -> ContainerRunner:
+    def _runner(self, c: Obj, view: ContainerView, *, is_init: bool = False,
+                ephemeral: bool = False) -> ContainerRunner:
         assert self.sandbox is not None
         return ContainerRunner(self.ctx, self.pod, c, self.sandbox, pod_ip=self.pod_ip,
                                volumes=self.volumes, view=view, changed=self._mark,
-                               is_init=is_init)
+                               is_init=is_init, is_ephemeral=ephemeral)
+
+    def _ephemeral_runner(self, c: Obj, view: ContainerView) -> ContainerRunner:
+        """One more runner of the running pod: logs, attach, exec and deletion find it."""
+        runner = self._runner(c, view, ephemeral=True)
+        self.runners.append(runner)
+        return runner
+
+    def find_runner(self, name: str) -> ContainerRunner | None:
+        """The runner of the container (app, init or ephemeral) called `name`."""
+        return next((r for r in self.runners if r.c["name"] == name), None)
 
     async def _run_init_containers(self) -> bool:
         inits = self.pod["spec"].get("initContainers") or []
@@ -201,6 +225,7 @@ class PodWorker:
         if grace is None:
             grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
         await asyncio.gather(*(r.stop(grace=float(grace)) for r in self.runners))
+        await self.ephemeral.cancel()
         sandbox = self.sandbox or PodSandbox.for_pod(
             self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
             pod_ip=self.pod_ip, pod_dir=self.dir)
@@ -234,7 +259,8 @@ class PodWorker:
             status = pod_status(old=self.pod.get("status") or {}, containers=self.views,
                                 init=self.init_views, initialized=self.initialized,
                                 pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
-                                start_time=self.start_time, now=time.time())
+                                start_time=self.start_time, now=time.time(),
+                                ephemeral=self.ephemeral.statuses())
             try:
                 self.pod = await self.ctx.client.patch(
                     "pods", self.pod["metadata"]["name"], {"status": status},

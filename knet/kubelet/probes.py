@@ -1,6 +1,6 @@
-"""Liveness, readiness and startup probes: httpGet, tcpSocket and exec, with
-initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failureThreshold as
-Kubernetes defines them. Network probes connect from the node's netns to the pod IP, like a
+"""Liveness, readiness and startup probes: httpGet, tcpSocket, grpc (knet.kubelet.grpcprobe)
+and exec, with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and
+failureThreshold as Kubernetes defines them. Network probes connect from the node's netns to the pod IP, like a
 kubelet on the node; exec probes run the command in the container through the runtime.
 
 A `Prober` owns one probe's loop and calls `on_change(kind, result, message)` only when the
@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from knet.dataplane.nsutil import in_netns
+from knet.kubelet.grpcprobe import grpc_check
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,11 @@ def make_check(probe: dict[str, Any], container: dict[str, Any], *, netns: str |
                          port=resolve_port(t["port"], container), timeout=timeout)
     if "exec" in probe:
         return exec_check(list(probe["exec"].get("command") or []), exec_fn, timeout)
-    raise ValueError("probe has no handler: give httpGet, tcpSocket or exec (grpc is not "
-                     "supported by knet)")
+    if "grpc" in probe:
+        g = probe["grpc"] or {}
+        return grpc_check(netns=netns, host=pod_ip, port=int(g["port"]),
+                          service=g.get("service") or "", timeout=timeout, connect=_connect)
+    raise ValueError("probe has no handler: give httpGet, tcpSocket, grpc or exec")
 
 
 class Prober:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from knet.kubelet import containers as cspec
+from knet.kubelet import hooks
 from knet.kubelet.context import NodeContext
 from knet.kubelet.probes import Prober, make_check
 from knet.kubelet.status import ContainerView, rfc3339
@@ -26,7 +27,8 @@ Obj = dict[str, Any]
 class ContainerRunner:
     def __init__(self, ctx: NodeContext, pod: Obj, container: Obj, sandbox: PodSandbox, *,
                  pod_ip: str, volumes: dict[str, Any], view: ContainerView,
-                 changed: Callable[[], None], is_init: bool = False) -> None:
+                 changed: Callable[[], None], is_init: bool = False,
+                 is_ephemeral: bool = False) -> None:
         self.ctx = ctx
         self.pod = pod
         self.c = container
@@ -36,17 +38,21 @@ class ContainerRunner:
         self.view = view
         self.changed = changed
         self.is_init = is_init
+        self.is_ephemeral = is_ephemeral       # never restarted, may join a target's PIDs
         self.handle: ContainerHandle | None = None
         self.stopping = False
         self.probers: dict[str, Prober] = {}
         self._backoff = 0.0
         self._killing: asyncio.Task[int] | None = None
+        self._redefined = False           # killed for a changed spec: restart at once
 
     @property
     def key(self) -> str:
         return f"{self.sandbox.key}/{self.c['name']}"
 
     def _policy_restarts(self, code: int) -> bool:
+        if self.is_ephemeral:
+            return False
         if self.is_init:
             return code != 0 and self.pod["spec"].get("restartPolicy", "Always") != "Never"
         policy = self.pod["spec"].get("restartPolicy", "Always")
@@ -72,6 +78,8 @@ class ContainerRunner:
                     if not await self._after_exit(code, started_at):
                         return code
                     continue
+                self.handle = handle
+                await self._post_start(handle)
             else:
                 started_at = handle.started_at
                 log.info("%s: adopted running container pid %d", self.key, handle.pid)
@@ -136,6 +144,10 @@ class ContainerRunner:
 
     async def _after_exit(self, code: int, started_at: float) -> bool:
         """Decide on a restart; sleep the back-off. False if the container is done."""
+        if self._redefined:       # the kubelet restarts a changed container at once, any policy
+            self._redefined = False
+            self._count_restart()
+            return not self.stopping
         if self.stopping or not self._policy_restarts(code):
             return False
         opts = self.ctx.options
@@ -144,10 +156,7 @@ class ContainerRunner:
         delay = self._backoff
         self._backoff = opts.backoff_initial if not self._backoff else min(
             self._backoff * 2, opts.backoff_max)
-        if "terminated" in self.view.state:
-            self.view.last_state = {"terminated": self.view.state["terminated"]}
-        self.view.restart_count += 1
-        self.view.will_restart = True
+        self._count_restart()
         if delay > 0:
             msg = (f"back-off {delay:g}s restarting failed container={self.c['name']} "
                    f"pod={self.pod['metadata']['name']}_{self.pod['metadata']['namespace']}"
@@ -158,6 +167,42 @@ class ContainerRunner:
             self.changed()
             await asyncio.sleep(delay)
         return not self.stopping
+
+    def _count_restart(self) -> None:
+        if "terminated" in self.view.state:
+            self.view.last_state = {"terminated": self.view.state["terminated"]}
+        self.view.restart_count += 1
+        self.view.will_restart = True
+
+    # -- lifecycle: postStart, a changed definition ---------------------------------------
+    async def _post_start(self, handle: ContainerHandle) -> None:
+        """Run the postStart hook (the container still shows ContainerCreating); on failure
+        the kubelet's FailedPostStartHook event, then the container is killed."""
+        hook = (self.c.get("lifecycle") or {}).get("postStart")
+        if not hook:
+            return
+        message = await hooks.run_post_start(hook, self.pod, self.c, netns=self.ctx.node_netns,
+                                             pod_ip=self.pod_ip, exec_fn=self._exec)
+        if message is None:
+            return
+        self.ctx.event(self.pod, "Warning", "FailedPostStartHook", message)
+        self.ctx.event(self.pod, "Normal", "Killing", "FailedPostStartHook")
+        await self.ctx.runtime.stop(handle, grace=self._grace())
+
+    def redefine(self, container: Obj) -> None:
+        """The pod's spec of this container changed (`kubectl set image`): as the kubelet
+        does, kill it and start the new definition at once, restartCount + 1."""
+        if container == self.c:
+            return
+        self.c = container
+        self.view.image = container.get("image", "")
+        if self.handle is None or self.stopping or not self.ctx.runtime.running(self.handle):
+            return
+        self._redefined = True
+        self.ctx.event(self.pod, "Normal", "Killing", f"Container {self.c['name']} definition "
+                       "changed, will be restarted")
+        self._killing = asyncio.create_task(
+            self.ctx.runtime.stop(self.handle, grace=self._grace()))
 
     # -- probes -------------------------------------------------------------------------
     def _start_probes(self) -> None:

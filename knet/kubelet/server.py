@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from knet.kubelet import attach, channels, portforward
+from knet.kubelet import attach, channels, logopts, portforward
 from knet.kubelet.auth import KubeletAuth, middleware
 from knet.kubelet.pods import PodWorker
 
@@ -34,6 +35,14 @@ PODS = "/api/v1/namespaces/{namespace}/pods/{name}"
 def _status(message: str, code: int, reason: str) -> web.Response:
     return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                               "message": message, "reason": reason, "code": code}, status=code)
+
+
+def _invalid(exc: logopts.InvalidLogOptions, pod: str) -> web.Response:
+    causes = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in exc.causes]
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Failure", "message": str(exc), "reason": "Invalid",
+                              "details": {"name": pod, "kind": "PodLogOptions",
+                                          "causes": causes}, "code": 422}, status=422)
 
 
 def _pod_netns(sandbox: Any) -> portforward.Dial:
@@ -57,7 +66,7 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any, *,
                 content_type="application/json")
         # like the kubelet: no container named means the pod's first container
         want = request.query.get("container") or w.pod["spec"]["containers"][0]["name"]
-        names = [r.c["name"] for r in w.runners]
+        names = [r.c["name"] for r in w.runners]          # ephemeral ones included
         runner = next((r for r in w.runners if r.c["name"] == want), None)
         if runner is None:
             raise web.HTTPBadRequest(text=json.dumps({
@@ -74,14 +83,14 @@ def create_app(workers: Callable[[str], PodWorker | None], runtime: Any, *,
             return _status(f'container "{runner.c["name"]}" in pod "{w.key}" is waiting to '
                            "start", 400, "BadRequest")
         try:
-            tail = int(q["tailLines"]) if q.get("tailLines") else None
-        except ValueError:
-            return _status(f"tailLines {q['tailLines']!r} is not a number", 400, "BadRequest")
+            opts = logopts.parse(q, pod=request.match_info["name"], now_ns=time.time_ns())
+        except logopts.InvalidLogOptions as exc:
+            return _invalid(exc, request.match_info["name"])
         try:  # errors (e.g. no previous instance) become a Status before any header is sent
             chunks = runtime.read_logs(
-                runner.handle, follow=q.get("follow") == "true", tail_lines=tail,
-                timestamps=q.get("timestamps") == "true",
-                previous=q.get("previous") == "true")
+                runner.handle, follow=opts.follow, tail_lines=opts.tail_lines,
+                timestamps=opts.timestamps, previous=opts.previous, since_ns=opts.since_ns,
+                limit_bytes=opts.limit_bytes)
             first = await anext(chunks, b"")
         except Exception as exc:  # noqa: BLE001 - the runtime's message, as a Status
             return _status(f"pod {w.key}: {exc}", 400, "BadRequest")

@@ -85,7 +85,7 @@ def _condition(kind: str, ok: bool, now: str, *, reason: str = "", message: str 
 
 def pod_status(*, old: Obj, containers: list[ContainerView], init: list[ContainerView],
                initialized: bool, pod_ip: str, host_ip: str, start_time: float,
-               now: float) -> Obj:
+               now: float, ephemeral: list[Obj] | None = None) -> Obj:
     """The whole status to write to pods/status."""
     stamp = rfc3339(now)
     old_conditions = old.get("conditions") or []
@@ -117,4 +117,6 @@ def pod_status(*, old: Obj, containers: list[ContainerView], init: list[Containe
         out["podIPs"] = [{"ip": pod_ip}]
     if init:
         out["initContainerStatuses"] = [c.to_status() for c in init]
+    if ephemeral:
+        out["ephemeralContainerStatuses"] = ephemeral
     return out

@@ -140,6 +140,8 @@ class ContainerSpec:
     stdin: bool = False          # the shim keeps a stdin (or, with tty, a terminal) to attach
     stdin_once: bool = False
     tty: bool = False
+    pid_target: str | None = None  # join this running container's PID namespace (kubectl
+    #                                debug --target: an ephemeral container sees its processes)
 
 
 @dataclass(frozen=True)
@@ -213,5 +215,6 @@ class Runtime(Protocol):
                    env: Mapping[str, str] | None = None) -> ExecSession: ...
     def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
                   tail_lines: int | None = None, timestamps: bool = False,
-                  previous: bool = False) -> AsyncIterator[bytes]: ...
+                  previous: bool = False, since_ns: int | None = None,
+                  limit_bytes: int | None = None) -> AsyncIterator[bytes]: ...
     async def close(self) -> None: ...

@@ -2,7 +2,10 @@
 
 `read_log` serves tail_lines (found by reading the file backwards, so a long log is not read
 whole), timestamps, and follow: it polls the file for new lines until `done()` says the
-instance has ended and the file has been read to its end once more after that.
+instance has ended and the file has been read to its end once more after that. As the
+kubelet's ReadLogs: `since` (sinceSeconds/sinceTime) drops each CRI line written before it,
+after the tail was taken (`--tail=5 --since=10s`: of the last 5 lines, those of the last 10 s),
+and `limit_bytes` stops the output after that many bytes, mid-line if need be.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from knet.runtime.crilog import CriLine, parse_line, render
+from knet.runtime.crilog import CriLine, format_time, parse_line, render
 
 _BLOCK = 64 * 1024
 
@@ -55,10 +58,28 @@ def _rotated(path: Path, f: BinaryIO) -> bool:
 
 async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
                    timestamps: bool = False, done: Callable[[], bool] | None = None,
-                   poll: float = 0.1) -> AsyncIterator[bytes]:
+                   poll: float = 0.1, since_ns: int | None = None,
+                   limit_bytes: int | None = None) -> AsyncIterator[bytes]:
     """Yield the log as `kubectl logs` prints it. With follow, keep yielding new lines
     until `done()` is true (no `done`: forever, until the consumer stops iterating), and
-    move on to the new file when the writer rotates the log."""
+    move on to the new file when the writer rotates the log. `since_ns`: only lines
+    written at or after that time (ns since the epoch); `limit_bytes`: at most that much."""
+    left = limit_bytes
+    async for chunk in _read(path, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
+                             done=done, poll=poll,
+                             since=format_time(since_ns) if since_ns is not None else None):
+        if left is None:
+            yield chunk
+            continue
+        yield chunk[:left]
+        left -= len(chunk)
+        if left <= 0:
+            return
+
+
+async def _read(path: Path, *, follow: bool, tail_lines: int | None, timestamps: bool,
+                done: Callable[[], bool] | None, poll: float,
+                since: bytes | None) -> AsyncIterator[bytes]:
     f = open(path, "rb")  # noqa: ASYNC230, SIM115 - a local file, read in short steps
     try:
         if tail_lines is not None:
@@ -75,7 +96,8 @@ async def read_log(path: Path, *, follow: bool, tail_lines: int | None = None,
                     carry = buf
                     continue
                 carry = buf[cut + 1:]
-                lines = [p for raw in buf[:cut].split(b"\n") if (p := parse_line(raw))]
+                lines = [p for raw in buf[:cut].split(b"\n") if (p := parse_line(raw))
+                         and (since is None or p.ts >= since)]  # fixed width: comparable
                 out, rest = render(rest + lines, timestamps=timestamps)
                 if out:
                     yield out

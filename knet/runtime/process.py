@@ -105,9 +105,22 @@ class ProcessRuntime:
         if self._namespaces:
             async with self._pod_locks.setdefault(sandbox.key, asyncio.Lock()):
                 await ensure_ipc_namespace(sandbox.pod_dir)
-                if sandbox.share_pid:
+                if spec.pid_target:
+                    pidns = self._target_pidns(sandbox, spec)
+                elif sandbox.share_pid:
                     pidns = await self._ensure_pause(sandbox)
         return await self._start(sandbox, spec, pidns=pidns)
+
+    def _target_pidns(self, sandbox: PodSandbox, spec: ContainerSpec) -> str:
+        """The PID namespace of the running container `spec.pid_target` (kubectl debug
+        --target), or a start error naming it."""
+        h = self._current(sandbox, spec.pid_target or "")
+        if h is None:
+            raise ContainerStartError(
+                f"pod {sandbox.key}: container {spec.name!r}: its target container "
+                f"{spec.pid_target!r} is not running, so there is no PID namespace to join",
+                reason="CreateContainerError")
+        return f"/proc/{h.pid}/ns/pid"
 
     async def _ensure_pause(self, sandbox: PodSandbox) -> str:
         """The pod's shared PID namespace, held by its pause process (started if needed)."""
@@ -351,9 +364,10 @@ class ProcessRuntime:
 
     def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
                   tail_lines: int | None = None, timestamps: bool = False,
-                  previous: bool = False) -> AsyncIterator[bytes]:
-        """The log as `kubectl logs` prints it. Raises RuntimeError_ at once (before any
-        iteration) when `previous` names no earlier instance."""
+                  previous: bool = False, since_ns: int | None = None,
+                  limit_bytes: int | None = None) -> AsyncIterator[bytes]:
+        """The log as `kubectl logs` prints it (knet.runtime.logs.read_log). Raises
+        RuntimeError_ at once (before any iteration) when `previous` names no earlier one."""
         inst = layout.instance_of_log(target.log_path if isinstance(target, ContainerHandle)
                                       else Path(target))
         if previous:
@@ -368,7 +382,7 @@ class ProcessRuntime:
             return inst.exit.exists() or not records.alive(*shim)
 
         return read_log(inst.log, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
-                        done=done)
+                        done=done, since_ns=since_ns, limit_bytes=limit_bytes)
 
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool, env: Mapping[str, str] | None = None) -> ExecSession:
