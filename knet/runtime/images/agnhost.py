@@ -108,10 +108,10 @@ def _resolv(key: str) -> str:
 def _pause(args: list[str]) -> int:
     import _signal as signal  # type: ignore[import-not-found]
     flags, _ = goflags(args, {"delay-shutdown": 0})
-    print("Paused", flush=True)
     got: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: got.append(2))
     signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    print("Paused", flush=True)
     while not got:
         signal.pause()
     delay = int(str(flags["delay-shutdown"]))
