@@ -79,10 +79,10 @@ def test_redis_follower_replicates_the_leader(start: Starter, new_port: Callable
     deadline = time.monotonic() + 10
     got = ""
     while time.monotonic() < deadline and got != "hello":
-        got = subprocess.run([*cli, "-p", str(follower), "get", "messages"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
+        got = subprocess.run([*cli, "-p", str(follower), "get", "messages"], check=False,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
         time.sleep(0.2)
     assert got == "hello"
-    role = subprocess.run([*cli, "-p", str(follower), "role"], capture_output=True, text=True,
-                          timeout=5).stdout
+    role = subprocess.run([*cli, "-p", str(follower), "role"], check=True,
+                          capture_output=True, text=True, timeout=5).stdout
     assert role.startswith("slave\n127.0.0.1\n")
