@@ -41,7 +41,7 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~10 ms at ea
 if TYPE_CHECKING:  # this package is imported by every built-in program: keep it light
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Image", "ImageNotFound", "catalog", "lookup", "normalize", "resolve"]
+__all__ = ["Image", "ImageNotFound", "catalog", "files", "lookup", "normalize", "resolve"]
 
 _LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -133,6 +133,32 @@ def _is_command(img: Image, word: str) -> bool:
         return word.startswith(("/", "./"))
     import shutil
     return shutil.which(word, path=CONTAINER_PATH) is not None
+
+
+def files(image: str, *, python: str | None = None) -> dict[str, str]:
+    """The executables the real image ships at fixed paths (`/agnhost`, `/server`,
+    `/serve_hostname`, ...) and the names it has on PATH that the host lacks (`python`), as
+    small sh scripts running knet's program: container path -> script (paths the host has
+    are left to the host's binary). The kubelet mounts them into the container, so `kubectl exec POD -- /agnhost connect HOST:PORT` works as
+    the upstream e2e tests run it."""
+    img = lookup(image)
+    if img is None:
+        return {}
+    import shlex
+    out: dict[str, str] = {}
+    for name, template in sorted(img.programs.items()):
+        if name.startswith("/"):
+            path = name
+        elif not template[0].startswith("@") and template[0] != name:
+            path = f"/usr/local/bin/{name}"
+        else:
+            continue
+        if os.path.exists(path):  # the host's own (/usr/sbin/nginx): exec finds the real one
+            continue
+        argv = img.argv([name], None, python=python or sys.executable)
+        out[path] = (f"#!/bin/sh\n# {name} of {img.name}: knet's program for it\n"
+                     f'exec {" ".join(shlex.quote(a) for a in argv)} "$@"\n')
+    return out
 
 
 def normalize(ref: str) -> str:

@@ -3,7 +3,9 @@ each image's ENTRYPOINT and CMD (the argv the kubelet will exec)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +122,18 @@ def test_unknown_image_names_itself_and_lists_the_catalog() -> None:
     assert msg.startswith('image "registry.k8s.io/busyboxx:1.28" is not in knet\'s built-in')
     for name in ("busybox", "registry.k8s.io/e2e-test-images/agnhost", "redis", "perl"):
         assert f" {name}," in msg or f" {name};" in msg
+
+
+def test_fixed_path_programs_become_wrapper_scripts(tmp_path: Path) -> None:
+    from knet.runtime.images import files
+
+    scripts = files("registry.k8s.io/e2e-test-images/agnhost:2.40")
+    assert list(scripts) == ["/agnhost"]
+    wrapper = tmp_path / "agnhost"
+    wrapper.write_text(scripts["/agnhost"])
+    wrapper.chmod(0o755)
+    out = subprocess.run([str(wrapper), "etc-hosts"], capture_output=True, timeout=10, check=True)
+    assert out.stdout == Path("/etc/hosts").read_bytes()
+    assert list(files("registry.k8s.io/liveness")) == ["/server"]
+    assert files("busybox") == {} and files("no/such") == {}
+    assert "/usr/sbin/nginx" not in files("nginx")       # the host's path stays the host's

@@ -59,6 +59,7 @@ def test_nginx_serves_the_html_directory(start: Starter, port: int, tmp_path: Pa
     assert curl(base + "/") == "<p>from a configmap</p>\n"
     assert curl(base + "/sub/a.txt", "-i").splitlines()[3] == "Content-Type: text/plain"
     assert status(base + "/sub") == 301
+    assert status(base + "/sub/") == 403                # no index.html, no autoindex: as nginx
     missing = curl(base + "/nope.html", "-i")
     assert missing.startswith("HTTP/1.1 404") and "<center>nginx</center>" in missing
     assert status(base + "/../../etc/passwd", "--path-as-is") == 404

@@ -1,0 +1,307 @@
+"""The official tutorials' images on a real 2-node cluster, their YAML applied unchanged with
+the real kubectl: the pi Job's perl container (as a Pod), the Configure Probes tutorial's
+three liveness pods (exec, http with agnhost, tcp with goproxy) restarting or staying up as
+the tutorial shows, the guestbook's redis leader and follower replicating a key, agnhost
+netexec's /clientip and /dial between pods, nginx-slim serving a volume, and an image name
+with a typo failing with the kubelet's ErrImagePull."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import Cluster
+
+PI_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: pi}
+spec:
+  containers:
+  - name: pi
+    image: perl:5.34.0
+    command: ["perl",  "-Mbignum=bpi", "-wle", "print bpi(2000)"]
+  restartPolicy: Never
+"""
+
+PROBES = """
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    test: liveness
+  name: liveness-exec
+spec:
+  containers:
+  - name: liveness
+    image: registry.k8s.io/busybox:1.27.2
+    args:
+    - /bin/sh
+    - -c
+    - touch /tmp/healthy; sleep 30; rm -f /tmp/healthy; sleep 600
+    livenessProbe:
+      exec:
+        command:
+        - cat
+        - /tmp/healthy
+      initialDelaySeconds: 5
+      periodSeconds: 5
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    test: liveness
+  name: liveness-http
+spec:
+  containers:
+  - name: liveness
+    image: registry.k8s.io/e2e-test-images/agnhost:2.40
+    args:
+    - liveness
+    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: 8080
+        httpHeaders:
+        - name: Custom-Header
+          value: Awesome
+      initialDelaySeconds: 3
+      periodSeconds: 3
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: goproxy
+  labels:
+    app: goproxy
+spec:
+  containers:
+  - name: goproxy
+    image: registry.k8s.io/goproxy:0.1
+    ports:
+    - containerPort: 8080
+    readinessProbe:
+      tcpSocket:
+        port: 8080
+      initialDelaySeconds: 15
+      periodSeconds: 10
+    livenessProbe:
+      tcpSocket:
+        port: 8080
+      initialDelaySeconds: 15
+      periodSeconds: 10
+"""
+
+
+def status(cluster: Cluster, pod: str) -> dict:
+    return (cluster.get("pod", pod).get("status", {}).get("containerStatuses") or [{}])[0]
+
+
+def logs(cluster: Cluster, pod: str) -> str:
+    return cluster.kubectl("logs", pod).stdout
+
+
+def test_the_pi_jobs_container_prints_2000_digits(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=PI_POD)
+    cluster.wait("pi to succeed",
+                 lambda: cluster.get("pod", "pi")["status"].get("phase") == "Succeeded",
+                 timeout=120, every=1)
+    digits = logs(cluster, "pi").strip()
+    assert digits.startswith("3.14159265358979323846264338327950288419716939937510")
+    assert len(digits) == 2001 and digits[2:].isdigit()
+    assert status(cluster, "pi")["state"]["terminated"]["exitCode"] == 0
+    cluster.kubectl("delete", "pod", "pi", "--wait=false")
+
+
+def test_configure_probes_tutorial(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=PROBES)
+    # goproxy: the tcpSocket probes pass after their 15 s delay, and it keeps running
+    cluster.wait("goproxy ready", lambda: status(cluster, "goproxy").get("ready"), timeout=60)
+    # liveness-http: /healthz turns 500 after 10 s, so the kubelet restarts the container
+    cluster.wait("liveness-http restarted",
+                 lambda: status(cluster, "liveness-http").get("restartCount", 0) >= 1, timeout=60)
+    events = cluster.kubectl("describe", "pod", "liveness-http").stdout
+    assert "Liveness probe failed: HTTP probe failed with statuscode: 500" in events
+    # liveness-exec: /tmp/healthy goes at 30 s; three failed `cat`s later it is restarted
+    cluster.wait("liveness-exec restarted",
+                 lambda: status(cluster, "liveness-exec").get("restartCount", 0) >= 1, timeout=90)
+    events = cluster.kubectl("describe", "pod", "liveness-exec").stdout
+    assert "Liveness probe failed: cat: " in events and "/tmp/healthy" in events
+    gp = status(cluster, "goproxy")
+    assert gp["ready"] and gp["restartCount"] == 0
+    cluster.kubectl("delete", "pod", "liveness-exec", "liveness-http", "goproxy", "--wait=false")
+
+
+GUESTBOOK_REDIS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: redis-leader
+  labels:
+    app: redis
+    role: leader
+    tier: backend
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: redis
+  template:
+    metadata:
+      labels:
+        app: redis
+        role: leader
+        tier: backend
+    spec:
+      containers:
+      - name: leader
+        image: "docker.io/redis:6.0.5"
+        resources:
+          requests:
+            cpu: 100m
+            memory: 100Mi
+        ports:
+        - containerPort: 6379
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: redis-leader
+  labels:
+    app: redis
+    role: leader
+    tier: backend
+spec:
+  ports:
+  - port: 6379
+    targetPort: 6379
+  selector:
+    app: redis
+    role: leader
+    tier: backend
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: redis-follower
+  labels:
+    app: redis
+    role: follower
+    tier: backend
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: redis
+  template:
+    metadata:
+      labels:
+        app: redis
+        role: follower
+        tier: backend
+    spec:
+      containers:
+      - name: follower
+        image: us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower:v2
+        resources:
+          requests:
+            cpu: 100m
+            memory: 100Mi
+        ports:
+        - containerPort: 6379
+"""
+
+
+def test_guestbook_redis_follower_replicates_the_leader(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=GUESTBOOK_REDIS)
+    leader = cluster.ready_pods("role=leader", 1, timeout=90)[0]["metadata"]["name"]
+    followers = [p["metadata"]["name"] for p in cluster.ready_pods("role=follower", 2, timeout=90)]
+    assert cluster.exec(leader, "redis-cli", "set", "messages", ",hello").stdout.strip() == "OK"
+
+    def replicated() -> bool:
+        return all(cluster.exec(f, "redis-cli", "get", "messages", check=False).stdout.strip()
+                   == ",hello" for f in followers)
+    cluster.wait("both followers to have the key", replicated, timeout=60, every=1)
+    role = cluster.exec(followers[0], "redis-cli", "role").stdout.split()
+    assert role[:2] == ["slave", "redis-leader"] and "connected" in role
+    info = cluster.exec(leader, "redis-cli", "info", "replication").stdout
+    assert "connected_slaves:2" in info
+    cluster.kubectl("delete", "deployment", "redis-leader", "redis-follower", "--wait=false")
+    cluster.kubectl("delete", "service", "redis-leader")
+
+
+NETEXEC = """
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME, labels: {app: netexec}}
+spec:
+  containers:
+  - name: agnhost
+    image: registry.k8s.io/e2e-test-images/agnhost:2.40
+    args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+"""
+
+
+def test_agnhost_netexec_clientip_and_dial_between_pods(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input="---".join(
+        NETEXEC.replace("NAME", n) for n in ("netexec-a", "netexec-b")))
+    pods = {p["metadata"]["name"]: p["status"]["podIP"]
+            for p in cluster.ready_pods("app=netexec", 2, timeout=60)}
+    a, b = pods["netexec-a"], pods["netexec-b"]
+    clientip = cluster.exec("netexec-b", "curl", "-s", f"http://{a}:8080/clientip").stdout
+    assert clientip.startswith(f"{b}:")                     # the caller's pod IP, no NAT
+    dial = cluster.exec("netexec-b", "curl", "-s", f"http://127.0.0.1:8080/dial?request=hostname"
+                        f"&protocol=http&host={a}&port=8080&tries=2").stdout
+    assert json.loads(dial) == {"responses": ["netexec-a", "netexec-a"]}
+    dial = cluster.exec("netexec-b", "curl", "-s", f"http://127.0.0.1:8080/dial?request=hostname"
+                        f"&protocol=udp&host={a}&port=8081&tries=1").stdout
+    assert json.loads(dial) == {"responses": ["netexec-a"]}
+    connect = cluster.kubectl("exec", "netexec-b", "--", "/agnhost", "connect", f"{a}:8080",
+                              "--timeout=3s", check=False)
+    assert connect.returncode == 0, connect.stderr
+    refused = cluster.kubectl("exec", "netexec-b", "--", "/agnhost", "connect", f"{a}:9999",
+                              "--timeout=3s", check=False)
+    assert refused.returncode == 1 and "REFUSED" in refused.stderr
+    cluster.kubectl("delete", "pod", "netexec-a", "netexec-b", "--wait=false")
+
+
+NGINX_SLIM = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, labels: {app: nginx-slim}}
+spec:
+  containers:
+  - name: nginx
+    image: registry.k8s.io/nginx-slim:0.24
+    ports: [{containerPort: 80, name: web}]
+    volumeMounts: [{name: www, mountPath: /usr/share/nginx/html}]
+  volumes: [{name: www, emptyDir: {}}]
+"""
+
+
+def test_nginx_slim_serves_its_volume(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=NGINX_SLIM)
+    ip = cluster.ready_pods("app=nginx-slim", 1)[0]["status"]["podIP"]
+    # the StatefulSet tutorial's step: write the hostname into the volume, read it over HTTP
+    cluster.exec("web-0", "sh", "-c", 'echo "$(hostname)" > /usr/share/nginx/html/index.html')
+    out = cluster.exec("web-0", "curl", "-s", f"http://{ip}/").stdout
+    assert out == "web-0\n"
+    cluster.kubectl("delete", "pod", "web-0", "--wait=false")
+
+
+def test_an_image_name_with_a_typo_is_err_image_pull(cluster: Cluster) -> None:
+    cluster.kubectl("run", "typo", "--image=registry.k8s.io/busyboxx:1.28", "--restart=Never",
+                    "--", "sleep", "60")
+    cluster.kubectl("run", "typo2", "--image=registry.k8s.io/busyboxx:1.28", "--restart=Never")
+
+    def waiting() -> dict | None:
+        w = status(cluster, "typo2").get("state", {}).get("waiting") or {}
+        return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+    w = cluster.wait("typo2 to fail its pull", waiting, timeout=30)
+    assert 'image "registry.k8s.io/busyboxx:1.28"' in w["message"]
+    assert "busybox" in w["message"]                # the catalog is listed
+    # with a command, an unknown image runs the host's binaries (knet's documented rule)
+    cluster.wait("typo to run", lambda: status(cluster, "typo").get("state", {}).get("running"),
+                 timeout=30)
+    cluster.kubectl("delete", "pod", "typo", "typo2", "--wait=false")
