@@ -13,7 +13,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 _PROGRAMS = ("nginx", "whoami", "http_echo", "agnhost", "pause", "goproxy", "hpa_example",
-             "echoserver")
+             "echoserver", "guestbook")
 
 
 def _module() -> int:

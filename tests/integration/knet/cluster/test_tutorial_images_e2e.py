@@ -1,7 +1,7 @@
 """The official tutorials' images on a real 2-node cluster, their YAML applied unchanged with
 the real kubectl: the pi Job's perl container (as a Pod), the Configure Probes tutorial's
 three liveness pods (exec, http with agnhost, tcp with goproxy) restarting or staying up as
-the tutorial shows, the guestbook's redis leader and follower replicating a key, agnhost
+the tutorial shows, the guestbook's redis leader and followers replicating a key behind its frontend, agnhost
 netexec's /clientip and /dial between pods, nginx-slim serving a volume, and an image name
 with a typo failing with the kubelet's ErrImagePull."""
 
@@ -210,10 +210,72 @@ spec:
             memory: 100Mi
         ports:
         - containerPort: 6379
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: redis-follower
+  labels:
+    app: redis
+    role: follower
+    tier: backend
+spec:
+  ports:
+    # the port that this service should serve on
+  - port: 6379
+  selector:
+    app: redis
+    role: follower
+    tier: backend
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: frontend
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+        app: guestbook
+        tier: frontend
+  template:
+    metadata:
+      labels:
+        app: guestbook
+        tier: frontend
+    spec:
+      containers:
+      - name: php-redis
+        image: us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v5
+        env:
+        - name: GET_HOSTS_FROM
+          value: "dns"
+        resources:
+          requests:
+            cpu: 100m
+            memory: 100Mi
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: frontend
+  labels:
+    app: guestbook
+    tier: frontend
+spec:
+  # type: LoadBalancer
+  ports:
+    # the port that this service should serve on
+  - port: 80
+  selector:
+    app: guestbook
+    tier: frontend
 """
 
 
-def test_guestbook_redis_follower_replicates_the_leader(cluster: Cluster) -> None:
+def test_guestbook_followers_replicate_the_leader_behind_the_frontend(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", "-", input=GUESTBOOK_REDIS)
     leader = cluster.ready_pods("role=leader", 1, timeout=90)[0]["metadata"]["name"]
     followers = [p["metadata"]["name"] for p in cluster.ready_pods("role=follower", 2, timeout=90)]
@@ -227,8 +289,17 @@ def test_guestbook_redis_follower_replicates_the_leader(cluster: Cluster) -> Non
     assert role[:2] == ["slave", "redis-leader"] and "connected" in role
     info = cluster.exec(leader, "redis-cli", "info", "replication").stdout
     assert "connected_slaves:2" in info
-    cluster.kubectl("delete", "deployment", "redis-leader", "redis-follower", "--wait=false")
-    cluster.kubectl("delete", "service", "redis-leader")
+    # the frontend writes through the leader and reads from the followers' Service
+    cluster.ready_pods("app=guestbook", 3, timeout=90)
+    php = "http://frontend/guestbook.php?cmd="
+    out = cluster.exec(leader, "curl", "-s", f"{php}set&key=messages&value=,hello,guestbook")
+    assert out.stdout == '{"message": "Updated"}'
+    cluster.wait("the frontend to read the message back", lambda: cluster.exec(
+        leader, "curl", "-s", f"{php}get&key=messages").stdout == '{"data": ",hello,guestbook"}',
+        timeout=30, every=1)
+    cluster.kubectl("delete", "deployment", "redis-leader", "redis-follower", "frontend",
+                    "--wait=false")
+    cluster.kubectl("delete", "service", "redis-leader", "redis-follower", "frontend")
 
 
 NETEXEC = """

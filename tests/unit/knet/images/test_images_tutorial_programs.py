@@ -86,3 +86,24 @@ def test_redis_follower_replicates_the_leader(start: Starter, new_port: Callable
     role = subprocess.run([*cli, "-p", str(follower), "role"], check=True,
                           capture_output=True, text=True, timeout=5).stdout
     assert role.startswith("slave\n127.0.0.1\n")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_guestbook_frontend_sets_on_the_leader_and_gets_from_the_follower(
+        start: Starter, port: int, new_port: Callable[[], int], tmp_path: Path) -> None:
+    leader, follower = new_port(), new_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    start("redis", ["--port", str(leader), *common], port=leader)
+    start("redis", ["--port", str(follower), *common], port=follower)
+    start("us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v5", port=port, env={
+        "KNET_PORT": str(port), "GET_HOSTS_FROM": "env",
+        "REDIS_LEADER_SERVICE_HOST": "127.0.0.1", "REDIS_LEADER_SERVICE_PORT": str(leader),
+        "REDIS_FOLLOWER_SERVICE_HOST": "127.0.0.1", "REDIS_FOLLOWER_SERVICE_PORT": str(follower)})
+    base = f"http://127.0.0.1:{port}/guestbook.php?"
+    assert curl(base + "cmd=set&key=messages&value=,hello") == '{"message": "Updated"}'
+    # reads go to the follower, which (not replicating here) has nothing yet
+    assert curl(base + "cmd=get&key=messages") == '{"data": ""}'
+    subprocess.run(["redis-cli", "-p", str(follower), "set", "messages", ",from-follower"],
+                   check=True, capture_output=True, timeout=5)
+    assert curl(base + "cmd=get&key=messages") == '{"data": ",from-follower"}'
+    assert "<h2>Guestbook</h2>" in curl(f"http://127.0.0.1:{port}/")
