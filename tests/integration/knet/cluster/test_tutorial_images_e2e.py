@@ -377,3 +377,47 @@ def test_an_image_name_with_a_typo_is_err_image_pull(cluster: Cluster) -> None:
     cluster.wait("typo to run", lambda: status(cluster, "typo").get("state", {}).get("running"),
                  timeout=30)
     cluster.kubectl("delete", "pod", "typo", "typo2", "--wait=false")
+
+
+DNSUTILS = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dnsutils
+  namespace: default
+spec:
+  containers:
+  - name: dnsutils
+    image: registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3
+    command:
+      - sleep
+      - "infinity"
+    imagePullPolicy: IfNotPresent
+  restartPolicy: Always
+"""
+
+
+def test_debug_dns_with_dnsutils_and_source_ip_with_echoserver(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=DNSUTILS)
+    cluster.kubectl("create", "deployment", "source-ip-app",
+                    "--image=registry.k8s.io/echoserver:1.4")
+    cluster.kubectl("expose", "deployment", "source-ip-app", "--name=clusterip", "--port=80",
+                    "--target-port=8080")
+    cluster.wait("dnsutils running",
+                 lambda: status(cluster, "dnsutils").get("state", {}).get("running"), timeout=60)
+    out = cluster.exec("dnsutils", "nslookup", "kubernetes.default").stdout
+    assert "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1" in out
+    dig = cluster.exec("dnsutils", "dig", "+short", "clusterip.default.svc.cluster.local").stdout
+    ip = cluster.get("service", "clusterip")["spec"]["clusterIP"]
+    assert dig.strip() == ip
+    pod = cluster.ready_pods("app=source-ip-app", 1)[0]
+    dnsutils_ip = cluster.get("pod", "dnsutils")["status"]["podIP"]
+    body = cluster.exec("dnsutils", "curl", "-s", "--max-time", "5", "http://clusterip/").stdout
+    assert body.startswith("CLIENT VALUES:\nclient_address=")
+    assert "request_uri=http://clusterip:8080/\n" in body
+    # straight to the pod: the client's own pod IP
+    direct = cluster.exec("dnsutils", "curl", "-s", f"http://{pod['status']['podIP']}:8080/").stdout
+    assert f"\nclient_address={dnsutils_ip}\n" in direct
+    cluster.kubectl("delete", "pod", "dnsutils", "--wait=false")
+    cluster.kubectl("delete", "deployment", "source-ip-app", "--wait=false")
+    cluster.kubectl("delete", "service", "clusterip")
