@@ -7,6 +7,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 pkgs=(iproute2 util-linux procps curl wget dnsutils netcat-openbsd iputils-ping tcpdump etcd-server dnsmasq dnsperf
       iperf3 wrk haproxy nginx libnginx-mod-stream nftables graphviz libpcap0.8)
+# programs the built-in images run (knet/runtime/images/_catalog.py): the perl image (the pi
+# Job's bignum needs Debian's newer Math::BigInt), the redis image, porter's TLS certificate
+pkgs+=(perl libmath-bigint-perl redis-server redis-tools openssl)
 command -v "$py" >/dev/null 2>&1 || pkgs+=(python3)
 "$py" -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip python3-venv)
 # kubectl: keep the one the machine has; else Debian's (older, but speaks the same API)
@@ -18,8 +21,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "knet: installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # nginx, haproxy, dnsmasq and etcd are tools for the benchmarks and tests: don't let
-    # their packages start services on the host (the standard policy-rc.d guard)
+    # nginx, haproxy, dnsmasq, etcd and redis are tools for the images, benchmarks and tests:
+    # don't let their packages start services on the host (the standard policy-rc.d guard)
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
         chmod +x /usr/sbin/policy-rc.d

@@ -167,6 +167,21 @@ def mounts_for(container: Obj, volumes: dict[str, Path]) -> list[Mount]:
     return mounts
 
 
+def image_mounts(container: Obj, pod_dir: Path) -> list[Mount]:
+    """The real image's fixed-path programs (`/agnhost`, ...) as knet's wrappers, written
+    under pod_dir/images/CONTAINER and mounted read-only (see images.files)."""
+    from knet.runtime import images
+
+    out: list[Mount] = []
+    for i, (path, script) in enumerate(images.files(container.get("image", "")).items()):
+        host = pod_dir / "images" / container["name"] / str(i)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        host.write_text(script)
+        host.chmod(0o755)
+        out.append(Mount(host_path=str(host), container_path=path, read_only=True))
+    return out
+
+
 def resolve_argv(container: Obj, env: dict[str, str]) -> list[str]:
     from knet.runtime import images
 
@@ -224,13 +239,15 @@ def limits(container: Obj) -> dict[str, Any]:
 
 async def container_spec(pod: Obj, container: Obj, *, lookup: Lookup, node_name: str,
                          pod_ip: str, host_ip: str, service_env: dict[str, str],
-                         volumes: dict[str, Path]) -> ContainerSpec:
+                         volumes: dict[str, Path],
+                         pod_dir: Path | None = None) -> ContainerSpec:
     env = await build_env(pod, container, lookup=lookup, node_name=node_name, pod_ip=pod_ip,
                           host_ip=host_ip, service_env=service_env)
     env.setdefault("HOSTNAME", pod.get("spec", {}).get("hostname") or pod["metadata"]["name"])
     return ContainerSpec(name=container["name"], argv=resolve_argv(container, env), env=env,
                          workdir=container.get("workingDir"),
-                         mounts=mounts_for(container, volumes),
+                         mounts=[*(image_mounts(container, pod_dir) if pod_dir else []),
+                                 *mounts_for(container, volumes)],
                          stdin=bool(container.get("stdin")),
                          stdin_once=bool(container.get("stdinOnce")),
                          tty=bool(container.get("tty")),

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from knet.kubelet import containers as cspec
@@ -112,7 +113,9 @@ class ContainerRunner:
                 self.pod, self.c, lookup=self.ctx.lookup, node_name=self.ctx.node_name,
                 pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
                 service_env=self.ctx.service_env(self.pod["metadata"]["namespace"]),
-                volumes=self.volumes)
+                volumes=self.volumes,  # image files are mounts: only with namespaces
+                pod_dir=Path(self.sandbox.pod_dir)
+                if getattr(self.ctx.runtime, "namespaces", False) else None)
         except cspec.ConfigError as exc:
             self.view.state = {"waiting": {"reason": exc.reason, "message": exc.message}}
             self.ctx.event(self.pod, "Warning", "Failed", f"Error: {exc.message}")

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-           400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
+           302: "Found", 303: "See Other", 307: "Temporary Redirect", 308: "Permanent Redirect",
+           400: "Bad Request", 412: "Precondition Failed", 403: "Forbidden", 404: "Not Found", 405: "Not Allowed",
            413: "Payload Too Large", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
@@ -109,6 +110,12 @@ if TYPE_CHECKING:
 def listen_host() -> str:
     """Where the programs listen: every address of the pod (KNET_LISTEN_HOST overrides)."""
     return os.environ.get("KNET_LISTEN_HOST", "0.0.0.0")
+
+
+def fixed_port(port: int) -> int:
+    """The port a program whose real image has a fixed one listens on: `port`, or env
+    KNET_PORT (a knet extension, for tests that run it on the host)."""
+    return int(os.environ.get("KNET_PORT") or port)
 
 
 def _listen(kind: int, port: int, host: str | None) -> _socket.socket:
@@ -333,8 +340,20 @@ def run(setup: Callable[[Loop], None], *, name: str) -> int:
     except OSError as exc:
         sys.stderr.write(f"{name}: {exc.strerror or exc}\n")
         return 1
+    except ValueError as exc:  # a flag the program refuses, with its reason
+        sys.stderr.write(f"{name}: {exc}\n")
+        return 1
     loop.run()
     return 0
+
+
+def serve_fixed(handler: Handler, port: int, *, name: str, server: str = "") -> int:
+    """`run` for a program with one HTTP server on its image's fixed port (KNET_PORT
+    overrides it, see `fixed_port`)."""
+    def setup(loop: Loop) -> None:
+        HttpServer(loop, handler, fixed_port(port), name=server or name)
+        sys.stderr.write(f"{name}: listening on :{fixed_port(port)}\n")
+    return run(setup, name=name)
 
 
 def goflags(argv: list[str], spec: dict[str, object]) -> tuple[dict[str, object], list[str]]:

@@ -12,7 +12,8 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
-_PROGRAMS = ("nginx", "whoami", "http_echo", "agnhost", "pause")
+_PROGRAMS = ("nginx", "whoami", "http_echo", "agnhost", "pause", "goproxy", "hpa_example",
+             "echoserver", "guestbook")
 
 
 def _module() -> int:

@@ -75,6 +75,8 @@ class Site:
                 resp.headers.append(("Location", path + "/"))
                 return resp
             full = os.path.join(full, "index.html")
+            if not os.path.exists(full):  # nginx without autoindex: a directory is forbidden
+                return _error_page(403, "Forbidden")
         try:
             with open(full, "rb") as f:
                 data = f.read()

@@ -59,6 +59,7 @@ def test_nginx_serves_the_html_directory(start: Starter, port: int, tmp_path: Pa
     assert curl(base + "/") == "<p>from a configmap</p>\n"
     assert curl(base + "/sub/a.txt", "-i").splitlines()[3] == "Content-Type: text/plain"
     assert status(base + "/sub") == 301
+    assert status(base + "/sub/") == 403                # no index.html, no autoindex: as nginx
     missing = curl(base + "/nope.html", "-i")
     assert missing.startswith("HTTP/1.1 404") and "<center>nginx</center>" in missing
     assert status(base + "/../../etc/passwd", "--path-as-is") == 404
@@ -127,10 +128,11 @@ def test_agnhost_netexec_http(start: Starter, port: int, new_port: Callable[[], 
     assert curl(base + "/echo?msg=hi%20there") == "hi there"
     assert status(base + "/healthz") == 200
     assert json.loads(curl(base + "/shell?cmd=echo%20from-shell")) == {"output": "from-shell\n"}
-    assert status(base + "/shell?cmd=exit%203") == 417
+    # upstream answers 200 with the error in the JSON (its docs say 417; its code does not)
+    assert curl(base + "/shell?cmd=exit%203") == '{"error":"exit status 3"}'
     dial = json.loads(curl(base + f"/dial?request=hostname&host=127.0.0.1&port={port}"
                                   "&protocol=http&tries=2"))
-    assert dial == {"responses": [socket.gethostname()] * 2, "errors": []}
+    assert dial == {"responses": [socket.gethostname()] * 2}
     dial = json.loads(curl(base + f"/dial?request=echo%20pong&host=127.0.0.1&port={udp_port}"
                                   "&protocol=udp&tries=1"))
     assert dial["responses"] == ["pong"]
@@ -179,14 +181,15 @@ def test_agnhost_bad_flag_and_command(start: Starter) -> None:
 
 # -- pause ---------------------------------------------------------------------------------
 def test_pause_sleeps_until_sigterm(start: Starter) -> None:
-    for image, args in (("registry.k8s.io/pause:3.9", None), (AGNHOST, None)):
+    # the real pause exits 0; agnhost's pause exits 2 on SIGTERM (upstream's pause.go)
+    for image, args, code in (("registry.k8s.io/pause:3.9", None, 0), (AGNHOST, None, 2)):
         proc = start(image, args)
         try:
             proc.wait(timeout=0.5)
             raise AssertionError(f"{image} exited early with {proc.returncode}")
         except subprocess.TimeoutExpired:
             pass
-        assert terminate(proc) == 0
+        assert terminate(proc) == code
 
 
 def test_busybox_runs_host_shell(start: Starter) -> None:
