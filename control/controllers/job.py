@@ -9,7 +9,8 @@ pods are deleted, and Failed / Complete follows once none is left (Kubernetes 1.
 finished Job with ttlSecondsAfterFinished is deleted (background propagation) when it expires.
 
 Counting is from the pods that exist (no tracking finalizer): status.succeeded and failed never
-go down, so deleting a finished pod does not make the Job run it again.
+go down, so deleting a finished pod does not make the Job run it again; pods stopped because the
+Job is suspended are not failures.
 """
 
 from __future__ import annotations
@@ -109,15 +110,24 @@ class JobController(Controller):
         spec = job.get("spec") or {}
         policy = spec.get("podFailurePolicy")
         verdicts = [failure_verdict(policy, p) for p in sets.failed]
-        counted = [p for p, v in zip(sets.failed, verdicts, strict=True) if v.action != "Ignore"]
+        # pods the controller stopped because the Job is suspended are not failures
+        counted = [p for p, v in zip(sets.failed, verdicts, strict=True)
+                   if v.action != "Ignore" and not (spec.get("suspend") and is_terminating(p))]
         fail_job = next((v for v in verdicts if v.action == "FailJob"), None)
         succeeded = self._count(spec, sets, status)
         status["failed"] = max(int(status.get("failed") or 0), len(counted))
         suspended = bool(spec.get("suspend"))
         if not suspended and not status.get("startTime"):
             status["startTime"] = rfc3339(now)
-        failure = None
-        if fail_job is not None:
+        failure: tuple[str, str] | None = None
+        target, met = condition(job, "FailureTarget"), condition(job, "SuccessCriteriaMet")
+        if target and target.get("status") == "True":      # decided: only the pods are left
+            failure = (str(target.get("reason")), str(target.get("message")))
+        elif met and met.get("status") == "True":
+            await self._finish(key, job, sets, status, now, "SuccessCriteriaMet", "Complete",
+                               COMPLETIONS_REACHED)
+            return None
+        elif fail_job is not None:
             failure = ("PodFailurePolicy", fail_job.message)
         elif status["failed"] + self._restarts(spec, sets) > int(spec.get("backoffLimit", 6)):
             failure = BACKOFF_EXCEEDED

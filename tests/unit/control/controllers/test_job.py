@@ -265,3 +265,39 @@ async def test_pods_of_another_job_are_not_taken(harness: ControllerHarness) -> 
     await _n_active(harness, 1, "two")
     await harness.settle()
     assert len(await harness.pods(selector="app=batch")) == 2
+
+
+async def test_failed_waits_for_terminating_pods_and_keeps_its_reason(
+        harness: ControllerHarness) -> None:
+    """1.31+: FailureTarget first; Failed once the pods are gone, with the first reason even
+    if the killed pods then count as failures beyond backoffLimit."""
+    await harness.start("job")
+    await harness.client.create("jobs", job(activeDeadlineSeconds=10, backoffLimit=0))
+    [pod] = await _n_active(harness, 1)
+    await harness.mark_pod(pod, node="node-1")              # bound: deleted gracefully
+    await harness.clock.advance(11)
+
+    async def target():
+        j = await get_job(harness)
+        return j if cond(j, "FailureTarget") else None
+    j = await harness.eventually(target, what="FailureTarget")
+    assert not cond(j, "Failed") and j["status"]["terminating"] == 1
+    await finish(harness, pod, code=137)                    # the kubelet killed it
+    await harness.client.delete("pods", pod["metadata"]["name"], namespace="default",
+                                grace_period=0)
+    failed = await _condition(harness, "Failed")
+    assert cond(failed, "Failed")["reason"] == "DeadlineExceeded"
+    assert cond(failed, "FailureTarget")["reason"] == "DeadlineExceeded"
+
+
+async def test_pods_killed_by_suspend_are_not_failures(harness: ControllerHarness) -> None:
+    await harness.start("job")
+    await harness.client.create("jobs", job(backoffLimit=0))
+    [pod] = await _n_active(harness, 1)
+    await harness.mark_pod(pod, node="node-1")
+    await harness.client.patch("jobs", "pi", {"spec": {"suspend": True}}, namespace="default")
+    await _condition(harness, "Suspended")
+    await finish(harness, pod, code=143)                    # SIGTERM from the kubelet
+    await harness.settle()
+    j = await get_job(harness)
+    assert not cond(j, "Failed") and j["status"].get("failed", 0) == 0
