@@ -70,7 +70,7 @@ def _pods(cluster: Cluster, job: str) -> list[dict[str, Any]]:
 
 
 def _t(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def test_pi_job_from_the_docs_computes_2000_digits(cluster: Cluster) -> None:
@@ -114,7 +114,7 @@ def test_failing_job_stops_at_backoff_limit(cluster: Cluster) -> None:
     cluster.kubectl("wait", "--for=condition=failed", "job/fails", "--timeout=90s",
                     timeout=100)
     job = cluster.get("job", "fails")
-    failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"][0]
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert job["status"]["failed"] == 2
     pods = _pods(cluster, "fails")
@@ -205,3 +205,16 @@ def test_bad_specs_get_kube_apiservers_422(cluster: Cluster) -> None:
     assert r.returncode != 0
     assert re.search(r'spec.schedule: Invalid value: "61 \* \* \* \*": end of range \(61\) '
                      r"above maximum \(59\): 61", r.stderr), r.stderr
+
+
+def test_describe_and_delete_the_pi_job(cluster: Cluster) -> None:
+    out = cluster.kubectl("describe", "job", "pi").stdout
+    assert re.search(r"Pods Statuses:\s+0 Active \(0 Ready\) / 1 Succeeded / 0 Failed", out), out
+    assert re.search(r"Completions:\s+1", out) and "Completed" in out
+    assert re.search(r"SuccessfulCreate\s+.*Created pod: pi-", out), out
+    assert "batch.kubernetes.io/job-name=pi" in out
+    cluster.kubectl("delete", "job", "pi")
+
+    def pods_gone() -> bool:
+        return not _pods(cluster, "pi")
+    cluster.wait("the pi Job's pods deleted with it", pods_gone, timeout=30)
