@@ -27,6 +27,7 @@ from control.controllers.job_pods import (
     PodSets,
     format_indexes,
     job_pod,
+    job_selector,
     parse_indexes,
     pod_index,
     sort_pods,
@@ -46,7 +47,6 @@ from control.controllers.replicaset import deletion_order
 from control.controllers.util import Expectations, controller_ref, deep, is_terminating, meta
 from control.errors import NotFound
 from control.informer import Informer, object_key
-from control.models.selectors import selector_from_spec
 
 __all__ = ["JobController"]
 
@@ -92,7 +92,7 @@ class JobController(Controller):
         if has_condition(job, "Complete") or has_condition(job, "Failed"):
             await self._expire(job)
             return
-        selector = selector_from_spec((job.get("spec") or {}).get("selector"))
+        selector = job_selector(job)
         candidates = self.pods.list(namespace=meta(job).get("namespace"))
         pods = await self.refs.claim(job, candidates, selector)
         adds, dels = self.expect.pending(key, {meta(p)["name"]: p for p in pods})

@@ -16,9 +16,11 @@ from typing import Any
 from control.clientbase import Obj
 from control.clock import parse_rfc3339
 from control.controllers.util import deep, is_pod_ready, is_terminating, meta, owner_ref
+from control.models.batchdefaults import CONTROLLER_UID, JOB_NAME
+from control.models.selectors import LabelSelector, selector_from_labels, selector_from_spec
 
 __all__ = ["INDEX_ANNOTATION", "INDEX_LABEL", "PodSets", "finish_time", "format_indexes",
-           "job_pod", "parse_indexes", "pod_index", "sort_pods"]
+           "job_pod", "job_selector", "parse_indexes", "pod_index", "sort_pods"]
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -32,6 +34,8 @@ def job_pod(job: Obj, index: int | None) -> Obj:
     tm = template.get("metadata") or {}
     spec: dict[str, Any] = template.get("spec") or {}
     labels = dict(tm.get("labels") or {})
+    if not (job.get("spec") or {}).get("selector"):    # stored before selectors were generated
+        labels.update(job_selector_labels(job))
     annotations = dict(tm.get("annotations") or {})
     prefix = f"{jm['name']}-"
     if index is not None:
@@ -53,6 +57,20 @@ def job_pod(job: Obj, index: int | None) -> Obj:
     if tm.get("finalizers"):
         pod_meta["finalizers"] = list(tm["finalizers"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+
+
+def job_selector_labels(job: Obj) -> dict[str, str]:
+    """The labels the API would have generated for `job` (see batchdefaults)."""
+    return {CONTROLLER_UID: str(meta(job).get("uid") or ""),
+            JOB_NAME: str(meta(job).get("name") or "")}
+
+
+def job_selector(job: Obj) -> LabelSelector:
+    """The Job's selector; a Job without one (stored before knet generated them) selects by
+    its uid label, never everything."""
+    spec = (job.get("spec") or {}).get("selector")
+    return selector_from_spec(spec) if spec else selector_from_labels(
+        {CONTROLLER_UID: str(meta(job).get("uid") or "")})
 
 
 def pod_index(pod: Obj) -> int | None:

@@ -3,6 +3,8 @@ suspend, Indexed Jobs, pod failure policy; on the real object layer with a fake 
 
 from __future__ import annotations
 
+import json
+
 from ctlharness import ControllerHarness
 from jobfixtures import cond, events, finish, get_job, job, job_pods
 
@@ -301,3 +303,23 @@ async def test_pods_killed_by_suspend_are_not_failures(harness: ControllerHarnes
     await harness.settle()
     j = await get_job(harness)
     assert not cond(j, "Failed") and j["status"].get("failed", 0) == 0
+
+
+async def test_a_job_stored_without_selector_takes_no_strangers(
+        harness: ControllerHarness) -> None:
+    """A Job stored by an older knet (no generated selector) must not adopt every orphan."""
+    await harness.client.create("pods", {"apiVersion": "v1", "kind": "Pod",
+                                         "metadata": {"name": "stranger"},
+                                         "spec": {"containers": [{"name": "c",
+                                                                  "image": "busybox"}]}})
+    old = await harness.client.create("jobs", job("legacy"))
+    old["spec"].pop("selector")
+    store = harness.client.objects.store           # write it as an old knet stored it
+    await store.update("/registry/jobs/default/legacy", json.dumps(old).encode())
+    await harness.start("job")
+    [pod] = await _n_active(harness, 1, "legacy")
+    assert pod["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] == \
+        old["metadata"]["uid"]
+    await harness.settle()
+    stranger = await harness.client.get("pods", "stranger", namespace="default")
+    assert not stranger["metadata"].get("ownerReferences")
