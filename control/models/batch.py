@@ -30,6 +30,7 @@ __all__ = ["CONTROLLER_UID", "JOB_NAME", "LEGACY_CONTROLLER_UID", "LEGACY_JOB_NA
 
 Obj = dict[str, Any]
 _MAX_INDEXED = 100_000
+_MAX_CRONJOB_NAME = 52
 _EXIT_OPS = ("In", "NotIn")
 _ACTIONS = ("FailJob", "FailIndex", "Ignore", "Count")
 
@@ -164,6 +165,10 @@ def validate_cronjob(errs: FieldErrors, obj: Obj) -> None:
     if not isinstance(spec, dict):
         errs.required("spec") if spec is None else errs.type_error("spec", spec, "an object")
         return
+    name = (obj.get("metadata") or {}).get("name")
+    if isinstance(name, str) and len(name) > _MAX_CRONJOB_NAME:     # + "-<minutes>" for Jobs
+        errs.invalid("metadata.name", name,
+                     f"must be no more than {_MAX_CRONJOB_NAME} characters")
     schedule = spec.get("schedule")
     if not schedule:
         errs.required("spec.schedule")

@@ -109,6 +109,15 @@ def test_bad_schedule_is_422_with_robfigs_message() -> None:
     assert "spec.schedule: Required value" in _message("cronjobs", _cronjob(""))
 
 
+def test_cronjob_name_leaves_room_for_the_job_suffix() -> None:
+    cj = _cronjob()
+    cj["metadata"]["name"] = "x" * 53
+    assert "metadata.name: Invalid value" in _message("cronjobs", cj)
+    assert "must be no more than 52 characters" in _message("cronjobs", cj)
+    cj["metadata"]["name"] = "x" * 52
+    admit("cronjobs", cj)
+
+
 def test_time_zone_must_be_iana() -> None:
     assert 'spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus' in \
         _message("cronjobs", _cronjob(timeZone="Mars/Olympus"))
