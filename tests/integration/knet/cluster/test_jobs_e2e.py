@@ -218,3 +218,42 @@ def test_describe_and_delete_the_pi_job(cluster: Cluster) -> None:
     def pods_gone() -> bool:
         return not _pods(cluster, "pi")
     cluster.wait("the pi Job's pods deleted with it", pods_gone, timeout=30)
+
+
+def test_ttl_after_finished_deletes_job_and_pods(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=_job("short", "echo bye",
+                                                   ttlSecondsAfterFinished=3))
+    cluster.kubectl("wait", "--for=condition=complete", "job/short", "--timeout=60s",
+                    timeout=70)
+
+    def gone() -> bool:
+        return (not cluster.get("jobs", "--field-selector", "metadata.name=short")["items"]
+                and not _pods(cluster, "short"))
+    cluster.wait("the Job and its pod deleted after ttlSecondsAfterFinished", gone, timeout=30)
+
+
+def test_suspend_stops_pods_and_resume_starts_them(cluster: Cluster) -> None:
+    manifest = _job("sleepy", "sleep 300", parallelism=2, completions=2).replace(
+        "      restartPolicy: Never", "      restartPolicy: Never\n"
+        "      terminationGracePeriodSeconds: 1")
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+    cluster.ready_pods("batch.kubernetes.io/job-name=sleepy", 2)
+    cluster.kubectl("patch", "job", "sleepy", "-p", '{"spec":{"suspend":true}}')
+    cluster.kubectl("wait", "--for=condition=suspended", "job/sleepy", "--timeout=30s",
+                    timeout=40)
+
+    def stopped() -> bool:
+        return all(p["status"].get("phase") in ("Failed", "Succeeded")
+                   or p["metadata"].get("deletionTimestamp") for p in _pods(cluster, "sleepy")) \
+            and not [p for p in _pods(cluster, "sleepy")
+                     if not p["metadata"].get("deletionTimestamp")]
+    cluster.wait("the suspended Job's pods stopped", stopped, timeout=30)
+    row = cluster.kubectl("get", "job", "sleepy", "--no-headers").stdout.split()
+    assert row[1] == "Suspended"
+    cluster.kubectl("patch", "job", "sleepy", "-p", '{"spec":{"suspend":false}}')
+    cluster.ready_pods("batch.kubernetes.io/job-name=sleepy", 2, timeout=60)
+    job = cluster.get("job", "sleepy")
+    assert job["status"].get("failed", 0) == 0                  # stopped, not failed
+    assert cluster.kubectl("get", "job", "sleepy", "--no-headers").stdout.split()[1] == \
+        "Running"
+    cluster.kubectl("delete", "job", "sleepy", "--wait=false")
