@@ -31,6 +31,7 @@ __all__ = ["CONTROLLER_UID", "JOB_NAME", "LEGACY_CONTROLLER_UID", "LEGACY_JOB_NA
 Obj = dict[str, Any]
 _MAX_INDEXED = 100_000
 _MAX_CRONJOB_NAME = 52
+_IGNORED = ("backoffLimitPerIndex", "maxFailedIndexes", "successPolicy", "managedBy")
 _EXIT_OPS = ("In", "NotIn")
 _ACTIONS = ("FailJob", "FailIndex", "Ignore", "Count")
 
@@ -139,6 +140,10 @@ def validate_job_spec(errs: FieldErrors, obj: Obj, spec: Any, path: str, *,
                          'only "Never" is supported when podFailurePolicy is specified')
     if spec.get("podFailurePolicy") is not None:
         _pod_failure_policy(errs, spec["podFailurePolicy"], f"{path}.podFailurePolicy")
+    for key in _IGNORED:
+        if spec.get(key) is not None:
+            errs.warn(f"{path}.{key}", "kept, but knet's Job controller ignores it (backoffLimit "
+                      "and completions decide)")
 
 
 def validate_job(errs: FieldErrors, obj: Obj) -> None:

@@ -109,6 +109,14 @@ def test_bad_schedule_is_422_with_robfigs_message() -> None:
     assert "spec.schedule: Required value" in _message("cronjobs", _cronjob(""))
 
 
+def test_fields_the_controller_ignores_are_kept_with_a_warning() -> None:
+    out, warnings = admit("jobs", _job(completionMode="Indexed", completions=2,
+                                       backoffLimitPerIndex=1))
+    assert out["spec"]["backoffLimitPerIndex"] == 1
+    assert warnings == [("spec.backoffLimitPerIndex: kept, but knet's Job controller ignores it "
+                        "(backoffLimit and completions decide)")]
+
+
 def test_cronjob_name_leaves_room_for_the_job_suffix() -> None:
     cj = _cronjob()
     cj["metadata"]["name"] = "x" * 53
