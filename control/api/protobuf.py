@@ -28,7 +28,11 @@ Fields = list[tuple[int, int, Any]]      # (field number, wire type, value)
 _SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "ObjectMeta": {1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"),
                    11: ("labels", "{s}"), 12: ("annotations", "{s}"),
-                   14: ("finalizers", "[s]")},
+                   13: ("ownerReferences", "[OwnerReference]"), 14: ("finalizers", "[s]")},
+    # `kubectl create job --from=cronjob/X` names the CronJob as the Job's controller
+    "OwnerReference": {1: ("kind", "s"), 3: ("name", "s"), 4: ("uid", "s"),
+                       5: ("apiVersion", "s"), 6: ("controller", "b*"),
+                       7: ("blockOwnerDeletion", "b*")},
     "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "[s]")},
     "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "{s}"),

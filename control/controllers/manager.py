@@ -13,7 +13,8 @@ How `knet control` (control/server.py) runs it, once the API is serving:
 
 `options=None` means `ControllerOptions.from_env()`: defaults, overridden by the environment of
 `knet control` (KNET_NODE_MONITOR_GRACE, KNET_POD_EVICTION_GRACE, KNET_NODE_MONITOR_PERIOD:
-seconds; KNET_CONTROLLERS: comma-separated subset). `ControllerOptions.controllers` picks
+seconds; KNET_JOB_BACKOFF: a failed Job pod's first back-off; KNET_CONTROLLERS: comma-separated
+subset). `ControllerOptions.controllers` picks
 controllers by name (tests use it). run_all raises only if an informer cannot sync within
 `sync_timeout`.
 
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
-                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount")
+                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
+                   "cronjob")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class ControllerOptions:
     node_monitor_grace: float = 40.0      # Lease not renewed this long -> node NotReady
     pod_eviction_grace: float = 5.0       # then pods on it are evicted after this long
     node_monitor_period: float = 1.0
+    job_backoff: float = 10.0             # a failed Job pod's first back-off (doubling to 6 min)
     workers: int = 2
     sync_timeout: float = 30.0
     restart: Backoff = field(default_factory=Backoff)   # a crashed controller's back-off
@@ -67,7 +70,8 @@ class ControllerOptions:
         out = cls()
         for var, attr in (("KNET_NODE_MONITOR_GRACE", "node_monitor_grace"),
                           ("KNET_POD_EVICTION_GRACE", "pod_eviction_grace"),
-                          ("KNET_NODE_MONITOR_PERIOD", "node_monitor_period")):
+                          ("KNET_NODE_MONITOR_PERIOD", "node_monitor_period"),
+                          ("KNET_JOB_BACKOFF", "job_backoff")):
             if env.get(var):
                 try:
                     setattr(out, attr, float(env[var]))
@@ -216,6 +220,9 @@ def build(client: Client, *, clock: Clock, informers: InformerFactory,
             deployments=informers.get("deployments"), replicasets=informers.get("replicasets"),
             pods=pods, workers=options.workers))
     out.extend(_build_more(client, clock=clock, informers=informers, options=options,
+                           recorder=recorder))
+    from control.controllers.batch import build_batch
+    out.extend(build_batch(client, clock=clock, informers=informers, options=options,
                            recorder=recorder))
     return out
 

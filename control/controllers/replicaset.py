@@ -10,7 +10,6 @@ gap between a write and the informer seeing it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from control.clientbase import Client, Obj
@@ -18,6 +17,7 @@ from control.clock import Clock, parse_rfc3339
 from control.controllers.base import Controller, Requeue
 from control.controllers.claims import ControllerRefManager
 from control.controllers.events import EventRecorder
+from control.controllers.podcontrol import PodControl
 from control.controllers.util import (
     Expectations,
     available_in,
@@ -31,7 +31,7 @@ from control.controllers.util import (
     owner_ref,
     pod_ready_since,
 )
-from control.errors import ApiError, NotFound
+from control.errors import NotFound
 from control.informer import Informer, object_key
 from control.models.selectors import LabelSelector, selector_from_labels, selector_from_spec
 
@@ -54,6 +54,7 @@ class ReplicaSetController(Controller):
         self.owners = owners
         self.expect = Expectations(clock=clock)
         self.refs = ControllerRefManager(client, "pods", log=self.log, owner_kind=kind)
+        self.pod_control = PodControl(client, recorder=recorder, expect=self.expect)
         owners.add_handler(on_add=self._owner_changed, on_delete=self._owner_changed,
                            on_update=lambda old, new: self._owner_changed(new))
         pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
@@ -115,42 +116,11 @@ class ReplicaSetController(Controller):
         return await self.refs.claim(owner, pods, self.selector(owner), can_adopt=is_pod_active)
 
     async def _create_pods(self, key: str, owner: Obj, count: int) -> None:
-        count = min(count, _BURST)
-        batch = 1
-        while count > 0:
-            n = min(batch, count)
-            results = await asyncio.gather(*(self._create_one(key, owner) for _ in range(n)),
-                                           return_exceptions=True)
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise errors[0]
-            count -= n
-            batch *= 2
-
-    async def _create_one(self, key: str, owner: Obj) -> None:
-        pod = pod_from_template(owner)
-        ns = meta(owner)["namespace"]
-        try:
-            created = await self.client.create("pods", pod, namespace=ns)
-        except ApiError as exc:
-            await self.recorder.record(owner, "Warning", "FailedCreate",
-                                       f"Error creating: {exc.message}")
-            raise
-        name = meta(created)["name"]
-        self.expect.expect_add(key, name)
-        await self.recorder.record(owner, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+        await self.pod_control.create_batches(
+            key, owner, (pod_from_template(owner) for _ in range(min(count, _BURST))))
 
     async def _delete_pods(self, key: str, owner: Obj, victims: list[Obj]) -> None:
-        for pod in victims:
-            name = meta(pod)["name"]
-            self.expect.expect_delete(key, name)
-            try:
-                await self.client.delete("pods", name, namespace=meta(pod)["namespace"],
-                                         preconditions_uid=meta(pod).get("uid"))
-            except NotFound:
-                continue
-            await self.recorder.record(owner, "Normal", "SuccessfulDelete",
-                                       f"Deleted pod: {name}")
+        await self.pod_control.delete(key, owner, victims)
 
     async def _write_status(self, owner: Obj, active: list[Obj]) -> None:
         now = self.clock.now()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.models import networking
+from control.models import batchdefaults, networking
 
 __all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
            "default_status"]
@@ -227,6 +227,8 @@ def _default_job(obj: Obj, old: Obj | None) -> None:
     if spec is None:
         return
     _default_job_spec(spec)
+    if old is None:
+        batchdefaults.generate_job_selector(obj)
     labels = _labels_of(spec.get("template"))
     md = obj.get("metadata")
     if isinstance(labels, dict) and labels and isinstance(md, dict) and not md.get("labels"):

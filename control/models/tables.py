@@ -18,6 +18,7 @@ from typing import Any
 
 from control.models import networking
 from control.models import printers as p
+from control.models.batchprinters import BATCH_COLUMNS, BATCH_PRINTERS
 from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
@@ -238,6 +239,8 @@ _PRINTERS: dict[str, Printer] = {
 
 _COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
 _PRINTERS.update(MESH_PRINTERS)
+_COLUMNS.update(BATCH_COLUMNS)  # jobs, cronjobs (control/models/batchprinters.py)
+_PRINTERS.update(BATCH_PRINTERS)
 
 
 def columns(resource: str) -> list[Obj]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.errors import BadRequest
-from control.models import names, networking
+from control.models import batch, names, networking
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.meshkinds import MESH_CHECKS
@@ -241,24 +241,8 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
             errs.int_range("spec.leaseTransitions", spec["leaseTransitions"], 0)
 
 
-def _validate_job(errs: FieldErrors, obj: Obj) -> None:
-    """kube-apiserver's one rule for a Job's pods knet checks: they are never restarted in
-    place (its template's restartPolicy, defaulted to Always when left out, is refused)."""
-    spec = obj.get("spec")
-    if obj.get("kind") == "CronJob" and isinstance(spec, dict):
-        spec, path = (spec.get("jobTemplate") or {}).get("spec"), "spec.jobTemplate.spec"
-    else:
-        path = "spec"
-    template = spec.get("template") if isinstance(spec, dict) else None
-    pod = template.get("spec") if isinstance(template, dict) else None
-    if isinstance(pod, dict):
-        errs.one_of(f"{path}.template.spec.restartPolicy", pod.get("restartPolicy"),
-                    ("OnFailure", "Never"))
-
-
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
-_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
-            "cronjobs": "CronJobs"}
+_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets"}
 
 _CHECKS: dict[str, Check] = {
     "pods": _validate_pod, "services": validate_service, "endpoints": validate_endpoints,
@@ -267,8 +251,8 @@ _CHECKS: dict[str, Check] = {
     "replicationcontrollers": validate_replication_controller,
     "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
-    "events": _validate_event, "leases": _validate_lease, "jobs": _validate_job,
-    "cronjobs": _validate_job, **networking.CHECKS,
+    "events": _validate_event, "leases": _validate_lease, "jobs": batch.validate_job,
+    "cronjobs": batch.validate_cronjob, **networking.CHECKS,
     "roles": validate_role, "clusterroles": validate_cluster_role,
     "rolebindings": validate_role_binding, "clusterrolebindings": validate_cluster_role_binding,
 }
@@ -276,6 +260,7 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "pods": validate_pod_update, "services": validate_service_update,
     "deployments": validate_workload_update, "replicasets": validate_workload_update,
     "daemonsets": validate_workload_update, "statefulsets": validate_workload_update,
+    "jobs": batch.validate_job_update,
     "configmaps": _immutable_data_update, "secrets": _immutable_data_update,
     "rolebindings": validate_binding_update, "clusterrolebindings": validate_binding_update,
 }

@@ -63,6 +63,7 @@ BROKEN = [
     ("17", ["message=goodbye"], "output does not contain 'hello from a ConfigMap'"),
     ("19", ["dataplane=none"], "step 11 (client: ... does not match /^\\s*(1[6-9]\\d) v1$/"),
     ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
+    ("21", ["mode=NonIndexed"], "output does not match /^0-3$/"),
 ]
 
 

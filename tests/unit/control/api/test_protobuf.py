@@ -102,3 +102,17 @@ def test_service_account_and_token_request() -> None:
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {},
         "spec": {"audiences": ["vault"], "expirationSeconds": 1200,
                  "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web"}}}
+
+
+def test_job_from_cronjob_keeps_its_owner() -> None:
+    """`kubectl create job now --from=cronjob/hello` names the CronJob as controller."""
+    ref = (_len(1, b"CronJob") + _len(3, b"hello") + _len(4, b"u-1") + _len(5, b"batch/v1")
+           + bytes([6 << 3, 1, 7 << 3, 1]))
+    meta = (_len(1, b"now") + _len(12, _len(1, b"cronjob.kubernetes.io/instantiate")
+                                   + _len(2, b"manual")) + _len(13, ref))
+    body = b"k8s\x00" + _len(1, _len(1, b"batch/v1") + _len(2, b"Job")) + _len(2, _len(1, meta))
+    assert decode_object(body)["metadata"] == {
+        "name": "now", "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+        "ownerReferences": [{"kind": "CronJob", "name": "hello", "uid": "u-1",
+                             "apiVersion": "batch/v1", "controller": True,
+                             "blockOwnerDeletion": True}]}

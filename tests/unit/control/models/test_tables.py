@@ -223,7 +223,7 @@ def test_simple_kinds_and_default() -> None:
         == ["s", "Opaque", 1, "30s"]
     assert cells("leases", {"metadata": meta("node-1"),
                             "spec": {"holderIdentity": "node-1"}}) == ["node-1", "node-1", "30s"]
-    out = table("jobs", [{"metadata": meta("j")}], now=NOW)
+    out = table("bindings", [{"metadata": meta("j")}], now=NOW)
     assert [c["name"] for c in out["columnDefinitions"]] == ["Name", "Age"]
     assert out["rows"][0]["cells"] == ["j", "30s"]
     assert cells("pods", {"metadata": {"name": "x"}})[4] == "<unknown>"
