@@ -80,9 +80,9 @@ class Source(KModel):
     namespaces: list[str] = Field(default_factory=list)
     not_namespaces: list[str] = Field(default_factory=list)
     ip_blocks: list[str] = Field(default_factory=list)
-    not_ip_blocks: list[str] = Field(default_factory=list)
-    remote_ip_blocks: list[str] = Field(default_factory=list)
-    not_remote_ip_blocks: list[str] = Field(default_factory=list)
+    not_ip_blocks: list[str] = Field(default_factory=list, alias="notIpBlocks")
+    remote_ip_blocks: list[str] = Field(default_factory=list, alias="remoteIpBlocks")
+    not_remote_ip_blocks: list[str] = Field(default_factory=list, alias="notRemoteIpBlocks")
 
     _blocks = field_validator("ip_blocks", "not_ip_blocks", "remote_ip_blocks",
                               "not_remote_ip_blocks")(_ip_blocks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -120,6 +121,7 @@ class Inbound(asyncio.Protocol):
     async def _connect(self, port: int, first: bytes) -> None:
         loop = asyncio.get_running_loop()
         sock = self.sockets.new()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, (self.w.ip, port)), 5.0)
             back, _ = await loop.create_connection(lambda: _Back(self), sock=sock)
@@ -137,8 +139,7 @@ class Inbound(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.back is not None and self.back.can_write_eof():
-            self.back.write_eof()
-            return True
+            self.back.write_eof()  # TLS has no half-close in asyncio: the transport closes
         self.finish()
         return False
 
