@@ -78,7 +78,8 @@ def workload_certificates(ca: ClusterCA) -> ReviewHandler:
     """The review handler for `workloadcertificaterequests` (Settings.reviews)."""
 
     async def handle(ctx: ReviewContext, body: Obj) -> Obj:
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        raw = body.get("spec")
+        spec: Obj = raw if isinstance(raw, dict) else {}
         pod_name, pem = spec.get("pod"), spec.get("request")
         if not isinstance(pod_name, str) or not pod_name:
             raise _invalid("spec.pod", pod_name, "the pod the certificate is for is required")

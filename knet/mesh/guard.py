@@ -24,7 +24,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
 from knet.mesh.authz import (Decision, Peer, Target, authorize, mtls_mode, policies_for_service,
@@ -36,6 +36,7 @@ from knet.proxy.flows import FlowRecord
 
 __all__ = ["HBONE_PORT", "Guard", "NodeGuard", "PodGuard", "Security", "Workload"]
 
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 HBONE_PORT = 15008
 HANDSHAKE_TIMEOUT = 5.0
 TRUST_DOMAIN = "cluster.local"
@@ -84,8 +85,8 @@ class Security:
 
 class Guard(Protocol):
     def target(self, ep: Endpoint) -> tuple[str, int]: ...
-    async def wrap(self, factory: Callable[[], asyncio.Protocol], sock: socket.socket,
-                   ep: Endpoint) -> tuple[asyncio.Transport, asyncio.Protocol]: ...
+    async def wrap(self, factory: Callable[[], P], sock: socket.socket,
+                   ep: Endpoint) -> tuple[asyncio.Transport, P]: ...
     def admit(self, sp: ServicePort, rec: FlowRecord) -> str: ...
     def authorize(self, sp: ServicePort, rec: FlowRecord) -> bool: ...
     def annotate(self, rec: FlowRecord) -> None: ...
@@ -115,13 +116,13 @@ class PodGuard:
             return (ep.ip, HBONE_PORT)
         return (ep.ip, ep.port)
 
-    async def wrap(self, factory: Callable[[], asyncio.Protocol], sock: socket.socket,
-                   ep: Endpoint) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    async def wrap(self, factory: Callable[[], P], sock: socket.socket,
+                   ep: Endpoint) -> tuple[asyncio.Transport, P]:
         loop = asyncio.get_running_loop()
         w = self.world().tls_to(ep.ip, ep.port)
         if w is None:
             t, p = await loop.create_connection(factory, sock=sock)
-            return t, p  # type: ignore[return-value]
+            return t, p
         t, p = await loop.create_connection(factory, sock=sock, ssl=self.cert.client,
                                             server_hostname="",
                                             ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
@@ -132,7 +133,7 @@ class PodGuard:
             raise ConnectionRefusedError(f"mesh: {ep.addr} presented identity {peer}, "
                                          f"expected {w.spiffe} (pod {w.key})")
         t.write(b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (ep.ip.encode(), ep.port))
-        return t, p  # type: ignore[return-value]
+        return t, p
 
     def admit(self, sp: ServicePort, rec: FlowRecord) -> str:
         return ""  # a meshed client: the server-side proxy decides on its identity
@@ -160,10 +161,10 @@ class NodeGuard:
     def target(self, ep: Endpoint) -> tuple[str, int]:
         return (ep.ip, ep.port)
 
-    async def wrap(self, factory: Callable[[], asyncio.Protocol], sock: socket.socket,
-                   ep: Endpoint) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    async def wrap(self, factory: Callable[[], P], sock: socket.socket,
+                   ep: Endpoint) -> tuple[asyncio.Transport, P]:
         t, p = await asyncio.get_running_loop().create_connection(factory, sock=sock)
-        return t, p  # type: ignore[return-value]
+        return t, p
 
     def admit(self, sp: ServicePort, rec: FlowRecord) -> str:
         """Refuse (the reason) when no endpoint of sp would take this plaintext peer."""

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from control.addresses import SERVICE_CIDR
 from control.clientbase import Client, Obj
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
+from knet.dataplane.meshredirect import NftRedirect
 from knet.mesh.certs import ApiSigner, CertSigner
 from knet.mesh.guard import NodeGuard, Security, Workload
 from knet.mesh.table import AMBIENT_LABEL
-from knet.mesh.ztunnel import InPodMesh, NftRedirect, Redirect
+from knet.mesh.ztunnel import InPodMesh, Redirect
 from knet.servicesource import InformerFactory, InformerLike, default_informer_factory
 
 log = logging.getLogger(__name__)

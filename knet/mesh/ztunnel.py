@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from knet.dataplane import names, nsutil
+from knet.dataplane import names
+from knet.dataplane.meshredirect import OUTBOUND_PORT
 from knet.mesh.certs import CertSigner, WorkloadCert, issue
 from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
 from knet.mesh.inbound import Inbound
@@ -37,46 +38,15 @@ from knet.proxy.tcp import ProxyContext, TcpListener
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTBOUND_PORT", "InPodMesh", "NftRedirect", "Redirect"]
+__all__ = ["OUTBOUND_PORT", "InPodMesh", "Redirect", "original_dst"]
 
-OUTBOUND_PORT = 15001
 SO_ORIGINAL_DST = 80
-TABLE = "knet_mesh"
 
 
 class Redirect(Protocol):
     """Steers a pod's TCP to ClusterIPs to the proxy's outbound port inside its netns."""
     async def install(self, netns: str) -> None: ...
     async def remove(self, netns: str) -> None: ...
-
-
-class NftRedirect:
-    """The redirect as one nftables table in the pod's netns (`nft -f -` under nsenter)."""
-
-    def __init__(self, service_cidr: str) -> None:
-        self.service_cidr = service_cidr
-
-    def program(self) -> str:
-        return (f"table ip {TABLE}\ndelete table ip {TABLE}\n"
-                f"table ip {TABLE} {{\n  chain output {{\n"
-                "    type nat hook output priority -100; policy accept;\n"
-                f"    ip daddr {self.service_cidr} meta l4proto tcp redirect to :{OUTBOUND_PORT}\n"
-                "  }\n}\n")
-
-    async def _nft(self, netns: str, program: str) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            "nsenter", f"--net={nsutil.netns_path(netns)}", "nft", "-f", "-",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(proc.communicate(program.encode()), 10)
-        if proc.returncode:
-            raise OSError(f"mesh: nft in netns {netns} failed: {err.decode().strip()}")
-
-    async def install(self, netns: str) -> None:
-        await self._nft(netns, self.program())
-
-    async def remove(self, netns: str) -> None:
-        await self._nft(netns, f"table ip {TABLE}\ndelete table ip {TABLE}\n")
 
 
 def original_dst(sock: socket.socket) -> tuple[str, int]:
