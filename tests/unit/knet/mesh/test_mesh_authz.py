@@ -191,3 +191,52 @@ def test_which_policies_apply_where() -> None:
     assert [p.metadata.name for p in policies_for_service(
         pols, namespace="foo", name="httpbin")] == ["viewer"]
     assert policies_for_service(pols, namespace="bar", name="httpbin") == []
+
+
+# -- enrollment and the node's plaintext admission -------------------------------------------
+
+def _pod(ns: str, name: str, ip: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"nodeName": "node-1", "serviceAccountName": "web"},
+            "status": {"podIP": ip, "phase": "Running"}}
+
+
+def test_enrollment_by_namespace_label_with_pod_opt_out() -> None:
+    from knet.mesh.secsource import build_security
+
+    ns = {"foo": {"istio.io/dataplane-mode": "ambient"}, "bar": {}}
+    sec = build_security({"a": _pod("foo", "a", "10.0.0.1"),
+                          "b": _pod("foo", "b", "10.0.0.2", {"istio.io/dataplane-mode": "none"}),
+                          "c": _pod("bar", "c", "10.0.0.3")}, ns, [], [])
+    assert {ip: w.meshed for ip, w in sec.by_ip.items()} == {
+        "10.0.0.1": True, "10.0.0.2": False, "10.0.0.3": False}
+    assert sec.by_ip["10.0.0.1"].spiffe == "spiffe://cluster.local/ns/foo/sa/web"
+
+
+def test_node_guard_resets_plaintext_only_when_strict_or_denied() -> None:
+    from knet.mesh.guard import NodeGuard
+    from knet.mesh.secsource import build_security
+    from knet.proxy.balancer import Endpoint
+    from knet.proxy.config import ServicePort
+    from knet.proxy.flows import FlowRecord
+
+    ns = {"foo": {"istio.io/dataplane-mode": "ambient"}}
+    pods = {"a": _pod("foo", "a", "10.0.0.1", {"app": "web"})}
+    sp = ServicePort("foo", "web", "http", "10.96.0.9", 80, "TCP",
+                     endpoints=(Endpoint("10.0.0.1", 8080, "foo/a"),))
+
+    def admit(peerauths: list[PeerAuthentication], policies: list[AuthorizationPolicy]
+              ) -> tuple[str, str]:
+        sec = build_security(pods, ns, peerauths, policies)
+        rec = FlowRecord(time=0, node="n", protocol="tcp", client_ip="10.0.9.9", client_port=1,
+                         service="foo/web", service_port=80)
+        return NodeGuard(lambda: sec).admit(sp, rec), rec.authz_policy
+
+    assert admit([], []) == ("", "")
+    why, _ = admit([_pa("foo", "STRICT")], [])
+    assert "PeerAuthentication STRICT on foo/a" in why
+    assert admit([_pa("foo", "STRICT"), _pa("foo", "PERMISSIVE", name="a", selector={
+        "app": "web"})], []) == ("", "")
+    why, policy = admit([], [_ap({"rules": [{"from": [{"source": {"namespaces": ["foo"]}}]}]},
+                                 name="foo-only")])
+    assert policy == "foo/foo-only" and "no ALLOW policy matched" in why
