@@ -1,8 +1,9 @@
 """The meshed HTTP hop with mTLS on and off, on loopback (part of `python -m bench mesh`).
 
 One process serves the mesh's client side (the L7 path, `HttpListener`, with a meshed pod's
-`PodGuard`) and the server side (`Inbound`, the mTLS terminator in front of the workload);
-a plain uvloop HTTP server in another process is the workload; wrk (1 thread, 16
+`PodGuard`), another the server side (`Inbound`, the mTLS terminator in front of the
+workload, as the endpoint node's proxy), a plain uvloop HTTP server in a third is the
+workload; wrk (1 thread, 16
 connections, keep-alive) is the client. Rows: wrk straight to the workload (direct), through
 the L7 path with mTLS off (the endpoint is not meshed: plaintext hop) and on (a TLS 1.3 hop
 to the server side, the workload's identity checked). The upstream TLS connections are
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +40,9 @@ uvloop.run(main())
 PROXY_IP, SERVER_IP, BACKEND_PORT, PROXY_PORT = "127.0.0.71", "127.0.0.72", 9080, 8080
 
 
-def _wrk(url: str, seconds: float) -> tuple[float, float, float]:
+def _wrk(url: str, seconds: float, conns: int = 16) -> tuple[float, float, float]:
     """(req/s, p50 ms, p99 ms) from wrk --latency."""
-    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds:g}s", "--latency", url],
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--latency", url],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
@@ -51,11 +53,35 @@ def _wrk(url: str, seconds: float) -> tuple[float, float, float]:
     return rps, pct("50"), pct("99")
 
 
-async def _serve_and_measure(seconds: float, rounds: int) -> list[list[Any]]:
+def _web() -> Any:
+    from knet.mesh.guard import Workload
+    return Workload("bench", "web", SERVER_IP, "node-1", "web", {"app": "web"}, True)
+
+
+async def _serve_inbound(ca_dir: Path) -> None:
+    """The server side's proxy process: the workload's cert and the mTLS listener."""
     from control.api.ca import ClusterCA
     from knet.mesh.certs import LocalSigner, WorkloadCert, issue
-    from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
+    from knet.mesh.guard import HBONE_PORT, Security
     from knet.mesh.inbound import Inbound
+    from knet.proxy.flows import FlowRing
+    from knet.proxy.sockets import SocketMaker
+
+    server = WorkloadCert("bench/web")
+    await issue(LocalSigner(ClusterCA.load(ca_dir), {"bench/web": "web"}), server)
+    web, ring, sockets = _web(), FlowRing(), SocketMaker(None)
+    sec = Security({SERVER_IP: web})
+    await asyncio.get_running_loop().create_server(
+        lambda: Inbound(node="node-2", workload=web, world=lambda: sec, sockets=sockets,
+                        ring=ring, identity=server.identity),
+        SERVER_IP, HBONE_PORT, ssl=server.server, reuse_address=True, backlog=1024)
+    await asyncio.Event().wait()
+
+
+async def _serve_and_measure(ca_dir: Path, seconds: float, rounds: int) -> list[list[Any]]:
+    from control.api.ca import ClusterCA
+    from knet.mesh.certs import LocalSigner, WorkloadCert, issue
+    from knet.mesh.guard import PodGuard, Security
     from knet.proxy.balancer import Endpoint, LoadBalancer, SystemClock
     from knet.proxy.config import ServicePort
     from knet.proxy.flows import FlowRing
@@ -63,46 +89,37 @@ async def _serve_and_measure(seconds: float, rounds: int) -> list[list[Any]]:
     from knet.proxy.sockets import SocketMaker
     from knet.proxy.tcp import ProxyContext
 
-    loop = asyncio.get_running_loop()
-    tmp = Path(tempfile.mkdtemp(prefix="knet-bench-mesh-"))
-    ca = ClusterCA.ensure(tmp)
-    signer = LocalSigner(ca, {"bench/client": "client", "bench/web": "web"})
-    client, server = WorkloadCert("bench/client"), WorkloadCert("bench/web")
-    for wc in (client, server):
-        await issue(signer, wc)
-    web = Workload("bench", "web", SERVER_IP, "node-1", "web", {"app": "web"}, True)
-    meshed = Security({SERVER_IP: web})
+    client = WorkloadCert("bench/client")
+    await issue(LocalSigner(ClusterCA.load(ca_dir), {"bench/client": "client"}), client)
+    meshed = Security({SERVER_IP: _web()})
     world = {"sec": meshed}
-    ring, sockets = FlowRing(), SocketMaker(None)
-    inbound = await loop.create_server(
-        lambda: Inbound(node="node-1", workload=web, world=lambda: world["sec"],
-                        sockets=sockets, ring=ring, identity=server.identity),
-        SERVER_IP, HBONE_PORT, ssl=server.server, reuse_address=True, backlog=1024)
     balancer = LoadBalancer(clock=SystemClock())
     sp = ServicePort("bench", "web", "http", PROXY_IP, PROXY_PORT, "TCP", app_protocol="http",
                      endpoints=(Endpoint(SERVER_IP, BACKEND_PORT, "bench/web"),))
     balancer.update(sp.key, sp.endpoints, affinity_seconds=None)
-    ctx = ProxyContext(node="node-1", balancer=balancer, ring=ring, sockets=sockets,
-                       guard=PodGuard(lambda: world["sec"], client))
+    guard = PodGuard(lambda: world["sec"], client)
+    ctx = ProxyContext(node="node-1", balancer=balancer, ring=FlowRing(),
+                       sockets=SocketMaker(None), guard=guard)
     listener = HttpListener(ctx, sp, ip=PROXY_IP, port=PROXY_PORT)
     await listener.start()
-    rows: dict[str, list[tuple[float, float, float]]] = {
-        "direct": [], "L7, no mesh": [], "mtls off": [], "mtls on": []}
-    guard = ctx.guard
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    proxied = f"http://{PROXY_IP}:{PROXY_PORT}/"
     try:
         for _ in range(rounds):  # interleaved: the machine is shared
             for name, url, sec in (
-                    ("direct", f"http://{SERVER_IP}:{BACKEND_PORT}/", meshed),
-                    ("L7, no mesh", f"http://{PROXY_IP}:{PROXY_PORT}/", None),
-                    ("mtls off", f"http://{PROXY_IP}:{PROXY_PORT}/", Security()),
-                    ("mtls on", f"http://{PROXY_IP}:{PROXY_PORT}/", meshed)):
+                    ("direct", f"http://{SERVER_IP}:{BACKEND_PORT}/", None),
+                    ("L7, no mesh", proxied, None),
+                    ("mtls off", proxied, Security()),
+                    ("mtls on", proxied, meshed)):
                 ctx.guard = listener.pool.guard = None if sec is None else guard
                 world["sec"] = sec or Security()
                 listener.pool.close()   # no connection of the other mode is reused
-                rows[name].append(await asyncio.to_thread(_wrk, url, seconds))
+                rows.setdefault(name, []).append(await asyncio.to_thread(_wrk, url, seconds))
+                if name != "L7, no mesh":   # unloaded latency: one connection
+                    rows.setdefault(f"{name}, c1", []).append(
+                        await asyncio.to_thread(_wrk, url, seconds / 2, 1))
     finally:
         await listener.close()
-        inbound.close()
     out = []
     for name, samples in rows.items():
         samples.sort()
@@ -112,26 +129,42 @@ async def _serve_and_measure(seconds: float, rounds: int) -> list[list[Any]]:
 
 
 def run(seconds: float = 5.0, rounds: int = 3) -> list[list[Any]]:
-    backend = subprocess.Popen([sys.executable, "-c", BACKEND, SERVER_IP, str(BACKEND_PORT)])
+    """Three processes: the workload, the server side's proxy, this one (the client side's
+    proxy, and wrk's driver)."""
+    import uvloop
+
+    from control.api.ca import ClusterCA
+
+    ca_dir = Path(tempfile.mkdtemp(prefix="knet-bench-mesh-"))
+    ClusterCA.ensure(ca_dir)
+    procs = [subprocess.Popen([sys.executable, "-c", BACKEND, SERVER_IP, str(BACKEND_PORT)]),
+             subprocess.Popen([sys.executable, "-m", "bench.meshwire", "--serve-inbound",
+                               str(ca_dir)])]
     try:
-        time.sleep(0.5)
-        import uvloop
-        return uvloop.run(_serve_and_measure(seconds, rounds))
+        time.sleep(1.5)
+        return uvloop.run(_serve_and_measure(ca_dir, seconds, rounds))
     finally:
-        backend.terminate()
-        backend.wait(timeout=10)
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+        shutil.rmtree(ca_dir, ignore_errors=True)
 
 
 def report(rows: list[list[Any]]) -> str:
     by = {r[0]: r for r in rows}
-    lines = [f"{'path':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}"]
-    lines += [f"{r[0]:<10} {r[1]:>10,.0f} {r[2]:>8.3f} {r[3]:>8.3f}" for r in rows]
+    lines = [f"{'path':<16} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}"]
+    lines += [f"{r[0]:<16} {r[1]:>10,.0f} {r[2]:>8.3f} {r[3]:>8.3f}" for r in rows]
     on, off, direct = by["mtls on"], by["mtls off"], by["direct"]
-    lines.append(f"mTLS on / off: {on[1] / off[1]:.2f}x req/s; added p50 per hop "
-                 f"{on[2] - off[2]:+.3f} ms (the mTLS hop), L7 hop vs direct "
-                 f"{off[2] - direct[2]:+.3f} ms")
+    on1, off1, direct1 = by["mtls on, c1"], by["mtls off, c1"], by["direct, c1"]
+    lines.append(f"mTLS on / off: {on[1] / off[1]:.2f}x req/s at 16 connections; p50 added "
+                 f"by mTLS {on[2] - off[2]:+.3f} ms at 16 connections, {on1[2] - off1[2]:+.3f} "
+                 f"ms at 1; the L7 hop itself vs direct {off1[2] - direct1[2]:+.3f} ms at 1")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    print(report(run()))
+    if sys.argv[1:2] == ["--serve-inbound"]:
+        import uvloop
+        uvloop.run(_serve_inbound(Path(sys.argv[2])))
+    else:
+        print(report(run()))
