@@ -20,14 +20,23 @@ TABLE = "knet_mesh"
 class NftRedirect:
     """The redirect as one nftables table in the pod's netns (`nft -f -` under nsenter)."""
 
-    def __init__(self, service_cidr: str, port: int = OUTBOUND_PORT) -> None:
-        self.service_cidr, self.port = service_cidr, port
+    def __init__(self, service_cidr: str, port: int = OUTBOUND_PORT, *, hbone: int = 15008,
+                 plain: int = 15006) -> None:
+        self.service_cidr, self.port, self.hbone, self.plain = service_cidr, port, hbone, plain
 
-    def program(self) -> str:
+    def program(self, exempt: str = "") -> str:
+        """Outbound: TCP to ClusterIPs -> the proxy's 15001. Inbound: TCP from anyone but
+        `exempt` (the node's own address: kubelet probes, the node-local proxy) to any port
+        but 15008 (mTLS) -> the proxy's 15006, where PeerAuthentication is enforced."""
+        skip = f"ip saddr {exempt} return\n    " if exempt else ""
         return (f"table ip {TABLE}\ndelete table ip {TABLE}\n"
                 f"table ip {TABLE} {{\n  chain output {{\n"
                 "    type nat hook output priority -100; policy accept;\n"
                 f"    ip daddr {self.service_cidr} meta l4proto tcp redirect to :{self.port}\n"
+                "  }\n  chain prerouting {\n"
+                "    type nat hook prerouting priority -100; policy accept;\n"
+                f"    {skip}tcp dport != {{ {self.hbone}, {self.plain} }} "
+                f"redirect to :{self.plain}\n"
                 "  }\n}\n")
 
     async def _nft(self, netns: str, program: str) -> None:
@@ -39,8 +48,8 @@ class NftRedirect:
         if proc.returncode:
             raise OSError(f"mesh: nft in netns {netns} failed: {err.decode().strip()}")
 
-    async def install(self, netns: str) -> None:
-        await self._nft(netns, self.program())
+    async def install(self, netns: str, *, exempt: str = "") -> None:
+        await self._nft(netns, self.program(exempt))
 
     async def remove(self, netns: str) -> None:
         await self._nft(netns, f"table ip {TABLE}\ndelete table ip {TABLE}\n")

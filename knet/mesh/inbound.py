@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable
 
@@ -25,9 +26,18 @@ from knet.proxy.sockets import SocketMaker, set_rst_on_close
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Inbound"]
+__all__ = ["Inbound", "PlainInbound", "original_dst"]
 
 MAX_HEAD = 1024
+SO_ORIGINAL_DST = 80
+PROXY_PORTS = (15001, 15006, 15008)  # outbound, plaintext inbound, mTLS inbound
+
+
+def original_dst(sock: object) -> tuple[str, int]:
+    """Where a redirected connection was going (the NAT's original destination)."""
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)  # type: ignore[attr-defined]
+    port, packed = struct.unpack_from("!H4s", raw, 2)
+    return socket.inet_ntoa(packed), int(port)
 
 
 class _Back(asyncio.Protocol):
@@ -64,6 +74,7 @@ class Inbound(asyncio.Protocol):
         self.t: asyncio.Transport = None  # type: ignore[assignment]
         self.back: asyncio.Transport | None = None
         self.head = b""
+        self.pending = b""  # bytes that came before the workload's leg was up
         self.start = 0.0
         self.done = False
         self.rec = FlowRecord(time=time.time(), node=node, protocol="tcp", client_ip="",
@@ -133,8 +144,9 @@ class Inbound(asyncio.Protocol):
             back.close()
             return
         self.back = back
-        if first:
-            back.write(first)
+        if first or self.pending:
+            back.write(first + self.pending)
+            self.pending = b""
         self.t.resume_reading()
 
     def eof_received(self) -> bool:
@@ -174,3 +186,49 @@ class Inbound(asyncio.Protocol):
             self.t.close()
         self.rec.duration = time.monotonic() - self.start
         self.ring.record(self.rec)
+
+
+class PlainInbound(Inbound):
+    """Port 15006 in the pod: plaintext sent to the workload from outside the mesh (another
+    pod by IP, a proxy on another node), redirected there by the pod's nft rule (the node's
+    own address, kubelet probes and the node-local proxy, is exempt). PeerAuthentication
+    STRICT refuses it with a reset; otherwise the workload's L4 policies decide for a peer
+    without identity."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = transport  # type: ignore[assignment]
+        self.start = time.monotonic()
+        rec = self.rec
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        rec.client_ip, rec.client_port, rec.port_name = peer[0], peer[1], "inbound"
+        rec.endpoint_ip, rec.endpoint_pod = self.w.ip, self.w.key
+        rec.destination_identity = self.identity
+        try:
+            _, port = original_dst(transport.get_extra_info("socket"))
+        except OSError as exc:
+            self._refuse(ERROR, f"no original destination: {exc}")
+            return
+        rec.endpoint_port = rec.service_port = port
+        if port in PROXY_PORTS:  # never loop back into the proxy's own in-pod ports
+            self._refuse(REFUSED, f"port {port} is the mesh proxy's own")
+            return
+        sec = self.world()
+        if sec.mode(self.w, port) == "STRICT":
+            self._refuse(REFUSED, f"PeerAuthentication STRICT on {self.w.key}: plaintext from "
+                         "outside the mesh is refused")
+            return
+        d = sec.l4(self.w, Peer(rec.client_ip, None), port)
+        if d.policy:
+            rec.authz, rec.authz_policy = d.verdict, d.policy
+        if not d.allowed:
+            self._refuse(REFUSED, f"{d.why} {d.policy}")
+            return
+        self.t.pause_reading()
+        asyncio.get_running_loop().create_task(self._connect(port, b""))
+
+    def data_received(self, data: bytes) -> None:
+        if self.back is None:
+            self.rec.bytes_sent += len(data)
+            self.pending += data
+            return
+        super().data_received(data)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -31,28 +30,22 @@ from knet.dataplane import names
 from knet.dataplane.meshredirect import OUTBOUND_PORT
 from knet.mesh.certs import CertSigner, WorkloadCert, issue
 from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
-from knet.mesh.inbound import Inbound
+from knet.mesh.inbound import Inbound, PlainInbound, original_dst
 from knet.proxy.http import HttpListener
 from knet.proxy.sockets import SocketMaker, set_rst_on_close
 from knet.proxy.tcp import ProxyContext, TcpListener
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTBOUND_PORT", "InPodMesh", "Redirect", "original_dst"]
+__all__ = ["INBOUND_PLAIN_PORT", "OUTBOUND_PORT", "InPodMesh", "Redirect"]
 
-SO_ORIGINAL_DST = 80
+INBOUND_PLAIN_PORT = 15006
 
 
 class Redirect(Protocol):
     """Steers a pod's TCP to ClusterIPs to the proxy's outbound port inside its netns."""
-    async def install(self, netns: str) -> None: ...
+    async def install(self, netns: str, *, exempt: str = "") -> None: ...
     async def remove(self, netns: str) -> None: ...
-
-
-def original_dst(sock: socket.socket) -> tuple[str, int]:
-    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
-    port, packed = struct.unpack_from("!H4s", raw, 2)
-    return socket.inet_ntoa(packed), port
 
 
 class _ProxierLike(Protocol):
@@ -94,9 +87,14 @@ class _Plumbing:
                             sockets=self.sockets, ring=base.ring,  # type: ignore[arg-type]
                             identity=self.cert.identity),
             sock=inbound, ssl=self.cert.server, ssl_handshake_timeout=5.0, backlog=1024))
+        plain = self.sockets.listener("0.0.0.0", INBOUND_PLAIN_PORT)
+        self.servers.append(await loop.create_server(
+            lambda: PlainInbound(node=base.node, workload=self.w, world=o.world,
+                                 sockets=self.sockets, ring=base.ring,  # type: ignore[arg-type]
+                                 identity=self.cert.identity), sock=plain, backlog=1024))
         self.lsock = self.sockets.listener("0.0.0.0", OUTBOUND_PORT)
         self.accepting = loop.create_task(self._accept(self.lsock))
-        await o.redirect.install(self.netns)
+        await o.redirect.install(self.netns, exempt=o.gateway_of(self.w.ip))
         log.info("mesh: %s enrolled (identity %s, netns %s)", self.w.key, self.cert.identity,
                  self.netns)
 
@@ -166,10 +164,13 @@ class InPodMesh:
 
     def __init__(self, proxier: _ProxierLike, *, node: str, world: Callable[[], Security],
                  signer: CertSigner, redirect: Redirect, cert_seconds: int = 24 * 3600,
-                 netns_of: Callable[[str, str], str] = names.pod_netns) -> None:
+                 netns_of: Callable[[str, str], str] = names.pod_netns,
+                 gateway_of: Callable[[str], str] = lambda ip: ip.rsplit(".", 1)[0] + ".1",
+                 ) -> None:
         self.proxier, self.node, self.world = proxier, node, world
         self.signer, self.redirect, self.cert_seconds = signer, redirect, cert_seconds
         self.netns_of = netns_of
+        self.gateway_of = gateway_of  # the node's address on the pod's bridge (a /24's .1)
         self.pods: dict[str, _Plumbing] = {}
         self.failed: dict[str, float] = {}  # pod key -> when its plumbing last failed
 

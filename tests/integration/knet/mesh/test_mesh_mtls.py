@@ -216,10 +216,18 @@ def test_strict_refuses_plaintext_from_outside_the_mesh_permissive_accepts(
         refused = [f for f in flows(mesh, "foo") if f.get("client_pod") == "legacy/sleep"
                    and f["verdict"] == "REFUSED"]
         assert refused and "STRICT" in refused[-1]["error"]
+        # by pod IP, around every Service: the server's own netns refuses it (in-pod capture)
+        pod_ip = mesh.get("pod", "-n", "foo", "httpbin")["status"]["podIP"]
+        assert code(mesh, "legacy", f"http://{pod_ip}:80/ip").startswith("exit")
+        assert any(f.get("port_name") == "inbound" and "STRICT" in f.get("error", "")
+                   for f in flows(mesh, "foo"))
+        time.sleep(3)   # kubelet probes come from the node: exempt, the pod stays Ready
+        assert _ready(mesh)
     finally:
         delete(mesh, "peerauthentication", "default", "foo")
     mesh.wait("legacy back", lambda: code(mesh, "legacy", f"{HTTPBIN}/ip") == "200",
               timeout=15, every=0.5)
+    assert code(mesh, "legacy", f"http://{pod_ip}:80/ip") == "200"   # PERMISSIVE: by IP too
 
 
 def test_http_authorization_on_the_verified_identity(mesh: Cluster) -> None:
