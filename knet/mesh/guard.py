@@ -67,9 +67,16 @@ class Security:
     by_ip: Mapping[str, Workload] = field(default_factory=dict)
     peerauths: tuple[PeerAuthentication, ...] = ()
     policies: tuple[AuthorizationPolicy, ...] = ()
+    modes: dict[tuple[str, int | None], str] = field(default_factory=dict, compare=False)
 
     def mode(self, w: Workload, port: int | None) -> str:
-        return mtls_mode(self.peerauths, namespace=w.namespace, labels=w.labels, port=port)
+        """The workload's mTLS mode (memoized: a Security is replaced whole on change)."""
+        key = (w.key, port)
+        got = self.modes.get(key)
+        if got is None:
+            got = self.modes[key] = mtls_mode(self.peerauths, namespace=w.namespace,
+                                              labels=w.labels, port=port)
+        return got
 
     def tls_to(self, ep_ip: str, port: int) -> Workload | None:
         """The meshed workload at ep_ip if a hop to it is mutual TLS, else None."""
