@@ -176,3 +176,25 @@ def test_spiffe_of_reads_the_uri_san(tmp_path: Path) -> None:
     pem, _ = ca.issue(Identity("x"), client=True)
     der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
     assert spiffe_of(der) is None and spiffe_of(None) is None
+
+
+async def test_a_renewed_certificate_serves_new_hops_and_old_ones_carry_on(world: Any,
+                                                                           tmp_path: Path) -> None:
+    certs, state, ring, port = world
+    client = certs["foo/sleep"]
+    guard = PodGuard(lambda: state["sec"], client)
+    ep = Endpoint(SERVER_IP, port, "foo/httpbin")
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, guard.target(ep))
+    old_t, old_p = await guard.wrap(_Upstream, sock, ep)
+    serial = client.serial
+    signer = LocalSigner(ClusterCA.ensure(tmp_path), {"foo/sleep": "sleep"})
+    await issue(signer, client, seconds=3600)            # the half-life renewal
+    assert client.serial != serial and client.identity.endswith("/sa/sleep")
+    up = await _hop(guard, port)                          # a new handshake, the new cert
+    assert up.got.startswith(b"GET /secret-path")
+    old_t.write(b"still here")                            # the old connection carries on
+    await asyncio.sleep(0.2)
+    assert old_p.got == b"still here"
+    old_t.close()
