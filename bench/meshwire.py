@@ -43,7 +43,8 @@ PROXY_IP, SERVER_IP, BACKEND_PORT, PROXY_PORT = "127.0.0.71", "127.0.0.72", 9080
 def _wrk(url: str, seconds: float, conns: int = 16) -> tuple[float, float, float]:
     """(req/s, p50 ms, p99 ms) from wrk --latency."""
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--latency", url],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
+                         capture_output=True, text=True, timeout=seconds + 30,
+                         check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -154,7 +155,7 @@ def report(rows: list[list[Any]]) -> str:
     by = {r[0]: r for r in rows}
     lines = [f"{'path':<16} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}"]
     lines += [f"{r[0]:<16} {r[1]:>10,.0f} {r[2]:>8.3f} {r[3]:>8.3f}" for r in rows]
-    on, off, direct = by["mtls on"], by["mtls off"], by["direct"]
+    on, off = by["mtls on"], by["mtls off"]
     on1, off1, direct1 = by["mtls on, c1"], by["mtls off, c1"], by["direct, c1"]
     lines.append(f"mTLS on / off: {on[1] / off[1]:.2f}x req/s at 16 connections; p50 added "
                  f"by mTLS {on[2] - off[2]:+.3f} ms at 16 connections, {on1[2] - off1[2]:+.3f} "

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from control.api import crd, discovery, openapi, proxysub, rest
-from control.api.codec import MAX_BODY
 from control.api.ca import ClusterCA
+from control.api.codec import MAX_BODY
 from control.api.keys import (BOOKMARK_INTERVAL, CRDS, OBJECTS, OPENAPI, REVIEWS, STOPPING,
                               STREAMS, TOKEN_REQUESTS)
+from control.api.meshca import workload_certificates
 from control.api.middleware import guarded
 from control.api.objects import AdmissionPlugin, Admit, ObjectService
-from control.api.meshca import workload_certificates
 from control.api.reviews import ReviewHandler
 from control.api.tokenrequest import TokenRequests
 from control.auth.legacy import AuthenticatedAllowed

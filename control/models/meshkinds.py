@@ -172,8 +172,8 @@ MESH_COLUMNS: dict[str, list[tuple[str, str, int, str]]] = {
                          "being sent")), _AGE],
     "destinationrules": [_NAME, ("Host", "string", 0, ("The name of a service from the "
                                  "service registry")), _AGE],
-    "peerauthentications": [_NAME, ("Mode", "string", 0, "Defines the mTLS mode used for "
-                                    "peer authentication."), _AGE],
+    "peerauthentications": [_NAME, ("Mode", "string", 0, ("Defines the mTLS mode used for "
+                                    "peer authentication.")), _AGE],
     "authorizationpolicies": [_NAME, ("Action", "string", 0, "The operation to take."),
                               _AGE],
 }

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from control.models.meta import KModel, TopLevel
 
-__all__ = ["AuthorizationPolicy", "PeerAuthentication", "Rule", "Source", "Operation"]
+__all__ = ["AuthorizationPolicy", "Operation", "PeerAuthentication", "Rule", "Source"]
 
 GROUP = "security.istio.io"
 MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]

@@ -21,8 +21,13 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from control.models.meshsecurity import (AuthorizationPolicy, Operation, PeerAuthentication,
-                                         Rule, Source)
+from control.models.meshsecurity import (
+    AuthorizationPolicy,
+    Operation,
+    PeerAuthentication,
+    Rule,
+    Source,
+)
 
 __all__ = ["ROOT_NAMESPACE", "Decision", "Peer", "Target", "authorize", "mtls_mode",
            "policies_for_service", "policies_for_workload", "principal_of"]
@@ -217,9 +222,8 @@ def _in_block(block: str, ip: str) -> bool:
 
 
 def _source(s: Source, peer: Peer, *, l7: bool, deny: bool) -> bool:
-    if not l7 and (s.request_principals or s.not_request_principals):
-        if not deny:
-            return False  # an L7 attribute at L4: the ALLOW rule matches nothing
+    if not l7 and not deny and (s.request_principals or s.not_request_principals):
+        return False  # an L7 attribute at L4: the ALLOW rule matches nothing
     return (_field(s.principals, s.not_principals, peer.principal, _glob)
             and _field(s.namespaces, s.not_namespaces, peer.namespace, _glob)
             and _field(s.ip_blocks, s.not_ip_blocks, peer.ip, _in_block)

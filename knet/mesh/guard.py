@@ -27,8 +27,16 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
-from knet.mesh.authz import (Decision, Peer, Target, authorize, mtls_mode, policies_for_service,
-                             policies_for_workload, principal_of)
+from knet.mesh.authz import (
+    Decision,
+    Peer,
+    Target,
+    authorize,
+    mtls_mode,
+    policies_for_service,
+    policies_for_workload,
+    principal_of,
+)
 from knet.mesh.certs import WorkloadCert, spiffe_of
 from knet.proxy.balancer import Endpoint
 from knet.proxy.config import ServicePort

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from knet.mesh.authz import Peer, principal_of
 from knet.mesh.certs import spiffe_of
 from knet.mesh.guard import Security, Workload
-from knet.proxy.flows import ERROR, FORWARDED, REFUSED, FlowRecord, FlowRing
+from knet.proxy.flows import ERROR, REFUSED, FlowRecord, FlowRing
 from knet.proxy.sockets import SocketMaker, set_rst_on_close
 
 log = logging.getLogger(__name__)

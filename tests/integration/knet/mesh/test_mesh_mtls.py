@@ -211,7 +211,7 @@ def test_strict_refuses_plaintext_from_outside_the_mesh_permissive_accepts(
                   in ("exit56", "exit52", "exit7"), timeout=15, every=0.5)
         assert code(mesh, "foo", f"{HTTPBIN}/ip") == "200"    # meshed, cross-node
         assert code(mesh, "bar", f"{HTTPBIN}/ip") == "200"    # meshed, same node
-        rc, _ = curl(mesh, "legacy", f"http://httpbin.foo:9000/ip")  # TCP port: reset too
+        rc, _ = curl(mesh, "legacy", "http://httpbin.foo:9000/ip")  # TCP port: reset too
         assert rc != 0
         refused = [f for f in flows(mesh, "foo") if f.get("client_pod") == "legacy/sleep"
                    and f["verdict"] == "REFUSED"]

@@ -13,8 +13,14 @@ from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
 from control.models.resources import by_plural
 from control.models.tables import table
 from control.models.validation import admit
-from knet.mesh.authz import (Peer, Target, authorize, mtls_mode, policies_for_service,
-                             policies_for_workload)
+from knet.mesh.authz import (
+    Peer,
+    Target,
+    authorize,
+    mtls_mode,
+    policies_for_service,
+    policies_for_workload,
+)
 
 SLEEP = "cluster.local/ns/foo/sa/sleep"
 

@@ -155,7 +155,7 @@ async def test_l4_policy_resets_a_denied_identity(world: Any) -> None:
 
 
 async def test_wrong_server_identity_and_missing_client_cert_are_refused(world: Any) -> None:
-    certs, state, ring, port = world
+    certs, _, _, port = world
     impostor = Workload("foo", "httpbin", SERVER_IP, "node-2", "other", {}, True)
     guard = PodGuard(lambda: Security({SERVER_IP: impostor}), certs["foo/sleep"])
     with pytest.raises(ConnectionRefusedError, match="expected spiffe://cluster.local/ns/foo/"
@@ -180,7 +180,7 @@ def test_spiffe_of_reads_the_uri_san(tmp_path: Path) -> None:
 
 async def test_a_renewed_certificate_serves_new_hops_and_old_ones_carry_on(world: Any,
                                                                            tmp_path: Path) -> None:
-    certs, state, ring, port = world
+    certs, state, _, port = world
     client = certs["foo/sleep"]
     guard = PodGuard(lambda: state["sec"], client)
     ep = Endpoint(SERVER_IP, port, "foo/httpbin")
