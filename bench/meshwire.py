@@ -42,7 +42,8 @@ PROXY_IP, SERVER_IP, BACKEND_PORT, PROXY_PORT = "127.0.0.71", "127.0.0.72", 9080
 
 def _wrk(url: str, seconds: float, conns: int = 16) -> tuple[float, float, float]:
     """(req/s, p50 ms, p99 ms) from wrk --latency."""
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--latency", url],
+    secs = max(1, round(seconds))  # wrk takes whole seconds
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", url],
                          capture_output=True, text=True, timeout=seconds + 30,
                          check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
