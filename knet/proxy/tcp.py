@@ -230,6 +230,8 @@ class _Conn(asyncio.Protocol):
             return
         if other is not None and other.can_write_eof() and not other.is_closing():
             other.write_eof()
+        elif other is not None and not upstream and not other.is_closing():
+            other.close()  # TLS (the mesh's mTLS hop) has no half-close: end it, flushed
         if not self.half:
             self.half = True
             self.last = time.monotonic()
