@@ -3,7 +3,9 @@
 the proxy's own ServiceTable build over the same Services and EndpointSlices (what every
 change pays anyway), with the routes as wire dicts or already parsed (as a watch source
 keeps them) — and the per-request lookup (`find_route` + `pick_backend`) on the
-busiest port (a miss: every route tried), beside a plain dict lookup. Measurements only, nothing asserted.
+busiest port (a miss: every route tried), beside a plain dict lookup; then the meshed HTTP
+hop with mTLS on and off under wrk (bench/meshwire.py: req/s, p50, p99 and their ratios).
+Measurements only, nothing asserted.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--wire-seconds", type=float, default=5.0,
+                        help="wrk run per row of the mTLS on/off table (0: skip it)")
+    parser.add_argument("--wire-rounds", type=int, default=3)
     args = parser.parse_args(argv)
     svcs, slices = _world(args.services)
     services = build_table(svcs, slices)
@@ -112,4 +117,10 @@ def main(argv: list[str]) -> int:
               per_call(lookup, seconds=args.seconds / 4) * 1e6]]
     print(table(["what", "work", "ms (rebuild) / µs (lookup)"], rows, value_col=2,
                 group_col=0, ratio_title="vs anchor", title="knet.mesh route table"))
+    if args.wire_seconds > 0:
+        from bench import meshwire
+
+        print("\nknet.mesh HTTP hop, mTLS on/off (wrk -t1 -c16, keep-alive, medians of "
+              f"{args.wire_rounds} interleaved rounds)")
+        print(meshwire.report(meshwire.run(args.wire_seconds, args.wire_rounds)))
     return 0

@@ -200,7 +200,7 @@ def settings(state: Path, token: str) -> Settings:
     ensure_tokens(tokens_path, [ADMIN, KUBE_PROXY], admin_token=token)
     static = StaticTokens({**read_tokens(tokens_path), token: ADMIN})
     return Settings(token=token, authn=static, sa_key=SigningKey.load_or_create(state / "sa.key"),
-                    plugins=(ServiceAccountAdmission(),))
+                    plugins=(ServiceAccountAdmission(),), mesh_ca=ClusterCA.ensure(state))
 
 
 async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from control.api import crd, discovery, openapi, proxysub, rest
+from control.api.ca import ClusterCA
 from control.api.codec import MAX_BODY
 from control.api.keys import (
     BOOKMARK_INTERVAL,
@@ -30,6 +31,7 @@ from control.api.keys import (
     STREAMS,
     TOKEN_REQUESTS,
 )
+from control.api.meshca import workload_certificates
 from control.api.middleware import guarded
 from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler
@@ -61,6 +63,7 @@ class Settings:
     sa_key: SigningKey | None = None    # None: a fresh key, kept in memory only
     api_audiences: tuple[str, ...] = (ISSUER,)
     plugins: tuple[AdmissionPlugin, ...] = ()   # e.g. control.api.saadmission
+    mesh_ca: ClusterCA | None = None    # signs mesh workload certificates (control.api.meshca)
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
@@ -78,6 +81,8 @@ def create_app(store: Store, settings: Settings) -> web.Application:
     app[REVIEWS] = {"selfsubjectreviews": self_subject_review,
                     "tokenreviews": token_review(static, accounts, audiences=audiences),
                     **settings.reviews}
+    if settings.mesh_ca is not None:
+        app[REVIEWS]["workloadcertificaterequests"] = workload_certificates(settings.mesh_ca)
     app[TOKEN_REQUESTS] = TokenRequests(TokenIssuer(key, now=objects.now),
                                         audiences=audiences)
     app[STOPPING] = asyncio.Event()

@@ -212,11 +212,14 @@ def cluster_roles() -> list[Obj]:
         # knet's own: its kube-proxy names the pod behind each endpoint in flow records
         _role("knet:node-proxier-pods", [_r(_READ, "", "pods")], labeled=False),
         # knet's own: the node proxy is the mesh's data plane (ztunnel + waypoint in one) and
-        # reads the routing kinds and namespace labels (ambient enrollment), as Istio's do
+        # reads the routing and security kinds and namespace labels (ambient enrollment), as
+        # Istio's do, and asks the mesh CA for its workloads' certificates (control/api/meshca.py)
         _role("knet:node-proxier-mesh", [
             _r(_READ, "", "namespaces"),
             _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
             _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"]),
+            _r(_READ, "security.istio.io", ["peerauthentications", "authorizationpolicies"]),
+            _r("create", "mesh.knet.dev", "workloadcertificaterequests"),
             _r(["patch", "update"], "gateway.networking.k8s.io", "httproutes/status"),
             _r(["patch", "update"], "networking.istio.io", "virtualservices/status")],
             labeled=False),

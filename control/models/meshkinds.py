@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from control.models.fielderrors import FieldErrors
 from control.models.meshgateway import Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 from control.models.meshistio import DestinationRule, VirtualService
+from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
 from control.models.meta import TopLevel
 from control.models.printers import age
 
@@ -31,7 +32,8 @@ Obj = dict[str, Any]
 MESH_MODELS: dict[str, type[TopLevel]] = {
     "httproutes": HTTPRoute, "gateways": Gateway, "gatewayclasses": GatewayClass,
     "referencegrants": ReferenceGrant, "virtualservices": VirtualService,
-    "destinationrules": DestinationRule,
+    "destinationrules": DestinationRule, "peerauthentications": PeerAuthentication,
+    "authorizationpolicies": AuthorizationPolicy,
 }
 
 
@@ -170,6 +172,10 @@ MESH_COLUMNS: dict[str, list[tuple[str, str, int, str]]] = {
                          "being sent")), _AGE],
     "destinationrules": [_NAME, ("Host", "string", 0, ("The name of a service from the "
                                  "service registry")), _AGE],
+    "peerauthentications": [_NAME, ("Mode", "string", 0, ("Defines the mTLS mode used for "
+                                    "peer authentication.")), _AGE],
+    "authorizationpolicies": [_NAME, ("Action", "string", 0, "The operation to take."),
+                              _AGE],
 }
 
 
@@ -222,4 +228,8 @@ MESH_PRINTERS: dict[str, Any] = {
                                        _json(_spec(o).get("hosts")), _created(o, now)],
     "destinationrules": lambda o, now: [_name(o), _spec(o).get("host") or "",
                                         _created(o, now)],
+    "peerauthentications": lambda o, now: [_name(o), (_spec(o).get("mtls") or {}).get("mode")
+                                           or "", _created(o, now)],
+    "authorizationpolicies": lambda o, now: [_name(o), _spec(o).get("action") or "",
+                                             _created(o, now)],
 }

@@ -150,6 +150,12 @@ RESOURCES += (
                  ("istio-io", "networking-istio-io"), ("status",)),
     ResourceInfo("DestinationRule", "destinationrules", _ISTIO, "v1", True, ("dr",),
                  ("istio-io", "networking-istio-io"), ("status",)),
+    ResourceInfo("PeerAuthentication", "peerauthentications", "security.istio.io", "v1", True,
+                 ("pa",), ("istio-io", "security-istio-io"), ("status",)),
+    ResourceInfo("WorkloadCertificateRequest", "workloadcertificaterequests", "mesh.knet.dev",
+                 "v1", True, verbs=("create",), stored=False),  # control/api/meshca.py
+    ResourceInfo("AuthorizationPolicy", "authorizationpolicies", "security.istio.io", "v1",
+                 True, ("ap",), ("istio-io", "security-istio-io"), ("status",)),
 )
 
 

@@ -208,7 +208,8 @@ def format_flow(f: Flow) -> str:
         ans = f" {f['answer']}" if f.get("answer") else ""
         return (f"{head} -> dns {f['source']} {f.get('qname', '')} {f.get('qtype', '')} "
                 f"{f.get('rcode', '')} {f.get('protocol', '')}{ans}")
-    parts = [head, f"-> svc {f['service']}:{f['service_port']}"]
+    parts = [head, f"-> svc {f['service']}:{f['service_port']}" if f.get("service")
+             else f"-> mesh inbound :{f.get('service_port', 0)}"]
     if f.get("endpoint_ip"):
         parts.append(f"-> {_who(f.get('endpoint_pod', ''), f['endpoint_ip'], f['endpoint_port'])}")
     parts += [f["verdict"], f["protocol"]]
@@ -218,6 +219,11 @@ def format_flow(f: Flow) -> str:
         parts.append(f"{f['method']} {f.get('path', '')} {f.get('status') or '-'}")
     parts.append(f"bytes {f.get('bytes_sent', 0)}/{f.get('bytes_received', 0)}")
     parts.append(f"{f.get('duration', 0.0) * 1000:.1f}ms")
+    if f.get("mtls") or f.get("source_identity") or f.get("destination_identity"):
+        parts.append(f"{'mtls' if f.get('mtls') else 'plaintext'} "
+                     f"{f.get('source_identity') or '-'} -> {f.get('destination_identity') or '-'}")
+    if f.get("authz"):
+        parts.append(f"authz {f['authz']} {f.get('authz_policy', '')}".rstrip())
     if f.get("error"):
         parts.append(f"({f['error']})")
     parts.append(f"[{f['node']}]")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from control.clientbase import Client, Obj
+from knet.mesh.secsource import attach_security
 from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
@@ -102,7 +103,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                            node_ips: Iterable[str] = (), dataplane: ServiceIPDataplane | None = None,
                            services: InformerLike | None = None,
                            informer: InformerFactory | None = None, resolve_pods: bool = True,
-                           **options: Any) -> NodeProxy:
+                           mesh_security: bool = True, **options: Any) -> NodeProxy:
     """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
     http_timeout, flow_ring, ...)."""
     factory = informer or default_informer_factory()
@@ -122,6 +123,8 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
         pods.start()
     source = ServiceSource(client, proxier, informer=factory, services=services)
     source.add_companion(attach_mesh(client, proxier, factory))  # the mesh (knet/mesh)
+    if mesh_security:  # mTLS, identities, authorization (knet/mesh/secsource.py)
+        source.add_companion(attach_security(client, proxier, factory, node=node_name))
     source.start()
     log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
              ", ".join(node_ips) or "none")

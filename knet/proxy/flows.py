@@ -76,6 +76,14 @@ class FlowRecord:
     retry_reasons: list[str] = field(default_factory=list)
     ejections: list[str] = field(default_factory=list)
     mirrored: str = ""          # the endpoint a copy of the request went to (mesh mirror)
+    # mTLS and authorization (knet/mesh/guard.py): was the hop to the endpoint mutual TLS,
+    # the SPIFFE ids of both ends, the AuthorizationPolicy verdict (ALLOW | DENY | "" when
+    # no policy applies) and the deciding policy ("ns/name")
+    mtls: bool = False
+    source_identity: str = ""
+    destination_identity: str = ""
+    authz: str = ""
+    authz_policy: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,6 +30,7 @@ from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowRecord
 from knet.proxy.http1 import Request, RequestReader, Response
 from knet.proxy.httpup import Pool, Upstream, shadow
+from knet.proxy.sockets import set_rst_on_close
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,17 @@ class _Client(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername") or ("?", 0)
         self.reader = RequestReader(b"X-Forwarded-For: %s\r\n" % self.peer[0].encode(),
                                     max_body=MAX_BODY, host=self.ln.host)
+        guard = self.ln.ctx.guard
+        if guard is not None:  # the mesh: PeerAuthentication STRICT refuses plaintext
+            rec = new_record(self.ln.ctx, self.ln.sp, "http", self.peer)
+            refused = guard.admit(self.ln.sp, rec)
+            if refused:
+                rec.verdict, rec.error = REFUSED, refused
+                self.ln.ctx.emit(rec)
+                set_rst_on_close(self.t.get_extra_info("socket"))
+                self.closed = True
+                self.t.abort()
+                return
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -181,6 +193,11 @@ class _Client(asyncio.Protocol):
         self.req = req = _Req(request, rec)
         self.served = True
         rec.bytes_sent = len(req.data)
+        guard = self.ln.ctx.guard
+        if guard is not None and not guard.authorize(self.ln.sp, rec):
+            self._answer(403, REFUSED, f"denied by {rec.authz_policy}",
+                         body="RBAC: access denied")
+            return
         mesh = self.ln.ctx.mesh
         if mesh is not None:
             client = self.ln.ctx.ring.resolver(self.peer[0]) if self.ln.ctx.ring.resolver else None
@@ -452,7 +469,7 @@ class HttpListener:
         self.retries, self.timeout = retries, timeout
         self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
         self.host = f"{ip}:{port}".encode()  # for HTTP/1.0 requests without a Host
-        self.pool = Pool(ctx.sockets)
+        self.pool = Pool(ctx.sockets, ctx.guard)
         self.waiting: dict[_Client, float] = {}  # client -> deadline of its response head
         self.deadlines: dict[_Client, float] = {}  # idle client -> deadline of its next step
         self._server: asyncio.AbstractServer | None = None
@@ -479,6 +496,12 @@ class HttpListener:
             client.on_deadline()
         interval = max(0.02, min(0.5, self.timeout / 10, self.header_timeout / 10))
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def protocol(self) -> asyncio.Protocol:
+        """The protocol for a connection accepted elsewhere (the mesh's in-pod listener)."""
+        if self._sweeper is None:
+            self._sweep()
+        return _Client(self)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

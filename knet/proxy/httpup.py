@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from knet.proxy.balancer import Endpoint
 from knet.proxy.http1 import Reject, Response, ResponseReader
 from knet.proxy.sockets import SocketMaker
+
+if TYPE_CHECKING:
+    from knet.mesh.guard import Guard
 
 __all__ = ["Owner", "Pool", "Upstream", "shadow"]
 
@@ -132,8 +135,8 @@ class Upstream(asyncio.Protocol):
 class Pool:
     """Idle keep-alive upstream connections per endpoint (LIFO: the warmest first)."""
 
-    def __init__(self, sockets: SocketMaker) -> None:
-        self.sockets = sockets
+    def __init__(self, sockets: SocketMaker, guard: Guard | None = None) -> None:
+        self.sockets, self.guard = sockets, guard  # guard: the mesh's mTLS hop, if any
         self.idle: dict[Endpoint, list[Upstream]] = {}
 
     def take(self, ep: Endpoint) -> Upstream | None:
@@ -155,9 +158,14 @@ class Pool:
         loop = asyncio.get_running_loop()
         sock = self.sockets.new()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        guard = self.guard
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (ep.ip, ep.port)), timeout)
-            _, up = await loop.create_connection(lambda: Upstream(self, ep), sock=sock)
+            addr = guard.target(ep) if guard is not None else (ep.ip, ep.port)
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            if guard is not None:
+                _, up = await guard.wrap(lambda: Upstream(self, ep), sock, ep)
+            else:
+                _, up = await loop.create_connection(lambda: Upstream(self, ep), sock=sock)
         except BaseException:
             sock.close()
             raise

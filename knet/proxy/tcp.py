@@ -23,6 +23,7 @@ from knet.proxy.flows import ERROR, FORWARDED, REFUSED, TIMEOUT, FlowRecord, Flo
 from knet.proxy.sockets import SocketMaker, set_rst_on_close
 
 if TYPE_CHECKING:
+    from knet.mesh.guard import Guard
     from knet.mesh.source import MeshState
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ class ProxyContext:
     half_close_timeout: float = 10.0
     record: bool = True  # benchmarks turn the flow recorder off to measure its cost
     mesh: MeshState | None = None  # the mesh's route table and balancer (knet/mesh), if any
+    guard: Guard | None = None  # mTLS and authorization (knet/mesh/guard.py), if any
 
     def emit(self, rec: FlowRecord) -> None:
+        if self.guard is not None:
+            self.guard.annotate(rec)
         if self.record:
             self.ring.record(rec)
 
@@ -68,9 +72,10 @@ async def dial(ctx: ProxyContext, key: str, client_ip: str, pick: Pick) -> tuple
             pick = ctx.balancer.report_failure(key, client_ip, pick.endpoint)
         sock = ctx.sockets.new()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        addr = ctx.guard.target(pick.endpoint) if ctx.guard is not None else (
+            pick.endpoint.ip, pick.endpoint.port)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (pick.endpoint.ip,
-                                                            pick.endpoint.port)), timeout)
+            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
             return sock, pick, attempt
         except (TimeoutError, OSError) as exc:
             sock.close()
@@ -143,6 +148,10 @@ class _Conn(asyncio.Protocol):
         ln = self.listener
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.rec = new_record(ln.ctx, ln.sp, "tcp", peer)
+        refused = ln.ctx.guard.admit(ln.sp, self.rec) if ln.ctx.guard is not None else ""
+        if refused:
+            self._reset(REFUSED, refused)
+            return
         try:
             pick = ln.ctx.balancer.next_endpoint(ln.sp.key, peer[0])
         except NoEndpoints:
@@ -167,7 +176,10 @@ class _Conn(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         try:
-            up, _ = await loop.create_connection(lambda: _Upstream(self), sock=sock)
+            if ln.ctx.guard is not None:
+                up, _ = await ln.ctx.guard.wrap(lambda: _Upstream(self), sock, pick.endpoint)
+            else:
+                up, _ = await loop.create_connection(lambda: _Upstream(self), sock=sock)
         except OSError as exc:
             sock.close()
             self._reset(ERROR, f"upstream {pick.endpoint.addr}: {exc}")
@@ -218,6 +230,8 @@ class _Conn(asyncio.Protocol):
             return
         if other is not None and other.can_write_eof() and not other.is_closing():
             other.write_eof()
+        elif other is not None and not upstream and not other.is_closing():
+            other.close()  # TLS (the mesh's mTLS hop) has no half-close: end it, flushed
         if not self.half:
             self.half = True
             self.last = time.monotonic()
@@ -280,6 +294,10 @@ class TcpListener:
         sock = self.ctx.sockets.listener(self.ip, self.port)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
+
+    def protocol(self) -> asyncio.Protocol:
+        """The protocol for a connection accepted elsewhere (the mesh's in-pod listener)."""
+        return _Conn(self)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

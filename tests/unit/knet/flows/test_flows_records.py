@@ -192,3 +192,21 @@ async def test_proxy_flows_reads_one_node_socket_as_trace_does(cluster: Any) -> 
     view.nodes["node-2"].flows_socket = "/nonexistent/node-2.sock"
     with pytest.raises(OSError):
         await asyncio.to_thread(proxy_flows, view.nodes["node-2"])
+
+
+def test_one_line_form_says_mtls_identities_and_authz() -> None:
+    src = records.Source("proxy", "node-1", "http://x/flows", "node-1")
+    meshed = rec(0, "node-1", 51122, "10.244.2.2", "default/web-b", reason="rr#2")
+    meshed.mtls, meshed.authz, meshed.authz_policy = True, "ALLOW", "default/viewer"
+    meshed.source_identity = "spiffe://cluster.local/ns/default/sa/client"
+    meshed.destination_identity = "spiffe://cluster.local/ns/default/sa/web"
+    line = format_flow(records.normalize(meshed.to_dict(), src, make_view()))
+    assert line.endswith("3.1ms mtls spiffe://cluster.local/ns/default/sa/client -> "
+                         "spiffe://cluster.local/ns/default/sa/web authz ALLOW default/viewer "
+                         "[node-1]")
+    plain = rec(0, "node-1", 5, "10.244.2.2", "default/web-b")
+    plain.destination_identity = "spiffe://cluster.local/ns/default/sa/web"
+    assert "plaintext - -> spiffe://cluster.local/ns/default/sa/web" in format_flow(
+        records.normalize(plain.to_dict(), src, make_view()))
+    assert " mtls" not in format_flow(records.normalize(
+        rec(0, "node-1", 5, "10.244.2.2", "default/web-b").to_dict(), src, make_view()))
