@@ -257,7 +257,7 @@ def _validate_job(errs: FieldErrors, obj: Obj) -> None:
 
 
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
-_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
+_NOT_RUN = {"statefulsets": "StatefulSets", "jobs": "Jobs",
             "cronjobs": "CronJobs"}
 
 _CHECKS: dict[str, Check] = {
