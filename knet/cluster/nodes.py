@@ -52,7 +52,11 @@ async def add_node(state_dir: Path, name: str | None = None, *, timeout: float =
     """Join a new node (default name node-I, I its index) to the running cluster."""
     rec = _running(state_dir, "node add")
     nodes = rec.node_indexes()
-    index = _free_index(set(nodes.values()))
+    used = set(nodes.values())
+    index = _free_index(used)
+    while name is None and f"node-{index}" in nodes:   # a default name someone took by hand
+        used.add(index)
+        index = _free_index(used)
     name = name or f"node-{index}"
     names.validate_node_name(name)
     if name in nodes:
