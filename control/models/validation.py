@@ -20,6 +20,7 @@ from typing import Any
 
 from control.errors import BadRequest
 from control.models import names, networking
+from control.models.daemonvalidation import validate_daemonset
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.meshkinds import MESH_CHECKS
@@ -265,7 +266,7 @@ _CHECKS: dict[str, Check] = {
     "endpointslices": validate_endpointslice, "deployments": validate_deployment,
     "replicasets": validate_replicaset,
     "replicationcontrollers": validate_replication_controller,
-    "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
+    "daemonsets": validate_daemonset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
     "events": _validate_event, "leases": _validate_lease, "jobs": _validate_job,
     "cronjobs": _validate_job, **networking.CHECKS,

@@ -193,3 +193,27 @@ async def test_on_delete_replaces_only_deleted_pods(harness: ControllerHarness) 
                 for p in await _pods(harness)}
         return imgs if imgs == {"node-1": "busybox", "node-2": "busybox:2"} else None
     await harness.eventually(replaced, what="node-2 replaced with the new template")
+
+
+def test_bad_daemonsets_are_refused_with_kube_apiservers_words() -> None:
+    import pytest
+
+    from control.errors import Invalid
+    from control.models.validation import admit
+
+    def refused(**spec) -> str:
+        with pytest.raises(Invalid) as err:
+            admit("daemonsets", ds(**spec))
+        return err.value.status()["message"]
+
+    assert "spec.updateStrategy.type: Unsupported value: \"Bogus\": supported values: " \
+        "\"OnDelete\", \"RollingUpdate\"" in refused(updateStrategy={"type": "Bogus"})
+    assert "spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 " \
+        "when `maxSurge` is 0" in refused(updateStrategy={
+            "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}})
+    assert "spec.template.spec.activeDeadlineSeconds: Forbidden" in refused(
+        pod={"activeDeadlineSeconds": 5})
+    out, warnings = admit("daemonsets", ds())
+    assert out["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    assert out["spec"]["revisionHistoryLimit"] == 10 and warnings == []
