@@ -5,6 +5,8 @@ ControllerRevisions and status."""
 
 from __future__ import annotations
 
+import itertools
+
 from ctlharness import ControllerHarness
 from nodefixtures import add_node
 
@@ -159,7 +161,7 @@ async def test_rolling_update_max_unavailable_one(harness: ControllerHarness) ->
                                   "rollingUpdate": {"maxUnavailable": 1}}, 3)
     assert trace[0] >= 2 and min(trace) == 0
     # never more than one node without an available pod: old pods go one at a time
-    assert all(a - b <= 1 for a, b in zip(trace, trace[1:], strict=False))
+    assert all(a - b <= 1 for a, b in itertools.pairwise(trace))
     revs = (await harness.client.list("controllerrevisions", namespace="default")).items
     assert sorted(r["revision"] for r in revs) == [1, 2]
     ds_ = await harness.client.get("daemonsets", "fluentd", namespace="default")
