@@ -57,6 +57,7 @@ class DaemonSetController(Controller):
         self.expect = Expectations(clock=clock)
         self.refs = ControllerRefManager(client, "pods", log=self.log, owner_kind="DaemonSet")
         self.history = RevisionHistory(client, log=self.log, owner_kind="DaemonSet")
+        self._backoff: dict[str, tuple[float, float]] = {}   # ds/node -> (delay, until)
         daemonsets.add_handler(on_add=self._ds, on_delete=self._ds,
                                on_update=lambda _o, n: self._ds(n))
         pods.add_handler(on_add=self._pod, on_delete=self._pod, on_update=self._pod_updated)
@@ -164,7 +165,11 @@ class DaemonSetController(Controller):
             plan = dl.plan_node(pods, run=run, keep=keep, surge=surge, revision_hash=rev_hash)
             if plan.create:
                 create.append(name)
-            for pod in self._pods_named(pods, plan.failed):
+            failed = self._pods_named(pods, plan.failed)
+            if failed and not self._may_kill_failed(f"{key}/{name}"):
+                plan.delete = [n for n in plan.delete if n not in plan.failed]
+                failed = []
+            for pod in failed:
                 await self.recorder.record(ds, "Warning", "FailedDaemonPod",
                                            f"Found failed daemon pod {object_key(pod)} on node "
                                            f"{name}, will try to kill it")
@@ -175,6 +180,18 @@ class DaemonSetController(Controller):
                            and not is_terminating(p)]
         await self._sync(key, ds, create, delete, rev_hash)
         return bool(create or delete)
+
+    def _may_kill_failed(self, key: str) -> bool:
+        """Failed daemon pods on one node are replaced with back-off (1 s doubling to 15 min,
+        as failedPodsBackoff), so a pod that fails at once does not spin; requeues if not."""
+        now = self.clock.monotonic()
+        delay, until = self._backoff.get(key, (0.0, 0.0))
+        if until > now:
+            self.queue.add_after(key.rsplit("/", 1)[0], until - now + 0.01)
+            return False
+        delay = min(max(delay * 2, 1.0), 900.0)
+        self._backoff[key] = (delay, now + delay)
+        return True
 
     async def _sync(self, key: str, ds: Obj, create: list[str], delete: list[Obj],
                     rev_hash: str) -> None:

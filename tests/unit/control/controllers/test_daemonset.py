@@ -219,3 +219,27 @@ def test_bad_daemonsets_are_refused_with_kube_apiservers_words() -> None:
     assert out["spec"]["updateStrategy"] == {
         "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
     assert out["spec"]["revisionHistoryLimit"] == 10 and warnings == []
+
+
+async def test_failed_pods_are_replaced_with_back_off(harness: ControllerHarness) -> None:
+    await add_node(harness.client, harness.clock, "node-1")
+    await harness.start("daemonset", "scheduler")
+    await harness.client.create("daemonsets", ds())
+    first = (await _nodes_of(harness, 1))["node-1"]
+    await harness.mark_pod(first, ready=False, phase="Failed")
+
+    async def replaced(old: str):
+        pods = await _pods(harness)
+        return pods[0] if len(pods) == 1 and pods[0]["metadata"]["name"] != old and \
+            pods[0]["spec"].get("nodeName") else None
+    second = await harness.eventually(lambda: replaced(first["metadata"]["name"]),
+                                      what="the failed pod replaced")
+    events = (await harness.client.list("events", namespace="default")).items
+    assert any(e["reason"] == "FailedDaemonPod" for e in events)
+    await harness.mark_pod(second, ready=False, phase="Failed")
+    await harness.settle(30)
+    assert [p["metadata"]["name"] for p in await _pods(harness)] == \
+        [second["metadata"]["name"]]          # in back-off: 1 s, then 2 s, ...
+    await harness.clock.advance(3)
+    await harness.eventually(lambda: replaced(second["metadata"]["name"]),
+                             what="the second failed pod replaced after its back-off")
