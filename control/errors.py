@@ -12,6 +12,7 @@
     ├── RequestTooLarge   413 RequestEntityTooLarge
     ├── UnsupportedMedia  415 UnsupportedMediaType
     ├── Invalid           422 Invalid         (with causes: field, reason, message)
+    ├── TooManyRequests   429 TooManyRequests (an eviction a disruption budget forbids)
     └── Internal          500 InternalError
 
 The store raises NotFound / AlreadyExists / Conflict / Gone with the key; the object layer
@@ -113,13 +114,19 @@ class Invalid(ApiError):
     code, reason = 422, "Invalid"
 
 
+class TooManyRequests(ApiError):
+    code, reason = 429, "TooManyRequests"
+
+
 class Internal(ApiError):
     code, reason = 500, "InternalError"
 
 
 _BY_REASON: dict[str, type[ApiError]] = {
     c.reason: c for c in (BadRequest, Unauthorized, NotFound, MethodNotAllowed, AlreadyExists,
-                          Conflict, Gone, RequestTooLarge, UnsupportedMedia, Invalid, Internal)
+                          Conflict, Gone, RequestTooLarge, UnsupportedMedia, Invalid,
+                          TooManyRequests,
+                          Internal)
 }
 
 

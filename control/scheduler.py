@@ -3,7 +3,8 @@ nodes through the pods/binding subresource.
 
 Filter, then score, as kube-scheduler does, on the informer caches plus the pods it has just
 bound but not yet seen back (`assumed`), so a burst of pods is spread and never overcommits:
-- filters: node Ready and schedulable, nodeSelector and required node affinity, taints with
+- filters: node Ready and schedulable, nodeSelector and required node affinity (matchFields
+  metadata.name included, as DaemonSet pods use), taints with
   effect NoSchedule/NoExecute tolerated, cpu/memory requests and pod count within allocatable
   minus what the node's pods request;
 - score: fewest pods of the same owner on the node, then fewest pods, then name.
@@ -22,11 +23,11 @@ from control.clientbase import Client, Obj
 from control.clock import Clock, rfc3339
 from control.controllers.base import Controller
 from control.controllers.events import EventRecorder
+from control.controllers.nodeaffinity import required_affinity_matches
 from control.controllers.nodelifecycle import tolerates
 from control.controllers.util import controller_ref, is_terminating, meta
-from control.errors import ApiError, BadRequest, Conflict, MethodNotAllowed, NotFound
+from control.errors import BadRequest, Conflict, MethodNotAllowed, NotFound
 from control.informer import Informer, object_key
-from control.models.selectors import selector_from_labels, selector_from_spec
 
 __all__ = ["DEFAULT_SCHEDULER", "NodeUsage", "Scheduler", "parse_quantity", "pod_requests"]
 
@@ -203,27 +204,9 @@ class Scheduler(Controller):
                  if c.get("type") == "Ready"]
         if not ready or ready[0].get("status") != "True":
             return "node(s) were not ready"
-        if not self._affinity_ok(spec, meta(node).get("labels") or {}):
+        if not required_affinity_matches(spec, node):
             return "node(s) didn't match Pod's node affinity/selector"
         return self._resources_fit(pod, node)
-
-    @staticmethod
-    def _affinity_ok(spec: Obj, labels: dict[str, str]) -> bool:
-        if not selector_from_labels(spec.get("nodeSelector")).matches(labels):
-            return False
-        required = ((((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                     .get("requiredDuringSchedulingIgnoredDuringExecution")) or {})
-        terms = required.get("nodeSelectorTerms") or []
-        if not terms:
-            return True
-        for term in terms:
-            try:
-                sel = selector_from_spec({"matchExpressions": term.get("matchExpressions") or []})
-            except ApiError:
-                continue
-            if sel.matches(labels):
-                return True
-        return False
 
     def _resources_fit(self, pod: Obj, node: Obj) -> str | None:
         alloc = (node.get("status") or {}).get("allocatable") or {}

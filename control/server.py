@@ -48,8 +48,8 @@ from control.api.tls import (
 )
 from control.auth.rbacsetup import NodeRBAC
 from control.auth.sakey import SigningKey
-from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, ensure_tokens, read_tokens
-from control.auth.tokens import ADMIN, StaticTokens
+from control.auth.tokenfile import KUBE_PROXY, TOKENS_FILE, TokenFileAuthn, ensure_tokens
+from control.auth.tokens import ADMIN
 from control.clock import Clock, RealClock
 from control.controllers.events import EventRecorder
 from control.controllers.supervisor import Backoff, Supervisor
@@ -198,7 +198,7 @@ def settings(state: Path, token: str) -> Settings:
     `knet up` added), the service-account signing key, the ServiceAccount admission plugin."""
     tokens_path = state / TOKENS_FILE
     ensure_tokens(tokens_path, [ADMIN, KUBE_PROXY], admin_token=token)
-    static = StaticTokens({**read_tokens(tokens_path), token: ADMIN})
+    static = TokenFileAuthn(tokens_path, {token: ADMIN})   # re-read: nodes join and leave
     return Settings(token=token, authn=static, sa_key=SigningKey.load_or_create(state / "sa.key"),
                     plugins=(ServiceAccountAdmission(),), mesh_ca=ClusterCA.ensure(state))
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from control.api import codec, crd, crdtable, fieldcheck, meta, nodeproxy, params
 from control.api.conversion import Converter
+from control.api.eviction import evict
 from control.api.keys import OBJECTS, OPENAPI, REVIEWS, TOKEN_REQUESTS
 from control.api.middleware import USER
 from control.api.objects import ObjectService, Written
@@ -205,12 +206,9 @@ async def handle_post(request: web.Request) -> web.StreamResponse:
             objects, namespace=t.namespace or "default", name=t.name or "", body=body),
             status=201)
     if t.sub == "eviction":
-        opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
-        await objects.delete("pods", t.name or "", namespace=t.namespace,
-                             grace_period=opts.get("gracePeriodSeconds"),
-                             dry_run=_dry_run(request) or bool(opts.get("dryRun")))
-        return codec.respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                              "status": "Success", "code": 201}, status=201)
+        return codec.respond(await evict(objects, namespace=t.namespace or "default",
+                                         name=t.name or "", body=body,
+                                         dry_run=_dry_run(request)), status=201)
     if t.name is not None:
         raise MethodNotAllowed(f"POST is not allowed on one {t.info.kind}; POST to the "
                                f"collection {t.info.path(t.namespace)} to create")

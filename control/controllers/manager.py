@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
                    "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
-                   "cronjob")
+                   "cronjob", "daemonset", "disruption")
 
 
 @dataclass
@@ -277,6 +277,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
         out.append(TaintEvictionController(client, clock=clock,
                                            recorder=recorder("taint-eviction-controller"),
                                            nodes=informers.get("nodes"), pods=pods))
+    if "daemonset" in chosen or "disruption" in chosen:
+        from control.controllers.daemonset_wiring import build_daemon_controllers
+        out += build_daemon_controllers(client, clock=clock, informers=informers,
+                                        chosen=chosen, recorder=recorder)
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
                              pods=pods, nodes=informers.get("nodes")))

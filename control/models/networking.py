@@ -1,5 +1,6 @@
 """networking.k8s.io/v1 Ingress, IngressClass, NetworkPolicy and policy/v1
-PodDisruptionBudget: stored and served like on a cluster (their behaviour comes later).
+PodDisruptionBudget: stored and served like on a cluster (PDBs are enforced by the Eviction
+API, control/api/eviction.py; the others' behaviour lives elsewhere).
 
 Each kind gets what `kubectl` shows and what kube-apiserver refuses: defaults
 (NetworkPolicy policyTypes and port protocols, the always-present status), validation of the
@@ -274,8 +275,6 @@ NOT_ENFORCED = {
                        "traffic is not filtered",
     "ingresses": "stored and served, but knet runs no ingress controller yet: nothing "
                  "routes this Ingress",
-    "poddisruptionbudgets": "stored and served, but evictions do not consult "
-                            "PodDisruptionBudgets yet",
 }
 
 CHECKS = {"networkpolicies": _validate_networkpolicy, "ingresses": _validate_ingress,

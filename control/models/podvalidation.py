@@ -25,7 +25,8 @@ Obj = dict[str, Any]
 
 # Pod-level fields knet keeps but does not act on, with what the warning says.
 IGNORED_POD_FIELDS = {
-    "affinity": "ignored by knet's scheduler",
+    "affinity": "ignored by knet's scheduler, except nodeAffinity."
+                "requiredDuringSchedulingIgnoredDuringExecution",
     "topologySpreadConstraints": "ignored by knet's scheduler (it spreads replicas of one "
                                  "owner across nodes)",
     "hostPID": "ignored: knet pods always have their own PID namespace",
@@ -351,8 +352,18 @@ def _pod_fields(errs: FieldErrors, spec: Obj, path: str, *, template: bool) -> N
                        _POD_SECURITY)
     if not spec.keys().isdisjoint(IGNORED_POD_FIELDS):
         for key, why in IGNORED_POD_FIELDS.items():
-            if spec.get(key):
+            if spec.get(key) and not (key == "affinity" and _node_affinity_only(spec[key])):
                 errs.warn(f"{path}.{key}", why)
+
+
+def _node_affinity_only(affinity: Any) -> bool:
+    """True if all the affinity says is a required node affinity (which the scheduler
+    honours; DaemonSet pods carry one)."""
+    if not isinstance(affinity, dict) or set(affinity) - {"nodeAffinity"}:
+        return False
+    node = affinity.get("nodeAffinity") or {}
+    return isinstance(node, dict) and not set(node) - {
+        "requiredDuringSchedulingIgnoredDuringExecution"}
 
 
 def _images_and_mutables(spec: Obj, old_spec: Obj) -> Obj:

@@ -20,6 +20,7 @@ from typing import Any
 
 from control.errors import BadRequest
 from control.models import batch, names, networking
+from control.models.daemonvalidation import validate_daemonset
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
 from control.models.meshkinds import MESH_CHECKS
@@ -242,14 +243,14 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
 
 
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
-_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets"}
+_NOT_RUN = {"statefulsets": "StatefulSets"}
 
 _CHECKS: dict[str, Check] = {
     "pods": _validate_pod, "services": validate_service, "endpoints": validate_endpoints,
     "endpointslices": validate_endpointslice, "deployments": validate_deployment,
     "replicasets": validate_replicaset,
     "replicationcontrollers": validate_replication_controller,
-    "daemonsets": validate_replicaset, "statefulsets": validate_replicaset,
+    "daemonsets": validate_daemonset, "statefulsets": validate_replicaset,
     "configmaps": _validate_configmap, "secrets": _validate_secret, "nodes": _validate_node,
     "events": _validate_event, "leases": _validate_lease, "jobs": batch.validate_job,
     "cronjobs": batch.validate_cronjob, **networking.CHECKS,

@@ -24,10 +24,6 @@ def knet_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "knet.cli.main", "-v", *args]
 
 
-def node_index(name: str) -> int:
-    return int(name.rsplit("-", 1)[-1])
-
-
 def expected_roles(rec: ClusterRecord) -> list[str]:
     """Every process a healthy cluster of this record runs, control plane first."""
     out = ["control"]
@@ -68,14 +64,14 @@ def adopt_control(rec: ClusterRecord) -> bool:
 
 def start_agent(rec: ClusterRecord, name: str) -> None:
     rec.procs[name] = procs.spawn(name, knet_argv(
-        "agent", "--node", name, "--index", str(node_index(name)), "--state-dir",
+        "agent", "--node", name, "--index", str(rec.node_index(name)), "--state-dir",
         str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name))),
         log=rec.log(f"agent-{name}"))
     rec.save()
 
 
 def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None) -> list[str]:
-    ip = NodeSpec.default(node_index(name), name=name).underlay_ip
+    ip = NodeSpec.default(rec.node_index(name), name=name).underlay_ip
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
                      "--flows-socket", str(proxy_socket(rec.state_dir, name)))

@@ -303,9 +303,9 @@ def _remove_files(rec: ClusterRecord, *, keep_logs: bool, say: Say) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-async def _remove_pods(root: Path) -> int:
+async def _remove_pods(root: Path, *, node: str | None = None) -> int:
     """Kill the containers the runtime recorded under root (pods/NODE/POD_DIR) and delete
-    their files; returns how many pod directories there were."""
+    their files (only node's, if given); returns how many pod directories there were."""
     from knet.runtime.base import PodSandbox
     from knet.runtime.process import ProcessRuntime
 
@@ -314,7 +314,8 @@ async def _remove_pods(root: Path) -> int:
     runtime = ProcessRuntime()
     count = 0
     try:
-        for node_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for node_dir in sorted(p for p in root.iterdir()
+                               if p.is_dir() and node in (None, p.name)):
             for pod_dir in sorted(p for p in node_dir.iterdir() if p.is_dir()):
                 await runtime.remove(PodSandbox(key=f"{node_dir.name}/{pod_dir.name}", netns="",
                                                 hostname="", pod_dir=pod_dir, resolv_conf="",

@@ -49,6 +49,7 @@ class ClusterRecord:
     procs: dict[str, ProcRecord] = field(default_factory=dict)
     made_dirs: list[str] = field(default_factory=list)
     found: list[str] | None = None   # the state dir's entries before `up` (None: it was made)
+    node_map: dict[str, int] = field(default_factory=dict)  # name -> index, once nodes change
 
     @property
     def path(self) -> Path:
@@ -61,8 +62,25 @@ class ClusterRecord:
     def log(self, role: str) -> Path:
         return self.state_dir / "logs" / f"{role}.log"
 
+    def node_indexes(self) -> dict[str, int]:
+        """Each node's name and index (its addresses, pod CIDR and agent port follow from
+        the index): node-1..node-N as `up` made them, plus `knet node add`'s, minus removed."""
+        if self.node_map:
+            return dict(sorted(self.node_map.items(), key=lambda kv: kv[1]))
+        return {f"node-{i}": i for i in range(1, self.nodes + 1)}
+
     def node_names(self) -> list[str]:
-        return [f"node-{i}" for i in range(1, self.nodes + 1)]
+        return list(self.node_indexes())
+
+    def node_index(self, name: str) -> int:
+        try:
+            return self.node_indexes()[name]
+        except KeyError:
+            raise KeyError(f"node {name}: not in the cluster record {self.path}") from None
+
+    def set_nodes(self, indexes: dict[str, int]) -> None:
+        self.node_map = dict(indexes)
+        self.nodes = len(indexes)
 
     def running(self) -> dict[str, ProcRecord]:
         return {role: p for role, p in self.procs.items() if p.alive()}
@@ -85,6 +103,8 @@ class ClusterRecord:
             "procs": {r: p.to_dict() for r, p in self.procs.items()},
             "made_dirs": self.made_dirs, "found": self.found,
         }
+        if self.node_map:
+            data["node_map"] = self.node_map
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -106,4 +126,5 @@ class ClusterRecord:
                    store=str(raw.get("store", "")), server=str(raw.get("server", "")),
                    procs={r: ProcRecord.from_dict(p) for r, p in raw.get("procs", {}).items()},
                    made_dirs=list(raw.get("made_dirs", [])),
-                   found=None if found is None else [str(n) for n in found])
+                   found=None if found is None else [str(n) for n in found],
+                   node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()})

@@ -38,17 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("node", help="stop or start one node's agent (node failure drills)",
-                       description="'knet node stop NAME' stops the node's agent the way a "
-                       "kubelet dies: its containers and the node's kube-proxy keep running, "
-                       "its Lease stops being renewed, and the control plane marks it NotReady "
-                       "and reschedules its pods. 'knet node start NAME' brings the agent back; "
-                       "it adopts what still runs.")
-    p.add_argument("action", choices=["stop", "start"])
-    p.add_argument("name", help="node name, e.g. node-2")
-    _state_arg(p)
-    p.set_defaults(func=_node)
-
     p = sub.add_parser("kubeconfig", help="print the kubeconfig path (last line)")
     _state_arg(p)
     p.set_defaults(func=_kubeconfig)
@@ -115,18 +104,6 @@ def _status(args: argparse.Namespace) -> int:
             print(f"DEAD: {role}: the {what} is not running; see its log, then run "
                   f"'knet up --state-dir {args.state_dir}' to restart it")
         return 1
-    return 0
-
-
-def _node(args: argparse.Namespace) -> int:
-    from knet.cluster import lifecycle
-
-    if args.action == "stop":
-        lifecycle.stop_agent(args.state_dir, args.name)
-        print(f"node {args.name}: agent stopped (its containers keep running)")
-    else:
-        lifecycle.start_agent(args.state_dir, args.name)
-        print(f"node {args.name}: agent started")
     return 0
 
 

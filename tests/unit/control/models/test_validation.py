@@ -395,7 +395,8 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     tpl["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]
     out, warnings = admit("deployments", d)
     assert sorted(warnings) == sorted([
-        "spec.template.spec.affinity: ignored by knet's scheduler",
+        "spec.template.spec.affinity: ignored by knet's scheduler, except nodeAffinity."
+        "requiredDuringSchedulingIgnoredDuringExecution",
         "spec.template.spec.containers[0].securityContext.seccompProfile: ignored by knet's "
         "runtime",
         "spec.template.spec.containers[0].resources.limits.nvidia.com/gpu: not enforced: knet "

@@ -162,3 +162,19 @@ def test_adopt_checks_the_command_line(tmp_path: Path) -> None:
         p.kill()
         p.wait()
     assert procs.adopt("control", p.pid, log=tmp_path / "c.log", argv_has=("control",)) is None
+
+
+def test_added_and_removed_nodes_are_recorded_with_their_index(tmp_path: Path) -> None:
+    rec = ClusterRecord(state_dir=tmp_path, nodes=2, store="sqlite:///x")
+    assert rec.node_indexes() == {"node-1": 1, "node-2": 2}
+    rec.set_nodes({**rec.node_indexes(), "n3": 3})
+    rec.save()
+    again = ClusterRecord.load(tmp_path)
+    assert again is not None and again.nodes == 3
+    assert again.node_names() == ["node-1", "node-2", "n3"] and again.node_index("n3") == 3
+    assert components.expected_roles(again)[-2:] == ["n3", "kube-proxy-n3"]
+    again.set_nodes({n: i for n, i in again.node_indexes().items() if n != "node-1"})
+    again.save()
+    last = ClusterRecord.load(tmp_path)
+    assert last is not None and last.node_names() == ["node-2", "n3"]
+    assert last.node_index("node-2") == 2
