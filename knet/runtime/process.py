@@ -59,7 +59,7 @@ from knet.runtime.execsession import spawn_exec
 from knet.runtime.launcher import ShimLauncher
 from knet.runtime.logs import read_log
 from knet.runtime.podfiles import ensure_ipc_namespace, prepare_pod_dir, remove_pod_files
-from knet.runtime.watch import pid_exited, read_pipe
+from knet.runtime.watch import pid_exited, pipe_closed, read_pipe
 
 log = logging.getLogger(__name__)
 PAUSE = ".pause"  # the holder of a shared PID namespace: not a valid container name
@@ -100,6 +100,7 @@ class ProcessRuntime:
         return self._namespaces
 
     async def start(self, sandbox: PodSandbox, spec: ContainerSpec) -> ContainerHandle:
+        records.mark("agent start")
         prepare_pod_dir(sandbox, spec, namespaces=self._namespaces)
         pidns = ""
         if self._namespaces:
@@ -107,6 +108,7 @@ class ProcessRuntime:
                 await ensure_ipc_namespace(sandbox.pod_dir)
                 if sandbox.share_pid:
                     pidns = await self._ensure_pause(sandbox)
+        records.mark("agent pod ready")
         return await self._start(sandbox, spec, pidns=pidns)
 
     async def _ensure_pause(self, sandbox: PodSandbox) -> str:
@@ -134,17 +136,30 @@ class ProcessRuntime:
         inst = layout.instance(sandbox.pod_dir, spec.name, attempt)
         shim_spec = self._shim_spec(sandbox, spec, inst)
         shim_spec.update(self._isolation(sandbox, spec, inst, pidns=pidns))
+        records.mark("agent spec+cgroups made")
         r = self._spawn_shim(shim_spec, inst)
+        records.mark("agent launched")
         status = bytearray()
         try:
-            await read_pipe(r, timeout=self._start_timeout, into=status)
-        except TimeoutError:
+            if not await read_pipe(r, timeout=self._start_timeout, into=status,
+                                   until=_reported):
+                os.close(r)  # the shim ended (a failed start): nothing more to hear
+                r = -1
+        except BaseException as exc:
+            os.close(r)
+            if not isinstance(exc, TimeoutError):
+                raise
             self._kill_shim(status)
             raise ContainerStartError(f"pod {sandbox.key}: container {spec.name!r} did not "
                                       f"start within {self._start_timeout:g} s") from None
-        finally:
-            os.close(r)
-        return self._started(sandbox, spec, inst, status.decode(errors="replace"))
+        records.mark("agent status read")
+        try:
+            return self._started(sandbox, spec, inst, status.decode(errors="replace"),
+                                 status_fd=r)
+        except BaseException:
+            if r >= 0:
+                os.close(r)
+            raise
 
     @staticmethod
     def _kill_shim(status: bytearray) -> None:
@@ -153,7 +168,8 @@ class ProcessRuntime:
             os.kill(int(first[1]), signal.SIGKILL)
 
     def _started(self, sandbox: PodSandbox, spec: ContainerSpec, inst: layout.Instance,
-                 status: str) -> ContainerHandle:
+                 status: str, *, status_fd: int) -> ContainerHandle:
+        """The handle of a started container; its watcher takes over status_fd (-1: none)."""
         lines = dict(ln.split("\t", 1) for ln in status.splitlines() if "\t" in ln)
         if "err" in lines:
             code, msg = lines["err"].split("\t", 1)
@@ -165,7 +181,7 @@ class ProcessRuntime:
                                       "failed before starting it; see the agent log")
         log.info("%s: started container %s attempt %d pid %d", sandbox.key, spec.name,
                  inst.attempt, handle.pid)
-        self._watch(handle)
+        self._watch(handle, status_fd=status_fd)
         return handle
 
     def _spawn_shim(self, shim_spec: dict[str, object], inst: layout.Instance) -> int:
@@ -234,10 +250,12 @@ class ProcessRuntime:
 
     # -- exits ---------------------------------------------------------------------------
 
-    def _watch(self, handle: ContainerHandle) -> asyncio.Task[int]:
+    def _watch(self, handle: ContainerHandle, *, status_fd: int = -1) -> asyncio.Task[int]:
         task = self._watchers.get(handle.id)
+        if task is not None and status_fd >= 0:
+            os.close(status_fd)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._wait_exit(handle))
+            task = asyncio.get_running_loop().create_task(self._wait_exit(handle, status_fd))
             self._watchers[handle.id] = task
 
             def forget(t: asyncio.Task[int]) -> None:  # a later wait reads the exit record
@@ -247,7 +265,19 @@ class ProcessRuntime:
             task.add_done_callback(forget)
         return task
 
-    async def _wait_exit(self, handle: ContainerHandle) -> int:
+    async def _wait_exit(self, handle: ContainerHandle, status_fd: int = -1) -> int:
+        """The exit code: the shim closes its status pipe once the exit record is written
+        (before it lets the container's mount namespace go, which can take a while); an
+        adopted container has no pipe, so the shim's own exit tells."""
+        ex = None
+        if status_fd >= 0:
+            try:
+                await pipe_closed(status_fd)
+            finally:
+                os.close(status_fd)
+            ex = self.last_exit(handle)
+        if ex is not None:
+            return ex.exit_code
         await pid_exited(handle.shim_pid, handle.shim_start)
         ex = self.last_exit(handle)
         if ex is None:  # the shim died without a record: wait for the container itself
@@ -405,6 +435,11 @@ class ProcessRuntime:
         with open(inst.spec, "rb") as f:
             spec: dict[str, Any] = marshal.load(f)
         return spec
+
+
+def _reported(status: bytearray) -> bool:
+    """The shim's status so far holds its start result (a whole `ok` or `err` line)."""
+    return any(line.startswith((b"ok\t", b"err\t")) for line in status.split(b"\n")[:-1])
 
 
 def _cap_last() -> int:

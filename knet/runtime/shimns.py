@@ -17,6 +17,8 @@ import ctypes
 import errno
 import os
 
+from knet.runtime import records
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -113,6 +115,7 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
             for d in (root, upper, work):
                 os.makedirs(d, exist_ok=True)
             mount("overlay", root, 0, "overlay", f"lowerdir=/,upperdir={upper},workdir={work}")
+            records.mark("child overlay mounted")
         elif op == "mount":
             src, path, fstype, flags, data, make = step[1:]
             dst = in_root(root, path)
@@ -131,6 +134,7 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
             if not os.path.lexists(dst):
                 os.symlink(step[1], dst)
         elif op == "pivot":
+            records.mark("child before pivot")
             os.chdir(step[1])
             call(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
             call(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
@@ -151,7 +155,9 @@ def enter(spec: dict[str, Any]) -> None:
         flags |= CLONE_NEWIPC
     call(_libc.unshare(flags), "unshare mount+uts")
     mount("none", "/", MS_REC | MS_PRIVATE)
+    records.mark("child joined netns+ipc, unshared")
     run_plan(spec["plan"])
+    records.mark("child root built")
     name = spec["hostname"].encode()
     call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
 
@@ -174,6 +180,7 @@ def drop_caps(keep: list[int], last: int) -> None:
     for cap in range(last + 1):
         if cap not in kept:
             call(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    records.mark("workload caps dropped")
 
 
 def init(workload: int, report_r: int, report_w: int) -> None:
