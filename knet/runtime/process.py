@@ -58,7 +58,12 @@ from knet.runtime.base import (
 from knet.runtime.execsession import spawn_exec
 from knet.runtime.launcher import ShimLauncher
 from knet.runtime.logs import read_log
-from knet.runtime.podfiles import ensure_ipc_namespace, prepare_pod_dir, remove_pod_files
+from knet.runtime.podfiles import (
+    ensure_ipc_namespace,
+    ensure_roots_tmpfs,
+    prepare_pod_dir,
+    remove_pod_files,
+)
 from knet.runtime.watch import pid_exited, pipe_closed, read_pipe
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ class ProcessRuntime:
         if self._namespaces:
             async with self._pod_locks.setdefault(sandbox.key, asyncio.Lock()):
                 await ensure_ipc_namespace(sandbox.pod_dir)
+                ensure_roots_tmpfs(sandbox.pod_dir)
                 if sandbox.share_pid:
                     pidns = await self._ensure_pause(sandbox)
         records.mark("agent pod ready")

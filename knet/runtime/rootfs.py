@@ -1,8 +1,11 @@
 """A container's root file system as a plan: pure data built from the spec, run by the shim.
 
 The root is an overlay whose lower layer is the host's `/` (read-only through it) and whose
-upper and work dirs are the container instance's own (`N.root/` beside its log, deleted with
-the instance): whatever the container writes lands there, never on the host. Mounts nested
+upper and work dirs are the container instance's own (`pod_dir/roots/NAME/N/`, deleted with
+the instance): whatever the container writes lands there, never on the host. They live on a
+tmpfs per pod, as /tmp and /run do: making an overlay's work dir on a journaled disk costs
+0.2-8 ms per start and its unmount syncs the disk (1-30 ms); on tmpfs both take ~0.1 ms, and
+what a container writes is charged to its memory cgroup. Mounts nested
 under the host's `/` (/proc, /sys, /dev, /run...) are not part of that overlay, so the plan
 mounts fresh ones: a proc of the container's PID namespace, a sysfs of the pod's netns (so
 /sys/class/net lists the pod's eth0 and lo), a minimal tmpfs /dev (null, zero, full, random,
@@ -23,6 +26,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from knet.runtime import layout
 from knet.runtime.base import ContainerSpec, PodSandbox
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -49,8 +53,8 @@ _NSD = MS_NOSUID | MS_NODEV
 
 
 def instance_root(log_path: Path) -> Path:
-    """The instance's root dir (`N.root` beside `N.log`): upper/, work/ and the mount point."""
-    return log_path.with_suffix(".root")
+    """The instance's root dir (layout.root_dir): upper/, work/ and the mount point."""
+    return layout.root_dir(layout.instance_of_log(log_path))
 
 
 def _under(path: str, parents: Sequence[str]) -> bool:
@@ -116,7 +120,7 @@ def keep_visible(hidden: Sequence[str], needed: Sequence[str]) -> list[str]:
 
 def plan(sandbox: PodSandbox, spec: ContainerSpec, *, root: Path, hidden: Sequence[str],
          needed: Sequence[str] = ()) -> list[Step]:
-    """The mount steps that give `spec` its root file system under `root` (N.root)."""
+    """The mount steps that give `spec` its root file system under `root`."""
     merged = str(root / "merged")
     steps: list[Step] = [("overlay", merged, str(root / "upper"), str(root / "work"))]
     for p in hidden:  # 711: the kept paths under it stay reachable, its listing stays empty

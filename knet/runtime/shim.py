@@ -96,6 +96,8 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
             os._exit(128)
         records.mark("child got go")
         os.close(go_r)
+        if spec.get("pid_init") and con is None:
+            _init(spec, out_w, err_w, report_w)
         if spec.get("pid_init"):
             stage[0] = "start the container's init"
             r2, w2 = os.pipe2(os.O_CLOEXEC)
@@ -121,20 +123,49 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
         os._exit(128)
 
 
+def _init(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
+    """As pid 1 of the container's own PID namespace: take the container's privileges
+    (bounding set, user), spawn its command (vfork + exec: no copy of this interpreter, and
+    the exec's result is known at once, so the shim hears it with no relay) and be its
+    init. Never returns."""
+    stage = ["drop capabilities"]
+    try:
+        _privileges(spec, stage)
+        stage[0] = "exec"
+        null = os.open(os.devnull, os.O_RDONLY)
+        records.mark("workload spawn")
+        workload = shimns.spawn(spec["argv"], spec["env"], (null, out_w, err_w))
+        records.mark("workload spawned")
+    except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
+        _failed(stage, spec, exc, report_w)
+        raise  # unreachable: _failed exits
+    for fd in (null, out_w, err_w, report_w):  # report_w: EOF tells the shim it started
+        os.close(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    shimns.init(workload, -1, -1)
+
+
+def _privileges(spec: dict[str, Any], stage: list[str]) -> None:
+    if spec.get("caps") is not None:
+        shimns.drop_caps(spec["caps"], spec["cap_last"])
+    if spec["uid"] >= 0 or spec["gid"] >= 0:
+        stage[0] = f"switch to user {spec['uid']} group {spec['gid']}"
+        os.setgroups([])
+        if spec["gid"] >= 0:
+            os.setgid(spec["gid"])
+        if spec["uid"] >= 0:
+            os.setuid(spec["uid"])
+
+
 def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int,
             con: Any = None) -> None:
     """Drop privileges and exec the container's command. Never returns."""
     stage = ["drop capabilities"]
     try:
-        if spec.get("caps") is not None:
-            shimns.drop_caps(spec["caps"], spec["cap_last"])
-        if spec["uid"] >= 0 or spec["gid"] >= 0:
-            stage[0] = f"switch to user {spec['uid']} group {spec['gid']}"
-            os.setgroups([])
-            if spec["gid"] >= 0:
-                os.setgid(spec["gid"])
-            if spec["uid"] >= 0:
-                os.setuid(spec["uid"])
+        _privileges(spec, stage)
         if spec["workdir"]:
             stage[0] = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])

@@ -99,10 +99,8 @@ def _mask(dst: str, writable: int, mode: str) -> None:
     if os.path.isdir(dst):
         mount("tmpfs", dst, MS_NOSUID | MS_NODEV | (0 if writable else MS_RDONLY), "tmpfs",
               f"mode={mode}")
-    elif os.path.lexists(dst):
-        mount("/dev/null", dst, MS_BIND)
-        if not writable:
-            _remount_ro(dst)
+    elif os.path.lexists(dst):  # as runc masks: /dev/null takes writes and reads as empty,
+        mount("/dev/null", dst, MS_BIND)  # so no read-only remount (one mount call, not two)
 
 
 def run_plan(plan: list[tuple[Any, ...]]) -> None:
@@ -183,9 +181,34 @@ def drop_caps(keep: list[int], last: int) -> None:
     records.mark("workload caps dropped")
 
 
+def spawn(argv: list[str], env: dict[str, str], fds: tuple[int, int, int]) -> int:
+    """Start argv (searched in env's PATH, like execvp) in a new session with fds as its
+    stdin, stdout, stderr and default signal handling; its pid. posix_spawn is vfork +
+    exec: nothing of the caller's memory is copied, and an exec failure is raised here."""
+    kw: dict[str, Any] = {
+        "file_actions": [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)],
+        "setsid": True, "setsigmask": (),
+        "setsigdef": [getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGINT", *FORWARDED)]}
+    if "/" in argv[0]:
+        return os.posix_spawn(argv[0], argv, env, **kw)
+    denied: OSError | None = None
+    for d in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+        path = os.path.join(d or ".", argv[0])
+        if not os.path.exists(path):
+            continue
+        try:
+            return os.posix_spawn(path, argv, env, **kw)
+        except PermissionError as exc:
+            denied = exc
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+
+
 def init(workload: int, report_r: int, report_w: int) -> None:
-    """pid 1 of the container's PID namespace: pass the workload's start report on, forward
-    signals to its process group, reap orphans, exit with its status. Never returns."""
+    """pid 1 of the container's PID namespace: pass the workload's start report on (unless
+    report_r is -1: it was spawned, its start known), forward signals to its process group,
+    reap orphans, exit with its status. Never returns."""
     def forward(signum: int, _frame: object) -> None:
         try:
             os.killpg(workload, signum)
@@ -196,13 +219,14 @@ def init(workload: int, report_r: int, report_w: int) -> None:
         signal.signal(getattr(signal, name), forward)
     with open("/proc/self/comm", "w") as f:  # `ps -o comm` / `top` show what it is
         f.write("knet-init")
-    chunks = []
-    while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or its failure
-        chunks.append(chunk)
-    if chunks:
-        os.write(report_w, b"".join(chunks))
-    os.close(report_w)
-    os.close(report_r)
+    if report_r >= 0:
+        chunks = []
+        while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or failure
+            chunks.append(chunk)
+        if chunks:
+            os.write(report_w, b"".join(chunks))
+        os.close(report_w)
+        os.close(report_r)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
