@@ -130,6 +130,7 @@ def _init(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
     init. Never returns."""
     stage = ["drop capabilities"]
     try:
+        shimns.name_init()
         _privileges(spec, stage)
         stage[0] = "exec"
         null = os.open(os.devnull, os.O_RDONLY)

@@ -205,6 +205,16 @@ def spawn(argv: list[str], env: dict[str, str], fds: tuple[int, int, int]) -> in
     raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
 
 
+def name_init() -> None:
+    """`ps -o comm` / `top` show what it is. Before a switch of user: that makes the process
+    undumpable, its /proc/self files root's (a failure here then is no reason to stop)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("knet-init")
+    except OSError:
+        pass
+
+
 def init(workload: int, report_r: int, report_w: int) -> None:
     """pid 1 of the container's PID namespace: pass the workload's start report on (unless
     report_r is -1: it was spawned, its start known), forward signals to its process group,
@@ -217,8 +227,7 @@ def init(workload: int, report_r: int, report_w: int) -> None:
 
     for name in FORWARDED:
         signal.signal(getattr(signal, name), forward)
-    with open("/proc/self/comm", "w") as f:  # `ps -o comm` / `top` show what it is
-        f.write("knet-init")
+    name_init()
     if report_r >= 0:
         chunks = []
         while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or failure
