@@ -45,9 +45,10 @@ from typing import Any
 
 import knet
 from knet.errors import RuntimeError_
-from knet.runtime import caps, cgroups, layout, records, rootfs
+from knet.runtime import caps, cgroups, console, layout, records, rootfs
 from knet.runtime.base import (
     DEFAULT_PATH,
+    Attachment,
     ContainerExit,
     ContainerHandle,
     ContainerSpec,
@@ -405,6 +406,15 @@ class ProcessRuntime:
 
         return read_log(inst.log, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
                         done=done)
+
+    async def attach(self, handle: ContainerHandle) -> Attachment:
+        """A client of the console the container's shim keeps (knet.runtime.console)."""
+        try:
+            return await console.attach(str(handle.log_path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise RuntimeError_(f"pod {handle.pod_key}: container {handle.name!r} has no "
+                                "stdin or terminal to attach to; set stdin: true or tty: "
+                                "true in its spec") from None
 
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool, env: Mapping[str, str] | None = None) -> ExecSession:

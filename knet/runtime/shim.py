@@ -87,6 +87,9 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
             stage[0] = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
             shimns.enter(spec)
         records.mark("child namespaces+root done")
+        if con is not None and con.tty:
+            stage[0] = "open the container's terminal"
+            sys.modules["knet.runtime.console"].open_terminal(con)
         os.setsid()
         if spec["workdir"]:
             stage[0] = f"chdir to workingDir {spec['workdir']}"
@@ -108,8 +111,9 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
                 _become(spec, out_w, err_w, w2, con)
             os.close(w2)
             if con is not None:  # the init must not hold the workload's stdin open
-                os.close(con.child_fd)
-                os.close(con.parent_fd)
+                for fd in (con.child_fd, con.parent_fd):
+                    if fd >= 0:
+                        os.close(fd)
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -376,7 +380,8 @@ def main(spec_path: str) -> int:
     if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
         from knet.runtime import console
         con = console.prepare(spec)
-        console.start(con, out_w)      # threads: before unshare(CLONE_NEWPID) forbids them
+        if con is not None:
+            console.start(con, out_w)      # threads: before unshare(CLONE_NEWPID) forbids them
     if spec.get("pid_ns"):
         try:
             shimns.enter_pid_namespace(spec)
@@ -395,6 +400,8 @@ def main(spec_path: str) -> int:
     if not _join_cgroups(spec, pid, go_w):
         return _fail(spec, log_fd, pid, b"128\tjoin the container's cgroups: " +
                      f"{spec.get('cgroups')}: cannot write cgroup.procs".encode())
+    if con is not None and con.tty:
+        console.receive_terminal(con)
     records.mark("shim joined cgroups")
     chunks = []
     while chunk := os.read(report_r, 4096):
