@@ -23,11 +23,18 @@ namespace (its own, with a small init as pid 1, or with shareProcessNamespace th
 by a pause process, the hidden container `.pause`), the pod's IPC namespace (bind-mounted
 at pod_dir/ipc by `unshare --ipc=FILE`), cgroups with its limits (cgroups.py) and Docker's
 default capabilities (caps.py). This runtime builds the plan and the cgroups; the shim
-carries them out (shimns.py). What it costs (same bench, same load, before -> after): one at a
-time 12-18 -> 19-34 ms, 50 at once 5-8 -> 10-14 ms. The root takes ~40 mount calls (~5 ms;
-the overlay itself ~3); the rest is latency, not CPU: moving a process into a v1 cgroup waits
-for an RCU grace period (6-20 ms when no other move happened just before), so the shim moves
-the container while it builds its root, and concurrent starts share the wait.
+carries them out (shimns.py). What it costs: the bench runs the pre-isolation runtime (git
+08cd8ef) beside this one; traced by phase (KNET_SHIM_TRACE=FILE, records.mark) it was 2.2x /
+2.4x (one at a time / 50 at once), now 1.6-1.9x / 1.6-1.8x on 2 shared cores. Where the time
+went and what was done: the mount namespace's teardown waits for an RCU grace period (3-30
+ms): the shim closes its status pipe once the exit record is written, the agent's watcher
+returns on that, and only then is the namespace dropped. An overlay work dir on a journaled
+disk cost 0.2-8 ms to make and a sync at unmount: roots live on a tmpfs per pod. The init
+forked a copy of the interpreter for the command and relayed its start report: it now
+spawns it (vfork + exec). What remains: ~30 mount calls for the root (~3 ms), moving the
+container into a v1 cgroup (an RCU grace period, 6-20 ms when no move happened just before;
+the shim does it while the child builds its root, so it shows only when it takes longer)
+and the hops through the init.
 """
 
 from __future__ import annotations
