@@ -136,8 +136,8 @@ def _init(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
     try:
         shimns.name_init()
         _privileges(spec, stage)
-        stage[0] = "exec"
         null = os.open(os.devnull, os.O_RDONLY)
+        stage[0] = "exec"
         records.mark("workload spawn")
         workload = shimns.spawn(spec["argv"], spec["env"], (null, out_w, err_w))
         records.mark("workload spawned")
@@ -302,7 +302,8 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     records.kill_container(pid, "" if spec.get("pid_init") else mnt_ns)
     _, status = os.waitpid(pid, 0)
     records.mark("shim reaped")
-    _kill_orphans(pid)
+    if not spec.get("pid_ns"):  # in a PID namespace, orphans go to its init, never to us
+        _kill_orphans(pid)
     records.mark("shim orphans killed")
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
