@@ -103,16 +103,43 @@ def _mask(dst: str, writable: int, mode: str) -> None:
         mount("/dev/null", dst, MS_BIND)  # so no read-only remount (one mount call, not two)
 
 
+def _opaque(upper: str, path: str, mode: str) -> bool:
+    """Hide the host's dir `path` (its real path) from an overlay not yet mounted: an
+    opaque dir in the upper layer, `mode`, its parents made as the host has them. True if
+    done or nothing to hide; False if the upper layer takes no trusted xattrs (mask it)."""
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        return True
+    cur = upper
+    for part in real.strip("/").split("/"):
+        host = cur[len(upper):] + "/" + part
+        cur = upper + host
+        if not os.path.isdir(cur):
+            st = os.stat(host)
+            os.mkdir(cur)
+            os.chown(cur, st.st_uid, st.st_gid)
+            os.chmod(cur, st.st_mode & 0o7777)
+    os.chmod(cur, int(mode, 8))
+    try:
+        os.setxattr(cur, "trusted.overlay.opaque", b"y")
+    except OSError:
+        return False
+    return True
+
+
 def run_plan(plan: list[tuple[Any, ...]]) -> None:
     """Carry out a rootfs plan (see rootfs.py for the steps)."""
     root = "/"
     for step in plan:
         op = step[0]
         if op == "overlay":
-            root, upper, work = step[1:]
+            root, upper, work, hide = step[1:]
             for d in (root, upper, work):
                 os.makedirs(d, exist_ok=True)
+            masks = [(p, mode) for p, mode in hide if not _opaque(upper, p, mode)]
             mount("overlay", root, 0, "overlay", f"lowerdir=/,upperdir={upper},workdir={work}")
+            for p, mode in masks:
+                _mask(in_root(root, p), 1, mode)
             records.mark("child overlay mounted")
         elif op == "mount":
             src, path, fstype, flags, data, make = step[1:]
