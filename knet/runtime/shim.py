@@ -90,7 +90,10 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
         if con is not None and con.tty:
             stage[0] = "open the container's terminal"
             sys.modules["knet.runtime.console"].open_terminal(con)
-        os.setsid()
+        if spec.get("pid_init") and con is None:
+            os.setpgid(0, 0)  # its own group (signals); a session costs a sched autogroup
+        else:
+            os.setsid()
         if spec["workdir"]:
             stage[0] = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])

@@ -209,12 +209,12 @@ def drop_caps(keep: list[int], last: int) -> None:
 
 
 def spawn(argv: list[str], env: dict[str, str], fds: tuple[int, int, int]) -> int:
-    """Start argv (searched in env's PATH, like execvp) in a new session with fds as its
+    """Start argv (searched in env's PATH, like execvp) in a new process group with fds as its
     stdin, stdout, stderr and default signal handling; its pid. posix_spawn is vfork +
     exec: nothing of the caller's memory is copied, and an exec failure is raised here."""
     kw: dict[str, Any] = {
         "file_actions": [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)],
-        "setsid": True, "setsigmask": (),
+        "setpgroup": 0, "setsigmask": (),
         "setsigdef": [getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGINT", *FORWARDED)]}
     if "/" in argv[0]:
         return os.posix_spawn(argv[0], argv, env, **kw)
