@@ -24,8 +24,9 @@ by a pause process, the hidden container `.pause`), the pod's IPC namespace (bin
 at pod_dir/ipc by `unshare --ipc=FILE`), cgroups with its limits (cgroups.py) and Docker's
 default capabilities (caps.py). This runtime builds the plan and the cgroups; the shim
 carries them out (shimns.py). What it costs: the bench runs the pre-isolation runtime (git
-08cd8ef) beside this one (one at a time / 50 at once, 2 cores shared, load 1-3): it was
-2.1-2.7x / 2.1-2.3x, now 1.3-1.4x / 1.7-1.9x (under load 5-9 both vary by +-0.4x). Where the time
+08cd8ef) beside this one (one at a time / 50 at once, 2 cores shared with other work, load
+1-9): it was 2.0-2.7x / 1.5-2.3x (medians 2.3x / 2.0x), now 1.3-2.1x / 1.6-1.9x (medians
+1.7x / 1.7x); one at a time varies most, with other cgroup moves on the host. Where the time
 went and what was done: the mount namespace's teardown waits for an RCU grace period (3-30
 ms): the shim closes its status pipe once the exit record is written, the agent's watcher
 returns on that, and only then is the namespace dropped. An overlay work dir on a journaled
