@@ -1,9 +1,9 @@
 """pods/attach on the kubelet API: the container's own stdin and output, as `kubectl attach`
 and `kubectl run -i/-it` use them.
 
-The stream protocol is exec's (knet.kubelet.channels). Input goes to the console the shim
-keeps for a container with `stdin: true` or `tty: true` (knet.runtime.console): stdin frames,
-resizes, and v5's close-stdin. Output is the container's log followed from the moment of
+The stream protocol is exec's (knet.kubelet.channels). Input goes to the container's own
+stdin or terminal (`stdin: true` or `tty: true`) through the Runtime's `attach`: stdin
+frames, resizes, and v5's close-stdin. Output is the container's log followed from the moment of
 attaching (a terminal's output is in it; without one stdout and stderr both arrive on the
 stdout channel). The stream ends with a Status when the container exits or the client
 leaves; with `stdinOnce` the container's stdin closes when the first client leaves.
@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from knet.errors import RuntimeError_
 from knet.kubelet import channels
-from knet.runtime import console
+from knet.runtime.base import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,28 @@ async def serve(request: web.Request, runtime: Any, handle: Any, container: dict
         else:
             await ws.send_bytes(frame)
 
-    writer: asyncio.StreamWriter | None = None
+    att: Attachment | None = None
     if want_stdin or container.get("tty"):
         try:
-            _, writer = await console.connect(str(handle.log_path))
-        except OSError as exc:
+            att = await runtime.attach(handle)
+        except (RuntimeError_, OSError) as exc:
             if want_stdin:
                 log.info("attach %s/%s: no console (%s)", pod_key, container["name"], exc)
 
     async def inp() -> None:
         async for msg in ws:
-            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or writer is None:
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or att is None:
                 continue
             try:
                 ch, data = codec.decode(msg.data)
             except channels.FrameError:
                 continue
             if ch == channels.STDIN and want_stdin and data:
-                writer.write(console.frame(console.DATA, data))
-            elif ch == channels.RESIZE:
-                writer.write(console.frame(console.RESIZE, data))
+                await att.write_stdin(data)
+            elif ch == channels.RESIZE and (size := channels.terminal_size(data)):
+                await att.resize(cols=size[0], rows=size[1])
             elif ch == channels.CLOSE and codec.can_close and data[:1] == b"\x00":
-                writer.write(console.frame(console.CLOSE, b""))
-            await writer.drain()
+                await att.close_stdin()
 
     async def out() -> None:
         chunks = runtime.read_logs(handle, follow=True, tail_lines=0)
@@ -79,7 +79,7 @@ async def serve(request: web.Request, runtime: Any, handle: Any, container: dict
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if writer is not None:
-            writer.close()
+        if att is not None:
+            await att.close()
         await ws.close()
     return ws

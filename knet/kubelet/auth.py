@@ -12,14 +12,18 @@ words, `Forbidden (user=..., verb=..., resource=nodes, subresource=proxy)`.
 
 `KubeletAuth.for_node` is what the agent runs: x509, then tokens through the API server's
 TokenReview; the API server's kubelet client and group system:masters allowed at once, others
-asked of the API server by SubjectAccessReview (`nodes/proxy` on this node...). While the API
+asked of the API server by SubjectAccessReview (`nodes/proxy` on this node...), whose answers
+are kept as the kubelet's webhook authorizer keeps them (--authorization-webhook-cache-
+authorized-ttl 5m, -unauthorized-ttl 30s; an unanswered review is not kept). While the API
 server does not serve a review, its answer is "no": tokens are refused and only
 system:masters passes (`MastersOnly`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -95,13 +99,39 @@ class TokenReviews:
 
 class SubjectAccessReviews:
     """Each request asked of the API server (authorization.k8s.io/v1 SubjectAccessReview
-    on nodes/SUBRESOURCE of this node), as the kubelet's --authorization-mode=Webhook.
-    Not served (yet), or an error: denied."""
+    on nodes/SUBRESOURCE of this node), as the kubelet's --authorization-mode=Webhook, the
+    answer kept `allowed_ttl` s if allowed, `denied_ttl` s if not (per user, groups, extra,
+    verb and subresource; at most `max_entries`, the oldest dropped first). Not served
+    (yet), or an error: denied, and asked again next time."""
 
-    def __init__(self, client: Client, node: str) -> None:
+    def __init__(self, client: Client, node: str, *, allowed_ttl: float = 300.0,
+                 denied_ttl: float = 30.0, max_entries: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.node = client, node
+        self.allowed_ttl, self.denied_ttl = allowed_ttl, denied_ttl
+        self.max_entries, self.clock = max_entries, clock
+        self._cache: dict[str, tuple[float, Decision]] = {}
+
+    def __repr__(self) -> str:
+        return f"<SubjectAccessReviews node={self.node} cached={len(self._cache)}>"
 
     async def authorize(self, attrs: Attributes) -> Decision:
+        spec = self._spec(attrs)
+        key = json.dumps(spec, sort_keys=True)
+        now = self.clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        decision, answered = await self._review(spec)
+        if answered:
+            self._cache.pop(key, None)
+            while len(self._cache) >= self.max_entries:
+                del self._cache[next(iter(self._cache))]
+            ttl = self.allowed_ttl if decision.allowed else self.denied_ttl
+            self._cache[key] = (now + ttl, decision)
+        return decision
+
+    def _spec(self, attrs: Attributes) -> dict[str, object]:
         user = attrs.user
         spec: dict[str, object] = {
             "user": user.name, "groups": list(user.groups),
@@ -111,15 +141,19 @@ class SubjectAccessReviews:
             spec["uid"] = user.uid
         if user.extra:
             spec["extra"] = {k: list(v) for k, v in user.extra.items()}
+        return spec
+
+    async def _review(self, spec: dict[str, object]) -> tuple[Decision, bool]:
+        """The API server's answer, and whether it answered (False: unavailable)."""
         try:
             review = await self.client.create("subjectaccessreviews", {
                 "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                 "spec": spec})
         except (ApiError, KeyError, OSError) as exc:
-            return Decision(Verdict.DENY, f"SubjectAccessReview unavailable: {exc}")
+            return Decision(Verdict.DENY, f"SubjectAccessReview unavailable: {exc}"), False
         status = review.get("status") or {}
         reason = str(status.get("reason") or status.get("evaluationError") or "")
-        return Decision(Verdict.ALLOW if status.get("allowed") else Verdict.DENY, reason)
+        return Decision(Verdict.ALLOW if status.get("allowed") else Verdict.DENY, reason), True
 
 
 @dataclass

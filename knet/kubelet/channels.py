@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -59,3 +60,12 @@ class Codec:
         if self.base64:
             return str(channel) + base64.b64encode(payload).decode("ascii")
         return bytes([channel]) + payload
+
+
+def terminal_size(data: bytes) -> tuple[int, int] | None:
+    """(cols, rows) from a resize frame's JSON {"Width": .., "Height": ..}; None if bad."""
+    try:
+        size = json.loads(data or b"{}")
+        return int(size.get("Width", 80)), int(size.get("Height", 24))
+    except (ValueError, TypeError, AttributeError):
+        return None

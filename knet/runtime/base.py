@@ -201,6 +201,16 @@ class ExecSession(Protocol):
     async def kill(self) -> None: ...
 
 
+class Attachment(Protocol):
+    """One client attached to a container's own stdin/terminal (`stdin: true`/`tty: true`);
+    the output is the container's log, read with `read_logs(follow=True)`."""
+
+    async def write_stdin(self, data: bytes) -> None: ...
+    async def close_stdin(self) -> None: ...   # with stdinOnce, the container's stdin ends
+    async def resize(self, *, cols: int, rows: int) -> None: ...
+    async def close(self) -> None: ...
+
+
 class Runtime(Protocol):
     async def start(self, sandbox: PodSandbox, spec: ContainerSpec) -> ContainerHandle: ...
     async def wait(self, handle: ContainerHandle) -> int: ...
@@ -213,6 +223,7 @@ class Runtime(Protocol):
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool,
                    env: Mapping[str, str] | None = None) -> ExecSession: ...
+    async def attach(self, handle: ContainerHandle) -> Attachment: ...  # RuntimeError_: none
     def read_logs(self, target: ContainerHandle | Path, *, follow: bool,
                   tail_lines: int | None = None, timestamps: bool = False,
                   previous: bool = False, since_ns: int | None = None,

@@ -8,8 +8,15 @@ close stdin), a 4-byte length, the payload. With `stdinOnce` the stdin closes wh
 client closes it or leaves, as the kubelet does; without, it stays open for the next client. A terminal's output is copied into the stdout pipe the
 shim already frames into the CRI log; attach clients read it from the log.
 
-Shim side (`prepare`, `child`, `start`) uses the stdlib only, threads via `_thread`, to keep
-the shim light; `connect` is the agent's side.
+The terminal is a pty of the container's own devpts (mounted in its root, rootfs.py), so
+`tty` inside prints a /dev/pts/N that its /dev shows: the container's process opens it once
+its root is built (`open_terminal`: the master from /dev/ptmx, the slave by TIOCGPTPEER) and
+hands the master to the shim over a socketpair (SCM_RIGHTS); the shim's threads, started
+before it entered the PID namespace, wait for it.
+
+Shim side (`prepare`, `open_terminal`, `child`, `start`, `forked`) uses the stdlib only,
+threads via `_thread`, to keep the shim light; `attach` is the agent's side (the runtime's
+`attach`, ProcessRuntime).
 """
 
 from __future__ import annotations
@@ -28,21 +35,69 @@ def socket_path(log_path: str) -> str:
 
 
 class Console:
+    """child_fd: the container's end (pipe reader or pty slave); parent_fd: the shim's (pipe
+    writer or pty master; -1 until the container hands the master over). `ready` is held
+    until parent_fd is known (or known to be missing)."""
+
     def __init__(self, tty: bool, child_fd: int, parent_fd: int, path: str, once: bool) -> None:
+        import _thread
+
         self.tty, self.child_fd, self.parent_fd = tty, child_fd, parent_fd
         self.path, self.once, self.closed = path, once, False
+        self.ready = _thread.allocate_lock()
+        self.handoff: tuple[int, int] = (-1, -1)   # (shim's end, container's end)
+        if tty:
+            import socket
+
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.handoff = (a.detach(), b.detach())
+            self.ready.acquire()
 
 
 def prepare(spec: dict[str, Any]) -> Console | None:
-    """Before the fork: the pipe or pty, when the container asked for stdin or a tty."""
+    """Before the fork: the stdin pipe, or the way a terminal's master will come back."""
     if not spec.get("stdin") and not spec.get("tty"):
         return None
-    if spec.get("tty"):
-        parent, child = os.openpty()
-    else:
-        child, parent = os.pipe()
+    child, parent = (-1, -1) if spec.get("tty") else os.pipe()
     return Console(bool(spec.get("tty")), child, parent, socket_path(spec["log"]),
                    bool(spec.get("stdin_once")))
+
+
+TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+
+
+def open_terminal(con: Console) -> None:
+    """In the container's process, its root built: a pty of its own devpts; the slave
+    stays (child_fd), the master goes to the shim."""
+    import fcntl
+    import socket
+    import struct
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+    con.child_fd = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    sock = socket.socket(fileno=con.handoff[1])
+    socket.send_fds(sock, [b"m"], [master])
+    sock.close()
+    os.close(master)
+    os.close(con.handoff[0])
+
+
+def receive_terminal(con: Console) -> None:
+    """In the shim after the fork: take the master the container sends (none if it failed
+    first: then parent_fd stays -1) and let the console's threads go."""
+    import socket
+
+    os.close(con.handoff[1])    # the container's end: its exit then ends our wait
+    sock = socket.socket(fileno=con.handoff[0])
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        con.parent_fd = fds[0] if fds else -1
+    except OSError:
+        pass
+    finally:
+        sock.close()
+        con.ready.release()
 
 
 def child(con: Console) -> None:
@@ -80,17 +135,20 @@ def start(con: Console, out_w: int) -> None:
         os.close(dir_fd)
     listener.listen(4)
     if con.tty:
-        _thread.start_new_thread(_copy_out, (con.parent_fd, with_out))
+        _thread.start_new_thread(_copy_out, (con, with_out))
     _thread.start_new_thread(_serve, (con, listener))
 
 
 def forked(con: Console) -> None:
     """In the shim after the fork: the container's end belongs to the container alone."""
-    os.close(con.child_fd)
+    if con.child_fd >= 0:
+        os.close(con.child_fd)
 
 
-def _copy_out(master: int, out_w: int) -> None:
-    while True:
+def _copy_out(con: Console, out_w: int) -> None:
+    with con.ready:
+        master = con.parent_fd
+    while master >= 0:
         try:
             data = os.read(master, 65536)
         except OSError:       # EIO: the terminal's last user has gone
@@ -99,10 +157,13 @@ def _copy_out(master: int, out_w: int) -> None:
             os.close(out_w)
             return
         os.write(out_w, data)
+    os.close(out_w)
 
 
 def _serve(con: Console, listener: Any) -> None:
-    while not con.closed:
+    with con.ready:
+        pass
+    while not con.closed and con.parent_fd >= 0:
         conn, _ = listener.accept()
         try:
             _client(con, conn)
@@ -148,6 +209,46 @@ def _close_stdin(con: Console) -> None:
 
 def frame(kind: int, payload: bytes) -> bytes:
     return bytes([kind]) + len(payload).to_bytes(4, "big") + payload
+
+
+class Attachment:
+    """The agent's side of one attach client (Runtime.attach): input, close and resizes
+    go to the container's console as frames."""
+
+    def __init__(self, reader: Any, writer: Any) -> None:
+        self._reader, self._writer = reader, writer
+
+    def __repr__(self) -> str:
+        return f"<Attachment {'closed' if self._writer.is_closing() else 'open'}>"
+
+    async def _send(self, kind: int, payload: bytes) -> None:
+        self._writer.write(frame(kind, payload))
+        await self._writer.drain()
+
+    async def write_stdin(self, data: bytes) -> None:
+        await self._send(DATA, data)
+
+    async def close_stdin(self) -> None:
+        """End of input (honoured with stdinOnce; without, stdin outlives its clients)."""
+        await self._send(CLOSE, b"")
+
+    async def resize(self, *, cols: int, rows: int) -> None:
+        import json
+
+        await self._send(RESIZE, json.dumps({"Width": cols, "Height": rows}).encode())
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass
+
+
+async def attach(log_path: str) -> Attachment:
+    """An Attachment to a running instance's console; FileNotFoundError (or
+    ConnectionRefusedError) when the container has no stdin or tty."""
+    return Attachment(*await connect(log_path))
 
 
 async def connect(log_path: str) -> Any:

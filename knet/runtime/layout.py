@@ -3,7 +3,8 @@
     pod_dir/resolv.conf, pod_dir/hosts     bind-mounted over /etc/* in every container
     pod_dir/mountpoints                    mount points the runtime had to create
     pod_dir/containers/NAME/N.{spec,state,exit,log}   one container instance N (0, 1, ...)
-    pod_dir/containers/NAME/N.root/{upper,work,merged} its root file system (rootfs.py)
+    pod_dir/roots/NAME/N/{upper,work,merged}   instance N's root file system (rootfs.py), on
+                                           the pod's tmpfs at pod_dir/roots (podfiles.py)
     pod_dir/ipc                            the pod's IPC namespace (an nsfs bind mount)
 """
 
@@ -33,6 +34,11 @@ def instance(pod_dir: Path, name: str, attempt: int) -> Instance:
     base = container_dir(pod_dir, name)
     return Instance(attempt, *(base / f"{attempt}.{ext}"
                                for ext in ("spec", "state", "exit", "log")))
+
+
+def root_dir(inst: Instance) -> Path:
+    """Where an instance's root file system lives: pod_dir/roots/NAME/N."""
+    return inst.log.parent.parent.parent / "roots" / inst.log.parent.name / str(inst.attempt)
 
 
 def instance_of_log(log: Path) -> Instance:
@@ -65,4 +71,4 @@ def prune(pod_dir: Path, name: str, *, keep_from: int) -> None:
             inst = instance(pod_dir, name, n)
             for p in (*inst[1:], inst.log.with_name(inst.log.name + ".1")):
                 p.unlink(missing_ok=True)
-            shutil.rmtree(inst.log.with_suffix(".root"), ignore_errors=True)
+            shutil.rmtree(root_dir(inst), ignore_errors=True)

@@ -4,7 +4,8 @@ resolv.conf, hosts and hostname are written in place (same inode) so that runnin
 bind-mount them, see an update. Volume mount points are made inside each container's own root
 (rootfs.py), never on the host; `pod_dir/mountpoints` is only read to clean up after older
 versions, which made them on the host. The pod's IPC namespace is kept by a bind mount of it
-at `pod_dir/ipc` (`unshare --ipc=FILE`, as `ip netns` keeps a netns), unmounted with the pod.
+at `pod_dir/ipc` (`unshare --ipc=FILE`, as `ip netns` keeps a netns), and its containers' root
+file systems on a tmpfs at `pod_dir/roots` (rootfs.py says why); both unmounted with the pod.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from knet.runtime import layout
 from knet.runtime.base import ContainerSpec, ContainerStartError, PodSandbox
 
-MADE_FILES = ("resolv.conf", "hosts", "hostname", "mountpoints", "containers", "ipc")
+MADE_FILES = ("resolv.conf", "hosts", "hostname", "mountpoints", "containers", "ipc", "roots")
+MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -54,11 +56,26 @@ def _is_mount(path: Path) -> bool:
         return False
 
 
-def _unmount_ipc(pod_dir: Path) -> None:
-    path = pod_dir / "ipc"
+def ensure_roots_tmpfs(pod_dir: Path) -> None:
+    """Mount the tmpfs for the pod's container roots at pod_dir/roots unless it is there."""
+    path = pod_dir / "roots"
+    if _is_mount(path):
+        return
+    path.mkdir(mode=0o700, exist_ok=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tmpfs", str(path).encode(), b"tmpfs", ctypes.c_ulong(MS_NOSUID | MS_NODEV),
+                  b"mode=700") != 0:
+        err = ctypes.get_errno()
+        raise ContainerStartError(f"pod dir {pod_dir}: cannot mount a tmpfs for its containers' "
+                                  f"root file systems at {path}: {os.strerror(err)}",
+                                  reason="CreateContainerError")
+
+
+def _unmount(pod_dir: Path, name: str) -> None:
+    path = pod_dir / name
     if _is_mount(path):
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.umount2(str(path).encode(), 2) != 0:  # MNT_DETACH
+        if libc.umount2(str(path).encode(), MNT_DETACH) != 0:
             raise OSError(ctypes.get_errno(), f"umount {path}")
 
 def prepare_pod_dir(sandbox: PodSandbox, spec: ContainerSpec, *, namespaces: bool) -> None:
@@ -102,7 +119,8 @@ def _remove_mountpoints(pod_dir: Path) -> None:
 def remove_pod_files(pod_dir: Path) -> None:
     """Delete what prepare_pod_dir and the shims made; pod_dir itself if then empty."""
     _remove_mountpoints(pod_dir)
-    _unmount_ipc(pod_dir)
+    _unmount(pod_dir, "ipc")
+    _unmount(pod_dir, "roots")
     for name in MADE_FILES:
         p = pod_dir / name
         if p.is_dir():

@@ -23,11 +23,19 @@ namespace (its own, with a small init as pid 1, or with shareProcessNamespace th
 by a pause process, the hidden container `.pause`), the pod's IPC namespace (bind-mounted
 at pod_dir/ipc by `unshare --ipc=FILE`), cgroups with its limits (cgroups.py) and Docker's
 default capabilities (caps.py). This runtime builds the plan and the cgroups; the shim
-carries them out (shimns.py). What it costs (same bench, same load, before -> after): one at a
-time 12-18 -> 19-34 ms, 50 at once 5-8 -> 10-14 ms. The root takes ~40 mount calls (~5 ms;
-the overlay itself ~3); the rest is latency, not CPU: moving a process into a v1 cgroup waits
-for an RCU grace period (6-20 ms when no other move happened just before), so the shim moves
-the container while it builds its root, and concurrent starts share the wait.
+carries them out (shimns.py). What it costs: the bench runs the pre-isolation runtime (git
+08cd8ef) beside this one (one at a time / 50 at once, 2 cores shared with other work, load
+1-9): it was 2.0-2.7x / 1.5-2.3x (medians 2.3x / 2.0x), now 1.3-2.1x / 1.6-1.9x (medians
+1.7x / 1.7x); one at a time varies most, with other cgroup moves on the host. Where the time
+went and what was done: the mount namespace's teardown waits for an RCU grace period (3-30
+ms): the shim closes its status pipe once the exit record is written, the agent's watcher
+returns on that, and only then is the namespace dropped. An overlay work dir on a journaled
+disk cost 0.2-8 ms to make and a sync at unmount: roots live on a tmpfs per pod. The init
+forked a copy of the interpreter for the command and relayed its start report: it now
+spawns it (vfork + exec). What remains: ~30 mount calls for the root (~3 ms), moving the
+container into a v1 cgroup (an RCU grace period, 6-20 ms when no move happened just before;
+the shim does it while the child builds its root, so it shows only when it takes longer)
+and the hops through the init.
 """
 
 from __future__ import annotations
@@ -45,9 +53,10 @@ from typing import Any
 
 import knet
 from knet.errors import RuntimeError_
-from knet.runtime import caps, cgroups, layout, records, rootfs
+from knet.runtime import caps, cgroups, console, layout, records, rootfs
 from knet.runtime.base import (
     DEFAULT_PATH,
+    Attachment,
     ContainerExit,
     ContainerHandle,
     ContainerSpec,
@@ -58,8 +67,13 @@ from knet.runtime.base import (
 from knet.runtime.execsession import spawn_exec
 from knet.runtime.launcher import ShimLauncher
 from knet.runtime.logs import read_log
-from knet.runtime.podfiles import ensure_ipc_namespace, prepare_pod_dir, remove_pod_files
-from knet.runtime.watch import pid_exited, read_pipe
+from knet.runtime.podfiles import (
+    ensure_ipc_namespace,
+    ensure_roots_tmpfs,
+    prepare_pod_dir,
+    remove_pod_files,
+)
+from knet.runtime.watch import pid_exited, pipe_closed, read_pipe
 
 log = logging.getLogger(__name__)
 PAUSE = ".pause"  # the holder of a shared PID namespace: not a valid container name
@@ -100,15 +114,18 @@ class ProcessRuntime:
         return self._namespaces
 
     async def start(self, sandbox: PodSandbox, spec: ContainerSpec) -> ContainerHandle:
+        records.mark("agent start")
         prepare_pod_dir(sandbox, spec, namespaces=self._namespaces)
         pidns = ""
         if self._namespaces:
             async with self._pod_locks.setdefault(sandbox.key, asyncio.Lock()):
                 await ensure_ipc_namespace(sandbox.pod_dir)
+                ensure_roots_tmpfs(sandbox.pod_dir)
                 if spec.pid_target:
                     pidns = self._target_pidns(sandbox, spec)
                 elif sandbox.share_pid:
                     pidns = await self._ensure_pause(sandbox)
+        records.mark("agent pod ready")
         return await self._start(sandbox, spec, pidns=pidns)
 
     def _target_pidns(self, sandbox: PodSandbox, spec: ContainerSpec) -> str:
@@ -147,17 +164,30 @@ class ProcessRuntime:
         inst = layout.instance(sandbox.pod_dir, spec.name, attempt)
         shim_spec = self._shim_spec(sandbox, spec, inst)
         shim_spec.update(self._isolation(sandbox, spec, inst, pidns=pidns))
+        records.mark("agent spec+cgroups made")
         r = self._spawn_shim(shim_spec, inst)
+        records.mark("agent launched")
         status = bytearray()
         try:
-            await read_pipe(r, timeout=self._start_timeout, into=status)
-        except TimeoutError:
+            if not await read_pipe(r, timeout=self._start_timeout, into=status,
+                                   until=_reported):
+                os.close(r)  # the shim ended (a failed start): nothing more to hear
+                r = -1
+        except BaseException as exc:
+            os.close(r)
+            if not isinstance(exc, TimeoutError):
+                raise
             self._kill_shim(status)
             raise ContainerStartError(f"pod {sandbox.key}: container {spec.name!r} did not "
                                       f"start within {self._start_timeout:g} s") from None
-        finally:
-            os.close(r)
-        return self._started(sandbox, spec, inst, status.decode(errors="replace"))
+        records.mark("agent status read")
+        try:
+            return self._started(sandbox, spec, inst, status.decode(errors="replace"),
+                                 status_fd=r)
+        except BaseException:
+            if r >= 0:
+                os.close(r)
+            raise
 
     @staticmethod
     def _kill_shim(status: bytearray) -> None:
@@ -166,7 +196,8 @@ class ProcessRuntime:
             os.kill(int(first[1]), signal.SIGKILL)
 
     def _started(self, sandbox: PodSandbox, spec: ContainerSpec, inst: layout.Instance,
-                 status: str) -> ContainerHandle:
+                 status: str, *, status_fd: int) -> ContainerHandle:
+        """The handle of a started container; its watcher takes over status_fd (-1: none)."""
         lines = dict(ln.split("\t", 1) for ln in status.splitlines() if "\t" in ln)
         if "err" in lines:
             code, msg = lines["err"].split("\t", 1)
@@ -178,7 +209,7 @@ class ProcessRuntime:
                                       "failed before starting it; see the agent log")
         log.info("%s: started container %s attempt %d pid %d", sandbox.key, spec.name,
                  inst.attempt, handle.pid)
-        self._watch(handle)
+        self._watch(handle, status_fd=status_fd)
         return handle
 
     def _spawn_shim(self, shim_spec: dict[str, object], inst: layout.Instance) -> int:
@@ -247,10 +278,12 @@ class ProcessRuntime:
 
     # -- exits ---------------------------------------------------------------------------
 
-    def _watch(self, handle: ContainerHandle) -> asyncio.Task[int]:
+    def _watch(self, handle: ContainerHandle, *, status_fd: int = -1) -> asyncio.Task[int]:
         task = self._watchers.get(handle.id)
+        if task is not None and status_fd >= 0:
+            os.close(status_fd)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._wait_exit(handle))
+            task = asyncio.get_running_loop().create_task(self._wait_exit(handle, status_fd))
             self._watchers[handle.id] = task
 
             def forget(t: asyncio.Task[int]) -> None:  # a later wait reads the exit record
@@ -260,7 +293,19 @@ class ProcessRuntime:
             task.add_done_callback(forget)
         return task
 
-    async def _wait_exit(self, handle: ContainerHandle) -> int:
+    async def _wait_exit(self, handle: ContainerHandle, status_fd: int = -1) -> int:
+        """The exit code: the shim closes its status pipe once the exit record is written
+        (before it lets the container's mount namespace go, which can take a while); an
+        adopted container has no pipe, so the shim's own exit tells."""
+        ex = None
+        if status_fd >= 0:
+            try:
+                await pipe_closed(status_fd)
+            finally:
+                os.close(status_fd)
+            ex = self.last_exit(handle)
+        if ex is not None:
+            return ex.exit_code
         await pid_exited(handle.shim_pid, handle.shim_start)
         ex = self.last_exit(handle)
         if ex is None:  # the shim died without a record: wait for the container itself
@@ -384,6 +429,15 @@ class ProcessRuntime:
         return read_log(inst.log, follow=follow, tail_lines=tail_lines, timestamps=timestamps,
                         done=done, since_ns=since_ns, limit_bytes=limit_bytes)
 
+    async def attach(self, handle: ContainerHandle) -> Attachment:
+        """A client of the console the container's shim keeps (knet.runtime.console)."""
+        try:
+            return await console.attach(str(handle.log_path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise RuntimeError_(f"pod {handle.pod_key}: container {handle.name!r} has no "
+                                "stdin or terminal to attach to; set stdin: true or tty: "
+                                "true in its spec") from None
+
     async def exec(self, sandbox: PodSandbox, argv: Sequence[str], *, container: str,
                    stdin: bool, tty: bool, env: Mapping[str, str] | None = None) -> ExecSession:
         """Run argv in the container's namespaces (net, mount, UTS, IPC, PID), cgroups,
@@ -419,6 +473,11 @@ class ProcessRuntime:
         with open(inst.spec, "rb") as f:
             spec: dict[str, Any] = marshal.load(f)
         return spec
+
+
+def _reported(status: bytearray) -> bool:
+    """The shim's status so far holds its start result (a whole `ok` or `err` line)."""
+    return any(line.startswith((b"ok\t", b"err\t")) for line in status.split(b"\n")[:-1])
 
 
 def _cap_last() -> int:

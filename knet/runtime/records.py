@@ -18,6 +18,21 @@ import os
 import time
 
 SIGKILL = 9  # Linux; not `signal.SIGKILL`: importing signal (enum) costs the shim ~10 ms
+TRACE_ENV = "KNET_SHIM_TRACE"  # a file: each start phase appends "ns pid label" (profiling)
+_trace_path = os.environ.get(TRACE_ENV, "")
+_trace_fd = [-1]  # opened at the first mark, kept across forks
+
+
+def mark(label: str) -> None:
+    """Note the time of a start phase when profiling (KNET_SHIM_TRACE=FILE); else a no-op.
+    CLOCK_MONOTONIC is the same in every process (and PID namespace) of the host; the fd
+    stays valid after pivot_root and closes at the container's exec."""
+    if not _trace_path:
+        return
+    if _trace_fd[0] < 0:
+        _trace_fd[0] = os.open(_trace_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o600)
+    os.write(_trace_fd[0], f"{time.monotonic_ns()} {os.getpid()} {label}\n".encode())
 
 
 def write_record(path: str | os.PathLike[str], fields: dict[str, str]) -> None:

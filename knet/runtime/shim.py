@@ -82,17 +82,28 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
     the workload, else become it. Never returns."""
     stage = ["setup"]
     try:
+        records.mark("child forked")
         if spec["namespaces"]:
             stage[0] = f"set up the namespaces of pod {spec['key']} (netns {spec['netns']})"
             shimns.enter(spec)
-        os.setsid()
+        records.mark("child namespaces+root done")
+        if con is not None and con.tty:
+            stage[0] = "open the container's terminal"
+            sys.modules["knet.runtime.console"].open_terminal(con)
+        if spec.get("pid_init") and con is None:
+            os.setpgid(0, 0)  # its own group (signals); a session costs a sched autogroup
+        else:
+            os.setsid()
         if spec["workdir"]:
             stage[0] = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])
         stage[0] = "join the container's cgroups"
         if os.read(go_r, 1) != b"1":  # the shim moved us into them meanwhile (see main)
             os._exit(128)
+        records.mark("child got go")
         os.close(go_r)
+        if spec.get("pid_init") and con is None:
+            _init(spec, out_w, err_w, report_w)
         if spec.get("pid_init"):
             stage[0] = "start the container's init"
             r2, w2 = os.pipe2(os.O_CLOEXEC)
@@ -103,8 +114,9 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
                 _become(spec, out_w, err_w, w2, con)
             os.close(w2)
             if con is not None:  # the init must not hold the workload's stdin open
-                os.close(con.child_fd)
-                os.close(con.parent_fd)
+                for fd in (con.child_fd, con.parent_fd):
+                    if fd >= 0:
+                        os.close(fd)
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -118,20 +130,50 @@ def _child(spec: dict[str, Any], out_w: int, err_w: int, report_w: int, go_r: in
         os._exit(128)
 
 
+def _init(spec: dict[str, Any], out_w: int, err_w: int, report_w: int) -> None:
+    """As pid 1 of the container's own PID namespace: take the container's privileges
+    (bounding set, user), spawn its command (vfork + exec: no copy of this interpreter, and
+    the exec's result is known at once, so the shim hears it with no relay) and be its
+    init. Never returns."""
+    stage = ["drop capabilities"]
+    try:
+        shimns.name_init()
+        _privileges(spec, stage)
+        null = os.open(os.devnull, os.O_RDONLY)
+        stage[0] = "exec"
+        records.mark("workload spawn")
+        workload = shimns.spawn(spec["argv"], spec["env"], (null, out_w, err_w))
+        records.mark("workload spawned")
+    except BaseException as exc:  # noqa: BLE001 - never return into the shim's code
+        _failed(stage, spec, exc, report_w)
+        raise  # unreachable: _failed exits
+    for fd in (null, out_w, err_w, report_w):  # report_w: EOF tells the shim it started
+        os.close(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    shimns.init(workload, -1, -1)
+
+
+def _privileges(spec: dict[str, Any], stage: list[str]) -> None:
+    if spec.get("caps") is not None:
+        shimns.drop_caps(spec["caps"], spec["cap_last"])
+    if spec["uid"] >= 0 or spec["gid"] >= 0:
+        stage[0] = f"switch to user {spec['uid']} group {spec['gid']}"
+        os.setgroups([])
+        if spec["gid"] >= 0:
+            os.setgid(spec["gid"])
+        if spec["uid"] >= 0:
+            os.setuid(spec["uid"])
+
+
 def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int,
             con: Any = None) -> None:
     """Drop privileges and exec the container's command. Never returns."""
     stage = ["drop capabilities"]
     try:
-        if spec.get("caps") is not None:
-            shimns.drop_caps(spec["caps"], spec["cap_last"])
-        if spec["uid"] >= 0 or spec["gid"] >= 0:
-            stage[0] = f"switch to user {spec['uid']} group {spec['gid']}"
-            os.setgroups([])
-            if spec["gid"] >= 0:
-                os.setgid(spec["gid"])
-            if spec["uid"] >= 0:
-                os.setuid(spec["uid"])
+        _privileges(spec, stage)
         if spec["workdir"]:
             stage[0] = f"chdir to workingDir {spec['workdir']}"
             os.chdir(spec["workdir"])
@@ -145,6 +187,7 @@ def _become(spec: dict[str, Any], out_w: int, err_w: int, report_w: int,
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         stage[0] = "exec"
+        records.mark("workload exec")
         _execvpe(spec["argv"], spec["env"])
     except BaseException as exc:  # noqa: BLE001
         _failed(stage, spec, exc, report_w)
@@ -247,8 +290,7 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
         "pid": str(pid), "pid_start": str(st[1] if st else 0), "shim_pid": str(os.getpid()),
         "shim_start": str(me[1] if me else 0), "started_at": repr(started), "mnt_ns": mnt_ns})
     _report(f"ok\t{started!r}\n")
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
+    records.mark("shim reported ok")
     pump = Pump(log_fd, out_r, err_r, log_path=spec["log"], max_bytes=spec["log_max_bytes"])
     pidfd = os.pidfd_open(pid)
     pump.poller.register(pidfd, select.POLLIN)
@@ -259,13 +301,15 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     # while the leader is a zombie (its pid is not reused). Its own PID namespace died with
     # its init (the kernel killed the rest); a shared one did not: its mount namespace
     # then names what is left
+    records.mark("shim saw exit")
     records.kill_container(pid, "" if spec.get("pid_init") else mnt_ns)
     _, status = os.waitpid(pid, 0)
-    _kill_orphans(pid)
+    records.mark("shim reaped")
+    if not spec.get("pid_ns"):  # in a PID namespace, orphans go to its init, never to us
+        _kill_orphans(pid)
+    records.mark("shim orphans killed")
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    if ns_fd >= 0:
-        os.close(ns_fd)
     pump.poller.unregister(pidfd)
     deadline = time.monotonic() + DRAIN_S
     while pump.framers and time.monotonic() < deadline:  # output still in the pipes
@@ -273,9 +317,17 @@ def _supervise(spec: dict[str, Any], pid: int, log_fd: int, out_r: int, err_r: i
     reason = "Completed" if code == 0 else "Error"
     if code and spec.get("cgroups") and cgroups.oom_kills(spec["cgroups"]):
         reason = "OOMKilled"
+    records.mark("shim drained")
     records.write_record(spec["exit"], {
         "code": str(code), "finished_at": repr(time.time()), "reason": reason, "message": ""})
     cgroups.remove(spec.get("cgroups") or ())  # its root (N.root) goes with its files
+    records.mark("shim cgroups removed")
+    # closing the status pipe tells the agent the exit record is there (see process.py);
+    # only then drop the mount namespace: its teardown waits for an RCU grace period
+    # (3-30 ms on a busy host), which the agent need not wait for
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    if ns_fd >= 0:
+        os.close(ns_fd)
     return 0
 
 
@@ -319,6 +371,7 @@ def _kill_orphans(pgid: int) -> None:
 
 
 def main(spec_path: str) -> int:
+    records.mark("shim main")
     _report(f"pid\t{os.getpid()}\n")
     shimns.set_subreaper()
     with open(spec_path, "rb") as f:
@@ -331,12 +384,14 @@ def main(spec_path: str) -> int:
     if spec.get("stdin") or spec.get("tty"):  # imported only then: the shim stays light
         from knet.runtime import console
         con = console.prepare(spec)
-        console.start(con, out_w)      # threads: before unshare(CLONE_NEWPID) forbids them
+        if con is not None:
+            console.start(con, out_w)      # threads: before unshare(CLONE_NEWPID) forbids them
     if spec.get("pid_ns"):
         try:
             shimns.enter_pid_namespace(spec)
         except OSError as exc:
             return _fail(spec, log_fd, 0, f"128\tset up the PID namespace: {exc}".encode())
+    records.mark("shim pid ns entered")
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -349,9 +404,13 @@ def main(spec_path: str) -> int:
     if not _join_cgroups(spec, pid, go_w):
         return _fail(spec, log_fd, pid, b"128\tjoin the container's cgroups: " +
                      f"{spec.get('cgroups')}: cannot write cgroup.procs".encode())
+    if con is not None and con.tty:
+        console.receive_terminal(con)
+    records.mark("shim joined cgroups")
     chunks = []
     while chunk := os.read(report_r, 4096):
         chunks.append(chunk)
+    records.mark("shim report EOF")
     if chunks:
         return _fail(spec, log_fd, pid, b"".join(chunks))
     return _supervise(spec, pid, log_fd, out_r, err_r)
@@ -400,9 +459,10 @@ def _fork_shim(spec_path: str, status_fd: int, server_fd: int) -> int:
         os.setsid()
         os.dup2(status_fd, 1)
         os.close(status_fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+        null = os.open(os.devnull, os.O_RDONLY)  # lands on 0, the server's socket's number
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
         code = main(spec_path)
     except BaseException:  # noqa: BLE001 - a shim must never return into the server loop
         import traceback

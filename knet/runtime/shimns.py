@@ -17,6 +17,8 @@ import ctypes
 import errno
 import os
 
+from knet.runtime import records
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -97,30 +99,32 @@ def _mask(dst: str, writable: int, mode: str) -> None:
     if os.path.isdir(dst):
         mount("tmpfs", dst, MS_NOSUID | MS_NODEV | (0 if writable else MS_RDONLY), "tmpfs",
               f"mode={mode}")
-    elif os.path.lexists(dst):
-        mount("/dev/null", dst, MS_BIND)
-        if not writable:
-            _remount_ro(dst)
+    elif os.path.lexists(dst):  # as runc masks: /dev/null takes writes and reads as empty,
+        mount("/dev/null", dst, MS_BIND)  # so no read-only remount (one mount call, not two)
 
 
-def _overlay_root(root: str, upper: str, work: str) -> None:
-    """The overlay root. Its upper dir cannot be on an overlayfs (EINVAL), which is where the
-    state dir is when knet itself runs in a Docker or Podman container: then the instance
-    dir gets a tmpfs first, private to this mount namespace and gone with it (what the
-    container writes lives in memory there, as with any tmpfs)."""
-    for d in (root, upper, work):
-        os.makedirs(d, exist_ok=True)
-    data = f"lowerdir=/,upperdir={upper},workdir={work}"
+def _opaque(upper: str, path: str, mode: str) -> bool:
+    """Hide the host's dir `path` (its real path) from an overlay not yet mounted: an
+    opaque dir in the upper layer, `mode`, its parents made as the host has them. True if
+    done or nothing to hide; False if the upper layer takes no trusted xattrs (mask it)."""
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        return True
+    cur = upper
+    for part in real.strip("/").split("/"):
+        host = cur[len(upper):] + "/" + part
+        cur = upper + host
+        if not os.path.isdir(cur):
+            st = os.stat(host)
+            os.mkdir(cur)
+            os.chown(cur, st.st_uid, st.st_gid)
+            os.chmod(cur, st.st_mode & 0o7777)
+    os.chmod(cur, int(mode, 8))
     try:
-        mount("overlay", root, 0, "overlay", data)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        instance = os.path.dirname(upper)
-        mount("tmpfs", instance, 0, "tmpfs", "mode=700")
-        for d in (root, upper, work):
-            os.makedirs(d, exist_ok=True)
-        mount("overlay", root, 0, "overlay", data)
+        os.setxattr(cur, "trusted.overlay.opaque", b"y")
+    except OSError:
+        return False
+    return True
 
 
 def run_plan(plan: list[tuple[Any, ...]]) -> None:
@@ -129,8 +133,14 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
     for step in plan:
         op = step[0]
         if op == "overlay":
-            root, upper, work = step[1:]
-            _overlay_root(root, upper, work)
+            root, upper, work, hide = step[1:]
+            for d in (root, upper, work):
+                os.makedirs(d, exist_ok=True)
+            masks = [(p, mode) for p, mode in hide if not _opaque(upper, p, mode)]
+            mount("overlay", root, 0, "overlay", f"lowerdir=/,upperdir={upper},workdir={work}")
+            for p, mode in masks:
+                _mask(in_root(root, p), 1, mode)
+            records.mark("child overlay mounted")
         elif op == "mount":
             src, path, fstype, flags, data, make = step[1:]
             dst = in_root(root, path)
@@ -149,6 +159,7 @@ def run_plan(plan: list[tuple[Any, ...]]) -> None:
             if not os.path.lexists(dst):
                 os.symlink(step[1], dst)
         elif op == "pivot":
+            records.mark("child before pivot")
             os.chdir(step[1])
             call(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
             call(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
@@ -169,7 +180,9 @@ def enter(spec: dict[str, Any]) -> None:
         flags |= CLONE_NEWIPC
     call(_libc.unshare(flags), "unshare mount+uts")
     mount("none", "/", MS_REC | MS_PRIVATE)
+    records.mark("child joined netns+ipc, unshared")
     run_plan(spec["plan"])
+    records.mark("child root built")
     name = spec["hostname"].encode()
     call(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {spec['hostname']}")
 
@@ -192,11 +205,47 @@ def drop_caps(keep: list[int], last: int) -> None:
     for cap in range(last + 1):
         if cap not in kept:
             call(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    records.mark("workload caps dropped")
+
+
+def spawn(argv: list[str], env: dict[str, str], fds: tuple[int, int, int]) -> int:
+    """Start argv (searched in env's PATH, like execvp) in a new process group with fds as its
+    stdin, stdout, stderr and default signal handling; its pid. posix_spawn is vfork +
+    exec: nothing of the caller's memory is copied, and an exec failure is raised here."""
+    kw: dict[str, Any] = {
+        "file_actions": [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)],
+        "setpgroup": 0, "setsigmask": (),
+        "setsigdef": [getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGINT", *FORWARDED)]}
+    if "/" in argv[0]:
+        return os.posix_spawn(argv[0], argv, env, **kw)
+    denied: OSError | None = None
+    for d in env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+        path = os.path.join(d or ".", argv[0])
+        if not os.path.exists(path):
+            continue
+        try:
+            return os.posix_spawn(path, argv, env, **kw)
+        except PermissionError as exc:
+            denied = exc
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    raise denied or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+
+
+def name_init() -> None:
+    """`ps -o comm` / `top` show what it is. Before a switch of user: that makes the process
+    undumpable, its /proc/self files root's (a failure here then is no reason to stop)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("knet-init")
+    except OSError:
+        pass
 
 
 def init(workload: int, report_r: int, report_w: int) -> None:
-    """pid 1 of the container's PID namespace: pass the workload's start report on, forward
-    signals to its process group, reap orphans, exit with its status. Never returns."""
+    """pid 1 of the container's PID namespace: pass the workload's start report on (unless
+    report_r is -1: it was spawned, its start known), forward signals to its process group,
+    reap orphans, exit with its status. Never returns."""
     def forward(signum: int, _frame: object) -> None:
         try:
             os.killpg(workload, signum)
@@ -205,15 +254,15 @@ def init(workload: int, report_r: int, report_w: int) -> None:
 
     for name in FORWARDED:
         signal.signal(getattr(signal, name), forward)
-    with open("/proc/self/comm", "w") as f:  # `ps -o comm` / `top` show what it is
-        f.write("knet-init")
-    chunks = []
-    while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or its failure
-        chunks.append(chunk)
-    if chunks:
-        os.write(report_w, b"".join(chunks))
-    os.close(report_w)
-    os.close(report_r)
+    name_init()
+    if report_r >= 0:
+        chunks = []
+        while chunk := os.read(report_r, 4096):  # EOF at the exec (close-on-exec) or failure
+            chunks.append(chunk)
+        if chunks:
+            os.write(report_w, b"".join(chunks))
+        os.close(report_w)
+        os.close(report_r)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 from knet.runtime import records
 
@@ -43,12 +44,14 @@ async def pid_exited(pid: int, start: int) -> None:
         os.close(fd)
 
 
-async def read_pipe(fd: int, *, timeout: float, into: bytearray) -> None:
-    """Append to `into` everything written to pipe `fd` until its writers close it; raises
-    TimeoutError after `timeout` s (what came so far stays in `into`)."""
+async def read_pipe(fd: int, *, timeout: float, into: bytearray,
+                    until: Callable[[bytearray], bool] | None = None) -> bool:
+    """Append to `into` what is written to pipe `fd` until its writers close it (False) or
+    `until(into)` holds (True); raises TimeoutError after `timeout` s (what came so far
+    stays in `into`)."""
     os.set_blocking(fd, False)
 
-    async def drain() -> None:
+    async def drain() -> bool:
         while True:
             try:
                 data = os.read(fd, 65536)
@@ -56,7 +59,20 @@ async def read_pipe(fd: int, *, timeout: float, into: bytearray) -> None:
                 await readable(fd)
                 continue
             if not data:
-                return
+                return False
             into.extend(data)
+            if until is not None and until(into):
+                return True
 
-    await asyncio.wait_for(drain(), timeout=timeout)
+    return await asyncio.wait_for(drain(), timeout=timeout)
+
+
+async def pipe_closed(fd: int) -> None:
+    """Return once every writer of pipe `fd` closed it (what is still written is dropped)."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except BlockingIOError:
+            await readable(fd)

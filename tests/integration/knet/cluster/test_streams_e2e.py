@@ -250,11 +250,16 @@ def test_a_read_only_exec_grant_opens_no_shell(cluster: Cluster, workload: str) 
             'in API group "" in the namespace "default"') in r, r
 
 
-def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None:
-    """The finding: `kubectl run -it --rm bb --image=busybox -- sh` from a real terminal (util-linux
-    `script` gives kubectl a pty): a prompt, a command, exit, the pod deleted."""
+# what a user types to see their terminal: its name, and that the name exists in the
+# container's own /dev (the pty of the container's devpts, not one of the host's)
+TTY_LINE = b't=$(tty) && [ -t 0 ] && [ -t 1 ] && [ -e "$t" ] && echo "on terminal $t"; exit\r'
+
+
+def _in_a_terminal(cluster: Cluster, args: str) -> str:
+    """Run `kubectl ARGS` from a real terminal (util-linux `script` gives kubectl a pty);
+    at the shell's prompt type TTY_LINE; everything kubectl printed."""
     kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
-               "run -it --rm bbt --image=busybox --restart=Never -- sh")
+               + args)
     proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdin is not None and proc.stdout is not None
@@ -268,7 +273,7 @@ def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None
             out += proc.stdout.read() or b""
             if not sent and (b"#" in out or b"command prompt" in out):
                 time.sleep(1)
-                proc.stdin.write(b"[ -t 0 ] && [ -t 1 ] && echo on a terminal; exit\r")
+                proc.stdin.write(TTY_LINE)
                 proc.stdin.flush()
                 sent = True
         proc.wait(timeout=30)
@@ -276,8 +281,17 @@ def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None
     finally:
         if proc.poll() is None:
             proc.kill()
-    text = out.decode(errors="replace")
-    # stdin and stdout are a terminal. (Its name: the console's pty comes from the host's
-    # devpts, which the container's own /dev/pts does not show, so `tty` cannot name it yet.)
-    assert "\non a terminal" in text.replace("\r", ""), text
+    return out.decode(errors="replace").replace("\r", "")
+
+
+def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None:
+    """The finding: `kubectl run -it --rm bb --image=busybox -- sh` from a real terminal: a
+    prompt, a command, exit, the pod deleted; `tty` names a /dev/pts/N that exists inside."""
+    text = _in_a_terminal(cluster, "run -it --rm bbt --image=busybox --restart=Never -- sh")
+    assert "\non terminal /dev/pts/" in text, text
     assert 'pod "bbt" deleted' in text, text
+
+
+def test_kubectl_exec_it_names_its_terminal(cluster: Cluster, workload: str) -> None:
+    text = _in_a_terminal(cluster, "exec -it client -- sh")
+    assert "\non terminal /dev/pts/" in text, text

@@ -17,7 +17,7 @@ from aiohttp import web
 from control.api.ca import ClusterCA, Identity, client_context, server_context
 from control.api.tls import ensure_client_certificates, kubelet_client_context
 from control.auth.types import UserInfo
-from knet.kubelet.auth import KubeletAuth, MastersOnly, request_attributes
+from knet.kubelet.auth import KubeletAuth, MastersOnly, SubjectAccessReviews, request_attributes
 from knet.kubelet.server import create_app
 
 POD = "/api/v1/namespaces/default/pods/p"
@@ -183,7 +183,8 @@ async def test_tokens_and_others_go_to_the_api_servers_reviews(serve_kubelet: An
     assert sar["spec"]["groups"] == ["system:serviceaccounts", "system:authenticated"]
     assert (await _get(f"{base}{POD}/log", anon, headers={"Authorization": "Bearer bad"}))[0] \
         == 401
-    api.allow = True
+    api.allow = True   # this kubelet keeps its "no" for 30 s (see the cache test): a new one
+    base = await serve_kubelet(KubeletAuth.for_node(api, "node-1"))  # type: ignore[arg-type]
     status, _ = await _get(f"{base}{POD}/log", anon, headers={"Authorization": "Bearer sa-token"})
     assert status == 404                                    # allowed: on to the handler
     asked = len(api.asked)
@@ -202,3 +203,32 @@ async def test_without_the_reviews_only_masters_pass(serve_kubelet: Any, tmp_pat
     status, text = await _get(f"{base}{POD}/log", client_context(tmp_path / "ca.crt", crt, key))
     assert status == 403 and "user=system:node:node-2" in text
     assert (await _get(f"{base}{POD}/log", kubelet_client_context(tmp_path)))[0] == 404
+
+
+async def test_review_answers_are_kept_like_the_kubelets_webhook_cache() -> None:
+    """Allowed kept 5 min, denied 30 s (per user and request kind); unanswered never kept."""
+    api = ReviewingApi(allow=True)
+    now = [1000.0]
+    sar = SubjectAccessReviews(api, "node-1", clock=lambda: now[0])  # type: ignore[arg-type]
+    sa = UserInfo("system:serviceaccount:default:default", groups=("system:serviceaccounts",))
+    exec_ = request_attributes(sa, "POST", f"{POD}/exec")
+    assert (await sar.authorize(exec_)).allowed
+    now[0] += 299
+    api.allow = False                         # revoked: the kept "yes" still stands ...
+    assert (await sar.authorize(exec_)).allowed and len(api.asked) == 1
+    other = request_attributes(UserInfo("someone-else"), "POST", f"{POD}/exec")
+    assert not (await sar.authorize(other)).allowed and len(api.asked) == 2
+    now[0] += 2                               # ... for 5 minutes
+    assert not (await sar.authorize(exec_)).allowed and len(api.asked) == 3
+    api.allow = True
+    now[0] += 29
+    assert not (await sar.authorize(exec_)).allowed and len(api.asked) == 3
+    now[0] += 2                               # a "no" is asked again after 30 s
+    assert (await sar.authorize(exec_)).allowed and len(api.asked) == 4
+    assert (await sar.authorize(request_attributes(sa, "GET", f"{POD}/log"))).allowed
+    assert len(api.asked) == 5                # another subresource: its own answer
+    api.served = False
+    down = request_attributes(UserInfo("new-user"), "GET", "/pods")
+    assert not (await sar.authorize(down)).allowed
+    api.served = True
+    assert (await sar.authorize(down)).allowed and len(api.asked) == 6

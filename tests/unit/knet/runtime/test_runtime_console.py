@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from knet.errors import RuntimeError_
 from knet.runtime import console
 from knet.runtime.base import ContainerSpec, PodSandbox
 from knet.runtime.process import ProcessRuntime
@@ -70,20 +71,21 @@ async def test_a_terminal_with_resize(rt: ProcessRuntime, sandbox: PodSandbox) -
         name="bb", argv=["sh", "-c", "read x; tty; stty size; echo got $x"], stdin=True,
         tty=True))
     await asyncio.sleep(0.2)
-    _, writer = await console.connect(str(h.log_path))
-    writer.write(console.frame(console.RESIZE, b'{"Width":100,"Height":30}'))
-    writer.write(console.frame(console.DATA, b"abc\n"))
-    await writer.drain()
+    att = await rt.attach(h)      # the Runtime seam, as the kubelet's attach uses it
+    await att.resize(cols=100, rows=30)
+    await att.write_stdin(b"abc\n")
     assert await asyncio.wait_for(rt.wait(h), 10) == 0
     out = await _log(rt, h)
     assert "/dev/pts/" in out and "30 100" in out and "got abc" in out, out
-    writer.close()
+    await att.close()
 
 
 async def test_no_console_without_stdin(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
     h = await rt.start(sandbox, ContainerSpec(name="bb", argv=["sleep", "30"]))
     with pytest.raises(FileNotFoundError):
         await console.connect(str(h.log_path))
+    with pytest.raises(RuntimeError_, match="has no stdin or terminal to attach to"):
+        await rt.attach(h)
 
 
 async def test_attach_through_the_kubelet_api(rt: ProcessRuntime, sandbox: PodSandbox) -> None:
