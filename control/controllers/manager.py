@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
-                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount")
+                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount",
+                   "statefulset", "persistentvolume-binder", "pvc-protection")
 
 
 @dataclass
@@ -217,6 +218,9 @@ def build(client: Client, *, clock: Clock, informers: InformerFactory,
             pods=pods, workers=options.workers))
     out.extend(_build_more(client, clock=clock, informers=informers, options=options,
                            recorder=recorder))
+    from control.controllers.storagebuild import build_storage  # StatefulSet, PV, PVC
+    out.extend(build_storage(client, clock=clock, informers=informers, chosen=chosen,
+                             recorder=recorder, workers=options.workers))
     return out
 
 

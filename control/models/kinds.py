@@ -13,6 +13,7 @@ from control.models.networkmodels import Ingress, IngressClass, NetworkPolicy, P
 from control.models.pod import Pod
 from control.models.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from control.models.service import Endpoints, EndpointSlice, Service
+from control.models.storagekinds import STORAGE_MODELS
 from control.models.workloads import (
     ControllerRevision,
     CronJob,
@@ -40,6 +41,7 @@ MODELS: dict[str, type[TopLevel]] = {
 }
 
 MODELS.update(MESH_MODELS)  # the mesh kinds (control/models/meshkinds.py)
+MODELS.update(STORAGE_MODELS)  # PV, PVC, StorageClass (control/models/storagekinds.py)
 
 
 def model_for(resource: str) -> type[TopLevel]:

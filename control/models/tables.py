@@ -19,6 +19,7 @@ from typing import Any
 from control.models import networking
 from control.models import printers as p
 from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
+from control.models.storage import STORAGE_COLUMNS, STORAGE_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
 
@@ -238,6 +239,8 @@ _PRINTERS: dict[str, Printer] = {
 
 _COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
 _PRINTERS.update(MESH_PRINTERS)
+_COLUMNS.update(STORAGE_COLUMNS)  # PV, PVC, StorageClass (control/models/storage.py)
+_PRINTERS.update(STORAGE_PRINTERS)
 
 
 def columns(resource: str) -> list[Obj]:

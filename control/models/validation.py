@@ -40,6 +40,7 @@ from control.models.servicevalidation import (
     validate_service,
     validate_service_update,
 )
+from control.models.storage import STORAGE_CHECKS, STORAGE_UPDATE_CHECKS
 from control.models.workloadvalidation import (
     validate_deployment,
     validate_labels,
@@ -257,7 +258,7 @@ def _validate_job(errs: FieldErrors, obj: Obj) -> None:
 
 
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
-_NOT_RUN = {"daemonsets": "DaemonSets", "statefulsets": "StatefulSets", "jobs": "Jobs",
+_NOT_RUN = {"daemonsets": "DaemonSets", "jobs": "Jobs",
             "cronjobs": "CronJobs"}
 
 _CHECKS: dict[str, Check] = {
@@ -281,6 +282,8 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
 }
 
 _CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
+_CHECKS.update(STORAGE_CHECKS)  # storage kinds and StatefulSets (control/models/storage.py)
+_UPDATE_CHECKS.update(STORAGE_UPDATE_CHECKS)
 
 def admit(resource: str, obj: Obj, *, old: Obj | None = None,
           copy: bool = True) -> tuple[Obj, list[str]]:
