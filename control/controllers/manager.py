@@ -276,7 +276,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
                                            nodes=informers.get("nodes"), pods=pods))
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
-                             pods=pods, nodes=informers.get("nodes")))
+                             pods=pods, nodes=informers.get("nodes"), storage=(
+                                 informers.get("persistentvolumeclaims"),
+                                 informers.get("persistentvolumes"),
+                                 informers.get("storageclasses"))))
     return out
 
 

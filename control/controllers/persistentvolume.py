@@ -61,6 +61,8 @@ class PersistentVolumeController(Controller):
         ref = (pv.get("spec") or {}).get("claimRef") or {}
         if ref.get("name"):
             self.enqueue(f"{ref.get('namespace')}/{ref['name']}")
+        else:                           # a free volume: pending claims may fit it now
+            self._all_pending()
 
     def _all_pending(self) -> None:
         for pvc in self.claims.list():
