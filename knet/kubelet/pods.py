@@ -24,6 +24,7 @@ from knet.kubelet.context import NodeContext
 from knet.kubelet.runner import ContainerRunner
 from knet.kubelet.satoken import ProjectedVolumes
 from knet.kubelet.status import ContainerView, pod_status
+from knet.kubelet.volumes import VolumeNotReady, unmount_pod_volumes
 from knet.runtime.base import PodSandbox
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ class PodWorker:
             try:
                 await self._make_sandbox()
                 break
+            except VolumeNotReady as exc:         # e.g. its claim is being bound: soon
+                self.ctx.event(self.pod, "Warning", "FailedMount", str(exc))
+                await asyncio.sleep(0.5)
+                continue
             except (KnetError, OSError) as exc:
                 self.ctx.event(self.pod, "Warning", "FailedCreatePodSandBox",
                                f"Failed to create pod sandbox: {exc}")
@@ -205,6 +210,8 @@ class PodWorker:
             self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
             pod_ip=self.pod_ip, pod_dir=self.dir)
         await self.ctx.runtime.remove(sandbox)
+        with contextlib.suppress(OSError):
+            unmount_pod_volumes(self.dir)                       # emptyDir medium Memory
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)  # what the kubelet wrote
         with contextlib.suppress(OSError):
             self.dir.rmdir()
