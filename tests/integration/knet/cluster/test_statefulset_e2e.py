@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 from conftest import Cluster, client_pod
 
@@ -214,6 +215,71 @@ spec:
     out = cluster.wait("ProvisioningFailed event", told)
     assert "Pending" in out
     cluster.kubectl("delete", "pvc", "nowhere")
+
+
+VOLUMES = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: scratch}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols, labels: {tier: demo}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c", "echo run >> /claim/sub/runs; echo run >> /mem/runs; sleep 1; exit 1"]
+    volumeMounts:
+    - {name: claim, mountPath: /claim/sub, subPath: nested/dir}
+    - {name: mem, mountPath: /mem}
+    - {name: host, mountPath: /host}
+    - {name: info, mountPath: /info}
+  volumes:
+  - {name: claim, persistentVolumeClaim: {claimName: scratch}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+  - {name: host, hostPath: {path: HOSTDIR, type: DirectoryOrCreate}}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+"""
+
+
+def test_volume_kinds_and_data_across_container_restarts(cluster: Cluster) -> None:
+    host_dir = cluster.state_dir / "hostpath-demo"
+    cluster.kubectl("apply", "-f", "-",
+                    input=VOLUMES.replace("HOSTDIR", str(host_dir)))
+
+    def restarted() -> dict | None:
+        pod = cluster.get("pod", "vols")
+        statuses = pod["status"].get("containerStatuses") or []
+        return pod if statuses and statuses[0].get("restartCount", 0) >= 1 else None
+    pod = cluster.wait("a container restart", restarted, timeout=90)
+    pv = cluster.get("pv", cluster.get("pvc", "scratch")["spec"]["volumeName"])
+    runs = Path(pv["spec"]["hostPath"]["path"]) / "nested" / "dir" / "runs"
+    cluster.wait("a second run recorded on the claim",       # kept across a restart
+                 lambda: len(runs.read_text().split()) >= 2, timeout=60)
+    uid = pod["metadata"]["uid"]
+    node = pod["spec"]["nodeName"]
+    mem = cluster.state_dir / "pods" / node / f"default_vols_{uid}" / "volumes" / "mem"
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    tmpfs = [m for m in mounts if m[1] == str(mem)]
+    assert tmpfs and tmpfs[0][2] == "tmpfs" and "size=8192k" in tmpfs[0][3], tmpfs
+    assert len((mem / "runs").read_text().split()) >= 2       # emptyDir outlives containers
+    assert host_dir.is_dir()
+    info = cluster.state_dir / "pods" / node / f"default_vols_{uid}" / "volumes" / "info"
+    assert (info / "name").read_text() == "vols"
+    assert (info / "labels").read_text() == 'tier="demo"'
+    cluster.kubectl("delete", "pod", "vols", "--grace-period=1", timeout=60)
+    assert not any(m[1] == str(mem) for m in
+                   (line.split() for line in Path("/proc/mounts").read_text().splitlines()))
+    cluster.kubectl("delete", "pvc", "scratch", timeout=60)
+    host_dir.rmdir()
 
 
 def test_delete_statefulset_and_claims_reclaims_volumes(cluster: Cluster) -> None:
