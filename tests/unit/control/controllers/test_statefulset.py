@@ -249,3 +249,28 @@ def test_tutorial_yaml_is_admitted_and_bad_input_refused() -> None:
             getattr(exc, "causes", ""))
     else:
         raise AssertionError("serviceName change allowed")
+
+
+async def test_max_unavailable_updates_several_at_once(harness: ControllerHarness) -> None:
+    await harness.start("statefulset")
+    await harness.client.create("statefulsets", sts(
+        replicas=4, podManagementPolicy="Parallel",
+        updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}))
+    await wait_names(harness, ["web-0", "web-1", "web-2", "web-3"])
+    for n in ("web-0", "web-1", "web-2", "web-3"):
+        await _bind(harness, n)
+    body = await harness.client.get("statefulsets", "web", namespace="default")
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    await harness.client.update("statefulsets", body)
+
+    async def terminating():
+        return sorted(p["metadata"]["name"] for p in await harness.pods()
+                      if p["metadata"].get("deletionTimestamp"))
+    assert await harness.eventually(
+        lambda: _is_len(terminating(), 2), what="two pods updating")
+    await harness.settle()
+    assert await terminating() == ["web-2", "web-3"]  # the highest two, no more
+
+
+async def _is_len(value, n: int) -> bool:
+    return len(await value) == n
