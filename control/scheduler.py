@@ -139,7 +139,7 @@ class Scheduler(Controller):
                          on_delete=self._pod_deleted)
         nodes.add_handler(on_add=lambda n: self._retry(), on_update=self._node_updated)
         self.volumes = None if storage is None else VolumeBinding(   # claims, PVs, classes
-            client, claims=storage[0], volumes=storage[1], classes=storage[2],
+            client, claims=storage[0], volumes=storage[1], classes=storage[2], pods=pods,
             retry=self._retry)
 
     # ---- handlers ---------------------------------------------------------------------------

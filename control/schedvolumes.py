@@ -2,7 +2,8 @@
 or name a StorageClass that does not exist is not scheduled (kube-scheduler's messages); a
 claim bound to a volume with node affinity (a local-path PV) pins the pod to that node; and
 once a node is chosen, each unbound WaitForFirstConsumer claim is told the node
-(`volume.kubernetes.io/selected-node`) so the provisioner makes its volume there.
+(`volume.kubernetes.io/selected-node`) so the provisioner makes its volume there. A
+ReadWriteOncePod claim already used by another pod keeps the pod Pending.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from control.informer import Informer
 __all__ = ["VolumeBinding"]
 
 CONFLICT = "node(s) had volume node affinity conflict"
+RWOP = "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod " \
+    "access mode"
 
 
 class VolumeBinding:
     def __init__(self, client: Client, *, claims: Informer, volumes: Informer,
-                 classes: Informer, retry: Callable[[], None]) -> None:
+                 classes: Informer, pods: Informer, retry: Callable[[], None]) -> None:
         self.client = client
-        self.claims, self.volumes, self.classes = claims, volumes, classes
+        self.claims, self.volumes, self.classes, self.pods = claims, volumes, classes, pods
         for inf in (claims, volumes, classes):
             inf.add_handler(on_add=lambda _o: retry(), on_update=lambda _o, _n: retry())
 
@@ -60,9 +63,24 @@ class VolumeBinding:
                 return "pod has unbound immediate PersistentVolumeClaims"
         return None
 
+    def _in_use_elsewhere(self, pod: Obj, claim: str) -> bool:
+        ns, uid = meta(pod).get("namespace"), meta(pod).get("uid")
+        for other in self.pods.list(namespace=ns):
+            if meta(other).get("uid") == uid or not (other.get("spec") or {}).get("nodeName") \
+                    or (other.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+                   for v in (other.get("spec") or {}).get("volumes") or []):
+                return True
+        return False
+
     def filter(self, pod: Obj, node: Obj) -> str | None:
         labels = meta(node).get("labels") or {}
-        for _name, pvc in self._claims(pod):
+        for name, pvc in self._claims(pod):
+            if pvc is not None and "ReadWriteOncePod" in \
+                    ((pvc.get("spec") or {}).get("accessModes") or []) and \
+                    self._in_use_elsewhere(pod, name):
+                return RWOP
             volume = (pvc or {}).get("spec", {}).get("volumeName")
             pv = self.volumes.get(volume) if volume else None
             if pv is not None and not node_affinity_matches(pv, labels):

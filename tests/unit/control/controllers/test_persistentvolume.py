@@ -188,3 +188,24 @@ async def test_static_volume_binds_by_class_size_and_mode(harness: ControllerHar
         c = await get_pvc(harness)
         return c if c and c["status"].get("phase") == "Bound" else None
     assert (await harness.eventually(bound))["spec"]["volumeName"] == "right"
+
+
+async def test_read_write_once_pod_admits_one_pod(harness: ControllerHarness) -> None:
+    await nodes(harness)
+    await harness.start(*CONTROLLERS)
+    await harness.client.create("persistentvolumeclaims", pvc(accessModes=["ReadWriteOncePod"]))
+    await harness.client.create("pods", pod("first"))
+
+    async def scheduled(name: str):
+        p = await harness.client.get("pods", name, namespace="default")
+        return p["spec"].get("nodeName")
+    await harness.eventually(lambda: scheduled("first"), what="first scheduled")
+    await harness.client.create("pods", pod("second"))
+
+    async def refused():
+        return [e for e in await events_for(harness, "second") if "FailedScheduling" in e]
+    assert (await harness.eventually(refused))[0] == (
+        "FailedScheduling: 0/2 nodes are available: 2 node has pod using "
+        "PersistentVolumeClaim with the same name and ReadWriteOncePod access mode.")
+    await harness.client.delete("pods", "first", namespace="default", grace_period=0)
+    await harness.eventually(lambda: scheduled("second"), what="second scheduled")

@@ -274,3 +274,28 @@ async def test_max_unavailable_updates_several_at_once(harness: ControllerHarnes
 
 async def _is_len(value, n: int) -> bool:
     return len(await value) == n
+
+
+async def test_retention_when_scaled_delete_removes_the_condemned_claims(
+        harness: ControllerHarness) -> None:
+    await harness.start("statefulset", "garbagecollector")
+    await harness.client.create("statefulsets", sts(
+        replicas=2, podManagementPolicy="Parallel",
+        persistentVolumeClaimRetentionPolicy={"whenDeleted": "Retain", "whenScaled": "Delete"}))
+    await wait_names(harness, ["web-0", "web-1"])
+    for n in ("web-0", "web-1"):
+        await ready(harness, n)
+    body = await harness.client.get("statefulsets", "web", namespace="default")
+    body["spec"]["replicas"] = 1
+    await harness.client.update("statefulsets", body)
+
+    async def claims():
+        items = (await harness.client.list("persistentvolumeclaims", namespace="default")).items
+        return sorted(c["metadata"]["name"] for c in items
+                      if not c["metadata"].get("deletionTimestamp"))
+    await harness.eventually(lambda: _equals(claims(), ["www-web-0"]), what="www-web-1 gone")
+    assert await names(harness) == ["web-0"]
+
+
+async def _equals(value, want) -> bool:
+    return (await value) == want
