@@ -33,9 +33,11 @@ class PersistentVolumeController(Controller):
 
     def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder,
                  claims: Informer, volumes: Informer, classes: Informer, nodes: Informer,
-                 pods: Informer, workers: int = 2) -> None:
+                 pods: Informer, workers: int = 2,
+                 provisioner: EventRecorder | None = None) -> None:
         super().__init__(client, clock=clock, workers=workers)
         self.recorder = recorder
+        self.provisioner = provisioner or recorder     # the local-path provisioner's voice
         self.claims, self.volumes, self.classes = claims, volumes, classes
         self.nodes, self.pods = nodes, pods
         self._said: dict[str, str] = {}        # claim key -> last reason told (no repeats)
@@ -90,12 +92,14 @@ class PersistentVolumeController(Controller):
 
     # ---- claims ------------------------------------------------------------------------------
 
-    async def _tell(self, pvc: Obj, type_: str, reason: str, message: str) -> None:
+    async def _tell(self, pvc: Obj, type_: str, reason: str, message: str, *,
+                    by_provisioner: bool = False) -> None:
         key = object_key(pvc)
         if self._said.get(key) == f"{reason}:{message}":
             return
         self._said[key] = f"{reason}:{message}"
-        await self.recorder.record(pvc, type_, reason, message)  # type: ignore[arg-type]
+        recorder = self.provisioner if by_provisioner else self.recorder
+        await recorder.record(pvc, type_, reason, message)  # type: ignore[arg-type]
 
     async def _sync_claim(self, pvc: Obj) -> None:
         spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
@@ -145,12 +149,12 @@ class PersistentVolumeController(Controller):
         await self._provision(pvc, sc, node)
 
     async def _provision(self, pvc: Obj, sc: Obj, node_name: str) -> None:
+        await self._tell(pvc, "Normal", "ExternalProvisioning",
+                         "Waiting for a volume to be created either by the external "
+                         f"provisioner '{sc.get('provisioner')}' or manually by the "
+                         "system administrator. If volume creation is delayed, please "
+                         "verify that the provisioner is running and correctly registered.")
         if sc.get("provisioner") != b.PROVISIONER:
-            await self._tell(pvc, "Normal", "ExternalProvisioning",
-                             "Waiting for a volume to be created either by the external "
-                             f"provisioner '{sc.get('provisioner')}' or manually by the "
-                             "system administrator. If volume creation is delayed, please "
-                             "verify that the provisioner is running and correctly registered.")
             return
         node = self.nodes.get(node_name)
         root = (meta(node or {}).get("annotations") or {}).get(b.ROOT_ANNOTATION)
@@ -163,13 +167,14 @@ class PersistentVolumeController(Controller):
         pv = b.new_volume(pvc, sc, node_name, root)
         await self._tell(pvc, "Normal", "Provisioning",
                          f'External provisioner is provisioning volume for claim '
-                         f'"{object_key(pvc)}"')
+                         f'"{object_key(pvc)}"', by_provisioner=True)
         try:
             pv = await self.client.create("persistentvolumes", pv)
         except AlreadyExists:
             pv = await self.client.get("persistentvolumes", meta(pv)["name"])
         await self._tell(pvc, "Normal", "ProvisioningSucceeded",
-                         f"Successfully provisioned volume {meta(pv)['name']}")
+                         f"Successfully provisioned volume {meta(pv)['name']}",
+                         by_provisioner=True)
         await self._bind(pvc, pv)
 
     async def _bind(self, pvc: Obj, pv: Obj) -> None:

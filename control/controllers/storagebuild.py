@@ -35,7 +35,8 @@ def build_storage(client: Client, *, clock: Clock, informers: InformerFactory,
             client, clock=clock, recorder=recorder("persistentvolume-controller"),
             claims=claims, volumes=informers.get("persistentvolumes"),
             classes=informers.get("storageclasses"), nodes=informers.get("nodes"), pods=pods,
-            workers=workers))
+            workers=workers,
+            provisioner=recorder("rancher.io/local-path_local-path-provisioner")))
     if "pvc-protection" in chosen:
         out.append(ProtectionController(client, clock=clock, claims=claims,
                                         volumes=informers.get("persistentvolumes"), pods=pods))
