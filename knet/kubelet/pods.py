@@ -130,14 +130,15 @@ class PodWorker:
             log.exception("%s: pod worker failed", self.key)
 
     async def _bring_up(self) -> None:
-        delay = 1.0
+        delay, mount_delay = 1.0, 0.25
         while True:
             try:
                 await self._make_sandbox()
                 break
             except VolumeNotReady as exc:         # e.g. its claim is being bound: soon
                 self.ctx.event(self.pod, "Warning", "FailedMount", str(exc))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(mount_delay)
+                mount_delay = min(mount_delay * 2, 8.0)
                 continue
             except (KnetError, OSError) as exc:
                 self.ctx.event(self.pod, "Warning", "FailedCreatePodSandBox",
