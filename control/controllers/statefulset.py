@@ -147,7 +147,8 @@ class StatefulSetController(Controller):
                 if ordered:
                     raise _Wait
                 continue
-            await self._ensure_claims(sts, i)
+            if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+                await self._ensure_claims(sts, i)     # upstream: only for pending pods
             if ordered and (is_terminating(pod) or not is_healthy(pod, min_ready, now)):
                 raise _Wait
         await self._scale_down(sts, by_ord, want, ordered, min_ready)
