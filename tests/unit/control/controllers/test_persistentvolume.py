@@ -120,7 +120,7 @@ async def _bound_claim(h: ControllerHarness, **spec) -> tuple[dict, dict]:
 async def test_claim_in_use_is_protected_then_reclaimed_by_helper(harness) -> None:
     await nodes(harness)
     await harness.start(*CONTROLLERS)
-    claim, pv = await _bound_claim(harness)
+    _, pv = await _bound_claim(harness)
     await harness.client.delete("persistentvolumeclaims", "data", namespace="default")
     await harness.settle()
     left = await get_pvc(harness)

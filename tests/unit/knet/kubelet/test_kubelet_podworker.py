@@ -150,8 +150,8 @@ async def test_a_pod_waits_for_its_claim_to_be_bound(node: NodeContext, tmp_path
     worker = PodWorker(node, pod)
     worker.start()
     await asyncio.sleep(0.6)
-    assert ("FailedMount", 'pod default/p: volume \'www\': persistentvolumeclaim "www-p" not '
-            "found") in events
+    assert ("FailedMount", ('pod default/p: volume \'www\': persistentvolumeclaim "www-p" '
+                            "not found")) in events
     assert not data.exists()
     objs[("persistentvolumeclaims", "default", "www-p")] = {
         "spec": {"volumeName": "pvc-1"}, "status": {"phase": "Bound"}}
