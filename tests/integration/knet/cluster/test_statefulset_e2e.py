@@ -217,6 +217,39 @@ spec:
     cluster.kubectl("delete", "pvc", "nowhere")
 
 
+PARALLEL = f"""
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: par}}
+spec:
+  serviceName: par
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector: {{matchLabels: {{app: par}}}}
+  template:
+    metadata: {{labels: {{app: par}}}}
+    spec:
+      containers:
+      - name: nginx
+        image: {IMAGE}
+        readinessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1}}
+"""
+
+
+def test_parallel_does_not_wait_for_readiness(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=PARALLEL)
+
+    def running() -> list[str] | None:
+        pods = cluster.get("pods", "-l", "app=par")["items"]
+        names = sorted(p["metadata"]["name"] for p in pods
+                       if p.get("status", {}).get("phase") == "Running")
+        return names if len(names) == 3 else None
+    assert cluster.wait("3 pods running", running, timeout=60) == ["par-0", "par-1", "par-2"]
+    sts = cluster.get("sts", "par")["status"]
+    assert sts["replicas"] == 3 and sts.get("readyReplicas", 0) == 0   # none Ready, all made
+    cluster.kubectl("delete", "sts", "par", timeout=60)
+
+
 VOLUMES = """
 apiVersion: v1
 kind: PersistentVolumeClaim
