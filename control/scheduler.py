@@ -7,7 +7,9 @@ bound but not yet seen back (`assumed`), so a burst of pods is spread and never 
   metadata.name included, as DaemonSet pods use), taints with
   effect NoSchedule/NoExecute tolerated, cpu/memory requests and pod count within allocatable
   minus what the node's pods request;
-- score: fewest pods of the same owner on the node, then fewest pods, then name.
+- score: fewest pods of the same owner on the node, then fewest pods, then name;
+- volumes (schedvolumes.py): claims must exist, PV node affinity is honoured, and unbound
+  WaitForFirstConsumer claims are told the chosen node before the pod is bound.
 A pod that fits nowhere stays Pending with condition PodScheduled=False/Unschedulable and a
 FailedScheduling event giving kube-scheduler's summary; it is retried when nodes change or
 pods go away.
@@ -28,6 +30,7 @@ from control.controllers.nodelifecycle import tolerates
 from control.controllers.util import controller_ref, is_terminating, meta
 from control.errors import BadRequest, Conflict, MethodNotAllowed, NotFound
 from control.informer import Informer, object_key
+from control.schedvolumes import VolumeBinding
 
 __all__ = ["DEFAULT_SCHEDULER", "NodeUsage", "Scheduler", "parse_quantity", "pod_requests"]
 
@@ -124,7 +127,8 @@ class Scheduler(Controller):
 
     def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder,
                  pods: Informer, nodes: Informer, scheduler_name: str = DEFAULT_SCHEDULER,
-                 workers: int = 1) -> None:
+                 workers: int = 1, storage: tuple[Informer, Informer, Informer] | None = None
+                 ) -> None:
         super().__init__(client, clock=clock, workers=workers)
         self.recorder = recorder
         self.pods, self.nodes = pods, nodes
@@ -135,6 +139,9 @@ class Scheduler(Controller):
         pods.add_handler(on_add=self._pod, on_update=lambda o, n: self._pod(n),
                          on_delete=self._pod_deleted)
         nodes.add_handler(on_add=lambda n: self._retry(), on_update=self._node_updated)
+        self.volumes = None if storage is None else VolumeBinding(   # claims, PVs, classes
+            client, claims=storage[0], volumes=storage[1], classes=storage[2], pods=pods,
+            retry=self._retry)
 
     # ---- handlers ---------------------------------------------------------------------------
 
@@ -179,6 +186,10 @@ class Scheduler(Controller):
             return
         fits: list[Obj] = []
         reasons: Counter[str] = Counter()
+        why_not = self.volumes.check(pod) if self.volumes else None
+        if why_not:
+            await self._unschedulable(pod, Counter(), detail=why_not)
+            return
         for node in self.nodes.list():
             why = self.filter(pod, node)
             if why is None:
@@ -189,6 +200,8 @@ class Scheduler(Controller):
             await self._unschedulable(pod, reasons)
             return
         best = min(fits, key=lambda n: self.score(pod, n))
+        if self.volumes:
+            await self.volumes.prebind(pod, meta(best)["name"])
         await self._bind(pod, meta(best)["name"])
 
     def filter(self, pod: Obj, node: Obj) -> str | None:
@@ -206,6 +219,8 @@ class Scheduler(Controller):
             return "node(s) were not ready"
         if not required_affinity_matches(spec, node):
             return "node(s) didn't match Pod's node affinity/selector"
+        if self.volumes and (conflict := self.volumes.filter(pod, node)):
+            return conflict
         return self._resources_fit(pod, node)
 
     def _resources_fit(self, pod: Obj, node: Obj) -> str | None:
@@ -256,10 +271,10 @@ class Scheduler(Controller):
         await self.recorder.record(pod, "Normal", "Scheduled",
                                    f"Successfully assigned {key} to {node}")
 
-    async def _unschedulable(self, pod: Obj, reasons: Counter[str]) -> None:
+    async def _unschedulable(self, pod: Obj, reasons: Counter[str], detail: str = "") -> None:
         key = object_key(pod)
-        total = sum(reasons.values())
-        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        total = sum(reasons.values()) or len(self.nodes.list())
+        detail = detail or ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
         message = f"0/{total} nodes are available" + (f": {detail}." if detail else ".")
         if self.unschedulable.get(key) == message:
             return

@@ -37,8 +37,8 @@ from control.api.app import OBJECTS, Settings, create_app
 from control.api.ca import ClusterCA
 from control.api.local import LocalClient
 from control.api.nodeproxy import KUBELET_TLS
-from control.api.proxysub import POD_NETWORK
 from control.api.objects import ObjectService
+from control.api.proxysub import POD_NETWORK
 from control.api.saadmission import ServiceAccountAdmission
 from control.api.tls import (
     ensure_certificate,

@@ -78,11 +78,12 @@ def create_app(store: Store, settings: Settings) -> web.Application:
                           client_max_size=settings.max_body)
     app[OBJECTS] = objects
     app[STREAMS] = set()
-    app[REVIEWS] = {"selfsubjectreviews": self_subject_review,
-                    "tokenreviews": token_review(static, accounts, audiences=audiences),
-                    **settings.reviews}
+    reviews = {"selfsubjectreviews": self_subject_review,
+               "tokenreviews": token_review(static, accounts, audiences=audiences),
+               **settings.reviews}
     if settings.mesh_ca is not None:
-        app[REVIEWS]["workloadcertificaterequests"] = workload_certificates(settings.mesh_ca)
+        reviews["workloadcertificaterequests"] = workload_certificates(settings.mesh_ca)
+    app[REVIEWS] = reviews
     app[TOKEN_REQUESTS] = TokenRequests(TokenIssuer(key, now=objects.now),
                                         audiences=audiences)
     app[STOPPING] = asyncio.Event()

@@ -31,7 +31,8 @@ FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 UNWATCHED_RECHECK = 2.0     # seconds between checks of owners of unwatched kinds
 GC_RESOURCES = ("pods", "replicasets", "deployments", "replicationcontrollers", "services",
                 "endpointslices", "configmaps", "secrets", "jobs", "cronjobs", "daemonsets",
-                "statefulsets", "controllerrevisions", "leases", "nodes")
+                "statefulsets", "controllerrevisions", "leases", "nodes",
+                "persistentvolumeclaims")
 
 
 class GarbageCollector(Controller):

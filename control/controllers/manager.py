@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
                    "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
-                   "cronjob", "daemonset", "disruption")
+                   "cronjob", "daemonset", "disruption", "statefulset",
+                   "persistentvolume-binder", "pvc-protection")
 
 
 @dataclass
@@ -224,6 +225,9 @@ def build(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.batch import build_batch
     out.extend(build_batch(client, clock=clock, informers=informers, options=options,
                            recorder=recorder))
+    from control.controllers.storagebuild import build_storage  # StatefulSet, PV, PVC
+    out.extend(build_storage(client, clock=clock, informers=informers, chosen=chosen,
+                             recorder=recorder, workers=options.workers))
     return out
 
 
@@ -283,7 +287,10 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
                                         chosen=chosen, recorder=recorder)
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
-                             pods=pods, nodes=informers.get("nodes")))
+                             pods=pods, nodes=informers.get("nodes"), storage=(
+                                 informers.get("persistentvolumeclaims"),
+                                 informers.get("persistentvolumes"),
+                                 informers.get("storageclasses"))))
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.models import batchdefaults, networking
+from control.models.storagedefaults import STORAGE_DEFAULTS, default_statefulset_extra
 
 __all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
            "default_status"]
@@ -203,10 +204,7 @@ def _default_statefulset(obj: Obj, old: Obj | None) -> None:
     spec.setdefault("podManagementPolicy", "OrderedReady")
     spec.setdefault("revisionHistoryLimit", 10)
     _default_strategy(spec, "updateStrategy", partition=0)
-    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
-    if retention is not None:
-        retention.setdefault("whenDeleted", "Retain")
-        retention.setdefault("whenScaled", "Retain")
+    default_statefulset_extra(obj, old)     # retention policy, claim templates (storage.py)
     _default_template(spec)
 
 
@@ -397,7 +395,7 @@ _BY_RESOURCE = {
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
     "secrets": _default_secret, "daemonsets": _default_daemonset,
     "statefulsets": _default_statefulset, "jobs": _default_job, "cronjobs": _default_cronjob,
-    **networking.DEFAULTS,
+    **networking.DEFAULTS, **STORAGE_DEFAULTS,
 }
 
 

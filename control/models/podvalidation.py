@@ -52,7 +52,8 @@ IGNORED_CONTAINER_FIELDS = {
 _POD_SECURITY = frozenset({"runAsUser", "runAsGroup", "runAsNonRoot"})
 _CONTAINER_SECURITY = _POD_SECURITY | {"privileged", "readOnlyRootFilesystem", "capabilities"}
 _LIMITS = frozenset({"cpu", "memory"})
-_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir", "projected"})
+_SUPPORTED_VOLUMES = frozenset({"configMap", "secret", "emptyDir", "projected",
+                                "persistentVolumeClaim", "hostPath", "downwardAPI"})
 _PROTOCOLS = ("TCP", "UDP", "SCTP")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _RESTART = ("Always", "OnFailure", "Never")
@@ -271,8 +272,8 @@ def _volumes(errs: FieldErrors, path: str, volumes: Any) -> set[str]:
             if src not in _SUPPORTED_VOLUMES:
                 errs.warn(f"{p}.{src}", "volume type not supported by knet: mounted as an "
                           "empty directory")
-        if (v.get("emptyDir") or {}).get("medium"):
-            errs.warn(f"{p}.emptyDir.medium", "ignored: knet's emptyDir is a directory on disk")
+        if (v.get("emptyDir") or {}).get("medium") not in (None, "", "Memory"):
+            errs.not_supported(f"{p}.emptyDir.medium", v["emptyDir"]["medium"], ("", "Memory"))
         cm = v.get("configMap")
         if isinstance(cm, dict) and not cm.get("name"):
             errs.required(f"{p}.configMap.name")

@@ -20,6 +20,7 @@ from control.models import networking
 from control.models import printers as p
 from control.models.batchprinters import BATCH_COLUMNS, BATCH_PRINTERS
 from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
+from control.models.storage import STORAGE_COLUMNS, STORAGE_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
 
@@ -241,6 +242,8 @@ _COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
 _PRINTERS.update(MESH_PRINTERS)
 _COLUMNS.update(BATCH_COLUMNS)  # jobs, cronjobs (control/models/batchprinters.py)
 _PRINTERS.update(BATCH_PRINTERS)
+_COLUMNS.update(STORAGE_COLUMNS)  # PV, PVC, StorageClass (control/models/storage.py)
+_PRINTERS.update(STORAGE_PRINTERS)
 
 
 def columns(resource: str) -> list[Obj]:

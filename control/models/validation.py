@@ -41,6 +41,7 @@ from control.models.servicevalidation import (
     validate_service,
     validate_service_update,
 )
+from control.models.storage import STORAGE_CHECKS, STORAGE_UPDATE_CHECKS
 from control.models.workloadvalidation import (
     validate_deployment,
     validate_labels,
@@ -243,7 +244,7 @@ def _validate_lease(errs: FieldErrors, obj: Obj) -> None:
 
 
 # Kinds knet stores and serves but runs no controller for (Kubernetes would create pods).
-_NOT_RUN = {"statefulsets": "StatefulSets"}
+_NOT_RUN: dict[str, str] = {}
 
 _CHECKS: dict[str, Check] = {
     "pods": _validate_pod, "services": validate_service, "endpoints": validate_endpoints,
@@ -267,6 +268,8 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
 }
 
 _CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
+_CHECKS.update(STORAGE_CHECKS)  # storage kinds and StatefulSets (control/models/storage.py)
+_UPDATE_CHECKS.update(STORAGE_UPDATE_CHECKS)
 
 def admit(resource: str, obj: Obj, *, old: Obj | None = None,
           copy: bool = True) -> tuple[Obj, list[str]]:

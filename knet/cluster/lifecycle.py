@@ -306,6 +306,7 @@ def _remove_files(rec: ClusterRecord, *, keep_logs: bool, say: Say) -> None:
 async def _remove_pods(root: Path, *, node: str | None = None) -> int:
     """Kill the containers the runtime recorded under root (pods/NODE/POD_DIR) and delete
     their files (only node's, if given); returns how many pod directories there were."""
+    from knet.kubelet.volumes import unmount_pod_volumes
     from knet.runtime.base import PodSandbox
     from knet.runtime.process import ProcessRuntime
 
@@ -320,6 +321,7 @@ async def _remove_pods(root: Path, *, node: str | None = None) -> int:
                 await runtime.remove(PodSandbox(key=f"{node_dir.name}/{pod_dir.name}", netns="",
                                                 hostname="", pod_dir=pod_dir, resolv_conf="",
                                                 hosts=""))
+                unmount_pod_volumes(pod_dir)        # emptyDir medium Memory (tmpfs)
                 count += 1
     finally:
         await runtime.close()

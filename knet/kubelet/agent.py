@@ -165,6 +165,9 @@ class Agent:
                            agent_url=f"https://127.0.0.1:{self.port}", netns=self.spec.netns,
                            max_pods=self.max_pods)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
+        # where the local-path provisioner puts this node's volumes (knet down removes it)
+        node["metadata"]["annotations"]["knet.io/local-path-root"] = str(
+            (self.state_dir / "volumes" / self.name).resolve())
         app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
         await self._serve(app)
         node_agent = NodeAgent(self.client, node)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from control.scheduler import parse_quantity
+from knet.kubelet.volumes import host_dir, prepare_sub_path
 from knet.runtime.base import ContainerSpec, Mount
 
 Obj = dict[str, Any]
@@ -133,6 +134,10 @@ async def materialize_volumes(pod: Obj, pod_dir: Path, *, lookup: Lookup) -> dic
     namespace = pod["metadata"]["namespace"]
     out: dict[str, Path] = {}
     for vol in pod.get("spec", {}).get("volumes") or []:
+        special = await host_dir(pod, vol, pod_dir, lookup=lookup)  # PVC, hostPath...
+        if special is not None:
+            out[vol["name"]] = special
+            continue
         path = pod_dir / "volumes" / vol["name"]
         path.mkdir(parents=True, exist_ok=True)
         for kind in ("configMap", "secret"):
@@ -161,7 +166,7 @@ def mounts_for(container: Obj, volumes: dict[str, Path]) -> list[Mount]:
             raise ConfigError("CreateContainerConfigError",
                               f"volumeMount {vm['name']!r} names no volume of the pod")
         if vm.get("subPath"):
-            host = host / vm["subPath"]
+            host = prepare_sub_path(host, vm["subPath"])
         mounts.append(Mount(host_path=str(host), container_path=vm["mountPath"],
                             read_only=bool(vm.get("readOnly"))))
     return mounts

@@ -25,6 +25,7 @@ from knet.kubelet.ephemeral import EphemeralContainers
 from knet.kubelet.runner import ContainerRunner
 from knet.kubelet.satoken import ProjectedVolumes
 from knet.kubelet.status import ContainerView, pod_status
+from knet.kubelet.volumes import VolumeNotReady, unmount_pod_volumes
 from knet.runtime.base import PodSandbox
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,16 @@ class PodWorker:
             log.exception("%s: pod worker failed", self.key)
 
     async def _bring_up(self) -> None:
-        delay = 1.0
+        delay, mount_delay = 1.0, 0.25
         while True:
             try:
                 await self._make_sandbox()
                 break
+            except VolumeNotReady as exc:         # e.g. its claim is being bound: soon
+                self.ctx.event(self.pod, "Warning", "FailedMount", str(exc))
+                await asyncio.sleep(mount_delay)
+                mount_delay = min(mount_delay * 2, 8.0)
+                continue
             except (KnetError, OSError) as exc:
                 self.ctx.event(self.pod, "Warning", "FailedCreatePodSandBox",
                                f"Failed to create pod sandbox: {exc}")
@@ -230,6 +236,8 @@ class PodWorker:
             self.pod["metadata"]["namespace"], self.pod["metadata"]["name"], netns="",
             pod_ip=self.pod_ip, pod_dir=self.dir)
         await self.ctx.runtime.remove(sandbox)
+        with contextlib.suppress(OSError):
+            unmount_pod_volumes(self.dir)                       # emptyDir medium Memory
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)  # what the kubelet wrote
         with contextlib.suppress(OSError):
             self.dir.rmdir()

@@ -392,7 +392,7 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     tpl["affinity"] = {"nodeAffinity": {"x": 1}}
     tpl["containers"][0]["securityContext"] = {"runAsUser": 1000, "seccompProfile": {"x": 1}}
     tpl["containers"][0]["resources"] = {"limits": {"memory": "64Mi", "nvidia.com/gpu": "1"}}
-    tpl["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]
+    tpl["volumes"] = [{"name": "data", "nfs": {"server": "nfs.example", "path": "/"}}]
     out, warnings = admit("deployments", d)
     assert sorted(warnings) == sorted([
         "spec.template.spec.affinity: ignored by knet's scheduler, except nodeAffinity."
@@ -401,7 +401,7 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
         "runtime",
         "spec.template.spec.containers[0].resources.limits.nvidia.com/gpu: not enforced: knet "
         "enforces the cpu and memory limits only",
-        ("spec.template.spec.volumes[0].persistentVolumeClaim: volume type not supported by "
+        ("spec.template.spec.volumes[0].nfs: volume type not supported by "
         "knet: mounted as an empty directory")])
     out_tpl = out["spec"]["template"]["spec"]
     assert out_tpl["affinity"] == {"nodeAffinity": {"x": 1}}
@@ -414,7 +414,7 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     _, pod_warnings = admit("pods", p)
     assert sorted(w.split(":")[0] for w in pod_warnings) == [  # both hooks run: no warning
         "spec.containers[0].ports[0].hostPort",
-        "spec.hostNetwork", "spec.volumes[0].emptyDir.medium"]
+        "spec.hostNetwork"]           # emptyDir medium Memory is a tmpfs: no warning
     _, svc_warnings = admit("services", service(type="LoadBalancer"))
     assert svc_warnings and svc_warnings[0].startswith("spec.type: LoadBalancer")
 
@@ -503,8 +503,7 @@ def test_kinds_knet_does_not_run_are_stored_with_a_warning() -> None:
     sts = deployment()
     sts["kind"] = "StatefulSet"
     out, warnings = admit("statefulsets", sts)
-    assert warnings == [("spec: stored and served, but knet runs no controller for "
-                        "StatefulSets: no pods will be created for it")]
+    assert warnings == []      # knet runs StatefulSets (control/controllers/statefulset.py)
     assert out["spec"]["template"]["spec"]["restartPolicy"] == "Always"
     assert admit("statefulsets", out, old=out)[1] == []
     sts["spec"]["template"]["metadata"]["labels"] = {"app": "other"}

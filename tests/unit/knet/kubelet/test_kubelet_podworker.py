@@ -132,3 +132,31 @@ async def test_deletion_stops_gracefully_and_finishes_in_the_api(node: NodeConte
     assert said.read_text().strip() == "bye"        # SIGTERM first, within the grace
     assert worker.done
     assert not (tmp_path / "pods").exists() or not any((tmp_path / "pods").iterdir())
+
+
+async def test_a_pod_waits_for_its_claim_to_be_bound(node: NodeContext, tmp_path: Path) -> None:
+    objs: dict[tuple[str, str, str], Obj] = {}
+    events: list[tuple[str, str]] = []
+
+    async def lookup(resource: str, namespace: str, name: str) -> Obj | None:
+        return objs.get((resource, namespace, name))
+    node.lookup = lookup
+    node.event = lambda _o, _t, reason, message: events.append((reason, message))
+    data = tmp_path / "volumes" / "pvc-1"
+    pod = await make_pod(node, {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "www", "persistentVolumeClaim": {"claimName": "www-p"}}],
+        "containers": [sh("app", "true")]})
+    worker = PodWorker(node, pod)
+    worker.start()
+    await asyncio.sleep(0.6)
+    assert ("FailedMount", ('pod default/p: volume \'www\': persistentvolumeclaim "www-p" '
+                            "not found")) in events
+    assert not data.exists()
+    objs[("persistentvolumeclaims", "default", "www-p")] = {
+        "spec": {"volumeName": "pvc-1"}, "status": {"phase": "Bound"}}
+    objs[("persistentvolumes", "", "pvc-1")] = {"spec": {"hostPath": {
+        "path": str(data), "type": "DirectoryOrCreate"}}}
+    await stored_until(node, lambda p: p.get("status", {}).get("phase") == "Succeeded")
+    assert data.is_dir()                 # made on first use, outside the pod directory
+    await worker.shutdown()
