@@ -215,6 +215,8 @@ def cluster_roles() -> list[Obj]:
         # reads the routing kinds and namespace labels (ambient enrollment), as Istio's do
         _role("knet:node-proxier-mesh", [
             _r(_READ, "", "namespaces"),
+            _r(_READ, "gateway.networking.k8s.io", ["gateways"]),  # north-south (mesh/northsouth)
+            _r(_READ, "networking.k8s.io", ["ingresses"]),
             _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
             _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"]),
             _r(["patch", "update"], "gateway.networking.k8s.io", "httproutes/status"),

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoints",
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
-                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount")
+                   "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "gateway")
 
 
 @dataclass
@@ -270,6 +270,13 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
         out.append(TaintEvictionController(client, clock=clock,
                                            recorder=recorder("taint-eviction-controller"),
                                            nodes=informers.get("nodes"), pods=pods))
+    if "gateway" in chosen:  # north-south status (GatewayClass/Gateway/Ingress of class knet)
+        from control.controllers.gateway import GatewayController
+        out.append(GatewayController(
+            client, clock=clock, classes=informers.get("gatewayclasses"),
+            gateways=informers.get("gateways"), routes=informers.get("httproutes"),
+            ingresses=informers.get("ingresses"), nodes=informers.get("nodes"),
+            namespaces=informers.get("namespaces")))
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
                              pods=pods, nodes=informers.get("nodes")))
