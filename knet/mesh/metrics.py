@@ -8,20 +8,25 @@ flow record, after the client pod is resolved): an HTTP record counts in
 namespace, destination_service as an FQDN, response_code) plus `route` (the mesh route
 that matched). `metrics_routes(metrics)` serves them at GET /metrics.
 
-Key design choice: the hot path pays one dict lookup per record. The label children of
-each (source, destination, service, code, route) tuple are looked up once and kept, so the
-prometheus-client `labels()` call (the expensive part: validation, locking) is paid only
-the first time a tuple is seen. Each metrics object has its own registry: no globals.
+Key design choice: the hot path pays one dict lookup and a few additions per record. The
+counts live in plain slots per (source, destination, service, code, route) tuple (labels
+resolved once, when a tuple is first seen) and `MeshMetrics` is a prometheus-client custom
+collector that builds the metric families at scrape time: prometheus-client's own
+Counter/Histogram take a lock per update and cost ~9 µs per request here, against ~1 µs.
+Each metrics object has its own registry: no globals.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 from knet.mesh.world import CLUSTER_DOMAIN
@@ -70,31 +75,34 @@ def service_fqdn(service: str) -> str:
     return f"{name}.{ns}.svc.{CLUSTER_DOMAIN}" if name else service or UNKNOWN
 
 
+class _Http:
+    """One HTTP label set's counts: requests, duration sum and per-bucket counts."""
+    __slots__ = ("buckets", "count", "labels", "sum")
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels, self.count, self.sum = labels, 0, 0.0
+        self.buckets = [0] * (len(DURATION_BUCKETS_MS) + 1)  # the last: above every bound
+
+
+class _Tcp:
+    __slots__ = ("connections", "labels", "received", "sent")
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels, self.connections, self.sent, self.received = labels, 0, 0, 0
+
+
 class MeshMetrics:
-    """The proxy's Prometheus metrics; `observe` is its FlowRing sink."""
+    """The proxy's Prometheus metrics; `observe` is its FlowRing sink, `collect` is what the
+    registry asks at scrape time (a custom collector: the hot path never takes a lock)."""
 
     def __init__(self, *, workloads: WorkloadOf | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.workloads: WorkloadOf = workloads or (lambda _pod: None)
-        r = self.registry
-        self.requests = Counter("istio_requests_total", "Requests through the mesh's L7 path",
-                                HTTP_LABELS, registry=r)
-        self.duration = Histogram("istio_request_duration_milliseconds",
-                                  "Request duration through the mesh's L7 path (ms)",
-                                  HTTP_LABELS, buckets=DURATION_BUCKETS_MS, registry=r)
-        self.opened = Counter("istio_tcp_connections_opened_total",
-                              "TCP connections through the proxy", TCP_LABELS, registry=r)
-        self.closed = Counter("istio_tcp_connections_closed_total",
-                              "TCP connections through the proxy, closed", TCP_LABELS,
-                              registry=r)
-        self.sent = Counter("istio_tcp_sent_bytes_total", "Bytes sent to the destination",
-                            TCP_LABELS, registry=r)
-        self.received = Counter("istio_tcp_received_bytes_total",
-                                "Bytes received from the destination", TCP_LABELS, registry=r)
-        self._http: dict[tuple[str, ...], tuple[Any, Any]] = {}
-        self._tcp: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
+        self._http: dict[tuple[object, ...], _Http] = {}
+        self._tcp: dict[tuple[object, ...], _Tcp] = {}
         self.failed = 0
+        self.registry.register(self)
 
     def __repr__(self) -> str:
         return f"<MeshMetrics {len(self._http)} http series {len(self._tcp)} tcp series>"
@@ -108,38 +116,52 @@ class MeshMetrics:
         """Count one finished flow record (never raises: metrics must not break traffic)."""
         try:
             if rec.protocol == "http":
-                self._observe_http(rec)
+                key = (rec.client_pod, rec.endpoint_pod, rec.service, rec.status, rec.route)
+                h = self._http.get(key)
+                if h is None:
+                    h = self._http[key] = _Http((*self._peers(rec), str(rec.status),
+                                                 rec.route or "default"))
+                ms = rec.duration * 1000.0
+                h.count += 1
+                h.sum += ms
+                h.buckets[bisect_left(DURATION_BUCKETS_MS, ms)] += 1
             elif rec.protocol == "tcp":
-                self._observe_tcp(rec)
+                tkey = (rec.client_pod, rec.endpoint_pod, rec.service)
+                t = self._tcp.get(tkey)
+                if t is None:
+                    t = self._tcp[tkey] = _Tcp(self._peers(rec))
+                t.connections += 1
+                t.sent += rec.bytes_sent
+                t.received += rec.bytes_received
         except Exception:  # a bug here must not cost a request
             self.failed += 1
             if self.failed == 1:
                 log.exception("metrics: observing a %s flow record failed", rec.protocol)
 
-    def _observe_http(self, rec: FlowRecord) -> None:
-        key = (rec.client_pod, rec.endpoint_pod, rec.service, str(rec.status), rec.route)
-        children = self._http.get(key)
-        if children is None:
-            values = (*self._peers(rec), str(rec.status), rec.route or "default")
-            children = (self.requests.labels(*values), self.duration.labels(*values))
-            self._http[key] = children
-        children[0].inc()
-        children[1].observe(rec.duration * 1000.0)
-
-    def _observe_tcp(self, rec: FlowRecord) -> None:
-        key = (rec.client_pod, rec.endpoint_pod, rec.service)
-        children = self._tcp.get(key)
-        if children is None:
-            values = self._peers(rec)
-            children = (self.opened.labels(*values), self.closed.labels(*values),
-                        self.sent.labels(*values), self.received.labels(*values))
-            self._tcp[key] = children
-        children[0].inc()
-        children[1].inc()
-        if rec.bytes_sent:
-            children[2].inc(rec.bytes_sent)
-        if rec.bytes_received:
-            children[3].inc(rec.bytes_received)
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, built from the counts at scrape time."""
+        requests = CounterMetricFamily("istio_requests", "Requests through the mesh's L7 path",
+                                       labels=HTTP_LABELS)
+        duration = HistogramMetricFamily("istio_request_duration_milliseconds",
+                                         "Request duration through the mesh's L7 path (ms)",
+                                         labels=HTTP_LABELS)
+        bounds = [*(str(float(b)) for b in DURATION_BUCKETS_MS), "+Inf"]
+        for h in list(self._http.values()):
+            requests.add_metric(h.labels, h.count)
+            cumulative = list(accumulate(h.buckets))
+            duration.add_metric(h.labels, list(zip(bounds, cumulative, strict=True)), h.sum)
+        tcp = [CounterMetricFamily(f"istio_tcp_{name}", help_, labels=TCP_LABELS)
+               for name, help_ in (("connections_opened", "TCP connections through the proxy"),
+                                   ("connections_closed", "TCP connections closed"),
+                                   ("sent_bytes", "Bytes sent to the destination"),
+                                   ("received_bytes", "Bytes received from the destination"))]
+        for t in list(self._tcp.values()):
+            for fam, value in zip(tcp, (t.connections, t.connections, t.sent, t.received),
+                                  strict=True):
+                fam.add_metric(t.labels, value)
+        yield requests
+        yield duration
+        yield from tcp
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
