@@ -4,9 +4,9 @@
 flow record, after the client pod is resolved): an HTTP record counts in
 `istio_requests_total` and `istio_request_duration_milliseconds`; a TCP record in
 `istio_tcp_connections_opened_total`/`_closed_total` and `istio_tcp_sent_bytes_total`/
-`istio_tcp_received_bytes_total`. Labels are Istio's (source/destination workload and
-namespace, destination_service as an FQDN, response_code) plus `route` (the mesh route
-that matched). `metrics_routes(metrics)` serves them at GET /metrics.
+`istio_tcp_received_bytes_total`. Labels are Istio's (reporter, source/destination
+workload and namespace, destination_service as an FQDN, request_protocol, response_code)
+plus `route` (the mesh route that matched). `metrics_routes(metrics)` serves them at GET /metrics.
 
 Key design choice: the hot path pays one dict lookup and a few additions per record. The
 counts live in plain slots per (source, destination, service, code, route) tuple (labels
@@ -42,8 +42,10 @@ DURATION_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 1
                        60000, 300000, 600000, 1800000, 3600000)
 _PEERS = ("source_workload", "source_workload_namespace", "destination_workload",
           "destination_workload_namespace", "destination_service")
-HTTP_LABELS = (*_PEERS, "response_code", "route")
-TCP_LABELS = _PEERS
+# reporter: "waypoint" for the L7 path (Istio ambient's waypoints report so), "source" for
+# L4 connections (the client's node proxy, as ztunnel on the client side)
+HTTP_LABELS = ("reporter", *_PEERS, "request_protocol", "response_code", "route")
+TCP_LABELS = ("reporter", *_PEERS)
 WorkloadOf = Callable[[str], "str | None"]  # "ns/pod" -> workload name
 
 
@@ -119,7 +121,8 @@ class MeshMetrics:
                 key = (rec.client_pod, rec.endpoint_pod, rec.service, rec.status, rec.route)
                 h = self._http.get(key)
                 if h is None:
-                    h = self._http[key] = _Http((*self._peers(rec), str(rec.status),
+                    h = self._http[key] = _Http(("waypoint", *self._peers(rec), "http",
+                                                 str(rec.status),
                                                  rec.route or "default"))
                 ms = rec.duration * 1000.0
                 h.count += 1
@@ -129,7 +132,7 @@ class MeshMetrics:
                 tkey = (rec.client_pod, rec.endpoint_pod, rec.service)
                 t = self._tcp.get(tkey)
                 if t is None:
-                    t = self._tcp[tkey] = _Tcp(self._peers(rec))
+                    t = self._tcp[tkey] = _Tcp(("source", *self._peers(rec)))
                 t.connections += 1
                 t.sent += rec.bytes_sent
                 t.received += rec.bytes_received

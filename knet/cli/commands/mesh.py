@@ -41,13 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _window(text: str) -> float:
     from knet.proxy.flows import parse_since
 
+    bad = UsageError(f"mesh stat: --window {text!r}: give a duration like 30s, 1m or 5m")
+    if text.strip().replace(".", "").isdigit():
+        raise bad  # epoch seconds: what --since takes, not a window
     try:
         now = time.time()
         secs = now - parse_since(text, now=now)
-    except ValueError as exc:
-        raise UsageError(str(exc).replace("flows: since", "mesh stat: --window")) from None
-    if secs <= 0 or text.strip().replace(".", "").isdigit():
-        raise UsageError(f"mesh stat: --window {text!r}: give a duration like 30s, 1m or 5m")
+    except ValueError:
+        raise bad from None
+    if secs <= 0:
+        raise bad
     return secs
 
 

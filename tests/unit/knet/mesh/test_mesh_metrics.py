@@ -58,7 +58,7 @@ def test_requests_and_durations_by_workload_code_and_route() -> None:
         ring.record(rec(500, duration=0.2))
     ring.record(rec(404, client="", endpoint="", route=""))  # from the host, no route
     got = samples(m)
-    base = {"source_workload": "client", "source_workload_namespace": "shop",
+    base = {"reporter": "waypoint", "request_protocol": "http", "source_workload": "client", "source_workload_namespace": "shop",
             "destination_workload": "web", "destination_workload_namespace": "shop",
             "destination_service": "web.shop.svc.cluster.local", "route": "r1"}
     ok = frozenset({**base, "response_code": "200"}.items())
@@ -71,7 +71,8 @@ def test_requests_and_durations_by_workload_code_and_route() -> None:
     le1 = frozenset({**base, "response_code": "200", "le": "1.0"}.items())
     assert got[("istio_request_duration_milliseconds_bucket", le5)] == 7  # 4 ms each
     assert got[("istio_request_duration_milliseconds_bucket", le1)] == 0
-    unknown = frozenset({"source_workload": "unknown", "source_workload_namespace": "unknown",
+    unknown = frozenset({"reporter": "waypoint", "request_protocol": "http",
+                         "source_workload": "unknown", "source_workload_namespace": "unknown",
                          "destination_workload": "unknown",
                          "destination_workload_namespace": "unknown",
                          "destination_service": "web.shop.svc.cluster.local",
@@ -84,7 +85,7 @@ def test_tcp_connections_and_bytes() -> None:
     for _ in range(2):
         m.observe(rec(0, protocol="tcp", bytes_sent=100, bytes_received=1000))
     got = samples(m)
-    labels = frozenset({"source_workload": "client-7d9f8-abcde",
+    labels = frozenset({"reporter": "source", "source_workload": "client-7d9f8-abcde",
                         "source_workload_namespace": "shop",
                         "destination_workload": "web-5c6b7-xyz12",
                         "destination_workload_namespace": "shop",
