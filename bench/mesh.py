@@ -3,14 +3,16 @@
 the proxy's own ServiceTable build over the same Services and EndpointSlices (what every
 change pays anyway), with the routes as wire dicts or already parsed (as a watch source
 keeps them) — and the per-request lookup (`find_route` + `pick_backend`) on the
-busiest port (a miss: every route tried), beside a plain dict lookup; then the meshed HTTP
-hop with mTLS on and off under wrk (bench/meshwire.py: req/s, p50, p99 and their ratios).
-Measurements only, nothing asserted.
+busiest port (a miss: every route tried), beside a plain dict lookup; the north-south pass
+over the same routes; what a flow record costs with the Prometheus metrics sink beside the
+ring alone; then the meshed HTTP hop with mTLS on and off under wrk (bench/meshwire.py:
+req/s, p50, p99 and their ratios). Measurements only, nothing asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +20,12 @@ from typing import Any
 from bench.common import table
 from control.models.meshgateway import HTTPRoute
 from knet.mesh.match import find_route, pick_backend
+from knet.mesh.metrics import MeshMetrics
+from knet.mesh.northsouth import add_north_south
 from knet.mesh.table import compile_table
+from knet.mesh.world import World
 from knet.proxy.config import build_table
+from knet.proxy.flows import FlowRecord, FlowRing
 
 NAME = "mesh"
 DESCRIPTION = "ms per route-table rebuild (1,000 routes) and µs per request lookup"
@@ -76,6 +82,24 @@ def per_call(fn: Callable[[], object], *, seconds: float) -> float:
             return elapsed / n
 
 
+def _record_rows(seconds: float) -> list[list[Any]]:
+    """µs per finished request's flow record: into the ring alone, and with the Prometheus
+    metrics sink the node proxy adds (knet/mesh/metrics.py), over 50 label sets."""
+    recs = [FlowRecord(time=0.0, node="node-1", protocol="http", client_ip="10.244.1.5",
+                       client_port=40000, service=f"{NS}/svc-{i % 10}", service_port=80,
+                       client_pod=f"{NS}/client-{i % 5}", endpoint_pod=f"{NS}/svc-{i % 10}-0",
+                       status=200 if i % 7 else 503, duration=0.002, route="r")
+            for i in range(50)]
+    plain, metered = FlowRing(), FlowRing()
+    metrics = MeshMetrics(workloads=lambda pod: pod.split("/")[1].rsplit("-", 1)[0])
+    metered.sinks.append(metrics.observe)
+    it1, it2 = itertools.cycle(recs), itertools.cycle(recs)
+    return [["record", "FlowRing.record (anchor)",
+             per_call(lambda: plain.record(next(it1)), seconds=seconds) * 1e6],
+            ["record", "FlowRing.record + Prometheus metrics sink",
+             per_call(lambda: metered.record(next(it2)), seconds=seconds) * 1e6]]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench mesh")
     parser.add_argument("--routes", type=int, default=1000)
@@ -115,7 +139,13 @@ def main(argv: list[str]) -> int:
                                                 seconds=args.seconds / 4) * 1e6],
              ["lookup", f"find_route miss over {len(busiest.routes)} routes + pick",
               per_call(lookup, seconds=args.seconds / 4) * 1e6]]
-    print(table(["what", "work", "ms (rebuild) / µs (lookup)"], rows, value_col=2,
+    world = World(services)
+    rows.append(["rebuild", f"+ north-south pass over {args.routes} HTTPRoutes (no Gateway)",
+                 per_call(lambda: add_north_south(mesh, world, httproutes=parsed, gateways={},
+                                                  ingresses=(), namespace_labels={}),
+                          seconds=args.seconds) * 1e3])
+    rows += _record_rows(args.seconds / 4)
+    print(table(["what", "work", "ms (rebuild) / µs (lookup, record)"], rows, value_col=2,
                 group_col=0, ratio_title="vs anchor", title="knet.mesh route table"))
     if args.wire_seconds > 0:
         from bench import meshwire

@@ -146,6 +146,9 @@ def serve_knet(flows: bool) -> None:
     async def main() -> None:
         p = Proxier("node-1", netns=NODE, flow_ring=FlowRing(), udp_idle_timeout=1.0)
         p.ctx.record = flows
+        if flows:  # as the node proxy runs: golden metrics from every record
+            from knet.mesh.metrics import MeshMetrics
+            p.ring.sinks.append(MeshMetrics().observe)
         objs = svc("l4", vip, [(IPERF, "TCP"), (ECHO, "TCP"), (HTTP, "TCP"), (UDP, "UDP")],
                    None)
         if flows:

@@ -216,6 +216,8 @@ def cluster_roles() -> list[Obj]:
         # Istio's do, and asks the mesh CA for its workloads' certificates (control/api/meshca.py)
         _role("knet:node-proxier-mesh", [
             _r(_READ, "", "namespaces"),
+            _r(_READ, "gateway.networking.k8s.io", ["gateways"]),  # north-south (mesh/northsouth)
+            _r(_READ, "networking.k8s.io", ["ingresses"]),
             _r(_READ, "gateway.networking.k8s.io", ["httproutes", "referencegrants"]),
             _r(_READ, "networking.istio.io", ["virtualservices", "destinationrules"]),
             _r(_READ, "security.istio.io", ["peerauthentications", "authorizationpolicies"]),

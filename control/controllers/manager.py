@@ -50,7 +50,7 @@ ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoin
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
                    "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
                    "cronjob", "daemonset", "disruption", "statefulset",
-                   "persistentvolume-binder", "pvc-protection")
+                   "persistentvolume-binder", "pvc-protection", "gateway")
 
 
 @dataclass
@@ -285,6 +285,13 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
         from control.controllers.daemonset_wiring import build_daemon_controllers
         out += build_daemon_controllers(client, clock=clock, informers=informers,
                                         chosen=chosen, recorder=recorder)
+    if "gateway" in chosen:  # north-south status (GatewayClass/Gateway/Ingress of class knet)
+        from control.controllers.gateway import GatewayController
+        out.append(GatewayController(
+            client, clock=clock, classes=informers.get("gatewayclasses"),
+            gateways=informers.get("gateways"), routes=informers.get("httproutes"),
+            ingresses=informers.get("ingresses"), nodes=informers.get("nodes"),
+            namespaces=informers.get("namespaces")))
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
                              pods=pods, nodes=informers.get("nodes"), storage=(

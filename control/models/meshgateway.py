@@ -10,7 +10,7 @@ warnings by the validator, as kube-apiserver does with fieldValidation=Warn.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -249,6 +249,7 @@ class Listener(KModel):
     hostname: str | None = None
     port: Port
     protocol: Annotated[str, Field(min_length=1)]
+    allowed_routes: dict[str, Any] | None = None  # namespaces.from Same/All/Selector
 
 
 class GatewaySpec(KModel):

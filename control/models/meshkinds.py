@@ -141,9 +141,15 @@ def check_mesh(resource: str, errs: FieldErrors, obj: Obj) -> None:
             _cause(errs, err, obj)
         return
     _unknown(errs, parsed, "")
-    if resource in ("gateways", "gatewayclasses"):
-        errs.warn("spec", "stored and served, but knet's mesh has no gateway (north-south) "
-                  "yet: only HTTPRoutes whose parentRefs name a Service take effect")
+    spec = obj.get("spec") or {}
+    if resource == "gateways" and spec.get("gatewayClassName") != "knet":
+        errs.warn("spec.gatewayClassName", f"no controller serves GatewayClass "
+                  f"{spec.get('gatewayClassName')!r} in knet: this Gateway gets no address; "
+                  "use gatewayClassName: knet")
+    if resource == "gatewayclasses" and spec.get("controllerName") != \
+            "knet.dev/gateway-controller":
+        errs.warn("spec.controllerName", f"no controller named {spec.get('controllerName')!r} "
+                  "runs in knet; knet's is knet.dev/gateway-controller")
 
 
 def _checker(resource: str) -> Any:

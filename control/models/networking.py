@@ -273,8 +273,6 @@ def _validate_pdb(errs: FieldErrors, obj: Obj) -> None:
 NOT_ENFORCED = {
     "networkpolicies": "stored and served, but knet does not enforce NetworkPolicies yet: "
                        "traffic is not filtered",
-    "ingresses": "stored and served, but knet runs no ingress controller yet: nothing "
-                 "routes this Ingress",
 }
 
 CHECKS = {"networkpolicies": _validate_networkpolicy, "ingresses": _validate_ingress,

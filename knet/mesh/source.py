@@ -25,9 +25,11 @@ from control.models.meshgateway import HTTPRoute, ReferenceGrant
 from control.models.meshistio import DestinationRule, VirtualService
 from control.models.meta import TopLevel
 from knet.mesh.lb import MeshBalancer
+from knet.mesh.northsouth import NorthSouthListeners, add_north_south
 from knet.mesh.status import publish_status
 from knet.mesh.table import compile_table
 from knet.mesh.types import RouteTable
+from knet.mesh.world import World
 from knet.proxy.balancer import Clock, SystemClock
 from knet.proxy.config import ServicePort, ServiceTable
 from knet.proxy.tcp import ProxyContext
@@ -40,7 +42,8 @@ __all__ = ["MESH_RESOURCES", "MeshSource", "MeshState", "attach_mesh", "relisten
 MESH_RESOURCES: dict[str, type[TopLevel] | None] = {
     "httproutes": HTTPRoute, "virtualservices": VirtualService,
     "destinationrules": DestinationRule, "referencegrants": ReferenceGrant,
-    "namespaces": None, "pods": None}
+    "namespaces": None, "pods": None, "gateways": None, "ingresses": None}
+_RAW = frozenset({"gateways", "ingresses"})  # kept as wire dicts (knet/mesh/northsouth.py)
 
 
 class MeshState:
@@ -118,7 +121,11 @@ def attach_mesh(client: Client, proxier: _Proxier,
     that keeps it current (start/stop it with the ServiceSource: `add_companion`)."""
     state = MeshState()
     proxier.ctx.mesh = state
-    return MeshSource(client, proxier, state, informer=informer, relistener=proxier)
+    northsouth = NorthSouthListeners(proxier.ctx, getattr(proxier, "node_ips", ()),
+                                     timeout=getattr(proxier, "http_timeout", 15.0),
+                                     retries=getattr(proxier, "http_retries", 2))
+    return MeshSource(client, proxier, state, informer=informer, relistener=proxier,
+                      northsouth=northsouth)
 
 
 def _key(obj: Obj) -> str:
@@ -129,8 +136,10 @@ def _key(obj: Obj) -> str:
 class MeshSource:
     def __init__(self, client: Client, owner: ServiceTableOwner, state: MeshState, *,
                  informer: InformerFactory | None = None, period: float = 0.25,
-                 relistener: Relistener | None = None) -> None:
+                 relistener: Relistener | None = None,
+                 northsouth: NorthSouthListeners | None = None) -> None:
         factory = informer or default_informer_factory()
+        self.northsouth = northsouth
         self.owner, self.state, self.period = owner, state, period
         self.relistener = relistener
         self.client, self.write_status = client, True
@@ -154,7 +163,9 @@ class MeshSource:
 
         def on_add(obj: Obj) -> None:
             key = _key(obj)
-            if model is None:
+            if resource in _RAW:
+                self.objects[resource][key] = obj
+            elif model is None:
                 labels = (obj.get("metadata") or {}).get("labels") or {}
                 self.objects[resource][key if resource == "pods" else key.strip("/")] = labels
             else:
@@ -173,8 +184,8 @@ class MeshSource:
     def _drop(self, resource: str) -> Callable[[Obj], None]:
         def on_delete(obj: Obj) -> None:
             key = _key(obj)
-            self.objects[resource].pop(key if resource == "pods" or MESH_RESOURCES[resource]
-                                       else key.strip("/"), None)
+            self.objects[resource].pop(key if resource == "pods" or resource in _RAW
+                                       or MESH_RESOURCES[resource] else key.strip("/"), None)
             self._dirty = True
         return on_delete
 
@@ -194,6 +205,10 @@ class MeshSource:
                               destinationrules=o["destinationrules"].values(),
                               referencegrants=o["referencegrants"].values(),
                               pod_labels=o["pods"], namespace_labels=o["namespaces"])
+        table = add_north_south(table, World(services, o["pods"], o["namespaces"], list(
+            o["destinationrules"].values()), list(o["referencegrants"].values())),
+            httproutes=o["httproutes"].values(), gateways=o["gateways"],
+            ingresses=o["ingresses"].values(), namespace_labels=o["namespaces"])
         self.state.table, self.state.rebuilt_at = table, time.monotonic()
         self._built_from, self._dirty = services, False
         return table
@@ -207,6 +222,8 @@ class MeshSource:
                 table = self.state.table  # may also be rebuilt by a request (current())
                 if self.relistener is not None:  # cheap: a pass over the listeners
                     await relisten(self.relistener, self.state)
+                if self.northsouth is not None:
+                    await self.northsouth.reconcile(table)
                 if self.write_status and table is not written:
                     await publish_status(self.client, table.status, self.objects)
                     written = table
@@ -227,6 +244,8 @@ class MeshSource:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self.northsouth is not None:
+            await self.northsouth.close()
         infs = list(self.informers.values())
         results = await asyncio.gather(*(i.stop() for i in infs), return_exceptions=True)
         for inf, res in zip(infs, results, strict=True):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from control.clientbase import Client, Obj
 from knet.mesh.secsource import attach_security
+from knet.mesh.metrics import MeshMetrics, metrics_routes, workload_of
 from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
@@ -56,9 +57,13 @@ class PodIndex:
 
     def __init__(self) -> None:
         self.by_ip: dict[str, str] = {}
+        self.workloads: dict[str, str] = {}  # "ns/name" -> workload (Deployment...) name
 
     def resolve(self, ip: str) -> str | None:
         return self.by_ip.get(ip)
+
+    def workload(self, pod: str) -> str | None:
+        return self.workloads.get(pod)
 
     @staticmethod
     def _ips(pod: Obj) -> list[str]:
@@ -69,28 +74,37 @@ class PodIndex:
 
     def on_add(self, pod: Obj) -> None:
         meta = pod.get("metadata") or {}
+        key = f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+        self.workloads[key] = workload_of(pod)
         for ip in self._ips(pod):
-            self.by_ip[ip] = f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+            self.by_ip[ip] = key
 
     def on_update(self, old: Obj, new: Obj) -> None:
         self.on_delete(old)
         self.on_add(new)
 
     def on_delete(self, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        self.workloads.pop(f"{meta.get('namespace', 'default')}/{meta.get('name', '')}", None)
         for ip in self._ips(pod):
             self.by_ip.pop(ip, None)
 
 
 class NodeProxy:
-    def __init__(self, proxier: Proxier, source: ServiceSource, pods: InformerLike | None) -> None:
+    def __init__(self, proxier: Proxier, source: ServiceSource, pods: InformerLike | None,
+                 metrics: MeshMetrics | None = None) -> None:
         self.proxier, self.source, self.pods = proxier, source, pods
         self.ring = proxier.ring
+        self.metrics = metrics if metrics is not None else MeshMetrics()
 
     def __repr__(self) -> str:
         return f"<NodeProxy {self.proxier!r}>"
 
     def flows_routes(self) -> list[web.RouteDef]:
         return flows_routes(self.ring)
+
+    def metrics_routes(self) -> list[web.RouteDef]:
+        return metrics_routes(self.metrics)
 
     async def stop(self) -> None:
         await self.source.stop()
@@ -112,6 +126,8 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
     ring = ring if ring is not None else FlowRing()
     if resolve_pods:
         ring.resolver = index.resolve
+    metrics = MeshMetrics(workloads=index.workload)   # golden metrics (knet/mesh/metrics.py)
+    ring.sinks.append(metrics.observe)
     addresses = DataplaneAddresses(dataplane, node_name) if dataplane is not None else None
     proxier = Proxier(node_name, netns=netns, node_ips=node_ips, address_manager=addresses,
                       flow_ring=ring, **options)
@@ -128,4 +144,4 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
     source.start()
     log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
              ", ".join(node_ips) or "none")
-    return NodeProxy(proxier, source, pods)
+    return NodeProxy(proxier, source, pods, metrics)

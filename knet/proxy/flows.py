@@ -98,6 +98,7 @@ class FlowRing:
         self._followers: set[asyncio.Queue[FlowRecord]] = set()
         self.resolver = resolver
         self.dropped_for_followers = 0
+        self.sinks: list[Callable[[FlowRecord], None]] = []  # e.g. the mesh's metrics
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -110,6 +111,8 @@ class FlowRing:
             rec.client_pod = self.resolver(rec.client_ip) or ""
         self._seq += 1
         self._ring.append((self._seq, rec))
+        for sink in self.sinks:
+            sink(rec)
         for q in self._followers:
             try:
                 q.put_nowait(rec)

@@ -4,7 +4,10 @@ EndpointSlices over the API and serves them in the node's netns; ClusterIPs are 
 node's service device through the dataplane's records (`--state-dir`), or must already be
 there (`--no-addresses`). Flow records are served at GET /flows over a unix socket
 (`--flows-socket`, in a 0700 directory, mode 0600: only root on the host reaches it, no
-credential needed) and/or on loopback TCP (`--flows-port`)."""
+credential needed) and/or on loopback TCP (`--flows-port`). Prometheus metrics (Istio's names,
+knet/mesh/metrics.py) are served at GET /metrics on the same socket and on
+NODE_IP:10249 inside the node's netns (`--metrics-port`, kube-proxy's metrics port), which the
+host side reaches over the underlay."""
 
 from __future__ import annotations
 
@@ -14,8 +17,14 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from knet.errors import UsageError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from knet.proxy.agent import NodeProxy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="serve GET /flows on 127.0.0.1:PORT (0: off)")
     p.add_argument("--flows-socket", type=Path, default=None, metavar="PATH",
                    help="serve GET /flows on this unix socket (its directory is made 0700)")
+    p.add_argument("--metrics-port", type=int, default=10249,
+                   help="serve GET /metrics on the first --node-ip:PORT in the node's netns "
+                   "(kube-proxy's metrics port; 0: off)")
     p.set_defaults(func=_run)
 
 
@@ -82,7 +94,7 @@ async def _main(args: argparse.Namespace) -> int:
         from knet.dataplane.netlink import NetlinkDataplane
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
-    runner = None
+    runner = metrics = None
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
@@ -91,6 +103,7 @@ async def _main(args: argparse.Namespace) -> int:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
             app.add_routes(flows_routes(ring))
+            app.add_routes(proxy.metrics_routes())
             runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
                                    shutdown_timeout=2)
             await runner.setup()
@@ -98,11 +111,14 @@ async def _main(args: argparse.Namespace) -> int:
                 await web.TCPSite(runner, "127.0.0.1", args.flows_port).start()
             if args.flows_socket:
                 await _serve_unix(runner, args.flows_socket)
+        metrics = await _serve_metrics(proxy, args)
         await stop.wait()
     finally:
         await proxy.stop()
         if runner is not None:
             await runner.cleanup()
+        if metrics is not None:
+            await metrics.cleanup()
         if args.flows_socket:
             args.flows_socket.unlink(missing_ok=True)
         if dataplane is not None:
@@ -125,3 +141,27 @@ async def _serve_unix(runner: object, path: Path) -> None:
     await web.UnixSite(runner, str(path)).start()  # type: ignore[arg-type]
     os.chmod(path, 0o600)
     log.info("flows: serving GET /flows on unix socket %s", path)
+
+
+async def _serve_metrics(proxy: NodeProxy, args: argparse.Namespace) -> web.AppRunner | None:
+    """GET /metrics on NODE_IP:--metrics-port in the node's netns (the socket made there by
+    the proxier's SocketMaker); None when off or when no node IP is given."""
+    from aiohttp import web
+
+    if not args.metrics_port or not args.node_ip:
+        return None
+    ip = args.node_ip[0]
+    try:
+        sock = proxy.proxier.ctx.sockets.listener(ip, args.metrics_port)
+    except OSError as exc:
+        log.error("metrics: cannot listen on %s:%d (%s); GET /metrics stays on the flows "
+                  "socket only (give --metrics-port another port)", ip, args.metrics_port,
+                  exc.strerror or exc)
+        return None
+    app = web.Application()
+    app.add_routes(proxy.metrics_routes())
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    log.info("metrics: serving GET /metrics on %s:%d", ip, args.metrics_port)
+    return runner

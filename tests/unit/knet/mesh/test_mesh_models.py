@@ -163,12 +163,16 @@ def test_vs_model_reads_istio_names() -> None:
     assert r.mirror_percentage is not None and r.mirror_percentage.value == 10
 
 
-def test_gateways_are_stored_with_a_warning() -> None:
+def test_gateways_of_another_class_are_stored_with_a_warning() -> None:
     gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
           "metadata": {"name": "gw", "namespace": "default"},
           "spec": {"gatewayClassName": "knet", "listeners": [
-              {"name": "http", "port": 80, "protocol": "HTTP"}]}}
+              {"name": "http", "port": 80, "protocol": "HTTP",
+               "allowedRoutes": {"namespaces": {"from": "All"}}}]}}
     _, warnings = admit("gateways", gw)
-    assert warnings and "no gateway" in warnings[0]
+    assert warnings == []   # knet's class is served, allowedRoutes is known
+    gw["spec"]["gatewayClassName"] = "istio"  # type: ignore[index]
+    _, warnings = admit("gateways", gw)
+    assert warnings and "use gatewayClassName: knet" in warnings[0]
     gw["spec"] = {"gatewayClassName": "knet", "listeners": []}
     assert list(_causes("gateways", gw)) == ["spec.listeners"]
