@@ -19,6 +19,7 @@ from control.controllers import daemonset_logic as dl
 from control.controllers.base import Controller, Requeue
 from control.controllers.claims import ControllerRefManager
 from control.controllers.events import EventRecorder
+from control.controllers.podcontrol import PodControl
 from control.controllers.revisions import HASH_LABEL, POD_REVISION_LABEL, RevisionHistory
 from control.controllers.util import (
     Expectations,
@@ -55,6 +56,7 @@ class DaemonSetController(Controller):
         self.recorder = recorder
         self.dsets, self.pods, self.nodes, self.revisions = daemonsets, pods, nodes, revisions
         self.expect = Expectations(clock=clock)
+        self.podcontrol = PodControl(client, recorder=recorder, expect=self.expect)
         self.refs = ControllerRefManager(client, "pods", log=self.log, owner_kind="DaemonSet")
         self.history = RevisionHistory(client, log=self.log, owner_kind="DaemonSet")
         self._backoff: dict[str, tuple[float, float]] = {}   # ds/node -> (delay, until)
@@ -196,25 +198,8 @@ class DaemonSetController(Controller):
     async def _sync(self, key: str, ds: Obj, create: list[str], delete: list[Obj],
                     rev_hash: str) -> None:
         for node in create[:_BURST]:
-            pod = dl.pod_for_node(ds, node, rev_hash)
-            try:
-                created = await self.client.create("pods", pod, namespace=meta(ds)["namespace"])
-            except ApiError as exc:
-                await self.recorder.record(ds, "Warning", "FailedCreate",
-                                           f"Error creating: {exc.message}")
-                raise
-            self.expect.expect_add(key, meta(created)["name"])
-            await self.recorder.record(ds, "Normal", "SuccessfulCreate",
-                                       f"Created pod: {meta(created)['name']}")
-        for pod in delete:
-            name = meta(pod)["name"]
-            self.expect.expect_delete(key, name)
-            try:
-                await self.client.delete("pods", name, namespace=meta(pod)["namespace"],
-                                         preconditions_uid=meta(pod).get("uid"))
-            except NotFound:
-                continue
-            await self.recorder.record(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+            await self.podcontrol.create(key, ds, dl.pod_for_node(ds, node, rev_hash))
+        await self.podcontrol.delete(key, ds, delete)
 
     async def _write_status(self, ds: Obj, node_pods: dict[str, list[Obj]],
                             verdicts: dict[str, tuple[bool, bool]], rev_hash: str,
