@@ -126,6 +126,18 @@ def test_apply_server_side(kubectl: Kubectl) -> None:
     assert kubectl.json("get", "cm", "cfg")["data"]["a"] == "2"
 
 
+def test_apply_prune_removes_what_the_manifest_dropped(kubectl: Kubectl) -> None:
+    """`kubectl apply --prune -l` walks kubectl's default prune list (PVCs, PVs, Jobs,
+    StatefulSets, Ingresses ...): every kind must be served, or kubectl gives up with
+    'error retrieving RESTMappings to prune'."""
+    cms = [{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": n, "labels": {"app": "p"}}} for n in ("a", "b")]
+    kubectl("apply", "--prune", "-l", "app=p", "-f", "-", input=manifest(*cms))
+    out = kubectl("apply", "--prune", "-l", "app=p", "-f", "-", input=manifest(cms[0]))
+    assert "configmap/a unchanged" in out and "configmap/b pruned" in out, out
+    assert kubectl("get", "cm", "-l", "app=p", "-o", "name").split() == ["configmap/a"]
+
+
 def test_get_output_formats(kubectl: Kubectl) -> None:
     kubectl("create", "-f", "-", input=manifest(pod("p1", app="a"), pod("p2", app="b")))
     table = kubectl("get", "pods")
