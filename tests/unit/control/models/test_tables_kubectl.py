@@ -12,11 +12,9 @@ from aiohttp import web
 
 from control.models.tables import table
 
-NOW = datetime.now(UTC)
-
-
 def _pod(ns: str, name: str, phase: str, node: str, ip: str, age_s: int) -> dict[str, Any]:
-    created = (NOW - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # made when served: a module-level "now" ages by the minutes a whole suite takes
+    created = (datetime.now(UTC) - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "uid": name, "resourceVersion": "5",
                          "creationTimestamp": created},
@@ -27,8 +25,9 @@ def _pod(ns: str, name: str, phase: str, node: str, ip: str, age_s: int) -> dict
                 else {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
 
 
-PODS = [_pod("default", "web-b", "Running", "node-2", "10.244.2.7", 3 * 3600 + 10),
-        _pod("team", "web-a", "Pending", "node-1", "10.244.1.3", 30)]
+def _pods() -> list[dict[str, Any]]:
+    return [_pod("default", "web-b", "Running", "node-2", "10.244.2.7", 3 * 3600 + 10),
+            _pod("team", "web-a", "Pending", "node-1", "10.244.1.3", 30)]
 
 
 def _app() -> web.Application:
@@ -50,7 +49,7 @@ def _app() -> web.Application:
 
     async def pods(request: web.Request) -> web.Response:
         ns = request.match_info.get("ns")
-        objs = [p for p in PODS if ns is None or p["metadata"]["namespace"] == ns]
+        objs = [p for p in _pods() if ns is None or p["metadata"]["namespace"] == ns]
         if "as=Table" not in request.headers.get("Accept", ""):
             raise web.HTTPNotAcceptable(text="this stub only serves Tables")
         return web.json_response(table("pods", objs, list_meta={"resourceVersion": "9"}))
