@@ -238,7 +238,8 @@ class PodWorker:
         await self.ctx.runtime.remove(sandbox)
         with contextlib.suppress(OSError):
             unmount_pod_volumes(self.dir)                       # emptyDir medium Memory
-        shutil.rmtree(self.dir / "volumes", ignore_errors=True)  # what the kubelet wrote
+        for made in ("volumes", "images"):   # what the kubelet wrote (containers.image_mounts)
+            shutil.rmtree(self.dir / made, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.dir.rmdir()
         await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)

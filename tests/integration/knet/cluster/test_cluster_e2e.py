@@ -203,8 +203,14 @@ def test_pod_deleted_while_being_created_leaves_nothing(cluster: Cluster) -> Non
     cluster.kubectl("delete", "pod", "flash", "--wait=true", timeout=60)
     r = cluster.kubectl("get", "pod", "flash", check=False)
     assert r.returncode != 0 and "NotFound" in r.stderr
-    cluster.wait("flash's pod directory to go", lambda: not [
-        d for d in (cluster.state_dir / "pods").glob("*/default_flash_*")], timeout=10)
+    def left() -> list[str]:
+        return [str(p) for d in (cluster.state_dir / "pods").glob("*/default_flash_*")
+                for p in [d, *d.rglob("*")]]
+    def gone() -> bool:
+        files = left()
+        assert not files, f"left: {files}"
+        return True
+    cluster.wait("flash's pod directory to go", gone, timeout=10)
     cluster.wait("flash's network namespace to go", lambda: _netns() == before, timeout=10)
 
 
