@@ -156,24 +156,33 @@ class ClusterCA:
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
         now = _now()
-        builder = (x509.CertificateBuilder().subject_name(x509.Name(attrs))
-                   .issuer_name(self.cert.subject).public_key(private.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=days))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(
-                       digital_signature=True, content_commitment=False, key_encipherment=True,
-                       data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                       crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                       self.key.public_key()), critical=False))
+        builder = self.leaf_builder(x509.Name(attrs), private.public_key(),
+                                    not_before=now - datetime.timedelta(minutes=5),
+                                    not_after=now + datetime.timedelta(days=days),
+                                    usages=usages)
         alt = _alt_names(ips, dns)
         if alt:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), _key_pem(private)
+
+    def leaf_builder(self, subject: x509.Name, public_key: Any, *,
+                     not_before: datetime.datetime, not_after: datetime.datetime,
+                     usages: list[x509.ObjectIdentifier]) -> x509.CertificateBuilder:
+        """A leaf certificate of this CA (not a CA, digital signature and key encipherment,
+        `usages` as extended key usages), ready for SANs and `sign(self.key, SHA256)`."""
+        return (x509.CertificateBuilder().subject_name(subject)
+                .issuer_name(self.cert.subject).public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=True,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                    crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self.key.public_key()), critical=False))
 
     def signed(self, cert: x509.Certificate) -> bool:
         """True if this CA signed `cert`."""

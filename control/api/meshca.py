@@ -51,25 +51,14 @@ def sign_workload(ca: ClusterCA, csr: x509.CertificateSigningRequest, spiffe: st
                   seconds: int, now: datetime.datetime | None = None) -> bytes:
     """A leaf for `spiffe` over the CSR's public key (PEM)."""
     now = now or datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
-                                                        TRUST_DOMAIN)]))
-            .issuer_name(ca.cert.subject).public_key(csr.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(seconds=seconds))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=True,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, TRUST_DOMAIN)])
+    cert = (ca.leaf_builder(subject, csr.public_key(),
+                            not_before=now - datetime.timedelta(minutes=1),
+                            not_after=now + datetime.timedelta(seconds=seconds),
+                            usages=[ExtendedKeyUsageOID.SERVER_AUTH,
+                                    ExtendedKeyUsageOID.CLIENT_AUTH])
             .add_extension(x509.SubjectAlternativeName(
                 [x509.UniformResourceIdentifier(spiffe)]), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca.key.public_key()), critical=False)
             .sign(ca.key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM)
 
