@@ -113,9 +113,15 @@ def test_debug_node_runs_a_pod_on_that_node(cluster: Cluster) -> None:
     """`kubectl debug node/NAME -i`: the pod (posted as protobuf) runs on that node and is
     attached; what knet does not model of it (host namespaces, hostPath) is said in
     warnings, not dropped."""
+    state = cluster.state_dir.resolve()
     r = cluster.kubectl("debug", "node/node-2", "-i", "--image=busybox", "--", "sh",
-                        input="echo on the node; exit 0\n", timeout=90, check=False)
+                        input=f"echo on the node; ls -A /host{state} | wc -l; "
+                              f"cat /host{state}/token; ls /host/etc/os-release; exit 0\n",
+                        timeout=90, check=False)
     assert "on the node" in r.stdout, (r.stdout, r.stderr)
+    # the node's root is at /host, but knet's state dir (the admin token, the CA key) is empty
+    assert "/host/etc/os-release" in r.stdout and "\n0\n" in r.stdout, (r.stdout, r.stderr)
+    assert (state / "token").exists() and "No such file" in r.stderr + r.stdout
     assert "Warning: spec.hostNetwork: not supported by knet" in r.stderr, r.stderr
     pods = [p for p in cluster.get("pods")["items"]
             if p["metadata"]["name"].startswith("node-debugger-node-2-")]
@@ -141,3 +147,31 @@ spec:
                         timeout=60, check=False)
     assert "hello from chatty" in r.stdout, (r.stdout, r.stderr)
     assert "goes nowhere" not in r.stdout
+
+
+def test_a_host_path_into_the_state_dir_never_mounts(cluster: Cluster) -> None:
+    """Bad input: a hostPath onto knet's state dir (the cluster's keys and tokens) is refused
+    by the kubelet with a FailedMount Event naming the way out; the pod never starts and
+    nothing is made there."""
+    state = cluster.state_dir.resolve()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: peek}}
+spec:
+  containers:
+  - {{name: c, image: busybox, command: ["cat", "/k/token"],
+     volumeMounts: [{{name: k, mountPath: /k}}]}}
+  volumes:
+  - {{name: k, hostPath: {{path: "{state}/peek", type: DirectoryOrCreate}}}}
+""")
+    def event() -> str | None:
+        for e in cluster.get("events", "--field-selector", "involvedObject.name=peek")["items"]:
+            if e["reason"] == "FailedMount":
+                return str(e["message"])
+        return None
+    msg = cluster.wait("FailedMount event", event)
+    assert "no pod may mount it" in msg and "PersistentVolumeClaim" in msg, msg
+    assert cluster.get("pod", "peek")["status"]["phase"] == "Pending"
+    assert not (state / "peek").exists()
+    cluster.kubectl("delete", "pod", "peek", "--wait=false")
