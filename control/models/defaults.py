@@ -126,6 +126,10 @@ def default_pod_spec(spec: Obj, *, pod: bool = True) -> None:
         spec.setdefault("enableServiceLinks", True)
     for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
         _default_container(c, pod=pod)
+        if spec.get("hostNetwork") is True:   # the node's ports: hostPort = containerPort
+            for port in _dicts(c.get("ports")):
+                if not port.get("hostPort") and port.get("containerPort") is not None:
+                    port["hostPort"] = port["containerPort"]
     for v in _dicts(spec.get("volumes")):
         _default_volume(v)
 
