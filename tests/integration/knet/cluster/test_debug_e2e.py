@@ -5,10 +5,6 @@ bad input: a pod that is gone (the 404 names it, through the official Python cli
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-
 import pytest
 from conftest import Cluster
 
@@ -51,31 +47,9 @@ def test_debug_with_target_sees_the_targets_processes(cluster: Cluster, app: str
 def test_debug_it_with_a_terminal(cluster: Cluster, app: str) -> None:
     """The task's own command, `kubectl debug -it POD --image=busybox --target=C -- sh`, from a
     real terminal (util-linux `script` gives kubectl a pty): a prompt, ps, exit."""
-    kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
-               f"debug -it {app} --image=busybox --target=main -c dbgtty -- sh")
-    proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdin is not None and proc.stdout is not None
-    out = b""
-    try:
-        os.set_blocking(proc.stdout.fileno(), False)
-        deadline = time.monotonic() + 60
-        sent = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-            out += proc.stdout.read() or b""
-            if not sent and (b"#" in out or b"command prompt" in out):
-                time.sleep(1)
-                # -e: procps' ps lists only the processes of its own terminal without it
-                proc.stdin.write(b"ps -e -o pid,args; echo processes listed; exit\r")
-                proc.stdin.flush()
-                sent = True
-        proc.wait(timeout=30)
-        out += proc.stdout.read() or b""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = out.decode(errors="replace").replace("\r", "")
+    # -e: procps' ps lists only the processes of its own terminal without it
+    text = cluster.in_terminal(f"debug -it {app} --image=busybox --target=main -c dbgtty -- sh",
+                               b"ps -e -o pid,args; echo processes listed; exit\r")
     assert "processes listed" in text, text
     assert "sleep 3601" in text, text      # the target's process, seen from the debugger
 
