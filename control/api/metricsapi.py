@@ -141,6 +141,8 @@ class ResourceMetrics:
                 await self.scrape_once()
             except ApiError as exc:
                 log.warning("metrics: cannot list nodes: %s", exc)
+            except Exception:       # one bad scrape must not stop the metrics for good
+                log.exception("metrics: scrape failed; trying again in %ss", self.resolution)
             if len(self._scrapes) and all(len(v) == 2 for v in self._scrapes.values()):
                 self._first.set()
             await asyncio.sleep(interval)

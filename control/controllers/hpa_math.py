@@ -149,17 +149,17 @@ class Scaled:
 
 _WITHIN = ("DesiredWithinRange", "the desired count is within the acceptable range")
 _TOO_FEW = ("TooFewReplicas", "the desired replica count is less than the minimum replica count")
-_TOO_MANY = ("TooManyReplicas", "the desired replica count is more than the maximum replica "
-             "count")
-_UP_LIMIT = ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum "
-             "scale rate")
-_DOWN_LIMIT = ("ScaleDownLimit", "the desired replica count is decreasing faster than the "
-               "maximum scale rate")
+_TOO_MANY = ("TooManyReplicas", ("the desired replica count is more than the maximum replica "
+             "count"))
+_UP_LIMIT = ("ScaleUpLimit", ("the desired replica count is increasing faster than the maximum "
+             "scale rate"))
+_DOWN_LIMIT = ("ScaleDownLimit", ("the desired replica count is decreasing faster than the "
+               "maximum scale rate"))
 _READY = ("ReadyForNewScale", "recommended size matches current size")
-_DOWN_STABLE = ("ScaleDownStabilized", "recent recommendations were higher than current one, "
-                "applying the highest recent recommendation")
-_UP_STABLE = ("ScaleUpStabilized", "recent recommendations were lower than current one, "
-              "applying the lowest recent recommendation")
+_DOWN_STABLE = ("ScaleDownStabilized", ("recent recommendations were higher than current one, "
+                "applying the highest recent recommendation"))
+_UP_STABLE = ("ScaleUpStabilized", ("recent recommendations were lower than current one, "
+              "applying the lowest recent recommendation"))
 
 
 @dataclass

@@ -104,7 +104,7 @@ def _validate_metric(errs: FieldErrors, path: str, metric: Any) -> None:
              "ContainerResource": "containerResource", "External": "external"}[kind]
     source = metric.get(field)
     if not isinstance(source, dict):
-        errs.required(f"{path}.{field}", f"must populate information for the given metric "
+        errs.required(f"{path}.{field}", "must populate information for the given metric "
                       "source")
         return
     if kind in ("Resource", "ContainerResource"):
@@ -178,12 +178,12 @@ AUTOSCALING_COLUMNS: dict[str, list[tuple[str, str, int, str]]] = {
         _NAME,
         ("Reference", "string", 0, "reference to the target object"),
         ("Targets", "string", 0, "the target metrics and their current values"),
-        ("MinPods", "string", 0, "the lower limit for the number of pods that can be set by "
-         "the autoscaler, default 1."),
-        ("MaxPods", "integer", 0, "the upper limit for the number of pods that can be set by "
-         "the autoscaler; cannot be smaller than MinReplicas."),
-        ("Replicas", "integer", 0, "current number of replicas of pods managed by this "
-         "autoscaler."),
+        ("MinPods", "string", 0, ("the lower limit for the number of pods that can be set by "
+         "the autoscaler, default 1.")),
+        ("MaxPods", "integer", 0, ("the upper limit for the number of pods that can be set by "
+         "the autoscaler; cannot be smaller than MinReplicas.")),
+        ("Replicas", "integer", 0, ("current number of replicas of pods managed by this "
+         "autoscaler.")),
         ("Age", "string", 0, ("CreationTimestamp is a timestamp representing the server time "
                               "when this object was created."))],
 }

@@ -25,22 +25,22 @@ __all__ = ["PATH", "add_routes", "render"]
 
 PATH = "/metrics/resource"
 _HELP = {
-    "container_cpu_usage_seconds_total": ("counter", "[STABLE] Cumulative cpu time consumed by "
-                                          "the container in core-seconds"),
-    "container_memory_working_set_bytes": ("gauge", "[STABLE] Current working set of the "
-                                           "container in bytes"),
-    "container_start_time_seconds": ("gauge", "[STABLE] Start time of the container since "
-                                     "unix epoch in seconds"),
-    "node_cpu_usage_seconds_total": ("counter", "[STABLE] Cumulative cpu time consumed by the "
-                                     "node in core-seconds"),
-    "node_memory_working_set_bytes": ("gauge", "[STABLE] Current working set of the node in "
-                                      "bytes"),
-    "pod_cpu_usage_seconds_total": ("counter", "[STABLE] Cumulative cpu time consumed by the "
-                                    "pod in core-seconds"),
-    "pod_memory_working_set_bytes": ("gauge", "[STABLE] Current working set of the pod in "
-                                     "bytes"),
-    "scrape_error": ("gauge", "[ALPHA] 1 if there was an error while getting container "
-                     "metrics, 0 otherwise"),
+    "container_cpu_usage_seconds_total": ("counter", ("[STABLE] Cumulative cpu time consumed by "
+                                          "the container in core-seconds")),
+    "container_memory_working_set_bytes": ("gauge", ("[STABLE] Current working set of the "
+                                           "container in bytes")),
+    "container_start_time_seconds": ("gauge", ("[STABLE] Start time of the container since "
+                                     "unix epoch in seconds")),
+    "node_cpu_usage_seconds_total": ("counter", ("[STABLE] Cumulative cpu time consumed by the "
+                                     "node in core-seconds")),
+    "node_memory_working_set_bytes": ("gauge", ("[STABLE] Current working set of the node in "
+                                      "bytes")),
+    "pod_cpu_usage_seconds_total": ("counter", ("[STABLE] Cumulative cpu time consumed by the "
+                                    "pod in core-seconds")),
+    "pod_memory_working_set_bytes": ("gauge", ("[STABLE] Current working set of the pod in "
+                                     "bytes")),
+    "scrape_error": ("gauge", ("[ALPHA] 1 if there was an error while getting container "
+                     "metrics, 0 otherwise")),
 }
 
 

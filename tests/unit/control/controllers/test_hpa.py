@@ -20,6 +20,7 @@ class FakeMetrics:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock, self.millis = clock, 0.0
+        self.names: list[str] = []
 
     async def pod_usage(self, namespace: str) -> dict[str, PodUsage]:
         out = {}
@@ -27,8 +28,6 @@ class FakeMetrics:
             out[name] = PodUsage(namespace, name, self.clock.now().timestamp(), 15.0,
                                  (ContainerUsage("php", self.millis * 1e6, 10 << 20),))
         return out
-
-    names: list[str] = []
 
 
 def deployment(name: str, requests: dict | None) -> dict:
