@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.api import crd, discovery, openapi, proxysub, rest
+from control.api import crd, discovery, metricsapi, openapi, proxysub, rest
 from control.api.ca import ClusterCA
 from control.api.codec import MAX_BODY
 from control.api.keys import (
@@ -64,6 +64,7 @@ class Settings:
     api_audiences: tuple[str, ...] = (ISSUER,)
     plugins: tuple[AdmissionPlugin, ...] = ()   # e.g. control.api.saadmission
     mesh_ca: ClusterCA | None = None    # signs mesh workload certificates (control.api.meshca)
+    metric_resolution: float = 15.0     # seconds between kubelet scrapes (control.api.metricsapi)
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
@@ -88,11 +89,12 @@ def create_app(store: Store, settings: Settings) -> web.Application:
                                         audiences=audiences)
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
-    discovery.build_routes(app, objects.registry)
+    discovery.build_routes(app, objects.registry, extra=(metricsapi.DISCOVERY,))
     app[OPENAPI] = openapi.build_routes(app, openapi.OpenAPI(
         objects.registry.all, custom=objects.registry.custom_schema))
     app[CRDS] = crd.CRDs(objects, on_change=app[OPENAPI].invalidate)
     proxysub.add_routes(app, OBJECTS)
+    metricsapi.add_routes(app, resolution=settings.metric_resolution)  # before rest's catch-all
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_stop_streams)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.models import batchdefaults, networking
+from control.models.autoscaling import AUTOSCALING_DEFAULTS
 from control.models.storagedefaults import STORAGE_DEFAULTS, default_statefulset_extra
 
 __all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
@@ -399,7 +400,7 @@ _BY_RESOURCE = {
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
     "secrets": _default_secret, "daemonsets": _default_daemonset,
     "statefulsets": _default_statefulset, "jobs": _default_job, "cronjobs": _default_cronjob,
-    **networking.DEFAULTS, **STORAGE_DEFAULTS,
+    **networking.DEFAULTS, **STORAGE_DEFAULTS, **AUTOSCALING_DEFAULTS,
 }
 
 

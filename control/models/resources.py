@@ -136,6 +136,9 @@ RESOURCES += (
                  ("netpol",)),
     ResourceInfo("PodDisruptionBudget", "poddisruptionbudgets", "policy", "v1", True,
                  ("pdb",), subresources=("status",)),
+    # stored in v2, served in v1 too (control/models/autoscaling.py converts)
+    ResourceInfo("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2",
+                 True, ("hpa",), _ALL, ("status",), served_versions=("v1",)),
 )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from control.errors import BadRequest
 from control.models import batch, names, networking
+from control.models.autoscaling import AUTOSCALING_CHECKS
 from control.models.daemonvalidation import validate_daemonset
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
@@ -270,6 +271,7 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
 _CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
 _CHECKS.update(STORAGE_CHECKS)  # storage kinds and StatefulSets (control/models/storage.py)
 _UPDATE_CHECKS.update(STORAGE_UPDATE_CHECKS)
+_CHECKS.update(AUTOSCALING_CHECKS)  # HorizontalPodAutoscaler (control/models/autoscaling.py)
 
 def admit(resource: str, obj: Obj, *, old: Obj | None = None,
           copy: bool = True) -> tuple[Obj, list[str]]:

@@ -26,6 +26,7 @@ from control.errors import NotFound
 from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
 from knet.kubelet import containers as cspec
+from knet.kubelet import resourcemetrics
 from knet.kubelet.auth import KubeletAuth
 from knet.kubelet.context import KubeletOptions, NodeContext
 from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
@@ -169,6 +170,7 @@ class Agent:
         node["metadata"]["annotations"]["knet.io/local-path-root"] = str(
             (self.state_dir / "volumes" / self.name).resolve())
         app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
+        resourcemetrics.add_routes(app, lambda: self.workers.values(), self.runtime)
         await self._serve(app)
         node_agent = NodeAgent(self.client, node)
         await node_agent.register()

@@ -65,6 +65,8 @@ BROKEN = [
     ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
     ("21", ["mode=NonIndexed"], "output does not match /^0-3$/"),
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
+    ("23", ["policy=Parallel"], "step 8 (join watch): ... does not match"),  # web-1 too early
+    ("24", ["load=sleep 600"], "step 14 (wait for get=hpa php-apache"),  # no load, no scale-up
 ]
 
 
