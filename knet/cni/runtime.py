@@ -202,6 +202,9 @@ class CniDataplane:
 
     async def _add_reference(self, key: str) -> PodNet:
         netns = names.pod_netns(self.node.name, key)
+        done = self._wired(key)
+        if done is not None:        # an agent restart adopting a running pod: ADD was done
+            return done
         if not nsutil.is_netns(netns):
             try:
                 with nsutil.new_netns(netns):
@@ -241,6 +244,20 @@ class CniDataplane:
                     nsutil.remove_netns(cid)       # made here, never recorded (a crash)
             path.unlink(missing_ok=True)
         await self.dp.delete_pod(node, pod_key)
+
+    def _wired(self, key: str) -> PodNet | None:
+        """The sandbox of an earlier ADD that is still there (result saved, netns alive)."""
+        netns = names.pod_netns(self.node.name, key)
+        try:
+            saved = json.loads(self._result_path(netns).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not nsutil.is_netns(netns) or not isinstance(saved.get("result"), dict):
+            return None
+        try:
+            return self._podnet(key, saved["result"])
+        except CniError:
+            return None
 
     async def _recorded(self, key: str) -> PodNet | None:
         return next((p for p in await self.dp.list_pods(self.node.name) if p.key == key), None)

@@ -98,7 +98,8 @@ def _status(args: argparse.Namespace) -> int:
     if "processes" not in st:
         print(f"no cluster in {args.state_dir}; start one with 'knet up'")
         return 1
-    print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}")
+    print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}   backend "
+          f"{st['backend']}, cni {st['cni']}")
     for role, p in st["processes"].items():
         pid = "-" if p["pid"] is None else p["pid"]
         print(f"  {role:<18} pid {pid:<8} {'running' if p['alive'] else 'DEAD':<8} {p['what']}")

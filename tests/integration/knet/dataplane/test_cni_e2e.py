@@ -73,6 +73,8 @@ async def _mixed(state: Path) -> None:
         # node-2: the reference plugins through the node's conflist
         b = await ref.ensure_pod("node-2", "default/b")
         assert b.ip == "10.244.2.2" and b.host_ifname.startswith("veth")
+        again = await ref.ensure_pod("node-2", "default/b")    # an agent adopting it
+        assert again == b
         ping = in_ns("knet-p-46ecb04a23c7", "ping", "-c", "2", "-W", "2", b.ip)
         assert ping.returncode == 0, ping.stdout + ping.stderr
         back = in_ns(b.netns, "ping", "-c", "1", "-W", "2", "10.244.1.2")
