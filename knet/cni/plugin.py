@@ -19,8 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 from knet.cni.spec import (
-    CNI_VERSION, INVALID_CONFIG, INVALID_ENV, PLUGIN_FAILURE, SUPPORTED_VERSIONS,
-    UNKNOWN_CONTAINER, CniError, CniRequest, parse_config, parse_request,
+    CNI_VERSION,
+    INVALID_CONFIG,
+    INVALID_ENV,
+    PLUGIN_FAILURE,
+    SUPPORTED_VERSIONS,
+    UNKNOWN_CONTAINER,
+    CniError,
+    CniRequest,
+    parse_config,
+    parse_request,
 )
 from knet.dataplane import names
 from knet.dataplane.base import NETNS_DIR, Dataplane, PodNet

@@ -22,7 +22,11 @@ from typing import Any
 
 from knet.cni import plugin
 from knet.cni.spec import (
-    CniError, builtin_conflist, loopback_conf, plugin_stdin, reference_conflist,
+    CniError,
+    builtin_conflist,
+    loopback_conf,
+    plugin_stdin,
+    reference_conflist,
 )
 from knet.dataplane import names, nsutil
 from knet.dataplane.base import NETNS_DIR, Dataplane, NodeInfo, NodeSpec, PodNet

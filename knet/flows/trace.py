@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knet.dataplane.overlay import VXLAN_PORT
 from knet.flows.bpf import compile_filter
 from knet.flows.capture import Frame, RawCapture
 from knet.flows.cluster import (
@@ -29,7 +30,6 @@ from knet.flows.cluster import (
     TargetError,
     proxy_flows,
 )
-from knet.dataplane.overlay import VXLAN_PORT
 from knet.flows.decode import Packet, dissect
 from knet.flows.pcap import PcapWriter
 from knet.flows.probe import (

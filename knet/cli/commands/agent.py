@@ -58,8 +58,8 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     from control.client import HttpClient
-    from knet.dataplane.base import NodeSpec
     from knet.cni.runtime import cni_dataplane
+    from knet.dataplane.base import NodeSpec
     from knet.dataplane.netlink import NetlinkDataplane
     from knet.dataplane.overlay import VXLAN_MTU
     from knet.dataplane.vxlan import VxlanOverlay

@@ -112,7 +112,7 @@ def test_underlay_capture_decodes_as_vxlan_with_the_pod_ips_inside(vx: Cluster,
     t.join()
     assert cap.returncode == 0, err
     lines = [ln for ln in out.splitlines() if "VXLAN vni 1" in ln]
-    assert any(f"172.18.0.2:" in ln and "-> 172.18.0.3:8472 VXLAN vni 1 | " in ln
+    assert any("172.18.0.2:" in ln and "-> 172.18.0.3:8472 VXLAN vni 1 | " in ln
                and f"{client}:" in ln and f"{web}:80 (default/web2)" in ln for ln in lines), out
     pkts = rdpcap(str(pcap))
     inner = [(p[VXLAN].vni, p[VXLAN].payload[IP].src, p[VXLAN].payload[IP].dst)

@@ -13,7 +13,12 @@ import pytest
 from knet.cni import plugin
 from knet.cni.runtime import CniDataplane
 from knet.cni.spec import (
-    CniError, parse_args, parse_config, parse_request, plugin_stdin, reference_conflist,
+    CniError,
+    parse_args,
+    parse_config,
+    parse_request,
+    plugin_stdin,
+    reference_conflist,
 )
 from knet.dataplane.base import NodeSpec
 from knet.dataplane.fake import FakeDataplane

@@ -13,8 +13,16 @@ import pytest
 from knet.dataplane.base import NodeInfo, NodeSpec
 from knet.dataplane.fake import FakeDataplane
 from knet.dataplane.overlay import (
-    ANN_BACKEND_DATA, ANN_BACKEND_TYPE, ANN_PUBLIC_IP, FakeOverlay, PeerProblem, VxlanPeer,
-    node_annotations, parse_peer, parse_peers, vtep_mac,
+    ANN_BACKEND_DATA,
+    ANN_BACKEND_TYPE,
+    ANN_PUBLIC_IP,
+    FakeOverlay,
+    PeerProblem,
+    VxlanPeer,
+    node_annotations,
+    parse_peer,
+    parse_peers,
+    vtep_mac,
 )
 from knet.kubelet.overlaysync import EVENT_REASON, OverlaySync
 
