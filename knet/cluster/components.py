@@ -65,7 +65,8 @@ def adopt_control(rec: ClusterRecord) -> bool:
 def start_agent(rec: ClusterRecord, name: str) -> None:
     rec.procs[name] = procs.spawn(name, knet_argv(
         "agent", "--node", name, "--index", str(rec.node_index(name)), "--state-dir",
-        str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name))),
+        str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name)),
+        "--backend", rec.backend, "--cni", rec.cni),
         log=rec.log(f"agent-{name}"))
     rec.save()
 

@@ -72,7 +72,8 @@ async def _ensure_host(state_dir: Path) -> None:
 
 
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
-             timeout: float = 90.0, say: Say = lambda _m: None) -> UpResult:
+             timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
+             cni: str | None = None) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
     _need_root("up")
@@ -80,6 +81,10 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
         raise KnetError(f"--nodes {nodes}: knet runs 1 to 50 nodes on one host")
     old = ClusterRecord.load(state_dir)
     if old and old.procs:
+        for what, want, have in (("--backend", backend, old.backend), ("--cni", cni, old.cni)):
+            if want is not None and want != have:
+                raise KnetError(f"the cluster in {state_dir} runs with {what} {have}; "
+                                f"{what} {want} needs a new one: run 'knet down' first")
         return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say)
     found: list[str] | None = None
     if old:
@@ -88,7 +93,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
         await down(state_dir)
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
-                        server=f"https://{HOST_IP}:{API_PORT}")
+                        server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
+                        cni=cni or "builtin")
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:

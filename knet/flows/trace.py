@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knet.dataplane.overlay import VXLAN_PORT
 from knet.flows.bpf import compile_filter
 from knet.flows.capture import Frame, RawCapture
 from knet.flows.cluster import (
@@ -150,7 +151,10 @@ def _bpf(client: PodView, target: Target, view: ClusterView) -> str:
     hosts = {client.ip, target.ip}
     if target.service is not None:
         hosts |= {ip for ip, _p, _n in target.service.endpoints}
-    return "ip and (" + " or ".join(f"host {h}" for h in sorted(hosts) if h) + ")"
+    # the overlay's packets carry node addresses outside: take every VXLAN packet, and let
+    # the connection match (on the inner packet, decode.dissect) assign it to its hop
+    return ("ip and (" + " or ".join(f"host {h}" for h in sorted(hosts) if h)
+            + f" or udp port {VXLAN_PORT})")
 
 
 # --- running ------------------------------------------------------------------------------

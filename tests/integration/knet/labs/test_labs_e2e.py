@@ -67,6 +67,7 @@ BROKEN = [
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
     ("23", ["policy=Parallel"], "step 8 (join watch): ... does not match"),  # web-1 too early
     ("24", ["load=sleep 600"], "step 14 (wait for get=hpa php-apache"),  # no load, no scale-up
+    ("25", ["log_node=node-2"], "step 7 ... CNI_IFNAME"),    # the pod's ADD is in node-1's log
 ]
 
 
