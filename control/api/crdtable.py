@@ -1,9 +1,11 @@
 """The Table of custom objects (`kubectl get` of a CRD-defined kind): Name, then the CRD's
-additionalPrinterColumns read by their simple JSONPaths, dates shown as ages, as
+additionalPrinterColumns read by their simple JSONPaths, dates shown as ages, lists and
+maps as compact JSON (Istio's Hosts column: `["reviews"]`), as
 kube-apiserver's CRD table convertor does."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +49,11 @@ def table(kind: CustomKind, objs: list[Obj], *, list_meta: Obj | None = None,
         cells: list[Any] = [(obj.get("metadata") or {}).get("name")]
         for c in kind.columns:
             value = _jsonpath(obj, c.get("jsonPath", ""))
-            cells.append(printers.age(value, now) if c.get("type") == "date"
-                         and value is not None else value)
+            if c.get("type") == "date" and value is not None:
+                value = printers.age(value, now)
+            elif isinstance(value, list | dict):   # as the JSONPath printer shows them
+                value = json.dumps(value, separators=(",", ":"))
+            cells.append(value)
         rows.append({"cells": cells, "object": {
             "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
             "metadata": obj.get("metadata") or {}}})
