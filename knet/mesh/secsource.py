@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from control.addresses import SERVICE_CIDR
+from control.addresses import POD_CIDR, SERVICE_CIDR
 from control.clientbase import Client, Obj
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
 from knet.dataplane.meshredirect import NftRedirect
@@ -156,5 +156,6 @@ def attach_security(client: Client, proxier: Any, informer: InformerFactory | No
     proxier.ctx.guard = NodeGuard(source.world)
     source.inpod = InPodMesh(proxier, node=node, world=source.world,
                              signer=signer or ApiSigner(client),
-                             redirect=redirect or NftRedirect(SERVICE_CIDR))
+                             redirect=redirect or NftRedirect(SERVICE_CIDR, pod_cidr=POD_CIDR),
+                             pod_cidr=POD_CIDR)
     return source

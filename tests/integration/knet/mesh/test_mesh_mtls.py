@@ -230,6 +230,34 @@ def test_strict_refuses_plaintext_from_outside_the_mesh_permissive_accepts(
     assert code(mesh, "legacy", f"http://{pod_ip}:80/ip") == "200"   # PERMISSIVE: by IP too
 
 
+def test_pod_ip_traffic_is_mtls_too_and_strict_refuses_plaintext(
+        mesh: Cluster, tmp_path: Path) -> None:
+    """A meshed pod's TCP straight to a meshed pod's IP (no Service) goes over HBONE in
+    mutual TLS like ClusterIP traffic, so STRICT lets it in and still refuses the pod
+    outside the mesh; a capture on the client's eth0 never shows the request."""
+    pod_ip = mesh.get("pod", "-n", "foo", "httpbin")["status"]["podIP"]
+    direct = f"http://{pod_ip}:80"
+    apply(mesh, _peer_auth("STRICT"))
+    try:
+        mesh.wait("legacy refused by IP", lambda: code(mesh, "legacy", f"{direct}/ip")
+                  .startswith("exit"), timeout=15, every=0.5)
+        assert code(mesh, "foo", f"{direct}/ip") == "200"     # meshed, cross-node
+        assert code(mesh, "bar", f"{direct}/ip") == "200"     # meshed, same node
+        recs = [f for f in flows(mesh, "foo") if f.get("client_pod") == "foo/sleep"
+                and f.get("endpoint_ip") == pod_ip and f.get("service_port") == 80]
+        assert recs, flows(mesh, "foo")[-3:]
+        assert recs[-1]["mtls"] is True and recs[-1]["verdict"] != "REFUSED"
+        assert recs[-1]["source_identity"] == "spiffe://cluster.local/ns/foo/sa/sleep"
+        assert recs[-1]["destination_identity"] == "spiffe://cluster.local/ns/foo/sa/httpbin"
+        marker = "/anything/secret-pod-ip-path"
+        pcap = capture(mesh, ["foo/sleep"], tmp_path / "podip.pcap",
+                       lambda: [code(mesh, "foo", direct + marker) for _ in range(2)])
+        assert marker.encode() not in pcap, "the request to the pod IP crossed in plaintext"
+        assert b"\x16\x03\x01" in pcap, "no TLS ClientHello in the capture"
+    finally:
+        delete(mesh, "peerauthentication", "default", "foo")
+
+
 def test_http_authorization_on_the_verified_identity(mesh: Cluster) -> None:
     apply(mesh, """
 apiVersion: security.istio.io/v1
