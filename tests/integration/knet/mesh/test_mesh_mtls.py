@@ -258,6 +258,25 @@ def test_pod_ip_traffic_is_mtls_too_and_strict_refuses_plaintext(
         delete(mesh, "peerauthentication", "default", "foo")
 
 
+@pytest.mark.parametrize("target", ["svc/httpbin:8000", "pod/httpbin:80"])
+def test_trace_shows_the_mesh_hops(mesh: Cluster, target: str) -> None:
+    """`knet trace` from a meshed pod: the in-pod outbound 15001, the HBONE connection to the
+    endpoint's 15008 on every interface it crosses (cross-node), the server side."""
+    r = mesh.knet("trace", "-n", "foo", "sleep", target, "--state-dir", str(mesh.state_dir),
+                  check=False)
+    out = r.stdout
+    assert r.returncode == 0 and "BROKEN" not in out, out + r.stderr
+    assert "foo/sleep outbound :15001 (in-pod, node-1's proxy)" in out, out
+    assert ("mTLS spiffe://cluster.local/ns/foo/sa/sleep -> "
+            "spiffe://cluster.local/ns/foo/sa/httpbin via HBONE :15008") in out, out
+    for hop in ("foo/sleep eth0 (HBONE :15008, mTLS)", "node-1 eth0 (underlay) (HBONE :15008",
+                "node-2 eth0 (underlay) (HBONE :15008", "foo/httpbin eth0 (backend) (HBONE",
+                "foo/httpbin inbound :15008 (node-2's proxy)"):
+        assert hop in out, out
+    assert ":15008" in out.split("foo/httpbin eth0 (backend)")[1].split("\n")[1], out
+    assert "answered by" in out and "(HTTP 200" in out, out
+
+
 def test_http_authorization_on_the_verified_identity(mesh: Cluster) -> None:
     apply(mesh, """
 apiVersion: security.istio.io/v1
