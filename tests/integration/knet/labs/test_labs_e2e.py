@@ -65,6 +65,8 @@ BROKEN = [
     ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
     ("21", ["mode=NonIndexed"], "output does not match /^0-3$/"),
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
+    ("23", ["mode=PERMISSIVE"], "step 15 (legacy: ... does not contain '000'"),  # not refused
+    ("24", ["action=AUDIT"], "step 9 (other: ... does not contain 'RBAC: access denied 403'"),
 ]
 
 
