@@ -67,6 +67,8 @@ BROKEN = [
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
     ("23", ["mode=PERMISSIVE"], "step 15 (legacy: ... does not contain '000'"),  # not refused
     ("24", ["action=AUDIT"], "step 9 (other: ... does not contain 'RBAC: access denied 403'"),
+    ("25", ["dataplane=none"], "step 8 (host: knet mesh stat -n ... does not match"),
+    ("26", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
 ]
 
 
