@@ -175,3 +175,22 @@ def test_gateways_of_another_class_are_stored_with_a_warning() -> None:
     assert warnings and "use gatewayClassName: knet" in warnings[0]
     gw["spec"] = {"gatewayClassName": "knet", "listeners": []}
     assert list(_causes("gateways", gw)) == ["spec.listeners"]
+
+
+def test_gateway_columns_read_conditions_by_type() -> None:
+    """The Gateway API CRDs' columns filter conditions by type (`[?(@.type=="Accepted")]`)
+    and take the first address, as kube-apiserver's CRD table convertor does."""
+    gc = {"metadata": {"name": "knet", "creationTimestamp": "2026-01-01T11:00:00Z"},
+          "spec": {"controllerName": "knet.dev/gateway-controller"},
+          "status": {"conditions": [{"type": "Other", "status": "False"},
+                                    {"type": "Accepted", "status": "True"}]}}
+    t = table("gatewayclasses", [gc], now=NOW)
+    assert [c["name"] for c in t["columnDefinitions"]] == [
+        "Name", "Controller", "Accepted", "Age", "Description"]
+    assert t["rows"][0]["cells"] == ["knet", "knet.dev/gateway-controller", "True", "60m", None]
+    gw = {"metadata": {"name": "web", "creationTimestamp": "2026-01-01T11:00:00Z"},
+          "spec": {"gatewayClassName": "knet"},
+          "status": {"addresses": [{"value": "172.18.0.2"}, {"value": "172.18.0.3"}],
+                     "conditions": [{"type": "Programmed", "status": "True"}]}}
+    t = table("gateways", [gw], now=NOW)
+    assert t["rows"][0]["cells"] == ["web", "knet", "172.18.0.2", "True", "60m"]
