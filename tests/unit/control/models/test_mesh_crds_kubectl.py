@@ -105,3 +105,21 @@ spec:
     assert result.code == 1
     assert "duplicate subset name 'v1'" in result.err
     assert (await run("get", "dr", "-n", "default")).err.startswith("No resources found")
+
+
+async def test_a_gateway_of_a_class_nobody_serves_is_stored_with_a_warning(run: Any) -> None:
+    gw = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+    result = await run("apply", "-f", "-", stdin=gw)
+    assert result.code == 0, result.err
+    assert "Warning: spec.gatewayClassName: no controller serves GatewayClass 'istio' in " \
+           "knet" in result.err
+    got = json.loads((await run("get", "gateway", "gw", "-n", "default", "-o", "json")).out)
+    assert got["spec"]["listeners"][0]["allowedRoutes"] == {   # the upstream CRD's default
+        "namespaces": {"from": "Same"}}
