@@ -11,7 +11,6 @@ must be set`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -75,27 +74,18 @@ def _value_at(obj: Any, loc: tuple[int | str, ...]) -> Any:
     return obj
 
 
-_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "string_type": "a string",
-          "bool_type": "a boolean", "bool_parsing": "a boolean", "list_type": "a list",
-          "dict_type": "an object", "model_type": "an object", "model_attributes_type":
-          "an object", "float_type": "a number", "float_parsing": "a number",
-          "int_from_float": "an integer"}
 _BOUNDS = {"greater_than_equal": ("ge", "greater than or equal to"),
            "less_than_equal": ("le", "less than or equal to"),
            "greater_than": ("gt", "greater than"), "less_than": ("lt", "less than")}
 
 
 def _cause(errs: FieldErrors, err: Any, obj: Obj) -> None:
+    """One semantic pydantic error (a bound, a length, a validator's ValueError) as a
+    kube-apiserver cause on its field."""
     loc = tuple(err["loc"])
     path, kind, ctx = field_path(loc), err["type"], err.get("ctx") or {}
-    value = err.get("input") if kind != "missing" else None
-    if kind == "missing":
-        errs.required(path)
-    elif kind in _TYPES:
-        errs.type_error(path, value, _TYPES[kind])
-    elif kind == "literal_error":
-        errs.not_supported(path, value, tuple(re.findall(r"'([^']*)'", ctx.get("expected", ""))))
-    elif kind in _BOUNDS:
+    value = err.get("input")
+    if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         errs.invalid(path, value, f"should be {words} {ctx.get(key)}")
     elif kind in ("too_long", "too_short"):
@@ -104,18 +94,9 @@ def _cause(errs: FieldErrors, err: Any, obj: Obj) -> None:
         unit = "items" if isinstance(value, list | dict) else "characters"
         errs.invalid(path, _value_at(obj, loc) if isinstance(value, list) else value,
                      f"must have {what} {n} {unit}")
-    elif kind == "string_too_long" or kind == "string_too_short":
-        n = ctx.get("max_length") or ctx.get("min_length")
-        if kind == "string_too_short" and n == 1:
-            errs.required(path)
-        else:
-            errs.invalid(path, value, f"must be {'at most' if 'long' in kind else 'at least'} "
-                         f"{n} characters")
-    elif kind == "value_error":
+    else:   # value_error
         errs.invalid(path, value if not isinstance(value, dict) else _value_at(obj, loc),
                      str(ctx.get("error", err.get("msg"))))
-    else:
-        errs.invalid(path, value, str(err.get("msg")))
 
 
 # What the models check beyond the official schemas: their own validators (regexes that
