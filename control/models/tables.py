@@ -20,7 +20,6 @@ from control.models import networking
 from control.models import printers as p
 from control.models.autoscaling import AUTOSCALING_COLUMNS, AUTOSCALING_PRINTERS
 from control.models.batchprinters import BATCH_COLUMNS, BATCH_PRINTERS
-from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
 from control.models.storage import STORAGE_COLUMNS, STORAGE_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
@@ -239,8 +238,6 @@ _PRINTERS: dict[str, Printer] = {
     "rolebindings": _binding, "clusterrolebindings": _binding,
 }
 
-_COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
-_PRINTERS.update(MESH_PRINTERS)
 _COLUMNS.update(BATCH_COLUMNS)  # jobs, cronjobs (control/models/batchprinters.py)
 _PRINTERS.update(BATCH_PRINTERS)
 _COLUMNS.update(STORAGE_COLUMNS)  # PV, PVC, StorageClass (control/models/storage.py)

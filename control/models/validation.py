@@ -24,7 +24,6 @@ from control.models.autoscaling import AUTOSCALING_CHECKS
 from control.models.daemonvalidation import validate_daemonset
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
-from control.models.meshkinds import MESH_CHECKS
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
 from control.models.rbacvalidation import (
     RBAC_KINDS,
@@ -268,7 +267,6 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "rolebindings": validate_binding_update, "clusterrolebindings": validate_binding_update,
 }
 
-_CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
 _CHECKS.update(STORAGE_CHECKS)  # storage kinds and StatefulSets (control/models/storage.py)
 _UPDATE_CHECKS.update(STORAGE_UPDATE_CHECKS)
 _CHECKS.update(AUTOSCALING_CHECKS)  # HorizontalPodAutoscaler (control/models/autoscaling.py)

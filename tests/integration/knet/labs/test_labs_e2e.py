@@ -68,6 +68,10 @@ BROKEN = [
     ("23", ["policy=Parallel"], "step 8 (join watch): ... does not match"),  # web-1 too early
     ("24", ["load=sleep 600"], "step 14 (wait for get=hpa php-apache"),  # no load, no scale-up
     ("25", ["log_node=node-2"], "step 7 ... CNI_IFNAME"),    # the pod's ADD is in node-1's log
+    ("26", ["mode=PERMISSIVE"], "step 15 (legacy: ... does not contain '000'"),  # not refused
+    ("27", ["action=AUDIT"], "step 9 (other: ... does not contain 'RBAC: access denied 403'"),
+    ("28", ["dataplane=none"], "step 8 (host: knet mesh stat -n ... does not match"),
+    ("29", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
 ]
 
 
