@@ -9,6 +9,7 @@ from pathlib import Path
 
 from knet.cluster.state import DEFAULT_STATE_DIR, ClusterRecord
 from knet.errors import KnetError
+from knet.proxy.balancer import ALGORITHMS
 
 
 def _state_arg(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--proxy-algorithm", default=None,
+                   choices=ALGORITHMS,
+                   help="how each node's proxy balances a Service's connections (default "
+                   "round-robin; a Service's annotation knet.dev/proxy-algorithm wins)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -47,7 +52,7 @@ def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   timeout=args.timeout,
+                                   timeout=args.timeout, proxy_algorithm=args.proxy_algorithm,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:
