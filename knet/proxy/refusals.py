@@ -22,8 +22,9 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import DROPPED, REFUSED, FlowRecord
@@ -42,6 +43,11 @@ RefuseKey = tuple[str, str, int]  # (protocol, ip, port)
 
 _LDX_IHL, _LD_W_ABS, _LD_H_IND, _LD_B_IND = 0xB1, 0x20, 0x48, 0x50
 _AND_K, _JEQ_K, _RET_K = 0x54, 0x15, 0x06
+
+
+class SocketFactory(Protocol):
+    """SocketMaker's part used here: sockets made in the node's netns."""
+    def new(self, kind: int = ..., family: int = ..., *, proto: int = 0) -> socket.socket: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +135,8 @@ class RefusalWatch:
     """Records a flow for each connection/datagram the kernel refuses or drops for a service
     port (`update()` says which); `emit` is the proxy context's recorder."""
 
-    def __init__(self, *, node: str, sockets: object, emit: object) -> None:
+    def __init__(self, *, node: str, sockets: SocketFactory,
+                 emit: Callable[[FlowRecord], None]) -> None:
         self.node, self._maker, self._emit = node, sockets, emit
         self.refused: dict[RefuseKey, Refused] = {}
         self._socks: dict[str, socket.socket] = {}
@@ -158,9 +165,9 @@ class RefusalWatch:
 
     def _open(self, proto: str, number: int) -> socket.socket | None:
         try:
-            sock = self._maker.new(socket.SOCK_RAW, proto=number)  # type: ignore[attr-defined]
+            sock = self._maker.new(socket.SOCK_RAW, proto=number)
             _set_filter(sock.fileno(), bpf_program([], tcp_syn=False))  # nothing until set
-        except (OSError, TypeError) as exc:
+        except OSError as exc:
             log.warning("%s: no raw %s socket (%s); refusals happen but are not recorded as "
                         "flows", self.node, proto, exc)
             return None
@@ -212,4 +219,4 @@ class RefusalWatch:
                          verdict=DROPPED if dropped else REFUSED,
                          error=(sp.why or "no local endpoints") if dropped else "no endpoints")
         rec.reason = f"{'drop' if dropped else 'reject'} {dst}:{dport}"
-        self._emit(rec)  # type: ignore[operator]
+        self._emit(rec)
