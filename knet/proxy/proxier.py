@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from knet.proxy.balancer import ROUND_ROBIN, Clock, LoadBalancer, SystemClock
+from knet.proxy.balancer import ROUND_ROBIN, Clock, Endpoint, LoadBalancer, SystemClock
 from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
 from knet.proxy.flows import FlowRing
 from knet.proxy.http import HttpListener
@@ -137,6 +137,8 @@ class Proxier(ConfigTracker):
                 await ln.close()
             else:
                 ln.sp = new
+                if isinstance(ln, UdpListener):
+                    self._end_stale_flows(ln)
         ips = {sp.cluster_ip for sp in table.values()}
         for ip in sorted(ips - self.service_ips):
             await self.addresses.add_service_ip(ip)
@@ -149,6 +151,15 @@ class Proxier(ConfigTracker):
         self.service_ips = ips
         log.info("%s: %d service ports, %d listeners", self.node_name, len(table),
                  len(self.listeners))
+
+    @staticmethod
+    def _end_stale_flows(ln: UdpListener) -> None:
+        """UDP flows to an endpoint that is gone end now (kube-proxy deletes their conntrack
+        entries), so a client that never pauses moves to a live endpoint at once."""
+        alive = set(ln.sp.endpoints)
+        for flow in list(ln.flows.values()):
+            if Endpoint(flow.rec.endpoint_ip, flow.rec.endpoint_port) not in alive:
+                ln.end(flow)
 
     def _filter(self, lk: ListenKey, *, drop: bool) -> None:
         """Put the drop-all filter on the listener (DROP) or take it off."""

@@ -4,8 +4,8 @@ ClusterIP:port, a flow per client, the idle timeout, garbage, no endpoints."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -60,6 +60,27 @@ async def test_echo_through_cluster_ip_from_cluster_ip(net: str,
     assert (flow.protocol, flow.endpoint_pod, flow.reason, flow.verdict) == (
         "udp", "default/echo-0", "rr#0", "FORWARDED")
     assert (flow.bytes_sent, flow.bytes_received) == (15, 15 + 3 * len(b"echo-0|"))
+
+
+async def test_flow_to_a_removed_endpoint_ends_at_once(net: str,
+                                                       backends: list[UdpBackend]) -> None:
+    # kube-proxy deletes the conntrack entries of a removed UDP endpoint: a client that keeps
+    # sending (never idle) from the same port moves to a live endpoint at once
+    objs = echo(net, backends)
+    p = await start_proxier(objs, udp_idle_timeout=30)
+    c = await UdpClient.open(f"{net}200")
+    try:
+        data, _ = await c.ask(b"a", (f"{net}1", 5300))
+        assert data == b"echo-0|a"
+        p.on_endpointslice_delete(objs[1])  # echo-0's slice
+        await p.wait_applied()
+        data, _ = await c.ask(b"b", (f"{net}1", 5300))
+        assert data == b"echo-1|b"
+        flows = await wait_flows(p.ring, 1)
+        assert [(f.endpoint_pod, f.verdict) for f in flows] == [("default/echo-0", "FORWARDED")]
+    finally:
+        c.close()
+        await p.stop()
 
 
 async def test_two_clients_get_their_own_flows_and_replies(net: str,
