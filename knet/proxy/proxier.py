@@ -187,6 +187,7 @@ class Proxier(ConfigTracker):
                               timeout=self.http_timeout)
         else:
             ln = TcpListener(self.ctx, sp, ip=ip, port=port)
+        self.dropping.discard(lk)  # a new socket has no filter yet
         try:
             await ln.start()
         except OSError as exc:
