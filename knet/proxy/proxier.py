@@ -22,8 +22,8 @@ from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
 from knet.proxy.flows import FlowRing
 from knet.proxy.http import HttpListener
 from knet.proxy.refusals import (
-    Refused,
     RefusalWatch,
+    Refused,
     attach_drop_all,
     detach_filter,
     listener_fileno,

@@ -32,8 +32,15 @@ from knet.proxy.topology import DROP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Refused", "RefusalWatch", "attach_drop_all", "bpf_program", "detach_filter",
-           "listener_fileno", "parse_packet"]
+__all__ = [
+    "RefusalWatch",
+    "Refused",
+    "attach_drop_all",
+    "bpf_program",
+    "detach_filter",
+    "listener_fileno",
+    "parse_packet",
+]
 
 SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
 MAX_MATCHED = 60          # (ip, port) pairs one program compares (jump offsets are 8 bits)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,7 +194,7 @@ def test_should_respect_internalTrafficPolicy_Local_Pod_to_Pod(cluster: Any) -> 
     assert "no local endpoints on node-2" in dropped[-1]["error"]
 
 
-def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoints_with_internalTrafficPolicy_Cluster(cluster: Any) -> None:  # noqa: E501
+def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoints_with_internalTrafficPolicy_Cluster(cluster: Any) -> None:
     apply(cluster, netexec("term-1", "node-2", "term", "--delay-shutdown=60",
                            extra="\n  terminationGracePeriodSeconds: 90")
           + "---" + service("term", "term"))
@@ -301,7 +303,6 @@ def test_should_preserve_UDP_traffic_when_server_pod_cycles_for_a_ClusterIP_serv
             " except OSError: pass\n"
             " time.sleep(0.5)\n"
             "print(' '.join(seen))")
-    import subprocess
     proc = subprocess.Popen(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "exec",
                              "client-1", "--", "python3", "-c", loop, "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -341,3 +342,40 @@ def test_balancing_algorithms_per_cluster_and_per_service(cluster: Any) -> None:
     text = cluster.knet("flows", "--service", "algo-sh", "--last", "1", "--state-dir",
                         str(cluster.state_dir)).stdout
     assert "FORWARDED tcp source-hash sh bucket" in text
+
+
+def _node_ips(c: Any) -> dict[str, str]:
+    return {n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"]
+                                        if a["type"] == "InternalIP")
+            for n in c.get("nodes")["items"]}
+
+
+def _from_host(url: str, n: int) -> list[str]:
+    """n answers to GET url from the host side (the underlay); [] if one fails."""
+    try:
+        return [urllib.request.urlopen(url, timeout=3).read().decode().strip()
+                for _ in range(n)]
+    except OSError:
+        return []
+
+
+def test_should_be_able_to_switch_session_affinity_for_NodePort_service(cluster: Any) -> None:
+    apply(cluster, service("affinity-np", "web", type="NodePort",
+                           ports="[{port: 80, targetPort: 80, nodePort: 30111}]"))
+    url = f"http://{_node_ips(cluster)['node-1']}:30111/hostname"
+    cluster.wait("NodePort served by both", lambda: set(_from_host(url, 8)) == {"web-1", "web-2"})
+    cluster.kubectl("patch", "svc", "affinity-np", "-p", '{"spec":{"sessionAffinity":"ClientIP"}}')
+    cluster.wait("affinity on", lambda: len(set(_from_host(url, 8))) == 1)
+    cluster.kubectl("patch", "svc", "affinity-np", "-p", '{"spec":{"sessionAffinity":"None"}}')
+    cluster.wait("affinity off", lambda: len(set(_from_host(url, 8))) == 2)
+
+
+def test_internalTrafficPolicy_Local_leaves_NodePort_traffic_alone(cluster: Any) -> None:
+    # internalTrafficPolicy governs ClusterIP traffic only: node-2's NodePort still reaches
+    # the one endpoint on node-1 (externalTrafficPolicy Cluster)
+    apply(cluster, service("itp-np", "itp", type="NodePort", internalTrafficPolicy="Local",
+                           ports="[{port: 80, targetPort: 80, nodePort: 30112}]"))
+    url = f"http://{_node_ips(cluster)['node-2']}:30112/hostname"
+    assert cluster.wait("NodePort on node-2", lambda: _from_host(url, 3)) == ["itp-1"] * 3
+    code, _ = curl(cluster, "client-2", "http://itp-np/hostname", timeout=2)
+    assert code == 28

@@ -38,10 +38,10 @@ def ips(service: dict[str, Any], sl: list[dict[str, Any]], node: str = "node-1")
     return [e.ip for e in sp.endpoints], sp.verdict
 
 
-READY = dict(ready=True, serving=True, terminating=False)
-NOT_READY = dict(ready=False, serving=False, terminating=False)
-TERMINATING = dict(ready=False, serving=True, terminating=True)
-TERMINATING_UNSERVING = dict(ready=False, serving=False, terminating=True)
+READY = {"ready": True, "serving": True, "terminating": False}
+NOT_READY = {"ready": False, "serving": False, "terminating": False}
+TERMINATING = {"ready": False, "serving": True, "terminating": True}
+TERMINATING_UNSERVING = {"ready": False, "serving": False, "terminating": True}
 
 
 def test_only_ready_endpoints_and_a_missing_ready_means_ready() -> None:
