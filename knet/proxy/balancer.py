@@ -2,8 +2,8 @@
 
 Pure logic, the kube-proxy userspace `LoadBalancerRR` way: no sockets, the clock (and the
 random source) passed in. Per service port it keeps the usable endpoints in a stable order
-(sorted by ip, port), the algorithm's state, a count of active connections per endpoint
-(the data path calls `release()` when one ends) and (with `sessionAffinity: ClientIP`) a
+(sorted by ip, port), the algorithm's state, for least-connections a count of active
+connections per endpoint (the data path calls `release()` when one ends) and (with `sessionAffinity: ClientIP`) a
 sliding-window map from client IP to endpoint. Algorithms, per cluster or per Service:
 `round-robin` (kube-proxy userspace), `random` (what the iptables and nftables modes do),
 `least-connections` and `source-hash` (IPVS's `lc` and `sh`). Every pick says which
@@ -74,9 +74,10 @@ class NoEndpoints(Exception):
 
 def check_algorithm(name: str) -> str:
     """`name` if it is a known algorithm, else ValueError naming the choices."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"proxy algorithm {name!r} is not one of {', '.join(ALGORITHMS)}")
-    return name
+    for known in ALGORITHMS:  # the canonical string: the hot path compares by identity
+        if name == known:
+            return known
+    raise ValueError(f"proxy algorithm {name!r} is not one of {', '.join(ALGORITHMS)}")
 
 
 def source_bucket(client_ip: str) -> int:
@@ -150,6 +151,8 @@ class LoadBalancer:
         ordered = tuple(sorted(set(endpoints), key=Endpoint.sort_key))
         state = self._ports.setdefault(key, _PortState())
         state.algorithm = check_algorithm(algorithm) if algorithm else self.algorithm
+        if state.algorithm is not LEAST_CONNECTIONS:
+            state.active.clear()  # counted only for least-connections
         if ordered != state.endpoints:
             state.endpoints = ordered
             state.index = 0
@@ -180,7 +183,7 @@ class LoadBalancer:
     def release(self, key: str, endpoint: Endpoint) -> None:
         """A connection, flow or request picked for `endpoint` has ended."""
         state = self._ports.get(key)
-        if state is not None:
+        if state is not None and state.active:
             n = state.active.get(endpoint, 0)
             if n > 1:
                 state.active[endpoint] = n - 1
@@ -191,6 +194,12 @@ class LoadBalancer:
         """The endpoint for a new connection/request from client_ip; NoEndpoints if none."""
         state = self._state(key)
         if state.affinity_seconds is None:
+            if state.algorithm is ROUND_ROBIN:  # the hot path, inlined
+                eps = state.endpoints
+                index = state.index % len(eps)
+                state.index = index + 1
+                return Pick(eps[index], _RR[index] if index < len(_RR) else f"rr#{index}",
+                            ROUND_ROBIN)
             return self._count(state, self._choose(state, client_ip, avoid=None))
         expired = False
         sticky = state.sticky.get(client_ip)
@@ -240,8 +249,11 @@ class LoadBalancer:
 
     @staticmethod
     def _count(state: _PortState, pick: Pick) -> Pick:
-        active = state.active
-        active[pick.endpoint] = active.get(pick.endpoint, 0) + 1
+        """Count the pick as an active connection (only least-connections needs the counts:
+        the other algorithms skip the bookkeeping on the hot path)."""
+        if state.algorithm is LEAST_CONNECTIONS:
+            active = state.active
+            active[pick.endpoint] = active.get(pick.endpoint, 0) + 1
         return pick
 
     def _choose(self, state: _PortState, client_ip: str, *, avoid: Endpoint | None) -> Pick:

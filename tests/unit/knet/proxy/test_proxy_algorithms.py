@@ -93,13 +93,15 @@ def test_least_connections_long_and_short_connections() -> None:
     assert lb.active(KEY, EPS[0]) == 1 and lb.active(KEY, EPS[3]) == 0
 
 
-def test_round_robin_counts_active_too_and_release_never_goes_negative() -> None:
-    lb = lb_with("round-robin")
+def test_active_counts_never_go_negative_and_only_least_connections_keeps_them() -> None:
+    lb = lb_with("least-connections")
     p = lb.next_endpoint(KEY, "c")
     assert lb.active(KEY, p.endpoint) == 1
     lb.release(KEY, p.endpoint)
     lb.release(KEY, p.endpoint)
     assert lb.active(KEY, p.endpoint) == 0
+    rr = lb_with("round-robin")
+    assert rr.active(KEY, rr.next_endpoint(KEY, "c").endpoint) == 0  # no bookkeeping
 
 
 def test_source_hash_is_sticky_per_client_and_spreads_clients() -> None:
