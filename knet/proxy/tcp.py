@@ -160,6 +160,7 @@ class _Conn(asyncio.Protocol):
         except NoEndpoints:
             self._reset(REFUSED, "no ready endpoints")
             return
+        self.pick = pick
         self.down.pause_reading()
         ln.track(asyncio.get_running_loop().create_task(self._connect(pick)))
 
