@@ -134,3 +134,29 @@ async def test_algorithm_annotation_applies_live(net: str) -> None:
         await p.stop()
         for b in bs:
             await b.stop()
+
+
+async def test_a_refused_port_the_mesh_routes_is_served_again(net: str) -> None:
+    # a port refused for lack of endpoints that the mesh then enrolls (it may route requests
+    # elsewhere) gets its listener back: the mesh's relisten pass nudges the proxier
+    from knet.mesh.source import MeshState, relisten
+    from knet.mesh.table import compile_table
+
+    svc = service("reviews", f"{net}1", [{"name": "http", "port": 80, "targetPort": 9080}])
+    p = await start_proxier([svc])
+    state = MeshState()
+    p.ctx.mesh = state
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(f"{net}1", 80)
+        state.table = compile_table(p.table, namespace_labels={
+            "default": {"istio.io/dataplane-mode": "ambient"}})
+        await relisten(p, state)
+        await p.wait_applied()
+        r, w = await asyncio.open_connection(f"{net}1", 80)
+        w.write(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+        head = await asyncio.wait_for(r.read(), 3)
+        w.close()
+        assert head.startswith(b"HTTP/1.1 503 "), head  # the L7 path answers: no upstream
+    finally:
+        await p.stop()
