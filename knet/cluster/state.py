@@ -52,6 +52,7 @@ class ClusterRecord:
     node_map: dict[str, int] = field(default_factory=dict)  # name -> index, once nodes change
     backend: str = "host-gw"         # cross-node pod traffic: host-gw | vxlan
     cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
+    proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
 
     @property
     def path(self) -> Path:
@@ -109,6 +110,8 @@ class ClusterRecord:
             data["node_map"] = self.node_map
         if self.backend != "host-gw" or self.cni != "builtin":
             data["backend"], data["cni"] = self.backend, self.cni
+        if self.proxy_algorithm:
+            data["proxy_algorithm"] = self.proxy_algorithm
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -132,4 +135,5 @@ class ClusterRecord:
                    made_dirs=list(raw.get("made_dirs", [])),
                    found=None if found is None else [str(n) for n in found],
                    node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
-                   backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")))
+                   backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
+                   proxy_algorithm=str(raw.get("proxy_algorithm", "")))

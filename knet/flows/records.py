@@ -213,8 +213,8 @@ def format_flow(f: Flow) -> str:
     if f.get("endpoint_ip"):
         parts.append(f"-> {_who(f.get('endpoint_pod', ''), f['endpoint_ip'], f['endpoint_port'])}")
     parts += [f["verdict"], f["protocol"]]
-    if f.get("reason"):
-        parts.append(f["reason"])
+    if f.get("algorithm") or f.get("reason"):
+        parts.append(" ".join(x for x in (f.get("algorithm"), f.get("reason")) if x))
     if f.get("method"):
         parts.append(f"{f['method']} {f.get('path', '')} {f.get('status') or '-'}")
     parts.append(f"bytes {f.get('bytes_sent', 0)}/{f.get('bytes_received', 0)}")

@@ -32,8 +32,9 @@ __all__ = ["DirectPods", "MarkedSockets"]
 class MarkedSockets(SocketMaker):
     """The proxy's sockets in a meshed pod's netns: marked, never redirected back to it."""
 
-    def new(self, kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET) -> socket.socket:
-        sock = super().new(kind, family)
+    def new(self, kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET, *,
+            proto: int = 0) -> socket.socket:
+        sock = super().new(kind, family, proto=proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROXY_MARK)
         return sock
 

@@ -106,7 +106,10 @@ async def relisten(proxier: Relistener, state: MeshState) -> int:
         log.info("mesh: %s %s:%d now goes through the %s path", ln.sp.key, lk[1], lk[2],
                  "L7" if wants_l7(state, ln.sp) else "L4")
         await ln.close()
-    if stale:
+    refusals = getattr(proxier, "refusals", None)  # ports refused for lack of endpoints
+    routed = refusals is not None and any(r.sp.key in state.table.ports
+                                          for r in refusals.refused.values())
+    if stale or routed:  # a routed port is served whatever its own endpoints (proxier.py)
         proxier.on_service_synced()  # a public nudge: reconcile listeners again
     return len(stale)
 

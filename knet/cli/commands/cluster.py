@@ -9,6 +9,7 @@ from pathlib import Path
 
 from knet.cluster.state import DEFAULT_STATE_DIR, ClusterRecord
 from knet.errors import KnetError
+from knet.proxy.balancer import ALGORITHMS
 
 
 def _state_arg(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="pod wiring through a CNI conflist in STATE/cni/NODE: knet's built-in "
                    "plugin (default) or the reference plugins (bridge, host-local, portmap, "
                    "loopback from /usr/lib/cni); each call is logged in STATE/cni/NODE/cni.log")
+    p.add_argument("--proxy-algorithm", default=None,
+                   choices=ALGORITHMS,
+                   help="how each node's proxy balances a Service's connections (default "
+                   "round-robin; a Service's annotation knet.dev/proxy-algorithm wins)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -55,6 +60,7 @@ def _up(args: argparse.Namespace) -> int:
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
                                    timeout=args.timeout, backend=args.backend, cni=args.cni,
+                                   proxy_algorithm=args.proxy_algorithm,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

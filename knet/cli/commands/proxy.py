@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knet.errors import UsageError
+from knet.proxy.balancer import ALGORITHMS
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-addresses", action="store_true",
                    help="do not add ClusterIPs to the node (they are already there)")
     p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
+    p.add_argument("--algorithm", default="round-robin",
+                   choices=ALGORITHMS,
+                   help="balancing algorithm for Services without the annotation "
+                   "knet.dev/proxy-algorithm")
     p.add_argument("--http-retries", type=int, default=2)
     p.add_argument("--http-timeout", type=float, default=15.0, metavar="SECONDS")
     p.add_argument("--flows-port", type=int, default=0,
@@ -98,7 +103,8 @@ async def _main(args: argparse.Namespace) -> int:
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
-        http_retries=args.http_retries, http_timeout=args.http_timeout)
+        http_retries=args.http_retries, http_timeout=args.http_timeout,
+        algorithm=args.algorithm)
     try:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
