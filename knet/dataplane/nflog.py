@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
 NFULNL_MSG_PACKET, NFULNL_MSG_CONFIG = 0, 1
-NFULA_CFG_CMD, NFULA_CFG_MODE = 1, 2
+NFULA_CFG_CMD, NFULA_CFG_MODE, NFULA_CFG_TIMEOUT, NFULA_CFG_QTHRESH = 1, 2, 4, 5
 NFULNL_CFG_CMD_BIND = 1
 NFULNL_COPY_PACKET = 2
 NFULA_PAYLOAD, NFULA_PREFIX = 9, 10
@@ -132,7 +132,10 @@ class NflogReader:
             sock.settimeout(2.0)
             for seq, (kind, value) in enumerate((
                     (NFULA_CFG_CMD, struct.pack("B", NFULNL_CFG_CMD_BIND)),
-                    (NFULA_CFG_MODE, struct.pack("!IBB", COPY_RANGE, NFULNL_COPY_PACKET, 0)))):
+                    (NFULA_CFG_MODE, struct.pack("!IBB", COPY_RANGE, NFULNL_COPY_PACKET, 0)),
+                    # each packet at once (the kernel's default batches 100 or 1 s)
+                    (NFULA_CFG_QTHRESH, struct.pack("!I", 1)),
+                    (NFULA_CFG_TIMEOUT, struct.pack("!I", 1)))):
                 sock.send(_config(self.group, seq + 1, [(kind, value)]))
                 self._ack(sock)
             sock.setblocking(False)
