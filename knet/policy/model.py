@@ -225,8 +225,10 @@ def _ports(raw: Any, target: PodInfo | None, where: str) -> tuple[PortMatch, ...
     return tuple(out)
 
 
-def _allows(pol: Obj, direction: str, target: PodInfo, pods: list[PodInfo],
-            nss: Mapping[str, NsInfo]) -> list[Allow]:
+def _rules(pol: Obj, direction: str, pods: list[PodInfo],
+           nss: Mapping[str, NsInfo]) -> list[tuple[int, tuple[Peer, ...] | None, Any]]:
+    """A policy's rules in one direction with their peers resolved (once per policy: peers
+    do not depend on the selected pod; ports may, so they stay raw)."""
     meta, spec = pol.get("metadata") or {}, pol.get("spec") or {}
     ns = meta.get("namespace") or "default"
     key = f"{ns}/{meta.get('name', '')}"
@@ -237,10 +239,17 @@ def _allows(pol: Obj, direction: str, target: PodInfo, pods: list[PodInfo],
         raw_peers = rule.get(peer_field)
         peers = None if not raw_peers else tuple(
             _peer(p, ns, pods, nss, f"{where}.{peer_field}[{j}]") for j, p in enumerate(raw_peers))
-        ports = _ports(rule.get("ports"), target if direction == "ingress" else None,
-                       f"{where}.ports")
-        out.append(Allow(key, i, peers, ports))
+        _ports(rule.get("ports"), None, f"{where}.ports")       # refuse bad ports up front
+        out.append((i, peers, rule.get("ports")))
     return out
+
+
+def _allows(key: str, direction: str, target: PodInfo,
+            rules: list[tuple[int, tuple[Peer, ...] | None, Any]]) -> list[Allow]:
+    where = f"networkpolicy {key}: spec.{direction}"
+    return [Allow(key, i, peers, _ports(raw, target if direction == "ingress" else None,
+                                        f"{where}[{i}].ports"))
+            for i, peers, raw in rules]
 
 
 def _types(spec: Obj) -> tuple[str, ...]:
@@ -268,8 +277,8 @@ def compile_model(policies: Iterable[Obj], pods: Iterable[PodInfo],
         try:
             sel = _selector(spec.get("podSelector"), f"networkpolicy {key}: spec.podSelector")
             selected = [p for p in pod_list if p.namespace == ns and sel.matches(p.labels)]
-            staged = [(p, d, _allows(pol, d, p, pod_list, nss))
-                      for p in selected for d in _types(spec)]
+            rules = {d: _rules(pol, d, pod_list, nss) for d in _types(spec)} if selected else {}
+            staged = [(p, d, _allows(key, d, p, rules[d])) for p in selected for d in rules]
         except _PolicyError as exc:
             model.errors.append(f"{exc}; the policy is skipped (fix it with kubectl edit)")
             continue
