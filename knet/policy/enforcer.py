@@ -195,5 +195,13 @@ async def start_enforcer(client: Client, *, node: str, netns: str | None,
         return None
     enforcer = PolicyEnforcer(client, node=node, netns=netns, nft=nft, record=record,
                               logs=nflog_source(netns))
-    await enforcer.start()
+    try:
+        await enforcer.start()
+    except Exception as exc:  # noqa: BLE001 - Services must keep working without it
+        log.error("node %s: NetworkPolicies are NOT enforced: the enforcer did not start "
+                  "(%s: %s); check the proxy's access to networkpolicies/namespaces and "
+                  "nftables in netns %s", node, type(exc).__name__, exc, netns)
+        await enforcer.stop()
+        nft.close()
+        return None
     return enforcer
