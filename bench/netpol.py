@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import table
+from bench.common import Cell, table
 
 NAME = "netpol"
 DESCRIPTION = "NetworkPolicy programming time (10/100/1000 policies) and L4 cost with 0 vs 100"
@@ -116,7 +116,7 @@ async def _main() -> None:
             pods = [PodInfo("default", "client", cnet.ip, "node-1", {"role": "client"}),
                     PodInfo("default", "server", snet.ip, "node-1", {"role": "server"})]
             srv = _server(snet.netns, 7000)
-            rows = []
+            rows: list[list[Cell]] = []
             for n in (10, 100, 1000):
                 t0 = time.perf_counter()
                 model = compile_model(_policies(n), pods, [])

@@ -146,7 +146,7 @@ class NflogReader:
 
     def _ack(self, sock: socket.socket) -> None:
         data = sock.recv(65536)
-        length, kind = struct.unpack_from("=IH", data)
+        _, kind = struct.unpack_from("=IH", data)
         if kind == NLMSG_ERROR:
             (code,) = struct.unpack_from("=i", data, 16)
             if code:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from control.clientbase import Client, Obj
-from knet.dataplane.nft import Nft
 from knet.dataplane.nflog import Logged
+from knet.dataplane.nft import Nft
 from knet.policy.model import Model, compile_model, namespace_info, pod_info
 from knet.policy.nftrules import LOG_GROUP, LOG_PREFIX, render
 from knet.proxy.flows import FlowRecord
@@ -133,7 +133,7 @@ class PolicyEnforcer:
             await asyncio.sleep(self.debounce)       # a burst of events: one transaction
             try:
                 await self.sync()
-            except Exception:   # noqa: BLE001 - keep enforcing; the next change retries
+            except Exception:
                 log.exception("node %s: programming NetworkPolicies failed; retrying in 1 s",
                               self.node)
                 await asyncio.sleep(1.0)

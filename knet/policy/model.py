@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from control.errors import BadRequest
 from control.models.selectors import LabelSelector, selector_from_spec
 
 __all__ = ["Allow", "Isolation", "Model", "NsInfo", "Peer", "PodInfo", "PortMatch",
@@ -165,7 +166,7 @@ class _PolicyError(ValueError):
 def _selector(spec: Any, where: str) -> LabelSelector:
     try:
         return selector_from_spec(spec)
-    except Exception as exc:  # BadRequest from the selector parser
+    except BadRequest as exc:
         raise _PolicyError(f"{where}: {exc}") from None
 
 
@@ -277,8 +278,9 @@ def compile_model(policies: Iterable[Obj], pods: Iterable[PodInfo],
         try:
             sel = _selector(spec.get("podSelector"), f"networkpolicy {key}: spec.podSelector")
             selected = [p for p in pod_list if p.namespace == ns and sel.matches(p.labels)]
-            rules = {d: _rules(pol, d, pod_list, nss) for d in _types(spec)} if selected else {}
-            staged = [(p, d, _allows(key, d, p, rules[d])) for p in selected for d in rules]
+            resolved = {d: _rules(pol, d, pod_list, nss) for d in _types(spec)} if selected \
+                else {}
+            staged = [(p, d, _allows(key, d, p, resolved[d])) for p in selected for d in resolved]
         except _PolicyError as exc:
             model.errors.append(f"{exc}; the policy is skipped (fix it with kubectl edit)")
             continue

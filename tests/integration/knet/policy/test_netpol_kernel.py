@@ -131,10 +131,12 @@ async def test_ingress_is_enforced_on_one_node_and_across_nodes_with_drops_logge
 
 
 async def test_egress_default_deny_then_allow_udp_by_port(world: dict[str, Any]) -> None:
+    """x is isolated both ways: the replies of allowed connections get back in only as
+    conntrack's established traffic — routed (UDP from node-2) and bridged (TCP on node-1)."""
     nets = world["nets"]
-    with _serve(nets["y/a"].netns, 80):
+    with _serve(nets["y/a"].netns, 80), _serve(nets["x/b"].netns, 80):
         deny = {"metadata": {"namespace": "x", "name": "deny-out"},
-                "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
         await _program(world, [deny])
         assert not await _reach(world, "x/a", "y/a", 80, "udp")
         assert await _reach(world, "y/a", "x/a", 80, "udp") is False   # nobody serves x/a
@@ -144,6 +146,14 @@ async def test_egress_default_deny_then_allow_udp_by_port(world: dict[str, Any])
         await _program(world, [deny, allow])
         assert await _reach(world, "x/a", "y/a", 80, "udp")     # replies pass (conntrack)
         assert not await _reach(world, "x/a", "y/a", 80, "tcp")
+        assert not await _reach(world, "x/a", "x/b", 80, "tcp")
+        same_node = {"metadata": {"namespace": "x", "name": "a-to-b"}, "spec": {
+            "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]}}
+        await _program(world, [deny, allow, same_node])
+        assert await _reach(world, "x/a", "x/b", 80, "tcp")
+        assert not await _reach(world, "x/b", "x/a", 80, "tcp")
 
 
 async def test_a_transparent_dial_from_the_node_is_judged_by_the_client_pod_ip(

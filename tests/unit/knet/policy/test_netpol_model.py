@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from netpol_testkit import expect, kernel_allows, keys, matrix, policy, world
 
 from knet.policy.explain import decide
 from knet.policy.model import NsInfo, PodInfo, compile_model, namespace_info, pod_info
 from knet.policy.nftrules import render
-from netpol_testkit import expect, kernel_allows, keys, matrix, policy, world
 
 
 def _both(policies: list[dict[str, Any]], port: int = 80, proto: str = "tcp",
