@@ -226,6 +226,13 @@ def test_explain_says_why(cluster: Any) -> None:
         no.stdout, no.stdout
 
 
+def _client_pod(ns: str, name: str, node: str, label: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": name, "namespace": ns, "labels": {"pod": label}}, "spec": {
+        "nodeSelector": {"kubernetes.io/hostname": node}, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
+
+
 @pytest.mark.xfail(strict=True, reason="userspace proxy mode dials backends from the node "
                    "netns, so the backend's policy sees the node, not the client pod (see "
                    "docs/netpol.md, 'Traffic through a Service'); passes once the proxy keeps "
@@ -234,22 +241,35 @@ def test_policies_hold_for_traffic_through_a_service(cluster: Any) -> None:
     from knet.dataplane.names import pod_netns
     from knet.policy.probe import connect
 
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc-a", "namespace": "x"},
-        "spec": {"selector": {"pod": "a"}, "ports": [{"port": 80, "protocol": "TCP"}]}}))
-    ip = cluster.get("service", "svc-a", "-n", "x")["spec"]["clusterIP"]
-    apply(cluster, "x", "from-y-b", {"podSelector": A, "ingress": [{"from": [
-        {"namespaceSelector": _ns("y"), "podSelector": {"matchLabels": {"pod": "b"}}}]}]})
+    node_a = cluster.get("pod", "a", "-n", "x")["spec"]["nodeName"]
+    other = "node-2" if node_a == "node-1" else "node-1"
+    # the allowed client on the other node, the denied one beside x/a: today both are wrong
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                    "items": [{"apiVersion": "v1", "kind": "Namespace",
+                               "metadata": {"name": "w"}},
+                              _client_pod("w", "allowed", other, "b"),
+                              _client_pod("w", "denied", node_a, "c"),
+                              {"apiVersion": "v1", "kind": "Service",
+                               "metadata": {"name": "svc-a", "namespace": "x"},
+                               "spec": {"selector": {"pod": "a"},
+                                        "ports": [{"port": 80, "protocol": "TCP"}]}}]}))
+    try:
+        ip = cluster.get("service", "svc-a", "-n", "x")["spec"]["clusterIP"]
+        apply(cluster, "x", "from-w-b", {"podSelector": A, "ingress": [{"from": [
+            {"namespaceSelector": _ns("w"), "podSelector": {"matchLabels": {"pod": "b"}}}]}]})
+        cluster.wait("clients running", lambda: all(
+            p["status"].get("phase") == "Running" for p in cluster.get("pods", "-n", "w")
+            ["items"]), timeout=60)
+        cluster.wait("endpoints of svc-a", lambda: cluster.get(
+            "endpointslices", "-n", "x", "-l", "kubernetes.io/service-name=svc-a")["items"][0]
+            .get("endpoints"), timeout=30)
 
-    def through_service(ns: str, name: str) -> bool:
-        pod = cluster.get("pod", name, "-n", ns)
-        return connect(pod_netns(pod["spec"]["nodeName"], f"{ns}/{name}"), ip, 80, "tcp", 1.0)
+        def through_service(name: str) -> bool:
+            pod = cluster.get("pod", name, "-n", "w")
+            return connect(pod_netns(pod["spec"]["nodeName"], f"w/{name}"), ip, 80, "tcp", 1.0)
 
-    cluster.wait("endpoints of svc-a", lambda: cluster.get(
-        "endpointslices", "-n", "x", "-l", "kubernetes.io/service-name=svc-a")["items"][0].get(
-        "endpoints"), timeout=30)
-    time.sleep(1.0)
-    # both clients, whatever nodes they and x/a landed on: the allowed one gets through,
-    # the other does not (today one of the two is wrong: same node always passes, another
-    # node is judged as the node's address)
-    assert [through_service("y", "b"), through_service("y", "c")] == [True, False]
+        time.sleep(1.0)
+        assert [through_service("allowed"), through_service("denied")] == [True, False]
+    finally:
+        cluster.kubectl("delete", "namespace", "w", "--wait=false", check=False)
+        cluster.kubectl("delete", "service", "svc-a", "-n", "x", "--wait=false", check=False)
