@@ -88,6 +88,10 @@ class FlowRecord:
     authz: str = ""
     authz_policy: str = ""
     algorithm: str = ""         # the balancing algorithm that picked the endpoint (balancer.py)
+    # NetworkPolicy drops (knet/policy/enforcer.py, verdict DROPPED): the pod whose ingress or
+    # egress was denied and the policies isolating it
+    netpol_pod: str = ""
+    netpol_policies: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--metrics-port", type=int, default=10249,
                    help="serve GET /metrics on the first --node-ip:PORT in the node's netns "
                    "(kube-proxy's metrics port; 0: off)")
+    p.add_argument("--no-netpol", action="store_true",
+                   help="do not enforce NetworkPolicies in the node's netns (knet/policy)")
     p.set_defaults(func=_run)
 
 
@@ -105,6 +107,11 @@ async def _main(args: argparse.Namespace) -> int:
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
         http_retries=args.http_retries, http_timeout=args.http_timeout,
         algorithm=args.algorithm)
+    netpol = None
+    if not args.no_netpol:   # NetworkPolicy: its own loop in this process (knet/policy/enforcer.py)
+        from knet.policy.enforcer import start_enforcer
+        netpol = await start_enforcer(client, node=args.node, netns=netns,  # type: ignore[arg-type]
+                                      record=ring.record)
     try:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
@@ -120,6 +127,8 @@ async def _main(args: argparse.Namespace) -> int:
         metrics = await _serve_metrics(proxy, args)
         await stop.wait()
     finally:
+        if netpol is not None:
+            await netpol.stop()
         await proxy.stop()
         if runner is not None:
             await runner.cleanup()
