@@ -50,11 +50,13 @@ class ServicePort:
     app_protocol: str | None = None
     affinity_seconds: float | None = None  # None: sessionAffinity None
     endpoints: tuple[Endpoint, ...] = ()
+    scope: str = ""  # "external": the port as NodePort/LB traffic sees it (knet/proxy/external.py)
 
     @property
     def key(self) -> str:
         base = f"{self.namespace}/{self.name}"
-        return f"{base}:{self.port_name}" if self.port_name else base
+        key = f"{base}:{self.port_name}" if self.port_name else base
+        return f"{key}@{self.scope}" if self.scope else key
 
     @property
     def service(self) -> str:

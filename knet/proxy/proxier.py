@@ -5,7 +5,9 @@ diffed against the listeners it has: a listener per ClusterIP:port and per node 
 (TCP, UDP, or the L7 HTTP path for `appProtocol: http`), opened inside the node's netns.
 Endpoint changes only touch the balancer; a listener is reopened only when its shape
 (address, port, protocol, kind) changes. ClusterIPs are asked of the `AddressManager`
-(the dataplane puts them as /32s on the node's address-only device).
+(the dataplane puts them as /32s on the node's address-only device). Traffic from outside
+(NodePorts, LoadBalancer addresses, externalIPs; externalTrafficPolicy, source ranges,
+health checks, host-side announcements) is external.py's and externalsync.py's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Protocol
 
 from knet.proxy.balancer import Clock, LoadBalancer, SystemClock
 from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
+from knet.proxy.external import ExternalView
+from knet.proxy.externalsync import ExternalSync, RouteAnnouncer
+from knet.proxy.healthcheck import HealthChecks
 from knet.proxy.flows import FlowRing
 from knet.proxy.http import HttpListener
 from knet.proxy.sockets import SocketMaker
@@ -55,7 +60,8 @@ class Proxier(ConfigTracker):
                  flow_ring: FlowRing | None = None, clock: Clock | None = None,
                  udp_idle_timeout: float = 0.25, http_retries: int = 2,
                  http_timeout: float = 15.0, dial_timeouts: tuple[float, ...] | None = None,
-                 half_close_timeout: float = 10.0, delay: float = 0.05) -> None:
+                 half_close_timeout: float = 10.0, delay: float = 0.05,
+                 routes: RouteAnnouncer | None = None) -> None:
         super().__init__(apply=self._apply, delay=delay)
         self.node_name = node_name
         self.node_ips = tuple(node_ips)
@@ -70,6 +76,9 @@ class Proxier(ConfigTracker):
         self.http_retries, self.http_timeout = http_retries, http_timeout
         self.listeners: dict[ListenKey, Listener] = {}
         self.service_ips: set[str] = set()
+        self.external = ExternalView(node_name, self.node_ips)   # LoadBalancer, externalIPs
+        self.external_sync = ExternalSync(self.external, HealthChecks(
+            self.ctx.sockets, self.node_ips), routes)
 
     def __repr__(self) -> str:
         return (f"<Proxier {self.node_name} {len(self.table)} service ports "
@@ -78,23 +87,28 @@ class Proxier(ConfigTracker):
     def _desired(self, table: ServiceTable) -> dict[ListenKey, ServicePort]:
         want: dict[ListenKey, ServicePort] = {}
         for sp in table.values():  # sorted by key: the first service keeps a contested port
-            addrs = [(sp.cluster_ip, sp.port)]
-            if sp.node_port:
-                addrs += [(ip, sp.node_port) for ip in self.node_ips]
-            for ip, port in addrs:
+            ext = self.external.side(sp)
+            addrs = [(sp, sp.cluster_ip, sp.port)]
+            addrs += [(ext, ip, port) for ip, port in self.external.addresses(sp)]
+            for side, ip, port in addrs:
                 lk = (sp.protocol, ip, port)
                 if lk in want:
                     log.error("%s: %s %s:%d is already served by %s; this port is not served "
                               "(give the service another port or nodePort)", sp.key,
                               sp.protocol, ip, port, want[lk].key)
                     continue
-                want[lk] = sp
+                want[lk] = side
         return want
 
     async def _apply(self, table: ServiceTable) -> None:
+        self.external.update(self._services, self._slices.values())
+        keys = set()
         for sp in table.values():
-            self.balancer.update(sp.key, sp.endpoints, affinity_seconds=sp.affinity_seconds)
-        for key in set(self.balancer.keys()) - set(table):
+            for side in {sp, self.external.side(sp)}:
+                keys.add(side.key)
+                self.balancer.update(side.key, side.endpoints,
+                                     affinity_seconds=side.affinity_seconds)
+        for key in set(self.balancer.keys()) - keys:
             self.balancer.remove(key)
         self.balancer.sweep()
         want = self._desired(table)
@@ -105,7 +119,7 @@ class Proxier(ConfigTracker):
                 await ln.close()
             else:
                 ln.sp = new
-        ips = {sp.cluster_ip for sp in table.values()}
+        ips = {sp.cluster_ip for sp in table.values()} | self.external.service_ips()
         for ip in sorted(ips - self.service_ips):
             await self.addresses.add_service_ip(ip)
         for lk, sp in want.items():
@@ -114,6 +128,7 @@ class Proxier(ConfigTracker):
         for ip in sorted(self.service_ips - ips):
             await self.addresses.remove_service_ip(ip)
         self.service_ips = ips
+        await self.external_sync.sync(self.listeners)
         log.info("%s: %d service ports, %d listeners", self.node_name, len(table),
                  len(self.listeners))
 
@@ -138,6 +153,7 @@ class Proxier(ConfigTracker):
     async def stop(self) -> None:
         """Close every listener and give back the service IPs."""
         self.cancel()
+        await self.external_sync.stop()
         for ln in list(self.listeners.values()):
             await ln.close()
         self.listeners.clear()
