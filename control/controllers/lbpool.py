@@ -14,10 +14,10 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 
-from control.addresses import LB_POOL
+from control.addresses import LB_POOL, UNDERLAY_CIDR
 
 __all__ = ["DEFAULT_POOL", "REQUEST_ANNOTATION", "AddressPool", "PoolError", "announcer",
-           "parse_pool"]
+           "check_underlay_pool", "parse_pool"]
 
 DEFAULT_POOL = LB_POOL
 REQUEST_ANNOTATION = "metallb.universe.tf/loadBalancerIPs"
@@ -36,6 +36,18 @@ def parse_pool(cidr: str) -> ipaddress.IPv4Network:
     if net.num_addresses < 4:
         raise ValueError(f"LoadBalancer pool {cidr!r}: too small; use /30 or larger")
     return net
+
+
+def check_underlay_pool(cidr: str, underlay: str = UNDERLAY_CIDR) -> str:
+    """A pool for `knet up --lb-pool`: inside the underlay (the host reaches it there) and
+    clear of its first /24 (the host's and the nodes' addresses)."""
+    net = parse_pool(cidr)
+    under = ipaddress.IPv4Network(underlay)
+    nodes = next(under.subnets(new_prefix=max(under.prefixlen, 24)))
+    if not net.subnet_of(under) or net.overlaps(nodes):
+        raise ValueError(f"{cidr}: must lie inside the underlay {under} and outside {nodes} "
+                         f"(the host's and nodes' addresses), e.g. {DEFAULT_POOL}")
+    return str(net)
 
 
 class AddressPool:

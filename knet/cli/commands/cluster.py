@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--lb-pool", default=None, metavar="CIDR",
+                   help="addresses for type: LoadBalancer Services, inside the underlay "
+                   "(default 172.18.255.0/24)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -47,7 +50,7 @@ def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   timeout=args.timeout,
+                                   timeout=args.timeout, lb_pool=args.lb_pool,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

@@ -188,3 +188,11 @@ async def test_pool_rebuilt_from_statuses(harness: ControllerHarness) -> None:
     await c.create("services", lb("new"))
     await _ingress(harness, "new", ["172.18.255.2"])
     assert ips(await c.get("services", "old", namespace="default")) == ["172.18.255.1"]
+
+
+def test_underlay_pool_check() -> None:
+    from control.controllers.lbpool import check_underlay_pool
+    assert check_underlay_pool("172.18.200.0/28") == "172.18.200.0/28"
+    for bad in ("172.18.0.0/24", "10.0.0.0/24", "172.18.0.128/25", "nope"):
+        with pytest.raises(ValueError):
+            check_underlay_pool(bad)
