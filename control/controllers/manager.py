@@ -296,7 +296,7 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
             gateways=informers.get("gateways"), routes=informers.get("httproutes"),
             ingresses=informers.get("ingresses"), nodes=informers.get("nodes"),
             namespaces=informers.get("namespaces")))
-    if "loadbalancer" in chosen:  # type: LoadBalancer addresses and their announcing node
+    if "loadbalancer" in chosen:  # LoadBalancer Services: addresses, announcing node
         from control.controllers.loadbalancer import LoadBalancerController
         out.append(LoadBalancerController(
             client, clock=clock, recorder=recorder("loadbalancer-controller"),

@@ -21,8 +21,8 @@ from knet.proxy.balancer import Clock, LoadBalancer, SystemClock
 from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
 from knet.proxy.external import ExternalView
 from knet.proxy.externalsync import ExternalSync, RouteAnnouncer
-from knet.proxy.healthcheck import HealthChecks
 from knet.proxy.flows import FlowRing
+from knet.proxy.healthcheck import HealthChecks
 from knet.proxy.http import HttpListener
 from knet.proxy.sockets import SocketMaker
 from knet.proxy.tcp import ProxyContext, TcpListener

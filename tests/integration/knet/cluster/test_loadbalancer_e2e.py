@@ -159,8 +159,9 @@ spec:
   selector: {{app: web}}
   ports: [{{port: 8080, targetPort: http}}]
 """)
-    want = ("Warning", "AllocationFailed", 'Failed to allocate IP for "default/lb-twin": '
-            'can\'t change sharing key for "default/lb-twin", address also in use by default/lb')
+    want = ("Warning", "AllocationFailed", ('Failed to allocate IP for "default/lb-twin": '
+            'can\'t change sharing key for "default/lb-twin", address also in use by '
+            'default/lb'))
     cluster.wait("lb-twin's AllocationFailed event", lambda: want in _events(cluster, "lb-twin"))
     assert _columns(cluster, "lb-twin")["EXTERNAL-IP"] == "<pending>"
 

@@ -88,8 +88,8 @@ async def test_assigns_requests_conflicts_and_releases(harness: ControllerHarnes
         await _events(harness, "a")
 
     await c.create("services", lb("b", loadBalancerIP="172.18.255.1"))
-    want = ("Warning", "AllocationFailed", 'Failed to allocate IP for "default/b": can\'t change '
-            'sharing key for "default/b", address also in use by default/a')
+    want = ("Warning", "AllocationFailed", ('Failed to allocate IP for "default/b": can\'t '
+            'change sharing key for "default/b", address also in use by default/a'))
 
     async def warned() -> bool:
         return want in await _events(harness, "b")
@@ -152,8 +152,8 @@ async def test_announcing_node(harness: ControllerHarness) -> None:
         svc = await c.get("services", name, namespace="default")
         return (svc["metadata"].get("annotations") or {}).get(ANNOUNCE_ANNOTATION) == node
     await harness.eventually(lambda: announced("web", expect), what="announced")
-    assert ("Normal", "nodeAssigned", f'announcing from node "{expect}" with protocol '
-            '"layer2"') in await _events(harness, "web")
+    message = f'announcing from node "{expect}" with protocol "layer2"'
+    assert ("Normal", "nodeAssigned", message) in await _events(harness, "web")
 
     # the announcing node goes NotReady: another node takes the address over
     node = await c.get("nodes", str(expect))

@@ -15,8 +15,15 @@ import urllib.request
 from typing import Any
 
 import pytest
-from proxy_testkit import TcpBackend, endpoint_slice, free_port, loopback_net, service, \
-    start_proxier, tcp_ask
+from proxy_testkit import (
+    TcpBackend,
+    endpoint_slice,
+    free_port,
+    loopback_net,
+    service,
+    start_proxier,
+    tcp_ask,
+)
 
 from knet.dataplane.hostroutes import FakeHostRoutes
 from knet.proxy.sourceranges import program
