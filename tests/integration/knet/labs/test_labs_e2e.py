@@ -65,6 +65,7 @@ BROKEN = [
     ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
     ("21", ["mode=NonIndexed"], "output does not match /^0-3$/"),
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
+    ("23", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
 ]
 
 
