@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from proxy_testkit import (
     TcpBackend,
+    UdpBackend,
+    UdpClient,
     endpoint_slice,
     free_port,
     loopback_net,
@@ -190,3 +192,28 @@ async def test_announcer_routes_its_addresses_on_the_host() -> None:
     finally:
         await p.stop()
     assert host == {}                                                   # withdrawn on stop
+
+
+async def test_udp_load_balancer_and_its_source_ranges() -> None:
+    net = loopback_net()
+    node_ip, lb_ip, inside, outside = f"{net}100", f"{net}200", f"{net}50", f"{net}60"
+    backend = await UdpBackend("dns-1", f"{net}11").start()
+    svc = service("dns", f"{net}1", [{"port": 5353, "protocol": "UDP",
+                                      "nodePort": free_port(node_ip, socket.SOCK_DGRAM)}],
+                  type="LoadBalancer", loadBalancerSourceRanges=[f"{inside}/32"])
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": lb_ip}]}}
+    sl = endpoint_slice("dns", [{"port": backend.port, "protocol": "UDP"}],
+                        [(backend.ip, "dns-1")])
+    p = await start_proxier([svc, sl], node_ips=[node_ip])
+    ok, shut = await UdpClient.open(inside), await UdpClient.open(outside)
+    try:
+        data, src = await ok.ask(b"q", (lb_ip, 5353))
+        assert (data, src) == (b"dns-1|q", (lb_ip, 5353))
+        with pytest.raises(TimeoutError):
+            await shut.ask(b"q", (lb_ip, 5353), timeout=0.5)            # dropped by the filter
+        assert backend.seen == 1
+    finally:
+        ok.close()
+        shut.close()
+        await p.stop()
+        backend.stop()
