@@ -16,3 +16,4 @@ KUBERNETES_IP = "10.96.0.1"         # the `kubernetes` Service (default namespac
 CLUSTER_DNS_IP = "10.96.0.10"       # the `kube-dns` Service (kube-system)
 CLUSTER_DOMAIN = "cluster.local"
 NODE_PORT_RANGE = (30000, 32767)
+LB_POOL = "172.18.255.0/24"         # LoadBalancer Services' addresses: in the underlay, no node's

@@ -13,6 +13,7 @@ from typing import Any
 
 from control.api.allocators import IPAllocator, PortAllocator
 from control.errors import Cause, Invalid
+from control.models.lbvalidation import needs_health_check
 
 Obj = dict[str, Any]
 _NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
@@ -49,6 +50,8 @@ class ServiceAllocator:
         for port in spec.get("ports") or []:
             if isinstance(port, dict) and port.get("nodePort"):
                 self.ports.mark(int(port["nodePort"]))
+        if spec.get("healthCheckNodePort"):
+            self.ports.mark(int(spec["healthCheckNodePort"]))
 
     def release(self, svc: Obj) -> None:
         spec = svc.get("spec") or {}
@@ -57,6 +60,7 @@ class ServiceAllocator:
         for port in spec.get("ports") or []:
             if isinstance(port, dict):
                 self.ports.release(port.get("nodePort"))
+        self.ports.release(spec.get("healthCheckNodePort"))
 
     def commit(self, alloc: Allocation) -> None:
         for ip in alloc.free_ips:
@@ -99,6 +103,9 @@ class ServiceAllocator:
                         "loadBalancerClass"):
                 if spec.get(key) == old_spec.get(key):
                     spec.pop(key, None)
+        if needs_health_check(old_spec) and not needs_health_check(spec) \
+                and spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+            spec.pop("healthCheckNodePort", None)
         if _externally_accessible(old_spec) and not _externally_accessible(spec) \
                 and spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
             spec.pop("externalTrafficPolicy", None)
@@ -110,6 +117,7 @@ class ServiceAllocator:
         try:
             self._assign_ip(svc, alloc)
             self._assign_ports(svc, alloc, old_ports={})
+            self._assign_health_check(svc, alloc, old=None)
         except Exception:
             self.rollback(alloc)
             raise
@@ -136,11 +144,14 @@ class ServiceAllocator:
             if not spec.get("clusterIP"):
                 self._assign_ip(svc, alloc)
             self._assign_ports(svc, alloc, old_ports=old_ports)
+            self._assign_health_check(svc, alloc, old=old_spec.get("healthCheckNodePort"))
         except Exception:
             self.rollback(alloc)
             raise
         kept = {p.get("nodePort") for p in spec.get("ports") or [] if isinstance(p, dict)}
-        alloc.free_ports = [p for p in old_ports.values() if p and p not in kept]
+        kept.add(spec.get("healthCheckNodePort"))
+        alloc.free_ports = [p for p in [*old_ports.values(), old_spec.get("healthCheckNodePort")]
+                            if p and p not in kept]
         if spec.get("type") == "ExternalName" and old_ip and old_ip != "None":
             alloc.free_ips = [old_ip]
         return alloc
@@ -163,6 +174,8 @@ class ServiceAllocator:
                       old_ports: dict[tuple[Any, Any], Any]) -> None:
         spec = svc["spec"]
         wants = spec.get("type") in _NODE_PORT_TYPES
+        auto = wants and not (spec.get("type") == "LoadBalancer"
+                              and spec.get("allocateLoadBalancerNodePorts") is False)
         name = svc["metadata"]["name"]
         for i, port in enumerate(spec.get("ports") or []):
             if not isinstance(port, dict):
@@ -177,7 +190,33 @@ class ServiceAllocator:
             if not requested and old_ports.get(key):
                 port["nodePort"] = old_ports[key]
                 continue
+            if not requested and not auto:                 # allocateLoadBalancerNodePorts
+                continue
             got = self.ports.allocate(service=name, field=f"spec.ports[{i}].nodePort",
                                       requested=int(requested) if requested else None)
             alloc.ports.append(got)
             port["nodePort"] = got
+
+    def _assign_health_check(self, svc: Obj, alloc: Allocation, *, old: Any) -> None:
+        """healthCheckNodePort for a LoadBalancer with externalTrafficPolicy Local: the one
+        asked for, else the one it had, else a free NodePort; it may not change while needed
+        (kube-apiserver's words)."""
+        spec = svc["spec"]
+        name = svc["metadata"]["name"]
+        if not needs_health_check(spec):
+            spec.pop("healthCheckNodePort", None)
+            return
+        requested = spec.get("healthCheckNodePort")
+        if old and requested and requested != old:
+            field = "spec.healthCheckNodePort"
+            msg = (f"Invalid value: {requested}: cannot change healthCheckNodePort on "
+                   "loadBalancer service with externalTraffic=Local during update")
+            raise Invalid(f'Service "{name}" is invalid: {field}: {msg}', kind="Service",
+                          name=name, causes=[Cause(field, msg, "FieldValueInvalid")])
+        if old and not requested or requested and requested == old:
+            spec["healthCheckNodePort"] = old
+            return
+        got = self.ports.allocate(service=name, field="spec.healthCheckNodePort",
+                                  requested=int(requested) if requested else None)
+        alloc.ports.append(got)
+        spec["healthCheckNodePort"] = got

@@ -14,8 +14,8 @@ How `knet control` (control/server.py) runs it, once the API is serving:
 `options=None` means `ControllerOptions.from_env()`: defaults, overridden by the environment of
 `knet control` (KNET_NODE_MONITOR_GRACE, KNET_POD_EVICTION_GRACE, KNET_NODE_MONITOR_PERIOD:
 seconds; KNET_JOB_BACKOFF: a failed Job pod's first back-off; KNET_HPA_SYNC_PERIOD: the
-HPA's sync period; KNET_CONTROLLERS: comma-separated
-subset). `ControllerOptions.controllers` picks
+HPA's sync period; KNET_LB_POOL: the LoadBalancer address pool; KNET_CONTROLLERS:
+comma-separated subset). `ControllerOptions.controllers` picks
 controllers by name (tests use it). run_all raises only if an informer cannot sync within
 `sync_timeout`.
 
@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from control.addresses import LB_POOL
 from control.clientbase import Client, Obj
 from control.clock import Clock
 from control.controllers.events import EventRecorder
@@ -52,7 +53,7 @@ ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoin
                    "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
                    "cronjob", "daemonset", "disruption", "statefulset",
                    "persistentvolume-binder", "pvc-protection", "gateway",
-                   "horizontalpodautoscaling")
+                   "horizontalpodautoscaling", "loadbalancer")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ControllerOptions:
     node_monitor_period: float = 1.0
     job_backoff: float = 10.0             # a failed Job pod's first back-off (doubling to 6 min)
     hpa_sync_period: float = 15.0         # --horizontal-pod-autoscaler-sync-period
+    lb_pool: str = LB_POOL                # LoadBalancer addresses (KNET_LB_POOL, knet up --lb-pool)
     workers: int = 2
     sync_timeout: float = 30.0
     restart: Backoff = field(default_factory=Backoff)   # a crashed controller's back-off
@@ -83,6 +85,8 @@ class ControllerOptions:
                 except ValueError:
                     raise ValueError(f"{var}={env[var]!r}: expected a number of seconds, "
                                      "e.g. 40") from None
+        if env.get("KNET_LB_POOL"):
+            out.lb_pool = env["KNET_LB_POOL"]
         if env.get("KNET_CONTROLLERS"):
             names = tuple(n.strip() for n in env["KNET_CONTROLLERS"].split(",") if n.strip())
             unknown = sorted(set(names) - set(ALL_CONTROLLERS))
@@ -301,6 +305,12 @@ def _build_more(client: Client, *, clock: Clock, informers: InformerFactory,
             gateways=informers.get("gateways"), routes=informers.get("httproutes"),
             ingresses=informers.get("ingresses"), nodes=informers.get("nodes"),
             namespaces=informers.get("namespaces")))
+    if "loadbalancer" in chosen:  # LoadBalancer Services: addresses, announcing node
+        from control.controllers.loadbalancer import LoadBalancerController
+        out.append(LoadBalancerController(
+            client, clock=clock, recorder=recorder("loadbalancer-controller"),
+            services=services, nodes=informers.get("nodes"),
+            slices=informers.get("endpointslices"), pool=options.lb_pool))
     if "scheduler" in chosen:
         out.append(Scheduler(client, clock=clock, recorder=recorder("default-scheduler"),
                              pods=pods, nodes=informers.get("nodes"), storage=(

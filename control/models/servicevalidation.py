@@ -16,6 +16,7 @@ from typing import Any
 
 from control.models import names
 from control.models.fielderrors import FieldErrors
+from control.models.lbvalidation import validate_load_balancer
 from control.models.podvalidation import check_port_protocol, check_port_ref
 from control.models.workloadvalidation import validate_labels
 
@@ -30,9 +31,6 @@ __all__ = [
 Obj = dict[str, Any]
 _TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 IGNORED_SERVICE_FIELDS = {
-    "loadBalancerSourceRanges": "ignored: knet has no external load balancer",
-    "loadBalancerClass": "ignored: knet has no external load balancer",
-    "healthCheckNodePort": "ignored",
     "trafficDistribution": "ignored",
 }
 
@@ -184,9 +182,7 @@ def validate_service(errs: FieldErrors, obj: Obj) -> None:
         errs.invalid("spec.externalTrafficPolicy", spec["externalTrafficPolicy"],
                      "may only be set for externally-accessible services")
     _ip_families(errs, spec, kind)
-    if kind == "LoadBalancer":
-        errs.warn("spec.type", "LoadBalancer: knet allocates a ClusterIP and NodePorts but "
-                  "provisions no external load balancer")
+    validate_load_balancer(errs, obj, kind)
     for key, why in IGNORED_SERVICE_FIELDS.items():
         if spec.get(key):
             errs.warn(f"spec.{key}", why)

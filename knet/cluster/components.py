@@ -43,7 +43,8 @@ def describe(role: str) -> str:
 def start_control(rec: ClusterRecord) -> None:
     rec.procs["control"] = procs.spawn("control", knet_argv(
         "control", "--state-dir", str(rec.state_dir), "--listen", f"{HOST_IP}:{API_PORT}",
-        "--store", rec.store), log=rec.log("control"))
+        "--store", rec.store), log=rec.log("control"),
+        env={"KNET_LB_POOL": rec.lb_pool} if rec.lb_pool else None)
     rec.save()
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from control.addresses import API_PORT, HOST_IP
 from control.client import HttpClient
+from control.controllers.lbpool import check_underlay_pool
 from control.errors import ApiError
 from knet.cluster import components, credentials, procs, system
 from knet.cluster.state import RECORD, ClusterRecord, proxy_role, proxy_socket
@@ -73,12 +74,18 @@ async def _ensure_host(state_dir: Path) -> None:
 
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
              timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
-             cni: str | None = None, proxy_algorithm: str | None = None) -> UpResult:
+             cni: str | None = None, proxy_algorithm: str | None = None,
+             lb_pool: str | None = None) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
     _need_root("up")
     if nodes is not None and not 1 <= nodes <= 50:
         raise KnetError(f"--nodes {nodes}: knet runs 1 to 50 nodes on one host")
+    if lb_pool is not None:
+        try:
+            lb_pool = check_underlay_pool(lb_pool)
+        except ValueError as exc:
+            raise KnetError(f"--lb-pool: {exc}") from None
     old = ClusterRecord.load(state_dir)
     if old and old.procs:
         for what, want, have in (("--backend", backend, old.backend), ("--cni", cni, old.cni)):
@@ -94,7 +101,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
                         server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
-                        cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "")
+                        cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "",
+                        lb_pool=lb_pool or "")
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:

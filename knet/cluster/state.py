@@ -53,6 +53,7 @@ class ClusterRecord:
     backend: str = "host-gw"         # cross-node pod traffic: host-gw | vxlan
     cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
     proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
+    lb_pool: str = ""   # `knet up --lb-pool` ("" = the default, control/addresses.py LB_POOL)
 
     @property
     def path(self) -> Path:
@@ -112,6 +113,8 @@ class ClusterRecord:
             data["backend"], data["cni"] = self.backend, self.cni
         if self.proxy_algorithm:
             data["proxy_algorithm"] = self.proxy_algorithm
+        if self.lb_pool:
+            data["lb_pool"] = self.lb_pool
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -136,4 +139,5 @@ class ClusterRecord:
                    found=None if found is None else [str(n) for n in found],
                    node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
                    backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
-                   proxy_algorithm=str(raw.get("proxy_algorithm", "")))
+                   proxy_algorithm=str(raw.get("proxy_algorithm", "")),
+                   lb_pool=str(raw.get("lb_pool") or ""))

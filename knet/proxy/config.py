@@ -71,7 +71,7 @@ class ServicePort:
     why: str = ""                          # how the endpoints were chosen (topology.py)
     external: tuple[Endpoint, ...] | None = None  # NodePort/LB traffic's; None: `endpoints`
     external_verdict: str = SERVE
-    scope: str = ""  # "external": the NodePort side of a port whose two policies differ
+    scope: str = ""  # "external": the port as NodePort/LB traffic sees it (external_side)
 
     @property
     def key(self) -> str:

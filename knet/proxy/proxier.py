@@ -8,6 +8,9 @@ Endpoint changes only touch the balancer; a listener is reopened only when its s
 way kube-proxy's rules do it (no listener: REJECT; a drop-all socket filter: DROP;
 refusals.py), and re-served as soon as endpoints come. ClusterIPs are asked of the
 `AddressManager` (the dataplane puts them as /32s on the node's address-only device).
+Traffic from outside (NodePorts, LoadBalancer addresses, externalIPs; source ranges, health
+checks, host-side announcements) is external.py's and externalsync.py's; which endpoints it
+uses (externalTrafficPolicy) is `ServicePort.external_side()`'s (topology.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from typing import Protocol
 
 from knet.proxy.balancer import ROUND_ROBIN, Clock, Endpoint, LoadBalancer, SystemClock
 from knet.proxy.config import ConfigTracker, ServicePort, ServiceTable
+from knet.proxy.external import ExternalView
+from knet.proxy.externalsync import ExternalSync, RouteAnnouncer
 from knet.proxy.flows import FlowRing
+from knet.proxy.healthcheck import HealthChecks
 from knet.proxy.http import HttpListener
 from knet.proxy.refusals import (
     RefusalWatch,
@@ -66,7 +72,7 @@ class Proxier(ConfigTracker):
                  udp_idle_timeout: float = 0.25, http_retries: int = 2,
                  http_timeout: float = 15.0, dial_timeouts: tuple[float, ...] | None = None,
                  half_close_timeout: float = 10.0, delay: float = 0.05,
-                 algorithm: str = ROUND_ROBIN) -> None:
+                 algorithm: str = ROUND_ROBIN, routes: RouteAnnouncer | None = None) -> None:
         super().__init__(apply=self._apply, delay=delay, node=node_name)
         self.node_name = node_name
         self.node_ips = tuple(node_ips)
@@ -84,6 +90,9 @@ class Proxier(ConfigTracker):
         self.dropping: set[ListenKey] = set()  # listeners with the drop-all filter on
         self.refusals = RefusalWatch(node=node_name, sockets=self.ctx.sockets,
                                      emit=self.ctx.emit)
+        self.external = ExternalView(node_name, self.node_ips)   # LoadBalancer, externalIPs
+        self.external_sync = ExternalSync(self.external, HealthChecks(
+            self.ctx.sockets, self.node_ips), routes)
 
     def __repr__(self) -> str:
         return (f"<Proxier {self.node_name} {len(self.table)} service ports "
@@ -92,10 +101,9 @@ class Proxier(ConfigTracker):
     def _desired(self, table: ServiceTable) -> dict[ListenKey, ServicePort]:
         want: dict[ListenKey, ServicePort] = {}
         for sp in table.values():  # sorted by key: the first service keeps a contested port
+            ext = sp.external_side()
             addrs = [(sp, sp.cluster_ip, sp.port)]
-            if sp.node_port:
-                ext = sp.external_side()
-                addrs += [(ext, ip, sp.node_port) for ip in self.node_ips]
+            addrs += [(ext, ip, port) for ip, port in self.external.addresses(sp)]
             for side, ip, port in addrs:
                 lk = (sp.protocol, ip, port)
                 if lk in want:
@@ -115,6 +123,7 @@ class Proxier(ConfigTracker):
         return sp.verdict
 
     async def _apply(self, table: ServiceTable) -> None:
+        self.external.update(self._services, self._slices.values())
         keys = set()
         for sp in table.values():
             for side in {sp, sp.external_side()}:
@@ -139,7 +148,7 @@ class Proxier(ConfigTracker):
                 ln.sp = new
                 if isinstance(ln, UdpListener):
                     self._end_stale_flows(ln)
-        ips = {sp.cluster_ip for sp in table.values()}
+        ips = {sp.cluster_ip for sp in table.values()} | self.external.service_ips()
         for ip in sorted(ips - self.service_ips):
             await self.addresses.add_service_ip(ip)
         for lk, sp in want.items():
@@ -149,6 +158,7 @@ class Proxier(ConfigTracker):
         for ip in sorted(self.service_ips - ips):
             await self.addresses.remove_service_ip(ip)
         self.service_ips = ips
+        await self.external_sync.sync(self.listeners)
         log.info("%s: %d service ports, %d listeners", self.node_name, len(table),
                  len(self.listeners))
 
@@ -200,6 +210,7 @@ class Proxier(ConfigTracker):
         """Close every listener and give back the service IPs."""
         self.cancel()
         self.refusals.close()
+        await self.external_sync.stop()
         for ln in list(self.listeners.values()):
             await ln.close()
         self.listeners.clear()

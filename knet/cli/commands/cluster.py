@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    choices=ALGORITHMS,
                    help="how each node's proxy balances a Service's connections (default "
                    "round-robin; a Service's annotation knet.dev/proxy-algorithm wins)")
+    p.add_argument("--lb-pool", default=None, metavar="CIDR",
+                   help="addresses for type: LoadBalancer Services, inside the underlay "
+                   "(default 172.18.255.0/24)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -60,7 +63,7 @@ def _up(args: argparse.Namespace) -> int:
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
                                    timeout=args.timeout, backend=args.backend, cni=args.cni,
-                                   proxy_algorithm=args.proxy_algorithm,
+                                   proxy_algorithm=args.proxy_algorithm, lb_pool=args.lb_pool,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

@@ -96,17 +96,19 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     netns = None if args.netns == "-" else (args.netns or f"knet-{args.node}")
     client = _client(args)
-    dataplane = None
+    dataplane = routes = None
     if not args.no_addresses:
+        from knet.dataplane.hostroutes import HostRoutes
         from knet.dataplane.netlink import NetlinkDataplane
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
+        routes = HostRoutes(args.state_dir / "dataplane", args.node)  # LoadBalancer addresses
     ring = FlowRing()
     runner = metrics = None
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
         http_retries=args.http_retries, http_timeout=args.http_timeout,
-        algorithm=args.algorithm)
+        algorithm=args.algorithm, routes=routes)
     netpol = None
     if not args.no_netpol:   # NetworkPolicy: its own loop in this process (knet/policy/enforcer.py)
         from knet.policy.enforcer import start_enforcer

@@ -72,6 +72,7 @@ BROKEN = [
     ("27", ["action=AUDIT"], "step 9 (other: ... does not contain 'RBAC: access denied 403'"),
     ("28", ["dataplane=none"], "step 8 (host: knet mesh stat -n ... does not match"),
     ("29", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
+    ("31", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
 ]
 
 

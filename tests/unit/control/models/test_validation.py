@@ -414,8 +414,9 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     _, pod_warnings = admit("pods", p)
     assert sorted(w.split(":")[0] for w in pod_warnings) == [  # both hooks run: no warning
         "spec.containers[0].ports[0].hostPort"]  # emptyDir medium Memory is a tmpfs: no warning
-    _, svc_warnings = admit("services", service(type="LoadBalancer"))
-    assert svc_warnings and svc_warnings[0].startswith("spec.type: LoadBalancer")
+    _, svc_warnings = admit("services", service(type="LoadBalancer", loadBalancerSourceRanges=[
+        "10.0.0.0/8"]))
+    assert svc_warnings == []    # LoadBalancers are served now (control/controllers/loadbalancer)
 
 
 # ---- updates -------------------------------------------------------------------------------
