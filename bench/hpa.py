@@ -62,7 +62,7 @@ class _Kube:
                               input=input).stdout
 
     def get(self, *args: str) -> Any:
-        return json.loads(self(*args, "-o", "json"))
+        return json.loads(self("get", *args, "-o", "json"))
 
 
 def _wait(what: str, cond: Any, timeout: float) -> float:
