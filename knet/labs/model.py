@@ -134,6 +134,9 @@ class Step(_Strict):
 class ClusterNeeds(_Strict):
     nodes: int = 2
     env: dict[str, str] = Field(default_factory=dict)  # for `knet up` (control plane, agents)
+    # more `knet up` flags, e.g. [--backend, vxlan]: `check --all` runs the labs that ask for
+    # the same flags on one cluster each
+    up: list[str] = Field(default_factory=list)
 
 
 class Lab(_Strict):

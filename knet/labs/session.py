@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,17 +98,17 @@ def _sd(state_dir: Path) -> str:
 @contextmanager
 def lab_cluster(state_dir: Path, *, nodes: int, env: dict[str, str], reuse: bool,
                 say: Callable[[str], None], keep: bool = False,
-                who: str = "a lab") -> Iterator[Kube]:
+                who: str = "a lab", up: Sequence[str] = ()) -> Iterator[Kube]:
     """A cluster for labs and the demo: the running one (reuse) or a fresh one, taken down
     at the end (Ctrl-C and failures included) unless keep."""
     if reuse:
         yield Kube.for_state_dir(state_dir)
         return
     refuse_if_up(state_dir, who=who)
-    say(f"starting a {nodes}-node cluster in {state_dir} (knet up)"
+    say(f"starting a {nodes}-node cluster in {state_dir} (knet up{''.join(' ' + a for a in up)})"
         + (f" with {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}" if env else ""))
     try:
-        r = _knet("up", "--nodes", str(nodes), "--state-dir", str(state_dir), env=env,
+        r = _knet("up", "--nodes", str(nodes), "--state-dir", str(state_dir), *up, env=env,
                   timeout=300)
         if r.returncode != 0:
             raise KnetError(f"knet up failed: {(r.stderr or r.stdout).strip()[-600:]}")

@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
             input(f"\n-- step {i}: press Enter to go on (Ctrl-C stops and cleans up) ")
 
     with lab_cluster(args.state_dir, nodes=lab.cluster.nodes, env=lab.cluster.env,
-                     reuse=args.reuse, say=lambda t: print(f"-- {t}", flush=True)) as kube:
+                     reuse=args.reuse, say=lambda t: print(f"-- {t}", flush=True),
+                     up=lab.cluster.up) as kube:
         res = LabRun(lab, entry.dir, kube, namespace=entry.namespace, report=show,
                      overrides=_overrides(args.set), before_step=pause).run()
     print()
@@ -101,39 +102,45 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from knet.labs.model import Lab
     from knet.labs.runner import LabEvent, LabRun
-    from knet.labs.session import catalog, find, lab_cluster
+    from knet.labs.session import LabEntry, catalog, find, lab_cluster
 
     if bool(args.all) == bool(args.lab):
         raise UsageError("knet lab check: name one lab (e.g. 06) or pass --all")
     entries = catalog() if args.all else [find(args.lab)]
     labs = [(e, e.load()) for e in entries]
-    env: dict[str, str] = {}
-    for _, lab in labs:
-        env.update(lab.cluster.env)
-    nodes = max(lab.cluster.nodes for _, lab in labs)
     overrides = _overrides(args.set)
     known = {k for _, lab in labs for k in lab.vars}
     if set(overrides) - known:
         raise UsageError(f"--set {', '.join(sorted(set(overrides) - known))}: no such lab "
                          f"variable; the labs have: {', '.join(sorted(known))}")
+    # one cluster per set of `knet up` flags the labs ask for (most share the default one)
+    groups: dict[tuple[str, ...], list[tuple[LabEntry, Lab]]] = {}
+    for e, lab in labs:
+        groups.setdefault(tuple(lab.cluster.up), []).append((e, lab))
     failed = 0
 
     def quiet(ev: LabEvent) -> None:
         return None
 
-    with lab_cluster(args.state_dir, nodes=nodes, env=env, reuse=args.reuse,
-                     say=lambda t: print(f"-- {t}", file=sys.stderr, flush=True)) as kube:
-        for e, lab in labs:
-            t0 = time.monotonic()
-            mine = {k: v for k, v in overrides.items() if k in lab.vars}
-            res = LabRun(lab, e.dir, kube, namespace=e.namespace, report=quiet,
-                         overrides=mine).run()
-            took = time.monotonic() - t0
-            skipped = f" ({len(res.skipped)} step(s) skipped: {res.skipped[0]})" \
-                if res.skipped else ""
-            print(f"lab {e.number} {'passed' if res.ok else 'FAILED'} in {took:.0f}s"
-                  + (f": {res.message}" if not res.ok else skipped), flush=True)
-            failed += not res.ok
+    for up, members in groups.items():
+        env: dict[str, str] = {}
+        for _, lab in members:
+            env.update(lab.cluster.env)
+        nodes = max(lab.cluster.nodes for _, lab in members)
+        with lab_cluster(args.state_dir, nodes=nodes, env=env, reuse=args.reuse, up=up,
+                         say=lambda t: print(f"-- {t}", file=sys.stderr, flush=True)) as kube:
+            for e, lab in members:
+                t0 = time.monotonic()
+                mine = {k: v for k, v in overrides.items() if k in lab.vars}
+                res = LabRun(lab, e.dir, kube, namespace=e.namespace, report=quiet,
+                             overrides=mine).run()
+                took = time.monotonic() - t0
+                skipped = f" ({len(res.skipped)} step(s) skipped: {res.skipped[0]})" \
+                    if res.skipped else ""
+                print(f"lab {e.number} {'passed' if res.ok else 'FAILED'} in {took:.0f}s"
+                      + (f": {res.message}" if not res.ok else skipped), flush=True)
+                failed += not res.ok
     print(f"{len(labs) - failed}/{len(labs)} lab(s) passed")
     return 1 if failed else 0
