@@ -74,7 +74,8 @@ def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None)
     ip = NodeSpec.default(rec.node_index(name), name=name).underlay_ip
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
-                     "--flows-socket", str(proxy_socket(rec.state_dir, name)))
+                     "--flows-socket", str(proxy_socket(rec.state_dir, name)),
+                     *([] if rec.preserve_source_ip else ["--no-preserve-source-ip"]))
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

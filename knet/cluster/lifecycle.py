@@ -72,7 +72,8 @@ async def _ensure_host(state_dir: Path) -> None:
 
 
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
-             timeout: float = 90.0, say: Say = lambda _m: None) -> UpResult:
+             timeout: float = 90.0, say: Say = lambda _m: None,
+             preserve_source_ip: bool = True) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
     _need_root("up")
@@ -88,7 +89,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
         await down(state_dir)
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
-                        server=f"https://{HOST_IP}:{API_PORT}")
+                        server=f"https://{HOST_IP}:{API_PORT}",
+                        preserve_source_ip=preserve_source_ip)
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:

@@ -50,6 +50,7 @@ class ServicePort:
     app_protocol: str | None = None
     affinity_seconds: float | None = None  # None: sessionAffinity None
     endpoints: tuple[Endpoint, ...] = ()
+    external_local: bool = False  # externalTrafficPolicy: Local (client source kept, source.py)
 
     @property
     def key(self) -> str:
@@ -138,6 +139,7 @@ def service_ports(service: Obj, slices: list[Obj]) -> list[ServicePort]:
             port_name=name, cluster_ip=cluster_ip, port=p["port"], protocol=protocol,
             node_port=p.get("nodePort") if with_node_port else None,
             app_protocol=p.get("appProtocol"), affinity_seconds=affinity,
+            external_local=spec.get("externalTrafficPolicy") == "Local",
             endpoints=tuple(sorted(set(eps), key=Endpoint.sort_key))))
     return out
 

@@ -56,6 +56,8 @@ class FlowRecord:
     endpoint_ip: str = ""
     endpoint_port: int = 0
     endpoint_pod: str = ""
+    source_ip: str = ""         # the source the endpoint saw: the client's (kept) or the node's
+    source_port: int = 0
     reason: str = ""            # rr#N | affinity-hit | affinity-expired | retry
     bytes_sent: int = 0         # client -> endpoint
     bytes_received: int = 0     # endpoint -> client

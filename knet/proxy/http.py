@@ -31,6 +31,7 @@ from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowR
 from knet.proxy.http1 import Request, RequestReader, Response
 from knet.proxy.httpup import Pool, Upstream, shadow
 from knet.proxy.sockets import set_rst_on_close
+from knet.proxy.source import Origin
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -266,12 +267,22 @@ class _Client(asyncio.Protocol):
         assert req.pick is not None
         _fill(req.rec, req.pick)
         req.rec.retries = req.attempt
-        up = ln.pool.take(req.pick.endpoint)
+        up = ln.pool.take(req.pick.endpoint, self._source(req.pick.endpoint.ip))
         if up is not None:
             self.up = up
+            req.rec.source_ip, req.rec.source_port = up.sockname[:2]
             up.begin(self, req.data, head_only=req.head_only, reused=True)
         else:
             ln.track(asyncio.get_running_loop().create_task(self._dial(req)))
+
+    def _source(self, endpoint_ip: str) -> str:
+        """The client's IP when its source is kept for this endpoint (source.py), else ""."""
+        policy, ln = self.ln.ctx.source, self.ln
+        if policy is None:
+            return ""
+        bind = policy.bind(Origin(self.peer[0], external=ln.ip != ln.sp.cluster_ip,
+                                  external_local=ln.sp.external_local), endpoint_ip)
+        return bind[0] if bind is not None else ""
 
     def _balance(self, req: _Req) -> None:
         """The service balancer's pick (not meshed); NoEndpoints when there is none."""
@@ -285,7 +296,8 @@ class _Client(asyncio.Protocol):
     async def _dial(self, req: _Req) -> None:
         assert req.pick is not None
         try:
-            up = await self.ln.pool.connect(req.pick.endpoint, self.ln.ctx.dial_timeouts[-1])
+            up = await self.ln.pool.connect(req.pick.endpoint, self.ln.ctx.dial_timeouts[-1],
+                                            self._source(req.pick.endpoint.ip))
         except (TimeoutError, OSError) as exc:
             if self.req is req:
                 self._retry(f"{req.pick.endpoint.addr}: {type(exc).__name__} {exc}".strip())
@@ -294,6 +306,7 @@ class _Client(asyncio.Protocol):
             self.ln.pool.give(up)
             return
         self.up = up
+        req.rec.source_ip, req.rec.source_port = up.sockname[:2]
         up.begin(self, req.data, head_only=req.head_only, reused=False)
 
     def _retry(self, error: str) -> None:

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--no-preserve-source-ip", dest="preserve_source_ip", action="store_false",
+                   help="backends see the node's address instead of the client pod's (default: "
+                   "the client's, as kube-proxy keeps it; for comparisons)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -48,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
                                    timeout=args.timeout,
+                                   preserve_source_ip=args.preserve_source_ip,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:
