@@ -5,7 +5,8 @@ The proxy dials a backend from a socket bound with IP_TRANSPARENT to the client 
 address; the backend answers that address. In the node's netns (the TPROXY recipe):
 
 - nftables table `ip knet_transparent`, prerouting (mangle): a packet that belongs to a
-  transparent socket (`socket transparent 1`) gets the mark bit MARK;
+  transparent socket (`socket transparent 1`) gets the mark bit MARK (packets to the Service
+  CIDR skip the lookup: they are requests, never replies);
 - `ip rule fwmark MARK/MARK lookup TABLE` with `local 0.0.0.0/0 dev lo` in TABLE: a marked
   packet is delivered locally, to that socket, instead of forwarded to the pod;
 - table `bridge knet_transparent`, prerouting after br_netfilter: a same-node backend's
@@ -56,6 +57,7 @@ class TransparentRecord:
     mark: int = MARK
     table: int = ROUTE_TABLE
     priority: int = RULE_PRIORITY
+    skip: str = ""         # packets to here never belong to one (the Service CIDR): no lookup
 
 
 def _mark_is_set(mark: int) -> dict[str, Any]:
@@ -76,6 +78,10 @@ def nft_commands(rec: TransparentRecord, bridge_mac: str) -> list[Command]:
                            "type": "filter", "hook": "prerouting", "prio": -150,
                            "policy": "accept"}}},
         {"add": {"rule": {**ip, "expr": [
+            *([{"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                          "right": {"prefix": {"addr": rec.skip.split("/")[0],
+                                               "len": int(rec.skip.split("/")[1])}}}}]
+              if rec.skip else []),
             {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
                        "right": {"set": ["tcp", "udp"]}}},
             {"match": {"op": "==", "left": {"socket": {"key": "transparent"}}, "right": 1}},
@@ -122,9 +128,12 @@ class Transparent:
         files = sorted(self.root.glob("*.json")) if self.root.exists() else []
         return [TransparentRecord(**json.loads(p.read_text())) for p in files]
 
-    async def ensure(self, node: str, netns: str, *, bridge: str = BRIDGE) -> TransparentRecord:
-        """Make (again) node's pieces; OSError naming the node when the kernel says no."""
-        rec = TransparentRecord(node=node, netns=netns, bridge=bridge)
+    async def ensure(self, node: str, netns: str, *, bridge: str = BRIDGE,
+                     skip: str = "") -> TransparentRecord:
+        """Make (again) node's pieces; OSError naming the node when the kernel says no.
+        `skip`: a CIDR whose packets need no socket lookup (the Service CIDR: a client's
+        packets to a ClusterIP are never a reply to a transparent socket)."""
+        rec = TransparentRecord(node=node, netns=netns, bridge=bridge, skip=skip)
         mac = await self.routes.bridge_mac(netns, bridge)
         if mac is None:
             raise OSError(f"node {node}: bridge {bridge} is missing in netns {netns}; the "

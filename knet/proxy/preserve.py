@@ -53,7 +53,7 @@ async def setup_source_ip(*, node: str, netns: str, state_dir: Path,
                       "('knet up' sets the node up; run the proxy as root)", node, why)
             await transparent.remove(node)
             return None
-        await transparent.ensure(node, netns)
+        await transparent.ensure(node, netns, skip=host[0].service_cidr)
         return SourcePolicy(info.pod_cidr, cluster_pods=host[0].pod_cidr,
                             node_ips={info.underlay_ip, info.gateway})
     except OSError as exc:

@@ -164,3 +164,32 @@ def test_flow_records_say_the_source_the_backend_saw(app: Cluster) -> None:
     hairpin = [f for f in flows if f["service"] == "default/sourceip-1"
                and f["client_ip"] == _ip(app, "echo-1")]
     assert hairpin and hairpin[-1]["source_ip"] != hairpin[-1]["client_ip"]
+
+
+def _node_tables(node: str) -> str:
+    import subprocess
+    return subprocess.run(["ip", "netns", "exec", f"knet-{node}", "nft", "list", "tables"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_turned_off_backends_see_the_node_and_the_reply_path_is_gone(app: Cluster) -> None:
+    """What `knet up --no-preserve-source-ip` records, applied to node-1's kube-proxy: it is
+    restarted by `knet up` from the record, removes its node's reply path and masquerades."""
+    from knet.cluster import procs
+    from knet.cluster.state import ClusterRecord, proxy_role
+
+    assert "knet_transparent" in _node_tables("node-1")
+    rec = ClusterRecord.load(app.state_dir)
+    assert rec is not None
+    rec.preserve_source_ip = False
+    rec.save()
+    assert procs.stop(rec.procs[proxy_role("node-1")])   # the proxy this test's cluster started
+    app.knet("up", "--state-dir", str(app.state_dir), "--timeout", "60")
+    gateway = _ip(app, "echo-1").rsplit(".", 1)[0] + ".1"
+    app.wait("node-1's proxy masquerades", lambda: _host(_curl(
+        app, "pause-1", "http://sourceip-1/clientip")) == gateway, timeout=30)
+    assert _host(_udp(app, "pause-1", "sourceip-1")) == gateway
+    assert _host(_curl(app, "pause-1", "http://sourceip-2/clientip")) == "172.18.0.2"
+    assert "knet_transparent" not in _node_tables("node-1")
+    assert "knet_transparent" in _node_tables("node-2")    # node-2's proxy still keeps them
+    assert _host(_curl(app, "pause-2", "http://sourceip-1/clientip")) == _ip(app, "pause-2")

@@ -87,3 +87,14 @@ def test_node_record_removal_drops_the_transparent_record(tmp_path: Path) -> Non
     asyncio.run(t.ensure("node-1", "knet-node-1"))
     Records(tmp_path).drop_node("node-1")   # what delete_node does once the netns is gone
     assert t.recorded() == []
+
+
+def test_the_service_cidr_skips_the_socket_lookup(tmp_path: Path) -> None:
+    t, nft, _ = _world(tmp_path)
+    asyncio.run(t.ensure("node-1", "knet-node-1", skip="10.96.0.0/12"))
+    ip = asyncio.run(nft.table("knet-node-1", "ip", NFT_TABLE))
+    assert ip is not None
+    (rule,) = [o["rule"]["expr"] for o in ip if "rule" in o]
+    assert rule[0] == {"match": {"op": "!=", "left": {"payload": {"protocol": "ip",
+                                                                  "field": "daddr"}},
+                                 "right": {"prefix": {"addr": "10.96.0.0", "len": 12}}}}

@@ -67,3 +67,14 @@ def test_knet_up_flag_reaches_the_proxy_command(tmp_path: object) -> None:
     loaded = ClusterRecord.load(Path(str(tmp_path)))
     assert loaded is not None and loaded.preserve_source_ip is False
     assert "--no-preserve-source-ip" in proxy_argv(loaded, "node-1")
+
+
+def test_knet_up_parses_the_switch() -> None:
+    import argparse
+
+    from knet.cli.commands import cluster
+
+    parser = argparse.ArgumentParser()
+    cluster.register(parser.add_subparsers())
+    assert parser.parse_args(["up"]).preserve_source_ip is True
+    assert parser.parse_args(["up", "--no-preserve-source-ip"]).preserve_source_ip is False
