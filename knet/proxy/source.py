@@ -14,8 +14,10 @@ gives). The rules are kube-proxy's (pkg/proxy/iptables: KUBE-MARK-MASQ):
   (treated as ClusterIP traffic, as kube-proxy short-circuits them).
 
 One knet rule on top: a source is kept only when the backend's replies come back through
-this node (its own pods, or outside clients of a Local service); a pod of another node
-reaching this node's NodePort is masqueraded (its replies would go to its own node).
+this node (its own pods, or outside clients of a Local service served by a local endpoint);
+a pod of another node reaching this node's NodePort is masqueraded (its replies would go to
+its own node), and so is an outside client sent to another node's endpoint (which
+kube-proxy never does for Local: the endpoints the `lb` side picks are local).
 """
 
 from __future__ import annotations
@@ -84,7 +86,11 @@ class SourcePolicy:
         ip = _int(origin.ip)
         from_pod = _inside(ip, self._cluster)
         if origin.external and not (origin.external_local and from_pod):
-            return "" if origin.external_local else "masquerade: externalTrafficPolicy Cluster"
+            if not origin.external_local:
+                return "masquerade: externalTrafficPolicy Cluster"
+            if not _inside(_int(endpoint_ip), self._node):  # its reply would skip this node
+                return "masquerade: externalTrafficPolicy Local with another node's endpoint"
+            return ""
         if not from_pod:
             return "masquerade: client outside the pod CIDR"
         if not _inside(ip, self._node):

@@ -66,7 +66,9 @@ APP = (_pod("echo-1", "node-1", "app: echo-1", AGNHOST, NETEXEC)
        + _pod("pause-1", "node-1", "role: client", "busybox", SLEEP)
        + _pod("pause-2", "node-2", "role: client", "busybox", SLEEP)
        + _service("sourceip-1", "echo-1") + _service("sourceip-2", "echo-2")
-       + _service("sourceip-np", "echo-1", "  type: NodePort\n"))
+       + _service("sourceip-np", "echo-1", "  type: NodePort\n")
+       + _service("sourceip-local", "echo-1",
+                  "  type: NodePort\n  externalTrafficPolicy: Local\n"))
 
 
 def _ip(c: Cluster, pod: str) -> str:
@@ -119,6 +121,15 @@ def test_l7_path_keeps_the_source_pod_ip(app: Cluster, client: str) -> None:
         assert _host(_curl(app, client, f"http://{svc}:8000/clientip")) == _ip(app, client)
 
 
+def test_an_endpoint_outside_the_pod_network_answers_too(app: Cluster) -> None:
+    """The `kubernetes` Service's endpoint is the API server on the host: its replies to the
+    kept client address come back over the host's route to the client's node."""
+    for client in ("pause-1", "pause-2"):
+        code = app.exec(client, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--connect-timeout", "10", "https://kubernetes.default/version").stdout
+        assert code.isdigit() and code != "000", (client, code)
+
+
 def test_hairpin_still_works_masqueraded_to_the_node(app: Cluster) -> None:
     """echo-1 reaches itself through its own Service over TCP, UDP and L7: the backend would
     answer itself directly, so kube-proxy masquerades it — it sees its node's address."""
@@ -140,6 +151,15 @@ def test_nodeport_from_the_host_with_cluster_policy_sees_a_node_address(app: Clu
                                             timeout=10).read().decode())
         # the node that took the connection: its cni0 address (same node) or its underlay
         assert seen != HOST_IP and seen in {gateway, ip}, (name, seen)
+
+
+def test_nodeport_with_local_policy_keeps_the_outside_client_address(app: Cluster) -> None:
+    """externalTrafficPolicy Local: the node that has the endpoint (echo-1's) passes the
+    client's own address through, as kube-proxy does (no masquerade)."""
+    port = app.get("service", "sourceip-local")["spec"]["ports"][0]["nodePort"]
+    node = app.get("pod", "echo-1")["status"]["hostIP"]
+    seen = urllib.request.urlopen(f"http://{node}:{port}/clientip", timeout=10).read().decode()
+    assert _host(seen) == HOST_IP
 
 
 def _flows(c: Cluster) -> list[dict[str, Any]]:

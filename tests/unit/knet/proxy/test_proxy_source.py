@@ -32,6 +32,9 @@ BACKEND, REMOTE_BACKEND = "10.244.1.9", "10.244.2.9"
     (Origin(POD, 5, external=True), BACKEND, False, "masquerade: externalTrafficPolicy Cluster"),
     # externalTrafficPolicy Local: an outside client is kept ...
     (Origin(HOST, 5, external=True, external_local=True), BACKEND, True, "preserved"),
+    # ... unless sent to another node's endpoint (its reply would not come back here)
+    (Origin(HOST, 5, external=True, external_local=True), REMOTE_BACKEND, False,
+     "masquerade: externalTrafficPolicy Local with another node's endpoint"),
     # ... the node itself is masqueraded, and pods are treated as ClusterIP traffic
     (Origin(NODE_IP, 5, external=True, external_local=True), BACKEND, False,
      "masquerade: from the node itself"),
