@@ -93,6 +93,7 @@ class _Client(asyncio.Protocol):
         self.up: Upstream | None = None
         self.closed = self.eof = self.served = False
         self.peer: tuple[str, int] = ("?", 0)
+        self.sources: dict[tuple[str, bool], str] = {}  # (endpoint IP, eTP Local) -> source
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport  # type: ignore[assignment]
@@ -276,13 +277,18 @@ class _Client(asyncio.Protocol):
             ln.track(asyncio.get_running_loop().create_task(self._dial(req)))
 
     def _source(self, endpoint_ip: str) -> str:
-        """The client's IP when its source is kept for this endpoint (source.py), else ""."""
+        """The client's IP when its source is kept for this endpoint (source.py), else "";
+        decided once per endpoint of this client connection."""
         policy, ln = self.ln.ctx.source, self.ln
         if policy is None:
             return ""
-        bind = policy.bind(Origin(self.peer[0], external=ln.ip != ln.sp.cluster_ip,
-                                  external_local=ln.sp.external_local), endpoint_ip)
-        return bind[0] if bind is not None else ""
+        key = (endpoint_ip, ln.sp.external_local)
+        got = self.sources.get(key)
+        if got is None:
+            bind = policy.bind(Origin(self.peer[0], external=ln.ip != ln.sp.cluster_ip,
+                                      external_local=ln.sp.external_local), endpoint_ip)
+            got = self.sources[key] = bind[0] if bind is not None else ""
+        return got
 
     def _balance(self, req: _Req) -> None:
         """The service balancer's pick (not meshed); NoEndpoints when there is none."""
