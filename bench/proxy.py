@@ -32,6 +32,7 @@ from bench.proxy_world import (
     build_topology,
     in_ns,
     sh,
+    transparent,
 )
 
 NAME = "proxy"
@@ -128,6 +129,10 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:.2f}x"
+
+
 def ratios(rows: list[Row]) -> str:
     by = {r.name: r for r in rows}
     knet = by.get("knet L4", Row("knet L4"))
@@ -138,11 +143,15 @@ def ratios(rows: list[Row]) -> str:
         o = by.get(other)
         if o is None:
             continue
-
-        def ratio(a: float | None, b: float | None) -> str:
-            return "-" if not a or not b else f"{a / b:.2f}x"
         out.append(f"{other:<22} {ratio(knet.gbits, o.gbits):>10} {ratio(knet.rts, o.rts):>9} "
                    f"{ratio(knet.rps, o.rps):>10} {ratio(knet.udp, o.udp):>9}")
+    pairs = [(by[a], by[b]) for a, b in SOURCE_IP_PAIRS if a in by and b in by]
+    if pairs:
+        out.append("source IP preserved / today's userspace (goal: cost < 10%, i.e. >= 0.90x)")
+        for kept, today in pairs:
+            out.append(f"{kept.name:<22} {ratio(kept.gbits, today.gbits):>10} "
+                       f"{ratio(kept.rts, today.rts):>9} {ratio(kept.rps, today.rps):>10} "
+                       f"{ratio(kept.udp, today.udp):>9}")
     http = by.get("knet L7 http")
     aio = by.get("aiohttp rev. proxy")
     direct = by["direct pod IP"].rps if "direct pod IP" in by else None
@@ -158,7 +167,11 @@ PLAN = [("direct pod IP", SERVER_IP, {}), ("nftables DNAT", VIPS["dnat"], {}),
         ("knet L4", VIPS["knet"], {}), ("knet L4 flows off", VIPS["knet-noflows"], {}),
         ("knet L7 http", VIPS["knet-http"], {"tcp": False, "udp": False}),
         ("aiohttp rev. proxy", VIPS["aiohttp"], {"tcp": False, "udp": False}),
-        ("HAProxy tcp", VIPS["haproxy"], {"udp": False}), ("nginx stream", VIPS["nginx"], {})]
+        ("HAProxy tcp", VIPS["haproxy"], {"udp": False}), ("nginx stream", VIPS["nginx"], {}),
+        ("knet L4 source IP", VIPS["knet-srcip"], {"srcip": True}),
+        ("knet L7 http src IP", VIPS["knet-http-srcip"], {"tcp": False, "udp": False,
+                                                          "srcip": True})]
+SOURCE_IP_PAIRS = [("knet L4 source IP", "knet L4"), ("knet L7 http src IP", "knet L7 http")]
 
 
 def _latency_us(text: str) -> float:
@@ -193,7 +206,15 @@ def run(secs: float, rounds: int, only: list[str] | None = None) -> list[Row]:
             results: dict[str, list[Row]] = {name: [] for name, _, _ in plan}
             for _ in range(rounds):
                 for name, host, opts in plan:
-                    results[name].append(measure(name, host, secs, **opts))
+                    opts = dict(opts)
+                    srcip = bool(opts.pop("srcip", False))
+                    if srcip:   # the reply path only while the source-IP rows run
+                        transparent(True, tmp)
+                    try:
+                        results[name].append(measure(name, host, secs, **opts))
+                    finally:
+                        if srcip:
+                            transparent(False, tmp)
             return [_median_row(rs) for rs in results.values()]
         finally:
             world.stop()

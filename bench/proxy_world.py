@@ -3,8 +3,8 @@
 A node netns (pod bridge cni0, service device knet-svc holding the VIPs), a client pod and
 a server pod on it. The server pod runs iperf3, a 1-byte TCP/UDP echo (uvloop) and nginx as
 the HTTP server; the node runs HAProxy (tcp mode), nginx `stream`, an nftables DNAT VIP,
-knet's proxy (with and without the flow recorder) and a plain aiohttp reverse proxy, each
-with one worker. `World` starts them and stops every process it started, by pid.
+knet's proxy (with and without the flow recorder, and with the client's source IP
+preserved) and a plain aiohttp reverse proxy, each with one worker. `World` starts them and stops every process it started, by pid.
 Run as `python -m bench.proxy_world --serve-knet on|off` / `--serve-aiohttp` it is one of
 those proxy processes.
 """
@@ -24,7 +24,7 @@ GW, CLIENT_IP, SERVER_IP = "10.244.1.1", "10.244.1.2", "10.244.1.3"
 IPERF, ECHO, HTTP, UDP = 5201, 7000, 80, 7001
 VIPS = {"dnat": "10.96.0.30", "knet": "10.96.0.10", "knet-noflows": "10.96.0.12",
         "knet-http": "10.96.0.11", "haproxy": "10.96.0.20", "nginx": "10.96.0.21",
-        "aiohttp": "10.96.0.22"}
+        "aiohttp": "10.96.0.22", "knet-srcip": "10.96.0.13", "knet-http-srcip": "10.96.0.14"}
 
 ECHO_SERVER = r'''
 import asyncio, uvloop
@@ -118,8 +118,27 @@ def nginx_http_cfg(tmp: str) -> str:
             "}\n")
 
 
-def serve_knet(flows: bool) -> None:
-    """The knet proxy process (run as `python -m bench.proxy --serve-knet on|off`)."""
+def transparent(on: bool, state_dir: str) -> None:
+    """The node's reply path for transparent sockets (knet/dataplane/transparent.py), made
+    only while the source-IP rows are measured: every other row runs without it, as today."""
+    import asyncio
+
+    from knet.dataplane.nft import LibNft
+    from knet.dataplane.transparent import NetlinkPolicyRoutes, Transparent
+
+    async def run() -> None:
+        nft = LibNft()
+        try:
+            t = Transparent(state_dir, nft=nft, routes=NetlinkPolicyRoutes())
+            await (t.ensure("bench", NODE, skip="10.96.0.0/12") if on else t.remove("bench"))
+        finally:
+            nft.close()
+    asyncio.run(run())
+
+
+def serve_knet(flows: bool, srcip: bool = False) -> None:
+    """The knet proxy process (run as `python -m bench.proxy --serve-knet on|off|srcip`;
+    srcip: flows on, the client's source IP preserved)."""
     import asyncio
 
     import uvloop
@@ -127,7 +146,7 @@ def serve_knet(flows: bool) -> None:
     from knet.proxy.flows import FlowRing
     from knet.proxy.proxier import Proxier
 
-    vip = VIPS["knet" if flows else "knet-noflows"]
+    vip = VIPS["knet-srcip" if srcip else "knet" if flows else "knet-noflows"]
 
     def svc(name: str, ip: str, ports: list[tuple[int, str]], app: str | None) -> list[dict[str, Any]]:
         specs = [{"name": f"p{p}", "port": p, "protocol": proto,
@@ -146,13 +165,17 @@ def serve_knet(flows: bool) -> None:
     async def main() -> None:
         p = Proxier("node-1", netns=NODE, flow_ring=FlowRing(), udp_idle_timeout=1.0)
         p.ctx.record = flows
+        if srcip:
+            from knet.proxy.source import SourcePolicy
+            p.ctx.source = SourcePolicy(f"{GW}/24", node_ips={GW})
         if flows:  # as the node proxy runs: golden metrics from every record
             from knet.mesh.metrics import MeshMetrics
             p.ring.sinks.append(MeshMetrics().observe)
         objs = svc("l4", vip, [(IPERF, "TCP"), (ECHO, "TCP"), (HTTP, "TCP"), (UDP, "UDP")],
                    None)
         if flows:
-            objs += svc("l7", VIPS["knet-http"], [(HTTP, "TCP")], "http")
+            objs += svc("l7", VIPS["knet-http-srcip" if srcip else "knet-http"],
+                        [(HTTP, "TCP")], "http")
         for o in objs:
             (p.on_service_add if o["kind"] == "Service" else p.on_endpointslice_add)(o)
         p.on_service_synced()
@@ -236,13 +259,14 @@ class World:
         self.spawn(NODE, "haproxy", "-db", "-f", self.write("haproxy.cfg", haproxy_cfg()))
         self.spawn(NODE, "nginx", "-c", self.write("stream.conf", nginx_stream_cfg(t)))
         sh(*in_ns(NODE, "nft", "-f", self.write("rules.nft", nft_rules())))
-        for flows in ("on", "off"):
+        for flows in ("on", "off", "srcip"):
             self.spawn(NODE, sys.executable, "-m", "bench.proxy_world", "--serve-knet", flows)
         self.spawn(NODE, sys.executable, "-m", "bench.proxy_world", "--serve-aiohttp")
         for host, port in [(SERVER_IP, IPERF), (SERVER_IP, ECHO), (SERVER_IP, HTTP),
                            (VIPS["haproxy"], ECHO), (VIPS["nginx"], ECHO),
                            (VIPS["knet"], ECHO), (VIPS["knet-noflows"], ECHO),
                            (VIPS["knet-http"], HTTP), (VIPS["dnat"], ECHO),
+                           (VIPS["knet-srcip"], ECHO), (VIPS["knet-http-srcip"], HTTP),
                            (VIPS["aiohttp"], HTTP)]:
             try:
                 wait_port(host, port)
@@ -268,11 +292,11 @@ class World:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.proxy_world")
-    parser.add_argument("--serve-knet", choices=["on", "off"])
+    parser.add_argument("--serve-knet", choices=["on", "off", "srcip"])
     parser.add_argument("--serve-aiohttp", action="store_true")
     args = parser.parse_args(argv)
     if args.serve_knet:
-        serve_knet(args.serve_knet == "on")
+        serve_knet(args.serve_knet != "off", srcip=args.serve_knet == "srcip")
     elif args.serve_aiohttp:
         serve_aiohttp()
     return 0

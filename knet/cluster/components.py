@@ -77,7 +77,8 @@ def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None)
     algorithm = ["--algorithm", rec.proxy_algorithm] if rec.proxy_algorithm else []
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
-                     "--flows-socket", str(proxy_socket(rec.state_dir, name)), *algorithm)
+                     "--flows-socket", str(proxy_socket(rec.state_dir, name)), *algorithm,
+                     *([] if rec.preserve_source_ip else ["--no-preserve-source-ip"]))
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

@@ -75,7 +75,7 @@ async def _ensure_host(state_dir: Path) -> None:
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
              timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
              cni: str | None = None, proxy_algorithm: str | None = None,
-             lb_pool: str | None = None) -> UpResult:
+             lb_pool: str | None = None, preserve_source_ip: bool = True) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
     _need_root("up")
@@ -102,7 +102,7 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
                         server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
                         cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "",
-                        lb_pool=lb_pool or "")
+                        lb_pool=lb_pool or "", preserve_source_ip=preserve_source_ip)
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:

@@ -54,6 +54,7 @@ class ClusterRecord:
     cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
     proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
     lb_pool: str = ""   # `knet up --lb-pool` ("" = the default, control/addresses.py LB_POOL)
+    preserve_source_ip: bool = True  # `knet up --no-preserve-source-ip` turns it off
 
     @property
     def path(self) -> Path:
@@ -115,6 +116,8 @@ class ClusterRecord:
             data["proxy_algorithm"] = self.proxy_algorithm
         if self.lb_pool:
             data["lb_pool"] = self.lb_pool
+        if not self.preserve_source_ip:
+            data["preserve_source_ip"] = False
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -140,4 +143,5 @@ class ClusterRecord:
                    node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
                    backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
                    proxy_algorithm=str(raw.get("proxy_algorithm", "")),
-                   lb_pool=str(raw.get("lb_pool") or ""))
+                   lb_pool=str(raw.get("lb_pool") or ""),
+                   preserve_source_ip=bool(raw.get("preserve_source_ip", True)))

@@ -60,6 +60,8 @@ class Records:
     def drop_node(self, name: str) -> None:
         (self.root / "nodes" / f"{name}.json").unlink(missing_ok=True)
         (self.root / "routes" / f"{name}.json").unlink(missing_ok=True)
+        # the transparent sockets' reply path (transparent.py) went with the node's netns
+        (self.root / "transparent" / f"{name}.json").unlink(missing_ok=True)
 
     def node_routes(self, name: str) -> dict[str, str]:
         """The host-gw routes last asked for on node `name` (dst -> via)."""

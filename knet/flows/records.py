@@ -217,6 +217,8 @@ def format_flow(f: Flow) -> str:
              else f"-> mesh inbound :{f.get('service_port', 0)}"]
     if f.get("endpoint_ip"):
         parts.append(f"-> {_who(f.get('endpoint_pod', ''), f['endpoint_ip'], f['endpoint_port'])}")
+        if f.get("source_ip") and f["source_ip"] != f.get("client_ip"):
+            parts.append(f"as {f['source_ip']}")   # masqueraded: what the endpoint saw
     parts += [f["verdict"], f["protocol"]]
     if f.get("algorithm") or f.get("reason"):
         parts.append(" ".join(x for x in (f.get("algorithm"), f.get("reason")) if x))

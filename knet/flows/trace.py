@@ -6,10 +6,11 @@ The plan is data: from the cluster view, the interfaces a request from FROM to T
 eth0) are captured at once (raw sockets in their netns, one BPF filter); then the request is
 sent from the client's netns; then the proxy's flow record for the client's ip:port says
 which endpoint was picked and why. Packets are assigned to hops by connection: the client's
-4-tuple before the proxy, the proxy's new connection to the endpoint (its SYN found on the
-wire) after it. The first hop with nothing on it, or the proxy's verdict, says where a
-broken path breaks. A meshed client's path (in-pod redirect, HBONE to the endpoint's
-15008) is assembled by `_assemble_mesh` with knet/flows/meshtrace.py.
+4-tuple before the proxy, the proxy's new connection to the endpoint after it (the flow
+record's source_ip:port, what the endpoint saw; else its SYN found on the wire). The first
+hop with nothing on it, or the proxy's verdict, says where a broken path breaks. A meshed
+client's path (in-pod redirect, HBONE to the endpoint's 15008) is assembled by
+`_assemble_mesh` with knet/flows/meshtrace.py.
 """
 
 from __future__ import annotations
@@ -315,7 +316,13 @@ def _assemble(view: ClusterView, client: PodView, target: Target, ifaces: dict[s
         ep = (str(flow.get("endpoint_ip") or ""), int(str(flow.get("endpoint_port") or 0))) \
             if flow else ("", 0)
         backend = view.pods.get(str(flow.get("endpoint_pod") or "")) if flow else None
-        leg2 = _second_leg(decoded, ep[0], ep[1], answer.started_ns, proto) if ep[0] else None
+        src = (str(flow.get("source_ip") or ""), int(str(flow.get("source_port") or 0))) \
+            if flow else ("", 0)
+        if ep[0] and src[0] and src[1]:   # the flow says what the endpoint saw: that very leg
+            leg2 = (src[0], src[1], ep[0], ep[1])
+        else:
+            leg2 = _second_leg(decoded, ep[0], ep[1], answer.started_ns, proto) if ep[0] \
+                else None
     if backend is not None:
         if backend.node != client.node:
             add(f"{client.node}:eth0", leg2)

@@ -22,6 +22,7 @@ from knet.mesh.metrics import MeshMetrics, metrics_routes, workload_of
 from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
 from knet.proxy.proxier import Proxier
+from knet.proxy.source import SourcePolicy
 from knet.servicesource import (
     InformerFactory,
     InformerLike,
@@ -117,7 +118,8 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                            node_ips: Iterable[str] = (), dataplane: ServiceIPDataplane | None = None,
                            services: InformerLike | None = None,
                            informer: InformerFactory | None = None, resolve_pods: bool = True,
-                           mesh_security: bool = True, **options: Any) -> NodeProxy:
+                           mesh_security: bool = True, source_ip: SourcePolicy | None = None,
+                           **options: Any) -> NodeProxy:
     """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
     http_timeout, flow_ring, ...)."""
     factory = informer or default_informer_factory()
@@ -131,6 +133,7 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
     addresses = DataplaneAddresses(dataplane, node_name) if dataplane is not None else None
     proxier = Proxier(node_name, netns=netns, node_ips=node_ips, address_manager=addresses,
                       flow_ring=ring, **options)
+    proxier.ctx.source = source_ip   # client source IPs kept (knet/proxy/source.py), or None
     pods = None
     if resolve_pods:
         pods = factory(client, "pods")

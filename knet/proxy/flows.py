@@ -58,6 +58,8 @@ class FlowRecord:
     endpoint_ip: str = ""
     endpoint_port: int = 0
     endpoint_pod: str = ""
+    source_ip: str = ""         # the source the endpoint saw: the client's (kept) or the node's
+    source_port: int = 0
     reason: str = ""            # rr#N | random i/n | lc N active | sh bucket B | affinity-hit
                                 # | affinity-expired | retry | reject IP:PORT | drop IP:PORT
     bytes_sent: int = 0         # client -> endpoint

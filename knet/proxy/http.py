@@ -31,6 +31,7 @@ from knet.proxy.flows import ERROR, FORWARDED, REFUSED, REJECTED, TIMEOUT, FlowR
 from knet.proxy.http1 import Request, RequestReader, Response
 from knet.proxy.httpup import Pool, Upstream, shadow
 from knet.proxy.sockets import set_rst_on_close
+from knet.proxy.source import Origin
 from knet.proxy.tcp import ProxyContext, new_record
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class _Client(asyncio.Protocol):
         self.up: Upstream | None = None
         self.closed = self.eof = self.served = False
         self.peer: tuple[str, int] = ("?", 0)
+        self.sources: dict[tuple[str, bool], str] = {}  # (endpoint IP, eTP Local) -> source
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport  # type: ignore[assignment]
@@ -266,12 +268,27 @@ class _Client(asyncio.Protocol):
         assert req.pick is not None
         _fill(req.rec, req.pick)
         req.rec.retries = req.attempt
-        up = ln.pool.take(req.pick.endpoint)
+        up = ln.pool.take(req.pick.endpoint, self._source(req.pick.endpoint.ip))
         if up is not None:
             self.up = up
+            req.rec.source_ip, req.rec.source_port = up.sockname[:2]
             up.begin(self, req.data, head_only=req.head_only, reused=True)
         else:
             ln.track(asyncio.get_running_loop().create_task(self._dial(req)))
+
+    def _source(self, endpoint_ip: str) -> str:
+        """The client's IP when its source is kept for this endpoint (source.py), else "";
+        decided once per endpoint of this client connection."""
+        policy, ln = self.ln.ctx.source, self.ln
+        if policy is None:
+            return ""
+        key = (endpoint_ip, ln.sp.external_local)
+        got = self.sources.get(key)
+        if got is None:
+            bind = policy.bind(Origin(self.peer[0], external=ln.ip != ln.sp.cluster_ip,
+                                      external_local=ln.sp.external_local), endpoint_ip)
+            got = self.sources[key] = bind[0] if bind is not None else ""
+        return got
 
     def _balance(self, req: _Req) -> None:
         """The service balancer's pick (not meshed); NoEndpoints when there is none."""
@@ -285,7 +302,8 @@ class _Client(asyncio.Protocol):
     async def _dial(self, req: _Req) -> None:
         assert req.pick is not None
         try:
-            up = await self.ln.pool.connect(req.pick.endpoint, self.ln.ctx.dial_timeouts[-1])
+            up = await self.ln.pool.connect(req.pick.endpoint, self.ln.ctx.dial_timeouts[-1],
+                                            self._source(req.pick.endpoint.ip))
         except (TimeoutError, OSError) as exc:
             if self.req is req:
                 self._retry(f"{req.pick.endpoint.addr}: {type(exc).__name__} {exc}".strip())
@@ -294,6 +312,7 @@ class _Client(asyncio.Protocol):
             self.ln.pool.give(up)
             return
         self.up = up
+        req.rec.source_ip, req.rec.source_port = up.sockname[:2]
         up.begin(self, req.data, head_only=req.head_only, reused=False)
 
     def _retry(self, error: str) -> None:

@@ -6,7 +6,9 @@ writes the request, reads the response strictly (http1.ResponseReader: a malform
 transport as llhttp delivers it (Content-Length bodies as they are, chunked ones re-chunked)
 and reports `on_done`; bytes after the response make the connection unusable. All of it
 runs in callbacks on the event loop: no task or future per request, which is what makes
-the path fast. Only a dial runs as a coroutine.
+the path fast. Only a dial runs as a coroutine. With source IP preservation an upstream
+connection is bound to its client's address (`source`), and the pool is per (endpoint,
+source): an idle connection of one client never carries another's request.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class Owner(Protocol):
 
 
 class Upstream(asyncio.Protocol):
-    def __init__(self, pool: Pool, endpoint: Endpoint) -> None:
-        self.pool, self.endpoint = pool, endpoint
+    def __init__(self, pool: Pool, endpoint: Endpoint, source: str = "") -> None:
+        self.pool, self.endpoint, self.source = pool, endpoint, source  # "": the node's
         self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
         self.reader = ResponseReader()
@@ -44,12 +46,14 @@ class Upstream(asyncio.Protocol):
         self.reused = False
         self.received = 0
         self.closed = False
+        self.sockname: tuple[str, int] = ("", 0)
 
     def __repr__(self) -> str:
         return f"<Upstream {self.endpoint.addr}{' busy' if self.owner else ''}>"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.sockname = transport.get_extra_info("sockname") or ("", 0)  # what the endpoint sees
 
     def begin(self, owner: Owner, data: bytes, *, head_only: bool, reused: bool) -> None:
         self.owner, self.sink = owner, None
@@ -137,10 +141,10 @@ class Pool:
 
     def __init__(self, sockets: SocketMaker, guard: Guard | None = None) -> None:
         self.sockets, self.guard = sockets, guard  # guard: the mesh's mTLS hop, if any
-        self.idle: dict[Endpoint, list[Upstream]] = {}
+        self.idle: dict[tuple[Endpoint, str], list[Upstream]] = {}
 
-    def take(self, ep: Endpoint) -> Upstream | None:
-        conns = self.idle.get(ep)
+    def take(self, ep: Endpoint, source: str = "") -> Upstream | None:
+        conns = self.idle.get((ep, source))
         while conns:
             up = conns.pop()
             if not up.closed and up.transport is not None and not up.transport.is_closing():
@@ -148,24 +152,26 @@ class Pool:
         return None
 
     def give(self, up: Upstream) -> None:
-        conns = self.idle.setdefault(up.endpoint, [])
+        conns = self.idle.setdefault((up.endpoint, up.source), [])
         if len(conns) < IDLE_PER_ENDPOINT and not up.closed:
             conns.append(up)
         else:
             up.close()
 
-    async def connect(self, ep: Endpoint, timeout: float) -> Upstream:
+    async def connect(self, ep: Endpoint, timeout: float, source: str = "") -> Upstream:
+        """A fresh connection to ep; from `source` (bound transparently) when given."""
         loop = asyncio.get_running_loop()
-        sock = self.sockets.new()
+        sock = self.sockets.upstream(bind=(source, 0) if source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         guard = self.guard
         try:
             addr = guard.target(ep) if guard is not None else (ep.ip, ep.port)
             await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
             if guard is not None:
-                _, up = await guard.wrap(lambda: Upstream(self, ep), sock, ep)
+                _, up = await guard.wrap(lambda: Upstream(self, ep, source), sock, ep)
             else:
-                _, up = await loop.create_connection(lambda: Upstream(self, ep), sock=sock)
+                _, up = await loop.create_connection(lambda: Upstream(self, ep, source),
+                                                     sock=sock)
         except BaseException:
             sock.close()
             raise

@@ -4,10 +4,15 @@ setns(2) is per thread: `SocketMaker` switches this thread into the netns, creat
 socket and switches back; the socket stays in that netns and the one event loop serves
 sockets from any namespace. The two namespace fds are opened once and kept, so a switch
 costs two syscalls (a few microseconds), cheap enough for every upstream dial.
+`upstream(bind=(ip, port))` makes a dial's socket bound with IP_TRANSPARENT to the client's
+address (source IP preservation, knet/proxy/source.py; the replies' way back is
+knet/dataplane/transparent.py): its own port when free in the node's netns, else a port the
+kernel picks at connect.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -15,6 +20,8 @@ import struct
 from knet.dataplane import nsutil
 
 IP_FREEBIND = 15
+IP_TRANSPARENT = 19
+IP_BIND_ADDRESS_NO_PORT = 24
 LINGER_RST = struct.pack("ii", 1, 0)
 
 __all__ = ["SocketMaker", "set_rst_on_close"]
@@ -49,6 +56,41 @@ class SocketMaker:
                 nsutil.setns(self._own, nsutil.CLONE_NEWNET)
         sock.setblocking(False)
         return sock
+
+    def upstream(self, kind: int = socket.SOCK_STREAM, *,
+                 bind: tuple[str, int] | None = None) -> socket.socket:
+        """A socket for a dial; with `bind`, bound transparently to that (client) address."""
+        sock = self.new(kind)
+        if bind is None:
+            return sock
+        try:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            if bind[1]:
+                try:
+                    sock.bind(bind)
+                    return sock
+                except OSError as exc:  # taken here (another flow of that client, TIME_WAIT)
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+            if kind == socket.SOCK_STREAM:  # the port is picked at connect, per 4-tuple
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((bind[0], 0))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def can_bind_transparent(self) -> str:
+        """"" when this process may bind transparent sockets in the netns, else why not."""
+        sock = self.new()
+        try:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        except OSError as exc:
+            return (f"IP_TRANSPARENT refused in netns {self.netns or '(own)'} "
+                    f"({exc.strerror or exc}): the proxy needs CAP_NET_ADMIN or CAP_NET_RAW")
+        finally:
+            sock.close()
+        return ""
 
     def listener(self, ip: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
         """A socket bound to ip:port (FREEBIND: the address may arrive a moment later)."""

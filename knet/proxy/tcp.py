@@ -7,6 +7,8 @@ No endpoint: the proxier does not listen at all (the kernel refuses, refusals.py
 accepted in the moment endpoints go is reset at once (SO_LINGER 0) and a REFUSED flow
 recorded. Dials go through `dial()`: a new pick from the balancer after each failure,
 up to 4 tries with per-try timeouts of 250 ms doubling (kube-proxy's EndpointDialTimeouts).
+With `ctx.source` (a SourcePolicy) each try's socket binds to the client's address when the
+policy keeps it (knet/proxy/source.py); the flow record says what the backend saw.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from knet.proxy.balancer import DIAL_BACKOFF, DIAL_TRIES, LoadBalancer, NoEndpoi
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, TIMEOUT, FlowRecord, FlowRing
 from knet.proxy.sockets import SocketMaker, set_rst_on_close
+from knet.proxy.source import Origin, SourcePolicy
 
 if TYPE_CHECKING:
     from knet.mesh.guard import Guard
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DialFailed", "ProxyContext", "TcpListener", "dial", "new_record"]
+__all__ = ["DialFailed", "ProxyContext", "TcpListener", "dial", "fill_source", "new_record"]
 
 HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
@@ -48,6 +51,7 @@ class ProxyContext:
     record: bool = True  # benchmarks turn the flow recorder off to measure its cost
     mesh: MeshState | None = None  # the mesh's route table and balancer (knet/mesh), if any
     guard: Guard | None = None  # mTLS and authorization (knet/mesh/guard.py), if any
+    source: SourcePolicy | None = None  # client source IPs kept (source.py); None: masquerade
 
     def emit(self, rec: FlowRecord) -> None:
         if self.guard is not None:
@@ -63,15 +67,18 @@ class DialFailed(Exception):
         self.tries = tries
 
 
-async def dial(ctx: ProxyContext, key: str, client_ip: str, pick: Pick) -> tuple[
-        socket.socket, Pick, int]:
-    """Connect to pick's endpoint, re-picking after each failure; (socket, pick, retries)."""
+async def dial(ctx: ProxyContext, key: str, client_ip: str, pick: Pick,
+               origin: Origin | None = None) -> tuple[socket.socket, Pick, int]:
+    """Connect to pick's endpoint, re-picking after each failure; (socket, pick, retries).
+    With `origin` and ctx.source, the socket's source is the client's where kept."""
     loop = asyncio.get_running_loop()
     error = ""
     for attempt, timeout in enumerate(ctx.dial_timeouts):
         if attempt:
             pick = ctx.balancer.report_failure(key, client_ip, pick.endpoint)
-        sock = ctx.sockets.new()
+        bind = (ctx.source.bind(origin, pick.endpoint.ip)
+                if ctx.source is not None and origin is not None else None)
+        sock = ctx.sockets.upstream(bind=bind)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         addr = ctx.guard.target(pick.endpoint) if ctx.guard is not None else (
             pick.endpoint.ip, pick.endpoint.port)
@@ -99,6 +106,14 @@ def _fill(rec: FlowRecord, pick: Pick, retries: int) -> None:
     rec.endpoint_ip, rec.endpoint_port = pick.endpoint.ip, pick.endpoint.port
     rec.endpoint_pod, rec.reason, rec.retries = pick.endpoint.pod, pick.reason, retries
     rec.algorithm = pick.algorithm
+
+
+def fill_source(rec: FlowRecord, sock: socket.socket) -> None:
+    """The address the backend sees this flow come from (the client's, or the node's)."""
+    try:
+        rec.source_ip, rec.source_port = sock.getsockname()[:2]
+    except OSError:
+        pass
 
 
 class _Upstream(asyncio.Protocol):
@@ -168,7 +183,9 @@ class _Conn(asyncio.Protocol):
         ln = self.listener
         assert self.rec is not None
         try:
-            sock, pick, retries = await dial(ln.ctx, ln.sp.key, self.rec.client_ip, pick)
+            origin = Origin(self.rec.client_ip, self.rec.client_port, external=ln.external,
+                            external_local=ln.sp.external_local)
+            sock, pick, retries = await dial(ln.ctx, ln.sp.key, self.rec.client_ip, pick, origin)
         except (DialFailed, NoEndpoints) as exc:
             if isinstance(exc, DialFailed):
                 _fill(self.rec, exc.pick, exc.tries - 1)
@@ -177,6 +194,7 @@ class _Conn(asyncio.Protocol):
             return
         _fill(self.rec, pick, retries)
         self.pick = pick
+        fill_source(self.rec, sock)
         if self.done:
             sock.close()
             return
@@ -292,6 +310,7 @@ class TcpListener:
 
     def __init__(self, ctx: ProxyContext, sp: ServicePort, *, ip: str, port: int) -> None:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
+        self.external = ip != sp.cluster_ip  # a NodePort (or LoadBalancer) listener
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 

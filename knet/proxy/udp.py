@@ -5,6 +5,7 @@ datagram transport (which reads many datagrams per wake-up). Each flow's upstrea
 connected to the picked endpoint and served by a datagram transport of its own; replies go
 out of the front socket, so the client sees them come from ClusterIP:port. One sweeper per
 listener ends flows idle longer than the timeout (default 250 ms) and records them.
+An upstream socket binds to the client's ip:port when its source is kept (source.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from knet.proxy.balancer import Endpoint, NoEndpoints, Pick
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, FlowRecord
-from knet.proxy.tcp import ProxyContext, new_record
+from knet.proxy.source import Origin
+from knet.proxy.tcp import ProxyContext, fill_source, new_record
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ class UdpListener:
                  idle_timeout: float = 0.25) -> None:
         self.ctx, self.sp, self.ip, self.port = ctx, sp, ip, port
         self.idle_timeout = idle_timeout
+        self.external = ip != sp.cluster_ip  # a NodePort (or LoadBalancer) listener
         self.flows: dict[tuple[str, int], _Flow] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -128,17 +131,20 @@ class UdpListener:
                 rec.verdict, rec.error = REFUSED, "no ready endpoints"
                 self.ctx.emit(rec)
             return None
-        sock = self.ctx.sockets.new(socket.SOCK_DGRAM)
+        sock: socket.socket | None = None
         try:
+            sock = self.ctx.sockets.upstream(socket.SOCK_DGRAM, bind=self._bind(client, pick))
             sock.connect((pick.endpoint.ip, pick.endpoint.port))
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             self.ctx.balancer.release(self.sp.key, pick.endpoint)
             rec.verdict, rec.error = ERROR, f"{pick.endpoint.addr}: {exc}"
             self._fill(rec, pick)
             self.ctx.emit(rec)
             return None
         self._fill(rec, pick)
+        fill_source(rec, sock)
         flow = _Flow(self, client, sock, rec)
         self.flows[client] = flow
         loop = asyncio.get_running_loop()
@@ -146,6 +152,14 @@ class UdpListener:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return flow
+
+    def _bind(self, client: tuple[str, int], pick: Pick) -> tuple[str, int] | None:
+        """The client's ip:port for the upstream socket when its source is kept (source.py)."""
+        if self.ctx.source is None:
+            return None
+        return self.ctx.source.bind(Origin(client[0], client[1], external=self.external,
+                                           external_local=self.sp.external_local),
+                                    pick.endpoint.ip)
 
     @staticmethod
     def _fill(rec: FlowRecord, pick: Pick) -> None:

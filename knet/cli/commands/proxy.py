@@ -7,7 +7,8 @@ there (`--no-addresses`). Flow records are served at GET /flows over a unix sock
 credential needed) and/or on loopback TCP (`--flows-port`). Prometheus metrics (Istio's names,
 knet/mesh/metrics.py) are served at GET /metrics on the same socket and on
 NODE_IP:10249 inside the node's netns (`--metrics-port`, kube-proxy's metrics port), which the
-host side reaches over the underlay."""
+host side reaches over the underlay. Backends see the client pod's address (transparent
+upstream sockets, knet/proxy/preserve.py) unless `--no-preserve-source-ip`."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="serve GET /flows on 127.0.0.1:PORT (0: off)")
     p.add_argument("--flows-socket", type=Path, default=None, metavar="PATH",
                    help="serve GET /flows on this unix socket (its directory is made 0700)")
+    p.add_argument("--no-preserve-source-ip", dest="preserve_source_ip",
+                   action="store_false",
+                   help="backends see the node's address, not the client pod's (default: "
+                   "kept, with transparent sockets, as kube-proxy keeps it)")
     p.add_argument("--metrics-port", type=int, default=10249,
                    help="serve GET /metrics on the first --node-ip:PORT in the node's netns "
                    "(kube-proxy's metrics port; 0: off)")
@@ -104,9 +109,16 @@ async def _main(args: argparse.Namespace) -> int:
         routes = HostRoutes(args.state_dir / "dataplane", args.node)  # LoadBalancer addresses
     ring = FlowRing()
     runner = metrics = None
+    source = None
+    if dataplane is not None and netns is not None:   # source IP preservation (preserve.py)
+        from knet.proxy.preserve import setup_source_ip
+        source = await setup_source_ip(node=args.node, netns=netns,
+                                       state_dir=args.state_dir / "dataplane",
+                                       enabled=args.preserve_source_ip)
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
-        dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
+        dataplane=dataplane, flow_ring=ring, source_ip=source,
+        udp_idle_timeout=args.udp_idle_timeout,
         http_retries=args.http_retries, http_timeout=args.http_timeout,
         algorithm=args.algorithm, routes=routes)
     netpol = None

@@ -233,10 +233,6 @@ def _client_pod(ns: str, name: str, node: str, label: str) -> dict[str, Any]:
         "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="userspace proxy mode dials backends from the node "
-                   "netns, so the backend's policy sees the node, not the client pod (see "
-                   "docs/netpol.md, 'Traffic through a Service'); passes once the proxy keeps "
-                   "the client's IP (srcip) — then drop this marker")
 def test_policies_hold_for_traffic_through_a_service(cluster: Any) -> None:
     from knet.dataplane.names import pod_netns
     from knet.policy.probe import connect

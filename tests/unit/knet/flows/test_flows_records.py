@@ -184,6 +184,15 @@ def test_one_line_form() -> None:
                                    reason="sh bucket 17", algorithm="source-hash").to_dict(),
                                src, make_view())
     assert "FORWARDED tcp source-hash sh bucket 17 bytes" in format_flow(hashed)
+    kept = records.normalize(rec(0, "node-1", 51122, "10.244.2.2", "default/web-b",
+                                 reason="rr#2", source_ip="10.244.1.3",
+                                 source_port=51122).to_dict(), src,
+                             make_view())
+    assert format_flow(kept) == line   # the client's own address: nothing to say
+    masq = records.normalize(rec(0, "node-1", 51122, "10.244.2.2", "default/web-b",
+                                 source_ip="172.18.0.2", source_port=40000).to_dict(), src,
+                             make_view())
+    assert "-> default/web-b (10.244.2.2:8080) as 172.18.0.2 FORWARDED" in format_flow(masq)
 
 
 async def test_proxy_flows_reads_one_node_socket_as_trace_does(cluster: Any) -> None:
