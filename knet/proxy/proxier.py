@@ -158,7 +158,7 @@ class Proxier(ConfigTracker):
         for ip in sorted(self.service_ips - ips):
             await self.addresses.remove_service_ip(ip)
         self.service_ips = ips
-        await self.external_sync.sync(self.listeners)
+        await self.external_sync.sync(self.listeners, self.dropping)
         log.info("%s: %d service ports, %d listeners", self.node_name, len(table),
                  len(self.listeners))
 
