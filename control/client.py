@@ -24,6 +24,7 @@ import yaml  # type: ignore[import-untyped]
 
 from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
 from control.errors import ApiError, BadRequest, NotFound, from_status
+from control.models.meshkinds import MESH_RESOURCES
 from control.models.resources import ResourceInfo, by_plural
 
 __all__ = ["PATCH_CONTENT_TYPES", "ApiUnavailable", "HttpClient"]
@@ -61,7 +62,8 @@ class HttpClient:
         self._ssl = ssl_context
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
-        self._custom: dict[str, ResourceInfo] = {}   # plurals of CRD kinds: discover()
+        # plurals of CRD kinds: discover(), and the mesh's (CRDs every knet cluster has)
+        self._custom: dict[str, ResourceInfo] = {r.plural: r for r in MESH_RESOURCES}
 
     def __repr__(self) -> str:
         return f"<HttpClient {self.base_url}>"

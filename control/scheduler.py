@@ -66,6 +66,18 @@ def pod_requests(pod: Obj) -> dict[str, float]:
     return out
 
 
+Port = tuple[str, str, int]
+
+
+def host_ports(pod: Obj) -> frozenset[Port]:
+    """The (protocol, hostIP, hostPort) a pod takes on its node (kube-scheduler's NodePorts)."""
+    spec = pod.get("spec") or {}
+    return frozenset(
+        (str(p.get("protocol") or "TCP"), str(p.get("hostIP") or "0.0.0.0"), int(p["hostPort"]))
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        for p in c.get("ports") or [] if isinstance(p, dict) and p.get("hostPort"))
+
+
 def _node_fields(n: Obj) -> tuple[Any, ...]:
     """What decides where pods fit: a change here retries unschedulable pods."""
     status = n.get("status") or {}
@@ -82,7 +94,8 @@ class NodeUsage:
     date from pod events (and pods just bound), so filtering and scoring are O(nodes)."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[str, str, float, float]] = {}
+        self._entries: dict[str, tuple[str, str, float, float, frozenset[Port]]] = {}
+        self._ports: defaultdict[str, Counter[Port]] = defaultdict(Counter)
         self._pods: Counter[str] = Counter()
         self._owners: dict[str, Counter[str]] = defaultdict(Counter)
         self._cpu: defaultdict[str, float] = defaultdict(float)
@@ -96,7 +109,9 @@ class NodeUsage:
             return
         owner = str((controller_ref(pod) or {}).get("uid") or "")
         req = pod_requests(pod)
-        self._entries[key] = (node, owner, req["cpu"], req["memory"])
+        ports = host_ports(pod)
+        self._entries[key] = (node, owner, req["cpu"], req["memory"], ports)
+        self._ports[node].update(ports)
         self._pods[node] += 1
         self._owners[node][owner] += 1
         self._cpu[node] += req["cpu"]
@@ -106,7 +121,8 @@ class NodeUsage:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        node, owner, cpu, memory = entry
+        node, owner, cpu, memory, ports = entry
+        self._ports[node].subtract(ports)
         self._pods[node] -= 1
         self._owners[node][owner] -= 1
         self._cpu[node] -= cpu
@@ -120,6 +136,13 @@ class NodeUsage:
 
     def requested(self, node: str, resource: str) -> float:
         return self._cpu[node] if resource == "cpu" else self._memory[node]
+
+    def ports_free(self, node: str, wanted: frozenset[Port]) -> bool:
+        """NodePorts: no wanted (protocol, hostIP, hostPort) clashes with one in use; a
+        0.0.0.0 hostIP clashes with every address of the same protocol and port."""
+        used = [p for p, n in self._ports[node].items() if n > 0]
+        return not any(w[0] == u[0] and w[2] == u[2] and (
+            w[1] == u[1] or "0.0.0.0" in (w[1], u[1])) for w in wanted for u in used)
 
 
 class Scheduler(Controller):
@@ -226,6 +249,9 @@ class Scheduler(Controller):
     def _resources_fit(self, pod: Obj, node: Obj) -> str | None:
         alloc = (node.get("status") or {}).get("allocatable") or {}
         name = meta(node)["name"]
+        wanted = host_ports(pod)
+        if wanted and not self.usage.ports_free(name, wanted):
+            return "node(s) didn't have free ports for the requested pod ports"
         if self.usage.pods(name) + 1 > int(parse_quantity(alloc.get("pods", 110))):
             return "Too many pods"
         want = pod_requests(pod)

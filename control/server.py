@@ -36,6 +36,7 @@ from control.api import listen
 from control.api.app import OBJECTS, Settings, create_app
 from control.api.ca import ClusterCA
 from control.api.local import LocalClient
+from control.api.metricsapi import METRICS
 from control.api.nodeproxy import KUBELET_TLS
 from control.api.objects import ObjectService
 from control.api.proxysub import POD_NETWORK
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 CONTROLLER_HOOKS = ("control.controllers.manager:run_all",)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 AUTHZ_MODE_ENV = "KNET_AUTHORIZATION_MODE"
+METRIC_RESOLUTION_ENV = "KNET_METRIC_RESOLUTION"  # seconds between kubelet metric scrapes
 AUTHZ_MODES = ("Node,RBAC", "Authenticated")
 
 
@@ -200,7 +202,8 @@ def settings(state: Path, token: str) -> Settings:
     ensure_tokens(tokens_path, [ADMIN, KUBE_PROXY], admin_token=token)
     static = TokenFileAuthn(tokens_path, {token: ADMIN})   # re-read: nodes join and leave
     return Settings(token=token, authn=static, sa_key=SigningKey.load_or_create(state / "sa.key"),
-                    plugins=(ServiceAccountAdmission(),), mesh_ca=ClusterCA.ensure(state))
+                    plugins=(ServiceAccountAdmission(),), mesh_ca=ClusterCA.ensure(state),
+                    metric_resolution=float(os.environ.get(METRIC_RESOLUTION_ENV) or 15))
 
 
 async def _run_hooks(hooks: tuple[str, ...], client: LocalClient,
@@ -282,7 +285,7 @@ async def serve(config: ServerConfig, *, stop: asyncio.Event | None = None,
             f"{h}:{config.port}" for h in hosts), config.store)
         if on_ready:
             on_ready(config.server_url)
-        tasks = await _run_hooks(config.hooks, LocalClient(objects), stop)
+        tasks = await _run_hooks(config.hooks, LocalClient(objects, metrics=app[METRICS]), stop)
         await _wait_for_stop(stop)
         for task in tasks:
             with contextlib.suppress(asyncio.TimeoutError):

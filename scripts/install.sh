@@ -6,7 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 pkgs=(iproute2 util-linux procps curl wget dnsutils netcat-openbsd iputils-ping tcpdump etcd-server dnsmasq dnsperf
-      iperf3 wrk haproxy nginx libnginx-mod-stream nftables graphviz libpcap0.8)
+      iperf3 wrk haproxy nginx libnginx-mod-stream nftables graphviz libpcap0.8
+      containernetworking-plugins)
 # programs the built-in images run (knet/runtime/images/_catalog.py): the perl image (the pi
 # Job's bignum needs Debian's newer Math::BigInt), the redis image, porter's TLS certificate
 pkgs+=(perl libmath-bigint-perl redis-server redis-tools openssl)

@@ -13,17 +13,19 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.api import crd, discovery, openapi, proxysub, rest
+from control.api import crd, discovery, metricsapi, openapi, proxysub, rest
 from control.api.ca import ClusterCA
 from control.api.codec import MAX_BODY
+from control.api.crdinstall import ensure_crds
 from control.api.keys import (
     BOOKMARK_INTERVAL,
     CRDS,
+    INSTALLED_CRDS,
     OBJECTS,
     OPENAPI,
     REVIEWS,
@@ -32,6 +34,7 @@ from control.api.keys import (
     TOKEN_REQUESTS,
 )
 from control.api.meshca import workload_certificates
+from control.api.meta import Obj
 from control.api.middleware import guarded
 from control.api.objects import AdmissionPlugin, Admit, ObjectService
 from control.api.reviews import ReviewHandler
@@ -43,6 +46,8 @@ from control.auth.tokenreview import token_review
 from control.auth.tokens import ADMIN, StaticTokens
 from control.auth.types import Authenticator, Authorizer, FirstAuthenticator
 from control.auth.whoami import self_subject_review
+from control.crds import mesh_crds
+from control.models.meshkinds import MESH_CHECKS
 from control.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,8 @@ class Settings:
     api_audiences: tuple[str, ...] = (ISSUER,)
     plugins: tuple[AdmissionPlugin, ...] = ()   # e.g. control.api.saadmission
     mesh_ca: ClusterCA | None = None    # signs mesh workload certificates (control.api.meshca)
+    metric_resolution: float = 15.0     # seconds between kubelet scrapes (control.api.metricsapi)
+    crds: Callable[[], list[Obj]] | None = None  # installed at start; None: control.crds'
 
 
 def create_app(store: Store, settings: Settings) -> web.Application:
@@ -88,11 +95,13 @@ def create_app(store: Store, settings: Settings) -> web.Application:
                                         audiences=audiences)
     app[STOPPING] = asyncio.Event()
     app[BOOKMARK_INTERVAL] = settings.bookmark_interval
-    discovery.build_routes(app, objects.registry)
+    discovery.build_routes(app, objects.registry, extra=(metricsapi.DISCOVERY,))
     app[OPENAPI] = openapi.build_routes(app, openapi.OpenAPI(
-        objects.registry.all, custom=objects.registry.custom_schema))
-    app[CRDS] = crd.CRDs(objects, on_change=app[OPENAPI].invalidate)
+        objects.registry.views, custom=objects.registry.custom_schema))
+    app[CRDS] = crd.CRDs(objects, on_change=app[OPENAPI].invalidate, checks=MESH_CHECKS)
+    app[INSTALLED_CRDS] = settings.crds or mesh_crds
     proxysub.add_routes(app, OBJECTS)
+    metricsapi.add_routes(app, resolution=settings.metric_resolution)  # before rest's catch-all
     rest.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_stop_streams)
@@ -109,6 +118,7 @@ GC_YOUNG_THRESHOLD = 20_000
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[OBJECTS].start()
+    await ensure_crds(app[OBJECTS], app[INSTALLED_CRDS]())
     await app[CRDS].start()
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 PLURAL = "customresourcedefinitions"
 PREFIX = f"/registry/{PLURAL}/"
 Obj = dict[str, Any]
+# A check a schema cannot express (control.models.meshkinds'), run on an object that passed
+# its schema: causes and warnings into the FieldErrors.
+SemanticCheck = Callable[[FieldErrors, Obj], None]
 
 
 def storage_version(crd: Obj) -> Obj | None:
@@ -129,7 +133,8 @@ class CustomKind:
     """The admission of one custom kind: prune, default, validate."""
 
     def __init__(self, schema: Obj | None, columns: list[Obj] | None = None,
-                 subresources: Obj | None = None) -> None:
+                 subresources: Obj | None = None, check: SemanticCheck | None = None) -> None:
+        self.check = check
         self.subresources = tuple(s for s in ("status", "scale") if s in (subresources or {}))
         self.columns = columns or [{"name": "Age", "type": "date",
                                     "jsonPath": ".metadata.creationTimestamp"}]
@@ -153,8 +158,23 @@ class CustomKind:
         for e in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
             _cause(errs, e)
         _list_types(self.schema, obj, "", errs)
+        if self.check is not None:      # with the schema's causes, as CEL rules are
+            _add_new_causes(errs, self.check, obj)
         errs.raise_if_any(kind=info.kind, group=info.group, name=name)
-        return obj, []
+        return obj, errs.warnings
+
+
+def _add_new_causes(errs: FieldErrors, check: SemanticCheck, obj: Obj) -> None:
+    """Run `check`, keeping its causes on fields the schema found nothing wrong with (nor
+    with a field around them), so one mistake is never reported twice."""
+    mine = FieldErrors()
+    check(mine, obj)
+    taken = [c.field for c in errs.causes]
+    for cause in mine.causes:
+        if not any(cause.field == t or cause.field.startswith((f"{t}.", f"{t}["))
+                   or t.startswith((f"{cause.field}.", f"{cause.field}[")) for t in taken):
+            errs.causes.append(cause)
+    errs.warnings.extend(mine.warnings)
 
 
 def _cause(errs: FieldErrors, e: jsonschema.ValidationError) -> None:
@@ -179,6 +199,8 @@ def _cause(errs: FieldErrors, e: jsonschema.ValidationError) -> None:
             "minLength": f"should be at least {value} chars long",
             "maxItems": f"should have at most {value} items",
             "minItems": f"should have at least {value} items",
+            "oneOf": "must validate one and only one schema (oneOf)",
+            "anyOf": "must validate at least one schema (anyOf)",
         }.get(str(v), e.message)
     errs.invalid(path, e.instance, f"{path} in body {detail}")
 
@@ -247,6 +269,8 @@ def _prune(s: Obj, node: Any, *, top: bool = False) -> None:
             "x-kubernetes-embedded-resource") else ()
         if isinstance(props, dict):
             for key in list(node):
+                if key in keep:
+                    continue   # `metadata: {type: object}` (every official CRD) prunes nothing
                 if key in props:
                     _prune(props[key], node[key])
                 elif key not in keep and not s.get("x-kubernetes-preserve-unknown-fields"):
@@ -291,11 +315,15 @@ def _conditions(now: str, accepted: bool, why: str) -> list[Obj]:
 
 
 class CRDs:
-    """Keeps the registry in step with the stored CRDs and sets their conditions."""
+    """Keeps the registry in step with the stored CRDs and sets their conditions.
+    `checks` adds semantic checks to the kinds of some CRDs (by CRD name, as
+    `httproutes.gateway.networking.k8s.io`), run after each version's schema."""
 
-    def __init__(self, objects: ObjectService, on_change: Any = None) -> None:
+    def __init__(self, objects: ObjectService, on_change: Any = None,
+                 checks: Mapping[str, SemanticCheck] | None = None) -> None:
         self.objects = objects
         self.on_change = on_change          # e.g. OpenAPI.invalidate
+        self.checks = dict(checks or {})
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -332,7 +360,7 @@ class CRDs:
         if not taken:
             kinds = {v.get("name", ""): CustomKind((v.get("schema") or {}).get("openAPIV3Schema"),
                                                    v.get("additionalPrinterColumns"),
-                                                   v.get("subresources"))
+                                                   v.get("subresources"), self.checks.get(name))
                      for v in (crd.get("spec") or {}).get("versions") or ()}
             kind = kinds[info.version]
             kind.by_version = kinds

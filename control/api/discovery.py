@@ -87,28 +87,35 @@ class _Docs:
     lists: dict[tuple[str, str], bytes]
 
 
-def _build(registry: Registry) -> _Docs:
+def _build(registry: Registry, extra: tuple[dict[str, Any], ...] = ()) -> _Docs:
+    """`extra`: APIResourceLists served outside the registry (metrics.k8s.io)."""
     all_groups = registry.groups()
     infos = registry.views()
     api = codec.dumps({"kind": "APIVersions", "versions": all_groups.get("", ["v1"]),
                        "serverAddressByClientCIDRs": [
                            {"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
     named = {g: _group(g, vs) for g, vs in all_groups.items() if g}
+    for doc in extra:
+        group, _, version = doc["groupVersion"].partition("/")
+        named[group] = _group(group, [version])
     apis = codec.dumps({"kind": "APIGroupList", "apiVersion": "v1",
                         "groups": list(named.values())})
     lists = {(g, v): codec.dumps(resource_list(g, v, infos))
              for g, vs in all_groups.items() for v in vs}
+    lists.update({tuple(doc["groupVersion"].split("/", 1)): codec.dumps(doc)
+                  for doc in extra})
     return _Docs(registry.generation, api, apis, named, lists)
 
 
-def build_routes(app: web.Application, registry: Registry | None = None) -> None:
+def build_routes(app: web.Application, registry: Registry | None = None, *,
+                 extra: tuple[dict[str, Any], ...] = ()) -> None:
     reg = registry or Registry()
-    cache = [_build(reg)]
+    cache = [_build(reg, extra)]
     version = codec.dumps(VERSION)
 
     def docs() -> _Docs:
         if cache[0].generation != reg.generation:
-            cache[0] = _build(reg)
+            cache[0] = _build(reg, extra)
         return cache[0]
 
     def static(body: bytes) -> Any:

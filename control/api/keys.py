@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -26,3 +27,5 @@ TOKEN_REQUESTS = web.AppKey("token_requests", TokenRequests)
 OPENAPI = web.AppKey("openapi", OpenAPI)
 # the CustomResourceDefinitions the server serves: control.api.crd
 CRDS = web.AppKey("crds", CRDs)
+# the CustomResourceDefinitions installed at start (control.api.crdinstall; control.crds')
+INSTALLED_CRDS: web.AppKey[Callable[[], list[dict[str, Any]]]] = web.AppKey("installed_crds")

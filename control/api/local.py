@@ -19,6 +19,7 @@ from control.api import meta
 from control.api.objects import ObjectService, Written
 from control.clientbase import Obj, ObjectList, PatchType, WatchEvent
 from control.errors import BadRequest
+from control.models.metrics import MetricsSource
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ __all__ = ["LocalClient"]
 
 
 class LocalClient:
-    def __init__(self, objects: ObjectService) -> None:
+    def __init__(self, objects: ObjectService, *, metrics: MetricsSource | None = None) -> None:
         self.objects = objects
+        self.metrics = metrics      # pods' resource usage (the HPA controller reads it)
 
     def __repr__(self) -> str:
         return f"<LocalClient {self.objects!r}>"

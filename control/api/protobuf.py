@@ -196,6 +196,16 @@ _SCHEMAS.update({
 _KINDS += ("Ingress", "PodDisruptionBudget")
 _SCHEMAS.update(POD_SCHEMAS)            # kubectl debug --copy-to and node/NAME
 _KINDS += ("Pod",)
+# `kubectl autoscale` (kubectl 1.32 posts autoscaling/v1; v2 bodies get a 415 naming JSON)
+_SCHEMAS.update({
+    "HorizontalPodAutoscaler": {1: ("metadata", "ObjectMeta"), 2: ("spec", "HPASpecV1")},
+    "HPASpecV1": {1: ("scaleTargetRef", "CrossVersionObjectReference"),
+                  2: ("minReplicas", "i*"), 3: ("maxReplicas", "i"),
+                  4: ("targetCPUUtilizationPercentage", "i*")},
+    "CrossVersionObjectReference": {1: ("kind", "s"), 2: ("name", "s"), 3: ("apiVersion", "s")},
+})
+_KINDS += ("HorizontalPodAutoscaler",)
+_ONLY_VERSION = {"HorizontalPodAutoscaler": "autoscaling/v1"}
 
 
 def _signed(value: int) -> int:
@@ -255,9 +265,9 @@ def decode_object(body: bytes) -> dict[str, Any]:
     type_meta = {n: v for n, _, v in _fields(unknown.get(1, b""))}
     api_version = type_meta.get(1, b"").decode()
     kind = type_meta.get(2, b"").decode()
-    if kind not in _KINDS:
+    if kind not in _KINDS or _ONLY_VERSION.get(kind, api_version) != api_version:
         raise UnsupportedMedia(
-            f"{kind or 'this object'}: protobuf bodies are understood only for "
+            f"{kind or 'this object'} ({api_version}): protobuf bodies are understood only for "
             f"{', '.join(_KINDS)}; send JSON or YAML instead, e.g. "
             "'kubectl create ... --dry-run=client -o yaml | kubectl apply -f -'")
     obj = _message(kind, unknown.get(2, b""))

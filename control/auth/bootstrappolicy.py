@@ -211,6 +211,9 @@ def cluster_roles() -> list[Obj]:
             _r(["list", "watch"], "discovery.k8s.io", "endpointslices")], labeled=False),
         # knet's own: its kube-proxy names the pod behind each endpoint in flow records
         _role("knet:node-proxier-pods", [_r(_READ, "", "pods")], labeled=False),
+        # knet's own: the node proxy process enforces NetworkPolicies (knet/policy/enforcer.py)
+        _role("knet:node-proxier-netpol", [_r(_READ, "networking.k8s.io", "networkpolicies"),
+                                           _r(_READ, "", "namespaces")], labeled=False),
         # knet's own: the node proxy is the mesh's data plane (ztunnel + waypoint in one) and
         # reads the routing and security kinds and namespace labels (ambient enrollment), as
         # Istio's do, and asks the mesh CA for its workloads' certificates (control/api/meshca.py)
@@ -271,6 +274,9 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:coredns", "system:coredns", ("ServiceAccount", "kube-system/coredns"),
                  labeled=False),
         _binding("knet:node-proxier-pods", "knet:node-proxier-pods",
+                 ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
+                 labeled=False),
+        _binding("knet:node-proxier-netpol", "knet:node-proxier-netpol",
                  ("User", "system:kube-proxy"), ("ServiceAccount", "kube-system/kube-proxy"),
                  labeled=False),
         # the node proxy (`knet proxy`, identity system:kube-proxy) reads and reports the mesh

@@ -1,11 +1,14 @@
 """EndpointSlice: for each Service with a selector, discovery.k8s.io/v1 EndpointSlices.
 
 One slice per distinct port set (pods resolving a named targetPort differently get their own
-slice), at most 100 endpoints each. Every selected pod with an IP is an endpoint with
-conditions ready/serving/terminating (terminating pods stay, not ready, as in Kubernetes
-1.26+). Slices carry `kubernetes.io/service-name`, `endpointslice.kubernetes.io/managed-by`
-and a controller ownerReference to the Service. Existing slices are matched by port set and
-only rewritten when their content differs.
+slice), at most 100 endpoints each. Every selected pod with an IP is an endpoint with the
+upstream conditions: serving = the pod is Ready, terminating = it has a deletionTimestamp,
+ready = publishNotReadyAddresses or (serving and not terminating); terminating pods stay, as
+in Kubernetes 1.26+. Slices carry `kubernetes.io/service-name`,
+`endpointslice.kubernetes.io/managed-by` and a controller ownerReference to the Service.
+Existing slices owned by the Service (by uid: a re-created Service of the same name does
+not inherit its predecessor's) are matched by port set and only rewritten when their
+content differs; the others are deleted.
 """
 
 from __future__ import annotations
@@ -96,6 +99,10 @@ class EndpointSliceController(Controller):
         if not (svc.get("spec") or {}).get("selector"):
             return
         labels = {**service_labels(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGER}
+        uid = meta(svc).get("uid")
+        stale = [s for s in existing if not _owned_by(s, uid)]
+        await self.writer.delete_all(stale)
+        existing = [s for s in existing if _owned_by(s, uid)]
         await self.writer.apply(svc, labels, self.desired(svc), existing)
 
 
@@ -149,12 +156,20 @@ def slices_of(slices: Informer, ns: str, service: str, manager: str) -> list[Obj
             and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == manager]
 
 
+def _owned_by(s: Obj, uid: object) -> bool:
+    """The slice's controller ownerReference names this Service object (by uid)."""
+    refs = meta(s).get("ownerReferences") or []
+    return not refs or any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
 def _endpoint(svc: Obj, pod: Obj, publish: bool) -> dict[str, Any]:
+    """Upstream's podToEndpoint: ready is never true for a terminating pod unless the
+    Service publishes not-ready addresses."""
     addr = address_of(svc, pod)
     terminating = is_terminating(pod)
-    serving = publish or is_pod_ready(pod)
+    serving = is_pod_ready(pod)
     ep: dict[str, Any] = {"addresses": [addr["ip"]],
-                          "conditions": {"ready": serving and not terminating,
+                          "conditions": {"ready": publish or (serving and not terminating),
                                          "serving": serving, "terminating": terminating}}
     if "hostname" in addr:
         ep["hostname"] = addr["hostname"]

@@ -26,6 +26,7 @@ from control.clock import Clock
 from control.controllers.base import Controller
 from control.errors import AlreadyExists, ApiError, NotFound
 from control.informer import Informer
+from control.models.conditions import without_transition_times
 
 __all__ = ["CLASS_NAME", "CONTROLLER_NAME", "GatewayController", "attaches", "hostname_match",
            "intersect", "listener_allows", "node_addresses"]
@@ -138,14 +139,6 @@ def _cond(type_: str, ok: bool, reason: str, message: str, gen: int, now: str,
             "observedGeneration": gen, "lastTransitionTime": when}
 
 
-def _strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k != "lastTransitionTime"}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
 class GatewayController(Controller):
     """Keys: "gatewayclass/NAME", "gateway/NS/NAME", "ingress/NS/NAME"."""
     name = "gateway"
@@ -229,7 +222,7 @@ class GatewayController(Controller):
     async def _patch_status(self, resource: str, obj: Obj, status: Obj) -> None:
         md = obj.get("metadata") or {}
         have = {k: (obj.get("status") or {}).get(k) for k in status}
-        if _strip(have) == _strip(status):
+        if without_transition_times(have) == without_transition_times(status):
             return
         try:
             await self.client.patch(resource, md["name"], {"status": status},

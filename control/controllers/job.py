@@ -8,9 +8,9 @@ then write status. A terminal Job first gets FailureTarget / SuccessCriteriaMet,
 pods are deleted, and Failed / Complete follows once none is left (Kubernetes 1.31+). A
 finished Job with ttlSecondsAfterFinished is deleted (background propagation) when it expires.
 
-Counting is from the pods that exist (no tracking finalizer): status.succeeded and failed never
-go down, so deleting a finished pod does not make the Job run it again; pods stopped because the
-Job is suspended are not failures.
+Counting goes through the tracking finalizer (job_tracking): a pod is counted once, when its
+finalizer is removed, so deleting a finished pod neither makes the Job run it again nor loses
+it from status.succeeded / failed; pods stopped because the Job is suspended are not failures.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from control.controllers.job_policy import (
     has_condition,
     set_condition,
 )
+from control.controllers.job_tracking import flush, stage, tracked, untrack
 from control.controllers.podcontrol import PodControl
 from control.controllers.replicaset import deletion_order
 from control.controllers.util import Expectations, controller_ref, deep, is_terminating, meta
@@ -86,18 +87,22 @@ class JobController(Controller):
         job = self.jobs.get(key)
         if job is None:
             self.expect.forget(key)
+            await self._release(key, None)
             return
         if is_terminating(job):
+            await self._release(key, job)
             return
         if has_condition(job, "Complete") or has_condition(job, "Failed"):
+            await self._release(key, job)
             await self._expire(job)
             return
         selector = job_selector(job)
         candidates = self.pods.list(namespace=meta(job).get("namespace"))
         pods = await self.refs.claim(job, candidates, selector)
+        status = deep(job.get("status") or {})
+        job, pods = await self._track(job, pods, status)
         adds, dels = self.expect.pending(key, {meta(p)["name"]: p for p in pods})
         sets = sort_pods(p for p in pods if meta(p)["name"] not in dels)
-        status = deep(job.get("status") or {})
         now = self.clock.now()
         requeue = await self._step(key, job, sets, status, adds, now)
         await self._write_status(job, status)
@@ -287,6 +292,41 @@ class JobController(Controller):
 
     async def _delete(self, key: str, job: Obj, victims: list[Obj]) -> None:
         await self.pod_control.delete(key, job, victims)
+
+    # ---- the tracking finalizer (job_tracking) -------------------------------------------
+
+    async def _track(self, job: Obj, pods: list[Obj], status: Obj) -> tuple[Obj, list[Obj]]:
+        """Count the finished pods through the finalizer: stage (status written), remove the
+        finalizers, move the staged UIDs into the counters. The Job and pods as now."""
+        spec = job.get("spec") or {}
+        policy = spec.get("podFailurePolicy")
+
+        def counts(pod: Obj) -> bool:
+            return (failure_verdict(policy, pod).action != "Ignore"
+                    and not (spec.get("suspend") and is_terminating(pod)))
+        flush(status, pods)                           # a flush a crash interrupted
+        releasing = stage(status, pods, counts)
+        if not releasing:
+            return job, pods
+        if status != (job.get("status") or {}):
+            body = deep(job)
+            body["status"] = status
+            job = await self.client.update("jobs", body, subresource="status")
+        fresh = {meta(p)["name"]: p for p in await untrack(self.client, releasing)}
+        gone = {meta(p)["name"] for p in releasing} - set(fresh)
+        pods = [fresh.get(meta(p)["name"], p) for p in pods if meta(p)["name"] not in gone]
+        flush(status, pods)
+        return job, pods
+
+    async def _release(self, key: str, job: Obj | None) -> None:
+        """Pods of a finished, deleted or vanished Job lose the finalizer (none is stuck)."""
+        ns, _, name = key.partition("/")
+        uid = meta(job).get("uid") if job is not None else None
+        mine = [p for p in self.pods.list(namespace=ns) if tracked(p)
+                and (ref := controller_ref(p)) is not None and ref.get("kind") == "Job"
+                and ref.get("name") == name and (uid is None or ref.get("uid") == uid)]
+        if mine:
+            await untrack(self.client, mine)
 
     # ---- status and TTL --------------------------------------------------------------------
 

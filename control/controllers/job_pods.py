@@ -15,6 +15,7 @@ from typing import Any
 
 from control.clientbase import Obj
 from control.clock import parse_rfc3339
+from control.controllers.job_tracking import TRACKING_FINALIZER
 from control.controllers.util import deep, is_pod_ready, is_terminating, meta, owner_ref
 from control.models.batchdefaults import CONTROLLER_UID, JOB_NAME
 from control.models.selectors import LabelSelector, selector_from_labels, selector_from_spec
@@ -54,8 +55,8 @@ def job_pod(job: Obj, index: int | None) -> Obj:
                                 "labels": labels, "ownerReferences": [owner_ref(job)]}
     if annotations:
         pod_meta["annotations"] = annotations
-    if tm.get("finalizers"):
-        pod_meta["finalizers"] = list(tm["finalizers"])
+    # the tracking finalizer: the pod stays until the Job counted it (job_tracking)
+    pod_meta["finalizers"] = [*(tm.get("finalizers") or []), TRACKING_FINALIZER]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
 
 

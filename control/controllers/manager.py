@@ -13,8 +13,9 @@ How `knet control` (control/server.py) runs it, once the API is serving:
 
 `options=None` means `ControllerOptions.from_env()`: defaults, overridden by the environment of
 `knet control` (KNET_NODE_MONITOR_GRACE, KNET_POD_EVICTION_GRACE, KNET_NODE_MONITOR_PERIOD:
-seconds; KNET_JOB_BACKOFF: a failed Job pod's first back-off; KNET_LB_POOL: the LoadBalancer
-address pool; KNET_CONTROLLERS: comma-separated subset). `ControllerOptions.controllers` picks
+seconds; KNET_JOB_BACKOFF: a failed Job pod's first back-off; KNET_HPA_SYNC_PERIOD: the
+HPA's sync period; KNET_LB_POOL: the LoadBalancer address pool; KNET_CONTROLLERS:
+comma-separated subset). `ControllerOptions.controllers` picks
 controllers by name (tests use it). run_all raises only if an informer cannot sync within
 `sync_timeout`.
 
@@ -51,7 +52,8 @@ ALL_CONTROLLERS = ("replicaset", "replicationcontroller", "deployment", "endpoin
                    "endpointslice", "endpointslicemirroring", "garbagecollector", "namespace",
                    "nodelifecycle", "tainteviction", "scheduler", "serviceaccount", "job",
                    "cronjob", "daemonset", "disruption", "statefulset",
-                   "persistentvolume-binder", "pvc-protection", "gateway", "loadbalancer")
+                   "persistentvolume-binder", "pvc-protection", "gateway",
+                   "horizontalpodautoscaling", "loadbalancer")
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ControllerOptions:
     pod_eviction_grace: float = 5.0       # then pods on it are evicted after this long
     node_monitor_period: float = 1.0
     job_backoff: float = 10.0             # a failed Job pod's first back-off (doubling to 6 min)
+    hpa_sync_period: float = 15.0         # --horizontal-pod-autoscaler-sync-period
     lb_pool: str = LB_POOL                # LoadBalancer addresses (KNET_LB_POOL, knet up --lb-pool)
     workers: int = 2
     sync_timeout: float = 30.0
@@ -74,7 +77,8 @@ class ControllerOptions:
         for var, attr in (("KNET_NODE_MONITOR_GRACE", "node_monitor_grace"),
                           ("KNET_POD_EVICTION_GRACE", "pod_eviction_grace"),
                           ("KNET_NODE_MONITOR_PERIOD", "node_monitor_period"),
-                          ("KNET_JOB_BACKOFF", "job_backoff")):
+                          ("KNET_JOB_BACKOFF", "job_backoff"),
+                          ("KNET_HPA_SYNC_PERIOD", "hpa_sync_period")):
             if env.get(var):
                 try:
                     setattr(out, attr, float(env[var]))
@@ -232,6 +236,11 @@ def build(client: Client, *, clock: Clock, informers: InformerFactory,
     from control.controllers.storagebuild import build_storage  # StatefulSet, PV, PVC
     out.extend(build_storage(client, clock=clock, informers=informers, chosen=chosen,
                              recorder=recorder, workers=options.workers))
+    if "horizontalpodautoscaling" in chosen:
+        from control.controllers.hpa import build_hpa
+        out.append(build_hpa(client, clock=clock, informers=informers,
+                             recorder=recorder("horizontal-pod-autoscaler"),
+                             sync_period=options.hpa_sync_period))
     return out
 
 

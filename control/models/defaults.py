@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.models import batchdefaults, networking
+from control.models.autoscaling import AUTOSCALING_DEFAULTS
 from control.models.storagedefaults import STORAGE_DEFAULTS, default_statefulset_extra
 
 __all__ = ["NAMESPACE_NAME_LABEL", "apply_defaults", "copy_json", "default_pod_spec",
@@ -126,6 +127,10 @@ def default_pod_spec(spec: Obj, *, pod: bool = True) -> None:
         spec.setdefault("enableServiceLinks", True)
     for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
         _default_container(c, pod=pod)
+        if spec.get("hostNetwork") is True:   # the node's ports: hostPort = containerPort
+            for port in _dicts(c.get("ports")):
+                if not port.get("hostPort") and port.get("containerPort") is not None:
+                    port["hostPort"] = port["containerPort"]
     for v in _dicts(spec.get("volumes")):
         _default_volume(v)
 
@@ -395,7 +400,7 @@ _BY_RESOURCE = {
     "endpointslices": _default_endpointslice, "namespaces": _default_namespace,
     "secrets": _default_secret, "daemonsets": _default_daemonset,
     "statefulsets": _default_statefulset, "jobs": _default_job, "cronjobs": _default_cronjob,
-    **networking.DEFAULTS, **STORAGE_DEFAULTS,
+    **networking.DEFAULTS, **STORAGE_DEFAULTS, **AUTOSCALING_DEFAULTS,
 }
 
 

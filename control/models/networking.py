@@ -270,10 +270,7 @@ def _validate_pdb(errs: FieldErrors, obj: Obj) -> None:
 
 
 # The warning a create of each kind gets while knet stores it but does not act on it.
-NOT_ENFORCED = {
-    "networkpolicies": "stored and served, but knet does not enforce NetworkPolicies yet: "
-                       "traffic is not filtered",
-}
+NOT_ENFORCED: dict[str, str] = {}   # NetworkPolicies are enforced by knet/policy on each node
 
 CHECKS = {"networkpolicies": _validate_networkpolicy, "ingresses": _validate_ingress,
           "ingressclasses": _validate_ingressclass, "poddisruptionbudgets": _validate_pdb}

@@ -39,7 +39,6 @@ IGNORED_POD_FIELDS = {
     "resourceClaims": "ignored",
     "os": "ignored",
     "hostUsers": "ignored",
-    "hostNetwork": "not supported by knet: the pod gets its own network namespace",
     "dnsConfig": "ignored: knet writes resolv.conf from dnsPolicy",
     "activeDeadlineSeconds": "ignored: knet's kubelet does not enforce it",
     "readinessGates": "ignored: knet's kubelet computes Ready from the containers only",
@@ -108,7 +107,7 @@ def _probe(errs: FieldErrors, path: str, probe: Any, kind: str) -> None:
         errs.invalid(f"{path}.successThreshold", probe.get("successThreshold"), "must be 1")
 
 
-def _ports(errs: FieldErrors, path: str, ports: Any) -> None:
+def _ports(errs: FieldErrors, path: str, ports: Any, *, host_network: bool = False) -> None:
     port_names: set[str] = set()          # unique per container, as in Kubernetes
     for i, port in enumerate(errs.list_of(path, ports)):
         p = f"{path}[{i}]"
@@ -120,9 +119,9 @@ def _ports(errs: FieldErrors, path: str, ports: Any) -> None:
         else:
             errs.int_range(f"{p}.containerPort", port["containerPort"], 1, 65535)
         if port.get("hostPort") not in (None, 0) and errs.int_range(
-                f"{p}.hostPort", port["hostPort"], 1, 65535):
+                f"{p}.hostPort", port["hostPort"], 1, 65535) and not host_network:
             errs.warn(f"{p}.hostPort", "ignored: knet does not map host ports; use a "
-                      "NodePort Service")
+                      "NodePort Service or hostNetwork")
         name = port.get("name")
         if name:
             if errs.names(f"{p}.name", name, names.iana_svc_name) and name in port_names:
@@ -205,7 +204,7 @@ def _security_warnings(errs: FieldErrors, path: str, sc: Any, known: frozenset[s
 
 
 def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
-               seen: set[str]) -> None:
+               seen: set[str], *, host_network: bool = False) -> None:
     if not isinstance(c, dict):
         errs.type_error(path, c, "an object")
         return
@@ -214,7 +213,7 @@ def _container(errs: FieldErrors, path: str, c: Any, volumes: set[str],
         errs.required(f"{path}.image")
     errs.one_of(f"{path}.imagePullPolicy", c.get("imagePullPolicy", "IfNotPresent"),
                 _PULL_POLICIES)
-    _ports(errs, f"{path}.ports", c.get("ports"))
+    _ports(errs, f"{path}.ports", c.get("ports"), host_network=host_network)
     _env(errs, f"{path}.env", c.get("env"))
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         if c.get(key) is not None:
@@ -318,8 +317,25 @@ def validate_pod_spec(errs: FieldErrors, spec: Any, path: str, *, template: bool
     for group, items in (("initContainers", spec.get("initContainers")),
                          ("containers", containers)):
         for i, c in enumerate(errs.list_of(f"{path}.{group}", items)):
-            _container(errs, f"{path}.{group}[{i}]", c, volumes, seen)
+            _container(errs, f"{path}.{group}[{i}]", c, volumes, seen,
+                       host_network=spec.get("hostNetwork") is True)
     _pod_fields(errs, spec, path, template=template)
+    if spec.get("hostNetwork") is True:
+        _host_network_ports(errs, spec, path, template=template)
+
+
+def _host_network_ports(errs: FieldErrors, spec: Obj, path: str, *, template: bool) -> None:
+    """validateHostNetwork: a hostNetwork pod's ports are the node's (hostPort defaults to
+    containerPort; a template may leave it 0 for the pod's defaulting)."""
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(group) or []):
+            for j, port in enumerate((c.get("ports") or []) if isinstance(c, dict) else []):
+                if not isinstance(port, dict):
+                    continue
+                hp, cp = port.get("hostPort") or 0, port.get("containerPort")
+                if (not template or hp != 0) and hp != cp:
+                    errs.invalid(f"{path}.{group}[{i}].ports[{j}].hostPort", hp,
+                                 "must match `containerPort` when `hostNetwork` is true")
 
 
 def _pod_fields(errs: FieldErrors, spec: Obj, path: str, *, template: bool) -> None:

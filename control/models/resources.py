@@ -136,31 +136,17 @@ RESOURCES += (
                  ("netpol",)),
     ResourceInfo("PodDisruptionBudget", "poddisruptionbudgets", "policy", "v1", True,
                  ("pdb",), subresources=("status",)),
+    # stored in v2, served in v1 too (control/models/autoscaling.py converts)
+    ResourceInfo("HorizontalPodAutoscaler", "horizontalpodautoscalers", "autoscaling", "v2",
+                 True, ("hpa",), _ALL, ("status",), served_versions=("v1",)),
 )
 
 
-# -- mesh kinds (issue 15), served built-in until CRDs serve them; validated by
-# control/models/meshkinds.py (one block: move it to CRDs as a whole) ----------------------
-_GW, _ISTIO = "gateway.networking.k8s.io", "networking.istio.io"
+# -- the mesh CA's kind (issue 15; control/api/meshca.py). The mesh's Gateway API and Istio
+# kinds are CRDs installed at start (control/crds, control/models/meshkinds.py) -------------
 RESOURCES += (
-    ResourceInfo("GatewayClass", "gatewayclasses", _GW, "v1", False, ("gc",),
-                 ("gateway-api",), ("status",)),
-    ResourceInfo("Gateway", "gateways", _GW, "v1", True, ("gtw",), ("gateway-api",),
-                 ("status",)),
-    ResourceInfo("HTTPRoute", "httproutes", _GW, "v1", True, (), ("gateway-api",),
-                 ("status",)),
-    ResourceInfo("ReferenceGrant", "referencegrants", _GW, "v1", True, ("refgrant",),
-                 ("gateway-api",)),
-    ResourceInfo("VirtualService", "virtualservices", _ISTIO, "v1", True, ("vs",),
-                 ("istio-io", "networking-istio-io"), ("status",)),
-    ResourceInfo("DestinationRule", "destinationrules", _ISTIO, "v1", True, ("dr",),
-                 ("istio-io", "networking-istio-io"), ("status",)),
-    ResourceInfo("PeerAuthentication", "peerauthentications", "security.istio.io", "v1", True,
-                 ("pa",), ("istio-io", "security-istio-io"), ("status",)),
     ResourceInfo("WorkloadCertificateRequest", "workloadcertificaterequests", "mesh.knet.dev",
-                 "v1", True, verbs=("create",), stored=False),  # control/api/meshca.py
-    ResourceInfo("AuthorizationPolicy", "authorizationpolicies", "security.istio.io", "v1",
-                 True, ("ap",), ("istio-io", "security-istio-io"), ("status",)),
+                 "v1", True, verbs=("create",), stored=False),
 )
 
 
@@ -238,8 +224,11 @@ class Registry:
         return None
 
     def custom_schema(self, info: ResourceInfo) -> dict[str, Any] | None:
-        """The openAPIV3Schema of a CRD-defined kind (served in /openapi for kubectl)."""
-        return getattr(self.custom_admit(info), "schema", None)
+        """The openAPIV3Schema of a CRD-defined kind in `info`'s version (served in /openapi
+        for kubectl)."""
+        kind = self.custom_admit(info)
+        own = getattr(kind, "by_version", {}).get(info.version, kind)
+        return getattr(own, "schema", None)
 
     def _reindex(self) -> None:
         self._by_plural = {r.plural: r for r in self.all()}

@@ -18,8 +18,8 @@ from typing import Any
 
 from control.models import networking
 from control.models import printers as p
+from control.models.autoscaling import AUTOSCALING_COLUMNS, AUTOSCALING_PRINTERS
 from control.models.batchprinters import BATCH_COLUMNS, BATCH_PRINTERS
-from control.models.meshkinds import MESH_COLUMNS, MESH_PRINTERS
 from control.models.storage import STORAGE_COLUMNS, STORAGE_PRINTERS
 
 __all__ = ["Column", "columns", "table"]
@@ -238,12 +238,12 @@ _PRINTERS: dict[str, Printer] = {
     "rolebindings": _binding, "clusterrolebindings": _binding,
 }
 
-_COLUMNS.update(MESH_COLUMNS)  # the mesh kinds (control/models/meshkinds.py)
-_PRINTERS.update(MESH_PRINTERS)
 _COLUMNS.update(BATCH_COLUMNS)  # jobs, cronjobs (control/models/batchprinters.py)
 _PRINTERS.update(BATCH_PRINTERS)
 _COLUMNS.update(STORAGE_COLUMNS)  # PV, PVC, StorageClass (control/models/storage.py)
 _PRINTERS.update(STORAGE_PRINTERS)
+_COLUMNS.update(AUTOSCALING_COLUMNS)  # HorizontalPodAutoscaler (control/models/autoscaling.py)
+_PRINTERS.update(AUTOSCALING_PRINTERS)
 
 
 def columns(resource: str) -> list[Obj]:

@@ -20,10 +20,10 @@ from typing import Any
 
 from control.errors import BadRequest
 from control.models import batch, names, networking
+from control.models.autoscaling import AUTOSCALING_CHECKS
 from control.models.daemonvalidation import validate_daemonset
 from control.models.defaults import apply_defaults, copy_json
 from control.models.fielderrors import FieldErrors
-from control.models.meshkinds import MESH_CHECKS
 from control.models.podvalidation import validate_pod_spec, validate_pod_update
 from control.models.rbacvalidation import (
     RBAC_KINDS,
@@ -267,9 +267,9 @@ _UPDATE_CHECKS: dict[str, UpdateCheck] = {
     "rolebindings": validate_binding_update, "clusterrolebindings": validate_binding_update,
 }
 
-_CHECKS.update(MESH_CHECKS)  # the mesh kinds (control/models/meshkinds.py)
 _CHECKS.update(STORAGE_CHECKS)  # storage kinds and StatefulSets (control/models/storage.py)
 _UPDATE_CHECKS.update(STORAGE_UPDATE_CHECKS)
+_CHECKS.update(AUTOSCALING_CHECKS)  # HorizontalPodAutoscaler (control/models/autoscaling.py)
 
 def admit(resource: str, obj: Obj, *, old: Obj | None = None,
           copy: bool = True) -> tuple[Obj, list[str]]:

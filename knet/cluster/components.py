@@ -66,16 +66,18 @@ def adopt_control(rec: ClusterRecord) -> bool:
 def start_agent(rec: ClusterRecord, name: str) -> None:
     rec.procs[name] = procs.spawn(name, knet_argv(
         "agent", "--node", name, "--index", str(rec.node_index(name)), "--state-dir",
-        str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name))),
+        str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name)),
+        "--backend", rec.backend, "--cni", rec.cni),
         log=rec.log(f"agent-{name}"))
     rec.save()
 
 
 def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None) -> list[str]:
     ip = NodeSpec.default(rec.node_index(name), name=name).underlay_ip
+    algorithm = ["--algorithm", rec.proxy_algorithm] if rec.proxy_algorithm else []
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
-                     "--flows-socket", str(proxy_socket(rec.state_dir, name)))
+                     "--flows-socket", str(proxy_socket(rec.state_dir, name)), *algorithm)
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

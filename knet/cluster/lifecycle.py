@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from control.addresses import API_PORT, HOST_IP
 from control.client import HttpClient
 from control.controllers.lbpool import check_underlay_pool
 from control.errors import ApiError
 from knet.cluster import components, credentials, procs, system
-from knet.cluster.components import API_PORT, HOST_IP
 from knet.cluster.state import RECORD, ClusterRecord, proxy_role, proxy_socket
 from knet.cluster.status import node_ready, status
 from knet.errors import KnetError
@@ -73,7 +73,8 @@ async def _ensure_host(state_dir: Path) -> None:
 
 
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
-             timeout: float = 90.0, say: Say = lambda _m: None,
+             timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
+             cni: str | None = None, proxy_algorithm: str | None = None,
              lb_pool: str | None = None) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
@@ -87,6 +88,10 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
             raise KnetError(f"--lb-pool: {exc}") from None
     old = ClusterRecord.load(state_dir)
     if old and old.procs:
+        for what, want, have in (("--backend", backend, old.backend), ("--cni", cni, old.cni)):
+            if want is not None and want != have:
+                raise KnetError(f"the cluster in {state_dir} runs with {what} {have}; "
+                                f"{what} {want} needs a new one: run 'knet down' first")
         return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say)
     found: list[str] | None = None
     if old:
@@ -95,7 +100,9 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
         await down(state_dir)
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
-                        server=f"https://{HOST_IP}:{API_PORT}", lb_pool=lb_pool or "")
+                        server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
+                        cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "",
+                        lb_pool=lb_pool or "")
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:

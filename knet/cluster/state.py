@@ -50,6 +50,9 @@ class ClusterRecord:
     made_dirs: list[str] = field(default_factory=list)
     found: list[str] | None = None   # the state dir's entries before `up` (None: it was made)
     node_map: dict[str, int] = field(default_factory=dict)  # name -> index, once nodes change
+    backend: str = "host-gw"         # cross-node pod traffic: host-gw | vxlan
+    cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
+    proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
     lb_pool: str = ""   # `knet up --lb-pool` ("" = the default, control/addresses.py LB_POOL)
 
     @property
@@ -106,6 +109,10 @@ class ClusterRecord:
         }
         if self.node_map:
             data["node_map"] = self.node_map
+        if self.backend != "host-gw" or self.cni != "builtin":
+            data["backend"], data["cni"] = self.backend, self.cni
+        if self.proxy_algorithm:
+            data["proxy_algorithm"] = self.proxy_algorithm
         if self.lb_pool:
             data["lb_pool"] = self.lb_pool
         tmp = self.path.with_name(RECORD + ".tmp")
@@ -131,4 +138,6 @@ class ClusterRecord:
                    made_dirs=list(raw.get("made_dirs", [])),
                    found=None if found is None else [str(n) for n in found],
                    node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
+                   backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
+                   proxy_algorithm=str(raw.get("proxy_algorithm", "")),
                    lb_pool=str(raw.get("lb_pool") or ""))

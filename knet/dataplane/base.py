@@ -51,11 +51,12 @@ class NodeSpec:
     underlay_ip: str
     pod_cidr: str
     underlay_prefixlen: int = 16
+    mtu: int = 1500                 # pods' eth0 and cni0 (1450 on the VXLAN overlay)
 
     @classmethod
     def default(cls, index: int, *, name: str | None = None,
                 underlay_cidr: str = UNDERLAY_CIDR, pod_cidr: str = POD_CIDR,
-                pod_prefixlen: int = 24) -> NodeSpec:
+                pod_prefixlen: int = 24, mtu: int = 1500) -> NodeSpec:
         """Defaults for node i: node-i, 172.18.0.(i+1), 10.244.i.0/24 (gateway 10.244.i.1)."""
         if index < 1:
             raise UsageError(f"node index {index}: must be 1 or more")
@@ -68,7 +69,7 @@ class NodeSpec:
         sub = next(s for i, s in enumerate(subnets) if i == index)
         return cls(name=name or f"node-{index}", index=index,
                    underlay_ip=str(under.network_address + index + 1), pod_cidr=str(sub),
-                   underlay_prefixlen=under.prefixlen)
+                   underlay_prefixlen=under.prefixlen, mtu=mtu)
 
     @property
     def gateway(self) -> str:
@@ -88,6 +89,8 @@ class NodeSpec:
         except ValueError as exc:
             raise UsageError(f"node {self.name}: {exc}; underlay_ip is a bare IPv4 address "
                              "and pod_cidr a network such as 10.244.1.0/24") from None
+        if not 576 <= self.mtu <= 9000:
+            raise UsageError(f"node {self.name}: MTU {self.mtu} is outside 576..9000")
         if net.prefixlen > 29:
             raise UsageError(f"node {self.name}: pod CIDR {self.pod_cidr} is too small; use /29 "
                              "or larger")
@@ -115,6 +118,7 @@ class NodeInfo:
     gateway: str
     host_ifname: str
     svc_ifname: str
+    mtu: int = 1500
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.underlay_ip} {self.pod_cidr} netns={self.netns}>"

@@ -140,7 +140,7 @@ class RecordedDataplane:
         info = NodeInfo(name=spec.name, netns=names.node_netns(spec.name),
                         underlay_ip=spec.underlay_ip, pod_cidr=spec.pod_cidr,
                         gateway=spec.gateway, host_ifname=names.node_host_ifname(spec.name),
-                        svc_ifname=names.SVC_IFNAME)
+                        svc_ifname=names.SVC_IFNAME, mtu=spec.mtu)
         for other in self.records.nodes():
             if other.name == info.name:
                 if other != info:
@@ -188,6 +188,14 @@ class RecordedDataplane:
             await self.kernel.ensure_pod(info, pod, prefixlen=ipam.network.prefixlen)
         log.debug("%s: pod sandbox ready on %s (%s)", pod_key, node, pod.ip)
         return pod
+
+    async def record_pod(self, node: str, pod_key: str, ip: str) -> PodNet:
+        """Record a sandbox someone else wired (a CNI plugin) in netns `pod_netns(node, key)`:
+        its IPAM entry, so that delete_pod and cleanup remove its netns like any pod's."""
+        names.validate_pod_key(pod_key)
+        info = self._node(node)
+        async with self._lock(node):
+            return self._podnet(info, pod_key, self._ipam(info).allocate(pod_key, ip=ip))
 
     async def delete_pod(self, node: str, pod_key: str) -> None:
         names.validate_pod_key(pod_key)

@@ -208,7 +208,7 @@ class NetlinkKernel:
                                       "ensure_host() again ('knet up')")
         with _nl(f"{what}: underlay veth {node.host_ifname} in the host"):
             await self._veth(hostipr, ipr, node.netns, node.host_ifname, knet0,
-                             mac=names.pod_mac(node.underlay_ip))
+                             mac=names.pod_mac(node.underlay_ip), mtu=1500)
         eth0 = await _idx(ipr, "eth0")
         with _nl(f"{what}: eth0 {node.underlay_ip} in netns {node.netns}"):
             await ipr.link("set", index=1, state="up")
@@ -217,7 +217,7 @@ class NetlinkKernel:
             await ipr.route("replace", dst="0.0.0.0/0", gateway=host.host_ip)
         pod_prefix = int(node.pod_cidr.split("/")[1])
         await self._bridge(ipr, node, names.NODE_BRIDGE, "bridge", (node.gateway, pod_prefix),
-                           mac=names.pod_mac(node.gateway))
+                           mac=names.pod_mac(node.gateway), mtu=node.mtu)
         await self._bridge(ipr, node, node.svc_ifname, await self._svc_device_kind(ipr), None,
                            mac=names.pod_mac(node.underlay_ip, first=0x59))
         # /proc/sys/net is the netns of the opening thread: a sysctl write, not disk I/O
@@ -226,7 +226,7 @@ class NetlinkKernel:
             f.write("1\n")
 
     async def _veth(self, ipr: AsyncIPRoute, peer_ipr: AsyncIPRoute, peer_netns: str,
-                    ifname: str, master: int, *, mac: str) -> None:
+                    ifname: str, master: int, *, mac: str, mtu: int) -> None:
         """veth `ifname` (on `master`, up) whose peer is eth0 in `peer_netns`; repairs a
         half pair (one end missing) by making it anew."""
         have = await _idx(ipr, ifname)
@@ -238,25 +238,25 @@ class NetlinkKernel:
             await _ignore_gone(ipr.link("del", index=have))
         if peer is not None:
             await _ignore_gone(peer_ipr.link("del", index=peer))
-        await self._add_veth(ipr, peer_netns, ifname, master, mac=mac)
+        await self._add_veth(ipr, peer_netns, ifname, master, mac=mac, mtu=mtu)
 
     async def _add_veth(self, ipr: AsyncIPRoute, peer_netns: str, ifname: str, master: int,
-                        *, mac: str) -> None:
+                        *, mac: str, mtu: int) -> None:
         fd = os.open(nsutil.netns_path(peer_netns), os.O_RDONLY)
         try:
             await ipr.send_batch([veth_add(ifname, master=master, peer_netns_fd=fd,
-                                           peer_mac=mac)])
+                                           peer_mac=mac, mtu=mtu)])
         finally:
             os.close(fd)
 
     async def _bridge(self, ipr: AsyncIPRoute, node: NodeInfo, ifname: str, kind: str,
-                      addr: tuple[str, int] | None, *, mac: str) -> None:
+                      addr: tuple[str, int] | None, *, mac: str, mtu: int = 1500) -> None:
         with _nl(f"node {node.name}: {kind} {ifname} in netns {node.netns}"):
             idx = await _idx(ipr, ifname)
             if idx is None:
                 await ipr.link("add", ifname=ifname, kind=kind, address=mac)
                 idx = await _idx(ipr, ifname)
-            await ipr.link("set", index=idx, state="up")
+            await ipr.link("set", index=idx, state="up", mtu=mtu)
             if addr is not None:
                 await ipr.addr("replace", index=idx, address=addr[0], prefixlen=addr[1])
 
@@ -306,13 +306,13 @@ class NetlinkKernel:
         nodeipr = await self._sock(node.netns)
         bridge = await self._cni0(nodeipr, node)
         if not nsutil.is_netns(pod.netns) and await self._new_pod(nodeipr, bridge, pod,
-                                                                   prefixlen):
+                                                                   prefixlen, mtu=node.mtu):
             return
         podipr = await self._open(pod.netns)
         try:
             with _nl(f"pod {pod.key}: veth {pod.host_ifname} in netns {node.netns}"):
                 await self._veth(nodeipr, podipr, pod.netns, pod.host_ifname, bridge,
-                                 mac=pod.mac)
+                                 mac=pod.mac, mtu=node.mtu)
             eth0 = await _idx(podipr, names.POD_IFNAME)
             if eth0 is None:
                 raise KernelObjectMissing(
@@ -324,7 +324,7 @@ class NetlinkKernel:
             podipr.close()
 
     async def _new_pod(self, nodeipr: AsyncIPRoute, bridge: int, pod: PodNet,
-                       prefixlen: int) -> bool:
+                       prefixlen: int, *, mtu: int) -> bool:
         """The hot path: a new netns, the veth born with its peer inside, and lo, eth0,
         address and route in one batch on a bare socket. In a netns made just now, eth0 is
         the second device ever made: ifindex 2. False if not (the caller repairs)."""
@@ -332,7 +332,8 @@ class NetlinkKernel:
             raw = RawRtnl()
         try:
             with _nl(f"pod {pod.key}: veth {pod.host_ifname} in netns {pod.netns}"):
-                await self._add_veth(nodeipr, pod.netns, pod.host_ifname, bridge, mac=pod.mac)
+                await self._add_veth(nodeipr, pod.netns, pod.host_ifname, bridge, mac=pod.mac,
+                                     mtu=mtu)
             try:
                 raw.send_batch(self._eth0_msgs(FRESH_ETH0_INDEX, pod, prefixlen))
             except NetlinkError as exc:

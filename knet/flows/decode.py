@@ -3,6 +3,9 @@ shown, and addresses are named from the cluster view (pod, service, node).
 
 `summary(frame, names)` gives e.g.
 `12:04:05.123456 > 10.244.1.3:52274 (default/client) -> 10.104.35.149:80 (svc default/web) TCP S len 0`.
+A VXLAN frame (UDP 8472, the overlay's, or 4789) is shown as its inner packet with the outer
+header in front: `172.18.0.2:40155 -> 172.18.0.3:8472 VXLAN vni 1 | 10.244.1.2 -> ...`; the
+Packet's fields are the inner packet's, so trace matches it to its connection on any hop.
 scapy is imported on first use (it costs ~1 s), never at module import.
 """
 
@@ -32,6 +35,8 @@ class Packet:
     flags: str            # TCP flags as tcpdump writes them (S, SA, A, PA, FA, R...)
     length: int           # payload bytes
     info: str             # a short extra (DNS question, ICMP type)
+    encap: str = ""       # the outer headers of a tunnelled packet ("" if none)
+    vni: int | None = None
 
     @property
     def conn(self) -> tuple[str, int, str, int]:
@@ -39,28 +44,44 @@ class Packet:
 
 
 def _scapy() -> Any:
-    from scapy.layers import dns, inet, l2  # noqa: F401  (registers the layers)
+    from scapy.layers import dns, inet, l2, vxlan  # noqa: F401  (registers the layers)
     from scapy.layers.l2 import Ether
     return Ether
 
 
 def dissect(frame: Frame) -> Packet:
-    from scapy.layers.dns import DNS
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.layers.l2 import ARP
+    from dataclasses import replace
+
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.vxlan import VXLAN
 
     pkt = _scapy()(frame.data)
+    if VXLAN in pkt and IP in pkt and UDP in pkt:
+        outer, udp, vx = pkt[IP], pkt[UDP], pkt[VXLAN]
+        inner = _dissect(frame.ts_ns, vx.payload, len(bytes(vx.payload)))
+        encap = f"{outer.src}:{udp.sport} -> {outer.dst}:{udp.dport} VXLAN vni {vx.vni}"
+        return replace(inner, encap=encap, vni=int(vx.vni))
+    return _dissect(frame.ts_ns, pkt, len(frame.data))
+
+
+def _dissect(ts_ns: int, pkt: Any, size: int) -> Packet:
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
+
+    if not isinstance(pkt, Ether):
+        return Packet(ts_ns, "other", "", "", 0, 0, "", size, "")
     if ARP in pkt:
         a = pkt[ARP]
         op = "who-has" if a.op == 1 else "is-at"
-        return Packet(frame.ts_ns, "ARP", a.psrc, a.pdst, 0, 0, "", 0, op)
+        return Packet(ts_ns, "ARP", a.psrc, a.pdst, 0, 0, "", 0, op)
     if IP not in pkt:
         name = "IPv6" if pkt.type == 0x86DD else f"ethertype 0x{pkt.type:04x}"
-        return Packet(frame.ts_ns, name, "", "", 0, 0, "", len(frame.data), "")
+        return Packet(ts_ns, name, "", "", 0, 0, "", size, "")
     ip = pkt[IP]
     if TCP in pkt:
         t = pkt[TCP]
-        return Packet(frame.ts_ns, "TCP", ip.src, ip.dst, t.sport, t.dport, str(t.flags),
+        return Packet(ts_ns, "TCP", ip.src, ip.dst, t.sport, t.dport, str(t.flags),
                       len(bytes(t.payload)), "")
     if UDP in pkt:
         u = pkt[UDP]
@@ -70,12 +91,12 @@ def dissect(frame: Frame) -> Packet:
             q = d.qd[0] if hasattr(d.qd, "__getitem__") else d.qd
             qname = q.qname.decode() if isinstance(q.qname, bytes) else str(q.qname)
             info = f"dns {'response' if d.qr else 'query'} {qname}"
-        return Packet(frame.ts_ns, "UDP", ip.src, ip.dst, u.sport, u.dport, "",
+        return Packet(ts_ns, "UDP", ip.src, ip.dst, u.sport, u.dport, "",
                       len(bytes(u.payload)), info)
     if ICMP in pkt:
-        return Packet(frame.ts_ns, "ICMP", ip.src, ip.dst, 0, 0, "", len(bytes(pkt[ICMP])),
+        return Packet(ts_ns, "ICMP", ip.src, ip.dst, 0, 0, "", len(bytes(pkt[ICMP])),
                       f"type {pkt[ICMP].type} code {pkt[ICMP].code}")
-    return Packet(frame.ts_ns, f"IP proto {ip.proto}", ip.src, ip.dst, 0, 0, "", len(ip), "")
+    return Packet(ts_ns, f"IP proto {ip.proto}", ip.src, ip.dst, 0, 0, "", len(ip), "")
 
 
 def clock_ns(ts_ns: int) -> str:
@@ -91,9 +112,10 @@ def _addr(ip: str, port: int, names: Namer) -> str:
 
 def describe(p: Packet, names: Namer) -> str:
     """The packet without its timestamp: `10.244.1.3:52274 (default/client) -> ... TCP S len 0`."""
+    outer = f"{p.encap} | " if p.encap else ""
     if not p.src:
-        return f"{p.proto} {p.length} bytes"
-    parts = [_addr(p.src, p.sport, names), "->", _addr(p.dst, p.dport, names), p.proto]
+        return f"{outer}{p.proto} {p.length} bytes"
+    parts = [outer + _addr(p.src, p.sport, names), "->", _addr(p.dst, p.dport, names), p.proto]
     if p.flags:
         parts.append(p.flags)
     if p.info:

@@ -208,13 +208,18 @@ def format_flow(f: Flow) -> str:
         ans = f" {f['answer']}" if f.get("answer") else ""
         return (f"{head} -> dns {f['source']} {f.get('qname', '')} {f.get('qtype', '')} "
                 f"{f.get('rcode', '')} {f.get('protocol', '')}{ans}")
+    if f.get("verdict") == "DROPPED" and not f.get("service"):   # a NetworkPolicy drop
+        dst = _who(f.get("endpoint_pod", ""), f.get("endpoint_ip", ""), f.get("endpoint_port", 0))
+        by = ", ".join(f.get("netpol_policies") or []) or "?"
+        return (f"{head} -> {dst} DROPPED {f.get('protocol', '')} {f.get('reason', '')}: "
+                f"{f.get('netpol_pod', '')} isolated by {by} [{f.get('node', '')}]")
     parts = [head, f"-> svc {f['service']}:{f['service_port']}" if f.get("service")
              else f"-> mesh inbound :{f.get('service_port', 0)}"]
     if f.get("endpoint_ip"):
         parts.append(f"-> {_who(f.get('endpoint_pod', ''), f['endpoint_ip'], f['endpoint_port'])}")
     parts += [f["verdict"], f["protocol"]]
-    if f.get("reason"):
-        parts.append(f["reason"])
+    if f.get("algorithm") or f.get("reason"):
+        parts.append(" ".join(x for x in (f.get("algorithm"), f.get("reason")) if x))
     if f.get("method"):
         parts.append(f"{f['method']} {f.get('path', '')} {f.get('status') or '-'}")
     parts.append(f"bytes {f.get('bytes_sent', 0)}/{f.get('bytes_received', 0)}")

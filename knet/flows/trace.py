@@ -8,7 +8,8 @@ sent from the client's netns; then the proxy's flow record for the client's ip:p
 which endpoint was picked and why. Packets are assigned to hops by connection: the client's
 4-tuple before the proxy, the proxy's new connection to the endpoint (its SYN found on the
 wire) after it. The first hop with nothing on it, or the proxy's verdict, says where a
-broken path breaks.
+broken path breaks. A meshed client's path (in-pod redirect, HBONE to the endpoint's
+15008) is assembled by `_assemble_mesh` with knet/flows/meshtrace.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knet.dataplane.overlay import VXLAN_PORT
 from knet.flows.bpf import compile_filter
 from knet.flows.capture import Frame, RawCapture
 from knet.flows.cluster import (
@@ -30,6 +32,14 @@ from knet.flows.cluster import (
     proxy_flows,
 )
 from knet.flows.decode import Packet, dissect
+from knet.flows.meshtrace import (
+    HBONE_PORT,
+    OUTBOUND_PORT,
+    inbound_note,
+    is_meshed,
+    mesh_leg,
+    outbound_note,
+)
 from knet.flows.pcap import PcapWriter
 from knet.flows.probe import (
     Answer,
@@ -150,7 +160,10 @@ def _bpf(client: PodView, target: Target, view: ClusterView) -> str:
     hosts = {client.ip, target.ip}
     if target.service is not None:
         hosts |= {ip for ip, _p, _n in target.service.endpoints}
-    return "ip and (" + " or ".join(f"host {h}" for h in sorted(hosts) if h) + ")"
+    # the overlay's packets carry node addresses outside: take every VXLAN packet, and let
+    # the connection match (on the inner packet, decode.dissect) assign it to its hop
+    return ("ip and (" + " or ".join(f"host {h}" for h in sorted(hosts) if h)
+            + f" or udp port {VXLAN_PORT})")
 
 
 # --- running ------------------------------------------------------------------------------
@@ -173,7 +186,8 @@ def run_trace(view: ClusterView, client_ref: str, target_ref: str, *, namespace:
         else:
             answer = tcp_request(client.netns, target.ip, target.port,
                                  http_host=target.host if http else "")
-        flow = _flow_record(view, client, answer) if target.service is not None else None
+        flow = _flow_record(view, client, answer) if target.service is not None or \
+            _redirected(frames["client"], client, answer, target) else None
         time.sleep(SETTLE)
     finally:
         for c in caps.values():
@@ -206,6 +220,15 @@ def _start(ifaces: dict[str, Iface], bpf: str) -> dict[str, _Cap]:
             c.cap.stop()
         raise
     return caps
+
+
+def _redirected(frames: list[Frame], client: PodView, answer: Answer, target: Target) -> bool:
+    """A TCP connection to a pod that never showed on the client's eth0 as sent: a meshed
+    client's in-pod proxy took it (knet/flows/meshtrace.py)."""
+    if target.protocol != "tcp" or not answer.local[1]:
+        return False
+    leg1 = (client.ip, answer.local[1], target.ip, target.port)
+    return not any(dissect(f).conn == leg1 for f in frames)
 
 
 def _flow_record(view: ClusterView, client: PodView, answer: Answer) -> dict[str, object] | None:
@@ -275,6 +298,8 @@ def _assemble(view: ClusterView, client: PodView, target: Target, ifaces: dict[s
     hops: list[Hop] = []
     if target.dns is not None:
         hops.append(Hop("dns", "dns", note=_dns_note(target.dns)))
+    if is_meshed(flow) and flow is not None:
+        return _assemble_mesh(view, client, target, ifaces, decoded, answer, flow, hops)
 
     def add(key: str, conn: Conn | None, label: str = "") -> None:
         if key in ifaces:
@@ -299,6 +324,43 @@ def _assemble(view: ClusterView, client: PodView, target: Target, ifaces: dict[s
         elif target.service is not None:
             add(f"{client.node}:cni0", leg2, f"{client.node} cni0 (to the endpoint)")
         add(f"pod:{backend.key}", leg2, f"{backend.key} eth0 (backend)")
+    trace = Trace(client, target, hops, answer, flow)
+    trace.broken = _broken(trace)
+    return trace
+
+
+def _assemble_mesh(view: ClusterView, client: PodView, target: Target, ifaces: dict[str, Iface],
+                   decoded: dict[str, list[Packet]], answer: Answer, flow: dict[str, object],
+                   hops: list[Hop]) -> Trace:
+    """A meshed client's path: outbound 15001 in its netns, HBONE to the endpoint's 15008."""
+    what = f"svc {target.service.key}:{target.port}" if target.service is not None else \
+        f"pod {target.ip}:{target.port}"
+    hops.append(Hop(f"{client.key} outbound :{OUTBOUND_PORT} (in-pod, {client.node}'s proxy)",
+                    "proxy", note=outbound_note(flow, what)))
+    ep_ip, ep_port = str(flow.get("endpoint_ip") or ""), int(str(flow.get("endpoint_port") or 0))
+    mtls = bool(flow.get("mtls"))
+    backend = view.pods.get(str(flow.get("endpoint_pod") or "")) or target.pod
+    leg = mesh_leg(decoded, client.ip, ep_ip, answer.started_ns, mtls, ep_port) \
+        if ep_ip else None
+    tag = f" (HBONE :{HBONE_PORT}, mTLS)" if mtls else ""
+
+    def add(key: str, label: str = "") -> None:
+        if key in ifaces:
+            hops.append(Hop((label or ifaces[key].label) + tag, "iface", ifaces[key],
+                            _pick(decoded[key], leg)))
+
+    add("client")
+    add(f"{client.node}:cni0")
+    if backend is not None:
+        if backend.node != client.node:
+            add(f"{client.node}:eth0")
+            add(f"{backend.node}:eth0")
+            add(f"{backend.node}:cni0")
+        add(f"pod:{backend.key}", f"{backend.key} eth0 (backend)")
+        if mtls:
+            hops.append(Hop(f"{backend.key} inbound :{HBONE_PORT} ({backend.node}'s proxy)",
+                            "mesh", note=inbound_note(view, backend, leg,
+                                                      answer.started_ns / 1e9 - 1)))
     trace = Trace(client, target, hops, answer, flow)
     trace.broken = _broken(trace)
     return trace

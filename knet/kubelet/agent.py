@@ -25,10 +25,13 @@ from control.clientbase import Client
 from control.errors import NotFound
 from control.informer import Informer
 from knet.dataplane.base import Dataplane, NodeSpec
+from knet.dataplane.overlay import Overlay
 from knet.kubelet import containers as cspec
+from knet.kubelet import resourcemetrics
 from knet.kubelet.auth import KubeletAuth
 from knet.kubelet.context import KubeletOptions, NodeContext
 from knet.kubelet.node import DEFAULT_MAX_PODS, NodeAgent, node_object
+from knet.kubelet.overlaysync import OverlaySync
 from knet.kubelet.pods import PodWorker
 from knet.kubelet.satoken import ApiAccess
 from knet.kubelet.server import create_app
@@ -44,7 +47,8 @@ class Agent:
                  runtime: Runtime, options: KubeletOptions | None = None,
                  agent_port: int | None = None,
                  api_access: ApiAccess | None = None,
-                 max_pods: int = DEFAULT_MAX_PODS, auth: KubeletAuth | None = None) -> None:
+                 max_pods: int = DEFAULT_MAX_PODS, auth: KubeletAuth | None = None,
+                 overlay: Overlay | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.state_dir = state_dir
@@ -57,6 +61,8 @@ class Agent:
         self.max_pods = max_pods
         self.auth = auth or KubeletAuth.for_node(client, spec.name)
         self.workers: dict[str, PodWorker] = {}
+        self.overlay = None if overlay is None else OverlaySync(
+            overlay=overlay, dataplane=dataplane, report=self._record_event)
         self.pods_root = state_dir / "pods" / spec.name
         self._informers: list[Informer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -142,7 +148,13 @@ class Agent:
                     shutil.rmtree(d, ignore_errors=True)
 
     # -- routes to the other nodes -------------------------------------------------------
+    async def _record_event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        await self.events.record(obj, type_, reason, message)  # type: ignore[arg-type]
+
     async def _sync_routes(self) -> None:
+        if self.overlay is not None:        # --backend vxlan: peers through flannel.1
+            await self.overlay.sync(self.nodes.list)
+            return
         peers = []
         for n in self.nodes.list():
             if n["metadata"]["name"] == self.name:
@@ -165,10 +177,13 @@ class Agent:
                            agent_url=f"https://127.0.0.1:{self.port}", netns=self.spec.netns,
                            max_pods=self.max_pods)
         node["metadata"]["annotations"]["knet.io/node-index"] = str(self.spec.index)
+        if self.overlay is not None:
+            node["metadata"]["annotations"].update(await self.overlay.start(info))
         # where the local-path provisioner puts this node's volumes (knet down removes it)
         node["metadata"]["annotations"]["knet.io/local-path-root"] = str(
             (self.state_dir / "volumes" / self.name).resolve())
         app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
+        resourcemetrics.add_routes(app, lambda: self.workers.values(), self.runtime)
         await self._serve(app)
         node_agent = NodeAgent(self.client, node)
         await node_agent.register()

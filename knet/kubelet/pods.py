@@ -168,16 +168,28 @@ class PodWorker:
         await asyncio.gather(*(r.run(adopt=adopt) for r in apps))
         self._mark()
 
+    @property
+    def host_network(self) -> bool:
+        """hostNetwork: the pod runs in its node's netns (knet's node is a netns: its
+        addresses, routes and the proxy's listeners), with the node's IP and name."""
+        return self.pod["spec"].get("hostNetwork") is True
+
     async def _make_sandbox(self) -> None:
-        net = await self.ctx.dataplane.ensure_pod(self.ctx.node_name, self.key)
-        self.pod_ip = net.ip
         spec, meta = self.pod["spec"], self.pod["metadata"]
+        if self.host_network:
+            netns, self.pod_ip = self.ctx.node_netns, self.ctx.host_ip
+        else:
+            net = await self.ctx.dataplane.ensure_pod(self.ctx.node_name, self.key)
+            netns, self.pod_ip = net.netns, net.ip
         nameserver = CLUSTER_DNS_IP
-        if spec.get("dnsPolicy") == "Default":
+        # as the kubelet: ClusterFirst on the host network falls back to the node's resolver
+        if spec.get("dnsPolicy") == "Default" or (
+                self.host_network and spec.get("dnsPolicy", "ClusterFirst") == "ClusterFirst"):
             nameserver = _host_nameserver()
+        hostname = self.ctx.node_name if self.host_network else spec.get("hostname") or None
         self.sandbox = PodSandbox.for_pod(
-            meta["namespace"], meta["name"], netns=net.netns, pod_ip=net.ip, pod_dir=self.dir,
-            hostname=spec.get("hostname") or None, subdomain=spec.get("subdomain") or None,
+            meta["namespace"], meta["name"], netns=netns, pod_ip=self.pod_ip, pod_dir=self.dir,
+            hostname=hostname, subdomain=spec.get("subdomain") or None,
             nameserver=nameserver, share_pid=bool(spec.get("shareProcessNamespace")),
             host_aliases=[(a["ip"], a.get("hostnames") or []) for a in spec.get("hostAliases") or []])
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +254,8 @@ class PodWorker:
             shutil.rmtree(self.dir / made, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.dir.rmdir()
-        await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)
+        if not self.host_network:                     # the node's netns is not the pod's
+            await self.ctx.dataplane.delete_pod(self.ctx.node_name, self.key)
         if self._publisher:
             self._publisher.cancel()
         if self._refresher:

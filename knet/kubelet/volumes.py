@@ -7,6 +7,13 @@ secret, projected, a disk emptyDir). A claim that is not Bound yet raises `Volum
 the pod worker retries it (upstream's "unbound immediate PersistentVolumeClaims" wait). PV
 directories live outside the pod directory, so they survive the pod: a re-created pod on the
 same node finds its data. `unmount_pod_volumes` undoes the tmpfs mounts at teardown.
+
+A hostPath is a path of this machine (knet's nodes share its file system), so the paths no
+container sees (knet's state dir with the cluster's keys and tokens, /root, /home:
+`runtime.rootfs.HIDDEN`) are off limits to it too: a hostPath inside one fails to mount
+(FailedMount, naming the way out), except the node's local-path volume directory. A hostPath
+above one (`/`, as `kubectl debug node/NAME` asks) is mounted with those paths emptied (the
+runtime's plan masks them).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from knet.errors import KnetError
+from knet.runtime.rootfs import DEFAULT_STATE_DIR, HIDDEN
 
 __all__ = ["VolumeNotReady", "downward_files", "host_dir", "prepare_sub_path",
            "unmount_pod_volumes"]
@@ -37,11 +45,41 @@ def _pod_ref(pod: Obj) -> str:
     return f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
 
+def _state_dir(pod_dir: Path) -> Path | None:
+    """The state dir holding this pod's directory (the parent of its `pods/` directory)."""
+    for parent in pod_dir.resolve().parents:
+        if parent.name == "pods":
+            return parent.parent
+    return None
+
+
+def _check_not_hidden(pod: Obj, name: str, path: Path, pod_dir: Path) -> None:
+    real = Path(os.path.realpath(path))
+    state = _state_dir(pod_dir)
+    allowed = [state / "volumes"] if state else []
+    hidden = [Path(p) for p in HIDDEN] + ([state] if state else [])
+    for h in hidden:
+        if (real == h or h in real.parents) and not any(
+                real == a or a in real.parents for a in allowed):
+            what = ("knet's state directory, which holds the cluster's keys and tokens"
+                    if h == state or str(h) == DEFAULT_STATE_DIR else "a host directory "
+                    "knet keeps from every container")
+            raise VolumeNotReady(
+                f"{_pod_ref(pod)}: volume {name!r}: hostPath {str(path)!r} is inside {h}, "
+                f"{what}; no pod may mount it. Use a path outside it, or a "
+                "PersistentVolumeClaim of the `standard` (local-path) StorageClass")
+
+
 async def host_dir(pod: Obj, vol: Obj, pod_dir: Path, *, lookup: Lookup) -> Path | None:
     if "persistentVolumeClaim" in vol:
-        return await _claim_dir(pod, vol, lookup=lookup)
+        path = await _claim_dir(pod, vol, lookup=lookup)
+        _check_not_hidden(pod, str(vol["name"]), path, pod_dir)
+        return path
     if "hostPath" in vol:
-        return _host_path(pod, str(vol["name"]), vol["hostPath"] or {})
+        src = vol["hostPath"] or {}
+        if Path(str(src.get("path") or "")).is_absolute():   # before DirectoryOrCreate makes it
+            _check_not_hidden(pod, str(vol["name"]), Path(src["path"]), pod_dir)
+        return _host_path(pod, str(vol["name"]), src)
     if (vol.get("emptyDir") or {}).get("medium") == "Memory":
         return _tmpfs(pod, pod_dir / "volumes" / vol["name"], vol["emptyDir"].get("sizeLimit"))
     if "downwardAPI" in vol:

@@ -37,7 +37,7 @@ from knet.mesh.types import (
 )
 from knet.mesh.world import World
 
-__all__ = ["CONTROLLER", "GatewayRoutes", "compile_httproutes", "condition"]
+__all__ = ["CONTROLLER", "GatewayRoutes", "RouteCompiler", "compile_httproutes", "condition"]
 
 CONTROLLER = "knet.io/mesh"
 _PATH_KIND = {"Exact": "exact", "PathPrefix": "path-prefix", "RegularExpression": "regex"}
@@ -86,7 +86,10 @@ def _filters(filters: list[HTTPRouteFilter]) -> tuple[HeaderOps, HeaderOps]:
     return req, resp
 
 
-class _Compiler:
+class RouteCompiler:
+    """One HTTPRoute's rules into backends and matches, its problems kept for its status
+    (the mesh's GAMMA routes here, north-south routes in northsouth.py)."""
+
     def __init__(self, world: World, route: HTTPRoute) -> None:
         self.world, self.route = world, route
         self.ns = route.metadata.namespace or "default"
@@ -181,7 +184,7 @@ def compile_httproutes(world: World, routes: list[HTTPRoute]) -> GatewayRoutes:
         ns = route.metadata.namespace or "default"
         name = f"{ns}/{route.metadata.name}"
         age = route.metadata.creation_timestamp or "9999"
-        c = _Compiler(world, route)
+        c = RouteCompiler(world, route)
         compiled = [(ri, mi, m, r) for ri, rule in enumerate(route.spec.rules)
                     for mi, (m, r) in enumerate(c.routes(ri, rule))]
         parents: list[dict[str, object]] = []

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from control.controllers.gateway import CLASS_NAME, CONTROLLER_NAME, attaches
 from control.models.meshgateway import HTTPRoute
-from knet.mesh.gateway import _Compiler, condition
+from knet.mesh.gateway import RouteCompiler, condition
 from knet.mesh.match import gateway_precedence
 from knet.mesh.types import Backend, HeaderMatch, Match, PortRoutes, Route, RouteTable, StringMatch
 from knet.mesh.world import World
@@ -108,7 +108,7 @@ class _Builder:
         md = route.metadata
         ns, name = md.namespace or "default", f"{md.namespace or 'default'}/{md.name}"
         wire = route.to_wire()
-        c = _Compiler(self.world, route)
+        c = RouteCompiler(self.world, route)
         compiled = [(ri, mi, m, r) for ri, rule in enumerate(route.spec.rules)
                     for mi, (m, r) in enumerate(c.routes(ri, rule))]
         parents: list[dict[str, object]] = []

@@ -2,29 +2,29 @@
 Namespaces (the ambient label), PeerAuthentications and AuthorizationPolicies, made into one
 immutable `Security` and swapped in; then the in-pod plumbing is reconciled against it.
 
-Same rhythm as source.py: a change marks the source dirty, a loop every `period` (0.25 s)
-rebuilds and reconciles, so an enrollment or a policy is live within a second. Certificate
+Same rhythm as source.py (watched.WatchedSource): a change marks the source dirty, a loop
+every `period` (0.25 s) rebuilds and reconciles, so an enrollment or a policy is live within a second. Certificate
 renewals (at half life) are checked on the same loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from control.addresses import SERVICE_CIDR
+from control.addresses import POD_CIDR, SERVICE_CIDR
 from control.clientbase import Client, Obj
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
 from knet.dataplane.meshredirect import NftRedirect
 from knet.mesh.certs import ApiSigner, CertSigner
 from knet.mesh.guard import NodeGuard, Security, Workload
 from knet.mesh.table import AMBIENT_LABEL
+from knet.mesh.watched import WatchedSource
 from knet.mesh.ztunnel import InPodMesh, Redirect
-from knet.servicesource import InformerFactory, InformerLike, default_informer_factory
+from knet.servicesource import InformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +57,14 @@ def build_security(pods: dict[str, Obj], namespace_labels: dict[str, dict[str, s
     return Security(by_ip, tuple(peerauths), tuple(policies))
 
 
-class SecuritySource:
+class SecuritySource(WatchedSource):
+    what = "mesh: security reconcile"
+
     def __init__(self, client: Client, *, informer: InformerFactory | None = None,
                  period: float = 0.25) -> None:
-        factory = informer or default_informer_factory()
-        self.period = period
         self.security = Security()
         self.inpod: InPodMesh | None = None
-        self.objects: dict[str, dict[str, Any]] = {r: {} for r in RESOURCES}
-        self.informers: dict[str, InformerLike] = {}
-        for resource in RESOURCES:
-            inf = factory(client, resource)
-            inf.add_handler(on_add=self._put(resource), on_update=lambda o, n, r=resource:
-                            self._put(r)(n), on_delete=self._drop(resource))
-            self.informers[resource] = inf
-        self._dirty = True
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(client, RESOURCES, informer=informer, period=period)
 
     def __repr__(self) -> str:
         return f"<SecuritySource {len(self.security.by_ip)} workloads>"
@@ -118,33 +110,16 @@ class SecuritySource:
         self._dirty = False
         return self.security
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                if self._dirty:
-                    self.rebuild()
-                if self.inpod is not None:
-                    await self.inpod.reconcile()
-            except Exception:  # one bad object or pod must not stop the mesh
-                log.exception("mesh: security reconcile failed; retrying")
-            await asyncio.sleep(self.period)
-
-    def start(self) -> None:
-        for inf in self.informers.values():
-            inf.start()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def wait_synced(self, timeout: float = 30.0) -> None:
-        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers.values()))
+    async def tick(self) -> None:
+        if self._dirty:
+            self.rebuild()
+        if self.inpod is not None:
+            await self.inpod.reconcile()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        await self.stop_watching()
         if self.inpod is not None:
             await self.inpod.stop()
-        await asyncio.gather(*(i.stop() for i in self.informers.values()),
-                             return_exceptions=True)
 
 
 def attach_security(client: Client, proxier: Any, informer: InformerFactory | None = None, *,
@@ -156,5 +131,6 @@ def attach_security(client: Client, proxier: Any, informer: InformerFactory | No
     proxier.ctx.guard = NodeGuard(source.world)
     source.inpod = InPodMesh(proxier, node=node, world=source.world,
                              signer=signer or ApiSigner(client),
-                             redirect=redirect or NftRedirect(SERVICE_CIDR))
+                             redirect=redirect or NftRedirect(SERVICE_CIDR, pod_cidr=POD_CIDR),
+                             pod_cidr=POD_CIDR)
     return source

@@ -11,7 +11,6 @@ costs one rebuild. Objects are parsed once, on their watch event, not on every r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -29,11 +28,12 @@ from knet.mesh.northsouth import NorthSouthListeners, add_north_south
 from knet.mesh.status import publish_status
 from knet.mesh.table import compile_table
 from knet.mesh.types import RouteTable
+from knet.mesh.watched import WatchedSource
 from knet.mesh.world import World
 from knet.proxy.balancer import Clock, SystemClock
 from knet.proxy.config import ServicePort, ServiceTable
 from knet.proxy.tcp import ProxyContext
-from knet.servicesource import InformerFactory, InformerLike, default_informer_factory
+from knet.servicesource import InformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,10 @@ async def relisten(proxier: Relistener, state: MeshState) -> int:
         log.info("mesh: %s %s:%d now goes through the %s path", ln.sp.key, lk[1], lk[2],
                  "L7" if wants_l7(state, ln.sp) else "L4")
         await ln.close()
-    if stale:
+    refusals = getattr(proxier, "refusals", None)  # ports refused for lack of endpoints
+    routed = refusals is not None and any(r.sp.key in state.table.ports
+                                          for r in refusals.refused.values())
+    if stale or routed:  # a routed port is served whatever its own endpoints (proxier.py)
         proxier.on_service_synced()  # a public nudge: reconcile listeners again
     return len(stale)
 
@@ -133,27 +136,21 @@ def _key(obj: Obj) -> str:
     return f"{md.get('namespace') or ''}/{md.get('name') or ''}"
 
 
-class MeshSource:
+class MeshSource(WatchedSource):
+    what = "mesh: rebuilding the route table"
+
     def __init__(self, client: Client, owner: ServiceTableOwner, state: MeshState, *,
                  informer: InformerFactory | None = None, period: float = 0.25,
                  relistener: Relistener | None = None,
                  northsouth: NorthSouthListeners | None = None) -> None:
-        factory = informer or default_informer_factory()
         self.northsouth = northsouth
-        self.owner, self.state, self.period = owner, state, period
+        self.owner, self.state = owner, state
         self.relistener = relistener
         self.client, self.write_status = client, True
         state.refresh = self.refresh_if_stale
-        self.objects: dict[str, dict[str, Any]] = {r: {} for r in MESH_RESOURCES}
-        self.informers: dict[str, InformerLike] = {}
-        for resource in MESH_RESOURCES:
-            inf = factory(client, resource)
-            inf.add_handler(on_add=self._put(resource), on_update=self._update(resource),
-                            on_delete=self._drop(resource))
-            self.informers[resource] = inf
-        self._dirty = True
         self._built_from: ServiceTable | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._written: RouteTable | None = None
+        super().__init__(client, MESH_RESOURCES, informer=informer, period=period)
 
     def __repr__(self) -> str:
         return f"<MeshSource {sum(len(v) for v in self.objects.values())} objects>"
@@ -176,10 +173,6 @@ class MeshSource:
                     self.objects[resource].pop(key, None)
             self._dirty = True
         return on_add
-
-    def _update(self, resource: str) -> Callable[[Obj, Obj], None]:
-        put = self._put(resource)
-        return lambda old, new: put(new)
 
     def _drop(self, resource: str) -> Callable[[Obj], None]:
         def on_delete(obj: Obj) -> None:
@@ -213,41 +206,22 @@ class MeshSource:
         self._built_from, self._dirty = services, False
         return table
 
-    async def _loop(self) -> None:
-        written: RouteTable | None = None
-        while True:
-            try:
-                if self._dirty or self.owner.table is not self._built_from:
-                    self.rebuild()
-                table = self.state.table  # may also be rebuilt by a request (current())
-                if self.relistener is not None:  # cheap: a pass over the listeners
-                    await relisten(self.relistener, self.state)
-                if self.northsouth is not None:
-                    await self.northsouth.reconcile(table)
-                if self.write_status and table is not written:
-                    await publish_status(self.client, table.status, self.objects)
-                    written = table
-            except Exception:  # one bad object must not stop the mesh
-                log.exception("mesh: rebuilding the route table failed; the old one stays")
-                self._dirty = False
-            await asyncio.sleep(self.period)
+    async def tick(self) -> None:
+        if self._dirty or self.owner.table is not self._built_from:
+            self.rebuild()
+        table = self.state.table  # may also be rebuilt by a request (current())
+        if self.relistener is not None:  # cheap: a pass over the listeners
+            await relisten(self.relistener, self.state)
+        if self.northsouth is not None:
+            await self.northsouth.reconcile(table)
+        if self.write_status and table is not self._written:
+            await publish_status(self.client, table.status, self.objects)
+            self._written = table
 
-    def start(self) -> None:
-        for inf in self.informers.values():
-            inf.start()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def wait_synced(self, timeout: float = 30.0) -> None:
-        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers.values()))
+    def failed(self) -> None:
+        self._dirty = False       # the same objects would fail again: wait for a change
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        await self.stop_watching()
         if self.northsouth is not None:
             await self.northsouth.close()
-        infs = list(self.informers.values())
-        results = await asyncio.gather(*(i.stop() for i in infs), return_exceptions=True)
-        for inf, res in zip(infs, results, strict=True):
-            if isinstance(res, BaseException):
-                log.error("mesh: stopping informer %r failed: %s", inf, res)

@@ -17,6 +17,7 @@ from typing import Any
 
 from control.clientbase import Client
 from control.errors import ApiError
+from control.models.conditions import without_transition_times
 from control.models.meta import TopLevel
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,6 @@ log = logging.getLogger(__name__)
 __all__ = ["desired_status", "publish_status"]
 
 _RESOURCE = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices"}
-
-
-def _strip(value: Any) -> Any:
-    """The status without transition times (what two writers may differ in)."""
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k != "lastTransitionTime"}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
 
 
 def _stamp(value: Any, now: str) -> Any:
@@ -63,7 +55,7 @@ async def publish_status(client: Client, status: Mapping[str, list[dict[str, obj
             continue
         want = desired_status(kind, computed)
         have = (obj.model_extra or {}).get("status") or {}
-        if _strip(have) == _strip(want):
+        if without_transition_times(have) == without_transition_times(want):
             continue
         ns, _, name = nsname.partition("/")
         try:

@@ -8,7 +8,7 @@ network) the proxy, from its one event loop, opens sockets inside the pod's netn
   TCP to ClusterIPs there; the connection is served by the same L4/L7 code as the node's
   ClusterIP listener (a per-pod copy of it, `TcpListener`/`HttpListener.protocol()`), with
   the pod's `PodGuard`, so the hop to a meshed endpoint leaves the pod's eth0 in mutual TLS
-  with the pod's own certificate;
+  with the pod's own certificate; its TCP to other pods' IPs likewise (direct.py);
 - inbound 15008: mutual TLS from other pods' proxies (inbound.py).
 
 Key design choice: the proxy holds each local workload's key and certificate (made on the
@@ -29,10 +29,11 @@ from typing import Any, Protocol
 from knet.dataplane import names
 from knet.dataplane.meshredirect import OUTBOUND_PORT
 from knet.mesh.certs import CertSigner, WorkloadCert, issue
+from knet.mesh.direct import DirectPods, MarkedSockets
 from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
 from knet.mesh.inbound import Inbound, PlainInbound, original_dst
 from knet.proxy.http import HttpListener
-from knet.proxy.sockets import SocketMaker, set_rst_on_close
+from knet.proxy.sockets import set_rst_on_close
 from knet.proxy.tcp import ProxyContext, TcpListener
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class _Plumbing:
     def __init__(self, owner: InPodMesh, w: Workload, netns: str) -> None:
         self.owner, self.w, self.netns = owner, w, netns
         self.cert = WorkloadCert(w.key)
-        self.sockets: SocketMaker | None = None
+        self.sockets: MarkedSockets | None = None
+        self.direct: DirectPods | None = None   # pod IP destinations (direct.py)
         self.ctx: ProxyContext | None = None
         self.per_listener: dict[int, tuple[Any, Any]] = {}
         self.servers: list[asyncio.AbstractServer] = []
@@ -74,12 +76,14 @@ class _Plumbing:
     async def start(self) -> None:
         o = self.owner
         await issue(o.signer, self.cert, seconds=o.cert_seconds)
-        self.sockets = SocketMaker(self.netns)
+        self.sockets = MarkedSockets(self.netns)
         base = o.proxier.ctx
         self.ctx = ProxyContext(node=base.node, balancer=base.balancer, ring=base.ring,
                                 sockets=self.sockets, dial_timeouts=base.dial_timeouts,
                                 half_close_timeout=base.half_close_timeout, record=base.record,
                                 mesh=base.mesh, guard=PodGuard(o.world, self.cert))
+        if o.pod_cidr:
+            self.direct = DirectPods(self.ctx, o.world, o.pod_cidr)
         loop = asyncio.get_running_loop()
         inbound = self.sockets.listener("0.0.0.0", HBONE_PORT)
         self.servers.append(await loop.create_server(
@@ -118,6 +122,8 @@ class _Plumbing:
     def _listener(self, ip: str, port: int) -> Any:
         """The per-pod twin of the node's listener for ip:port (None: nothing serves it)."""
         node_ln = self.owner.proxier.listeners.get(("TCP", ip, port))
+        if node_ln is None and self.direct is not None and self.direct.serves(ip):
+            return self.direct.listener(ip, port)
         if node_ln is None or self.ctx is None:
             return None
         got = self.per_listener.get(id(node_ln))
@@ -148,6 +154,8 @@ class _Plumbing:
             server.close()
         for _, ln in self.per_listener.values():
             await ln.close()
+        if self.direct is not None:
+            await self.direct.close()
         if self.lsock is not None:
             self.lsock.close()
         if self.sockets is not None:
@@ -166,7 +174,8 @@ class InPodMesh:
                  signer: CertSigner, redirect: Redirect, cert_seconds: int = 24 * 3600,
                  netns_of: Callable[[str, str], str] = names.pod_netns,
                  gateway_of: Callable[[str], str] = lambda ip: ip.rsplit(".", 1)[0] + ".1",
-                 ) -> None:
+                 pod_cidr: str = "") -> None:
+        self.pod_cidr = pod_cidr      # "": ClusterIP traffic only; else pod IPs too (direct.py)
         self.proxier, self.node, self.world = proxier, node, world
         self.signer, self.redirect, self.cert_seconds = signer, redirect, cert_seconds
         self.netns_of = netns_of

@@ -5,7 +5,11 @@ here) are the seams a watch source (informers) calls with wire-form dicts (core/
 discovery.k8s.io/v1 EndpointSlice). `ConfigTracker` implements both: it keeps the latest
 objects, and once both kinds have synced it folds them into an immutable table of
 `ServicePort`s, coalescing bursts of changes (one rebuild at most every `delay` seconds,
-default 50 ms, so a change is applied within 100 ms).
+default 50 ms, so a change is applied within 100 ms). The table is per node: which
+endpoints a port uses depends on the node (traffic policies, PreferClose: topology.py).
+Services labelled `service.kubernetes.io/service-proxy-name` (another proxy's) or
+`service.kubernetes.io/headless` are left alone, as kube-proxy does. The annotation
+`knet.dev/proxy-algorithm` picks a Service's balancing algorithm (balancer.py).
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from knet.proxy.balancer import DEFAULT_AFFINITY_SECONDS, MAX_AFFINITY_SECONDS, Endpoint
+from knet.proxy.balancer import (
+    ALGORITHMS,
+    DEFAULT_AFFINITY_SECONDS,
+    MAX_AFFINITY_SECONDS,
+    Endpoint,
+)
+from knet.proxy.topology import SERVE, Candidate, select
 from knet.servicesource import EndpointSliceHandler, ServiceHandler
 
 log = logging.getLogger(__name__)
@@ -25,9 +35,15 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 L7_APP_PROTOCOLS = frozenset({"http"})
+SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+ALGORITHM_ANNOTATION = "knet.dev/proxy-algorithm"
 
 __all__ = [
+    "ALGORITHM_ANNOTATION",
+    "HEADLESS_LABEL",
     "SERVICE_NAME_LABEL",
+    "SERVICE_PROXY_NAME_LABEL",
     "ConfigTracker",
     "EndpointSliceHandler",
     "ServiceHandler",
@@ -49,8 +65,13 @@ class ServicePort:
     node_port: int | None = None
     app_protocol: str | None = None
     affinity_seconds: float | None = None  # None: sessionAffinity None
-    endpoints: tuple[Endpoint, ...] = ()
-    scope: str = ""  # "external": the port as NodePort/LB traffic sees it (knet/proxy/external.py)
+    endpoints: tuple[Endpoint, ...] = ()   # what ClusterIP traffic from this node uses
+    algorithm: str | None = None           # the Service's annotation; None: the cluster's
+    verdict: str = SERVE                   # with no endpoints: topology.REJECT or DROP
+    why: str = ""                          # how the endpoints were chosen (topology.py)
+    external: tuple[Endpoint, ...] | None = None  # NodePort/LB traffic's; None: `endpoints`
+    external_verdict: str = SERVE
+    scope: str = ""  # "external": the NodePort side of a port whose two policies differ
 
     @property
     def key(self) -> str:
@@ -65,6 +86,14 @@ class ServicePort:
     @property
     def is_http(self) -> bool:
         return self.protocol == "TCP" and (self.app_protocol or "").lower() in L7_APP_PROTOCOLS
+
+    def external_side(self) -> ServicePort:
+        """The port as NodePort/LoadBalancer traffic sees it (itself unless the two traffic
+        policies differ: then a copy with the external endpoints and its own balancer key)."""
+        if self.external is None:
+            return self
+        return replace(self, endpoints=self.external, verdict=self.external_verdict,
+                       external=None, scope="external")
 
     def listen_shape(self) -> tuple[object, ...]:
         """What decides the listeners (a change here means re-listening)."""
@@ -91,11 +120,11 @@ def _affinity(spec: Obj) -> float | None:
     return float(min(max(int(seconds), 1), MAX_AFFINITY_SECONDS))
 
 
-def _slice_endpoints(slices: list[Obj], port_name: str, protocol: str,
-                     target_port: object) -> list[Endpoint]:
-    """Ready endpoints of one service port: the slice port named like the service port
-    carries the resolved number (a targetPort by name is resolved per pod upstream)."""
-    out: list[Endpoint] = []
+def _slice_candidates(slices: list[Obj], port_name: str, protocol: str,
+                      target_port: object) -> list[Candidate]:
+    """Endpoints of one service port with their conditions: the slice port named like the
+    service port carries the resolved number (a targetPort by name is resolved per pod)."""
+    out: list[Candidate] = []
     for sl in slices:
         if sl.get("addressType", "IPv4") != "IPv4":  # ClusterIPs here are IPv4 only
             continue
@@ -108,21 +137,49 @@ def _slice_endpoints(slices: list[Obj], port_name: str, protocol: str,
         if number is None:
             continue
         for ep in sl.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready") is False:
-                continue
             ref = ep.get("targetRef") or {}
             pod = f"{ref.get('namespace', '')}/{ref['name']}" if ref.get("name") else ""
-            out.extend(Endpoint(addr, number, pod) for addr in ep.get("addresses") or [])
+            cond, node = ep.get("conditions") or {}, ep.get("nodeName") or ""
+            out.extend(Candidate.from_conditions(Endpoint(addr, number, pod), cond, node)
+                       for addr in ep.get("addresses") or [])
     return out
 
 
-def service_ports(service: Obj, slices: list[Obj]) -> list[ServicePort]:
-    """The proxied ports of one Service (none for headless or ExternalName)."""
+def ignored(service: Obj) -> str:
+    """Why kube-proxy leaves this Service alone ("" if it does not)."""
+    labels = (service.get("metadata") or {}).get("labels") or {}
+    if SERVICE_PROXY_NAME_LABEL in labels:
+        return f"label {SERVICE_PROXY_NAME_LABEL}={labels[SERVICE_PROXY_NAME_LABEL]}"
+    if HEADLESS_LABEL in labels:
+        return f"label {HEADLESS_LABEL}"
+    return ""
+
+
+def _algorithm(service: Obj) -> str | None:
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    name = annotations.get(ALGORITHM_ANNOTATION)
+    if name is None:
+        return None
+    if name not in ALGORITHMS:
+        log.warning("service %s: annotation %s=%r is not one of %s; using the cluster's "
+                    "algorithm", _meta_key(service), ALGORITHM_ANNOTATION, name,
+                    ", ".join(ALGORITHMS))
+        return None
+    return str(name)
+
+
+def service_ports(service: Obj, slices: list[Obj], node: str = "") -> list[ServicePort]:
+    """The proxied ports of one Service as seen from `node` (none for headless, ExternalName
+    or a Service kube-proxy ignores)."""
     spec = service.get("spec") or {}
     meta = service.get("metadata") or {}
     cluster_ip = spec.get("clusterIP") or ""
-    if spec.get("type") == "ExternalName" or cluster_ip in ("", "None"):
+    if spec.get("type") == "ExternalName" or cluster_ip in ("", "None") or ignored(service):
         return []
+    itp_local = spec.get("internalTrafficPolicy") == "Local"
+    etp_local = spec.get("externalTrafficPolicy") == "Local"
+    distribution = spec.get("trafficDistribution") or ""
+    algorithm = _algorithm(service)
     with_node_port = spec.get("type") in ("NodePort", "LoadBalancer")
     affinity = _affinity(spec)
     out = []
@@ -134,21 +191,26 @@ def service_ports(service: Obj, slices: list[Obj]) -> list[ServicePort]:
             continue
         name = p.get("name") or ""
         target = p.get("targetPort", p["port"])
-        eps = _slice_endpoints(slices, name, protocol, target)
+        cands = _slice_candidates(slices, name, protocol, target)
+        internal = select(cands, node=node, local=itp_local, distribution=distribution)
+        external = (select(cands, node=node, local=etp_local, distribution=distribution)
+                    if with_node_port and itp_local != etp_local else None)
         out.append(ServicePort(
             namespace=meta.get("namespace") or "default", name=meta.get("name", ""),
             port_name=name, cluster_ip=cluster_ip, port=p["port"], protocol=protocol,
             node_port=p.get("nodePort") if with_node_port else None,
             app_protocol=p.get("appProtocol"), affinity_seconds=affinity,
-            endpoints=tuple(sorted(set(eps), key=Endpoint.sort_key))))
+            endpoints=internal.endpoints, algorithm=algorithm, verdict=internal.verdict,
+            why=internal.why, external=external.endpoints if external else None,
+            external_verdict=external.verdict if external else internal.verdict))
     return out
 
 
-def build_table(services: Mapping[str, Obj],
-                slices_by_service: Mapping[str, list[Obj]]) -> ServiceTable:
+def build_table(services: Mapping[str, Obj], slices_by_service: Mapping[str, list[Obj]],
+                node: str = "") -> ServiceTable:
     table: dict[str, ServicePort] = {}
     for key in sorted(services):
-        for sp in service_ports(services[key], slices_by_service.get(key, [])):
+        for sp in service_ports(services[key], slices_by_service.get(key, []), node):
             table[sp.key] = sp
     return MappingProxyType(table)
 
@@ -160,8 +222,9 @@ class ConfigTracker:
     """Both handler protocols: keeps the latest objects, calls `apply(table)` (serialized)
     once both kinds have synced and after every burst of changes."""
 
-    def __init__(self, *, apply: ApplyFn, delay: float = 0.05) -> None:
+    def __init__(self, *, apply: ApplyFn, delay: float = 0.05, node: str = "") -> None:
         self._apply_fn = apply
+        self._node = node
         self._delay = delay
         self._services: dict[str, Obj] = {}
         self._slices: dict[str, Obj] = {}  # slice key -> slice
@@ -226,7 +289,7 @@ class ConfigTracker:
                 if svc:
                     ns = (sl.get("metadata") or {}).get("namespace") or "default"
                     by_service.setdefault(f"{ns}/{svc}", []).append(sl)
-            self.table = build_table(self._services, by_service)
+            self.table = build_table(self._services, by_service, self._node)
             try:
                 await self._apply_fn(self.table)
             except Exception:  # the tracker must outlive one bad apply

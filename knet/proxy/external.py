@@ -3,9 +3,8 @@
 
 `ExternalView.update(services, slices)` reads the wire objects the proxier keeps and answers
 the proxier's questions for this node:
-- `side(sp)`: the port as external traffic sees it. With `externalTrafficPolicy: Local` only
-  this node's ready endpoints (the EndpointSlices' nodeName), under its own balancer key
-  (`...@external`); with Cluster the port itself (any endpoint, like kube-proxy's masquerade).
+- (which endpoints external traffic uses, externalTrafficPolicy, is `ServicePort.external_side()`,
+  topology.py's choice)
 - `addresses(sp)`: where external traffic for the port arrives here: every node IP on its
   nodePort, every LoadBalancer address (`status.loadBalancer.ingress`: on every node, so pods
   anywhere reach it locally as kube-proxy short-circuits them) and the Service's externalIPs
@@ -21,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from control.models.lbvalidation import needs_health_check, source_ranges
@@ -120,14 +119,6 @@ class ExternalView:
     def update(self, services: Mapping[str, Obj], slices: Iterable[Obj]) -> None:
         self.by_service = {k: e for k, svc in services.items() if (e := external_of(svc))}
         self.local = _local_ips(slices, self.node)
-
-    def side(self, sp: ServicePort) -> ServicePort:
-        ext = self.by_service.get(sp.service)
-        if ext is None or not ext.local:
-            return sp
-        local = self.local.get(sp.service, set())
-        return replace(sp, endpoints=tuple(e for e in sp.endpoints if e.ip in local),
-                       scope="external")
 
     def addresses(self, sp: ServicePort) -> list[tuple[str, int]]:
         out = [(ip, sp.node_port) for ip in self.node_ips] if sp.node_port else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from knet.proxy.external import ExternalView
@@ -49,8 +50,13 @@ class ExternalSync:
     def __repr__(self) -> str:
         return f"<ExternalSync {len(self.filters)} filtered, {len(self.announced or {})} announced>"
 
-    async def sync(self, listeners: Mapping[ListenKey, object]) -> None:
-        self._filters(listeners)
+    async def sync(self, listeners: Mapping[ListenKey, object],
+                   dropping: AbstractSet[ListenKey] = frozenset()) -> None:
+        """`dropping`: listeners carrying the proxier's drop-all filter (refusals.py): left
+        to it; their source-range filter is put back once it is taken off."""
+        self._filters({lk: ln for lk, ln in listeners.items() if lk not in dropping})
+        for lk in dropping:
+            self.filters.pop(lk, None)
         await self.health.update(self.view.health())
         await self._announce(self.view.announced())
 

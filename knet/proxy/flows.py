@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 FORWARDED, REFUSED, ERROR, TIMEOUT = "FORWARDED", "REFUSED", "ERROR", "TIMEOUT"
 REJECTED = "REJECTED"  # the L7 path refused a malformed request (nothing forwarded)
+DROPPED = "DROPPED"    # a Local traffic policy with no endpoint on this node (kube-proxy DROP)
 PodResolver = Callable[[str], "str | None"]
 
 __all__ = [
+    "DROPPED",
     "ERROR",
     "FORWARDED",
     "REFUSED",
@@ -56,11 +58,12 @@ class FlowRecord:
     endpoint_ip: str = ""
     endpoint_port: int = 0
     endpoint_pod: str = ""
-    reason: str = ""            # rr#N | affinity-hit | affinity-expired | retry
+    reason: str = ""            # rr#N | random i/n | lc N active | sh bucket B | affinity-hit
+                                # | affinity-expired | retry | reject IP:PORT | drop IP:PORT
     bytes_sent: int = 0         # client -> endpoint
     bytes_received: int = 0     # endpoint -> client
     duration: float = 0.0       # seconds
-    verdict: str = FORWARDED    # FORWARDED | REFUSED | REJECTED | ERROR | TIMEOUT
+    verdict: str = FORWARDED    # FORWARDED | REFUSED | DROPPED | REJECTED | ERROR | TIMEOUT
     error: str = ""
     method: str = ""
     path: str = ""
@@ -84,6 +87,11 @@ class FlowRecord:
     destination_identity: str = ""
     authz: str = ""
     authz_policy: str = ""
+    algorithm: str = ""         # the balancing algorithm that picked the endpoint (balancer.py)
+    # NetworkPolicy drops (knet/policy/enforcer.py, verdict DROPPED): the pod whose ingress or
+    # egress was denied and the policies isolating it
+    netpol_pod: str = ""
+    netpol_policies: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -424,6 +424,8 @@ class _Client(asyncio.Protocol):
         self.ln.waiting.pop(self, None)
         if req is not None and req.mx is not None:
             req.mx.release()
+        elif req is not None and req.pick is not None:
+            self.ln.ctx.balancer.release(self.ln.sp.key, req.pick.endpoint)
         if req is not None:
             req.rec.duration = time.monotonic() - req.start
             self.ln.ctx.emit(req.rec)
@@ -440,6 +442,7 @@ class _Client(asyncio.Protocol):
 def _fill(rec: FlowRecord, pick: Pick) -> None:
     rec.endpoint_ip, rec.endpoint_port = pick.endpoint.ip, pick.endpoint.port
     rec.endpoint_pod, rec.reason = pick.endpoint.pod, pick.reason
+    rec.algorithm = pick.algorithm
 
 
 def _reason(status: int) -> bytes:

@@ -37,13 +37,14 @@ class SocketMaker:
     def __repr__(self) -> str:
         return f"<SocketMaker netns={self.netns or '(own)'}>"
 
-    def new(self, kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET) -> socket.socket:
+    def new(self, kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET, *,
+            proto: int = 0) -> socket.socket:
         if self._target < 0:
-            sock = socket.socket(family, kind)
+            sock = socket.socket(family, kind, proto)
         else:
             nsutil.setns(self._target, nsutil.CLONE_NEWNET)
             try:
-                sock = socket.socket(family, kind)
+                sock = socket.socket(family, kind, proto)
             finally:
                 nsutil.setns(self._own, nsutil.CLONE_NEWNET)
         sock.setblocking(False)

@@ -3,8 +3,9 @@
 Built on `asyncio.Protocol` transports (no streams): each side's `data_received` writes
 straight into the other side's transport, and write-buffer back-pressure pauses reading on
 the opposite side. Half-close is passed through (EOF one way, data still flows the other).
-No ready endpoint: the accepted connection is reset at once (SO_LINGER 0) and a REFUSED
-flow recorded. Dials go through `dial()`: a new pick from the balancer after each failure,
+No endpoint: the proxier does not listen at all (the kernel refuses, refusals.py); one
+accepted in the moment endpoints go is reset at once (SO_LINGER 0) and a REFUSED flow
+recorded. Dials go through `dial()`: a new pick from the balancer after each failure,
 up to 4 tries with per-try timeouts of 250 ms doubling (kube-proxy's EndpointDialTimeouts).
 """
 
@@ -97,6 +98,7 @@ def new_record(ctx: ProxyContext, sp: ServicePort, protocol: str,
 def _fill(rec: FlowRecord, pick: Pick, retries: int) -> None:
     rec.endpoint_ip, rec.endpoint_port = pick.endpoint.ip, pick.endpoint.port
     rec.endpoint_pod, rec.reason, rec.retries = pick.endpoint.pod, pick.reason, retries
+    rec.algorithm = pick.algorithm
 
 
 class _Upstream(asyncio.Protocol):
@@ -141,6 +143,7 @@ class _Conn(asyncio.Protocol):
         self.early: list[bytes] = []
         self.verdict = FORWARDED
         self.done = False
+        self.pick: Pick | None = None  # released to the balancer when the connection ends
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.down = transport  # type: ignore[assignment]
@@ -157,6 +160,7 @@ class _Conn(asyncio.Protocol):
         except NoEndpoints:
             self._reset(REFUSED, "no ready endpoints")
             return
+        self.pick = pick
         self.down.pause_reading()
         ln.track(asyncio.get_running_loop().create_task(self._connect(pick)))
 
@@ -168,9 +172,11 @@ class _Conn(asyncio.Protocol):
         except (DialFailed, NoEndpoints) as exc:
             if isinstance(exc, DialFailed):
                 _fill(self.rec, exc.pick, exc.tries - 1)
+                self.pick = exc.pick
             self._reset(ERROR, str(exc))
             return
         _fill(self.rec, pick, retries)
+        self.pick = pick
         if self.done:
             sock.close()
             return
@@ -272,6 +278,8 @@ class _Conn(asyncio.Protocol):
         if self.done:
             return
         self.done = True
+        if self.pick is not None:
+            self.listener.ctx.balancer.release(self.listener.sp.key, self.pick.endpoint)
         rec = self.rec
         if rec is not None:
             rec.bytes_sent, rec.bytes_received = self.sent, self.received

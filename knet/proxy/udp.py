@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 
-from knet.proxy.balancer import NoEndpoints, Pick
+from knet.proxy.balancer import Endpoint, NoEndpoints, Pick
 from knet.proxy.config import ServicePort
 from knet.proxy.flows import ERROR, FORWARDED, REFUSED, FlowRecord
 from knet.proxy.tcp import ProxyContext, new_record
@@ -133,6 +133,7 @@ class UdpListener:
             sock.connect((pick.endpoint.ip, pick.endpoint.port))
         except OSError as exc:
             sock.close()
+            self.ctx.balancer.release(self.sp.key, pick.endpoint)
             rec.verdict, rec.error = ERROR, f"{pick.endpoint.addr}: {exc}"
             self._fill(rec, pick)
             self.ctx.emit(rec)
@@ -150,12 +151,15 @@ class UdpListener:
     def _fill(rec: FlowRecord, pick: Pick) -> None:
         rec.endpoint_ip, rec.endpoint_port = pick.endpoint.ip, pick.endpoint.port
         rec.endpoint_pod, rec.reason = pick.endpoint.pod, pick.reason
+        rec.algorithm = pick.algorithm
 
     def end(self, flow: _Flow) -> None:
         if self.flows.get(flow.client) is not flow:
             return
         del self.flows[flow.client]
         flow.close()
+        self.ctx.balancer.release(self.sp.key, Endpoint(flow.rec.endpoint_ip,
+                                                        flow.rec.endpoint_port))
         rec = flow.rec
         rec.bytes_sent, rec.bytes_received = flow.sent, flow.received
         rec.duration, rec.verdict = flow.last - flow.start, flow.verdict

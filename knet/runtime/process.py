@@ -41,7 +41,6 @@ and the hops through the init.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import marshal
 import os
@@ -51,11 +50,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import knet
 from knet.errors import RuntimeError_
-from knet.runtime import caps, cgroups, console, layout, records, rootfs
+from knet.runtime import cgroups, console, layout, records
 from knet.runtime.base import (
-    DEFAULT_PATH,
     Attachment,
     ContainerExit,
     ContainerHandle,
@@ -73,10 +70,10 @@ from knet.runtime.podfiles import (
     prepare_pod_dir,
     remove_pod_files,
 )
+from knet.runtime.shimspec import PAUSE, ShimSpecs
 from knet.runtime.watch import pid_exited, pipe_closed, read_pipe
 
 log = logging.getLogger(__name__)
-PAUSE = ".pause"  # the holder of a shared PID namespace: not a valid container name
 
 
 class ProcessRuntime:
@@ -96,13 +93,10 @@ class ProcessRuntime:
         self._start_timeout = start_timeout
         self._namespaces = namespaces
         self._watchers: dict[str, asyncio.Task[int]] = {}
-        self._hidden = list(hidden)
         self._cgroups = cgroup_mounts or (cgroups.Cgroups.detect() if namespaces
                                           else cgroups.Cgroups(0, {}))
-        # what built-in images and `command: python3` need even when it lives under /root
-        self._needed = sorted({str(Path(knet.__file__).resolve().parents[1]), sys.prefix,
-                               sys.base_prefix, os.path.dirname(os.path.realpath(python))})
-        self._cap_last = _cap_last()
+        self._specs = ShimSpecs(namespaces=namespaces, log_max_bytes=log_max_bytes,
+                                hidden=list(hidden), cgroups=self._cgroups, python=python)
         self._pod_locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
@@ -162,8 +156,7 @@ class ProcessRuntime:
             self.cleanup_instance(layout.instance(sandbox.pod_dir, spec.name, n))
         layout.prune(sandbox.pod_dir, spec.name, keep_from=attempt - 1)
         inst = layout.instance(sandbox.pod_dir, spec.name, attempt)
-        shim_spec = self._shim_spec(sandbox, spec, inst)
-        shim_spec.update(self._isolation(sandbox, spec, inst, pidns=pidns))
+        shim_spec = self._specs.build(sandbox, spec, inst, pidns=pidns)
         records.mark("agent spec+cgroups made")
         r = self._spawn_shim(shim_spec, inst)
         records.mark("agent launched")
@@ -217,53 +210,6 @@ class ProcessRuntime:
         with open(inst.spec, "wb") as f:
             marshal.dump(shim_spec, f)
         return self._launcher.launch(inst.spec)
-
-    def _shim_spec(self, sandbox: PodSandbox, spec: ContainerSpec,
-                   inst: layout.Instance) -> dict[str, object]:
-        env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root", **spec.env}
-        return {"key": sandbox.key, "name": spec.name, "namespaces": self._namespaces,
-                "netns": sandbox.netns,
-                "hostname": sandbox.hostname, "resolv": str(sandbox.pod_dir / "resolv.conf"),
-                "hosts": str(sandbox.pod_dir / "hosts"),
-                "hostname_file": str(sandbox.pod_dir / "hostname"), "argv": list(spec.argv),
-                "env": env, "uid": -1 if spec.run_as_user is None else spec.run_as_user,
-                "gid": -1 if spec.run_as_group is None else spec.run_as_group,
-                "workdir": spec.workdir or "",
-                "mounts": [(m.host_path, m.container_path, m.read_only) for m in spec.mounts],
-                "state": str(inst.state), "exit": str(inst.exit), "log": str(inst.log),
-                "log_max_bytes": self._log_max_bytes, "stdin": spec.stdin,
-                "stdin_once": spec.stdin_once, "tty": spec.tty}
-
-    def _isolation(self, sandbox: PodSandbox, spec: ContainerSpec, inst: layout.Instance, *,
-                   pidns: str) -> dict[str, object]:
-        """The shim spec's namespaces, root file system, cgroups and capabilities."""
-        if not self._namespaces:
-            return {}
-
-        def fail(msg: str) -> ContainerStartError:
-            return ContainerStartError(f"pod {sandbox.key}: container {spec.name!r}: {msg}",
-                                       reason="CreateContainerError")
-
-        try:
-            keep = None if spec.privileged else caps.bounding_set(add=spec.cap_add,
-                                                                  drop=spec.cap_drop)
-        except caps.UnknownCapability as exc:
-            raise fail(str(exc)) from None
-        root = rootfs.instance_root(inst.log)
-        plan = rootfs.plan(sandbox, spec, root=root, needed=self._needed,
-                           hidden=rootfs.hidden_paths(sandbox, self._hidden))
-        dirs: list[str] = []
-        if spec.name != PAUSE:
-            leaf = hashlib.sha1(str(sandbox.pod_dir).encode()).hexdigest()[:12]
-            try:
-                dirs = self._cgroups.create(f"{leaf}-{spec.name}-{inst.attempt}",
-                                            memory=spec.memory_limit,
-                                            cpu_millis=spec.cpu_limit_millis)
-            except OSError as exc:
-                raise fail(f"cannot set up its cgroups: {exc}") from None
-        return {"pid_ns": True, "pidns": pidns, "pid_init": not pidns and spec.name != PAUSE,
-                "ipcns": str(sandbox.pod_dir / "ipc"), "plan": plan, "rootfs": str(root),
-                "cgroups": dirs, "caps": keep, "cap_last": self._cap_last}
 
     def _handle(self, sandbox: PodSandbox, name: str,
                 inst: layout.Instance) -> ContainerHandle | None:
@@ -478,11 +424,3 @@ class ProcessRuntime:
 def _reported(status: bytearray) -> bool:
     """The shim's status so far holds its start result (a whole `ok` or `err` line)."""
     return any(line.startswith((b"ok\t", b"err\t")) for line in status.split(b"\n")[:-1])
-
-
-def _cap_last() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return len(caps.NAMES) - 1

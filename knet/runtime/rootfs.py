@@ -110,6 +110,22 @@ def _proc(privileged: bool) -> list[Step]:
     return steps
 
 
+def _volume(host: str, path: str, read_only: bool, hidden: Sequence[str]) -> list[Step]:
+    """A volume's bind mount. One whose host dir holds a hidden path (a hostPath `/`, as
+    `kubectl debug node/NAME` mounts at /host) is bound without the mounts below it (no host
+    /proc, /run/netns, tmpfs state dir) and with each hidden path under it emptied."""
+    make = "d" if os.path.isdir(host) else "f"
+    host = os.path.normpath(host)
+    inner = [h for h in hidden if h != host and _under(h, [host])]
+    if not inner:
+        return _bind(host, path, read_only=read_only, make=make)
+    steps: list[Step] = [("mount", host, path, "", MS_BIND, "", make)]
+    for h in inner:
+        rel = os.path.relpath(h, host)
+        steps.append(("mask", os.path.join(path, rel), 0, "755"))
+    return steps + ([("ro", path)] if read_only else [])
+
+
 def keep_visible(hidden: Sequence[str], needed: Sequence[str]) -> list[str]:
     """Of the host paths containers need (knet's code, the interpreter), those a hidden
     path would cover: they are bind-mounted back, read-only."""
@@ -140,9 +156,7 @@ def plan(sandbox: PodSandbox, spec: ContainerSpec, *, root: Path, hidden: Sequen
     for name in ("resolv.conf", "hosts", "hostname"):
         steps += _bind(str(pod / name), f"/etc/{name}", read_only=False, make="f")
     for m in spec.mounts:
-        make = "d" if os.path.isdir(m.host_path) else "f"
-        steps += _bind(m.host_path, os.path.normpath(m.container_path), read_only=m.read_only,
-                       make=make)
+        steps += _volume(m.host_path, os.path.normpath(m.container_path), m.read_only, hidden)
     if spec.read_only_root:
         steps.append(("ro", "/"))
     return [*steps, ("pivot", merged)]

@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the API server's address as pods reach it (default 172.18.0.1)")
     p.add_argument("--max-pods", type=int, default=None,
                    help="pods this node accepts (default 250; Kubernetes' default is 110)")
+    p.add_argument("--backend", choices=["host-gw", "vxlan"], default="host-gw",
+                   help="how pods reach other nodes: host-gw routes (default) or Flannel's "
+                   "VXLAN overlay (flannel.1, VNI 1, UDP 8472, pod MTU 1450)")
+    p.add_argument("--cni", choices=["builtin", "reference"], default="builtin",
+                   help="who wires pods: knet's built-in plugin (default) or the reference "
+                   "CNI plugins (bridge, host-local, portmap, loopback)")
     p.set_defaults(func=_run)
 
 
@@ -52,8 +58,11 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     from control.client import HttpClient
+    from knet.cni.runtime import cni_dataplane
     from knet.dataplane.base import NodeSpec
     from knet.dataplane.netlink import NetlinkDataplane
+    from knet.dataplane.overlay import VXLAN_MTU
+    from knet.dataplane.vxlan import VxlanOverlay
     from knet.kubelet.agent import Agent
     from knet.runtime.process import ProcessRuntime
 
@@ -62,9 +71,14 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = HttpClient.from_kubeconfig(args.kubeconfig)
-    spec = NodeSpec.default(args.index, name=args.node)
+    vxlan = args.backend == "vxlan"
+    spec = NodeSpec.default(args.index, name=args.node, mtu=VXLAN_MTU if vxlan else 1500)
+    overlay = VxlanOverlay() if vxlan else None
     agent = Agent(spec=spec, state_dir=args.state_dir, client=client,
-                  dataplane=NetlinkDataplane(args.state_dir / "dataplane"),
+                  dataplane=cni_dataplane(NetlinkDataplane(args.state_dir / "dataplane"),
+                                          mode=args.cni, node=spec,
+                                          state_dir=args.state_dir),
+                  overlay=overlay,
                   runtime=ProcessRuntime(), agent_port=args.port,
                   api_access=api_access(args.kubeconfig, args.api_host),
                   **({"max_pods": args.max_pods} if args.max_pods else {}))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from knet.cluster.state import DEFAULT_STATE_DIR, ClusterRecord
 from knet.errors import KnetError
+from knet.proxy.balancer import ALGORITHMS
 
 
 def _state_arg(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--backend", choices=["host-gw", "vxlan"], default=None,
+                   help="cross-node pod traffic: host-gw routes (default) or a Flannel-style "
+                   "VXLAN overlay (flannel.1, VNI 1, UDP 8472, pod MTU 1450)")
+    p.add_argument("--cni", choices=["builtin", "reference"], default=None,
+                   help="pod wiring through a CNI conflist in STATE/cni/NODE: knet's built-in "
+                   "plugin (default) or the reference plugins (bridge, host-local, portmap, "
+                   "loopback from /usr/lib/cni); each call is logged in STATE/cni/NODE/cni.log")
+    p.add_argument("--proxy-algorithm", default=None,
+                   choices=ALGORITHMS,
+                   help="how each node's proxy balances a Service's connections (default "
+                   "round-robin; a Service's annotation knet.dev/proxy-algorithm wins)")
     p.add_argument("--lb-pool", default=None, metavar="CIDR",
                    help="addresses for type: LoadBalancer Services, inside the underlay "
                    "(default 172.18.255.0/24)")
@@ -50,7 +62,8 @@ def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   timeout=args.timeout, lb_pool=args.lb_pool,
+                                   timeout=args.timeout, backend=args.backend, cni=args.cni,
+                                   proxy_algorithm=args.proxy_algorithm, lb_pool=args.lb_pool,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:
@@ -94,7 +107,8 @@ def _status(args: argparse.Namespace) -> int:
     if "processes" not in st:
         print(f"no cluster in {args.state_dir}; start one with 'knet up'")
         return 1
-    print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}")
+    print(f"API server {st['server']}   kubeconfig {st['kubeconfig']}   backend "
+          f"{st['backend']}, cni {st['cni']}")
     for role, p in st["processes"].items():
         pid = "-" if p["pid"] is None else p["pid"]
         print(f"  {role:<18} pid {pid:<8} {'running' if p['alive'] else 'DEAD':<8} {p['what']}")

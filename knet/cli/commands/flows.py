@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        ("--service", "through this service (NAME or NS/NAME)"),
                        ("--namespace", "a pod or service in this namespace"),
                        ("--node", "recorded on this node"),
-                       ("--verdict", "FORWARDED, REFUSED, REJECTED, ERROR, TIMEOUT (DNS: NOERROR, NXDOMAIN...)"),
+                       ("--verdict", "FORWARDED, REFUSED, DROPPED (kube-proxy's DROP; NetworkPolicy), REJECTED, ERROR, TIMEOUT (DNS: NOERROR, NXDOMAIN...)"),
                        ("--protocol", "tcp, udp, http or dns")):
         p.add_argument(flag, default="", help=what)
     p.add_argument("--since", default="", help="an age (30s, 5m, 2h) or epoch seconds")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knet.errors import UsageError
+from knet.proxy.balancer import ALGORITHMS
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-addresses", action="store_true",
                    help="do not add ClusterIPs to the node (they are already there)")
     p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
+    p.add_argument("--algorithm", default="round-robin",
+                   choices=ALGORITHMS,
+                   help="balancing algorithm for Services without the annotation "
+                   "knet.dev/proxy-algorithm")
     p.add_argument("--http-retries", type=int, default=2)
     p.add_argument("--http-timeout", type=float, default=15.0, metavar="SECONDS")
     p.add_argument("--flows-port", type=int, default=0,
@@ -56,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--metrics-port", type=int, default=10249,
                    help="serve GET /metrics on the first --node-ip:PORT in the node's netns "
                    "(kube-proxy's metrics port; 0: off)")
+    p.add_argument("--no-netpol", action="store_true",
+                   help="do not enforce NetworkPolicies in the node's netns (knet/policy)")
     p.set_defaults(func=_run)
 
 
@@ -100,7 +107,13 @@ async def _main(args: argparse.Namespace) -> int:
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
         dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
-        http_retries=args.http_retries, http_timeout=args.http_timeout, routes=routes)
+        http_retries=args.http_retries, http_timeout=args.http_timeout,
+        algorithm=args.algorithm, routes=routes)
+    netpol = None
+    if not args.no_netpol:   # NetworkPolicy: its own loop in this process (knet/policy/enforcer.py)
+        from knet.policy.enforcer import start_enforcer
+        netpol = await start_enforcer(client, node=args.node, netns=netns,  # type: ignore[arg-type]
+                                      record=ring.record)
     try:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
@@ -116,6 +129,8 @@ async def _main(args: argparse.Namespace) -> int:
         metrics = await _serve_metrics(proxy, args)
         await stop.wait()
     finally:
+        if netpol is not None:
+            await netpol.stop()
         await proxy.stop()
         if runner is not None:
             await runner.cleanup()

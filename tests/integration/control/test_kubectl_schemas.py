@@ -4,6 +4,8 @@ about (`--validate=warn`) or dropped (`--validate=false`), in kube-apiserver's w
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 from test_kubectl import Kubectl, kubectl, server  # noqa: F401 - fixtures
@@ -169,3 +171,35 @@ def test_custom_kind_scale_and_versions(kubectl: Kubectl) -> None:  # noqa: F811
     assert beta["apiVersion"] == "stable.example.com/v1beta1"
     assert beta["spec"]["replicas"] == 5
     kubectl("delete", "crd", "scaletabs.stable.example.com")
+
+
+def test_watching_a_custom_kind_prints_its_printer_columns(kubectl: Kubectl) -> None:  # noqa: F811
+    """`kubectl get crontabs -w`: the header of the CRD's additionalPrinterColumns once, then
+    one row per change (the watch serves one-row Tables with the same columns)."""
+    watched = CRD.replace("crontabs", "watchtabs").replace("crontab", "watchtab").replace(
+        "CronTab", "WatchTab").replace("- ct\n", "- wt\n")
+    kubectl("apply", "-f", "-", input=watched)
+    kubectl("wait", "--for=condition=Established", "--timeout=10s",
+            "crd/watchtabs.stable.example.com")
+    first = CRONTAB.replace("CronTab", "WatchTab").replace("someRandomField: 42", "replicas: 2")
+    kubectl("apply", "-f", "-", input=first)
+    watcher = subprocess.Popen(kubectl.base + ["get", "watchtabs", "-w", "--request-timeout",
+                                               "5s"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        kubectl("apply", "-f", "-", input=first.replace("my-new-cron-object", "second"))
+        kubectl("patch", "watchtab", "my-new-cron-object", "--type=merge",
+                "-p", '{"spec":{"replicas":3}}')
+        out, err = watcher.communicate(timeout=15)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "SPEC", "REPLICAS", "AGE"], (out, err)
+    assert lines.count(lines[0]) == 1                       # the header printed once
+    rows = [line.split() for line in lines[1:]]
+    assert rows[0][0] == "my-new-cron-object" and rows[0][6] == "2", rows
+    assert any(r[0] == "second" for r in rows)
+    assert ["my-new-cron-object", "3"] in [[r[0], r[6]] for r in rows], rows
+    kubectl("delete", "crd", "watchtabs.stable.example.com")

@@ -137,3 +137,26 @@ async def test_other_scheduler_name_is_ignored(harness: ControllerHarness) -> No
     await c.create("pods", pod("ours"))
     assert await harness.eventually(lambda: _on(harness, "ours", "node-1"))
     assert await node_of(harness, "mine") is None
+
+
+async def test_host_ports_in_use_keep_a_pod_off_the_node(harness: ControllerHarness) -> None:
+    """kube-scheduler's NodePorts filter: two hostNetwork pods wanting TCP 8080 never share
+    a node; the second waits with upstream's reason until the first is gone."""
+    c, clock = harness.client, harness.clock
+    await add_node(c, clock, "node-1")
+    await harness.start("scheduler")
+    ports = [{"name": "c", "image": "x", "ports": [{"containerPort": 8080}]}]
+    await c.create("pods", pod("a", hostNetwork=True, containers=ports))
+    assert await harness.eventually(lambda: _on(harness, "a", "node-1"))
+    await c.create("pods", pod("b", hostNetwork=True, containers=ports))
+
+    async def message():
+        p = await c.get("pods", "b", namespace="default")
+        conds = [x for x in p["status"].get("conditions") or [] if x["type"] == "PodScheduled"]
+        return conds[0]["message"] if conds else None
+    msg = await harness.eventually(message)
+    assert msg == ("0/1 nodes are available: 1 node(s) didn't have free ports for the "
+                   "requested pod ports.")
+    await c.delete("pods", "a", namespace="default", grace_period=0)
+    assert await harness.eventually(lambda: _on(harness, "b", "node-1"),
+                                    what="b bound once a is gone")

@@ -96,6 +96,35 @@ class Cluster:
             return ready if len(ready) == n == len(live) else None
         return self.wait(f"{n} ready pods with {selector}", cond, timeout)
 
+    def in_terminal(self, args: str, line: bytes, timeout: float = 60) -> str:
+        """Run `kubectl ARGS` from a real terminal (util-linux `script` gives kubectl a pty);
+        at the shell's prompt type `line`; everything kubectl printed."""
+        kubectl = (f"kubectl --kubeconfig {self.kubeconfig} --cache-dir {self.cache_dir} "
+                   + args)
+        proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        assert proc.stdin is not None and proc.stdout is not None
+        out = b""
+        try:
+            os.set_blocking(proc.stdout.fileno(), False)
+            deadline = time.monotonic() + timeout
+            sent = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.3)
+                out += proc.stdout.read() or b""
+                if not sent and (b"#" in out or b"command prompt" in out):
+                    time.sleep(1)
+                    proc.stdin.write(line)
+                    proc.stdin.flush()
+                    sent = True
+            proc.wait(timeout=30)
+            out += proc.stdout.read() or b""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return out.decode(errors="replace").replace("\r", "")
+
     def exec(self, pod: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.kubectl("exec", pod, "--", *cmd, check=check)
 

@@ -5,10 +5,6 @@ bad input: a pod that is gone (the 404 names it, through the official Python cli
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-
 import pytest
 from conftest import Cluster
 
@@ -51,31 +47,9 @@ def test_debug_with_target_sees_the_targets_processes(cluster: Cluster, app: str
 def test_debug_it_with_a_terminal(cluster: Cluster, app: str) -> None:
     """The task's own command, `kubectl debug -it POD --image=busybox --target=C -- sh`, from a
     real terminal (util-linux `script` gives kubectl a pty): a prompt, ps, exit."""
-    kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
-               f"debug -it {app} --image=busybox --target=main -c dbgtty -- sh")
-    proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdin is not None and proc.stdout is not None
-    out = b""
-    try:
-        os.set_blocking(proc.stdout.fileno(), False)
-        deadline = time.monotonic() + 60
-        sent = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-            out += proc.stdout.read() or b""
-            if not sent and (b"#" in out or b"command prompt" in out):
-                time.sleep(1)
-                # -e: procps' ps lists only the processes of its own terminal without it
-                proc.stdin.write(b"ps -e -o pid,args; echo processes listed; exit\r")
-                proc.stdin.flush()
-                sent = True
-        proc.wait(timeout=30)
-        out += proc.stdout.read() or b""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = out.decode(errors="replace").replace("\r", "")
+    # -e: procps' ps lists only the processes of its own terminal without it
+    text = cluster.in_terminal(f"debug -it {app} --image=busybox --target=main -c dbgtty -- sh",
+                               b"ps -e -o pid,args; echo processes listed; exit\r")
     assert "processes listed" in text, text
     assert "sleep 3601" in text, text      # the target's process, seen from the debugger
 
@@ -111,12 +85,17 @@ def test_an_ephemeral_container_for_a_pod_that_is_gone(cluster: Cluster) -> None
 
 def test_debug_node_runs_a_pod_on_that_node(cluster: Cluster) -> None:
     """`kubectl debug node/NAME -i`: the pod (posted as protobuf) runs on that node and is
-    attached; what knet does not model of it (host namespaces, hostPath) is said in
-    warnings, not dropped."""
+    attached; it has the node's network (test_host_network_e2e.py) and the node's root at
+    /host, without knet's secrets."""
+    state = cluster.state_dir.resolve()
     r = cluster.kubectl("debug", "node/node-2", "-i", "--image=busybox", "--", "sh",
-                        input="echo on the node; exit 0\n", timeout=90, check=False)
+                        input=f"echo on the node; ls -A /host{state} | wc -l; "
+                              f"cat /host{state}/token; ls /host/etc/os-release; exit 0\n",
+                        timeout=90, check=False)
     assert "on the node" in r.stdout, (r.stdout, r.stderr)
-    assert "Warning: spec.hostNetwork: not supported by knet" in r.stderr, r.stderr
+    # the node's root is at /host, but knet's state dir (the admin token, the CA key) is empty
+    assert "/host/etc/os-release" in r.stdout and "\n0\n" in r.stdout, (r.stdout, r.stderr)
+    assert (state / "token").exists() and "No such file" in r.stderr + r.stdout
     pods = [p for p in cluster.get("pods")["items"]
             if p["metadata"]["name"].startswith("node-debugger-node-2-")]
     assert len(pods) == 1 and pods[0]["spec"]["nodeName"] == "node-2"
@@ -141,3 +120,31 @@ spec:
                         timeout=60, check=False)
     assert "hello from chatty" in r.stdout, (r.stdout, r.stderr)
     assert "goes nowhere" not in r.stdout
+
+
+def test_a_host_path_into_the_state_dir_never_mounts(cluster: Cluster) -> None:
+    """Bad input: a hostPath onto knet's state dir (the cluster's keys and tokens) is refused
+    by the kubelet with a FailedMount Event naming the way out; the pod never starts and
+    nothing is made there."""
+    state = cluster.state_dir.resolve()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: peek}}
+spec:
+  containers:
+  - {{name: c, image: busybox, command: ["cat", "/k/token"],
+     volumeMounts: [{{name: k, mountPath: /k}}]}}
+  volumes:
+  - {{name: k, hostPath: {{path: "{state}/peek", type: DirectoryOrCreate}}}}
+""")
+    def event() -> str | None:
+        for e in cluster.get("events", "--field-selector", "involvedObject.name=peek")["items"]:
+            if e["reason"] == "FailedMount":
+                return str(e["message"])
+        return None
+    msg = cluster.wait("FailedMount event", event)
+    assert "no pod may mount it" in msg and "PersistentVolumeClaim" in msg, msg
+    assert cluster.get("pod", "peek")["status"]["phase"] == "Pending"
+    assert not (state / "peek").exists()
+    cluster.kubectl("delete", "pod", "peek", "--wait=false")

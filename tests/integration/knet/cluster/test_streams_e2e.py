@@ -7,7 +7,6 @@ the Python client's portforward."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -255,43 +254,15 @@ def test_a_read_only_exec_grant_opens_no_shell(cluster: Cluster, workload: str) 
 TTY_LINE = b't=$(tty) && [ -t 0 ] && [ -t 1 ] && [ -e "$t" ] && echo "on terminal $t"; exit\r'
 
 
-def _in_a_terminal(cluster: Cluster, args: str) -> str:
-    """Run `kubectl ARGS` from a real terminal (util-linux `script` gives kubectl a pty);
-    at the shell's prompt type TTY_LINE; everything kubectl printed."""
-    kubectl = (f"kubectl --kubeconfig {cluster.kubeconfig} --cache-dir {cluster.cache_dir} "
-               + args)
-    proc = subprocess.Popen(["script", "-qefc", kubectl, "/dev/null"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdin is not None and proc.stdout is not None
-    out = b""
-    try:
-        os.set_blocking(proc.stdout.fileno(), False)
-        deadline = time.monotonic() + 60
-        sent = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-            out += proc.stdout.read() or b""
-            if not sent and (b"#" in out or b"command prompt" in out):
-                time.sleep(1)
-                proc.stdin.write(TTY_LINE)
-                proc.stdin.flush()
-                sent = True
-        proc.wait(timeout=30)
-        out += proc.stdout.read() or b""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return out.decode(errors="replace").replace("\r", "")
-
-
 def test_kubectl_run_it_with_a_terminal(cluster: Cluster, workload: str) -> None:
     """The finding: `kubectl run -it --rm bb --image=busybox -- sh` from a real terminal: a
     prompt, a command, exit, the pod deleted; `tty` names a /dev/pts/N that exists inside."""
-    text = _in_a_terminal(cluster, "run -it --rm bbt --image=busybox --restart=Never -- sh")
+    text = cluster.in_terminal("run -it --rm bbt --image=busybox --restart=Never -- sh",
+                               TTY_LINE)
     assert "\non terminal /dev/pts/" in text, text
     assert 'pod "bbt" deleted' in text, text
 
 
 def test_kubectl_exec_it_names_its_terminal(cluster: Cluster, workload: str) -> None:
-    text = _in_a_terminal(cluster, "exec -it client -- sh")
+    text = cluster.in_terminal("exec -it client -- sh", TTY_LINE)
     assert "\non terminal /dev/pts/" in text, text

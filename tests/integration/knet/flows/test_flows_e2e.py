@@ -70,7 +70,7 @@ def test_flows_text_is_one_named_line_per_flow_and_includes_dns(cluster: Any) ->
     line = lines[0]
     near = pod_of(cluster, "near")
     assert "default/client (10.244.1." in line and "-> svc default/near:80 ->" in line
-    assert f"default/{near} (10.244." in line and "FORWARDED tcp rr#" in line, line
+    assert f"default/{near} (10.244." in line and "FORWARDED tcp round-robin rr#" in line, line
     dns = knet(cluster, "flows", "--protocol", "dns").stdout
     assert "near.default.svc.cluster.local. A NOERROR" in dns, dns
     assert knet(cluster, "flows", "--node", "node-2", "--service", "near").stdout == ""

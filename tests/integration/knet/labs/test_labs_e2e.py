@@ -65,7 +65,14 @@ BROKEN = [
     ("20", ["retry_attempts=0"], "step 10 (client: ... does not match /^\\s*30 200$/"),
     ("21", ["mode=NonIndexed"], "output does not match /^0-3$/"),
     ("22", ["os=windows"], "step 3 (wait for pods=name=node-agent"),   # no eligible node
-    ("23", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
+    ("23", ["policy=Parallel"], "step 8 (join watch): ... does not match"),  # web-1 too early
+    ("24", ["load=sleep 600"], "step 14 (wait for get=hpa php-apache"),  # no load, no scale-up
+    ("25", ["log_node=node-2"], "step 7 ... CNI_IFNAME"),    # the pod's ADD is in node-1's log
+    ("26", ["mode=PERMISSIVE"], "step 15 (legacy: ... does not contain '000'"),  # not refused
+    ("27", ["action=AUDIT"], "step 9 (other: ... does not contain 'RBAC: access denied 403'"),
+    ("28", ["dataplane=none"], "step 8 (host: knet mesh stat -n ... does not match"),
+    ("29", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
+    ("31", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
 ]
 
 

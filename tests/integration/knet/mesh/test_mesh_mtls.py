@@ -230,6 +230,53 @@ def test_strict_refuses_plaintext_from_outside_the_mesh_permissive_accepts(
     assert code(mesh, "legacy", f"http://{pod_ip}:80/ip") == "200"   # PERMISSIVE: by IP too
 
 
+def test_pod_ip_traffic_is_mtls_too_and_strict_refuses_plaintext(
+        mesh: Cluster, tmp_path: Path) -> None:
+    """A meshed pod's TCP straight to a meshed pod's IP (no Service) goes over HBONE in
+    mutual TLS like ClusterIP traffic, so STRICT lets it in and still refuses the pod
+    outside the mesh; a capture on the client's eth0 never shows the request."""
+    pod_ip = mesh.get("pod", "-n", "foo", "httpbin")["status"]["podIP"]
+    direct = f"http://{pod_ip}:80"
+    apply(mesh, _peer_auth("STRICT"))
+    try:
+        mesh.wait("legacy refused by IP", lambda: code(mesh, "legacy", f"{direct}/ip")
+                  .startswith("exit"), timeout=15, every=0.5)
+        assert code(mesh, "foo", f"{direct}/ip") == "200"     # meshed, cross-node
+        assert code(mesh, "bar", f"{direct}/ip") == "200"     # meshed, same node
+        recs = [f for f in flows(mesh, "foo") if f.get("client_pod") == "foo/sleep"
+                and f.get("endpoint_ip") == pod_ip and f.get("service_port") == 80]
+        assert recs, flows(mesh, "foo")[-3:]
+        assert recs[-1]["mtls"] is True and recs[-1]["verdict"] != "REFUSED"
+        assert recs[-1]["source_identity"] == "spiffe://cluster.local/ns/foo/sa/sleep"
+        assert recs[-1]["destination_identity"] == "spiffe://cluster.local/ns/foo/sa/httpbin"
+        marker = "/anything/secret-pod-ip-path"
+        pcap = capture(mesh, ["foo/sleep"], tmp_path / "podip.pcap",
+                       lambda: [code(mesh, "foo", direct + marker) for _ in range(2)])
+        assert marker.encode() not in pcap, "the request to the pod IP crossed in plaintext"
+        assert b"\x16\x03\x01" in pcap, "no TLS ClientHello in the capture"
+    finally:
+        delete(mesh, "peerauthentication", "default", "foo")
+
+
+@pytest.mark.parametrize("target", ["svc/httpbin:8000", "pod/httpbin:80"])
+def test_trace_shows_the_mesh_hops(mesh: Cluster, target: str) -> None:
+    """`knet trace` from a meshed pod: the in-pod outbound 15001, the HBONE connection to the
+    endpoint's 15008 on every interface it crosses (cross-node), the server side."""
+    r = mesh.knet("trace", "-n", "foo", "sleep", target, "--state-dir", str(mesh.state_dir),
+                  check=False)
+    out = r.stdout
+    assert r.returncode == 0 and "BROKEN" not in out, out + r.stderr
+    assert "foo/sleep outbound :15001 (in-pod, node-1's proxy)" in out, out
+    assert ("mTLS spiffe://cluster.local/ns/foo/sa/sleep -> "
+            "spiffe://cluster.local/ns/foo/sa/httpbin via HBONE :15008") in out, out
+    for hop in ("foo/sleep eth0 (HBONE :15008, mTLS)", "node-1 eth0 (underlay) (HBONE :15008",
+                "node-2 eth0 (underlay) (HBONE :15008", "foo/httpbin eth0 (backend) (HBONE",
+                "foo/httpbin inbound :15008 (node-2's proxy)"):
+        assert hop in out, out
+    assert ":15008" in out.split("foo/httpbin eth0 (backend)")[1].split("\n")[1], out
+    assert "answered by" in out and "(HTTP 200" in out, out
+
+
 def test_http_authorization_on_the_verified_identity(mesh: Cluster) -> None:
     apply(mesh, """
 apiVersion: security.istio.io/v1

@@ -11,6 +11,7 @@ from aiohttp.web import Application
 from control.api import openapi
 from control.api.app import Settings, create_app
 from control.api.schemas import Definitions
+from control.models.meshkinds import MESH_RESOURCES
 from control.models.resources import RESOURCES, ResourceInfo
 from control.store.memory import MemoryStore
 
@@ -57,10 +58,8 @@ async def test_v3_group_version_has_the_real_deployment_schema(api: TestClient) 
 
 async def test_every_served_kind_has_its_schema_in_its_group_version(api: TestClient) -> None:
     defs = Definitions.load()
-    # the mesh's Gateway API and Istio kinds are served built in until they move to CRDs with
-    # their own projects' schemas; kubernetes-validate ships only Kubernetes' own
-    foreign = ("gateway.networking.k8s.io", "networking.istio.io", "security.istio.io",
-               "mesh.knet.dev")  # knet's own (the mesh CA's WorkloadCertificateRequest)
+    # (the mesh's Gateway API and Istio kinds are CRDs: test_mesh_crd_schemas_are_served)
+    foreign = ("mesh.knet.dev",)  # knet's own, create-only (WorkloadCertificateRequest)
     for info in (r for r in RESOURCES if r.group not in foreign):
         path = f"apis/{info.group}/{info.version}" if info.group else f"api/{info.version}"
         doc = await _gv(api, path)
@@ -69,6 +68,22 @@ async def test_every_served_kind_has_its_schema_in_its_group_version(api: TestCl
         assert {"group": info.group, "version": info.version, "kind": info.kind} in gvks, \
             info.kind
         assert defs.name_of(info.group, info.version, info.kind) in doc["components"]["schemas"]
+
+
+async def test_mesh_crd_schemas_are_served(api: TestClient) -> None:
+    """The Gateway API and Istio kinds are CRDs installed at start: each is described by its
+    official openAPIV3Schema in its group-version document (what `kubectl explain` reads)."""
+    for info in MESH_RESOURCES:
+        doc = await _gv(api, f"apis/{info.group}/{info.version}")
+        name = ".".join(reversed(info.group.split("."))) + f".v1.{info.kind}"
+        schema = doc["components"]["schemas"][name]
+        assert schema["x-kubernetes-group-version-kind"] == [
+            {"group": info.group, "version": "v1", "kind": info.kind}]
+        assert schema["properties"]["spec"]["properties"], info.kind
+    doc = await _gv(api, "apis/gateway.networking.k8s.io/v1")
+    spec = doc["components"]["schemas"]["io.k8s.networking.gateway.v1.HTTPRoute"]["properties"][
+        "spec"]
+    assert spec["properties"]["rules"]["maxItems"] == 16     # the upstream CRD's own limit
 
 
 async def test_etag_answers_304_and_a_stale_hash_redirects(api: TestClient) -> None:

@@ -211,3 +211,61 @@ async def test_unnamed_service_port_gives_slice_ports_an_empty_name(
     web, mirror = await harness.eventually(both, what="controller and mirrored slices")
     assert web["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
     assert mirror["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]
+
+
+async def test_slice_conditions_like_upstream_pod_to_endpoint(harness: ControllerHarness) -> None:
+    # serving = pod Ready; terminating = deletionTimestamp; ready = publishNotReadyAddresses
+    # or (serving and not terminating): upstream's podToEndpoint
+    await harness.start("endpointslice")
+    await harness.client.create("services", svc(target=8080))
+    await harness.client.create("services", svc("pub", target=8080,
+                                                 publishNotReadyAddresses=True))
+    a = await harness.client.create("pods", pod("a"))
+    b = await harness.client.create("pods", pod("b"))
+    c = await harness.client.create("pods", pod("c"))
+    await harness.mark_pod(a, node="node-1", ip="10.244.1.2")
+    await harness.mark_pod(b, node="node-1", ip="10.244.1.3", ready=False)
+    await harness.mark_pod(c, node="node-1", ip="10.244.1.4")
+    await harness.client.delete("pods", "c", namespace="default", grace_period=30)
+
+    def conds(ss: list[dict]) -> dict[str, dict] | None:
+        eps = [e for s in ss for e in s.get("endpoints") or []]
+        if len(eps) != 3 or not any(e["conditions"]["terminating"] for e in eps):
+            return None
+        return {e["addresses"][0]: e["conditions"] for e in eps}
+
+    async def web():
+        return conds(await slices(harness))
+    got = await harness.eventually(web, what="3 endpoints, one terminating")
+    assert got == {
+        "10.244.1.2": {"ready": True, "serving": True, "terminating": False},
+        "10.244.1.3": {"ready": False, "serving": False, "terminating": False},
+        "10.244.1.4": {"ready": False, "serving": True, "terminating": True}}
+
+    async def pub():
+        return conds(await slices(harness, "pub"))
+    got = await harness.eventually(pub, what="published not-ready endpoints")
+    assert got == {
+        "10.244.1.2": {"ready": True, "serving": True, "terminating": False},
+        "10.244.1.3": {"ready": True, "serving": False, "terminating": False},
+        "10.244.1.4": {"ready": True, "serving": True, "terminating": True}}
+
+
+async def test_recreated_service_gets_its_own_slices(harness: ControllerHarness) -> None:
+    # a Service deleted and re-created under the same name must not keep (and then lose to
+    # the garbage collector) the slices owned by its predecessor
+    await harness.start("endpointslice")
+    old = await harness.client.create("services", svc(target=8080))
+    a = await harness.client.create("pods", pod("a"))
+    await harness.mark_pod(a, node="node-1", ip="10.244.1.2")
+
+    async def owned_by(uid: str):
+        ss = await slices(harness)
+        return ss if ss and all(s["metadata"]["ownerReferences"][0]["uid"] == uid
+                                and s.get("endpoints") for s in ss) else None
+    await harness.eventually(lambda: owned_by(old["metadata"]["uid"]), what="first slices")
+    await harness.client.delete("services", "web", namespace="default")
+    new = await harness.client.create("services", svc(target=8080))
+    [s] = await harness.eventually(lambda: owned_by(new["metadata"]["uid"]),
+                                   what="slices of the new Service")
+    assert [e["addresses"] for e in s["endpoints"]] == [["10.244.1.2"]]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ctlharness import ControllerHarness
 
+from control.api.crdinstall import serve_installed_crds
 from control.errors import NotFound
 
 GW = "gateway.networking.k8s.io"
@@ -27,6 +28,14 @@ def _conds(obj: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_classes_gateway_and_ingress_status(harness: ControllerHarness) -> None:
+    crds = await serve_installed_crds(harness.client.objects)   # the Gateway API CRDs
+    try:
+        await _classes_gateway_and_ingress_status(harness)
+    finally:
+        await crds.stop()
+
+
+async def _classes_gateway_and_ingress_status(harness: ControllerHarness) -> None:
     c = harness.client
     await _node(harness, "node-2", "172.18.0.3")
     await _node(harness, "node-1", "172.18.0.2")

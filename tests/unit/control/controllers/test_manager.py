@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from ctlharness import ControllerHarness
 
+from control.api.crdinstall import serve_installed_crds
 from control.controllers.manager import ALL_CONTROLLERS, ControllerOptions, run_all
 
 
@@ -25,6 +26,14 @@ def test_options_from_env() -> None:
 
 
 async def test_run_all_runs_everything_and_stops(harness: ControllerHarness) -> None:
+    crds = await serve_installed_crds(harness.client.objects)   # as the API server does
+    try:
+        await _run_all_runs_everything_and_stops(harness)
+    finally:
+        await crds.stop()
+
+
+async def _run_all_runs_everything_and_stops(harness: ControllerHarness) -> None:
     c = harness.client
     stop = asyncio.Event()
     task = asyncio.create_task(run_all(c, clock=harness.clock, stop=stop,

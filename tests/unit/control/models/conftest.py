@@ -8,13 +8,19 @@ import asyncio
 import base64
 import json
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+
+from control.api.app import OBJECTS, Settings, create_app
+from control.api.tls import ensure_certificate, server_context
+from control.store.memory import MemoryStore
 
 KUBECTL = shutil.which("kubectl")
+TOKEN = "models-test-token"
 
 
 @dataclass
@@ -59,3 +65,19 @@ def kubectl(tmp_path: Path) -> Callable[..., Kubectl]:
             return Result(int(proc.returncode or 0), out.decode(), err.decode())
         return run
     return bind
+
+
+@pytest.fixture
+async def run(kubectl: Callable[..., Kubectl], tmp_path: Path) -> AsyncIterator[Kubectl]:
+    """kubectl against knet's real API app (memory store) on loopback over TLS, namespace
+    `default` made."""
+    app = create_app(MemoryStore(), Settings(token=TOKEN))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    crt, key = ensure_certificate(tmp_path, ["127.0.0.1"])
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(crt, key))
+    await site.start()
+    await app[OBJECTS].create("namespaces", {"metadata": {"name": "default"}})
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield kubectl(f"https://127.0.0.1:{port}", TOKEN, crt.read_bytes())
+    await runner.cleanup()

@@ -5,32 +5,7 @@ lines for fields knet keeps but ignores, and Tables for `get`."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
-from aiohttp import web
-
-from control.api.app import OBJECTS, Settings, create_app
-from control.api.tls import ensure_certificate, server_context
-from control.store.memory import MemoryStore
-
-TOKEN = "models-test-token"
-
-
-@pytest.fixture
-async def run(kubectl: Any, tmp_path: Path) -> AsyncIterator[Any]:
-    app = create_app(MemoryStore(), Settings(token=TOKEN))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    crt, key = ensure_certificate(tmp_path, ["127.0.0.1"])
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(crt, key))
-    await site.start()
-    await app[OBJECTS].create("namespaces", {"metadata": {"name": "default"}})
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield kubectl(f"https://127.0.0.1:{port}", TOKEN, crt.read_bytes())
-    await runner.cleanup()
 
 
 def manifest(kind: str, **spec: Any) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from test_admission_kubectl import run  # noqa: F401 - the fixture: kubectl on a live API app
-
 CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": "default"},
           "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
                                    "env": [{"name": "ME", "valueFrom": {"fieldRef": {
@@ -19,13 +17,13 @@ CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "nam
                                     "tolerationSeconds": 5}]}}
 
 
-async def pod(run: Any, name: str) -> dict[str, Any]:  # noqa: F811
+async def pod(run: Any, name: str) -> dict[str, Any]:
     r = await run("get", "pod", name, "-o", "json")
     assert r.code == 0, r.err
     return json.loads(r.out)  # type: ignore[no-any-return]
 
 
-async def test_kubectl_debug_adds_an_ephemeral_container(run: Any) -> None:  # noqa: F811
+async def test_kubectl_debug_adds_an_ephemeral_container(run: Any) -> None:
     assert (await run("apply", "-f", "-", stdin=json.dumps(CLIENT))).code == 0
     r = await run("debug", "client", "--image=busybox", "--target=c", "-c", "dbg", "--",
                   "sh", "-c", "ps")
@@ -35,7 +33,7 @@ async def test_kubectl_debug_adds_an_ephemeral_container(run: Any) -> None:  # n
         [("dbg", "c", ["sh", "-c", "ps"])]
 
 
-async def test_debug_copy_to_posts_a_protobuf_pod_that_arrives_whole(run: Any) -> None:  # noqa: F811
+async def test_debug_copy_to_posts_a_protobuf_pod_that_arrives_whole(run: Any) -> None:
     assert (await run("apply", "-f", "-", stdin=json.dumps(CLIENT))).code == 0
     r = await run("debug", "client", "--image=busybox", "--copy-to=client-debug",
                   "--share-processes", "-c", "dbg")
@@ -51,7 +49,7 @@ async def test_debug_copy_to_posts_a_protobuf_pod_that_arrives_whole(run: Any) -
             "tolerationSeconds": 5} in copy["tolerations"]
 
 
-async def test_debug_node_posts_a_host_pod(run: Any) -> None:  # noqa: F811
+async def test_debug_node_posts_a_host_pod(run: Any) -> None:
     assert (await run("create", "-f", "-", stdin=json.dumps(
         {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}))).code == 0
     r = await run("debug", "node/node-1", "--image=busybox", "--", "true")
@@ -65,7 +63,7 @@ async def test_debug_node_posts_a_host_pod(run: Any) -> None:  # noqa: F811
                                                       "mountPath": "/host"}]
 
 
-async def test_debug_of_a_pod_that_is_gone(run: Any) -> None:  # noqa: F811
+async def test_debug_of_a_pod_that_is_gone(run: Any) -> None:
     r = await run("debug", "gone", "--image=busybox")
     assert r.code == 1
     assert r.err.strip().endswith('\nError from server (NotFound): pods "gone" not found')
@@ -94,7 +92,7 @@ RICH = {"apiVersion": "v1", "kind": "Pod",
             "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": False}}
 
 
-async def test_a_protobuf_copy_keeps_the_whole_spec(run: Any) -> None:  # noqa: F811
+async def test_a_protobuf_copy_keeps_the_whole_spec(run: Any) -> None:
     """Probes (gRPC too), hooks, security contexts, limits, env sources, host aliases and
     Go pointers set to their zero value (`terminationGracePeriodSeconds: 0`) survive."""
     assert (await run("apply", "-f", "-", stdin=json.dumps(RICH))).code == 0

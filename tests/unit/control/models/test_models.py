@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from control.crds import mesh_crds
 from control.models.meshgateway import HTTPRoute
 from control.models.meshistio import DestinationRule, VirtualService
-from control.models.meshkinds import MESH_MODELS
+from control.models.meshkinds import MESH_MODELS, MESH_RESOURCES
 from control.models.meta import ObjectMeta, OwnerReference, TopLevel, wire_alias
 from control.models.resources import RESOURCES
 
@@ -62,9 +63,11 @@ def test_every_mesh_model_round_trips_unknown_fields(resource: str) -> None:
     assert model.model_validate(obj).to_wire() == obj
 
 
-def test_every_mesh_model_is_a_served_resource() -> None:
-    served = {r.plural for r in RESOURCES}
-    assert set(MESH_MODELS) <= served, set(MESH_MODELS) - served
+def test_every_mesh_model_is_a_kind_of_an_installed_crd() -> None:
+    installed = {(c["spec"]["names"]["plural"], c["spec"]["group"]) for c in mesh_crds()}
+    assert {(r.plural, r.group) for r in MESH_RESOURCES} == installed
+    assert set(MESH_MODELS) == {r.plural for r in MESH_RESOURCES}
+    assert not installed & {(r.plural, r.group) for r in RESOURCES}   # CRDs, not built in
 
 
 def test_snake_case_in_python_camel_case_on_the_wire() -> None:

@@ -407,14 +407,13 @@ def test_warnings_for_fields_knet_ignores_keep_the_fields() -> None:
     assert out_tpl["affinity"] == {"nodeAffinity": {"x": 1}}
     assert out_tpl["containers"][0]["securityContext"] == {"runAsUser": 1000,
                                                            "seccompProfile": {"x": 1}}
-    p = pod(hostNetwork=True, volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}])
+    p = pod(volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}])
     p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
     p["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["x"]}},
                                                "postStart": {"exec": {"command": ["y"]}}}
     _, pod_warnings = admit("pods", p)
     assert sorted(w.split(":")[0] for w in pod_warnings) == [  # both hooks run: no warning
-        "spec.containers[0].ports[0].hostPort",
-        "spec.hostNetwork"]           # emptyDir medium Memory is a tmpfs: no warning
+        "spec.containers[0].ports[0].hostPort"]  # emptyDir medium Memory is a tmpfs: no warning
     _, svc_warnings = admit("services", service(type="LoadBalancer", loadBalancerSourceRanges=[
         "10.0.0.0/8"]))
     assert svc_warnings == []    # LoadBalancers are served now (control/controllers/loadbalancer)
@@ -523,3 +522,22 @@ def test_port_names_are_unique_per_container() -> None:
     two = [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "name": "http"}]},
            {"name": "b", "image": "i", "ports": [{"containerPort": 81, "name": "http"}]}]
     admit("pods", pod(containers=two))
+
+
+def test_host_network_ports_default_and_must_match_as_kube_apiserver_says() -> None:
+    """SetDefaults_PodSpec makes hostPort = containerPort on the host network (templates too);
+    validateHostNetwork refuses another hostPort, in kube-apiserver's words."""
+    out, warnings = admit("pods", pod(hostNetwork=True, containers=[
+        {"name": "a", "image": "i", "ports": [{"containerPort": 8080}]}]))
+    assert out["spec"]["containers"][0]["ports"][0]["hostPort"] == 8080
+    assert warnings == []                  # knet runs it in the node's netns: nothing ignored
+    err = invalid("pods", pod(hostNetwork=True, containers=[
+        {"name": "a", "image": "i", "ports": [{"containerPort": 8080, "hostPort": 80}]}]))
+    assert err.message == ('Pod "web-1" is invalid: spec.containers[0].ports[0].hostPort: '
+                           'Invalid value: 80: must match `containerPort` when `hostNetwork` '
+                           'is true')
+    d = deployment()
+    d["spec"]["template"]["spec"]["hostNetwork"] = True
+    d["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 53}]
+    out, _ = admit("deployments", d)
+    assert out["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] == 53

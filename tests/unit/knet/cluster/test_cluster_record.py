@@ -149,7 +149,9 @@ def test_adopt_checks_the_command_line(tmp_path: Path) -> None:
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "control"])
     try:
         deadline = time.monotonic() + 5
-        while procs.start_time(p.pid) is None and time.monotonic() < deadline:
+        # until the child has exec'd (before that its command line is pytest's)
+        while b"control" not in Path(f"/proc/{p.pid}/cmdline").read_bytes() and \
+                time.monotonic() < deadline:
             time.sleep(0.01)
         got = procs.adopt("control", p.pid, log=tmp_path / "c.log", argv_has=("control",))
         assert got is not None and got.alive() and got.pid == p.pid

@@ -128,3 +128,49 @@ def test_refused_at_the_proxy() -> None:
     assert [h.label for h in trace.hops][-1] == "proxy node-1"  # type: ignore[attr-defined]
     assert trace.broken == ("at proxy node-1: REFUSED (the service has no ready "  # type: ignore[attr-defined]
                             "endpoints)")
+
+
+MESH_FLOW = {"endpoint_ip": "10.244.2.2", "endpoint_port": 8080,
+             "endpoint_pod": "default/web-b", "reason": "rr#1", "verdict": "FORWARDED",
+             "mtls": True, "source_identity": "spiffe://cluster.local/ns/default/sa/client",
+             "destination_identity": "spiffe://cluster.local/ns/default/sa/web"}
+
+
+def test_a_meshed_clients_trace_shows_outbound_15001_and_hbone_15008() -> None:
+    """The request never crosses the client's eth0 as sent (redirected in its netns); the
+    in-pod proxy's HBONE connection from the client pod's IP to the endpoint's 15008 is what
+    every interface carries, and the server side's record names the verified peer."""
+    view = make_view()
+    client = view.pods["default/client"]
+    target = _service_target("svc/web:80", view.services["default/web"], 80, "web")
+    ifaces = _ifaces(view, client, target)
+    t = 1_700_000_000 * NS
+    hbone = _exchange(t + 5000, ("10.244.1.3", 42000), ("10.244.2.2", 15008))
+    frames = {k: list(hbone) if k != "pod:default/web-a" else [] for k in ifaces}
+    answer = Answer(ok=True, local=("10.244.1.3", 40000), started_ns=t + 900, status=200)
+    server = [{"port_name": "hbone", "client_ip": "10.244.1.3", "client_port": 42000,
+               "source_identity": "spiffe://cluster.local/ns/default/sa/client",
+               "endpoint_port": 8080, "verdict": "FORWARDED"}]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("knet.flows.meshtrace.proxy_flows", lambda node, since, timeout: server)
+        trace = _assemble(view, client, target, ifaces, frames, answer, MESH_FLOW)
+    labels = [h.label for h in trace.hops]
+    assert labels == [
+        "default/client outbound :15001 (in-pod, node-1's proxy)",
+        "default/client eth0 (HBONE :15008, mTLS)", "node-1 cni0 (HBONE :15008, mTLS)",
+        "node-1 eth0 (underlay) (HBONE :15008, mTLS)",
+        "node-2 eth0 (underlay) (HBONE :15008, mTLS)", "node-2 cni0 (HBONE :15008, mTLS)",
+        "default/web-b eth0 (backend) (HBONE :15008, mTLS)",
+        "default/web-b inbound :15008 (node-2's proxy)"]
+    assert trace.hops[0].note == (
+        "svc default/web:80 -> default/web-b (10.244.2.2:8080) rr#1 FORWARDED mTLS "
+        "spiffe://cluster.local/ns/default/sa/client -> "
+        "spiffe://cluster.local/ns/default/sa/web via HBONE :15008")
+    assert all(len(h.packets) == 4 for h in trace.hops if h.kind == "iface")
+    assert trace.hops[-1].note == ("peer spiffe://cluster.local/ns/default/sa/client "
+                                   "verified -> app :8080 FORWARDED")
+    assert trace.broken == ""
+    frames["node-2:eth0"] = []
+    trace = _assemble(view, client, target, ifaces, frames, answer, MESH_FLOW)
+    assert trace.broken == ("at node-2 eth0 (underlay) (HBONE :15008, mTLS): no packets of "
+                            "this connection seen there")

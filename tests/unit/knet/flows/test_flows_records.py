@@ -180,6 +180,10 @@ def test_one_line_form() -> None:
     assert format_flow(refused).endswith("-> svc default/web:80 REFUSED tcp bytes 70/400 3.1ms "
                                          "(no endpoints) [node-1]")
     assert json.loads(json.dumps(f))["endpoint_pod"] == "default/web-b"
+    hashed = records.normalize(rec(0, "node-1", 5, "10.244.2.2", "default/web-b",
+                                   reason="sh bucket 17", algorithm="source-hash").to_dict(),
+                               src, make_view())
+    assert "FORWARDED tcp source-hash sh bucket 17 bytes" in format_flow(hashed)
 
 
 async def test_proxy_flows_reads_one_node_socket_as_trace_does(cluster: Any) -> None:

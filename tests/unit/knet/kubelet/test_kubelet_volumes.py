@@ -85,3 +85,28 @@ async def test_downward_api_files(tmp_path: Path) -> None:
         "labels": 'app="nginx"\ntier="fe"', "name": "web-0", "tier": "fe", "mem": str(64 * 2**20)}
     path = await host_dir(pod(vol), vol, tmp_path, lookup=store({}))
     assert (path / "name").read_text() == "web-0"
+
+
+async def test_host_path_into_the_state_dir_or_root_is_refused_naming_the_way_out(
+        tmp_path: Path) -> None:
+    """A hostPath is a path of this machine: knet's state dir (keys, tokens), /root and /home
+    stay out of every pod (FailedMount), even through a symlink; the node's local-path
+    volumes under the state dir stay usable, and nothing is made on a refusal."""
+    state = tmp_path / "state"
+    pod_dir = state / "pods" / "node-1" / "uid1"
+    pod_dir.mkdir(parents=True)
+    (tmp_path / "sneaky").symlink_to(state)
+    for path in (str(state), str(state / "ca"), "/root/.kube", "/var/lib/knet",
+                 str(tmp_path / "sneaky" / "token")):
+        vol = {"name": "h", "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
+        with pytest.raises(VolumeNotReady, match="no pod may mount it.*PersistentVolumeClaim"):
+            await host_dir(pod(vol), vol, pod_dir, lookup=store({}))
+    assert not (state / "ca").exists()
+    ok = state / "volumes" / "node-1" / "pvc-1_default_www-web-0"
+    vol = {"name": "h", "hostPath": {"path": str(ok), "type": "DirectoryOrCreate"}}
+    assert await host_dir(pod(vol), vol, pod_dir, lookup=store({})) == ok
+    bad_pv = {("persistentvolumeclaims", "default", "c"): claim(),
+              ("persistentvolumes", "", "pvc-1"): {"spec": {"local": {"path": str(state)}}}}
+    vol = {"name": "www", "persistentVolumeClaim": {"claimName": "c"}}
+    with pytest.raises(VolumeNotReady, match="state directory"):
+        await host_dir(pod(vol), vol, pod_dir, lookup=store(bad_pv))

@@ -4,15 +4,14 @@ ALLOW, allow-nothing, L7 attributes at L4 made stricter)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from meshcrds import admit, info, table  # type: ignore[import-not-found]
 
 from control.errors import Invalid
 from control.models.meshsecurity import AuthorizationPolicy, PeerAuthentication
-from control.models.resources import by_plural
-from control.models.tables import table
-from control.models.validation import admit
 from knet.mesh.authz import (
     Peer,
     Target,
@@ -47,7 +46,7 @@ def _ap(spec: dict[str, Any], *, name: str = "p", ns: str = "foo") -> Authorizat
 
 
 def _causes(resource: str, spec: dict[str, Any]) -> dict[str, str]:
-    kind = by_plural(resource).kind
+    kind = info(resource).kind
     with pytest.raises(Invalid) as exc:
         admit(resource, {"apiVersion": "security.istio.io/v1", "kind": kind,
                          "metadata": {"name": "x", "namespace": "foo"}, "spec": spec})
@@ -58,8 +57,8 @@ def _causes(resource: str, spec: dict[str, Any]) -> dict[str, str]:
 # -- admission -------------------------------------------------------------------------------
 
 def test_served_as_istio_serves_them() -> None:
-    assert by_plural("peerauthentications").short_names == ("pa",)
-    assert by_plural("authorizationpolicies").api_version == "security.istio.io/v1"
+    assert info("peerauthentications").short_names == ("pa",)
+    assert info("authorizationpolicies").api_version == "security.istio.io/v1"
 
 
 def test_peerauthentication_causes() -> None:
@@ -94,7 +93,7 @@ def test_allow_nothing_is_valid_and_kubectl_shows_action() -> None:
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "allow-nothing", "namespace": "foo"}, "spec": {}})
     assert warnings == []
-    t = table("authorizationpolicies", [obj])
+    t = table("authorizationpolicies", [obj], now=datetime.now(UTC))
     assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Action", "Age"]
 
 

@@ -22,12 +22,15 @@ from control.api.reviews import ReviewContext
 from control.auth.types import UserInfo
 from control.errors import Invalid
 from control.models.meshsecurity import AuthorizationPolicy
+from knet.dataplane.meshredirect import NftRedirect
 from knet.mesh.certs import LocalSigner, WorkloadCert, issue, spiffe_of
+from knet.mesh.direct import DirectPods
 from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
 from knet.mesh.inbound import Inbound
-from knet.proxy.balancer import Endpoint
+from knet.proxy.balancer import Endpoint, LoadBalancer, SystemClock
 from knet.proxy.flows import FlowRing
 from knet.proxy.sockets import SocketMaker
+from knet.proxy.tcp import ProxyContext
 
 SERVER_IP = "127.0.0.61"
 
@@ -198,3 +201,56 @@ async def test_a_renewed_certificate_serves_new_hops_and_old_ones_carry_on(world
     await asyncio.sleep(0.2)
     assert old_p.got == b"still here"
     old_t.close()
+
+
+async def test_pod_ip_destination_goes_over_the_same_mtls_hop(world: Any) -> None:
+    """A meshed pod's connection to a pod IP (direct.py): served as a one-endpoint port by
+    the pod's TcpListener and PodGuard, so it is HBONE in mutual TLS with both identities
+    in its flow record; a pod IP outside the mesh is dialled in plaintext."""
+    certs, state, ring, port = world
+    ctx = ProxyContext(node="node-1", balancer=LoadBalancer(clock=SystemClock()), ring=ring,
+                       sockets=SocketMaker(None),
+                       guard=PodGuard(lambda: state["sec"], certs["foo/sleep"]))
+    direct = DirectPods(ctx, lambda: state["sec"], "127.0.0.0/24")
+    assert direct.serves(SERVER_IP) and not direct.serves("10.96.0.10")
+    ln = direct.listener(SERVER_IP, port)
+    assert direct.listener(SERVER_IP, port) is ln
+    assert (ln.sp.service, ln.sp.endpoints[0].pod) == ("foo/httpbin", "foo/httpbin")
+    front = await asyncio.get_running_loop().create_server(ln.protocol, "127.0.0.62", 0)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.62", front.sockets[0].getsockname()[1])
+        w.write(b"GET /by-pod-ip HTTP/1.1\r\n\r\n")
+        assert await asyncio.wait_for(r.readexactly(27), 5) == b"GET /by-pod-ip HTTP/1.1\r\n\r\n"
+        w.close()
+        await asyncio.sleep(0.2)
+        recs = [x for x in ring.records() if x.service == "foo/httpbin" and x.port_name ==
+                str(port)]
+        assert recs and recs[-1].mtls is True and recs[-1].endpoint_ip == SERVER_IP
+        assert recs[-1].source_identity == "spiffe://cluster.local/ns/foo/sa/sleep"
+        assert recs[-1].destination_identity == "spiffe://cluster.local/ns/foo/sa/httpbin"
+        state["sec"] = Security({})       # the destination left the mesh: plaintext
+        echo, plain_port = await _echo("127.0.0.63")
+        ln2 = direct.listener("127.0.0.63", plain_port)
+        assert ln2.sp.service == "/127.0.0.63"
+        front2 = await asyncio.get_running_loop().create_server(ln2.protocol, "127.0.0.62", 0)
+        r, w = await asyncio.open_connection("127.0.0.62", front2.sockets[0].getsockname()[1])
+        w.write(b"plain")
+        assert await asyncio.wait_for(r.readexactly(5), 5) == b"plain"
+        w.close()
+        front2.close()
+        echo.close()
+    finally:
+        front.close()
+        await direct.close()
+        ctx.sockets.close()
+
+
+def test_the_in_pod_redirect_takes_pod_ips_but_never_the_proxys_own_dials() -> None:
+    prog = NftRedirect("10.96.0.0/12", pod_cidr="10.244.0.0/16").program("10.244.1.1")
+    lines = [line.strip() for line in prog.splitlines()]
+    mark = lines.index("meta mark 0x539 return")
+    pods = lines.index("ip daddr 10.244.0.0/16 tcp dport != 15008 redirect to :15001")
+    assert mark < lines.index("ip daddr 10.96.0.0/12 meta l4proto tcp redirect to :15001")
+    assert mark < lines.index("ip daddr 10.244.1.1 return") < pods
+    assert lines.index("fib daddr type local return") < pods
+    assert "10.244.0.0/16" not in NftRedirect("10.96.0.0/12").program("10.244.1.1")

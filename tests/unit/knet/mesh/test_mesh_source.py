@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from meshkit import backend_of, httproute, service, services, virtualservice
 
+from control.api.crdinstall import serve_installed_crds
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.errors import Invalid
@@ -28,11 +29,13 @@ async def client() -> AsyncIterator[LocalClient]:
     store = MemoryStore()
     objects = ObjectService(store)
     await objects.start()
+    crds = await serve_installed_crds(objects)   # the mesh kinds, as in every knet cluster
     for ns in ("default", NS):
         await objects.create("namespaces", {"metadata": {"name": ns}})
     c = LocalClient(objects)
     yield c
     await c.close()
+    await crds.stop()
     await store.close()
 
 

@@ -63,6 +63,27 @@ def test_volumes_honour_read_only_and_the_root_can_be_read_only(tmp_path: Path) 
     assert ("ro", "/") not in _plan(tmp_path)
 
 
+def test_a_volume_holding_hidden_paths_is_bound_alone_with_them_emptied(tmp_path: Path) -> None:
+    """hostPath `/` at /host (kubectl debug node/NAME): no recursive bind (the host's /proc,
+    /run/netns and a tmpfs state dir would come along) and every hidden path under it masked:
+    the state dir with the cluster's keys never shows through /host."""
+    plan = _plan(tmp_path, mounts=[Mount("/", "/host", False)])
+    (host,) = [s for s in plan if s[0] == "mount" and s[2] == "/host"]
+    assert host[1] == "/" and host[4] == rootfs.MS_BIND          # not MS_REC
+    masked = {s[1] for s in plan if s[0] == "mask"}
+    state = str((tmp_path / "state").resolve())
+    assert {"/host/root", "/host/home", "/host/var/lib/knet", "/host" + state} <= masked
+    assert plan.index(host) < min(plan.index(s) for s in plan if s[0] == "mask"
+                                  and str(s[1]).startswith("/host"))
+    (tmp_path / "data").mkdir()
+    other = _plan(tmp_path, mounts=[Mount(str(tmp_path / "data"), "/data", False),
+                                    Mount(str(tmp_path), "/above", False)])
+    assert [s[4] for s in other if s[0] == "mount" and s[2] == "/data"] == [
+        rootfs.MS_BIND | rootfs.MS_REC]        # holds no hidden path: bound as before
+    # tmp_path holds the state dir: bound alone with it emptied
+    assert "/above/state" in {s[1] for s in other if s[0] == "mask"}
+
+
 def test_privileged_gets_the_hosts_dev_and_a_writable_proc_and_sys(tmp_path: Path) -> None:
     plain, priv = _plan(tmp_path), _plan(tmp_path, privileged=True)
     assert ("ro", "/proc/sys") in plain and ("ro", "/proc/sys") not in priv
