@@ -74,7 +74,8 @@ def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None)
     ip = NodeSpec.default(rec.node_index(name), name=name).underlay_ip
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
-                     "--flows-socket", str(proxy_socket(rec.state_dir, name)))
+                     "--flows-socket", str(proxy_socket(rec.state_dir, name)),
+                     *(["--proxy-mode", rec.proxy_mode] if rec.proxy_mode != "userspace" else []))
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

@@ -50,6 +50,7 @@ class ClusterRecord:
     made_dirs: list[str] = field(default_factory=list)
     found: list[str] | None = None   # the state dir's entries before `up` (None: it was made)
     node_map: dict[str, int] = field(default_factory=dict)  # name -> index, once nodes change
+    proxy_mode: str = "userspace"    # every node's kube-proxy mode: userspace | nftables
 
     @property
     def path(self) -> Path:
@@ -105,6 +106,8 @@ class ClusterRecord:
         }
         if self.node_map:
             data["node_map"] = self.node_map
+        if self.proxy_mode != "userspace":
+            data["proxy_mode"] = self.proxy_mode
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -127,4 +130,5 @@ class ClusterRecord:
                    procs={r: ProcRecord.from_dict(p) for r, p in raw.get("procs", {}).items()},
                    made_dirs=list(raw.get("made_dirs", [])),
                    found=None if found is None else [str(n) for n in found],
-                   node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()})
+                   node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
+                   proxy_mode=str(raw.get("proxy_mode") or "userspace"))

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--store", default=None,
                    help="sqlite:///PATH (default: DIR/state.db), memory://, or etcd://HOST:PORT")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default=None,
+                   help="kube-proxy mode of every node: userspace (default, listeners in "
+                   "`knet proxy`) or nftables (kube-proxy's nftables mode: the kernel DNATs)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -47,7 +50,7 @@ def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   timeout=args.timeout,
+                                   timeout=args.timeout, proxy_mode=args.proxy_mode,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="knet state dir (the dataplane's records live under it)")
     p.add_argument("--no-addresses", action="store_true",
                    help="do not add ClusterIPs to the node (they are already there)")
+    p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default="userspace",
+                   help="userspace (default): listeners in this process; nftables: kube-proxy's "
+                   "nftables mode, the kernel DNATs (table ip kube-proxy in the node's netns)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="pod CIDR: nftables mode masquerades Service traffic from outside it")
     p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
     p.add_argument("--http-retries", type=int, default=2)
     p.add_argument("--http-timeout", type=float, default=15.0, metavar="SECONDS")
@@ -90,15 +95,18 @@ async def _main(args: argparse.Namespace) -> int:
     netns = None if args.netns == "-" else (args.netns or f"knet-{args.node}")
     client = _client(args)
     dataplane = None
-    if not args.no_addresses:
+    if not args.no_addresses and args.proxy_mode == "userspace":  # nftables: DNAT, no addresses
         from knet.dataplane.netlink import NetlinkDataplane
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
     runner = metrics = None
+    mode_options: dict[str, object] = (
+        {"cluster_cidr": args.cluster_cidr} if args.proxy_mode == "nftables" else
+        {"udp_idle_timeout": args.udp_idle_timeout, "http_retries": args.http_retries,
+         "http_timeout": args.http_timeout})
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
-        dataplane=dataplane, flow_ring=ring, udp_idle_timeout=args.udp_idle_timeout,
-        http_retries=args.http_retries, http_timeout=args.http_timeout)
+        dataplane=dataplane, flow_ring=ring, proxy_mode=args.proxy_mode, **mode_options)
     try:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
@@ -152,7 +160,8 @@ async def _serve_metrics(proxy: NodeProxy, args: argparse.Namespace) -> web.AppR
         return None
     ip = args.node_ip[0]
     try:
-        sock = proxy.proxier.ctx.sockets.listener(ip, args.metrics_port)
+        sockets = getattr(proxy.proxier, "sockets", None) or proxy.proxier.ctx.sockets  # type: ignore[union-attr]
+        sock = sockets.listener(ip, args.metrics_port)
     except OSError as exc:
         log.error("metrics: cannot listen on %s:%d (%s); GET /metrics stays on the flows "
                   "socket only (give --metrics-port another port)", ip, args.metrics_port,

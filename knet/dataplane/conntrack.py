@@ -1,0 +1,187 @@
+"""Conntrack events of one netns over netlink (ctnetlink), for flow records of the kernel proxy.
+
+`ConntrackWatch` opens a NETLINK_NETFILTER socket inside the netns, subscribed to the NEW,
+UPDATE and DESTROY groups, reads it on the event loop (`loop.add_reader`: works on uvloop,
+where pyroute2's datagram endpoint does not) and hands each message, decoded by pyroute2's
+`nfct_msg`, to a callback as a plain `CtEvent`: no netlink message leaves this module. The
+kernel sends byte counters only with DESTROY, which for TCP comes two minutes after the close
+(TIME_WAIT), so `counters(ev)` asks for one entry's counters (a ctnetlink GET) when the
+connection closes. Accounting (`nf_conntrack_acct`) is switched on in the netns at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyroute2.netlink.nfnetlink.nfctsocket import (  # type: ignore[import-untyped]
+    NFCTAttrTuple,
+    nfct_msg,
+)
+
+from knet.dataplane import nsutil
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TCP_STATES", "ConntrackWatch", "CtEvent"]
+
+NETLINK_NETFILTER = 12
+GROUPS = 0b111                       # NFNLGRP_CONNTRACK_NEW | _UPDATE | _DESTROY
+NFNL_SUBSYS_CTNETLINK, CT_NEW, CT_GET, CT_DELETE = 1, 0, 1, 2
+NLM_F_REQUEST, NLM_F_CREATE = 0x1, 0x400
+IPS_DST_NAT, IPS_SRC_NAT = 0x20, 0x10
+TCP_STATES = {1: "SYN_SENT", 2: "SYN_RECV", 3: "ESTABLISHED", 4: "FIN_WAIT", 5: "CLOSE_WAIT",
+              6: "LAST_ACK", 7: "TIME_WAIT", 8: "CLOSE", 9: "SYN_SENT2"}
+
+
+@dataclass(frozen=True, slots=True)
+class CtEvent:
+    kind: str                 # new | update | destroy
+    id: int
+    proto: int                # 6 tcp, 17 udp
+    src: str                  # the original direction, as the client sent it
+    sport: int
+    dst: str
+    dport: int
+    reply_src: str            # who answers: the endpoint after DNAT
+    reply_sport: int
+    reply_dst: str            # where answers go: the client, or the node after SNAT
+    status: int = 0
+    tcp_state: str = ""
+    bytes_orig: int | None = None
+    bytes_reply: int | None = None
+
+    @property
+    def dnat(self) -> bool:
+        return bool(self.status & IPS_DST_NAT)
+
+
+def _tuple(t: object) -> tuple[str, int, str, int, int]:
+    ip, pr = t.get_attr("CTA_TUPLE_IP"), t.get_attr("CTA_TUPLE_PROTO")  # type: ignore[attr-defined]
+    return (ip.get_attr("CTA_IP_V4_SRC") or "", pr.get_attr("CTA_PROTO_SRC_PORT") or 0,
+            ip.get_attr("CTA_IP_V4_DST") or "", pr.get_attr("CTA_PROTO_DST_PORT") or 0,
+            pr.get_attr("CTA_PROTO_NUM") or 0)
+
+
+def parse(data: bytes) -> list[CtEvent]:
+    """The conntrack messages in one datagram (others, e.g. errors, skipped)."""
+    out: list[CtEvent] = []
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype, flags = struct.unpack_from("=IHH", data, off)
+        if length < 16:
+            break
+        if mtype >> 8 == NFNL_SUBSYS_CTNETLINK and mtype & 0xFF in (CT_NEW, CT_DELETE):
+            m = nfct_msg(data[off:off + length])
+            m.decode()
+            orig, reply = m.get_attr("CTA_TUPLE_ORIG"), m.get_attr("CTA_TUPLE_REPLY")
+            if orig is not None and reply is not None:
+                src, sport, dst, dport, proto = _tuple(orig)
+                rsrc, rsport, rdst, _rd, _p = _tuple(reply)
+                kind = "destroy" if mtype & 0xFF == CT_DELETE else \
+                    "new" if flags & NLM_F_CREATE else "update"
+                state = ""
+                pinfo = m.get_attr("CTA_PROTOINFO")
+                tcp = pinfo.get_attr("CTA_PROTOINFO_TCP") if pinfo is not None else None
+                if tcp is not None:
+                    state = TCP_STATES.get(tcp.get_attr("CTA_PROTOINFO_TCP_STATE"), "")
+                co, cr = m.get_attr("CTA_COUNTERS_ORIG"), m.get_attr("CTA_COUNTERS_REPLY")
+                out.append(CtEvent(
+                    kind, m.get_attr("CTA_ID") or 0, proto, src, sport, dst, dport, rsrc, rsport,
+                    rdst, m.get_attr("CTA_STATUS") or 0, state,
+                    co.get_attr("CTA_COUNTERS_BYTES") if co is not None else None,
+                    cr.get_attr("CTA_COUNTERS_BYTES") if cr is not None else None))
+        off += (length + 3) & ~3
+    return out
+
+
+class ConntrackWatch:
+    """Conntrack events of `netns` to `callback`, until `stop()`."""
+
+    def __init__(self, netns: str | None, callback: Callable[[CtEvent], None]) -> None:
+        self.netns, self.callback = netns, callback
+        self._events: socket.socket | None = None
+        self._query: socket.socket | None = None
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"<ConntrackWatch {self.netns or 'host'} {'on' if self._events else 'off'}>"
+
+    def _open(self) -> tuple[socket.socket, socket.socket]:
+        events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        query = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        events.bind((0, GROUPS))
+        query.bind((0, 0))
+        query.settimeout(0.5)
+        try:
+            with open("/proc/sys/net/netfilter/nf_conntrack_acct", "w") as f:
+                f.write("1")
+        except OSError as exc:
+            log.warning("conntrack %s: cannot switch on byte accounting (%s); flows say 0 "
+                        "bytes", self.netns or "host", exc)
+        return events, query
+
+    def start(self) -> None:
+        if self.netns:
+            with nsutil.in_netns(self.netns):
+                self._events, self._query = self._open()
+        else:
+            self._events, self._query = self._open()
+        self._events.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._events.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        assert self._events is not None
+        for _ in range(64):
+            try:
+                data = self._events.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ENOBUFS: events were lost under load; keep going
+                self.errors += 1
+                log.warning("conntrack %s: %s (some flow records are lost)",
+                            self.netns or "host", exc)
+                continue
+            for ev in parse(data):
+                try:
+                    self.callback(ev)
+                except Exception:
+                    log.exception("conntrack %s: handling %r failed", self.netns or "host", ev)
+
+    def counters(self, ev: CtEvent) -> tuple[int, int] | None:
+        """(bytes client->server, bytes server->client) of ev's entry now, None if gone."""
+        if self._query is None:
+            return None
+        msg = nfct_msg()
+        msg["nfgen_family"] = socket.AF_INET
+        msg["attrs"] = [("CTA_TUPLE_ORIG", {"attrs": NFCTAttrTuple(
+            family=socket.AF_INET, proto=ev.proto, saddr=ev.src, daddr=ev.dst,
+            sport=ev.sport, dport=ev.dport).attrs()})]
+        msg["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | CT_GET
+        msg["header"]["flags"] = NLM_F_REQUEST
+        msg.encode()
+        try:
+            self._query.send(msg.data)
+            got = [e for e in parse(self._query.recv(1 << 16)) if e.id == ev.id]
+        except OSError:
+            return None
+        if not got or got[0].bytes_orig is None:
+            return None
+        return got[0].bytes_orig, got[0].bytes_reply or 0
+
+    def stop(self) -> None:
+        if self._events is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._events.fileno())
+            except RuntimeError:
+                pass
+            self._events.close()
+            self._events = None
+        if self._query is not None:
+            self._query.close()
+            self._query = None
