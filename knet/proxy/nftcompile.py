@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,8 +218,7 @@ def compile_sync(table: ServiceTable | Iterable[ServicePort], *, cluster_cidr: s
                  previous: NftState | None) -> Compiled:
     """The one transaction of a sync. `previous` is None on a process's first sync (the
     table is then deleted and made anew in the same batch)."""
-    ports = list(table.values()) if isinstance(table, dict) or hasattr(table, "values") \
-        else list(table)  # type: ignore[union-attr]
+    ports = list(table.values()) if isinstance(table, Mapping) else list(table)
     out = Compiled([], NftState())
     cmds = out.commands
     tbl = {"family": FAMILY, "name": TABLE}

@@ -48,7 +48,7 @@ class NftProxier(ConfigTracker):
         self.cluster_cidr = cluster_cidr
         self.ring = flow_ring if flow_ring is not None else FlowRing()
         self.flows = ConntrackFlows(node_name, self.ring, node_ips=self.node_ips)
-        self.sockets = SocketMaker(netns)      # for the metrics listener in the node netns
+        self._sockets: SocketMaker | None = None
         self.state: NftState | None = None      # None: the next sync makes the table anew
         self.syncs = 0
         self.watch: EventSource | None = None
@@ -60,6 +60,13 @@ class NftProxier(ConfigTracker):
     def __repr__(self) -> str:
         return (f"<NftProxier {self.node_name} {len(self.table)} service ports "
                 f"{self.syncs} syncs>")
+
+    @property
+    def sockets(self) -> SocketMaker:
+        """Sockets in the node netns (the metrics listener), made on first use."""
+        if self._sockets is None:
+            self._sockets = SocketMaker(self.netns)
+        return self._sockets
 
     def start_flows(self) -> None:
         """Start reading conntrack events (needs the running loop)."""
@@ -96,7 +103,8 @@ class NftProxier(ConfigTracker):
             log.error("%s: deleting nftables table %s %s failed: %s; 'knet down' removes the "
                       "node's netns with it", self.node_name, FAMILY, TABLE, exc)
         self.state = None
-        self.sockets.close()
+        if self._sockets is not None:
+            self._sockets.close()
         close = getattr(self.nft, "close", None)
         if self.close_nft and close is not None:
             close()

@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from knet.errors import UsageError
 
@@ -100,7 +100,7 @@ async def _main(args: argparse.Namespace) -> int:
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
     runner = metrics = None
-    mode_options: dict[str, object] = (
+    mode_options: dict[str, Any] = (
         {"cluster_cidr": args.cluster_cidr} if args.proxy_mode == "nftables" else
         {"udp_idle_timeout": args.udp_idle_timeout, "http_retries": args.http_retries,
          "http_timeout": args.http_timeout})

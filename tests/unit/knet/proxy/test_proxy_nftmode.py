@@ -1,0 +1,146 @@
+"""The nftables mode around its compiler, without root: conntrack events turned into flow
+records (knet.proxy.ctflows), the NftProxier fed like an informer feeds it and programming
+FakeNft (one batch per sync, the table deleted at stop), the conntrack parser on a real
+ctnetlink message, and `knet up --proxy-mode` recorded for the proxies' command lines."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from proxy_testkit import endpoint_slice, service
+from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg  # type: ignore[import-untyped]
+
+from knet.cluster.components import proxy_argv
+from knet.cluster.state import ClusterRecord
+from knet.dataplane.conntrack import IPS_DST_NAT, CtEvent, parse
+from knet.dataplane.nft import FakeNft
+from knet.proxy.balancer import Endpoint
+from knet.proxy.config import ServicePort
+from knet.proxy.ctflows import ConntrackFlows
+from knet.proxy.flows import ERROR, FORWARDED, FlowRing
+from knet.proxy.nftcompile import FAMILY, TABLE
+from knet.proxy.nftproxier import NftProxier
+
+WEB = ServicePort("default", "web", "http", "10.96.0.20", 80, "TCP", node_port=30080,
+                  endpoints=(Endpoint("10.244.1.5", 8080, "default/a"),
+                             Endpoint("10.244.2.5", 8080, "default/b")))
+
+
+def ev(kind: str, state: str = "", *, dst: str = "10.96.0.20", dport: int = 80,
+       status: int = IPS_DST_NAT, ident: int = 7, **kw: object) -> CtEvent:
+    return CtEvent(kind, ident, 6, "10.244.1.9", 40000, dst, dport, "10.244.2.5", 8080,
+                   "10.244.1.9", status, state, **kw)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dnat_connection_to_a_cluster_ip_is_one_record_completed_at_close() -> None:
+    ring, clock = FlowRing(), Clock()
+    flows = ConntrackFlows("node-1", ring, node_ips=["172.18.0.2"], clock=clock)
+    flows.set_table({WEB.key: WEB})
+    flows.on_event(ev("new", "SYN_SENT"))
+    (rec,) = ring.records()
+    assert (rec.service, rec.client_ip, rec.client_port) == ("default/web", "10.244.1.9", 40000)
+    assert (rec.endpoint_ip, rec.endpoint_port, rec.endpoint_pod) == ("10.244.2.5", 8080,
+                                                                      "default/b")
+    assert rec.reason.startswith("nftables endpoint-") and "__10.244.2.5/8080" in rec.reason
+    assert rec.verdict == FORWARDED and rec.protocol == "tcp"
+    flows.on_event(ev("update", "ESTABLISHED"))
+    clock.now = 100.25
+    flows.on_event(ev("update", "TIME_WAIT"), counters=lambda _e: (310, 1200))
+    assert (rec.bytes_sent, rec.bytes_received, rec.duration) == (310, 1200, 0.25)
+    assert not flows.open and len(ring) == 1
+    flows.on_event(ev("destroy", bytes_orig=1, bytes_reply=1))   # long after: nothing changes
+    assert rec.bytes_sent == 310
+
+
+def test_nodeport_flows_and_what_is_not_a_service_connection() -> None:
+    ring = FlowRing()
+    flows = ConntrackFlows("node-1", ring, node_ips=["172.18.0.2"])
+    flows.set_table({WEB.key: WEB})
+    flows.on_event(ev("new", dst="172.18.0.2", dport=30080, ident=1))
+    flows.on_event(ev("new", dst="10.244.2.5", dport=8080, status=0, ident=2))   # pod to pod
+    flows.on_event(ev("new", dst="10.96.0.99", dport=80, ident=3))                # not ours
+    assert [(r.service, r.service_port) for r in ring.records()] == [("default/web", 80)]
+
+
+def test_a_connection_the_endpoint_never_accepted_is_an_error() -> None:
+    ring = FlowRing()
+    flows = ConntrackFlows("node-1", ring)
+    flows.set_table({WEB.key: WEB})
+    flows.on_event(ev("new", "SYN_SENT"))
+    flows.on_event(ev("update", "CLOSE"), counters=lambda _e: None)
+    (rec,) = ring.records()
+    assert rec.verdict == ERROR and "did not accept" in rec.error
+
+
+def test_parse_reads_a_ctnetlink_new_event() -> None:
+    msg = nfct_msg()
+    msg["nfgen_family"] = socket.AF_INET
+    tup = {"attrs": [("CTA_TUPLE_IP", {"attrs": [("CTA_IP_V4_SRC", "10.244.1.9"),
+                                                 ("CTA_IP_V4_DST", "10.96.0.20")]}),
+                     ("CTA_TUPLE_PROTO", {"attrs": [("CTA_PROTO_NUM", 6),
+                                                    ("CTA_PROTO_SRC_PORT", 40000),
+                                                    ("CTA_PROTO_DST_PORT", 80)]})]}
+    rep = {"attrs": [("CTA_TUPLE_IP", {"attrs": [("CTA_IP_V4_SRC", "10.244.2.5"),
+                                                 ("CTA_IP_V4_DST", "10.244.1.9")]}),
+                     ("CTA_TUPLE_PROTO", {"attrs": [("CTA_PROTO_NUM", 6),
+                                                    ("CTA_PROTO_SRC_PORT", 8080),
+                                                    ("CTA_PROTO_DST_PORT", 40000)]})]}
+    msg["attrs"] = [("CTA_TUPLE_ORIG", tup), ("CTA_TUPLE_REPLY", rep),
+                    ("CTA_STATUS", IPS_DST_NAT), ("CTA_ID", 42)]
+    msg["header"]["type"] = 1 << 8          # ctnetlink, IPCTNL_MSG_CT_NEW
+    msg["header"]["flags"] = 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL: a new entry
+    msg.encode()
+    (got,) = parse(bytes(msg.data))
+    assert got == CtEvent("new", 42, 6, "10.244.1.9", 40000, "10.96.0.20", 80, "10.244.2.5",
+                          8080, "10.244.1.9", IPS_DST_NAT)
+    assert got.dnat
+
+
+def test_the_proxier_programs_one_batch_per_sync_and_deletes_its_table_at_stop() -> None:
+    async def run() -> None:
+        nft = FakeNft()
+        p = NftProxier("node-1", nft=nft, netns="knet-node-1", node_ips=["172.18.0.2"],
+                       conntrack=False, delay=0.01)
+        p.on_service_add(service("web", "10.96.0.20", [{"name": "http", "port": 80,
+                                                        "targetPort": 8080}]))
+        p.on_endpointslice_add(endpoint_slice("web", [{"name": "http", "port": 8080}],
+                                              [("10.244.1.5", "a"), ("10.244.2.5", "b")]))
+        p.on_service_synced()
+        p.on_endpointslice_synced()
+        await asyncio.sleep(0.05)
+        await p.wait_applied()
+        assert nft.batches == 1 and p.state is not None and len(p.state.chains) == 3
+        t = nft.tables[("knet-node-1", FAMILY, TABLE)]
+        assert any(c.startswith("service-") for c in t["chains"])
+        p.on_service_delete(service("web", "10.96.0.20", []))
+        await asyncio.sleep(0.05)
+        await p.wait_applied()
+        assert nft.batches == 2 and p.state is not None and not p.state.chains
+        await p.stop()
+        assert ("knet-node-1", FAMILY, TABLE) not in nft.tables
+
+    asyncio.run(run())
+
+
+def test_proxy_mode_is_recorded_and_passed_to_every_proxy(tmp_path: Path) -> None:
+    rec = ClusterRecord(state_dir=tmp_path, nodes=2, proxy_mode="nftables")
+    rec.save()
+    again = ClusterRecord.load(tmp_path)
+    assert again is not None and again.proxy_mode == "nftables"
+    argv = proxy_argv(again, "node-1")
+    assert argv[argv.index("--proxy-mode") + 1] == "nftables"
+    plain = ClusterRecord(state_dir=tmp_path, nodes=2)
+    plain.save()
+    loaded = ClusterRecord.load(tmp_path)
+    assert loaded is not None and loaded.proxy_mode == "userspace"
+    assert "--proxy-mode" not in proxy_argv(loaded, "node-1")
