@@ -6,7 +6,10 @@ where pyroute2's datagram endpoint does not) and hands each message, decoded by 
 `nfct_msg`, to a callback as a plain `CtEvent`: no netlink message leaves this module. The
 kernel sends byte counters only with DESTROY, which for TCP comes two minutes after the close
 (TIME_WAIT), so `counters(ev)` asks for one entry's counters (a ctnetlink GET) when the
-connection closes. Accounting (`nf_conntrack_acct`) is switched on in the netns at start.
+connection closes. `delete(match)` removes the entries a predicate picks (a dump, then one
+DELETE each), which the kernel proxy needs for UDP: an entry DNATed to an endpoint that is
+gone would keep a client's flow on it for as long as the client keeps sending.
+Accounting (`nf_conntrack_acct`) is switched on in the netns at start.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ __all__ = ["TCP_STATES", "ConntrackWatch", "CtEvent"]
 NETLINK_NETFILTER = 12
 GROUPS = 0b111                       # NFNLGRP_CONNTRACK_NEW | _UPDATE | _DESTROY
 NFNL_SUBSYS_CTNETLINK, CT_NEW, CT_GET, CT_DELETE = 1, 0, 1, 2
-NLM_F_REQUEST, NLM_F_CREATE = 0x1, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x400
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 IPS_DST_NAT, IPS_SRC_NAT = 0x20, 0x10
 TCP_STATES = {1: "SYN_SENT", 2: "SYN_RECV", 3: "ESTABLISHED", 4: "FIN_WAIT", 5: "CLOSE_WAIT",
               6: "LAST_ACK", 7: "TIME_WAIT", 8: "CLOSE", 9: "SYN_SENT2"}
@@ -99,6 +103,18 @@ def parse(data: bytes) -> list[CtEvent]:
     return out
 
 
+def _has_type(data: bytes, mtype: int) -> bool:
+    off = 0
+    while off + 16 <= len(data):
+        length, t = struct.unpack_from("=IH", data, off)
+        if t == mtype:
+            return True
+        if length < 16:
+            return False
+        off += (length + 3) & ~3
+    return False
+
+
 class ConntrackWatch:
     """Conntrack events of `netns` to `callback`, until `stop()`."""
 
@@ -153,20 +169,48 @@ class ConntrackWatch:
                 except Exception:
                     log.exception("conntrack %s: handling %r failed", self.netns or "host", ev)
 
+    def _request(self, mtype: int, flags: int, ev: CtEvent | None = None) -> bytes:
+        msg = nfct_msg()
+        msg["nfgen_family"] = socket.AF_INET
+        msg["attrs"] = [] if ev is None else [("CTA_TUPLE_ORIG", {"attrs": NFCTAttrTuple(
+            family=socket.AF_INET, proto=ev.proto, saddr=ev.src, daddr=ev.dst,
+            sport=ev.sport, dport=ev.dport).attrs()})]
+        msg["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | mtype
+        msg["header"]["flags"] = flags
+        msg.encode()
+        return bytes(msg.data)
+
+    def entries(self) -> list[CtEvent]:
+        """Every conntrack entry of the netns now (kind "update")."""
+        if self._query is None:
+            return []
+        self._query.send(self._request(CT_GET, NLM_F_REQUEST | NLM_F_DUMP))
+        out: list[CtEvent] = []
+        while True:
+            data = self._query.recv(1 << 20)
+            out += parse(data)
+            if _has_type(data, NLMSG_DONE) or _has_type(data, NLMSG_ERROR):
+                return out
+
+    def delete(self, match: Callable[[CtEvent], bool]) -> int:
+        """Delete the entries `match` picks; how many went (one gone meanwhile is not counted)."""
+        if self._query is None:
+            return 0
+        gone = 0
+        for ev in [e for e in self.entries() if match(e)]:
+            self._query.send(self._request(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, ev))
+            data = self._query.recv(1 << 16)
+            if len(data) >= 20 and struct.unpack_from("=H", data, 4)[0] == NLMSG_ERROR \
+                    and struct.unpack_from("=i", data, 16)[0] == 0:
+                gone += 1
+        return gone
+
     def counters(self, ev: CtEvent) -> tuple[int, int] | None:
         """(bytes client->server, bytes server->client) of ev's entry now, None if gone."""
         if self._query is None:
             return None
-        msg = nfct_msg()
-        msg["nfgen_family"] = socket.AF_INET
-        msg["attrs"] = [("CTA_TUPLE_ORIG", {"attrs": NFCTAttrTuple(
-            family=socket.AF_INET, proto=ev.proto, saddr=ev.src, daddr=ev.dst,
-            sport=ev.sport, dport=ev.dport).attrs()})]
-        msg["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | CT_GET
-        msg["header"]["flags"] = NLM_F_REQUEST
-        msg.encode()
         try:
-            self._query.send(msg.data)
+            self._query.send(self._request(CT_GET, NLM_F_REQUEST, ev))
             got = [e for e in parse(self._query.recv(1 << 16)) if e.id == ev.id]
         except OSError:
             return None

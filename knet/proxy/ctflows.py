@@ -21,11 +21,24 @@ from knet.proxy.config import ServicePort, ServiceTable
 from knet.proxy.flows import ERROR, FlowRecord, FlowRing
 from knet.proxy.nftcompile import endpoint_chain
 
-__all__ = ["ConntrackFlows"]
+__all__ = ["ConntrackFlows", "stale_udp_endpoints"]
 
 PROTOS = {6: "TCP", 17: "UDP"}
 CLOSED = ("TIME_WAIT", "CLOSE")
 Counters = Callable[[CtEvent], "tuple[int, int] | None"]
+
+
+def stale_udp_endpoints(old: ServiceTable, new: ServiceTable) -> set[tuple[str, int]]:
+    """UDP endpoints (ip, port) a sync took away from a service port: their conntrack entries
+    must go, or a client that keeps sending stays stuck on them (kube-proxy clears them too)."""
+    out: set[tuple[str, int]] = set()
+    for key, sp in old.items():
+        if sp.protocol != "UDP":
+            continue
+        now = new.get(key)
+        keep = {(e.ip, e.port) for e in now.endpoints} if now is not None else set()
+        out |= {(e.ip, e.port) for e in sp.endpoints} - keep
+    return out
 
 
 @dataclass
@@ -44,6 +57,7 @@ class ConntrackFlows:
         self.node, self.ring, self.node_ips = node, ring, tuple(node_ips)
         self.clock, self.wall, self.max_open = clock, wall, max_open
         self.by_dst: dict[tuple[str, str, int], ServicePort] = {}
+        self.table: ServiceTable = {}
         self.open: dict[int, _Open] = {}
 
     def __repr__(self) -> str:
@@ -56,7 +70,7 @@ class ConntrackFlows:
             if sp.node_port:
                 for ip in self.node_ips:
                     by_dst.setdefault((sp.protocol, ip, sp.node_port), sp)
-        self.by_dst = by_dst
+        self.by_dst, self.table = by_dst, table
 
     def on_event(self, ev: CtEvent, counters: Counters | None = None) -> None:
         if ev.kind == "new":

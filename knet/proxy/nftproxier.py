@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from knet.dataplane.nft import Nft
 from knet.proxy.config import ConfigTracker, ServiceTable
-from knet.proxy.ctflows import ConntrackFlows
+from knet.dataplane.conntrack import ConntrackWatch, CtEvent
+from knet.proxy.ctflows import ConntrackFlows, stale_udp_endpoints
 from knet.proxy.flows import FlowRing
 from knet.proxy.nftcompile import FAMILY, TABLE, NftState, compile_sync
 from knet.proxy.sockets import SocketMaker
@@ -29,9 +30,11 @@ DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 
 
 class EventSource(Protocol):
-    """What feeds conntrack events (knet.dataplane.conntrack.ConntrackWatch, or a fake)."""
+    """What feeds conntrack events and deletes entries (knet.dataplane.conntrack.ConntrackWatch,
+    or a fake)."""
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def delete(self, match: Callable[[CtEvent], bool]) -> int: ...
 
 
 class NftProxier(ConfigTracker):
@@ -53,7 +56,6 @@ class NftProxier(ConfigTracker):
         self.syncs = 0
         self.watch: EventSource | None = None
         if conntrack:
-            from knet.dataplane.conntrack import ConntrackWatch
             watch = ConntrackWatch(netns, lambda ev: self.flows.on_event(ev, watch.counters))
             self.watch = watch
 
@@ -86,8 +88,19 @@ class NftProxier(ConfigTracker):
             self.state = None   # next sync starts from a fresh table
             raise
         self.state = compiled.state
+        stale = stale_udp_endpoints(self.flows.table, table)
         self.flows.set_table(table)
         self.syncs += 1
+        if stale and self.watch is not None:
+            try:
+                gone = self.watch.delete(lambda e: e.proto == 17 and e.dnat
+                                         and (e.reply_src, e.reply_sport) in stale)
+            except OSError as exc:
+                log.error("%s: deleting stale UDP conntrack entries failed: %s; clients may "
+                          "stay on gone endpoints until they pause", self.node_name, exc)
+                return
+            log.info("%s: %d UDP conntrack entries to gone endpoints deleted (%s)",
+                     self.node_name, gone, ", ".join(f"{ip}:{port}" for ip, port in sorted(stale)))
         log.info("%s: nftables: %d service ports, %d chains, %d commands in one transaction",
                  self.node_name, len(table), len(compiled.state.chains), len(compiled.commands))
 

@@ -207,6 +207,54 @@ def test_hairpin_a_backend_reaches_itself_through_its_service(cluster: Any) -> N
     assert name in responses, out                         # hairpin: masqueraded, answered
 
 
+UDP_APP = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: udp-echo}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: udp-echo}}}}
+  template:
+    metadata: {{labels: {{app: udp-echo}}}}
+    spec:
+      containers:
+      - name: netexec
+        image: {AGNHOST}
+        args: ["netexec", "--http-port=8080", "--udp-port=8081"]
+        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: udp-echo}}
+spec:
+  selector: {{app: udp-echo}}
+  ports: [{{port: 53530, targetPort: 8081, protocol: UDP}}]
+"""
+
+
+def test_udp_traffic_is_preserved_when_the_server_pod_cycles(cluster: Any) -> None:
+    """Upstream's "should be able to preserve UDP traffic when server pod cycles": one client
+    port keeps sending; the pod is replaced; the stale conntrack entry must not keep the
+    flow on the gone pod."""
+    cluster.kubectl("apply", "-f", "-", input=UDP_APP)
+    (old,) = cluster.ready_pods("app=udp-echo", 1, timeout=60)
+    cip = cluster.get("service", "udp-echo")["spec"]["clusterIP"]
+    script = ("for i in $(seq 120); do echo hostname | nc -u -w 1 -p 34567 "
+              f"{cip} 53530; echo; sleep 0.1; done")
+    client = subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "exec", "client", "--", "sh",
+         "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    cluster.kubectl("delete", "pod", old["metadata"]["name"], "--wait=false")
+    cluster.wait("a new udp-echo pod", lambda: [
+        p for p in cluster.ready_pods("app=udp-echo", 1, timeout=60)
+        if p["metadata"]["name"] != old["metadata"]["name"]], timeout=60)
+    out, _ = client.communicate(timeout=240)
+    names = [line for line in out.split() if line.startswith("udp-echo-")]
+    assert names and names[0] == old["metadata"]["name"], out
+    assert names[-1] != old["metadata"]["name"], out   # the same client port reached the new pod
+
+
 def _flows(c: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in ("node-1", "node-2"):
@@ -235,9 +283,15 @@ def test_flows_name_the_backend_chosen_from_conntrack(cluster: Any) -> None:
 
 
 def test_trace_shows_the_dnat_hop(cluster: Any) -> None:
+    for _ in range(4):   # random backends: same node and other node alike
+        _trace_once(cluster)
+
+
+def _trace_once(cluster: Any) -> None:
     r = cluster.knet("trace", "client", "svc/web:80", "--state-dir", str(cluster.state_dir))
     out = r.stdout
-    assert "nftables endpoint-" in out and "default/web" in out, out
+    assert "DNAT node-1 (kube-proxy nftables)" in out and "nftables endpoint-" in out, out
+    assert "answered by default/web-" in out and "BROKEN" not in out, out
     assert any(f"default/{name}" in out for name in _backends(cluster)), out
 
 

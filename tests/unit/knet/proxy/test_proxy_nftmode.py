@@ -18,7 +18,7 @@ from knet.dataplane.conntrack import IPS_DST_NAT, CtEvent, parse
 from knet.dataplane.nft import FakeNft
 from knet.proxy.balancer import Endpoint
 from knet.proxy.config import ServicePort
-from knet.proxy.ctflows import ConntrackFlows
+from knet.proxy.ctflows import ConntrackFlows, stale_udp_endpoints
 from knet.proxy.flows import ERROR, FORWARDED, FlowRing
 from knet.proxy.nftcompile import FAMILY, TABLE
 from knet.proxy.nftproxier import NftProxier
@@ -144,3 +144,40 @@ def test_proxy_mode_is_recorded_and_passed_to_every_proxy(tmp_path: Path) -> Non
     loaded = ClusterRecord.load(tmp_path)
     assert loaded is not None and loaded.proxy_mode == "userspace"
     assert "--proxy-mode" not in proxy_argv(loaded, "node-1")
+
+
+def test_udp_entries_to_endpoints_a_sync_took_away_are_deleted() -> None:
+    dns = ServicePort("kube-system", "kube-dns", "dns", "10.96.0.10", 53, "UDP",
+                      endpoints=(Endpoint("10.244.1.9", 53, ""), Endpoint("10.244.2.9", 53, "")))
+    moved = ServicePort("kube-system", "kube-dns", "dns", "10.96.0.10", 53, "UDP",
+                        endpoints=(Endpoint("10.244.2.9", 53, ""),))
+    assert stale_udp_endpoints({dns.key: dns}, {moved.key: moved}) == {("10.244.1.9", 53)}
+    assert stale_udp_endpoints({dns.key: dns}, {}) == {("10.244.1.9", 53), ("10.244.2.9", 53)}
+    assert stale_udp_endpoints({WEB.key: WEB}, {}) == set()          # TCP: nothing to clear
+
+    class Watch:
+        def __init__(self) -> None:
+            self.entries = [
+                CtEvent("update", 1, 17, "10.244.1.7", 5000, "10.96.0.10", 53, "10.244.1.9", 53,
+                        "10.244.1.7", IPS_DST_NAT),
+                CtEvent("update", 2, 17, "10.244.1.7", 5001, "10.96.0.10", 53, "10.244.2.9", 53,
+                        "10.244.1.7", IPS_DST_NAT),
+                CtEvent("update", 3, 6, "10.244.1.7", 5002, "10.96.0.20", 80, "10.244.1.9", 53,
+                        "10.244.1.7", IPS_DST_NAT)]
+
+        def start(self) -> None: ...
+        def stop(self) -> None: ...
+
+        def delete(self, match: object) -> int:
+            gone = [e for e in self.entries if match(e)]  # type: ignore[operator]
+            self.entries = [e for e in self.entries if e not in gone]
+            return len(gone)
+
+    async def run() -> list[int]:
+        p = NftProxier("node-1", nft=FakeNft(), conntrack=False)
+        watch = p.watch = Watch()
+        await p._apply({dns.key: dns})
+        await p._apply({moved.key: moved})
+        return [e.id for e in watch.entries]
+
+    assert asyncio.run(run()) == [2, 3]    # the UDP entry to the gone endpoint only
