@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from knet.dataplane.conntrack import CtEvent
+from knet.dataplane.nflog import LoggedPacket
 from knet.proxy.config import ServicePort, ServiceTable
-from knet.proxy.flows import ERROR, FlowRecord, FlowRing
+from knet.proxy.flows import ERROR, REFUSED, FlowRecord, FlowRing
 from knet.proxy.nftcompile import endpoint_chain
 
 __all__ = ["ConntrackFlows", "stale_udp_endpoints"]
@@ -59,6 +60,7 @@ class ConntrackFlows:
         self.by_dst: dict[tuple[str, str, int], ServicePort] = {}
         self.table: ServiceTable = {}
         self.open: dict[int, _Open] = {}
+        self._last_refused: tuple[tuple[int, str, int, str, int], float] | None = None
 
     def __repr__(self) -> str:
         return f"<ConntrackFlows {self.node} {len(self.by_dst)} frontends {len(self.open)} open>"
@@ -86,6 +88,24 @@ class ConntrackFlows:
                         if ev.bytes_orig is not None else None)
         elif ev.tcp_state in CLOSED:
             self._close(ev, op, counters(ev) if counters is not None else None)
+
+    def on_refused(self, pkt: LoggedPacket) -> None:
+        """A packet the reject chain logged: a connection to a service without endpoints."""
+        proto = PROTOS.get(pkt.proto)
+        sp = self.by_dst.get((proto, pkt.dst, pkt.dport)) if proto else None
+        if sp is None or proto is None:
+            return
+        key, now = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport), self.clock()
+        if self._last_refused is not None and self._last_refused[0] == key \
+                and now - self._last_refused[1] < 1.0:
+            return                              # the same packet seen at two hooks
+        self._last_refused = (key, now)
+        self.ring.record(FlowRecord(
+            time=self.wall(), node=self.node, protocol=proto.lower(), client_ip=pkt.src,
+            client_port=pkt.sport, service=sp.service, service_port=sp.port,
+            port_name=sp.port_name, verdict=REFUSED,
+            reason="nftables reject-chain (no endpoints)",
+            error="the service has no ready endpoints: rejected (ICMP port unreachable)"))
 
     def _new(self, ev: CtEvent) -> None:
         proto = PROTOS.get(ev.proto)

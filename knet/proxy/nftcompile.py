@@ -7,7 +7,8 @@ service port a `service-HASH-ns/name/proto/port` chain choosing an endpoint with
 `numgen random mod N vmap`, per endpoint an `endpoint-HASH-...__ip/port` chain that DNATs;
 ClientIP affinity as timed `affinity-HASH-...` sets (`update @set { ip saddr }`); masquerade
 by mark (hairpin, traffic from outside the cluster CIDR, all NodePort traffic of
-externalTrafficPolicy Cluster); `reject` for services without endpoints.
+externalTrafficPolicy Cluster); `reject` for services without endpoints (logged to an NFLOG
+group first, knet's one addition, so that flow records can say REFUSED).
 
 Key design choice: every sync is ONE transaction that rewrites the rules and the verdict maps
 (flush + add) but keeps the affinity sets of endpoints that stay, so a sync never forgets who
@@ -26,11 +27,12 @@ from typing import Any
 
 from knet.proxy.config import ServicePort, ServiceTable
 
-__all__ = ["FAMILY", "MASQ_MARK", "TABLE", "Compiled", "NftState", "compile_sync",
+__all__ = ["FAMILY", "MASQ_MARK", "NFLOG_GROUP", "TABLE", "Compiled", "NftState", "compile_sync",
            "endpoint_chain", "service_chain"]
 
 FAMILY, TABLE = "ip", "kube-proxy"
 MASQ_MARK = 0x4000
+NFLOG_GROUP = 19280   # the reject chain logs here first: flow records say REFUSED (knet's addition)
 Cmd = dict[str, Any]
 Expr = dict[str, Any]
 
@@ -174,7 +176,7 @@ def _skeleton(cluster_cidr: str) -> list[Cmd]:
                                                    "data": "@no-endpoint-services"}}),
         _rule("nodeport-endpoints-check", *_LOCAL,
               {"vmap": {"key": _DST2, "data": "@no-endpoint-nodeports"}}),
-        _rule("reject-chain", {"reject": None}),
+        _rule("reject-chain", {"log": {"group": NFLOG_GROUP}}, {"reject": None}),
         _rule("cluster-ips-check", _match(_payload("ip", "daddr"), "@cluster-ips"),
               {"reject": None}, comment="Reject traffic to invalid ports of ClusterIPs"),
     ]

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from knet.dataplane.conntrack import ConntrackWatch, CtEvent
+from knet.dataplane.nflog import NflogWatch
 from knet.dataplane.nft import Nft
 from knet.proxy.config import ConfigTracker, ServiceTable
-from knet.dataplane.conntrack import ConntrackWatch, CtEvent
 from knet.proxy.ctflows import ConntrackFlows, stale_udp_endpoints
 from knet.proxy.flows import FlowRing
-from knet.proxy.nftcompile import FAMILY, TABLE, NftState, compile_sync
+from knet.proxy.nftcompile import FAMILY, NFLOG_GROUP, TABLE, NftState, compile_sync
 from knet.proxy.sockets import SocketMaker
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class NftProxier(ConfigTracker):
         if conntrack:
             watch = ConntrackWatch(netns, lambda ev: self.flows.on_event(ev, watch.counters))
             self.watch = watch
+            self.refusals: NflogWatch | None = NflogWatch(netns, NFLOG_GROUP,
+                                                          self.flows.on_refused)
+        else:
+            self.refusals = None
 
     def __repr__(self) -> str:
         return (f"<NftProxier {self.node_name} {len(self.table)} service ports "
@@ -79,6 +84,12 @@ class NftProxier(ConfigTracker):
                 log.error("%s: conntrack events unavailable (%s); `knet flows` stays empty in "
                           "nftables mode", self.node_name, exc)
                 self.watch = None
+        if self.refusals is not None:
+            try:
+                self.refusals.start()
+            except OSError as exc:
+                log.error("%s: %s; refusals are not in the flow records", self.node_name, exc)
+                self.refusals = None
 
     async def _apply(self, table: ServiceTable) -> None:
         compiled = compile_sync(table, cluster_cidr=self.cluster_cidr, previous=self.state)
@@ -109,6 +120,8 @@ class NftProxier(ConfigTracker):
         self.cancel()
         if self.watch is not None:
             self.watch.stop()
+        if self.refusals is not None:
+            self.refusals.stop()
         try:
             if await self.nft.delete_table(self.netns, FAMILY, TABLE):
                 log.info("%s: nftables table %s %s deleted", self.node_name, FAMILY, TABLE)

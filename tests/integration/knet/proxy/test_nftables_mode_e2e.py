@@ -179,6 +179,11 @@ def test_no_endpoints_is_connection_refused(cluster: Any) -> None:
     r = cluster.exec("client", "curl", "-s", "-m", "5", "http://empty/", check=False)
     assert r.returncode == 7, r                           # ECONNREFUSED, as kube-proxy's reject
     assert time.monotonic() - t0 < 3
+    client_ip = cluster.get("pod", "client")["status"]["podIP"]
+    time.sleep(0.3)
+    refused = [f for f in _flows(cluster) if f["service"] == "default/empty"
+               and f["client_ip"] == client_ip]
+    assert refused and refused[-1]["verdict"] == "REFUSED", refused   # from the NFLOG group
     with pytest.raises(urllib.error.URLError) as err:
         urllib.request.urlopen("http://172.18.0.2:30091/", timeout=3)
     assert isinstance(err.value.reason, ConnectionRefusedError), err.value

@@ -89,7 +89,7 @@ def test_no_endpoints_rejects_and_nodeports_go_through_the_external_chain() -> N
     assert not any("empty" in c for c in t["chains"])              # no chains for it
     ext = rules(t, external_chain(web))
     assert "mark-for-masquerade" in ext and service_chain(web) in ext
-    assert rules(t, "reject-chain") == '[[{"reject": null}]]'
+    assert rules(t, "reject-chain") == '[[{"log": {"group": 19280}}, {"reject": null}]]'
     assert '"fib"' in rules(t, "services") and "@service-nodeports" in rules(t, "services")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from pathlib import Path
 
 from proxy_testkit import endpoint_slice, service
@@ -15,6 +16,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg  # type: ignore[impor
 from knet.cluster.components import proxy_argv
 from knet.cluster.state import ClusterRecord
 from knet.dataplane.conntrack import IPS_DST_NAT, CtEvent, parse
+from knet.dataplane.nflog import LoggedPacket, parse_packets
 from knet.dataplane.nft import FakeNft
 from knet.proxy.balancer import Endpoint
 from knet.proxy.config import ServicePort
@@ -181,3 +183,28 @@ def test_udp_entries_to_endpoints_a_sync_took_away_are_deleted() -> None:
         return [e.id for e in watch.entries]
 
     assert asyncio.run(run()) == [2, 3]    # the UDP entry to the gone endpoint only
+
+
+def test_a_rejected_packet_is_a_refused_record_once() -> None:
+    empty = ServicePort("default", "empty", "", "10.96.0.21", 80, "TCP")
+    ring, clock = FlowRing(), Clock()
+    flows = ConntrackFlows("node-1", ring, clock=clock)
+    flows.set_table({empty.key: empty})
+    pkt = LoggedPacket(6, "10.244.1.9", 40000, "10.96.0.21", 80)
+    flows.on_refused(pkt)
+    flows.on_refused(pkt)                       # the same SYN logged twice: one record
+    flows.on_refused(LoggedPacket(6, "10.244.1.9", 40000, "10.96.0.99", 80))  # not a service
+    (rec,) = ring.records()
+    assert (rec.verdict, rec.service, rec.client_ip) == ("REFUSED", "default/empty", "10.244.1.9")
+    clock.now += 2
+    flows.on_refused(pkt)                       # a retry later is another refusal
+    assert len(ring) == 2
+
+
+def test_parse_reads_a_logged_packet() -> None:
+    ip = bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]) + bytes([10, 244, 1, 9]) + \
+        bytes([10, 96, 0, 21]) + struct.pack("!HH", 40000, 80) + b"\0" * 16
+    attr = struct.pack("=HH", 4 + len(ip), 9) + ip
+    body = struct.pack("=BBH", 2, 0, 0) + attr
+    msg = struct.pack("=IHHII", 16 + len(body), 4 << 8, 0, 0, 0) + body
+    assert parse_packets(msg) == [LoggedPacket(6, "10.244.1.9", 40000, "10.96.0.21", 80)]
