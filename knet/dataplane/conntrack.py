@@ -14,7 +14,6 @@ Accounting (`nf_conntrack_acct`) is switched on in the netns at start.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import struct
@@ -26,7 +25,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import (  # type: ignore[import-untyp
     nfct_msg,
 )
 
-from knet.dataplane import nsutil
+from knet.dataplane.nlreader import NetlinkReader
 
 log = logging.getLogger(__name__)
 
@@ -120,54 +119,30 @@ class ConntrackWatch:
 
     def __init__(self, netns: str | None, callback: Callable[[CtEvent], None]) -> None:
         self.netns, self.callback = netns, callback
-        self._events: socket.socket | None = None
         self._query: socket.socket | None = None
-        self.errors = 0
+        self.reader = NetlinkReader("conntrack", netns, self._open, parse, callback)
 
     def __repr__(self) -> str:
-        return f"<ConntrackWatch {self.netns or 'host'} {'on' if self._events else 'off'}>"
+        return f"<ConntrackWatch {self.netns or 'host'} {'on' if self._query else 'off'}>"
 
-    def _open(self) -> tuple[socket.socket, socket.socket]:
+    def _open(self) -> socket.socket:
+        """The events socket; the query socket and byte accounting on the way (same netns)."""
         events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        query = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         events.bind((0, GROUPS))
-        query.bind((0, 0))
-        query.settimeout(0.5)
+        self._query = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._query.bind((0, 0))
+        self._query.settimeout(0.5)
         try:
             with open("/proc/sys/net/netfilter/nf_conntrack_acct", "w") as f:
                 f.write("1")
         except OSError as exc:
             log.warning("conntrack %s: cannot switch on byte accounting (%s); flows say 0 "
                         "bytes", self.netns or "host", exc)
-        return events, query
+        return events
 
     def start(self) -> None:
-        if self.netns:
-            with nsutil.in_netns(self.netns):
-                self._events, self._query = self._open()
-        else:
-            self._events, self._query = self._open()
-        self._events.setblocking(False)
-        asyncio.get_running_loop().add_reader(self._events.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        assert self._events is not None
-        for _ in range(64):
-            try:
-                data = self._events.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # ENOBUFS: events were lost under load; keep going
-                self.errors += 1
-                log.warning("conntrack %s: %s (some flow records are lost)",
-                            self.netns or "host", exc)
-                continue
-            for ev in parse(data):
-                try:
-                    self.callback(ev)
-                except Exception:
-                    log.exception("conntrack %s: handling %r failed", self.netns or "host", ev)
+        self.reader.start()
 
     def _request(self, mtype: int, flags: int, ev: CtEvent | None = None) -> bytes:
         msg = nfct_msg()
@@ -219,13 +194,7 @@ class ConntrackWatch:
         return got[0].bytes_orig, got[0].bytes_reply or 0
 
     def stop(self) -> None:
-        if self._events is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self._events.fileno())
-            except RuntimeError:
-                pass
-            self._events.close()
-            self._events = None
+        self.reader.stop()
         if self._query is not None:
             self._query.close()
             self._query = None

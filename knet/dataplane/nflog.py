@@ -10,14 +10,13 @@ message leaves this module.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from knet.dataplane import nsutil
+from knet.dataplane.nlreader import NetlinkReader
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class NflogWatch:
     def __init__(self, netns: str | None, group: int,
                  callback: Callable[[LoggedPacket], None]) -> None:
         self.netns, self.group, self.callback = netns, group, callback
-        self._sock: socket.socket | None = None
+        self.reader = NetlinkReader("nflog", netns, self._open, parse_packets, callback)
 
     def __repr__(self) -> str:
         return f"<NflogWatch {self.netns or 'host'} group {self.group}>"
@@ -113,36 +112,7 @@ class NflogWatch:
         return sock
 
     def start(self) -> None:
-        if self.netns:
-            with nsutil.in_netns(self.netns):
-                self._sock = self._open()
-        else:
-            self._sock = self._open()
-        self._sock.setblocking(False)
-        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        assert self._sock is not None
-        for _ in range(64):
-            try:
-                data = self._sock.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.warning("nflog %s: %s (some refusals are not recorded)",
-                            self.netns or "host", exc)
-                continue
-            for pkt in parse_packets(data):
-                try:
-                    self.callback(pkt)
-                except Exception:
-                    log.exception("nflog %s: handling %r failed", self.netns or "host", pkt)
+        self.reader.start()
 
     def stop(self) -> None:
-        if self._sock is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            except RuntimeError:
-                pass
-            self._sock.close()
-            self._sock = None
+        self.reader.stop()
