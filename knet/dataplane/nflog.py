@@ -3,7 +3,7 @@
 The kernel proxy rejects connections to Services without endpoints in the kernel; conntrack
 never confirms them, so no conntrack event tells of them. Its reject chain logs each to an
 NFLOG group first, and `NflogWatch` reads that group inside the node's netns (a
-NETLINK_NETFILTER socket bound to the group, copying the first 64 bytes of each packet) and
+NETLINK_NETFILTER socket bound to the group, copying the first 64 bytes of each packet, sent at once rather than batched for a second) and
 hands the callback the IPv4/TCP-UDP header fields as a plain `LoggedPacket`; no netlink
 message leaves this module.
 """
@@ -24,7 +24,7 @@ __all__ = ["LoggedPacket", "NflogWatch", "parse_packets"]
 
 NETLINK_NETFILTER, NFNL_SUBSYS_ULOG = 12, 4
 NFULNL_MSG_PACKET, NFULNL_MSG_CONFIG = 0, 1
-NFULA_PAYLOAD, NFULA_CFG_CMD, NFULA_CFG_MODE = 9, 1, 2
+NFULA_PAYLOAD, NFULA_CFG_CMD, NFULA_CFG_MODE, NFULA_CFG_QTHRESH = 9, 1, 2, 5
 NFULNL_CFG_CMD_BIND, NFULNL_COPY_PACKET = 1, 2
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 
@@ -100,7 +100,8 @@ class NflogWatch:
         sock.settimeout(1.0)
         mode = struct.pack("!IBB", 64, NFULNL_COPY_PACKET, 0)   # copy_range, copy_mode, pad
         for attrs in (_nla(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])),
-                      _nla(NFULA_CFG_MODE, mode)):
+                      _nla(NFULA_CFG_MODE, mode),
+                      _nla(NFULA_CFG_QTHRESH, struct.pack("!I", 1))):  # each packet at once
             sock.send(_config(self.group, attrs))
             ack = sock.recv(4096)
             err = struct.unpack_from("=i", ack, 16)[0] if len(ack) >= 20 else 0

@@ -180,10 +180,10 @@ def test_no_endpoints_is_connection_refused(cluster: Any) -> None:
     assert r.returncode == 7, r                           # ECONNREFUSED, as kube-proxy's reject
     assert time.monotonic() - t0 < 3
     client_ip = cluster.get("pod", "client")["status"]["podIP"]
-    time.sleep(0.3)
-    refused = [f for f in _flows(cluster) if f["service"] == "default/empty"
-               and f["client_ip"] == client_ip]
-    assert refused and refused[-1]["verdict"] == "REFUSED", refused   # from the NFLOG group
+    refused = cluster.wait("a REFUSED flow record", lambda: [
+        f for f in _flows(cluster) if f["service"] == "default/empty"
+        and f["client_ip"] == client_ip and f["verdict"] == "REFUSED"], timeout=5)
+    assert refused[-1]["reason"] == "nftables reject-chain (no endpoints)", refused
     with pytest.raises(urllib.error.URLError) as err:
         urllib.request.urlopen("http://172.18.0.2:30091/", timeout=3)
     assert isinstance(err.value.reason, ConnectionRefusedError), err.value
