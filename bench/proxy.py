@@ -3,7 +3,8 @@
 Two pods on one node (see proxy_world.py). The same clients (iperf3 -t N, a 1-byte
 ping-pong on one connection, wrk, a UDP ping-pong) go, in one run: straight to the pod IP;
 through an nftables DNAT VIP (the physical limit of a kernel path); through knet's proxy
-(L4 with and without the flow recorder, and the L7 HTTP path); HAProxy (tcp mode), nginx
+(L4 with and without the flow recorder, and the L7 HTTP path); through knet's nftables mode
+(kube-proxy's table, flows from conntrack); HAProxy (tcp mode), nginx
 `stream` and a plain aiohttp reverse proxy (the L7 anchor). Rounds are interleaved and
 medians shown, the machine being shared. Re-execs itself inside `knet sandbox` unless
 KNET_SANDBOX=1.
@@ -152,6 +153,14 @@ def ratios(rows: list[Row]) -> str:
             out.append(f"{kept.name:<22} {ratio(kept.gbits, today.gbits):>10} "
                        f"{ratio(kept.rts, today.rts):>9} {ratio(kept.rps, today.rps):>10} "
                        f"{ratio(kept.udp, today.udp):>9}")
+    nft, direct_row = by.get("knet nftables mode"), by.get("direct pod IP")
+    if nft and direct_row:
+        def x(a: float | None, b: float | None) -> str:
+            return "-" if not a or not b else f"{a / b:.2f}x"
+        out.append(f"knet nftables mode / direct: TCP Gbit/s {x(nft.gbits, direct_row.gbits)}, "
+                   f"TCP rt/s {x(nft.rts, direct_row.rts)}, HTTP req/s "
+                   f"{x(nft.rps, direct_row.rps)}, UDP rt/s {x(nft.udp, direct_row.udp)} "
+                   "(goal >= 0.9x on throughput and round trips)")
     http = by.get("knet L7 http")
     aio = by.get("aiohttp rev. proxy")
     direct = by["direct pod IP"].rps if "direct pod IP" in by else None
@@ -165,6 +174,7 @@ def ratios(rows: list[Row]) -> str:
 
 PLAN = [("direct pod IP", SERVER_IP, {}), ("nftables DNAT", VIPS["dnat"], {}),
         ("knet L4", VIPS["knet"], {}), ("knet L4 flows off", VIPS["knet-noflows"], {}),
+        ("knet nftables mode", VIPS["knet-nft"], {}),
         ("knet L7 http", VIPS["knet-http"], {"tcp": False, "udp": False}),
         ("aiohttp rev. proxy", VIPS["aiohttp"], {"tcp": False, "udp": False}),
         ("HAProxy tcp", VIPS["haproxy"], {"udp": False}), ("nginx stream", VIPS["nginx"], {}),

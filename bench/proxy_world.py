@@ -4,7 +4,9 @@ A node netns (pod bridge cni0, service device knet-svc holding the VIPs), a clie
 a server pod on it. The server pod runs iperf3, a 1-byte TCP/UDP echo (uvloop) and nginx as
 the HTTP server; the node runs HAProxy (tcp mode), nginx `stream`, an nftables DNAT VIP,
 knet's proxy (with and without the flow recorder, and with the client's source IP
-preserved) and a plain aiohttp reverse proxy, each with one worker. `World` starts them and stops every process it started, by pid.
+preserved), knet's nftables mode (NftProxier: kube-proxy's table, conntrack flow records
+on) and a plain aiohttp reverse proxy, each with one worker. `World` starts them and
+stops every process it started, by pid.
 Run as `python -m bench.proxy_world --serve-knet on|off` / `--serve-aiohttp` it is one of
 those proxy processes.
 """
@@ -24,7 +26,9 @@ GW, CLIENT_IP, SERVER_IP = "10.244.1.1", "10.244.1.2", "10.244.1.3"
 IPERF, ECHO, HTTP, UDP = 5201, 7000, 80, 7001
 VIPS = {"dnat": "10.96.0.30", "knet": "10.96.0.10", "knet-noflows": "10.96.0.12",
         "knet-http": "10.96.0.11", "haproxy": "10.96.0.20", "nginx": "10.96.0.21",
-        "aiohttp": "10.96.0.22", "knet-srcip": "10.96.0.13", "knet-http-srcip": "10.96.0.14"}
+        "aiohttp": "10.96.0.22", "knet-srcip": "10.96.0.13", "knet-http-srcip": "10.96.0.14",
+        "knet-nft": "10.96.0.15"}
+NOT_LOCAL = ("dnat", "knet-nft")  # VIPs the kernel DNATs: not addresses of the node
 
 ECHO_SERVER = r'''
 import asyncio, uvloop
@@ -57,8 +61,8 @@ def build_topology() -> None:
                  ("link", "add", "knet-svc", "type", "bridge"),
                  ("link", "set", "knet-svc", "up")):
         sh("ip", "-n", NODE, *args)
-    for vip in VIPS.values():
-        if not vip.endswith(".30"):  # the DNAT VIP is not a local address
+    for key, vip in VIPS.items():
+        if key not in NOT_LOCAL:
             sh("ip", "-n", NODE, "addr", "add", f"{vip}/32", "dev", "knet-svc")
     sh(*in_ns(NODE, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
     for i, (ns, ip) in enumerate(((CLIENT, CLIENT_IP), (SERVER, SERVER_IP))):
@@ -80,7 +84,7 @@ def nft_rules() -> str:
     ip daddr {vip} udp dport {UDP} dnat to {SERVER_IP}
   }}
   chain post {{ type nat hook postrouting priority srcnat; policy accept;
-    ct status dnat ip daddr {SERVER_IP} masquerade
+    ct status dnat ct original ip daddr {vip} masquerade
   }}
 }}
 """
@@ -136,6 +140,54 @@ def transparent(on: bool, state_dir: str) -> None:
     asyncio.run(run())
 
 
+def service_objs(name: str, ip: str, ports: list[tuple[int, str]],
+                 app: str | None) -> list[dict[str, Any]]:
+    """A Service and its EndpointSlice (the server pod) in wire form, as informers give them."""
+    specs = [{"name": f"p{p}", "port": p, "protocol": proto,
+              **({"appProtocol": app} if app else {})} for p, proto in ports]
+    sl = {"kind": "EndpointSlice", "addressType": "IPv4",
+          "metadata": {"name": name, "namespace": "bench",
+                       "labels": {"kubernetes.io/service-name": name}},
+          "ports": [{"name": s["name"], "port": s["port"], "protocol": s["protocol"]}
+                    for s in specs],
+          "endpoints": [{"addresses": [SERVER_IP], "conditions": {"ready": True},
+                         "targetRef": {"kind": "Pod", "namespace": "bench", "name": "server"}}]}
+    return [{"kind": "Service", "metadata": {"name": name, "namespace": "bench"},
+             "spec": {"clusterIP": ip, "ports": specs}}, sl]
+
+
+def serve_knet_nft() -> None:
+    """knet's nftables mode (run as `python -m bench.proxy_world --serve-knet nft`): the
+    NftProxier programs kube-proxy's table in the node netns and records flows from
+    conntrack, as `knet proxy --proxy-mode nftables` does; then it only waits."""
+    import asyncio
+    import signal
+
+    import uvloop
+
+    from knet.dataplane.nft import LibNft
+    from knet.proxy.flows import FlowRing
+    from knet.proxy.nftproxier import NftProxier
+
+    async def main() -> None:
+        p = NftProxier("node-1", nft=LibNft(), netns=NODE, flow_ring=FlowRing(),
+                       close_nft=True)
+        for o in service_objs("nft", VIPS["knet-nft"],
+                              [(IPERF, "TCP"), (ECHO, "TCP"), (HTTP, "TCP"), (UDP, "UDP")], None):
+            (p.on_service_add if o["kind"] == "Service" else p.on_endpointslice_add)(o)
+        p.on_service_synced()
+        p.on_endpointslice_synced()
+        p.start_flows()
+        await asyncio.sleep(0.1)
+        await p.wait_applied()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await p.stop()
+
+    uvloop.run(main())
+
+
 def serve_knet(flows: bool, srcip: bool = False) -> None:
     """The knet proxy process (run as `python -m bench.proxy --serve-knet on|off|srcip`;
     srcip: flows on, the client's source IP preserved)."""
@@ -148,20 +200,6 @@ def serve_knet(flows: bool, srcip: bool = False) -> None:
 
     vip = VIPS["knet-srcip" if srcip else "knet" if flows else "knet-noflows"]
 
-    def svc(name: str, ip: str, ports: list[tuple[int, str]], app: str | None) -> list[dict[str, Any]]:
-        specs = [{"name": f"p{p}", "port": p, "protocol": proto,
-                  **({"appProtocol": app} if app else {})} for p, proto in ports]
-        sl = {"kind": "EndpointSlice", "addressType": "IPv4",
-              "metadata": {"name": name, "namespace": "bench",
-                           "labels": {"kubernetes.io/service-name": name}},
-              "ports": [{"name": s["name"], "port": s["port"], "protocol": s["protocol"]}
-                        for s in specs],
-              "endpoints": [{"addresses": [SERVER_IP], "conditions": {"ready": True},
-                             "targetRef": {"kind": "Pod", "namespace": "bench",
-                                           "name": "server"}}]}
-        return [{"kind": "Service", "metadata": {"name": name, "namespace": "bench"},
-                 "spec": {"clusterIP": ip, "ports": specs}}, sl]
-
     async def main() -> None:
         p = Proxier("node-1", netns=NODE, flow_ring=FlowRing(), udp_idle_timeout=1.0)
         p.ctx.record = flows
@@ -171,11 +209,11 @@ def serve_knet(flows: bool, srcip: bool = False) -> None:
         if flows:  # as the node proxy runs: golden metrics from every record
             from knet.mesh.metrics import MeshMetrics
             p.ring.sinks.append(MeshMetrics().observe)
-        objs = svc("l4", vip, [(IPERF, "TCP"), (ECHO, "TCP"), (HTTP, "TCP"), (UDP, "UDP")],
+        objs = service_objs("l4", vip, [(IPERF, "TCP"), (ECHO, "TCP"), (HTTP, "TCP"), (UDP, "UDP")],
                    None)
         if flows:
-            objs += svc("l7", VIPS["knet-http-srcip" if srcip else "knet-http"],
-                        [(HTTP, "TCP")], "http")
+            objs += service_objs("l7", VIPS["knet-http-srcip" if srcip else "knet-http"],
+                                 [(HTTP, "TCP")], "http")
         for o in objs:
             (p.on_service_add if o["kind"] == "Service" else p.on_endpointslice_add)(o)
         p.on_service_synced()
@@ -261,13 +299,14 @@ class World:
         sh(*in_ns(NODE, "nft", "-f", self.write("rules.nft", nft_rules())))
         for flows in ("on", "off", "srcip"):
             self.spawn(NODE, sys.executable, "-m", "bench.proxy_world", "--serve-knet", flows)
+        self.spawn(NODE, sys.executable, "-m", "bench.proxy_world", "--serve-knet", "nft")
         self.spawn(NODE, sys.executable, "-m", "bench.proxy_world", "--serve-aiohttp")
         for host, port in [(SERVER_IP, IPERF), (SERVER_IP, ECHO), (SERVER_IP, HTTP),
                            (VIPS["haproxy"], ECHO), (VIPS["nginx"], ECHO),
                            (VIPS["knet"], ECHO), (VIPS["knet-noflows"], ECHO),
                            (VIPS["knet-http"], HTTP), (VIPS["dnat"], ECHO),
                            (VIPS["knet-srcip"], ECHO), (VIPS["knet-http-srcip"], HTTP),
-                           (VIPS["aiohttp"], HTTP)]:
+                           (VIPS["aiohttp"], HTTP), (VIPS["knet-nft"], ECHO)]:
             try:
                 wait_port(host, port)
             except RuntimeError:
@@ -292,10 +331,12 @@ class World:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.proxy_world")
-    parser.add_argument("--serve-knet", choices=["on", "off", "srcip"])
+    parser.add_argument("--serve-knet", choices=["on", "off", "srcip", "nft"])
     parser.add_argument("--serve-aiohttp", action="store_true")
     args = parser.parse_args(argv)
-    if args.serve_knet:
+    if args.serve_knet == "nft":
+        serve_knet_nft()
+    elif args.serve_knet:
         serve_knet(args.serve_knet != "off", srcip=args.serve_knet == "srcip")
     elif args.serve_aiohttp:
         serve_aiohttp()

@@ -78,7 +78,8 @@ def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None)
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
                      "--flows-socket", str(proxy_socket(rec.state_dir, name)), *algorithm,
-                     *([] if rec.preserve_source_ip else ["--no-preserve-source-ip"]))
+                     *([] if rec.preserve_source_ip else ["--no-preserve-source-ip"]),
+                     *(["--proxy-mode", rec.proxy_mode] if rec.proxy_mode != "userspace" else []))
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

@@ -75,7 +75,8 @@ async def _ensure_host(state_dir: Path) -> None:
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
              timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
              cni: str | None = None, proxy_algorithm: str | None = None,
-             lb_pool: str | None = None, preserve_source_ip: bool = True) -> UpResult:
+             lb_pool: str | None = None, preserve_source_ip: bool = True,
+             proxy_mode: str | None = None) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
     the one recorded in state_dir."""
     _need_root("up")
@@ -92,7 +93,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
             if want is not None and want != have:
                 raise KnetError(f"the cluster in {state_dir} runs with {what} {have}; "
                                 f"{what} {want} needs a new one: run 'knet down' first")
-        return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say)
+        return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say,
+                             proxy_mode=proxy_mode)
     found: list[str] | None = None
     if old:
         say(f"cleaning up what a previous cluster left in {state_dir}")
@@ -102,7 +104,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
                         server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
                         cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "",
-                        lb_pool=lb_pool or "", preserve_source_ip=preserve_source_ip)
+                        lb_pool=lb_pool or "", preserve_source_ip=preserve_source_ip,
+                        proxy_mode=proxy_mode or "userspace")
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:
@@ -150,7 +153,10 @@ async def _bring_up(rec: ClusterRecord, roles: list[str], deadline: float) -> No
 
 
 async def _repair(rec: ClusterRecord, *, nodes: int | None, store: str | None, timeout: float,
-                  say: Say) -> UpResult:
+                  say: Say, proxy_mode: str | None = None) -> UpResult:
+    if proxy_mode is not None and proxy_mode != rec.proxy_mode:
+        raise KnetError(f"the cluster in {rec.state_dir} runs kube-proxy in {rec.proxy_mode} "
+                        f"mode; --proxy-mode {proxy_mode} needs a new one: run 'knet down' first")
     if nodes is not None and nodes != rec.nodes:
         raise KnetError(f"a cluster of {rec.nodes} node(s) is recorded in {rec.state_dir}; "
                         f"--nodes {nodes} needs a new one: run 'knet down' first")

@@ -55,6 +55,7 @@ class ClusterRecord:
     proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
     lb_pool: str = ""   # `knet up --lb-pool` ("" = the default, control/addresses.py LB_POOL)
     preserve_source_ip: bool = True  # `knet up --no-preserve-source-ip` turns it off
+    proxy_mode: str = "userspace"    # every node's kube-proxy mode: userspace | nftables
 
     @property
     def path(self) -> Path:
@@ -118,6 +119,8 @@ class ClusterRecord:
             data["lb_pool"] = self.lb_pool
         if not self.preserve_source_ip:
             data["preserve_source_ip"] = False
+        if self.proxy_mode != "userspace":
+            data["proxy_mode"] = self.proxy_mode
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -144,4 +147,5 @@ class ClusterRecord:
                    backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
                    proxy_algorithm=str(raw.get("proxy_algorithm", "")),
                    lb_pool=str(raw.get("lb_pool") or ""),
-                   preserve_source_ip=bool(raw.get("preserve_source_ip", True)))
+                   preserve_source_ip=bool(raw.get("preserve_source_ip", True)),
+                   proxy_mode=str(raw.get("proxy_mode") or "userspace"))

@@ -37,7 +37,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # type: ignore[import-unt
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
-__all__ = ["KnetIPRoute", "Msg", "RawRtnl", "addr_replace", "default_route_replace", "link_up", "send_and_ack"]
+__all__ = ["KnetIPRoute", "Msg", "RawRtnl", "addr_replace", "bridge_port_hairpin", "default_route_replace", "link_up", "send_and_ack"]
 
 Msg = Any             # a pyroute2 netlink message (pyroute2 is untyped), ready to send
 _REQ = NLM_F_REQUEST | NLM_F_ACK
@@ -75,6 +75,16 @@ def veth_add(ifname: str, *, master: int, peer_netns_fd: int, peer_mac: str,
                 {"flags": IFF_UP, "change": IFF_UP},
                 [("IFLA_IFNAME", ifname), ("IFLA_MASTER", master), ("IFLA_MTU", mtu),
                  ("IFLA_LINKINFO", info)])
+
+
+def bridge_port_hairpin(ifname: str) -> Msg:
+    """`ip link set ifname type bridge_slave hairpin on`: a frame may leave by the port it came
+    in on, which a pod reaching itself through a Service DNATed on the bridge (br_netfilter)
+    needs, as kubelet's hairpin-veth mode and the CNI bridge plugin's hairpinMode do."""
+    info = {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                      ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]})]}
+    return _msg(ifinfmsg, RTM_NEWLINK, _REQ, {}, [("IFLA_IFNAME", ifname),
+                                                  ("IFLA_LINKINFO", info)])
 
 
 def addr_replace(index: int, ip: str, prefixlen: int) -> Msg:

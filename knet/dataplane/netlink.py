@@ -28,6 +28,7 @@ from knet.dataplane.aioiproute import (
     Msg,
     RawRtnl,
     addr_replace,
+    bridge_port_hairpin,
     default_route_replace,
     link_up,
     veth_add,
@@ -245,7 +246,7 @@ class NetlinkKernel:
         fd = os.open(nsutil.netns_path(peer_netns), os.O_RDONLY)
         try:
             await ipr.send_batch([veth_add(ifname, master=master, peer_netns_fd=fd,
-                                           peer_mac=mac, mtu=mtu)])
+                                           peer_mac=mac, mtu=mtu), bridge_port_hairpin(ifname)])
         finally:
             os.close(fd)
 

@@ -331,6 +331,8 @@ def _assemble(view: ClusterView, client: PodView, target: Target, ifaces: dict[s
         elif target.service is not None:
             add(f"{client.node}:cni0", leg2, f"{client.node} cni0 (to the endpoint)")
         add(f"pod:{backend.key}", leg2, f"{backend.key} eth0 (backend)")
+    if flow and str(flow.get("reason") or "").startswith("nftables"):
+        _kernel_dnat_hops(hops, decoded, ifaces, leg1, leg2)
     trace = Trace(client, target, hops, answer, flow)
     trace.broken = _broken(trace)
     return trace
@@ -373,6 +375,26 @@ def _assemble_mesh(view: ClusterView, client: PodView, target: Target, ifaces: d
     return trace
 
 
+BRIDGED = ("bridged port to port after the DNAT (br_netfilter NATs on the bridge): the "
+           "bridge device itself sees no frame of it")
+
+
+def _kernel_dnat_hops(hops: list[Hop], decoded: dict[str, list[Packet]],
+                      ifaces: dict[str, Iface], leg1: Conn, leg2: Conn | None) -> None:
+    """nftables mode: there is no proxy socket, the node DNATs the first packet, so a cni0 hop
+    shows the connection before or after the DNAT; to a backend on the same node the frames
+    are bridged port to port and cni0 sees none, which is no break."""
+    by_iface = {id(i): k for k, i in ifaces.items()}
+    for hop in hops:
+        key = by_iface.get(id(hop.iface)) if hop.iface is not None else None
+        if hop.kind != "iface" or key is None or not key.endswith(":cni0"):
+            continue
+        seen = {id(p): p for p in _pick(decoded[key], leg1) + _pick(decoded[key], leg2)}
+        hop.packets = sorted(seen.values(), key=lambda p: p.ts_ns)
+        if not hop.packets:
+            hop.note = BRIDGED
+
+
 def _dns_note(d: DnsAnswer | None) -> str:
     if d is None:
         return ""
@@ -388,6 +410,8 @@ def _proxy_hop(client: PodView, target: Target, flow: dict[str, object] | None) 
         return Hop(label, "proxy", note=f"svc {svc.key}:{target.port}: no flow record for "
                    f"{client.ip}:{target.port}")
     ep = flow.get("endpoint_pod") or flow.get("endpoint_ip") or "none"
+    if str(flow.get("reason") or "").startswith("nftables"):
+        label = f"DNAT {client.node} (kube-proxy nftables)"
     note = (f"svc {svc.key}:{target.port} -> {ep} ({flow.get('endpoint_ip')}:"
             f"{flow.get('endpoint_port')}) {flow.get('reason') or ''} {flow.get('verdict')}")
     if flow.get("error"):
@@ -406,7 +430,7 @@ def _broken(t: Trace) -> str:
                 why = "the service has no ready endpoints" if f.get("verdict") == "REFUSED" \
                     else str(f.get("error") or "the endpoint did not answer")
                 return f"at {hop.label}: {f.get('verdict')} ({why})"
-        elif hop.kind == "iface" and not hop.packets:
+        elif hop.kind == "iface" and not hop.packets and hop.note != BRIDGED:
             return f"at {hop.label}: no packets of this connection seen there"
     if t.answer is not None and not t.answer.ok:
         return f"the client got {t.answer.error}"

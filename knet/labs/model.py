@@ -113,6 +113,7 @@ class Step(_Strict):
     until: float | None = None  # retry run+expect for up to this many seconds
     title: str | None = None  # what the step shows (default: derived from the action)
     needs: str | None = None  # a knet command this step needs, e.g. "trace": skipped if absent
+    mode: str | None = None  # only in this kube-proxy mode (userspace | nftables), else left out
 
     @model_validator(mode="after")
     def _one(self) -> Step:

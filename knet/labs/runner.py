@@ -55,6 +55,17 @@ def knet_has(command: str) -> bool:
     return importlib.util.find_spec(f"knet.cli.commands.{command}") is not None
 
 
+def _proxy_mode(state_dir: Path) -> str:
+    """The kube-proxy mode of the cluster recorded in state_dir (userspace if none is)."""
+    from knet.cluster.state import ClusterRecord
+
+    try:
+        rec = ClusterRecord.load(state_dir)
+    except ValueError:
+        return "userspace"
+    return rec.proxy_mode if rec is not None else "userspace"
+
+
 def substitute(text: str, env: dict[str, str]) -> str:
     """${name} -> its value; unknown names (shell variables) are left alone."""
     return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), text)
@@ -75,6 +86,7 @@ class LabRun:
                             f"it has: {', '.join(sorted(lab.vars)) or 'none'}")
         self.vars = {**lab.vars, **(overrides or {}), "ns": namespace, "lab_dir": str(lab_dir),
                      "state_dir": str(kube.kubeconfig.parent),
+                     "proxy_mode": _proxy_mode(kube.kubeconfig.parent),
                      "knet": f"{sys.executable} -m knet.cli.main"}
         self.background: dict[str, subprocess.Popen[str]] = {}
 
@@ -89,6 +101,8 @@ class LabRun:
             for i, step in enumerate(self.lab.steps, 1):
                 if self.before_step:
                     self.before_step(i, step)
+                if step.mode and step.mode != self.vars["proxy_mode"]:
+                    continue   # a step of the other kube-proxy mode (the lab teaches both)
                 if step.needs and not knet_has(step.needs):
                     msg = f"needs 'knet {step.needs}', which this knet does not have yet"
                     result.skipped.append(f"step {i}: {msg}")

@@ -2,7 +2,9 @@
 that a dead kubelet never stops Service traffic): Proxier + its watch source + the flow ring +
 the pod-name resolver, started and stopped as one `NodeProxy`.
 
-`start_node_proxy(...)` is the one call the process entry (knet/cli/commands/proxy.py) makes.
+`start_node_proxy(...)` is the one call the process entry (knet/cli/commands/proxy.py) makes;
+`proxy_mode="nftables"` picks the kernel proxier (knet/proxy/nftproxier.py) instead of the
+userspace one (no listeners, no mesh: the kernel DNATs).
 ClusterIPs are asked of the dataplane (`add_service_ip(node, ip)`) through
 `DataplaneAddresses`; client pod names in flow records come from a Pods informer (pod IP ->
 namespace/name). The caller serves the ring's GET /flows (`NodeProxy.flows_routes()`).
@@ -17,10 +19,12 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from control.clientbase import Client, Obj
-from knet.mesh.secsource import attach_security
+from knet.dataplane.nft import Nft
 from knet.mesh.metrics import MeshMetrics, metrics_routes, workload_of
+from knet.mesh.secsource import attach_security
 from knet.mesh.source import attach_mesh
 from knet.proxy.flows import FlowRing, flows_routes
+from knet.proxy.nftproxier import NftProxier
 from knet.proxy.proxier import Proxier
 from knet.proxy.source import SourcePolicy
 from knet.servicesource import (
@@ -92,7 +96,7 @@ class PodIndex:
 
 
 class NodeProxy:
-    def __init__(self, proxier: Proxier, source: ServiceSource, pods: InformerLike | None,
+    def __init__(self, proxier: Proxier | NftProxier, source: ServiceSource, pods: InformerLike | None,
                  metrics: MeshMetrics | None = None) -> None:
         self.proxier, self.source, self.pods = proxier, source, pods
         self.ring = proxier.ring
@@ -119,9 +123,11 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
                            services: InformerLike | None = None,
                            informer: InformerFactory | None = None, resolve_pods: bool = True,
                            mesh_security: bool = True, source_ip: SourcePolicy | None = None,
+                           proxy_mode: str = "userspace", nft: Nft | None = None,
                            **options: Any) -> NodeProxy:
     """Start the node's proxy; `options` go to `Proxier` (udp_idle_timeout, http_retries,
-    http_timeout, flow_ring, ...)."""
+    http_timeout, flow_ring, ...) or, with proxy_mode "nftables", to `NftProxier`
+    (cluster_cidr, conntrack) which programs the node through `nft`."""
     factory = informer or default_informer_factory()
     index = PodIndex()
     ring = options.pop("flow_ring", None)
@@ -130,6 +136,10 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
         ring.resolver = index.resolve
     metrics = MeshMetrics(workloads=index.workload)   # golden metrics (knet/mesh/metrics.py)
     ring.sinks.append(metrics.observe)
+    if proxy_mode == "nftables":
+        return _start_nft(client=client, node_name=node_name, netns=netns, node_ips=node_ips,
+                          ring=ring, index=index, metrics=metrics, factory=factory,
+                          services=services, nft=nft, resolve_pods=resolve_pods, **options)
     addresses = DataplaneAddresses(dataplane, node_name) if dataplane is not None else None
     proxier = Proxier(node_name, netns=netns, node_ips=node_ips, address_manager=addresses,
                       flow_ring=ring, **options)
@@ -147,4 +157,32 @@ async def start_node_proxy(*, client: Client, node_name: str, netns: str | None,
     source.start()
     log.info("node %s: proxy started (netns %s, node IPs %s)", node_name, netns or "(own)",
              ", ".join(node_ips) or "none")
+    return NodeProxy(proxier, source, pods, metrics)
+
+
+def _pods_informer(client: Client, factory: InformerFactory, index: PodIndex) -> InformerLike:
+    pods = factory(client, "pods")
+    pods.add_handler(on_add=index.on_add, on_update=index.on_update, on_delete=index.on_delete)
+    pods.start()
+    return pods
+
+
+def _start_nft(*, client: Client, node_name: str, netns: str | None, node_ips: Iterable[str],
+               ring: FlowRing, index: PodIndex, metrics: MeshMetrics, factory: InformerFactory,
+               services: InformerLike | None, nft: Nft | None, resolve_pods: bool,
+               **options: Any) -> NodeProxy:
+    """The nftables mode: the kernel proxier, flows from conntrack, no mesh (it lives on the
+    userspace L7 path)."""
+    owned = nft is None
+    if nft is None:
+        from knet.dataplane.nft import LibNft
+        nft = LibNft()
+    proxier = NftProxier(node_name, nft=nft, netns=netns, node_ips=node_ips, flow_ring=ring,
+                         close_nft=owned, **options)
+    pods = _pods_informer(client, factory, index) if resolve_pods else None
+    source = ServiceSource(client, proxier, informer=factory, services=services)
+    source.start()
+    proxier.start_flows()
+    log.info("node %s: proxy started in nftables mode (netns %s, node IPs %s)", node_name,
+             netns or "(own)", ", ".join(node_ips) or "none")
     return NodeProxy(proxier, source, pods, metrics)

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-preserve-source-ip", dest="preserve_source_ip", action="store_false",
                    help="backends see the node's address instead of the client pod's (default: "
                    "the client's, as kube-proxy keeps it; for comparisons)")
+    p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default=None,
+                   help="kube-proxy mode of every node: userspace (default, listeners in "
+                   "`knet proxy`) or nftables (kube-proxy's nftables mode: the kernel DNATs)")
     _state_arg(p)
     p.set_defaults(func=_up)
 
@@ -67,7 +70,7 @@ def _up(args: argparse.Namespace) -> int:
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
                                    timeout=args.timeout, backend=args.backend, cni=args.cni,
                                    proxy_algorithm=args.proxy_algorithm, lb_pool=args.lb_pool,
-                                   preserve_source_ip=args.preserve_source_ip,
+                                   preserve_source_ip=args.preserve_source_ip, proxy_mode=args.proxy_mode,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from knet.errors import UsageError
 from knet.proxy.balancer import ALGORITHMS
@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="knet state dir (the dataplane's records live under it)")
     p.add_argument("--no-addresses", action="store_true",
                    help="do not add ClusterIPs to the node (they are already there)")
+    p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default="userspace",
+                   help="userspace (default): listeners in this process; nftables: kube-proxy's "
+                   "nftables mode, the kernel DNATs (table ip kube-proxy in the node's netns)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="pod CIDR: nftables mode masquerades Service traffic from outside it")
     p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
     p.add_argument("--algorithm", default="round-robin",
                    choices=ALGORITHMS,
@@ -102,7 +107,7 @@ async def _main(args: argparse.Namespace) -> int:
     netns = None if args.netns == "-" else (args.netns or f"knet-{args.node}")
     client = _client(args)
     dataplane = routes = None
-    if not args.no_addresses:
+    if not args.no_addresses and args.proxy_mode == "userspace":  # nftables: DNAT, no addresses
         from knet.dataplane.hostroutes import HostRoutes
         from knet.dataplane.netlink import NetlinkDataplane
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
@@ -115,12 +120,14 @@ async def _main(args: argparse.Namespace) -> int:
         source = await setup_source_ip(node=args.node, netns=netns,
                                        state_dir=args.state_dir / "dataplane",
                                        enabled=args.preserve_source_ip)
+    mode_options: dict[str, Any] = (
+        {"cluster_cidr": args.cluster_cidr} if args.proxy_mode == "nftables" else
+        {"udp_idle_timeout": args.udp_idle_timeout, "http_retries": args.http_retries,
+         "http_timeout": args.http_timeout, "algorithm": args.algorithm, "routes": routes,
+         "source_ip": source})
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
-        dataplane=dataplane, flow_ring=ring, source_ip=source,
-        udp_idle_timeout=args.udp_idle_timeout,
-        http_retries=args.http_retries, http_timeout=args.http_timeout,
-        algorithm=args.algorithm, routes=routes)
+        dataplane=dataplane, flow_ring=ring, proxy_mode=args.proxy_mode, **mode_options)
     netpol = None
     if not args.no_netpol:   # NetworkPolicy: its own loop in this process (knet/policy/enforcer.py)
         from knet.policy.enforcer import start_enforcer
@@ -181,7 +188,8 @@ async def _serve_metrics(proxy: NodeProxy, args: argparse.Namespace) -> web.AppR
         return None
     ip = args.node_ip[0]
     try:
-        sock = proxy.proxier.ctx.sockets.listener(ip, args.metrics_port)
+        sockets = getattr(proxy.proxier, "sockets", None) or proxy.proxier.ctx.sockets  # type: ignore[union-attr]
+        sock = sockets.listener(ip, args.metrics_port)
     except OSError as exc:
         log.error("metrics: cannot listen on %s:%d (%s); GET /metrics stays on the flows "
                   "socket only (give --metrics-port another port)", ip, args.metrics_port,

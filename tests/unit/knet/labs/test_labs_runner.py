@@ -113,3 +113,22 @@ def test_kubectl_steps_carry_namespace_kubeconfig_and_cache(kube: Kube, tmp_path
     call = next(c for c in kubectl_calls(tmp_path) if "get pods" in c)
     assert call == (f"--kubeconfig {tmp_path}/kubeconfig --cache-dir {tmp_path}/cache "
                     "--namespace lab-x get pods -o jsonpath={.a b}")
+
+
+def test_steps_of_the_other_proxy_mode_are_left_out(kube: Kube, tmp_path: Path) -> None:
+    from knet.cluster.state import ClusterRecord
+
+    lab = {"title": "t", "steps": [
+        {"run": {"host": "echo ${proxy_mode} > seen"}},
+        {"run": {"host": "false"}, "mode": "nftables"},
+        {"run": {"host": "touch userspace-only"}, "mode": "userspace"}]}
+    res, _ = run(lab, kube, tmp_path)                    # no record: userspace
+    assert res.ok and not res.skipped, res.message
+    assert (tmp_path / "seen").read_text().strip() == "userspace"
+    assert (tmp_path / "userspace-only").exists()
+    (tmp_path / "userspace-only").unlink()
+    ClusterRecord(state_dir=tmp_path, nodes=2, proxy_mode="nftables").save()
+    res, _ = run(lab, kube, tmp_path)                    # an nftables cluster: step 2 runs
+    assert not res.ok and res.message.startswith("step 2 (host: false)"), res.message
+    assert (tmp_path / "seen").read_text().strip() == "nftables"
+    assert not (tmp_path / "userspace-only").exists()
