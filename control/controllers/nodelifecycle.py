@@ -32,9 +32,11 @@ from control.controllers.util import deep, meta
 from control.errors import NotFound
 from control.informer import Informer, object_key
 
-__all__ = ["UNREACHABLE", "NodeLifecycleController", "tolerates"]
+__all__ = ["NETWORK_UNAVAILABLE", "UNREACHABLE", "NodeLifecycleController", "tolerates"]
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
+# TaintNodesByCondition: a node whose NetworkUnavailable condition is True takes no new pods
+NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 DEFAULT_TOLERATION_SECONDS = 300.0
 LEASE_NS = "kube-node-lease"
 ORPHANS = "@orphaned-pods"      # the queue key of the orphaned-pod sweep (not a node name)
@@ -65,7 +67,8 @@ class NodeLifecycleController(Controller):
         self.grace, self.eviction_grace, self.period = grace, eviction_grace, period
         self._probe: dict[str, tuple[str, float]] = {}
         self._orphaned_since: dict[str, float] = {}      # pod uid -> monotonic first seen
-        nodes.add_handler(on_add=lambda n: self.enqueue(object_key(n)))
+        nodes.add_handler(on_add=lambda n: self.enqueue(object_key(n)),
+                          on_update=lambda _o, n: self.enqueue(object_key(n)))
         leases.add_handler(on_update=lambda o, n: self._lease(n), on_add=self._lease)
 
     def _lease(self, lease: Obj) -> None:
@@ -107,6 +110,13 @@ class NodeLifecycleController(Controller):
         if seen is None or seen[0] != renew:
             seen = self._probe[key] = (renew, now)
         taints = (node.get("spec") or {}).get("taints") or []
+        net_down = any(c.get("type") == "NetworkUnavailable" and c.get("status") == "True"
+                       for c in (node.get("status") or {}).get("conditions") or [])
+        if net_down != any(t.get("key") == NETWORK_UNAVAILABLE for t in taints):
+            keep = [t for t in taints if t.get("key") != NETWORK_UNAVAILABLE]
+            await self._set_taints(node, keep + ([{"key": NETWORK_UNAVAILABLE,
+                                                   "effect": "NoSchedule"}] if net_down else []))
+            return                                # the node update re-enqueues it
         tainted = [t for t in taints if t.get("key") == UNREACHABLE]
         if now - seen[1] <= self.grace:
             if tainted:

@@ -61,6 +61,7 @@ class Agent:
         self.max_pods = max_pods
         self.auth = auth or KubeletAuth.for_node(client, spec.name)
         self.workers: dict[str, PodWorker] = {}
+        self.node_agent: NodeAgent | None = None
         self.overlay = None if overlay is None else OverlaySync(
             overlay=overlay, dataplane=dataplane, report=self._record_event)
         self.pods_root = state_dir / "pods" / spec.name
@@ -154,6 +155,8 @@ class Agent:
     async def _sync_routes(self) -> None:
         if self.overlay is not None:        # --backend vxlan: peers through flannel.1
             await self.overlay.sync(self.nodes.list)
+            if self.node_agent is not None:
+                self.node_agent.set_network(self.overlay.network())
             return
         peers = []
         for n in self.nodes.list():
@@ -185,7 +188,9 @@ class Agent:
         app = create_app(lambda key: self.workers.get(key), self.runtime, auth=self.auth)
         resourcemetrics.add_routes(app, lambda: self.workers.values(), self.runtime)
         await self._serve(app)
-        node_agent = NodeAgent(self.client, node)
+        node_agent = self.node_agent = NodeAgent(self.client, node)
+        if self.overlay is not None:
+            node_agent.network = self.overlay.network()
         await node_agent.register()
         node_agent.start()
         self.nodes.add_handler(on_add=lambda *_: self._spawn(self._sync_routes()),

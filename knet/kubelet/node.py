@@ -65,7 +65,9 @@ def node_object(name: str, *, underlay_ip: str, pod_cidr: str, agent_url: str,
                                 "systemUUID": name, "bootID": name}}}
 
 
-def conditions(now: float) -> list[Obj]:
+def conditions(now: float, network: tuple[bool, str, str] | None = None) -> list[Obj]:
+    """The node's conditions; `network` (unavailable, reason, message): the overlay's
+    NetworkUnavailable condition, as flannel sets it (None: the node has no overlay)."""
     stamp = rfc3339(now)
     out = [{"type": t, "status": "False", "reason": r, "message": m,
             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
@@ -75,6 +77,11 @@ def conditions(now: float) -> list[Obj]:
     out.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "knet agent is posting ready status", "lastHeartbeatTime": stamp,
                 "lastTransitionTime": stamp})
+    if network is not None:
+        down, reason, message = network
+        out.append({"type": "NetworkUnavailable", "status": "True" if down else "False",
+                    "reason": reason, "message": message, "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp})
     return out
 
 
@@ -88,12 +95,14 @@ class NodeAgent:
         self.name = node["metadata"]["name"]
         self.lease_period = lease_period
         self.heartbeat_period = heartbeat_period
+        self.network: tuple[bool, str, str] | None = None   # NetworkUnavailable (overlay)
         self._task: asyncio.Task[None] | None = None
+        self._beat_now = asyncio.Event()
 
     async def register(self) -> Obj:
         """Create the Node, or take over an existing one of the same name (agent restart)."""
         body = dict(self.node)
-        body["status"] = {**body["status"], "conditions": conditions(time.time())}
+        body["status"] = {**body["status"], "conditions": conditions(time.time(), self.network)}
         try:
             created = await self.client.create("nodes", body)
         except AlreadyExists:
@@ -116,16 +125,25 @@ class NodeAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def set_network(self, network: tuple[bool, str, str]) -> None:
+        """The overlay's verdict on this node (NetworkUnavailable); posted at once if changed."""
+        if network != self.network:
+            self.network = network
+            self._beat_now.set()
+
     async def _loop(self) -> None:
         last_beat = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease_period)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), self.lease_period)
             try:
                 await self._renew_lease()
-                if time.monotonic() - last_beat >= self.heartbeat_period:
-                    await self.client.patch("nodes", self.name,
-                                            {"status": {"conditions": conditions(time.time())}},
-                                            subresource="status")
+                if self._beat_now.is_set() or \
+                        time.monotonic() - last_beat >= self.heartbeat_period:
+                    self._beat_now.clear()
+                    await self.client.patch("nodes", self.name, {"status": {
+                        "conditions": conditions(time.time(), self.network)}},
+                        subresource="status")
                     last_beat = time.monotonic()
             except (ApiError, OSError) as exc:
                 log.warning("node %s: heartbeat failed: %s", self.name, exc)

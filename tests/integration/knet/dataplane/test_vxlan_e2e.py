@@ -1,8 +1,9 @@
 """`knet up --backend vxlan` end to end: Flannel's flannel.1 in every node netns, pods on
 different nodes talk through it with MTU 1450, a real capture on the underlay decodes as VXLAN
 VNI 1 with the pod addresses inside, `knet node add/remove` keep every node's FDB, neighbours
-and routes right, and a malformed peer annotation is an Event on that node while the rest of
-the overlay keeps working."""
+and routes right, and a malformed peer annotation is an Event on that node, its
+NetworkUnavailable condition (with the network-unavailable taint) while the rest of the overlay
+keeps working."""
 
 from __future__ import annotations
 
@@ -144,7 +145,18 @@ def test_node_add_remove_and_a_malformed_peer(vx: Cluster) -> None:
         vx.wait("node-1 drops its route to node-3",
                 lambda: "10.244.3.0/24" not in netns("node-1", "ip", "route"), timeout=15)
         assert "Hostname: web2" in fetch(vx, pod_ip(vx, "web2"))
+
+        def network(status: str) -> bool:          # node-3's own agent: NetworkUnavailable
+            n = vx.get("node", "node-3")
+            cond = [c for c in n["status"]["conditions"] if c["type"] == "NetworkUnavailable"]
+            taints = {t["key"] for t in n["spec"].get("taints") or []}
+            return bool(cond) and cond[0]["status"] == status and (
+                ("node.kubernetes.io/network-unavailable" in taints) == (status == "True"))
+        vx.wait("node-3 NetworkUnavailable=True and tainted", lambda: network("True"),
+                timeout=30)
         vx.kubectl("annotate", "node", "node-3", f"{PUBLIC_IP}=172.18.0.4", "--overwrite")
+        vx.wait("node-3 NetworkUnavailable=False, untainted", lambda: network("False"),
+                timeout=30)
         vx.wait("node-3 reachable again",
                 lambda: "Hostname: web3" in fetch(vx, pod_ip(vx, "web3"), check=False),
                 timeout=20)

@@ -105,3 +105,32 @@ async def test_pods_of_a_deleted_node_are_collected(harness: ControllerHarness) 
     await tick(harness, 4, keep_alive=("node-2",))
     await harness.eventually(lambda: pod_gone(harness, "stranded"), what="orphan collected")
     assert await c.get("pods", "fine", namespace="default")
+
+
+async def test_network_unavailable_taints_the_node_no_schedule(harness: ControllerHarness) -> None:
+    """TaintNodesByCondition: NetworkUnavailable=True (the overlay found the node's own
+    annotations broken) adds node.kubernetes.io/network-unavailable:NoSchedule; False
+    lifts it; other taints are kept."""
+    c, clock = harness.client, harness.clock
+    other = {"key": "dedicated", "value": "x", "effect": "NoSchedule"}
+    node = await add_node(c, clock, "node-1", taints=[other])
+    node["status"]["conditions"].append({"type": "NetworkUnavailable", "status": "True",
+                                         "reason": "OverlayAnnotationInvalid"})
+    await c.update("nodes", node, subresource="status")
+    await harness.start("nodelifecycle")
+
+    async def taints(want: int):
+        n = await c.get("nodes", "node-1")
+        got = n["spec"].get("taints") or []
+        return got if len(got) == want else None
+    got = await harness.eventually(lambda: taints(2), what="the network taint")
+    assert {(t["key"], t["effect"]) for t in got} == {
+        ("dedicated", "NoSchedule"), ("node.kubernetes.io/network-unavailable", "NoSchedule")}
+    n = await c.get("nodes", "node-1")
+    for cond in n["status"]["conditions"]:
+        if cond["type"] == "NetworkUnavailable":
+            cond["status"] = "False"
+    await c.update("nodes", n, subresource="status")
+    await renew(c, clock, "node-1")
+    got = await harness.eventually(lambda: taints(1), what="the network taint lifted")
+    assert got[0]["key"] == "dedicated"

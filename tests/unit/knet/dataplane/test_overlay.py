@@ -118,3 +118,30 @@ async def test_sync_programs_peers_drops_host_gw_and_reports_each_problem_once(
     await sync.sync(lambda: [node(1), node(3)])          # node-2 removed
     assert [p.name for p in overlay.peers["node-1"]] == ["node-3"]
     assert len(rec.events) == 1
+
+
+async def test_own_malformed_annotation_makes_the_node_network_unavailable(
+        tmp_path: Path) -> None:
+    """The node's own annotations broken (a user's `kubectl annotate --overwrite`): its
+    NetworkUnavailable condition turns True naming the problem, as flannel reports it, and
+    back to False once they are right; the peers keep being programmed meanwhile."""
+    from knet.kubelet.node import conditions
+    from knet.kubelet.overlaysync import OWN_REASON, UP_REASON
+
+    dp = FakeDataplane(tmp_path)
+    await dp.ensure_host()
+    n1 = await dp.ensure_node(NodeSpec.default(1, mtu=1450))
+    overlay = FakeOverlay()
+    sync = OverlaySync(overlay=overlay, dataplane=dp, report=Recorder())
+    await sync.start(n1)
+    assert sync.network()[:2] == (False, UP_REASON)
+    await sync.sync(lambda: [node(1, **{ANN_BACKEND_DATA: "garbage"}), node(2)])
+    down, reason, message = sync.network()
+    assert (down, reason) == (True, OWN_REASON) and "node node-1" in message
+    assert [p.name for p in overlay.peers["node-1"]] == ["node-2"]
+    cond = [c for c in conditions(0.0, sync.network()) if c["type"] == "NetworkUnavailable"]
+    assert cond[0]["status"] == "True" and cond[0]["reason"] == OWN_REASON
+    await sync.sync(lambda: [node(1), node(2)])
+    assert sync.network()[:2] == (False, UP_REASON)
+    assert [c["type"] for c in conditions(0.0)] == [                  # host-gw: no condition
+        "MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
