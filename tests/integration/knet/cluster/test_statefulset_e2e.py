@@ -284,7 +284,8 @@ spec:
 
 
 def test_volume_kinds_and_data_across_container_restarts(cluster: Cluster) -> None:
-    host_dir = cluster.state_dir.parent / "hostpath-demo"   # outside the state dir: no pod
+    # outside the state dir: no pod may mount anything inside it
+    host_dir = cluster.state_dir.parent / "hostpath-demo"
     cluster.kubectl("apply", "-f", "-",
                     input=VOLUMES.replace("HOSTDIR", str(host_dir)))
 
@@ -312,7 +313,7 @@ def test_volume_kinds_and_data_across_container_restarts(cluster: Cluster) -> No
     assert not any(m[1] == str(mem) for m in
                    (line.split() for line in Path("/proc/mounts").read_text().splitlines()))
     cluster.kubectl("delete", "pvc", "scratch", timeout=60)
-    host_dir.rmdir()                                          # may mount anything inside it
+    host_dir.rmdir()
 
 
 def test_delete_statefulset_and_claims_reclaims_volumes(cluster: Cluster) -> None:
