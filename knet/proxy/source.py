@@ -83,6 +83,8 @@ class SourcePolicy:
             return "masquerade: hairpin"
         if origin.ip in self.node_ips:
             return "masquerade: from the node itself"
+        if endpoint_ip in self.node_ips:     # a hostNetwork endpoint on this node: its reply
+            return "masquerade: the endpoint is this node (hostNetwork)"  # would not come back
         ip = _int(origin.ip)
         from_pod = _inside(ip, self._cluster)
         if origin.external and not (origin.external_local and from_pod):

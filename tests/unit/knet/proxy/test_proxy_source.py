@@ -20,6 +20,9 @@ BACKEND, REMOTE_BACKEND = "10.244.1.9", "10.244.2.9"
     (Origin(POD, 40000), REMOTE_BACKEND, True, "preserved"),
     # hairpin: the pod is its own backend (kube-proxy's KUBE-SEP masquerade)
     (Origin(POD, 40000), POD, False, "masquerade: hairpin"),
+    # a hostNetwork endpoint on this node answers from the node's stack, never through the
+    # transparent socket: masquerade (another node's hostNetwork endpoint routes back: kept)
+    (Origin(POD, 40000), NODE_IP, False, "masquerade: the endpoint is this node (hostNetwork)"),
     # ClusterIP from outside the pod CIDR (the node, hostNetwork): masquerade
     (Origin("10.96.0.1", 5), BACKEND, False, "masquerade: client outside the pod CIDR"),
     (Origin(NODE_IP, 5), BACKEND, False, "masquerade: from the node itself"),
