@@ -226,6 +226,11 @@ def test_explain_says_why(cluster: Any) -> None:
         no.stdout, no.stdout
 
 
+def documents(*objs: dict[str, Any]) -> str:
+    """Objects as one multi-document YAML stream (JSON documents) for `kubectl apply -f -`."""
+    return "\n---\n".join(json.dumps(o) for o in objs)
+
+
 def answers(netns: str, ip: str, port: int, timeout: float = 6.0) -> bool:
     """serve-hostname answered through `ip:port`: its hostname came back. Through the
     userspace proxy a TCP connect to a ClusterIP always succeeds (the node's proxy accepts);
@@ -259,15 +264,11 @@ def test_policies_hold_for_traffic_through_a_service(cluster: Any) -> None:
     node_a = cluster.get("pod", "a", "-n", "x")["spec"]["nodeName"]
     other = "node-2" if node_a == "node-1" else "node-1"
     # the allowed client on the other node, the denied one beside x/a: today both are wrong
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                    "items": [{"apiVersion": "v1", "kind": "Namespace",
-                               "metadata": {"name": "w"}},
-                              _client_pod("w", "allowed", other, "b"),
-                              _client_pod("w", "denied", node_a, "c"),
-                              {"apiVersion": "v1", "kind": "Service",
-                               "metadata": {"name": "svc-a", "namespace": "x"},
-                               "spec": {"selector": {"pod": "a"},
-                                        "ports": [{"port": 80, "protocol": "TCP"}]}}]}))
+    cluster.kubectl("apply", "-f", "-", input=documents(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "w"}},
+        _client_pod("w", "allowed", other, "b"), _client_pod("w", "denied", node_a, "c"),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc-a", "namespace": "x"},
+         "spec": {"selector": {"pod": "a"}, "ports": [{"port": 80, "protocol": "TCP"}]}}))
     try:
         ip = cluster.get("service", "svc-a", "-n", "x")["spec"]["clusterIP"]
         apply(cluster, "x", "from-w-b", {"podSelector": A, "ingress": [{"from": [

@@ -6,12 +6,11 @@ reaches it neither way; a drop is a DROPPED flow naming the policy."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_netpol_e2e import Cluster, _client_pod, answers, apply
+from test_netpol_e2e import Cluster, _client_pod, answers, apply, documents
 
 pytestmark = pytest.mark.root
 
@@ -31,14 +30,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     c.knet("up", "--nodes", "2", "--proxy-mode", "nftables", "--state-dir", str(c.state_dir),
            "--timeout", "90")
     try:
-        c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                  "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "np"}},
-                            SERVER, _client_pod("np", "allowed", "node-2", "allowed"),
-                            _client_pod("np", "denied", "node-1", "denied"),
-                            {"apiVersion": "v1", "kind": "Service",
-                             "metadata": {"name": "web", "namespace": "np"},
-                             "spec": {"selector": {"pod": "web"},
-                                      "ports": [{"port": 80, "protocol": "TCP"}]}}]}))
+        c.kubectl("apply", "-f", "-", input=documents(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "np"}},
+            SERVER, _client_pod("np", "allowed", "node-2", "allowed"),
+            _client_pod("np", "denied", "node-1", "denied"),
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "np"},
+             "spec": {"selector": {"pod": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}}))
         c.wait("pods running", lambda: [p["status"].get("phase") for p in c.get(
             "pods", "-n", "np")["items"]] == ["Running"] * 3, timeout=120)
         yield c
