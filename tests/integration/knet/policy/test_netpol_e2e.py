@@ -227,8 +227,10 @@ def test_explain_says_why(cluster: Any) -> None:
 
 
 def documents(*objs: dict[str, Any]) -> str:
-    """Objects as one multi-document YAML stream (JSON documents) for `kubectl apply -f -`."""
-    return "\n---\n".join(json.dumps(o) for o in objs)
+    """Objects as one multi-document YAML stream for `kubectl apply -f -`."""
+    import yaml
+
+    return yaml.safe_dump_all(objs)
 
 
 def answers(netns: str, ip: str, port: int, timeout: float = 6.0) -> bool:
