@@ -57,7 +57,7 @@ BROKEN = [
     ("06", ["affinity=ClientIP"], "expected 3 value(s) seen 10 time(s) each"),
     ("07", ["affinity=None", "affinity_config="], "expected 1 value(s) seen 20 time(s) each"),
     ("08", ["headless=web"], "1 value(s), expected 2"),
-    ("10", ["max_unavailable=3"], "step 15 (join load): ... distinct value(s) ... 200: "),
+    ("10", ["max_unavailable=3", "lifecycle={}"], "step 15 (join load): ... distinct value(s) ... 200: "),
     ("12", ["type=ClusterIP"], "output does not match /^3[0-2]\\d{3}$/"),
     ("16", ["app_protocol=tcp"], "0 value(s), expected 12"),
     ("17", ["message=goodbye"], "output does not contain 'hello from a ConfigMap'"),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from knet.dataplane import nsutil
-from knet.proxy.flows import FlowRing
+from knet.proxy.flows import FlowRecord, FlowRing
 from knet.proxy.proxier import Proxier
 
 NODE, OUTSIDE = "kp-node", "kp-out"
@@ -190,14 +190,23 @@ async def curl(ns: str, url: str, *extra: str) -> str:
     return out.strip()
 
 
+async def flows(proxier: Proxier, count: int) -> list[FlowRecord]:
+    """The ring's records once `count` are there: a TCP flow is recorded when the proxy has
+    closed both sides, which can be just after curl has its answer and exits."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(proxier.ring.records()) < count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    return proxier.ring.records()
+
+
 async def test_thirty_requests_each_backend_ten_times_in_order(proxier: Proxier) -> None:
     answers = [await curl("kp-c1", "http://10.96.0.50/") for _ in range(30)]
     assert answers == BACKENDS * 10
-    flows = proxier.ring.records()
-    assert len(flows) == 30
-    assert [f.reason for f in flows] == ["rr#0", "rr#1", "rr#2"] * 10
-    assert {(f.client_ip, f.verdict) for f in flows} == {("10.244.1.21", "FORWARDED")}
-    assert [f.endpoint_pod for f in flows] == [f"default/{b}" for b in BACKENDS] * 10
+    records = await flows(proxier, 30)
+    assert len(records) == 30
+    assert [f.reason for f in records] == ["rr#0", "rr#1", "rr#2"] * 10
+    assert {(f.client_ip, f.verdict) for f in records} == {("10.244.1.21", "FORWARDED")}
+    assert [f.endpoint_pod for f in records] == [f"default/{b}" for b in BACKENDS] * 10
 
 
 async def test_http_mesh_path_balances_per_request_and_names_upstream(
@@ -208,7 +217,7 @@ async def test_http_mesh_path_balances_per_request_and_names_upstream(
     urls = ["http://10.96.0.51/"] * 6
     rc, out = await run("kp-c1", "curl", "-sS", "--max-time", "5", *urls)
     assert rc == 0 and out.split() == ["kp-b2", "kp-b3", "kp-b1"] * 2
-    http = [f for f in proxier.ring.records() if f.protocol == "http"]
+    http = [f for f in await flows(proxier, 7) if f.protocol == "http"]
     assert len(http) == 7 and {f.status for f in http} == {200}
 
 
@@ -216,14 +225,14 @@ async def test_client_ip_affinity_pins_and_clients_are_independent(proxier: Prox
     first = [await curl("kp-c1", "http://10.96.0.52/") for _ in range(10)]
     second = [await curl("kp-c2", "http://10.96.0.52/") for _ in range(10)]
     assert len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
-    reasons = [f.reason for f in proxier.ring.records()]
+    reasons = [f.reason for f in await flows(proxier, 20)]
     assert reasons.count("affinity-hit") == 18
 
 
 async def test_node_port_from_another_netns(proxier: Proxier) -> None:
     answers = [await curl(OUTSIDE, f"http://{NODE_IP}:30080/") for _ in range(3)]
     assert answers == BACKENDS
-    assert {f.client_ip for f in proxier.ring.records()} == {OUTSIDE_IP}
+    assert {f.client_ip for f in await flows(proxier, 3)} == {OUTSIDE_IP}
 
 
 async def test_udp_echo_through_the_service(proxier: Proxier) -> None:
@@ -239,7 +248,7 @@ async def test_no_endpoints_is_refused_at_once(proxier: Proxier) -> None:
     rc, out = await run("kp-c1", "curl", "-sS", "--max-time", "5", "http://10.96.0.55/")
     assert rc in (7, 52, 56), out  # refused / empty reply / reset, never a timeout (28)
     assert time.monotonic() - start < 1.5
-    (flow,) = proxier.ring.records()
+    (flow,) = await flows(proxier, 1)
     assert (flow.verdict, flow.service) == ("REFUSED", "default/empty")
 
 
