@@ -44,7 +44,7 @@ def start_control(rec: ClusterRecord) -> None:
     rec.procs["control"] = procs.spawn("control", knet_argv(
         "control", "--state-dir", str(rec.state_dir), "--listen", f"{HOST_IP}:{API_PORT}",
         "--store", rec.store), log=rec.log("control"),
-        env={"KNET_LB_POOL": rec.lb_pool} if rec.lb_pool else None)
+        env={"KNET_LB_POOL": rec.options.lb_pool} if rec.options.lb_pool else None)
     rec.save()
 
 
@@ -67,19 +67,20 @@ def start_agent(rec: ClusterRecord, name: str) -> None:
     rec.procs[name] = procs.spawn(name, knet_argv(
         "agent", "--node", name, "--index", str(rec.node_index(name)), "--state-dir",
         str(rec.state_dir), "--kubeconfig", str(credentials.node_kubeconfig(rec.state_dir, name)),
-        "--backend", rec.backend, "--cni", rec.cni),
+        "--backend", rec.options.backend, "--cni", rec.options.cni),
         log=rec.log(f"agent-{name}"))
     rec.save()
 
 
 def proxy_argv(rec: ClusterRecord, name: str, *, kubeconfig: Path | None = None) -> list[str]:
     ip = NodeSpec.default(rec.node_index(name), name=name).underlay_ip
-    algorithm = ["--algorithm", rec.proxy_algorithm] if rec.proxy_algorithm else []
+    opts = rec.options
     return knet_argv("proxy", "--node", name, "--kubeconfig", str(kubeconfig or rec.kubeconfig),
                      "--state-dir", str(rec.state_dir), "--node-ip", ip,
-                     "--flows-socket", str(proxy_socket(rec.state_dir, name)), *algorithm,
-                     *([] if rec.preserve_source_ip else ["--no-preserve-source-ip"]),
-                     *(["--proxy-mode", rec.proxy_mode] if rec.proxy_mode != "userspace" else []))
+                     "--flows-socket", str(proxy_socket(rec.state_dir, name)),
+                     *(["--algorithm", opts.proxy_algorithm] if opts.proxy_algorithm else []),
+                     *([] if opts.preserve_source_ip else ["--no-preserve-source-ip"]),
+                     *(["--proxy-mode", opts.proxy_mode] if opts.proxy_mode != "userspace" else []))
 
 
 def start_proxy(rec: ClusterRecord, name: str) -> None:

@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from control.addresses import API_PORT, HOST_IP
 from control.client import HttpClient
 from control.controllers.lbpool import check_underlay_pool
 from control.errors import ApiError
 from knet.cluster import components, credentials, procs, system
-from knet.cluster.state import RECORD, ClusterRecord, proxy_role, proxy_socket
+from knet.cluster.state import RECORD, ClusterOptions, ClusterRecord, proxy_role, proxy_socket
 from knet.cluster.status import node_ready, status
 from knet.errors import KnetError
 
@@ -73,28 +73,29 @@ async def _ensure_host(state_dir: Path) -> None:
 
 
 async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = None,
-             timeout: float = 90.0, say: Say = lambda _m: None, backend: str | None = None,
-             cni: str | None = None, proxy_algorithm: str | None = None,
-             lb_pool: str | None = None, preserve_source_ip: bool = True,
-             proxy_mode: str | None = None) -> UpResult:
+             timeout: float = 90.0, say: Say = lambda _m: None,
+             options: dict[str, Any] | None = None) -> UpResult:
     """Bring up a cluster of `nodes` nodes (default 2), or bring back the dead components of
-    the one recorded in state_dir."""
+    the one recorded in state_dir. `options`: the ClusterOptions the user asked for by name
+    (None or absent = the default for a new cluster, whatever is recorded for an old one)."""
     _need_root("up")
+    asked = dict(options or {})
+    if unknown := set(asked) - set(ClusterOptions.FLAGS):
+        raise TypeError(f"up(): unknown cluster options {sorted(unknown)}")
     if nodes is not None and not 1 <= nodes <= 50:
         raise KnetError(f"--nodes {nodes}: knet runs 1 to 50 nodes on one host")
-    if lb_pool is not None:
+    if asked.get("lb_pool") is not None:
         try:
-            lb_pool = check_underlay_pool(lb_pool)
+            asked["lb_pool"] = check_underlay_pool(asked["lb_pool"])
         except ValueError as exc:
             raise KnetError(f"--lb-pool: {exc}") from None
     old = ClusterRecord.load(state_dir)
     if old and old.procs:
-        for what, want, have in (("--backend", backend, old.backend), ("--cni", cni, old.cni)):
-            if want is not None and want != have:
-                raise KnetError(f"the cluster in {state_dir} runs with {what} {have}; "
-                                f"{what} {want} needs a new one: run 'knet down' first")
-        return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say,
-                             proxy_mode=proxy_mode)
+        try:
+            old.options.refuse_change(asked, state_dir)
+        except ValueError as exc:
+            raise KnetError(str(exc)) from None
+        return await _repair(old, nodes=nodes, store=store, timeout=timeout, say=say)
     found: list[str] | None = None
     if old:
         say(f"cleaning up what a previous cluster left in {state_dir}")
@@ -102,10 +103,8 @@ async def up(state_dir: Path, *, nodes: int | None = None, store: str | None = N
         await down(state_dir)
     rec = ClusterRecord(state_dir=state_dir, nodes=nodes or 2,
                         store=store or f"sqlite:///{state_dir / 'state.db'}",
-                        server=f"https://{HOST_IP}:{API_PORT}", backend=backend or "host-gw",
-                        cni=cni or "builtin", proxy_algorithm=proxy_algorithm or "",
-                        lb_pool=lb_pool or "", preserve_source_ip=preserve_source_ip,
-                        proxy_mode=proxy_mode or "userspace")
+                        server=f"https://{HOST_IP}:{API_PORT}",
+                        options=ClusterOptions.asked(asked))
     if state_dir.exists():
         rec.found = found if found is not None else sorted(p.name for p in state_dir.iterdir())
     else:
@@ -153,10 +152,7 @@ async def _bring_up(rec: ClusterRecord, roles: list[str], deadline: float) -> No
 
 
 async def _repair(rec: ClusterRecord, *, nodes: int | None, store: str | None, timeout: float,
-                  say: Say, proxy_mode: str | None = None) -> UpResult:
-    if proxy_mode is not None and proxy_mode != rec.proxy_mode:
-        raise KnetError(f"the cluster in {rec.state_dir} runs kube-proxy in {rec.proxy_mode} "
-                        f"mode; --proxy-mode {proxy_mode} needs a new one: run 'knet down' first")
+                  say: Say) -> UpResult:
     if nodes is not None and nodes != rec.nodes:
         raise KnetError(f"a cluster of {rec.nodes} node(s) is recorded in {rec.state_dir}; "
                         f"--nodes {nodes} needs a new one: run 'knet down' first")

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from knet.cluster.procs import ProcRecord
 
@@ -40,6 +40,56 @@ def proxy_socket(state_dir: Path, node: str) -> Path:
     return state_dir / "proxy" / f"{node}.sock"
 
 
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How `knet up`'s flags shape a cluster, fixed for its life: cluster.json keeps the ones
+    that differ from the default, `knet up` on a recorded cluster refuses a different value
+    (it needs a new cluster), and the components are started from them. A new flag is one
+    field here (with its `--flag` in FLAGS) and its use where a component starts."""
+
+    backend: str = "host-gw"         # cross-node pod traffic: host-gw | vxlan
+    cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
+    proxy_mode: str = "userspace"    # every node's kube-proxy mode: userspace | nftables
+    proxy_algorithm: str = ""        # "" = the proxy's default (round-robin)
+    lb_pool: str = ""                # "" = the default, control/addresses.py LB_POOL
+    preserve_source_ip: bool = True  # `--no-preserve-source-ip` turns it off
+
+    FLAGS: ClassVar[dict[str, str]] = {"backend": "--backend", "cni": "--cni", "proxy_mode": "--proxy-mode",
+             "proxy_algorithm": "--proxy-algorithm", "lb_pool": "--lb-pool",
+             "preserve_source_ip": "--no-preserve-source-ip"}
+
+    @classmethod
+    def asked(cls, asked: dict[str, Any]) -> ClusterOptions:
+        """The defaults with what the user asked for (keys of FLAGS; None = not asked)."""
+        return replace(cls(), **{k: v for k, v in asked.items() if v is not None})
+
+    def refuse_change(self, asked: dict[str, Any], state_dir: Path) -> None:
+        """Raise ValueError naming the flag if `asked` differs from these (recorded) options."""
+        for name, want in asked.items():
+            have = getattr(self, name)
+            if want is not None and want != have:
+                raise ValueError(f"the cluster in {state_dir} runs with {self._flag(name, have)}"
+                                 f"; {self._flag(name, want)} needs a new one: run 'knet down' "
+                                 "first")
+
+    def _flag(self, name: str, value: Any) -> str:
+        if name == "preserve_source_ip":
+            return "source IPs preserved" if value else "--no-preserve-source-ip"
+        return f"{self.FLAGS[name]} {value or 'default'}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ClusterOptions:
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if (v := raw.get(f.name)) is not None:
+                out[f.name] = bool(v) if isinstance(f.default, bool) else str(v)
+        return cls(**out)
+
+
 @dataclass
 class ClusterRecord:
     state_dir: Path
@@ -50,12 +100,7 @@ class ClusterRecord:
     made_dirs: list[str] = field(default_factory=list)
     found: list[str] | None = None   # the state dir's entries before `up` (None: it was made)
     node_map: dict[str, int] = field(default_factory=dict)  # name -> index, once nodes change
-    backend: str = "host-gw"         # cross-node pod traffic: host-gw | vxlan
-    cni: str = "builtin"             # pod wiring: builtin | reference (CNI plugins)
-    proxy_algorithm: str = ""  # `knet up --proxy-algorithm`; "" = the proxy's default
-    lb_pool: str = ""   # `knet up --lb-pool` ("" = the default, control/addresses.py LB_POOL)
-    preserve_source_ip: bool = True  # `knet up --no-preserve-source-ip` turns it off
-    proxy_mode: str = "userspace"    # every node's kube-proxy mode: userspace | nftables
+    options: ClusterOptions = field(default_factory=ClusterOptions)
 
     @property
     def path(self) -> Path:
@@ -111,16 +156,7 @@ class ClusterRecord:
         }
         if self.node_map:
             data["node_map"] = self.node_map
-        if self.backend != "host-gw" or self.cni != "builtin":
-            data["backend"], data["cni"] = self.backend, self.cni
-        if self.proxy_algorithm:
-            data["proxy_algorithm"] = self.proxy_algorithm
-        if self.lb_pool:
-            data["lb_pool"] = self.lb_pool
-        if not self.preserve_source_ip:
-            data["preserve_source_ip"] = False
-        if self.proxy_mode != "userspace":
-            data["proxy_mode"] = self.proxy_mode
+        data.update(self.options.to_json())
         tmp = self.path.with_name(RECORD + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -144,8 +180,4 @@ class ClusterRecord:
                    made_dirs=list(raw.get("made_dirs", [])),
                    found=None if found is None else [str(n) for n in found],
                    node_map={str(k): int(v) for k, v in (raw.get("node_map") or {}).items()},
-                   backend=str(raw.get("backend", "host-gw")), cni=str(raw.get("cni", "builtin")),
-                   proxy_algorithm=str(raw.get("proxy_algorithm", "")),
-                   lb_pool=str(raw.get("lb_pool") or ""),
-                   preserve_source_ip=bool(raw.get("preserve_source_ip", True)),
-                   proxy_mode=str(raw.get("proxy_mode") or "userspace"))
+                   options=ClusterOptions.from_json(raw))

@@ -37,7 +37,7 @@ async def status(state_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "up": processes["control"]["alive"], "healthy": not dead and bool(rec.procs),
         "state_dir": str(state_dir), "server": rec.server, "kubeconfig": str(rec.kubeconfig),
-        "processes": processes, "dead": dead, "backend": rec.backend, "cni": rec.cni,
+        "processes": processes, "dead": dead, "backend": rec.options.backend, "cni": rec.options.cni,
     }
     if out["up"] and rec.kubeconfig.exists():
         client = HttpClient.from_kubeconfig(rec.kubeconfig)

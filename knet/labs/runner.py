@@ -63,7 +63,7 @@ def _proxy_mode(state_dir: Path) -> str:
         rec = ClusterRecord.load(state_dir)
     except ValueError:
         return "userspace"
-    return rec.proxy_mode if rec is not None else "userspace"
+    return rec.options.proxy_mode if rec is not None else "userspace"
 
 
 def substitute(text: str, env: dict[str, str]) -> str:

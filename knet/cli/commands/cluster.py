@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="addresses for type: LoadBalancer Services, inside the underlay "
                    "(default 172.18.255.0/24)")
     p.add_argument("--no-preserve-source-ip", dest="preserve_source_ip", action="store_false",
+                   default=None,
                    help="backends see the node's address instead of the client pod's (default: "
                    "the client's, as kube-proxy keeps it; for comparisons)")
     p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default=None,
@@ -67,10 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _up(args: argparse.Namespace) -> int:
     from knet.cluster import lifecycle
 
+    from knet.cluster.state import ClusterOptions
+
+    options = {name: getattr(args, name) for name in ClusterOptions.FLAGS}
     res = asyncio.run(lifecycle.up(args.state_dir, nodes=args.nodes, store=args.store,
-                                   timeout=args.timeout, backend=args.backend, cni=args.cni,
-                                   proxy_algorithm=args.proxy_algorithm, lb_pool=args.lb_pool,
-                                   preserve_source_ip=args.preserve_source_ip, proxy_mode=args.proxy_mode,
+                                   timeout=args.timeout, options=options,
                                    say=lambda m: print(f"  {m}", flush=True)))
     rec = res.rec
     if res.adopted and not res.restarted:

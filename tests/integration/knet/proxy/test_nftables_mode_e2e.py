@@ -318,4 +318,4 @@ def test_a_stopped_proxy_removes_its_table_and_up_brings_it_back(cluster: Any) -
     # the recorded mode is kept, and a different one is refused on a running cluster
     bad = cluster.knet("up", "--proxy-mode", "userspace", "--state-dir", str(cluster.state_dir),
                        check=False)
-    assert bad.returncode != 0 and "nftables mode" in bad.stdout + bad.stderr, bad
+    assert bad.returncode != 0 and "--proxy-mode nftables" in bad.stdout + bad.stderr, bad

@@ -9,6 +9,8 @@ shows the node's address; flow records say which source the backend saw."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import time
 import urllib.request
@@ -201,7 +203,7 @@ def test_turned_off_backends_see_the_node_and_the_reply_path_is_gone(app: Cluste
     assert "knet_transparent" in _node_tables("node-1")
     rec = ClusterRecord.load(app.state_dir)
     assert rec is not None
-    rec.preserve_source_ip = False
+    rec.options = dataclasses.replace(rec.options, preserve_source_ip=False)
     rec.save()
     assert procs.stop(rec.procs[proxy_role("node-1")])   # the proxy this test's cluster started
     app.knet("up", "--state-dir", str(app.state_dir), "--timeout", "60")

@@ -180,3 +180,31 @@ def test_added_and_removed_nodes_are_recorded_with_their_index(tmp_path: Path) -
     last = ClusterRecord.load(tmp_path)
     assert last is not None and last.node_names() == ["node-2", "n3"]
     assert last.node_index("node-2") == 2
+
+
+def test_cluster_options_round_trip_only_what_differs(tmp_path: Path) -> None:
+    from knet.cluster.state import ClusterOptions
+
+    opts = ClusterOptions.asked({"backend": "vxlan", "proxy_mode": None,
+                                 "preserve_source_ip": False})
+    assert (opts.backend, opts.proxy_mode, opts.preserve_source_ip) == ("vxlan", "userspace", False)
+    assert opts.to_json() == {"backend": "vxlan", "preserve_source_ip": False}
+    rec = ClusterRecord(state_dir=tmp_path, nodes=2, options=opts)
+    rec.save()
+    loaded = ClusterRecord.load(tmp_path)
+    assert loaded is not None and loaded.options == opts
+    assert ClusterOptions.from_json({"nodes": 2, "cni": "reference"}) == ClusterOptions(cni="reference")
+
+
+def test_a_recorded_cluster_refuses_other_options_naming_the_flag(tmp_path: Path) -> None:
+    from knet.cluster.state import ClusterOptions
+
+    opts = ClusterOptions(proxy_mode="nftables")
+    opts.refuse_change({"proxy_mode": "nftables", "backend": None}, tmp_path)  # same: fine
+    with pytest.raises(ValueError) as e:
+        opts.refuse_change({"proxy_mode": "userspace"}, tmp_path)
+    assert str(e.value) == (f"the cluster in {tmp_path} runs with --proxy-mode nftables; "
+                            "--proxy-mode userspace needs a new one: run 'knet down' first")
+    with pytest.raises(ValueError, match="runs with source IPs preserved; "
+                                         "--no-preserve-source-ip needs a new one"):
+        opts.refuse_change({"preserve_source_ip": False}, tmp_path)

@@ -116,7 +116,7 @@ def test_kubectl_steps_carry_namespace_kubeconfig_and_cache(kube: Kube, tmp_path
 
 
 def test_steps_of_the_other_proxy_mode_are_left_out(kube: Kube, tmp_path: Path) -> None:
-    from knet.cluster.state import ClusterRecord
+    from knet.cluster.state import ClusterOptions, ClusterRecord
 
     lab = {"title": "t", "steps": [
         {"run": {"host": "echo ${proxy_mode} > seen"}},
@@ -127,7 +127,7 @@ def test_steps_of_the_other_proxy_mode_are_left_out(kube: Kube, tmp_path: Path) 
     assert (tmp_path / "seen").read_text().strip() == "userspace"
     assert (tmp_path / "userspace-only").exists()
     (tmp_path / "userspace-only").unlink()
-    ClusterRecord(state_dir=tmp_path, nodes=2, proxy_mode="nftables").save()
+    ClusterRecord(state_dir=tmp_path, nodes=2, options=ClusterOptions(proxy_mode="nftables")).save()
     res, _ = run(lab, kube, tmp_path)                    # an nftables cluster: step 2 runs
     assert not res.ok and res.message.startswith("step 2 (host: false)"), res.message
     assert (tmp_path / "seen").read_text().strip() == "nftables"

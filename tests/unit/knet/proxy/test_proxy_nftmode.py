@@ -14,7 +14,7 @@ from proxy_testkit import endpoint_slice, service
 from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg  # type: ignore[import-untyped]
 
 from knet.cluster.components import proxy_argv
-from knet.cluster.state import ClusterRecord
+from knet.cluster.state import ClusterOptions, ClusterRecord
 from knet.dataplane.conntrack import IPS_DST_NAT, CtEvent, parse
 from knet.dataplane.nflog import Logged, parse_messages
 from knet.dataplane.nft import FakeNft
@@ -135,16 +135,16 @@ def test_the_proxier_programs_one_batch_per_sync_and_deletes_its_table_at_stop()
 
 
 def test_proxy_mode_is_recorded_and_passed_to_every_proxy(tmp_path: Path) -> None:
-    rec = ClusterRecord(state_dir=tmp_path, nodes=2, proxy_mode="nftables")
+    rec = ClusterRecord(state_dir=tmp_path, nodes=2, options=ClusterOptions(proxy_mode="nftables"))
     rec.save()
     again = ClusterRecord.load(tmp_path)
-    assert again is not None and again.proxy_mode == "nftables"
+    assert again is not None and again.options.proxy_mode == "nftables"
     argv = proxy_argv(again, "node-1")
     assert argv[argv.index("--proxy-mode") + 1] == "nftables"
     plain = ClusterRecord(state_dir=tmp_path, nodes=2)
     plain.save()
     loaded = ClusterRecord.load(tmp_path)
-    assert loaded is not None and loaded.proxy_mode == "userspace"
+    assert loaded is not None and loaded.options.proxy_mode == "userspace"
     assert "--proxy-mode" not in proxy_argv(loaded, "node-1")
 
 

@@ -64,14 +64,14 @@ def test_knet_up_flag_reaches_the_proxy_command(tmp_path: object) -> None:
     from pathlib import Path
 
     from knet.cluster.components import proxy_argv
-    from knet.cluster.state import ClusterRecord
+    from knet.cluster.state import ClusterOptions, ClusterRecord
 
     rec = ClusterRecord(state_dir=Path(str(tmp_path)), nodes=1)
     assert "--no-preserve-source-ip" not in proxy_argv(rec, "node-1")
-    rec.preserve_source_ip = False
+    rec.options = ClusterOptions.asked({"preserve_source_ip": False})
     rec.save()
     loaded = ClusterRecord.load(Path(str(tmp_path)))
-    assert loaded is not None and loaded.preserve_source_ip is False
+    assert loaded is not None and loaded.options.preserve_source_ip is False
     assert "--no-preserve-source-ip" in proxy_argv(loaded, "node-1")
 
 
@@ -82,5 +82,5 @@ def test_knet_up_parses_the_switch() -> None:
 
     parser = argparse.ArgumentParser()
     cluster.register(parser.add_subparsers())
-    assert parser.parse_args(["up"]).preserve_source_ip is True
+    assert parser.parse_args(["up"]).preserve_source_ip is None   # not asked: default or recorded
     assert parser.parse_args(["up", "--no-preserve-source-ip"]).preserve_source_ip is False
