@@ -5,7 +5,7 @@ resourceVersion (the store's mod_revision), generation, generateName, namespaces
 exist, admission (defaulting + validation via `control.models.validation.admit`), optimistic
 concurrency, the status/main split, patches, and Service address allocation. How the next
 version is computed lives in `control.api.versions`, deletion in `control.api.deletion`,
-watches in `control.api.watching`, scale and binding in `control.api.subresources`.
+lists (selectors, pages) in `control.api.listing`, watches in `control.api.watching`, scale and binding in `control.api.subresources`.
 
 Methods take ownership of the dicts passed in (the HTTP layer parsed them for this call;
 `LocalClient` copies its callers' objects first), so the hot path never deep-copies.
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.api import deletion, ephemeral, meta, subresources, versions, watching
+from control.api import deletion, ephemeral, listing, meta, subresources, versions, watching
 from control.api.meta import Obj
 from control.api.namespacestate import NamespaceStates
 from control.api.services import Allocation, ServiceAllocator
@@ -31,7 +31,6 @@ from control.clientbase import ObjectList, WatchEvent
 from control.errors import AlreadyExists, BadRequest, Conflict, Forbidden, NotFound
 from control.models.defaults import NAMESPACE_NAME_LABEL, default_status
 from control.models.resources import Registry, ResourceInfo
-from control.models.selectors import parse_field_selector, parse_label_selector
 from control.models.validation import admit as default_admit
 from control.store.base import KV, Store
 
@@ -41,9 +40,7 @@ Admit = Callable[..., tuple[Obj, list[str]]]
 # mutating admission that needs to read other objects (e.g. the ServiceAccount plugin):
 # `await plugin(objects, plural, obj)` changes a new object in place or raises an ApiError
 AdmissionPlugin = Callable[["ObjectService", str, Obj], Awaitable[None]]
-_Hits = list[tuple[KV, Obj | None]]
 _RETRIES = 8
-_LIST_CHUNK = 500
 
 
 @dataclass
@@ -145,8 +142,8 @@ class ObjectService:
                    label_selector: str | None = None, field_selector: str | None = None,
                    limit: int = 0, continue_token: str | None = None) -> ObjectList:
         info = self.resource(resource)
-        hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
-                                            limit, continue_token)
+        hits, rev, token = await listing.scan(self.store, info, namespace, label_selector,
+                                              field_selector, limit, continue_token)
         items = [obj if obj is not None else meta.decode(kv) for kv, obj in hits]
         return ObjectList(items, str(rev), token)
 
@@ -156,68 +153,15 @@ class ObjectService:
                        ) -> tuple[builtins.list[bytes], str, str]:
         """Like `list`, but each item is its JSON text (no decode/encode round trip)."""
         info = self.resource(resource)
-        hits, rev, token = await self._scan(info, namespace, label_selector, field_selector,
-                                            limit, continue_token)
+        hits, rev, token = await listing.scan(self.store, info, namespace, label_selector,
+                                              field_selector, limit, continue_token)
         return [meta.with_revision(kv.value, kv.mod_revision) for kv, _ in hits], str(rev), token
-
-    async def _scan(self, info: ResourceInfo, namespace: str | None,
-                    label_selector: str | None, field_selector: str | None, limit: int,
-                    continue_token: str | None) -> tuple[_Hits, int, str]:
-        """Matching (kv, decoded object or None when no filter needed decoding), the list's
-        revision and the continue token."""
-        match = self.matcher(info, label_selector, field_selector)
-        namespace = namespace or self._namespace_from(info, field_selector)
-        prefix = info.prefix(namespace)
-        start: str | None = None
-        list_rev = 0
-        if continue_token:
-            list_rev, start = meta.read_continue(continue_token, prefix)
-        hits: _Hits = []
-        while True:
-            chunk = 0
-            if limit:
-                chunk = limit - len(hits) + 1 if match is None else _LIST_CHUNK
-            kvs, rev = await self.store.list(prefix, start_after=start, limit=chunk)
-            list_rev = list_rev or rev
-            for n, kv in enumerate(kvs):
-                obj = None
-                if match is not None:
-                    obj = meta.decode(kv)
-                    if not match(obj):
-                        continue
-                if limit and len(hits) >= limit:       # one more exists: a next page
-                    return hits, list_rev, meta.make_continue(list_rev, hits[-1][0].key)
-                hits.append((kv, obj))
-            if not chunk or len(kvs) < chunk:
-                return hits, list_rev, ""
-            start = kvs[-1].key
-
-    def matcher(self, info: ResourceInfo, label_selector: str | None,
-                field_selector: str | None) -> Callable[[Obj], bool] | None:
-        labels = parse_label_selector(label_selector) if label_selector else None
-        fields = parse_field_selector(field_selector) if field_selector else None
-        if fields is not None:
-            fields.check_supported(info.plural)
-        if (labels is None or labels.is_empty) and (fields is None or fields.is_empty):
-            return None
-
-        def match(obj: Obj) -> bool:
-            if labels is not None and not labels.matches(obj["metadata"].get("labels")):
-                return False
-            return fields is None or fields.matches(obj)
-        return match
-
-    @staticmethod
-    def _namespace_from(info: ResourceInfo, field_selector: str | None) -> str | None:
-        if not info.namespaced or not field_selector:
-            return None
-        return parse_field_selector(field_selector).value_for("metadata.namespace")
 
     def watch(self, resource: str, *, namespace: str | None = None,
               resource_version: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
         info = self.resource(resource)
-        match = self.matcher(info, label_selector, field_selector)
+        match = listing.matcher(info, label_selector, field_selector)
         meta.parse_revision(resource_version)             # a bad one fails before streaming
         return watching.watch(self, info, namespace=namespace, match=match,
                               resource_version=resource_version)
@@ -229,7 +173,7 @@ class ObjectService:
         """`watch` with events in stored form (for the HTTP stream); `progress` follows the
         revision seen so far."""
         info = self.resource(resource)
-        match = self.matcher(info, label_selector, field_selector)
+        match = listing.matcher(info, label_selector, field_selector)
         meta.parse_revision(resource_version)
         return watching.watch_raw(self, info, namespace=namespace, match=match,
                                   resource_version=resource_version, progress=progress)
