@@ -145,6 +145,14 @@ def run_async(main: Coroutine[Any, Any, T], *, loop: str = "uvloop") -> T:
     return asyncio.run(main)
 
 
+def bench_main(argv: list[str], parse: Callable[[list[str]], argparse.Namespace],
+               run: Callable[[argparse.Namespace], Coroutine[Any, Any, str]]) -> int:
+    """A benchmark module's `main`: parse argv (it has `--loop`), run, print the table."""
+    args = parse(argv)
+    print(run_async(run(args), loop=args.loop))
+    return 0
+
+
 # -- timing -----------------------------------------------------------------------------------
 
 async def ops_per_second(op: Callable[[int], Awaitable[object]], n: int, *,

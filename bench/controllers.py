@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from bench.common import add_loop_option, run_async, table
+from bench.common import add_loop_option, bench_main, table
 from control.api.local import LocalClient
 from control.api.objects import ObjectService
 from control.clock import RealClock
@@ -30,7 +32,8 @@ TEMPLATE: dict[str, Any] = {"metadata": {"labels": {"app": "web"}},
                             "spec": {"containers": [{"name": "c", "image": "knet/whoami"}]}}
 
 
-async def _cluster(nodes: int) -> LocalClient:
+async def memory_cluster(nodes: int) -> LocalClient:
+    """An API on a memory store with `nodes` Ready nodes (the benchmarks' cluster)."""
     objects = ObjectService(MemoryStore())
     await objects.start()
     client = LocalClient(objects)
@@ -64,37 +67,47 @@ async def _all_bound(client: LocalClient, n: int, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _with_controllers(client: LocalClient, n: int, kind: str) -> float:
+@contextlib.asynccontextmanager
+async def controllers_running(client: LocalClient, names: tuple[str, ...],
+                              *extra: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+                              ) -> AsyncIterator[None]:
+    """The named controllers (and `extra` loops, each given the stop event) run on client's
+    synced informers until the block ends."""
     stop = asyncio.Event()
     informers = InformerFactory(client)
-    runnables = build(client, clock=RealClock(), informers=informers, options=ControllerOptions(
-        controllers=("replicaset", "deployment", "scheduler")))
+    runnables = build(client, clock=RealClock(), informers=informers,
+                      options=ControllerOptions(controllers=names))
     await informers.start_and_sync(10)
     tasks = [asyncio.create_task(r.run(stop)) for r in runnables]
+    tasks += [asyncio.create_task(loop(stop)) for loop in extra]
     try:
-        t0 = time.perf_counter()
-        spec = {"replicas": n, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE}
-        group = "apps/v1"
-        resource = "replicasets" if kind == "ReplicaSet" else "deployments"
-        await client.create(resource, {"apiVersion": group, "kind": kind,
-                                       "metadata": {"name": "web"}, "spec": spec})
-        await _all_bound(client, n, timeout=60 + n / 10)
-        return time.perf_counter() - t0
+        yield
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await informers.stop()
 
 
+async def _with_controllers(client: LocalClient, n: int, kind: str) -> float:
+    async with controllers_running(client, ("replicaset", "deployment", "scheduler")):
+        t0 = time.perf_counter()
+        spec = {"replicas": n, "selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE}
+        resource = "replicasets" if kind == "ReplicaSet" else "deployments"
+        await client.create(resource, {"apiVersion": "apps/v1", "kind": kind,
+                                       "metadata": {"name": "web"}, "spec": spec})
+        await _all_bound(client, n, timeout=60 + n / 10)
+        return time.perf_counter() - t0
+
+
 async def run(args: argparse.Namespace) -> str:
     rows: list[list[Any]] = []
     for n in args.sizes:
-        client = await _cluster(2)
+        client = await memory_cluster(2)
         t0 = time.perf_counter()
         await _direct(client, n)
         rows.append([n, "direct create+bind", time.perf_counter() - t0])
         for kind in ("ReplicaSet", "Deployment"):
-            seconds = await _with_controllers(await _cluster(2), n, kind)
+            seconds = await _with_controllers(await memory_cluster(2), n, kind)
             rows.append([n, f"{kind} -> {n} pods bound", seconds])
     return table(["N", "path", "seconds"], rows, value_col=2, group_col=0,
                  ratio_title="vs direct", title="controllers: time to N bound pods (memory)")
@@ -109,9 +122,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse(argv)
-    print(run_async(run(args), loop=args.loop))
-    return 0
+    return bench_main(argv, parse, run)
 
 
 if __name__ == "__main__":

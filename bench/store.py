@@ -20,12 +20,12 @@ from pathlib import Path
 from bench.common import (
     Metric,
     add_loop_option,
+    bench_main,
     fanout_delays_ms,
     latencies_ms,
     median,
     ops_per_second,
     percentile,
-    run_async,
     side_by_side,
 )
 from control.store.base import Store, StoreEvent
@@ -138,9 +138,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse(argv)
-    print(run_async(run(args), loop=args.loop))
-    return 0
+    return bench_main(argv, parse, run)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from bench.common import add_loop_option, run_async, table
-from bench.controllers import _cluster
+from bench.common import add_loop_option, bench_main, table
+from bench.controllers import controllers_running, memory_cluster
 from control.api.local import LocalClient
 from control.clock import RealClock, rfc3339
-from control.controllers.manager import ControllerOptions, InformerFactory, build
 from control.errors import ApiError
 
 NAME = "workloads"
@@ -70,20 +69,9 @@ async def _kubelet(client: LocalClient, start: float, stop: asyncio.Event) -> No
 
 @contextlib.asynccontextmanager
 async def _running(nodes: int, start: float) -> AsyncIterator[LocalClient]:
-    client = await _cluster(nodes)
-    stop = asyncio.Event()
-    informers = InformerFactory(client)
-    runnables = build(client, clock=RealClock(), informers=informers,
-                      options=ControllerOptions(controllers=CONTROLLERS))
-    await informers.start_and_sync(10)
-    tasks = [asyncio.create_task(r.run(stop)) for r in runnables]
-    tasks.append(asyncio.create_task(_kubelet(client, start, stop)))
-    try:
+    client = await memory_cluster(nodes)
+    async with controllers_running(client, CONTROLLERS, lambda stop: _kubelet(client, start, stop)):
         yield client
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await informers.stop()
 
 
 async def _until(client: LocalClient, done: Callable[[list[dict[str, Any]]], bool],
@@ -172,9 +160,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse(argv)
-    print(run_async(run(args), loop=args.loop))
-    return 0
+    return bench_main(argv, parse, run)
 
 
 if __name__ == "__main__":
