@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import table
+from bench.common import Cell, table
 
 NAME = "capture"
 DESCRIPTION = ("packets/s knet capture -w keeps without loss vs tcpdump -w on the same veth, "
@@ -79,7 +79,7 @@ def tcpdump_stats(text: str) -> tuple[int, int]:
     return (int(cap.group(1)) if cap else 0, int(drop.group(1)) if drop else 0)
 
 
-def one_rate(rate: int, secs: float, tmp: Path) -> list[object]:
+def one_rate(rate: int, secs: float, tmp: Path) -> list[Cell]:
     from knet.flows.cluster import Iface
     from knet.flows.session import capture
 

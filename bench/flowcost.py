@@ -20,7 +20,7 @@ import statistics
 import time
 from multiprocessing.connection import Connection
 
-from bench.common import table
+from bench.common import Cell, table
 
 NAME = "flowcost"
 DESCRIPTION = "proxy conn/s, round trips/s, MB/s with the flow recorder on vs off (goal < 10%)"
@@ -135,7 +135,7 @@ def main(argv: list[str]) -> int:
     finally:
         server.terminate()
         server.join(5)
-    rows = [[step, name, statistics.median(got[(name, step)])] for step in steps
+    rows: list[list[Cell]] = [[step, name, statistics.median(got[(name, step)])] for step in steps
             for name in targets]
     print(f"loopback, proxy and backend in one uvloop process, client in another; medians of "
           f"{args.rounds} rounds of {args.seconds:g} s; load average {os.getloadavg()[0]:.1f} "

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import table
+from bench.common import Cell, table
 
 NAME = "hpa"
 DESCRIPTION = ("HPA walkthrough on 2 nodes: load start -> first scale-up and load stop -> "
@@ -74,7 +74,7 @@ def _wait(what: str, cond: Any, timeout: float) -> float:
     raise TimeoutError(f"{what}: not within {timeout}s")
 
 
-def _run(state: Path, window: int) -> list[list[object]]:
+def _run(state: Path, window: int) -> list[list[Cell]]:
     env = {**os.environ}
     subprocess.run([sys.executable, "-m", "knet.cli.main", "up", "--nodes", "2",
                     "--state-dir", str(state)], check=True, stdout=subprocess.DEVNULL, env=env)
