@@ -183,7 +183,8 @@ def nflog_source(netns: str | None) -> LogSource:
 
 
 async def start_enforcer(client: Client, *, node: str, netns: str | None,
-                         record: Callable[[FlowRecord], None]) -> PolicyEnforcer | None:
+                         record: Callable[[FlowRecord], None],
+                         informer: InformerFactory | None = None) -> PolicyEnforcer | None:
     """The enforcer on the real kernel (libnftables + NFLOG), started; None (logged) when this
     machine cannot program nftables — Services keep working, policies are not enforced."""
     from knet.dataplane.nft import LibNft
@@ -194,7 +195,7 @@ async def start_enforcer(client: Client, *, node: str, netns: str | None,
                   "install pip-nftables and libnftables1 (scripts/install.sh)", node, exc)
         return None
     enforcer = PolicyEnforcer(client, node=node, netns=netns, nft=nft, record=record,
-                              logs=nflog_source(netns))
+                              logs=nflog_source(netns), informer=informer)
     try:
         await enforcer.start()
     except Exception as exc:  # noqa: BLE001 - Services must keep working without it

@@ -99,6 +99,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     from knet.proxy.agent import start_node_proxy
     from knet.proxy.flows import FlowRing, flows_routes
+    from knet.sharedinformers import SharedInformers
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -125,14 +126,16 @@ async def _main(args: argparse.Namespace) -> int:
         {"udp_idle_timeout": args.udp_idle_timeout, "http_retries": args.http_retries,
          "http_timeout": args.http_timeout, "algorithm": args.algorithm, "routes": routes,
          "source_ip": source})
+    informers = SharedInformers()   # one watch per resource for all of this process's parts
     proxy = await start_node_proxy(
         client=client, node_name=args.node, netns=netns, node_ips=args.node_ip,  # type: ignore[arg-type]
-        dataplane=dataplane, flow_ring=ring, proxy_mode=args.proxy_mode, **mode_options)
+        dataplane=dataplane, flow_ring=ring, proxy_mode=args.proxy_mode, informer=informers,
+        **mode_options)
     netpol = None
     if not args.no_netpol:   # NetworkPolicy: its own loop in this process (knet/policy/enforcer.py)
         from knet.policy.enforcer import start_enforcer
         netpol = await start_enforcer(client, node=args.node, netns=netns,  # type: ignore[arg-type]
-                                      record=ring.record)
+                                      record=ring.record, informer=informers)
     try:
         if args.flows_port or args.flows_socket:   # after the start: the socket says "up"
             app = web.Application()
