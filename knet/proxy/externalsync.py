@@ -14,6 +14,7 @@ from typing import Protocol
 
 from knet.proxy.external import ExternalView
 from knet.proxy.healthcheck import HealthChecks
+from knet.proxy.refusals import listener_fileno
 from knet.proxy.sourceranges import detach, restrict
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,6 @@ class RouteAnnouncer(Protocol):
     async def announce(self, ip: str, via: str) -> None: ...
     async def withdraw(self, ip: str, via: str) -> None: ...
     async def close(self) -> None: ...
-
-
-def _fileno(listener: object) -> int | None:
-    """The listening socket of a TcpListener/HttpListener (its server) or UdpListener."""
-    server = getattr(listener, "_server", None)
-    if server is not None and server.sockets:
-        return int(server.sockets[0].fileno())
-    transport = getattr(listener, "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    return int(sock.fileno()) if sock is not None else None
 
 
 class ExternalSync:
@@ -66,7 +57,7 @@ class ExternalSync:
             del self.filters[lk]
         for lk, ln in listeners.items():
             ranges = self.view.ranges(lk[1]) if lk[1] in lb_ips else ()
-            fd = _fileno(ln)
+            fd = listener_fileno(ln)
             if fd is None or self.filters.get(lk, (fd, ())) == (fd, ranges):
                 continue
             try:
