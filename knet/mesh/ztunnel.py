@@ -221,3 +221,6 @@ class InPodMesh:
         for pl in list(self.pods.values()):
             await pl.stop(unredirect=False)
         self.pods.clear()
+        close = getattr(self.redirect, "close", None)   # NftRedirect's libnftables worker
+        if close is not None:
+            close()

@@ -7,6 +7,7 @@ certificate is refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 from pathlib import Path
@@ -23,6 +24,7 @@ from control.auth.types import UserInfo
 from control.errors import Invalid
 from control.models.meshsecurity import AuthorizationPolicy
 from knet.dataplane.meshredirect import NftRedirect
+from knet.dataplane.nft import FakeNft
 from knet.mesh.certs import LocalSigner, WorkloadCert, issue, spiffe_of
 from knet.mesh.direct import DirectPods
 from knet.mesh.guard import HBONE_PORT, PodGuard, Security, Workload
@@ -246,11 +248,39 @@ async def test_pod_ip_destination_goes_over_the_same_mtls_hop(world: Any) -> Non
 
 
 def test_the_in_pod_redirect_takes_pod_ips_but_never_the_proxys_own_dials() -> None:
-    prog = NftRedirect("10.96.0.0/12", pod_cidr="10.244.0.0/16").program("10.244.1.1")
-    lines = [line.strip() for line in prog.splitlines()]
-    mark = lines.index("meta mark 0x539 return")
-    pods = lines.index("ip daddr 10.244.0.0/16 tcp dport != 15008 redirect to :15001")
-    assert mark < lines.index("ip daddr 10.96.0.0/12 meta l4proto tcp redirect to :15001")
-    assert mark < lines.index("ip daddr 10.244.1.1 return") < pods
-    assert lines.index("fib daddr type local return") < pods
-    assert "10.244.0.0/16" not in NftRedirect("10.96.0.0/12").program("10.244.1.1")
+    rules = NftRedirect("10.96.0.0/12", pod_cidr="10.244.0.0/16").rules("10.244.1.1")
+    out = [json.dumps(r, sort_keys=True) for r in rules["output"]]
+
+    def at(*needles: str) -> int:
+        (i,) = [n for n, r in enumerate(out) if all(x in r for x in needles)]
+        return i
+
+    mark = at('"mark"', '"return"')
+    services = at('"addr": "10.96.0.0", "len": 12', '"redirect": {"port": 15001}')
+    pods = at('"addr": "10.244.0.0", "len": 16', '"op": "!=", "right": 15008',
+              '"redirect": {"port": 15001}')
+    assert mark < services and mark < at('"right": "10.244.1.1"', '"return"') < pods
+    assert at('"fib"', '"local"', '"return"') < pods
+    inbound = [json.dumps(r, sort_keys=True) for r in rules["prerouting"]]
+    assert '"field": "saddr"' in inbound[0] and '"return"' in inbound[0]
+    assert '"set": [15006, 15008]' in inbound[1] and '"redirect": {"port": 15006}' in inbound[1]
+    plain = NftRedirect("10.96.0.0/12").rules("10.244.1.1")
+    assert "10.244.0.0" not in json.dumps(plain["output"])
+
+
+def test_the_in_pod_redirect_is_one_transaction_replaced_in_place_and_removed() -> None:
+    async def run() -> None:
+        nft = FakeNft()
+        redirect = NftRedirect("10.96.0.0/12", pod_cidr="10.244.0.0/16", nft=nft)
+        await redirect.install("pod-ns", exempt="10.244.1.1")
+        await redirect.install("pod-ns", exempt="10.244.1.1")       # idempotent
+        listing = await nft.table("pod-ns", "ip", "knet_mesh")
+        assert listing is not None
+        chains = {o["chain"]["name"]: o["chain"] for o in listing if "chain" in o}
+        assert {n: (c["hook"], c["prio"]) for n, c in chains.items()} == {
+            "output": ("output", -100), "prerouting": ("prerouting", -100)}
+        assert sum("rule" in o for o in listing) == 7
+        await redirect.remove("pod-ns")
+        assert await nft.table("pod-ns", "ip", "knet_mesh") is None
+
+    asyncio.run(run())
