@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import Cluster, host_state
+from clusterkit import Cluster, cluster_up
 
 from knet.cni.runtime import CniDataplane
 from knet.dataplane.base import NodeSpec
@@ -105,16 +105,8 @@ async def _mixed(state: Path) -> None:
 
 @pytest.fixture(scope="module")
 def refcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("cniref")
-    c = Cluster(base / "state", base / "kubecache")
-    before = host_state(c.state_dir)
-    c.knet("up", "--nodes", "2", "--cni", "reference", "--state-dir", str(c.state_dir),
-           "--timeout", "90")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("cniref"), "--cni", "reference") as c:
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state(c.state_dir) == before, "knet down left something behind"
 
 
 def test_a_cluster_wired_by_the_reference_plugins(refcluster: Cluster) -> None:

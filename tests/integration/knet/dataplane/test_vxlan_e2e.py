@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import Cluster, host_state
+from clusterkit import Cluster, cluster_up
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.vxlan import VXLAN
 from scapy.utils import rdpcap
@@ -43,19 +43,11 @@ def netns(node: str, *cmd: str) -> str:
 
 @pytest.fixture(scope="module")
 def vx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("vxlan")
-    c = Cluster(base / "state", base / "kubecache")
-    before = host_state(c.state_dir)
-    c.knet("up", "--nodes", "2", "--backend", "vxlan", "--state-dir", str(c.state_dir),
-           "--timeout", "90")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("vxlan"), "--backend", "vxlan") as c:
         c.kubectl("apply", "-f", "-", input=pinned("client", "node-1", "busybox")
                   + "---" + pinned("web2", "node-2"))
         c.ready_pods("app in (client,web2)", 2, timeout=60)
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state(c.state_dir) == before, "knet down left something behind"
 
 
 def pod_ip(c: Cluster, name: str) -> str:

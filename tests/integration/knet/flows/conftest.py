@@ -6,22 +6,11 @@ that file (not copied)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "knet_cluster_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
-Cluster: Any = _mod.Cluster
-
-
-host_state = _mod.host_state  # the cluster tests' check: netns mounts and the state dir only
+from clusterkit import cluster_up
 
 
 def _deploy(name: str, replicas: int, node: str | None = None) -> str:
@@ -69,11 +58,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("flows")
-    c = Cluster(base / "state", base / "kubecache")
-    before = host_state(c.state_dir)
-    c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("flows")) as c:
         c.kubectl("apply", "-f", "-", input=MANIFESTS)
         c.ready_pods("app=web", 2)
         c.ready_pods("app=near", 1)
@@ -84,6 +69,3 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                                                      "kubernetes.io/service-name=web")
                                               ["items"][0].get("endpoints") or []) == 2)
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state(c.state_dir) == before, "knet down left something behind"

@@ -7,21 +7,13 @@ pod to itself is ignored, as upstream does). Probes are retried while the enforc
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "knet_cluster_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
-Cluster: Any = _mod.Cluster
+from clusterkit import cluster_up
 
 pytestmark = pytest.mark.root
 
@@ -45,10 +37,7 @@ MANIFESTS = "".join(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("netpol")
-    c = Cluster(base / "state", base / "kubecache")
-    c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("netpol")) as c:
         c.kubectl("apply", "-f", "-", input=MANIFESTS)
         for ns in NSS:
             c.wait(f"pods of {ns} running", lambda ns=ns: all(
@@ -56,8 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 for p in c.get("pods", "-n", ns)["items"]) and len(
                 c.get("pods", "-n", ns)["items"]) == 3, timeout=120)
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
 
 
 @pytest.fixture(autouse=True)

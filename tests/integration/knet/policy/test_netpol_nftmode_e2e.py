@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_netpol_e2e import Cluster, _client_pod, answers, apply, documents
+from clusterkit import cluster_up
+from test_netpol_e2e import _client_pod, answers, apply, documents
 
 pytestmark = pytest.mark.root
 
@@ -25,11 +26,7 @@ SERVER = {"apiVersion": "v1", "kind": "Pod",
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("netpol-nft")
-    c = Cluster(base / "state", base / "kubecache")
-    c.knet("up", "--nodes", "2", "--proxy-mode", "nftables", "--state-dir", str(c.state_dir),
-           "--timeout", "90")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("netpol-nft"), "--proxy-mode", "nftables") as c:
         c.kubectl("apply", "-f", "-", input=documents(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "np"}},
             SERVER, _client_pod("np", "allowed", "node-2", "allowed"),
@@ -39,8 +36,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         c.wait("pods running", lambda: [p["status"].get("phase") for p in c.get(
             "pods", "-n", "np")["items"]] == ["Running"] * 3, timeout=120)
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
 
 
 def test_a_policy_holds_through_the_kernels_dnat(cluster: Any) -> None:
