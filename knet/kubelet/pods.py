@@ -268,6 +268,13 @@ class PodWorker:
         log.info("%s: removed", self.key)
 
     # -- status --------------------------------------------------------------------------
+    def _take(self, answer: Obj) -> None:
+        """The pod as the status patch left it, unless the informer already gave a newer one:
+        the patch's answer can arrive after the watch event of a later change (a deletion
+        above all, which an older copy would hide: the pod would stay Terminating)."""
+        if _revision(answer) >= _revision(self.pod):
+            self.pod = answer
+
     def _mark(self) -> None:
         self._dirty.set()
 
@@ -284,15 +291,24 @@ class PodWorker:
                                 start_time=self.start_time, now=time.time(),
                                 ephemeral=self.ephemeral.statuses())
             try:
-                self.pod = await self.ctx.client.patch(
+                self._take(await self.ctx.client.patch(
                     "pods", self.pod["metadata"]["name"], {"status": status},
-                    namespace=self.pod["metadata"]["namespace"], subresource="status")
+                    namespace=self.pod["metadata"]["namespace"], subresource="status"))
             except NotFound:
                 return
             except ApiError as exc:
                 log.warning("%s: status update failed: %s", self.key, exc)
                 await asyncio.sleep(0.5)
                 self._dirty.set()
+
+
+def _revision(obj: Obj) -> int:
+    """The object's resourceVersion as a number (knet's are the store's revisions); -1 when
+    it has none, so that any answer replaces it."""
+    try:
+        return int(obj["metadata"].get("resourceVersion", -1))
+    except (TypeError, ValueError):
+        return -1
 
 
 def _host_nameserver() -> str:

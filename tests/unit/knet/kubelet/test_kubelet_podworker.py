@@ -160,3 +160,39 @@ async def test_a_pod_waits_for_its_claim_to_be_bound(node: NodeContext, tmp_path
     await stored_until(node, lambda p: p.get("status", {}).get("phase") == "Succeeded")
     assert data.is_dir()                 # made on first use, outside the pod directory
     await worker.shutdown()
+
+
+async def test_a_status_answer_older_than_the_deletion_never_hides_it(node: NodeContext) -> None:
+    """The race that left pods Terminating forever: the answer to a status patch (the object
+    before the deletion) arrives after the watch delivered the deletion. The worker must keep
+    the newer object and tear the pod down."""
+    pod = await make_pod(node, {"terminationGracePeriodSeconds": 1,
+                                "containers": [sh("app", "while :; do sleep 0.1; done")]})
+    worker = PodWorker(node, pod)
+    worker.start()
+    await stored_until(node, lambda p: p.get("status", {}).get("phase") == "Running")
+    real_patch = node.client.patch
+    held, deletion_seen = asyncio.Event(), asyncio.Event()
+
+    async def slow_patch(*args: Any, **kw: Any) -> Obj:
+        answer = await real_patch(*args, **kw)       # stored now, before the deletion
+        held.set()
+        await deletion_seen.wait()                   # ... but answered after it
+        return answer
+
+    node.client.patch = slow_patch  # type: ignore[method-assign]
+    worker._mark()                   # a status change: one patch goes out
+    await asyncio.wait_for(held.wait(), 5)
+    await node.client.delete("pods", "p", namespace="default")
+    worker.update(await node.client.get("pods", "p", namespace="default"))
+    deletion_seen.set()
+    node.client.patch = real_patch  # type: ignore[method-assign]
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await node.client.get("pods", "p", namespace="default")
+        except NotFound:
+            break
+        assert time.monotonic() < deadline, "the pod stayed Terminating"
+        await asyncio.sleep(0.05)
+    assert worker.done
