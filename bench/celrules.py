@@ -19,6 +19,7 @@ from control.api.celrules import Compiler
 from control.api.crd import CustomKind, info_of, storage_version
 from control.crds import mesh_crds
 from control.models.meshkinds import MESH_CHECKS
+from control.models.resources import ResourceInfo
 
 NAME = "celrules"
 DESCRIPTION = "ms per mesh-object admission with and without its CRD's CEL rules"
@@ -73,6 +74,15 @@ def _variant(obj: dict[str, Any], i: int) -> dict[str, Any]:
     return out
 
 
+def _admission(kind: CustomKind, info: ResourceInfo, obj: dict[str, Any],
+               offset: int | None) -> Callable[[int], object]:
+    """Call i admits a distinct variant of obj (offset: where the variants start), or obj
+    itself when offset is None."""
+    def admit(i: int) -> object:
+        return kind(info, obj if offset is None else _variant(obj, offset + i), None)
+    return admit
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench celrules")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -92,15 +102,13 @@ def main(argv: list[str]) -> int:
         compile_ms = (time.perf_counter() - start) * 1e3
         plain = CustomKind(schema, check=MESH_CHECKS.get(crd_name))
         with_cel = CustomKind(schema, check=MESH_CHECKS.get(crd_name), rules=rules)
-        kind = info.kind
-        rows.append([kind, f"compile {rules.compiled} rules (first admission)", compile_ms])
-        rows.append([kind, "admit, no CEL", per_call_ms(
-            lambda i, o=obj, k=plain: k(info, _variant(o, i), None), seconds=args.seconds)])
-        rows.append([kind, "admit with CEL, new object", per_call_ms(
-            lambda i, o=obj, k=with_cel: k(info, _variant(o, i + 10**6), None),
-            seconds=args.seconds)])
-        rows.append([kind, "admit with CEL, same object again", per_call_ms(
-            lambda i, o=obj, k=with_cel: k(info, o, None), seconds=args.seconds)])
+        label = info.kind
+        rows.append([label, f"compile {rules.compiled} rules (first admission)", compile_ms])
+        for work, kind, offset in (("admit, no CEL", plain, 0),
+                                   ("admit with CEL, new object", with_cel, 10**6),
+                                   ("admit with CEL, same object again", with_cel, None)):
+            rows.append([label, work, per_call_ms(
+                _admission(kind, info, obj, offset), seconds=args.seconds)])
     print(table(["kind", "work", "ms"], rows, value_col=2, group_col=0,
                 ratio_title="vs first", title="CRD admission with CEL rules (celpy)"))
     return 0
