@@ -326,6 +326,10 @@ def _evaluate(rule: Rule, bound: dict[str, Any]) -> tuple[bool, str] | None:
         result = rule.program.evaluate(args)
     except CELEvalError as exc:
         return True, _eval_error(exc, rule)
+    except Exception as exc:  # noqa: BLE001 - celpy's own failure must not fail the request
+        log.warning("rule %r: celpy failed: %r", rule.text, exc)
+        return True, f"{type(exc).__name__}: {exc} evaluating rule: {rule.error_string}"
+
     if isinstance(result, celtypes.BoolType) and bool(result):
         return None
     return False, _message(rule, args) or rule.message or f"failed rule: {rule.text.strip()}"
