@@ -206,7 +206,29 @@ def _program(env: Any, text: str) -> Any:
     unknown = sorted(set(_called(ast)) - KNOWN)
     if unknown:
         raise ValueError(f"undeclared reference to {', '.join(unknown)}")
-    return env.program(ast, functions=FUNCTIONS)
+    return env.program(_flatten(ast), functions=FUNCTIONS)
+
+
+# grammar levels whose one-child nodes celpy's evaluator only passes through (`expr` kept:
+# macros and the ternary read their arguments as expr nodes)
+_PASS_THROUGH = frozenset({"conditionalor", "conditionaland", "relation", "addition",
+                           "multiplication", "unary", "member"})
+
+
+def _flatten(tree: lark.Tree[Any]) -> lark.Tree[Any]:
+    """Skip the one-child pass-through levels of the parse tree (`self` is nine nodes deep
+    in it): the same evaluation with fewer visits, about twice as fast."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for i, child in enumerate(node.children):
+            while (isinstance(child, lark.Tree) and child.data in _PASS_THROUGH
+                   and len(child.children) == 1 and isinstance(child.children[0], lark.Tree)):
+                child = child.children[0]
+            node.children[i] = child
+            if isinstance(child, lark.Tree):
+                stack.append(child)
+    return tree
 
 
 def _called(tree: lark.Tree[Any]) -> Iterable[str]:
