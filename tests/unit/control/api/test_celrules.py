@@ -115,3 +115,61 @@ def test_a_rule_that_does_not_compile_is_skipped_and_counted() -> None:
     rules.validate(errs, {"spec": {"x": 0}}, None)
     assert (rules.compiled, rules.skipped) == (1, 1)
     assert [c.message for c in errs.causes] == ['Invalid value: "object": failed rule: self.x > 1']
+
+
+def test_the_flattened_parse_tree_evaluates_as_celpy_s_own(monkeypatch: Any) -> None:
+    """celrules skips the parse tree's pass-through levels for speed: on mutated Gateways and
+    HTTPRoutes every rule outcome equals that of celpy's unflattened tree."""
+    import copy
+    import random
+
+    from control.api import celrules
+    from control.api.crd import storage_version
+
+    crds = {c["spec"]["names"]["kind"]: c for c in mesh_crds()}
+    seeds: list[dict[str, Any]] = [{"kind": "Gateway", "spec": {"gatewayClassName": "knet", "listeners": [
+                 {"name": "a", "protocol": "HTTPS", "port": 443, "hostname": "a.example",
+                  "tls": {"mode": "Terminate", "certificateRefs": [{"name": "c"}]}},
+                 {"name": "b", "protocol": "TCP", "port": 80}]}},
+             {"kind": "HTTPRoute", "spec": {"parentRefs": [{"name": "gw"}], "rules": [
+                 {"matches": [{"path": {"type": "PathPrefix", "value": "/a"}}],
+                  "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {
+                      "type": "ReplacePrefixMatch", "replacePrefixMatch": "/b"}}}],
+                  "backendRefs": [{"name": "web", "port": 80, "kind": "Service"}]}]}}]
+    rng = random.Random(7)
+
+    def compiled() -> dict[str, Any]:
+        out = {}
+        for kind, crd in crds.items():
+            if kind in ("Gateway", "HTTPRoute"):
+                rules = Compiler().rules_of(crd, storage_version(crd) or {})
+                assert rules is not None and rules.tree is not None      # compiled now
+                out[kind] = rules
+        return out
+
+    flat = compiled()
+    with monkeypatch.context() as m:
+        m.setattr(celrules, "_flatten", lambda tree: tree)
+        plain = compiled()
+
+    def outcomes(rules: Any, obj: dict[str, Any]) -> list[Any]:
+        errs = FieldErrors()
+        rules.validate(errs, obj, None)
+        return [(c.field, c.message) for c in errs.causes]
+
+    failing = 0
+    for _ in range(60):
+        obj = copy.deepcopy(rng.choice(seeds))
+        items = rng.choice([v for v in obj["spec"].values() if isinstance(v, list)])
+        item = items[0]
+        key = rng.choice(sorted(item))
+        if rng.random() < 0.4:
+            del item[key]
+        elif rng.random() < 0.5:
+            items.append(copy.deepcopy(item))
+        elif isinstance(item[key], str):
+            item[key] = rng.choice(["", "TCP", "HTTP", "x/../y"])
+        got = outcomes(flat[obj["kind"]], obj)
+        assert got == outcomes(plain[obj["kind"]], obj), obj
+        failing += bool(got)
+    assert failing > 10        # the mutations do break rules
