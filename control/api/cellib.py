@@ -45,6 +45,21 @@ class Optional:
         return f"optional({self.inner!r})" if self.inner is not None else "optional.none()"
 
 
+class UnorderedList(celtypes.ListType):
+    """A `x-kubernetes-list-type: set | map` list: equality ignores order, as in Kubernetes
+    (items are unique, so same length and each item in the other is equality)."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (list, celtypes.ListType)):
+            raise TypeError(f"no such overload: ListType == {type(other)}")
+        return len(self) == len(other) and all(any(x == y for y in other) for x in self)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _str(x: Any) -> str:
     if not isinstance(x, str):
         raise TypeError(f"expected a string, got {type(x).__name__}")
@@ -257,7 +272,10 @@ def to_cel(s: Any, value: Any, *, root: bool = False) -> Any:
         return celtypes.MapType({celtypes.StringType(k): to_cel(extra, v)
                                  for k, v in value.items() if v is not None})
     if isinstance(value, list):
-        return celtypes.ListType([to_cel(s.get("items"), v) for v in value])
+        items = [to_cel(s.get("items"), v) for v in value]
+        if s.get("x-kubernetes-list-type") in ("set", "map"):
+            return UnorderedList(items)
+        return celtypes.ListType(items)
     if isinstance(value, bool):
         return celtypes.BoolType(value)
     if isinstance(value, (int, float)) and s.get("type") == "number":

@@ -83,6 +83,15 @@ LIST_MAP = {"type": "object", "properties": {"items": {
             {"rule": "self < 100", "message": "too big"}]}}}}}}
 
 
+def test_set_and_map_lists_compare_regardless_of_order() -> None:
+    schema = {"type": "object", "properties": {"tags": {
+        "type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"},
+        "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "immutable"}]}}}
+    assert check(schema, {"tags": ["b", "a"]}, {"tags": ["a", "b"]})[0] == []
+    assert check(schema, {"tags": ["a", "c"]}, {"tags": ["a", "b"]})[0] == [
+        'tags: Invalid value: "array": immutable']
+
+
 def test_transition_rules_correlate_list_map_items_by_key() -> None:
     old = {"items": [{"name": "a", "size": 5}, {"name": "b", "size": 5}]}
     new = {"items": [{"name": "b", "size": 4}, {"name": "c", "size": 1}, {"name": "a", "size": 6}]}
