@@ -10,6 +10,7 @@ each failure worded as kube-apiserver's (`spec.cronSpec: Invalid value: "x": spe
 body should match '^...$'`). Several served versions share the stored objects with
 conversion `None` (control.api.conversion): only apiVersion differs, each version's schema
 validates what is written through it. The scale subresource follows the CRD's JSON paths.
+`x-kubernetes-validations` (CEL) rules run after the schema (control.api.celrules).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema  # type: ignore[import-untyped]
 
-from control.api import meta
+from control.api import celrules, meta
 from control.errors import ApiError, BadRequest, Cause
 from control.models import names
 from control.models.fielderrors import FieldErrors
@@ -133,8 +134,10 @@ class CustomKind:
     """The admission of one custom kind: prune, default, validate."""
 
     def __init__(self, schema: Obj | None, columns: list[Obj] | None = None,
-                 subresources: Obj | None = None, check: SemanticCheck | None = None) -> None:
+                 subresources: Obj | None = None, check: SemanticCheck | None = None,
+                 rules: celrules.Rules | None = None) -> None:
         self.check = check
+        self.rules = rules                   # its x-kubernetes-validations (CEL), if any
         self.subresources = tuple(s for s in ("status", "scale") if s in (subresources or {}))
         self.columns = columns or [{"name": "Age", "type": "date",
                                     "jsonPath": ".metadata.creationTimestamp"}]
@@ -155,13 +158,21 @@ class CustomKind:
         _prune(self.schema, obj, top=True)
         _default(self.schema, obj)
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        blocking = False
         for e in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
             _cause(errs, e)
+            blocking = blocking or e.validator in _BLOCKING
         _list_types(self.schema, obj, "", errs)
+        if self.rules is not None:
+            celrules.run(self.rules, errs, obj, old, blocked=blocking)
         if self.check is not None:      # with the schema's causes, as CEL rules are
             _add_new_causes(errs, self.check, obj)
         errs.raise_if_any(kind=info.kind, group=info.group, name=name)
         return obj, errs.warnings
+
+
+# schema failures after which kube-apiserver runs no CEL rule (strategy.go's hasBlockingErr)
+_BLOCKING = frozenset({"type", "required", "enum", "maxLength", "maxItems", "maxProperties"})
 
 
 def _add_new_causes(errs: FieldErrors, check: SemanticCheck, obj: Obj) -> None:
@@ -324,6 +335,7 @@ class CRDs:
         self.objects = objects
         self.on_change = on_change          # e.g. OpenAPI.invalidate
         self.checks = dict(checks or {})
+        self.cel = celrules.Compiler()      # each rule compiled once, shared by versions
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -358,10 +370,10 @@ class CRDs:
         registry = self.objects.registry
         taken = registry.taken(info.plural, name)
         if not taken:
-            kinds = {v.get("name", ""): CustomKind((v.get("schema") or {}).get("openAPIV3Schema"),
-                                                   v.get("additionalPrinterColumns"),
-                                                   v.get("subresources"), self.checks.get(name))
-                     for v in (crd.get("spec") or {}).get("versions") or ()}
+            kinds = {v.get("name", ""): CustomKind(
+                (v.get("schema") or {}).get("openAPIV3Schema"), v.get("additionalPrinterColumns"),
+                v.get("subresources"), self.checks.get(name), self.cel.rules_of(crd, v))
+                for v in (crd.get("spec") or {}).get("versions") or ()}
             kind = kinds[info.version]
             kind.by_version = kinds
             registry.set_custom(name, info, kind)
