@@ -96,3 +96,10 @@ def test_custom_resources_in_lists_are_checked_like_the_server(kubectl: Kubectl)
     assert refused.returncode == 1
     assert ('ValidationError(CronTab.spec): unknown field "cronSpc" in '
             "com.example.v2.v1.CronTab.spec") in refused.stderr
+
+
+def test_explain_reads_the_v2_models_too(kubectl: Kubectl) -> None:  # noqa: F811
+    out = kubectl("explain", "deployment.spec.replicas", "--output=plaintext-openapiv2")
+    assert "FIELD:    replicas <integer>" in out and "Number of desired pods." in out
+    out = kubectl("explain", "pods.spec", "--output=plaintext-openapiv2")
+    assert "RESOURCE: spec <Object>" in out and "activeDeadlineSeconds\t<integer>" in out
