@@ -8,9 +8,10 @@ kubectl asks for this form, never the JSON one, when it validates on the client 
 with kube-openapi's util/proto. The encoder is table-driven: each message maps JSON keys to
 (field number, type) copied from the .proto; `x-*` keys become NamedAny whose Any.yaml is
 the value as JSON text (JSON is YAML). Proto3 zero values are left out, except in oneofs
-(`additionalProperties: false` must reach the client). Like kube-apiserver's v2 document, a
-schema that is only `allOf: [{$ref}]` (the v3 idiom) is sent as a plain `$ref`, which is
-what util/proto follows; keys the v2 message lacks (v3's `nullable`, `oneOf`) are dropped.
+(`additionalProperties: false` must reach the client). Schemas are first made v2 the way
+kube-apiserver makes them (`_v2_schema`): `allOf: [{$ref}]` (the v3 idiom) becomes the plain
+`$ref` that util/proto follows, and CRD schemas get apiextensions' ToStructuralOpenAPIV2
+rules; keys the v2 message lacks (v3's `nullable`, `oneOf`) are dropped.
 """
 
 from __future__ import annotations
