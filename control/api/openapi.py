@@ -8,20 +8,23 @@ from a hand-written table: each served ResourceInfo whose group/version/kind ups
 gets its schema and those it references. Documents are built on first request (the
 definitions take ~0.2 s to load, off the event loop), kept as bytes with a strong ETag, and
 answered with 304 to `If-None-Match`, like kube-openapi's handler; a v3 group-version URL
-carrying a stale `?hash=` is redirected to the current one.
+carrying a stale `?hash=` is redirected to the current one. `/openapi/v2` is also served as
+gnostic protobuf (control.api.openapiproto), which kubectl's client-side validation asks for;
+like kube-openapi's handler, it carries the JSON document's ETag (the response varies by Accept).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from control.api import codec
+from control.api import codec, openapiproto
 from control.api.schemas import KUBE_VERSION, REF_V3, Definitions
 from control.models.resources import RESOURCES, ResourceInfo
 
@@ -66,6 +69,7 @@ class OpenAPI:
         self._v3: dict[str, Doc] | None = None
         self._root: Doc | None = None
         self._v2: Doc | None = None
+        self._v2_proto: Doc | None = None
 
     async def definitions(self) -> Definitions:
         if self._defs is None:
@@ -76,7 +80,7 @@ class OpenAPI:
 
     def invalidate(self) -> None:
         """The served resources changed (a CustomResourceDefinition): rebuild on next read."""
-        self._v3 = self._root = self._v2 = None
+        self._v3 = self._root = self._v2 = self._v2_proto = None
 
     def _by_gv(self) -> dict[tuple[str, str], list[ResourceInfo]]:
         out: dict[tuple[str, str], list[ResourceInfo]] = {}
@@ -107,6 +111,15 @@ class OpenAPI:
             self._v2 = Doc.of({"swagger": "2.0", "info": _INFO, "paths": paths,
                                "definitions": definitions}, v2=True)
         return self._v2
+
+    async def v2_proto(self) -> Doc:
+        """The v2 document as gnostic protobuf, encoded once per schema change (off the loop)."""
+        doc = await self.v2()
+        if self._v2_proto is None or self._v2_proto.etag != doc.etag:
+            body = await asyncio.to_thread(
+                lambda: openapiproto.encode_document(json.loads(doc.body)))
+            self._v2_proto = Doc(body, doc.etag)
+        return self._v2_proto
 
 
 def _roots(defs: Definitions, infos: Iterable[ResourceInfo]) -> list[str]:
@@ -177,17 +190,32 @@ def gv_document(defs: Definitions, infos: list[ResourceInfo],
             "components": {"schemas": schemas}}
 
 
-def _respond(request: web.Request, doc: Doc, *, immutable: bool = False) -> web.Response:
+def _respond(request: web.Request, doc: Doc, *, immutable: bool = False,
+             content_type: str = "application/json") -> web.Response:
     headers = {"ETag": doc.etag, "Vary": "Accept",
                "Cache-Control": "public, immutable" if immutable else "no-cache, private"}
     if doc.etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=doc.body, content_type="application/json", headers=headers)
+    return web.Response(body=doc.body, headers={**headers, "Content-Type": content_type})
 
 
-def _wants_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "")
-    return not accept or "json" in accept or "*/*" in accept
+def _v2_form(request: web.Request) -> str | None:
+    """"json", "proto" or None (406): the best Accept clause (by q, then order) that
+    kube-openapi's handler would serve."""
+    clauses: list[tuple[float, int, str]] = []
+    for n, clause in enumerate((request.headers.get("Accept") or "*/*").split(",")):
+        mime, *params = (part.strip() for part in clause.split(";"))
+        quality = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            clauses.append((-float(quality), n, mime))
+        except ValueError:
+            continue
+    for negated, _, mime in sorted(clauses):
+        if negated < 0 and mime in ("application/json", "application/*", "*/*"):
+            return "json"
+        if negated < 0 and mime in openapiproto.ACCEPTED:
+            return "proto"
+    return None
 
 
 def build_routes(app: web.Application, openapi: OpenAPI | None = None) -> OpenAPI:
@@ -210,7 +238,10 @@ def build_routes(app: web.Application, openapi: OpenAPI | None = None) -> OpenAP
         return _respond(request, doc, immutable=bool(want))
 
     async def v2_handler(request: web.Request) -> web.Response:
-        if not _wants_json(request):        # the protobuf form is not served
+        form = _v2_form(request)
+        if form == "proto":
+            return _respond(request, await api.v2_proto(), content_type=openapiproto.CONTENT_TYPE)
+        if form is None:
             raise web.HTTPNotAcceptable()
         return _respond(request, await api.v2())
 
