@@ -70,20 +70,20 @@ SETUP = "---".join([
 ])
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("upstream")
-    c = Cluster(base / "state", base / "kubecache")
-    c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90",
-           "--proxy-algorithm", "least-connections")
-    try:
+@pytest.fixture(scope="module", params=_mod.PROXY_MODES)
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One cluster per kube-proxy mode: every test runs against both (a test of the
+    userspace proxy's own features skips the nftables one)."""
+    algorithm = ["--proxy-algorithm", "least-connections"] if request.param == "userspace" \
+        else []
+    with _mod.up(tmp_path_factory.mktemp(f"upstream-{request.param}"), *algorithm,
+                 mode=request.param) as c:
         c.kubectl("apply", "-f", "-", input=SETUP)
         c.ready_pods("app=web", 2)
         c.wait("clients running", lambda: all(
             c.get("pod", p)["status"].get("phase") == "Running" for p in ("client-1", "client-2")))
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
 
 
 def apply(c: Any, manifest: str) -> None:
