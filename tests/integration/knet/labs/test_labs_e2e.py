@@ -73,6 +73,7 @@ BROKEN = [
     ("28", ["dataplane=none"], "step 8 (host: knet mesh stat -n ... does not match"),
     ("29", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
     ("31", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
+    ("33", ["policy=Cluster"], "output does not contain 'RemoteAddr: 172.18.0.1:'"),  # masqueraded
 ]
 
 
