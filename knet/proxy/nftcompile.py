@@ -295,7 +295,7 @@ class _Elements:
         index = json.dumps(key)
         have = self.maps[name]
         if index in have:
-            if have[index][-1] != owner:
+            if have[index][-1] != owner and name != "cluster-ips":   # ports share their IP
                 log.error("%s: %s %s is already %s's; not programmed for this one", owner,
                           name, key, have[index][-1])
             return
