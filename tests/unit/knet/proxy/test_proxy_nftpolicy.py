@@ -261,3 +261,21 @@ def test_the_nft_proxier_serves_health_checks_and_announces_its_addresses() -> N
         assert host == {}                                      # withdrawn at stop
 
     asyncio.run(run())
+
+
+def test_flows_name_connections_to_a_load_balancer_address() -> None:
+    from knet.dataplane.conntrack import IPS_DST_NAT, CtEvent
+
+    s = svc(node_port=30080, lb_ip="172.18.255.1", externalTrafficPolicy="Local")
+    sp = sp_of(s)
+    view = ExternalView("node-1", [NODE_IP])
+    view.update({"default/web": s}, [slices()])
+    ring = FlowRing()
+    flows = ConntrackFlows("node-1", ring, node_ips=[NODE_IP])
+    flows.set_table({sp.key: sp}, view.addresses)
+    flows.on_event(CtEvent("new", 1, 6, "172.18.0.1", 40000, "172.18.255.1", 80, HERE[0], 8080,
+                           "172.18.0.1", IPS_DST_NAT, "SYN_SENT"))
+    (rec,) = ring.records()
+    assert (rec.service, rec.endpoint_pod, rec.client_ip) == ("default/web", "default/here",
+                                                              "172.18.0.1")
+    assert "numgen random mod 1" in rec.reason            # the Local set: this node's one
