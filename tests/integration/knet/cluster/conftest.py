@@ -3,7 +3,6 @@ the test sandbox), driven with the real kubectl, and `knet down` at the end."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -47,7 +46,6 @@ spec:
 
 class Cluster:
     def __init__(self, state_dir: Path, cache_dir: Path) -> None:
-        self.mode = "userspace"   # kube-proxy's mode (`knet up --proxy-mode`)
         self.state_dir = state_dir
         self.kubeconfig = state_dir / "kubeconfig"
         self.cache_dir = cache_dir
@@ -144,18 +142,12 @@ def host_state(state_dir: Path) -> str:
     return "\n".join(out)
 
 
-PROXY_MODES = ["userspace", "nftables"]   # params of a fixture whose tests run in both modes
-
-
-@contextlib.contextmanager
-def up(base: Path, *args: str, mode: str = "userspace") -> Iterator[Cluster]:
-    """`knet up --nodes 2` with kube-proxy in `mode` (and `args`), `knet down` after, and
-    nothing left behind on the host."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("cluster")
     c = Cluster(base / "state", base / "kubecache")
-    c.mode = mode
     before = host_state(c.state_dir)
     c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90",
-           *(["--proxy-mode", mode] if mode != "userspace" else []), *args,
            env={"KNET_NODE_MONITOR_GRACE": "10", "KNET_POD_EVICTION_GRACE": "1"})
     try:
         yield c
@@ -163,9 +155,3 @@ def up(base: Path, *args: str, mode: str = "userspace") -> Iterator[Cluster]:
         c.knet("down", "--state-dir", str(c.state_dir), check=False)
         assert host_state(c.state_dir) == before, "knet down left something behind"
         assert not c.state_dir.exists()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with up(tmp_path_factory.mktemp("cluster")) as c:
-        yield c

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import PROXY_MODES, WEB_DEPLOYMENT, Cluster, client_pod, up
+from conftest import WEB_DEPLOYMENT, Cluster, client_pod, host_state
+from proxymodes import PROXY_MODES, in_mode
 
 NODE_IPS = {"node-1": "172.18.0.2", "node-2": "172.18.0.3"}
 
@@ -92,7 +93,9 @@ spec:
 def cluster(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """conftest's cluster, once per kube-proxy mode: every test here runs in both."""
-    with up(tmp_path_factory.mktemp(f"lb-{request.param}"), mode=request.param) as c:
+    base = tmp_path_factory.mktemp(f"lb-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
+                 host_state=host_state) as c:
         yield c
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxymodes import PROXY_MODES, in_mode
 
 _spec = importlib.util.spec_from_file_location(
     "knet_cluster_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
@@ -70,15 +71,16 @@ SETUP = "---".join([
 ])
 
 
-@pytest.fixture(scope="module", params=_mod.PROXY_MODES)
+@pytest.fixture(scope="module", params=PROXY_MODES)
 def cluster(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One cluster per kube-proxy mode: every test runs against both (a test of the
     userspace proxy's own features skips the nftables one)."""
     algorithm = ["--proxy-algorithm", "least-connections"] if request.param == "userspace" \
         else []
-    with _mod.up(tmp_path_factory.mktemp(f"upstream-{request.param}"), *algorithm,
-                 mode=request.param) as c:
+    base = tmp_path_factory.mktemp(f"upstream-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param, *algorithm,
+                 host_state=_mod.host_state) as c:
         c.kubectl("apply", "-f", "-", input=SETUP)
         c.ready_pods("app=web", 2)
         c.wait("clients running", lambda: all(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxymodes import PROXY_MODES, in_mode
 
 from knet.flows.cluster import NodeView, proxy_flows
 
@@ -29,10 +30,12 @@ _spec.loader.exec_module(_mod)
 Cluster: Any = _mod.Cluster
 
 
-@pytest.fixture(scope="module", params=_mod.PROXY_MODES)
+@pytest.fixture(scope="module", params=PROXY_MODES)
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """knet up --nodes 2 ... knet down, once per kube-proxy mode."""
-    with _mod.up(tmp_path_factory.mktemp(f"srcip-{request.param}"), mode=request.param) as c:
+    base = tmp_path_factory.mktemp(f"srcip-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
+                 host_state=_mod.host_state) as c:
         yield c
 
 
