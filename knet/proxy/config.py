@@ -73,6 +73,7 @@ class ServicePort:
     external_verdict: str = SERVE
     scope: str = ""  # "external": the port as NodePort/LB traffic sees it (external_side)
     external_local: bool = False  # externalTrafficPolicy: Local (client source kept, source.py)
+    internal_local: bool = False  # internalTrafficPolicy: Local (`endpoints` are this node's)
 
     @property
     def key(self) -> str:
@@ -201,7 +202,7 @@ def service_ports(service: Obj, slices: list[Obj], node: str = "") -> list[Servi
             port_name=name, cluster_ip=cluster_ip, port=p["port"], protocol=protocol,
             node_port=p.get("nodePort") if with_node_port else None,
             app_protocol=p.get("appProtocol"), affinity_seconds=affinity,
-            external_local=etp_local, endpoints=internal.endpoints, algorithm=algorithm,
+            external_local=etp_local, internal_local=itp_local, endpoints=internal.endpoints, algorithm=algorithm,
             verdict=internal.verdict,
             why=internal.why, external=external.endpoints if external else None,
             external_verdict=external.verdict if external else internal.verdict))

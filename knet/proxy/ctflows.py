@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from knet.dataplane.conntrack import CtEvent
 from knet.dataplane.nflog import Logged
 from knet.proxy.config import ServicePort, ServiceTable
-from knet.proxy.flows import ERROR, REFUSED, FlowRecord, FlowRing
-from knet.proxy.nftcompile import endpoint_chain
+from knet.proxy.flows import DROPPED, ERROR, REFUSED, FlowRecord, FlowRing
+from knet.proxy.nftcompile import DROP_PREFIX, endpoint_chain
 
 __all__ = ["ConntrackFlows", "stale_udp_endpoints"]
 
 PROTOS = {6: "TCP", 17: "UDP"}
 CLOSED = ("TIME_WAIT", "CLOSE")
+Frontends = Callable[[ServicePort], "list[tuple[str, int]]"]
 Counters = Callable[[CtEvent], "tuple[int, int] | None"]
 
 
@@ -65,13 +66,16 @@ class ConntrackFlows:
     def __repr__(self) -> str:
         return f"<ConntrackFlows {self.node} {len(self.by_dst)} frontends {len(self.open)} open>"
 
-    def set_table(self, table: ServiceTable) -> None:
+    def set_table(self, table: ServiceTable, external: Frontends | None = None) -> None:
+        """`external(sp)`: where outside traffic reaches the port (NodePorts, LoadBalancer
+        addresses, externalIPs: ExternalView.addresses); None: its NodePort on each node IP."""
         by_dst: dict[tuple[str, str, int], ServicePort] = {}
         for sp in table.values():
             by_dst.setdefault((sp.protocol, sp.cluster_ip, sp.port), sp)
-            if sp.node_port:
-                for ip in self.node_ips:
-                    by_dst.setdefault((sp.protocol, ip, sp.node_port), sp)
+            outside = external(sp) if external is not None else \
+                [(ip, sp.node_port) for ip in self.node_ips if sp.node_port]
+            for ip, port in outside:
+                by_dst.setdefault((sp.protocol, ip, port), sp.external_side())
         self.by_dst, self.table = by_dst, table
 
     def on_event(self, ev: CtEvent, counters: Counters | None = None) -> None:
@@ -90,7 +94,8 @@ class ConntrackFlows:
             self._close(ev, op, counters(ev) if counters is not None else None)
 
     def on_refused(self, pkt: Logged) -> None:
-        """A packet the reject chain logged: a connection to a service without endpoints."""
+        """A packet the reject chain (a service without endpoints) or the drop chain (a Local
+        traffic policy without endpoints here) logged."""
         proto = pkt.protocol.upper() if pkt.protocol in ("tcp", "udp") else None
         sp = self.by_dst.get((proto, pkt.dst, pkt.dport)) if proto else None
         if sp is None or proto is None:
@@ -100,12 +105,15 @@ class ConntrackFlows:
                 and now - self._last_refused[1] < 1.0:
             return                              # the same packet seen at two hooks
         self._last_refused = (key, now)
+        dropped = pkt.prefix == DROP_PREFIX
         self.ring.record(FlowRecord(
             time=self.wall(), node=self.node, protocol=proto.lower(), client_ip=pkt.src,
             client_port=pkt.sport, service=sp.service, service_port=sp.port,
-            port_name=sp.port_name, verdict=REFUSED,
-            reason="nftables reject-chain (no endpoints)",
-            error="the service has no ready endpoints: rejected (ICMP port unreachable)"))
+            port_name=sp.port_name, verdict=DROPPED if dropped else REFUSED,
+            reason="nftables drop-chain (Local traffic policy)" if dropped else
+            "nftables reject-chain (no endpoints)",
+            error=f"no local endpoints on {self.node}: dropped" if dropped else
+            "the service has no ready endpoints: rejected (ICMP port unreachable)"))
 
     def _new(self, ev: CtEvent) -> None:
         proto = PROTOS.get(ev.proto)

@@ -4,7 +4,11 @@ A `ConfigTracker` like the userspace `Proxier`, but nothing listens: every appli
 compiled by `nftcompile.compile_sync` into one nftables transaction on the node's netns
 (through `knet.dataplane.nft.Nft`), and the kernel DNATs Service traffic in prerouting/output.
 Flow records come from conntrack (`ctflows.ConntrackFlows` fed by the dataplane's
-`ConntrackWatch`). `stop()` deletes the table: nothing of this mode outlives the process.
+`ConntrackWatch`). Traffic from outside is read from the same wire objects as the userspace
+mode (external.py: LoadBalancer addresses, externalIPs, source ranges) and compiled into the
+table; the healthCheckNodePort servers and the host-side announcements of LoadBalancer
+addresses are externalsync.py's, as in the userspace mode. `stop()` deletes the table:
+nothing of this mode outlives the process.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from knet.dataplane.nflog import NflogReader
 from knet.dataplane.nft import Nft
 from knet.proxy.config import ConfigTracker, ServiceTable
 from knet.proxy.ctflows import ConntrackFlows, stale_udp_endpoints
+from knet.proxy.external import ExternalView
+from knet.proxy.externalsync import ExternalSync, RouteAnnouncer
 from knet.proxy.flows import FlowRing
+from knet.proxy.healthcheck import HealthChecks
 from knet.proxy.nftcompile import FAMILY, NFLOG_GROUP, TABLE, NftState, compile_sync
 from knet.proxy.sockets import SocketMaker
 
@@ -44,8 +51,9 @@ class NftProxier(ConfigTracker):
     def __init__(self, node_name: str, *, nft: Nft, netns: str | None = None,
                  node_ips: Iterable[str] = (), flow_ring: FlowRing | None = None,
                  cluster_cidr: str = DEFAULT_CLUSTER_CIDR, conntrack: bool = True,
-                 close_nft: bool = False, delay: float = 0.05) -> None:
-        super().__init__(apply=self._apply, delay=delay)
+                 close_nft: bool = False, delay: float = 0.05,
+                 routes: RouteAnnouncer | None = None) -> None:
+        super().__init__(apply=self._apply, delay=delay, node=node_name)
         self.node_name, self.netns, self.nft = node_name, netns, nft
         self.close_nft = close_nft              # the proxier made `nft` and closes it at stop
         self.node_ips = tuple(node_ips)
@@ -56,6 +64,9 @@ class NftProxier(ConfigTracker):
         self.state: NftState | None = None      # None: the next sync makes the table anew
         self.syncs = 0
         self.watch: EventSource | None = None
+        self.external = ExternalView(node_name, self.node_ips)   # LoadBalancer, externalIPs
+        self.routes = routes
+        self._external_sync: ExternalSync | None = None
         if conntrack:
             watch = ConntrackWatch(netns, lambda ev: self.flows.on_event(ev, watch.counters))
             self.watch = watch
@@ -74,6 +85,14 @@ class NftProxier(ConfigTracker):
             self._sockets = SocketMaker(self.netns)
         return self._sockets
 
+    @property
+    def external_sync(self) -> ExternalSync:
+        """Health check servers and announcements (made on first use: they need the netns)."""
+        if self._external_sync is None:
+            self._external_sync = ExternalSync(self.external, HealthChecks(
+                self.sockets, self.node_ips), self.routes)
+        return self._external_sync
+
     def start_flows(self) -> None:
         """Start reading conntrack events (needs the running loop)."""
         if self.watch is not None:
@@ -91,7 +110,9 @@ class NftProxier(ConfigTracker):
                 self.refusals = None
 
     async def _apply(self, table: ServiceTable) -> None:
-        compiled = compile_sync(table, cluster_cidr=self.cluster_cidr, previous=self.state)
+        self.external.update(self._services, self._slices.values())
+        compiled = compile_sync(table, cluster_cidr=self.cluster_cidr, previous=self.state,
+                                externals=self.external.by_service, node_ips=self.node_ips)
         try:
             await self.nft.apply(self.netns, compiled.commands)
         except OSError:
@@ -99,8 +120,10 @@ class NftProxier(ConfigTracker):
             raise
         self.state = compiled.state
         stale = stale_udp_endpoints(self.flows.table, table)
-        self.flows.set_table(table)
+        self.flows.set_table(table, self.external.addresses)
         self.syncs += 1
+        if self._external_sync is not None or self.routes is not None or self.external.health():
+            await self.external_sync.sync({})  # healthCheckNodePorts, host-side announcements
         if stale and self.watch is not None:
             try:
                 gone = self.watch.delete(lambda e: e.proto == 17 and e.dnat
@@ -121,6 +144,8 @@ class NftProxier(ConfigTracker):
             self.watch.stop()
         if self.refusals is not None:
             self.refusals.close()
+        if self._external_sync is not None:
+            await self._external_sync.stop()
         try:
             if await self.nft.delete_table(self.netns, FAMILY, TABLE):
                 log.info("%s: nftables table %s %s deleted", self.node_name, FAMILY, TABLE)

@@ -108,11 +108,12 @@ async def _main(args: argparse.Namespace) -> int:
     netns = None if args.netns == "-" else (args.netns or f"knet-{args.node}")
     client = _client(args)
     dataplane = routes = None
-    if not args.no_addresses and args.proxy_mode == "userspace":  # nftables: DNAT, no addresses
+    if not args.no_addresses:
         from knet.dataplane.hostroutes import HostRoutes
+        routes = HostRoutes(args.state_dir / "dataplane", args.node)  # LoadBalancer addresses
+    if not args.no_addresses and args.proxy_mode == "userspace":  # nftables: DNAT, no addresses
         from knet.dataplane.netlink import NetlinkDataplane
         dataplane = NetlinkDataplane(args.state_dir / "dataplane")
-        routes = HostRoutes(args.state_dir / "dataplane", args.node)  # LoadBalancer addresses
     ring = FlowRing()
     runner = metrics = None
     source = None
@@ -122,7 +123,7 @@ async def _main(args: argparse.Namespace) -> int:
                                        state_dir=args.state_dir / "dataplane",
                                        enabled=args.preserve_source_ip)
     mode_options: dict[str, Any] = (
-        {"cluster_cidr": args.cluster_cidr} if args.proxy_mode == "nftables" else
+        {"cluster_cidr": args.cluster_cidr, "routes": routes} if args.proxy_mode == "nftables" else
         {"udp_idle_timeout": args.udp_idle_timeout, "http_retries": args.http_retries,
          "http_timeout": args.http_timeout, "algorithm": args.algorithm, "routes": routes,
          "source_ip": source})

@@ -8,7 +8,8 @@ drop the host (outside) and let pods (inside) through; externalTrafficPolicy Loc
 announced by the node with the endpoint, and healthCheckNodePort answers 200 there and 503 on
 the other node in kube-proxy's shape; an externalIP that is a node's address is served there;
 `allocateLoadBalancerNodePorts: false` allocates no nodePort; bad source ranges are a 422;
-deleting a Service gives its address to the one waiting for it."""
+deleting a Service gives its address to the one waiting for it. Each test runs in both
+kube-proxy modes (userspace listeners, nftables DNAT), one cluster per mode."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod
+import pytest
+from conftest import WEB_DEPLOYMENT, Cluster, client_pod, host_state
+from proxymodes import PROXY_MODES, in_mode
 
 NODE_IPS = {"node-1": "172.18.0.2", "node-2": "172.18.0.3"}
 
@@ -83,6 +87,16 @@ spec:
   externalIPs: [172.18.0.2]
   ports: [{port: 8081, targetPort: http}]
 """ + "---" + client_pod()
+
+
+@pytest.fixture(scope="module", params=PROXY_MODES)
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """conftest's cluster, once per kube-proxy mode: every test here runs in both."""
+    base = tmp_path_factory.mktemp(f"lb-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
+                 host_state=host_state) as c:
+        yield c
 
 
 def _columns(c: Cluster, name: str) -> dict[str, str]:

@@ -74,6 +74,7 @@ BROKEN = [
     ("29", ["class=istio"], "step 10 (wait for get=gateway store"),   # no controller
     ("31", ["type=NodePort"], "step 5 (wait for get=service web"),     # never an address
     ("33", ["policy=Cluster"], "step 16 (host: ... 2 value(s), expected 1"),  # SNAT, both answer
+    ("34", ["policy=Cluster"], "output does not contain 'RemoteAddr: 172.18.0.1:'"),  # masqueraded
 ]
 
 

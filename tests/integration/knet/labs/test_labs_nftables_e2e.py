@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from test_labs_e2e import LAB_ENV, knet
 
-# labs whose lesson holds in both modes (06 and 07 carry nftables-mode steps of their own)
-BOTH_MODES = ["04", "06", "07", "08", "12"]
+# labs whose lesson holds in both modes (06, 07 and 34 carry nftables-mode steps of their own)
+BOTH_MODES = ["04", "06", "07", "08", "12", "33", "34"]
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,10 @@ def test_lab_06_fails_in_nftables_mode_when_every_request_is_pinned(nft_state: P
              "--set", "affinity=ClientIP")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "lab 06 FAILED" in r.stdout and "distinct value(s)" in r.stdout, r.stdout
+
+
+def test_lab_34_fails_in_nftables_mode_when_the_nodeport_masquerades(nft_state: Path) -> None:
+    r = knet("lab", "check", "34", "--reuse", "--state-dir", str(nft_state),
+             "--set", "policy=Cluster")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "lab 34 FAILED" in r.stdout and "RemoteAddr: 172.18.0.1:" in r.stdout, r.stdout

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxymodes import PROXY_MODES, in_mode
 
 _spec = importlib.util.spec_from_file_location(
     "knet_cluster_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
@@ -70,20 +71,21 @@ SETUP = "---".join([
 ])
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("upstream")
-    c = Cluster(base / "state", base / "kubecache")
-    c.knet("up", "--nodes", "2", "--state-dir", str(c.state_dir), "--timeout", "90",
-           "--proxy-algorithm", "least-connections")
-    try:
+@pytest.fixture(scope="module", params=PROXY_MODES)
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One cluster per kube-proxy mode: every test runs against both (a test of the
+    userspace proxy's own features skips the nftables one)."""
+    algorithm = ["--proxy-algorithm", "least-connections"] if request.param == "userspace" \
+        else []
+    base = tmp_path_factory.mktemp(f"upstream-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param, *algorithm,
+                 host_state=_mod.host_state) as c:
         c.kubectl("apply", "-f", "-", input=SETUP)
         c.ready_pods("app=web", 2)
         c.wait("clients running", lambda: all(
             c.get("pod", p)["status"].get("phase") == "Running" for p in ("client-1", "client-2")))
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
 
 
 def apply(c: Any, manifest: str) -> None:
@@ -138,10 +140,19 @@ def test_should_be_rejected_when_no_endpoints_exist(cluster: Any) -> None:
                                                             ("udp", "REFUSED")}
     text = cluster.knet("flows", "--service", "no-pods", "--state-dir",
                         str(cluster.state_dir)).stdout
-    assert "REFUSED tcp reject" in text and "(no endpoints)" in text
+    how = "reject" if cluster.mode == "userspace" else "nftables reject-chain"
+    assert f"REFUSED tcp {how}" in text and "(no endpoints)" in text
+
+
+def userspace_only(c: Any, why: str) -> None:
+    if c.mode != "userspace":
+        pytest.skip(f"the userspace proxy's own: {why}")
 
 
 def test_should_be_rejected_when_no_endpoints_exist_flood_leaks_no_fd(cluster: Any) -> None:
+    # nftables: no proxy fd is involved, and the kernel rate-limits the ICMP errors its
+    # reject rule sends (icmp_ratelimit), as for kube-proxy's own nftables and iptables modes
+    userspace_only(cluster, "its sockets under a flood")
     proxy_pid = _proxy_pid(cluster, "node-1")
     fds = len(list(Path(f"/proc/{proxy_pid}/fd").iterdir()))
     ip = cluster.get("svc", "no-pods")["spec"]["clusterIP"]
@@ -324,6 +335,7 @@ def test_trafficDistribution_PreferClose_keeps_traffic_on_the_node(cluster: Any)
 
 
 def test_balancing_algorithms_per_cluster_and_per_service(cluster: Any) -> None:
+    userspace_only(cluster, "balancing algorithms (nftables picks by numgen random)")
     apply(cluster, service("algo-sh", "web", annotations="{knet.dev/proxy-algorithm: source-hash}")
           + "---" + service("algo-random", "web",
                             annotations="{knet.dev/proxy-algorithm: random}"))

@@ -5,7 +5,9 @@ curl from pods, the answer's host must be the client pod's IP). Here from a pod 
 backend's node and from one on the other node, over TCP, UDP and the L7 (appProtocol http)
 path; a pod reaching itself through its Service (hairpin) still works, masqueraded to the
 node as kube-proxy does; a NodePort reached from the host with externalTrafficPolicy Cluster
-shows the node's address; flow records say which source the backend saw."""
+shows the node's address, with Local the host's own; flow records say which source the
+backend saw. Every test runs against both kube-proxy modes (userspace, nftables) but those about
+the userspace proxy's own machinery."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxymodes import PROXY_MODES, in_mode
 
 from knet.flows.cluster import NodeView, proxy_flows
 
@@ -27,7 +30,20 @@ assert _spec is not None and _spec.loader is not None
 _mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_mod)
 Cluster: Any = _mod.Cluster
-cluster = _mod.cluster  # the module-scoped fixture: knet up --nodes 2 ... knet down
+
+
+@pytest.fixture(scope="module", params=PROXY_MODES)
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """knet up --nodes 2 ... knet down, once per kube-proxy mode."""
+    base = tmp_path_factory.mktemp(f"srcip-{request.param}")
+    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
+                 host_state=_mod.host_state) as c:
+        yield c
+
+
+def userspace_only(c: Cluster) -> None:
+    if c.mode != "userspace":
+        pytest.skip("about the userspace proxy's own source-IP machinery (IP_TRANSPARENT)")
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 HOST_IP = "172.18.0.1"
@@ -173,6 +189,7 @@ def _flows(c: Cluster) -> list[dict[str, Any]]:
 
 
 def test_flow_records_say_the_source_the_backend_saw(app: Cluster) -> None:
+    userspace_only(app)
     start = time.time()
     client = _ip(app, "pause-1")
     answer = _curl(app, "pause-1", "http://sourceip-2/clientip")
@@ -197,6 +214,7 @@ def _node_tables(node: str) -> str:
 def test_turned_off_backends_see_the_node_and_the_reply_path_is_gone(app: Cluster) -> None:
     """What `knet up --no-preserve-source-ip` records, applied to node-1's kube-proxy: it is
     restarted by `knet up` from the record, removes its node's reply path and masquerades."""
+    userspace_only(app)
     from knet.cluster import procs
     from knet.cluster.state import ClusterRecord, proxy_role
 
