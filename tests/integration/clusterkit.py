@@ -19,7 +19,11 @@ from typing import Any
 
 import pytest
 
-__all__ = ["WEB_DEPLOYMENT", "Cluster", "client_pod", "cluster", "cluster_up", "host_state"]
+__all__ = ["FAST_NODE_FAILURE", "PROXY_MODES", "WEB_DEPLOYMENT", "Cluster", "client_pod",
+           "cluster", "cluster_up", "host_state", "in_mode"]
+
+PROXY_MODES = ["userspace", "nftables"]   # `knet up --proxy-mode`: in_mode runs a module in each
+FAST_NODE_FAILURE = {"KNET_NODE_MONITOR_GRACE": "10", "KNET_POD_EVICTION_GRACE": "1"}
 
 # A whoami Deployment with a readiness probe, and a client pod: used by several test files.
 WEB_DEPLOYMENT = """
@@ -56,6 +60,7 @@ class Cluster:
         self.state_dir = state_dir
         self.kubeconfig = state_dir / "kubeconfig"
         self.cache_dir = cache_dir
+        self.mode = "userspace"      # the kube-proxy mode it was brought up in (in_mode)
 
     def knet(self, *args: str, check: bool = True, timeout: float = 180,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -169,7 +174,18 @@ def cluster_up(base: Path, *flags: str, nodes: int = 2, timeout: float = 90,
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A 2-node cluster for one test module (node failure noticed in 10 s, as tests need)."""
-    with cluster_up(tmp_path_factory.mktemp("cluster"),
-                    env={"KNET_NODE_MONITOR_GRACE": "10", "KNET_POD_EVICTION_GRACE": "1"}) as c:
+    with cluster_up(tmp_path_factory.mktemp("cluster"), env=FAST_NODE_FAILURE) as c:
         yield c
     assert not c.state_dir.exists()
+
+
+@contextlib.contextmanager
+def in_mode(base: Path, mode: str, *flags: str) -> Iterator[Cluster]:
+    """`cluster_up` with kube-proxy mode `mode` (one of PROXY_MODES) and `cluster.mode` set, for
+    a module-scoped fixture with `params=PROXY_MODES`: every test of the module runs against
+    a userspace cluster, then an nftables one (a test of one mode's own feature skips the
+    other, saying why)."""
+    mode_flags = ["--proxy-mode", mode] if mode != "userspace" else []
+    with cluster_up(base, *mode_flags, *flags, env=FAST_NODE_FAILURE) as c:
+        c.mode = mode
+        yield c

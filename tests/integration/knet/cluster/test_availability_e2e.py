@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WEB_DEPLOYMENT, Cluster, host_state
+from clusterkit import WEB_DEPLOYMENT, Cluster, host_state
 
 APP = WEB_DEPLOYMENT + """---
 apiVersion: v1

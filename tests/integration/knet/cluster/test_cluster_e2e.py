@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod
+from clusterkit import WEB_DEPLOYMENT, Cluster, client_pod
 
 WEB = WEB_DEPLOYMENT + "---" + client_pod()
 

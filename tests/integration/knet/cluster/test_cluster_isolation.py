@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Cluster
+from clusterkit import Cluster
 
 PODS = """
 apiVersion: v1

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import WEB_DEPLOYMENT, Cluster
+from clusterkit import WEB_DEPLOYMENT, Cluster
 
 from control.store.etcd_server import LocalEtcd
 

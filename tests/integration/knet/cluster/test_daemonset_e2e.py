@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import WEB_DEPLOYMENT, Cluster
+from clusterkit import WEB_DEPLOYMENT, Cluster
 
 DS = "fluentd-elasticsearch"
 NS = "kube-system"

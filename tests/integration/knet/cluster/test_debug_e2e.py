@@ -6,7 +6,7 @@ bad input: a pod that is gone (the 404 names it, through the official Python cli
 from __future__ import annotations
 
 import pytest
-from conftest import Cluster
+from clusterkit import Cluster
 
 APP = """
 apiVersion: v1

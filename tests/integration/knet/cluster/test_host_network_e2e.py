@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import Cluster, client_pod
+from clusterkit import Cluster, client_pod
 
 pytestmark = pytest.mark.root
 

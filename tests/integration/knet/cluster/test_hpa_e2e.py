@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Cluster
+from clusterkit import Cluster
 
 pytestmark = pytest.mark.root
 

@@ -10,7 +10,7 @@ import json
 import subprocess
 
 import yaml
-from conftest import Cluster, client_pod
+from clusterkit import Cluster, client_pod
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

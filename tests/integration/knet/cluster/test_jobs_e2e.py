@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Cluster
+from clusterkit import Cluster
 
 pytestmark = pytest.mark.root
 

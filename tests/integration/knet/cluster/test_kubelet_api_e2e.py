@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod
+from clusterkit import WEB_DEPLOYMENT, Cluster, client_pod
 
 from control.api.ca import ClusterCA, Identity
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
+from clusterkit import Cluster
 
 GRPC_SERVER = Path(__file__).parents[3] / "unit/knet/kubelet/grpc_health_server.py"
 PODS = f"""

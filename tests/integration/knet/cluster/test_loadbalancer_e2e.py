@@ -22,8 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod, host_state
-from proxymodes import PROXY_MODES, in_mode
+from clusterkit import PROXY_MODES, WEB_DEPLOYMENT, Cluster, client_pod, in_mode
 
 NODE_IPS = {"node-1": "172.18.0.2", "node-2": "172.18.0.3"}
 
@@ -93,9 +92,7 @@ spec:
 def cluster(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """conftest's cluster, once per kube-proxy mode: every test here runs in both."""
-    base = tmp_path_factory.mktemp(f"lb-{request.param}")
-    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
-                 host_state=host_state) as c:
+    with in_mode(tmp_path_factory.mktemp(f"lb-{request.param}"), request.param) as c:
         yield c
 
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Cluster
+from clusterkit import Cluster
 
 # The marker's name is unique per run: a container's /tmp may be the host's (then a marker
 # left by an earlier run would pass the probe at once).

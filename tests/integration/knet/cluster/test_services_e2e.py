@@ -9,7 +9,7 @@ import collections
 import time
 import urllib.request
 
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod
+from clusterkit import WEB_DEPLOYMENT, Cluster, client_pod
 
 from knet.flows.cluster import NodeView, proxy_flows
 

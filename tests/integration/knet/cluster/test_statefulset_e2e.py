@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Cluster, client_pod
+from clusterkit import Cluster, client_pod
 
 from knet.runtime import images
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import WEB_DEPLOYMENT, Cluster, client_pod
+from clusterkit import WEB_DEPLOYMENT, Cluster, client_pod
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Cluster
+from clusterkit import Cluster
 
 PI_POD = """
 apiVersion: v1

@@ -8,7 +8,6 @@ when the proxy stops or the cluster goes down."""
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import os
 import signal
@@ -17,19 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from clusterkit import cluster_up
 
 from knet.flows.cluster import NodeView, proxy_flows
-
-_spec = importlib.util.spec_from_file_location(
-    "cluster_e2e_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_e2e = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_e2e)
-Cluster, host_state = _e2e.Cluster, _e2e.host_state
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 APP = f"""
@@ -96,21 +88,14 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("nftmode")
-    c = Cluster(base / "state", base / "kubecache")
-    before = host_state(c.state_dir)
-    c.knet("up", "--nodes", "2", "--proxy-mode", "nftables", "--state-dir", str(c.state_dir),
-           "--timeout", "120")
-    try:
+    with cluster_up(tmp_path_factory.mktemp("nftmode"), "--proxy-mode", "nftables",
+                    timeout=120) as c:
         c.kubectl("apply", "-f", "-", input=APP + "---" + client_pod("client", "node-1")
                   + "---" + client_pod("client2", "node-2"))
         c.ready_pods("app=web", 4, timeout=90)
         c.ready_pods("!app", 2, timeout=60)
         yield c
-    finally:
-        c.knet("down", "--state-dir", str(c.state_dir), check=False)
-        assert host_state(c.state_dir) == before, "knet down left something behind"
-        assert "kube-proxy" not in _nft_tables(None)
+    assert "kube-proxy" not in _nft_tables(None)
 
 
 def _nft_tables(netns: str | None) -> str:

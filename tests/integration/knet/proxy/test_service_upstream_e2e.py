@@ -11,7 +11,6 @@ The `Cluster` helper is tests/integration/knet/cluster/conftest.py's, loaded fro
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import subprocess
 import time
@@ -21,14 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxymodes import PROXY_MODES, in_mode
-
-_spec = importlib.util.spec_from_file_location(
-    "knet_cluster_conftest", Path(__file__).parents[1] / "cluster" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
-Cluster: Any = _mod.Cluster
+from clusterkit import PROXY_MODES, in_mode
 
 
 def pinned(name: str, node: str, *, labels: str = "{}", image: str = "busybox",
@@ -78,9 +70,8 @@ def cluster(request: pytest.FixtureRequest,
     userspace proxy's own features skips the nftables one)."""
     algorithm = ["--proxy-algorithm", "least-connections"] if request.param == "userspace" \
         else []
-    base = tmp_path_factory.mktemp(f"upstream-{request.param}")
-    with in_mode(Cluster(base / "state", base / "kubecache"), request.param, *algorithm,
-                 host_state=_mod.host_state) as c:
+    with in_mode(tmp_path_factory.mktemp(f"upstream-{request.param}"), request.param,
+                 *algorithm) as c:
         c.kubectl("apply", "-f", "-", input=SETUP)
         c.ready_pods("app=web", 2)
         c.wait("clients running", lambda: all(

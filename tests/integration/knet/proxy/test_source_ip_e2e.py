@@ -12,32 +12,20 @@ the userspace proxy's own machinery."""
 from __future__ import annotations
 
 import dataclasses
-
-import importlib.util
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
-from proxymodes import PROXY_MODES, in_mode
+from clusterkit import PROXY_MODES, Cluster, in_mode
 
 from knet.flows.cluster import NodeView, proxy_flows
-
-_spec = importlib.util.spec_from_file_location(
-    "knet_cluster_conftest_srcip", Path(__file__).parents[1] / "cluster" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_mod = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mod)
-Cluster: Any = _mod.Cluster
 
 
 @pytest.fixture(scope="module", params=PROXY_MODES)
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """knet up --nodes 2 ... knet down, once per kube-proxy mode."""
-    base = tmp_path_factory.mktemp(f"srcip-{request.param}")
-    with in_mode(Cluster(base / "state", base / "kubecache"), request.param,
-                 host_state=_mod.host_state) as c:
+    with in_mode(tmp_path_factory.mktemp(f"srcip-{request.param}"), request.param) as c:
         yield c
 
 
