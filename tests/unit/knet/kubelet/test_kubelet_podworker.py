@@ -64,6 +64,18 @@ async def stored_until(ctx: NodeContext, cond: Any, timeout: float = 20.0) -> Ob
         await asyncio.sleep(0.05)
 
 
+async def removed_from_api(ctx: NodeContext, timeout: float = 15.0) -> None:
+    """Until the pod is gone from the API: the worker finished its deletion (grace 0)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await ctx.client.get("pods", "p", namespace="default")
+        except NotFound:
+            return
+        assert time.monotonic() < deadline, "the pod stayed Terminating: never removed from the API"
+        await asyncio.sleep(0.05)
+
+
 def sh(name: str, script: str) -> Obj:
     return {"name": name, "image": "busybox", "command": ["sh", "-c", script]}
 
@@ -121,14 +133,7 @@ async def test_deletion_stops_gracefully_and_finishes_in_the_api(node: NodeConte
     assert running["status"]["containerStatuses"][0]["ready"] is True
     await node.client.delete("pods", "p", namespace="default")
     worker.update(await node.client.get("pods", "p", namespace="default"))
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            await node.client.get("pods", "p", namespace="default")
-        except NotFound:
-            break
-        assert time.monotonic() < deadline, "the pod was never removed from the API"
-        await asyncio.sleep(0.05)
+    await removed_from_api(node)
     assert said.read_text().strip() == "bye"        # SIGTERM first, within the grace
     assert worker.done
     assert not (tmp_path / "pods").exists() or not any((tmp_path / "pods").iterdir())
@@ -187,12 +192,5 @@ async def test_a_status_answer_older_than_the_deletion_never_hides_it(node: Node
     worker.update(await node.client.get("pods", "p", namespace="default"))
     deletion_seen.set()
     node.client.patch = real_patch  # type: ignore[method-assign]
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            await node.client.get("pods", "p", namespace="default")
-        except NotFound:
-            break
-        assert time.monotonic() < deadline, "the pod stayed Terminating"
-        await asyncio.sleep(0.05)
+    await removed_from_api(node)
     assert worker.done
