@@ -69,7 +69,7 @@ class ServicePort:
     algorithm: str | None = None           # the Service's annotation; None: the cluster's
     verdict: str = SERVE                   # with no endpoints: topology.REJECT or DROP
     why: str = ""                          # how the endpoints were chosen (topology.py)
-    external: tuple[Endpoint, ...] | None = None  # NodePort/LB traffic's; None: `endpoints`
+    external: tuple[Endpoint, ...] | None = None  # NodePort/LB/externalIP traffic's; None: `endpoints`
     external_verdict: str = SERVE
     scope: str = ""  # "external": the port as NodePort/LB traffic sees it (external_side)
     external_local: bool = False  # externalTrafficPolicy: Local (client source kept, source.py)
@@ -183,6 +183,9 @@ def service_ports(service: Obj, slices: list[Obj], node: str = "") -> list[Servi
     distribution = spec.get("trafficDistribution") or ""
     algorithm = _algorithm(service)
     with_node_port = spec.get("type") in ("NodePort", "LoadBalancer")
+    # traffic to node ports, LoadBalancer IPs and externalIPs is external (kube-proxy's
+    # categories): externalTrafficPolicy, never internalTrafficPolicy, picks its endpoints
+    externally_reachable = with_node_port or bool(spec.get("externalIPs"))
     affinity = _affinity(spec)
     out = []
     for p in spec.get("ports") or []:
@@ -196,7 +199,7 @@ def service_ports(service: Obj, slices: list[Obj], node: str = "") -> list[Servi
         cands = _slice_candidates(slices, name, protocol, target)
         internal = select(cands, node=node, local=itp_local, distribution=distribution)
         external = (select(cands, node=node, local=etp_local, distribution=distribution)
-                    if with_node_port and itp_local != etp_local else None)
+                    if externally_reachable and itp_local != etp_local else None)
         out.append(ServicePort(
             namespace=meta.get("namespace") or "default", name=meta.get("name", ""),
             port_name=name, cluster_ip=cluster_ip, port=p["port"], protocol=protocol,

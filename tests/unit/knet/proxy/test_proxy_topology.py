@@ -95,6 +95,16 @@ def test_node_port_keeps_cluster_endpoints_when_only_internal_is_local() -> None
     assert sp.external_side() is sp  # both Local: one set, one key
 
 
+def test_external_ips_of_a_cluster_ip_service_are_external_traffic() -> None:
+    """internalTrafficPolicy governs ClusterIP traffic only: traffic to an externalIP is
+    external (externalTrafficPolicy, default Cluster), as kube-proxy categorizes it."""
+    sl = slices(ep("10.244.1.2", "node-1", **READY), ep("10.244.2.2", "node-2", **READY))
+    s = svc(internalTrafficPolicy="Local", externalIPs=["172.18.100.5"])
+    (sp,) = service_ports(s, sl, "node-1")
+    assert [e.ip for e in sp.endpoints] == ["10.244.1.2"]
+    assert [e.ip for e in sp.external_side().endpoints] == ["10.244.1.2", "10.244.2.2"]
+
+
 def test_prefer_close_keeps_same_node_endpoints_when_there_are_some() -> None:
     sl = slices(ep("10.244.1.2", "node-1", **READY), ep("10.244.2.2", "node-2", **READY),
                 ep("10.244.2.3", "node-2", **READY))
