@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from control.addresses import CLUSTER_DNS_IP
 from knet.cni import plugin
 from knet.cni.spec import (
     CniError,
@@ -38,7 +39,7 @@ __all__ = ["CNI_PATH", "MODES", "CniDataplane", "cni_dataplane", "node_cni_dir"]
 log = logging.getLogger(__name__)
 CNI_PATH = os.environ.get("KNET_CNI_PATH", "/usr/lib/cni")
 MODES = ("builtin", "reference")
-DNS_IP = "10.96.0.10"
+DNS_IP = CLUSTER_DNS_IP
 PLUGIN_TIMEOUT = 30.0
 Obj = dict[str, Any]
 

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from control.addresses import POD_CIDR
 from knet.dataplane.conntrack import ConntrackWatch, CtEvent
 from knet.dataplane.nflog import NflogReader
 from knet.dataplane.nft import Nft
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EventSource", "NftProxier"]
 
-DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+DEFAULT_CLUSTER_CIDR = POD_CIDR
 
 
 class EventSource(Protocol):

@@ -27,6 +27,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from control.addresses import POD_CIDR
+
 __all__ = ["Origin", "SourcePolicy"]
 
 
@@ -60,7 +62,7 @@ class SourcePolicy:
 
     __slots__ = ("_cluster", "_node", "cluster_pods", "node_ips", "node_pods")
 
-    def __init__(self, node_pods: str, *, cluster_pods: str = "10.244.0.0/16",
+    def __init__(self, node_pods: str, *, cluster_pods: str = POD_CIDR,
                  node_ips: frozenset[str] | set[str] | tuple[str, ...] = ()) -> None:
         self.node_pods, self.cluster_pods = node_pods, cluster_pods
         self.node_ips = frozenset(node_ips)

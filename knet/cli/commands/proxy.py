@@ -20,6 +20,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from control.addresses import POD_CIDR
 from knet.errors import UsageError
 from knet.proxy.balancer import ALGORITHMS
 
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--proxy-mode", choices=["userspace", "nftables"], default="userspace",
                    help="userspace (default): listeners in this process; nftables: kube-proxy's "
                    "nftables mode, the kernel DNATs (table ip kube-proxy in the node's netns)")
-    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+    p.add_argument("--cluster-cidr", default=POD_CIDR,
                    help="pod CIDR: nftables mode masquerades Service traffic from outside it")
     p.add_argument("--udp-idle-timeout", type=float, default=0.25, metavar="SECONDS")
     p.add_argument("--algorithm", default="round-robin",
@@ -111,9 +112,9 @@ async def _main(args: argparse.Namespace) -> int:
     if not args.no_addresses:
         from knet.dataplane.hostroutes import HostRoutes
         routes = HostRoutes(args.state_dir / "dataplane", args.node)  # LoadBalancer addresses
-    if not args.no_addresses and args.proxy_mode == "userspace":  # nftables: DNAT, no addresses
-        from knet.dataplane.netlink import NetlinkDataplane
-        dataplane = NetlinkDataplane(args.state_dir / "dataplane")
+        if args.proxy_mode == "userspace":  # nftables mode DNATs: no ClusterIPs on knet-svc
+            from knet.dataplane.netlink import NetlinkDataplane
+            dataplane = NetlinkDataplane(args.state_dir / "dataplane")
     ring = FlowRing()
     runner = metrics = None
     source = None
